@@ -1,0 +1,66 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Every plugin is one target under plugins/<name>, depending on AnduinCore only.
+// Adding one: a folder, a line in `plugins` below, and a line in Sources/anduin/Plugins.swift.
+let plugins = ["in_tail", "filter_parse", "out_file", "out_stdout", "out_blackhole"]
+
+let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+var targets: [Target] = [
+    .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                   providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", pkgConfig: "liblz4",
+                   providers: [.apt(["liblz4-dev"])]),
+    .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                   providers: [.apt(["libcurl4-openssl-dev"])]),
+    .target(
+        name: "AnduinCore",
+        dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ],
+        path: "Sources/AnduinCore",
+        swiftSettings: swift6
+    ),
+    .executableTarget(
+        name: "anduin",
+        dependencies: ["AnduinCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            + plugins.map { .target(name: $0) },
+        path: "Sources/anduin",
+        swiftSettings: swift6
+    ),
+    .testTarget(
+        name: "AnduinCoreTests",
+        dependencies: ["AnduinCore"],
+        path: "Tests/AnduinCoreTests",
+        swiftSettings: swift6
+    ),
+    .testTarget(
+        name: "PluginTests",
+        dependencies: ["AnduinCore"] + plugins.map { .target(name: $0) },
+        path: "Tests/PluginTests",
+        swiftSettings: swift6
+    ),
+    .testTarget(
+        name: "IntegrationTests",
+        dependencies: ["AnduinCore"],
+        path: "Tests/IntegrationTests",
+        swiftSettings: swift6
+    ),
+]
+targets += plugins.map {
+    .target(name: $0, dependencies: ["AnduinCore"], path: "plugins/\($0)", swiftSettings: swift6)
+}
+
+let package = Package(
+    name: "anduin",
+    platforms: [.macOS(.v15)],
+    products: [.executable(name: "anduin", targets: ["anduin"])],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: targets
+)

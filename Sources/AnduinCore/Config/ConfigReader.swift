@@ -1,0 +1,286 @@
+import Foundation
+
+/// Reads one component's (or the top level's) mapping into typed values, reporting every problem
+/// with its position. A plugin's config parser asks for each key it knows; whatever is left is
+/// reported as an unknown key by `finish()`.
+///
+/// Used on one thread while a config loads.
+public final class ConfigReader: @unchecked Sendable {
+    /// Human name of what is being read, e.g. `input "containers" (tail)`.
+    public let context: String
+    public let mark: SourceMark
+    public let diagnostics: Diagnostics
+    private let entries: [(key: String, keyMark: SourceMark, value: ConfigValue)]
+    private var used: Set<String> = []
+
+    public init(_ value: ConfigValue, context: String, diagnostics: Diagnostics) {
+        self.context = context
+        self.mark = value.mark
+        self.diagnostics = diagnostics
+        if case .mapping(let e, _) = value {
+            entries = e
+        } else {
+            entries = []
+            if case .null = value {} else {
+                diagnostics.error(value.mark, "\(context): expected a mapping of options, got \(value.kindName)")
+            }
+        }
+    }
+
+    public var keys: [String] { entries.map(\.key) }
+
+    /// The raw value of `key`, marking it as known.
+    public func value(_ key: String) -> ConfigValue? {
+        used.insert(key)
+        guard let v = entries.first(where: { $0.key == key })?.value else { return nil }
+        if case .null = v { return nil }
+        return v
+    }
+
+    public func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
+
+    /// Where `key` is written (or the mapping itself when absent), for a plugin's own checks.
+    public func markOf(_ key: String) -> SourceMark {
+        entries.first(where: { $0.key == key })?.value.mark ?? mark
+    }
+
+    public func error(_ key: String?, _ message: String) {
+        diagnostics.error(key.map(markOf) ?? mark, "\(context): \(key.map { "\($0): " } ?? "")\(message)")
+    }
+
+    // MARK: typed getters (each reports a wrong type and returns the default)
+
+    public func string(_ key: String) -> String? {
+        guard let v = value(key) else { return nil }
+        guard case .scalar(let s, _, _) = v else {
+            typeError(key, v, "a string")
+            return nil
+        }
+        return s
+    }
+
+    public func string(_ key: String, default d: String) -> String { string(key) ?? d }
+
+    /// A required string: reports a missing key.
+    public func requiredString(_ key: String, hint: String = "") -> String? {
+        if let s = string(key) { return s }
+        if !has(key) { diagnostics.error(mark, "\(context): missing required key \"\(key)\"\(hint)") }
+        return nil
+    }
+
+    public func bool(_ key: String, default d: Bool) -> Bool {
+        guard let v = value(key) else { return d }
+        if case .scalar(let s, _, let plain) = v, plain {
+            switch s.lowercased() {
+            case "true", "yes", "on": return true
+            case "false", "no", "off": return false
+            default: break
+            }
+        }
+        typeError(key, v, "true or false")
+        return d
+    }
+
+    public func int(_ key: String, default d: Int, range: ClosedRange<Int>? = nil) -> Int {
+        guard let v = value(key) else { return d }
+        guard case .scalar(let s, _, let plain) = v, plain, let n = Int(s.replacingOccurrences(of: "_", with: "")) else {
+            typeError(key, v, "a whole number")
+            return d
+        }
+        if let range, !range.contains(n) {
+            error(key, "\(n) is out of range (\(range.lowerBound)...\(range.upperBound))")
+            return d
+        }
+        return n
+    }
+
+    /// A byte size: a plain number of bytes or a binary unit (`64KiB`, `1MiB`, `1GiB`).
+    public func size(_ key: String, default d: Int, minimum: Int = 0) -> Int {
+        guard let v = value(key) else { return d }
+        guard case .scalar(let s, _, _) = v else {
+            typeError(key, v, "a size such as 1MiB")
+            return d
+        }
+        switch ByteSize.parse(s) {
+        case .success(let n):
+            if n < minimum {
+                error(key, "\(s) is too small (at least \(ByteSize.format(minimum)))")
+                return d
+            }
+            return n
+        case .failure(let problem):
+            error(key, problem.message)
+            return d
+        }
+    }
+
+    /// A duration in seconds: `250ms`, `1s`, `5m`, `1h`, or a plain number of seconds.
+    public func duration(_ key: String, default d: Double) -> Double {
+        guard let v = value(key) else { return d }
+        guard case .scalar(let s, _, _) = v else {
+            typeError(key, v, "a duration such as 1s or 250ms")
+            return d
+        }
+        guard let secs = DurationText.parse(s) else {
+            error(key, "invalid duration \"\(s)\": use a number with ms, s, m or h, such as 250ms or 5s")
+            return d
+        }
+        return secs
+    }
+
+    public func stringList(_ key: String, default d: [String] = []) -> [String] {
+        guard let v = value(key) else { return d }
+        guard case .sequence(let items, _) = v else {
+            typeError(key, v, "a list of strings, such as [\"a\", \"b\"]")
+            return d
+        }
+        var out: [String] = []
+        for item in items {
+            guard case .scalar(let s, _, _) = item else {
+                diagnostics.error(item.mark, "\(context): \(key): expected a string in the list, got \(item.kindName)")
+                continue
+            }
+            out.append(s)
+        }
+        return out
+    }
+
+    /// One of a fixed set of words.
+    public func choice<E: RawRepresentable & CaseIterable>(_ key: String, default d: E) -> E where E.RawValue == String {
+        guard let v = value(key) else { return d }
+        guard case .scalar(let s, _, _) = v else {
+            typeError(key, v, "one of \(E.allCases.map(\.rawValue).joined(separator: ", "))")
+            return d
+        }
+        guard let e = E(rawValue: s) else {
+            error(key, "unknown value \"\(s)\"; expected one of \(E.allCases.map(\.rawValue).joined(separator: " | "))")
+            return d
+        }
+        return e
+    }
+
+    /// A nested mapping, read by its own reader (finished together with this one).
+    public func mapping(_ key: String) -> ConfigReader? {
+        guard let v = value(key) else { return nil }
+        guard case .mapping = v else {
+            typeError(key, v, "a mapping")
+            return nil
+        }
+        let sub = ConfigReader(v, context: "\(context): \(key)", diagnostics: diagnostics)
+        children.append(sub)
+        return sub
+    }
+
+    /// A mapping of string keys to string values (e.g. extra headers), in file order.
+    public func stringMap(_ key: String) -> [(String, String)] {
+        guard let v = value(key) else { return [] }
+        guard case .mapping(let entries, _) = v else {
+            typeError(key, v, "a mapping of names to strings")
+            return []
+        }
+        var out: [(String, String)] = []
+        for e in entries {
+            guard case .scalar(let s, _, _) = e.value else {
+                diagnostics.error(e.value.mark, "\(context): \(key).\(e.key): expected a string, got \(e.value.kindName)")
+                continue
+            }
+            out.append((e.key, s))
+        }
+        return out
+    }
+
+    private var children: [ConfigReader] = []
+
+    /// Reports every key nobody asked for, with the closest known key as a hint.
+    public func finish() {
+        let known = used
+        for e in entries where !known.contains(e.key) {
+            var msg = "\(context): unknown key \"\(e.key)\""
+            if let guess = closest(e.key, in: known) { msg += " (did you mean \"\(guess)\"?)" }
+            if !known.isEmpty { msg += "; known keys: \(known.sorted().joined(separator: ", "))" }
+            diagnostics.error(e.keyMark, msg)
+        }
+        for c in children { c.finish() }
+        children = []
+    }
+
+    private func typeError(_ key: String, _ v: ConfigValue, _ expected: String) {
+        diagnostics.error(v.mark, "\(context): \(key): expected \(expected), got \(v.kindName)")
+    }
+}
+
+/// The closest word by edit distance, when it is close enough to be a likely typo.
+public func closest(_ word: String, in candidates: some Sequence<String>) -> String? {
+    var best: (String, Int)?
+    for c in candidates {
+        let d = editDistance(Array(word.utf8), Array(c.utf8))
+        if d <= max(1, c.utf8.count / 3), best == nil || d < best!.1 { best = (c, d) }
+    }
+    return best?.0
+}
+
+func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var prev = Array(0...b.count)
+    var cur = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        cur[0] = i
+        for j in 1...b.count {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&prev, &cur)
+    }
+    return prev[b.count]
+}
+
+public struct ConfigProblem: Error, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+}
+
+public enum ByteSize {
+    /// Parses `1024`, `64KiB`, `1MiB`, `1.5GiB`. Decimal units (`KB`, `MB`, `GB`) are refused on
+    /// purpose: `1GB` is ambiguous (10^9 or 2^30) and mistakes here size a disk buffer.
+    public static func parse(_ text: String) -> Result<Int, ConfigProblem> {
+        let s = text.trimmingCharacters(in: .whitespaces)
+        let digits = s.prefix { $0.isNumber || $0 == "." }
+        let unit = s.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
+        guard let number = Double(digits), number >= 0 else {
+            return .failure(ConfigProblem("invalid size \"\(text)\": use a number of bytes or a binary unit, such as 512KiB, 64MiB or 1GiB"))
+        }
+        let multipliers: [String: Double] = ["": 1, "B": 1, "KiB": 1024, "MiB": 1_048_576, "GiB": 1_073_741_824,
+                                             "TiB": 1_099_511_627_776]
+        guard let m = multipliers[unit] else {
+            let fix = ["K": "KiB", "KB": "KiB", "k": "KiB", "kB": "KiB", "M": "MiB", "MB": "MiB", "G": "GiB",
+                       "GB": "GiB", "T": "TiB", "TB": "TiB"][unit]
+            let hint = fix.map { "; did you mean \(digits)\($0)?" } ?? "; use B, KiB, MiB, GiB or TiB"
+            return .failure(ConfigProblem("invalid size \"\(text)\": unknown unit \"\(unit)\"\(hint) (sizes are binary: 1KiB = 1024 bytes)"))
+        }
+        return .success(Int(number * m))
+    }
+
+    public static func format(_ n: Int) -> String {
+        for (unit, m) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where n >= m && n % m == 0 {
+            return "\(n / m)\(unit)"
+        }
+        return "\(n)B"
+    }
+}
+
+public enum DurationText {
+    /// Seconds from `250ms`, `1s`, `1.5s`, `5m`, `1h`, or a plain number of seconds.
+    public static func parse(_ text: String) -> Double? {
+        let s = text.trimmingCharacters(in: .whitespaces)
+        let digits = s.prefix { $0.isNumber || $0 == "." }
+        guard let n = Double(digits), n >= 0 else { return nil }
+        switch s.dropFirst(digits.count) {
+        case "": return n
+        case "ms": return n / 1000
+        case "s": return n
+        case "m": return n * 60
+        case "h": return n * 3600
+        default: return nil
+        }
+    }
+}

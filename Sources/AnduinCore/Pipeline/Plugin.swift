@@ -1,0 +1,126 @@
+import Logging
+
+// The component model: every plugin has a typed config parsed (and validated) from YAML, then is
+// built into a running component. `anduin validate` runs only the first step.
+
+public enum ComponentKind: String, Sendable, CaseIterable {
+    case input, filter, output
+    public var section: String { rawValue + "s" }
+}
+
+/// What a component gets when it is built.
+public struct ComponentContext: Sendable {
+    public let name: String
+    public let kind: ComponentKind
+    /// `data_dir` from the config; plugins keep their state in a subfolder of it.
+    public let dataDirectory: String
+    public let logger: Logger
+    public let stats: ComponentStats
+
+    public init(name: String, kind: ComponentKind, dataDirectory: String, logger: Logger, stats: ComponentStats) {
+        self.name = name
+        self.kind = kind
+        self.dataDirectory = dataDirectory
+        self.logger = logger
+        self.stats = stats
+    }
+}
+
+// MARK: inputs
+
+/// An input reads records from somewhere and hands them to the pipeline.
+public protocol Input: AnyObject, Sendable {
+    /// Runs on the input's own thread until `control.isStopping`. Hand records over with
+    /// `control.emit`, which blocks while downstream buffers are full (backpressure).
+    func run(_ control: InputControl)
+    /// Called once after the pipeline has drained (or given up draining): persist final state such as
+    /// checkpoints. Only what was acknowledged may be persisted as done.
+    func finish()
+}
+
+public protocol InputConfig: Sendable {
+    func build(_ context: ComponentContext) throws -> any Input
+}
+
+// MARK: filters
+
+/// A filter transforms batches: drop, change or add records. It runs on the thread of the input that
+/// produced the batch, so a filter with state must protect it (several inputs may feed one filter).
+public protocol Filter: AnyObject, Sendable {
+    func process(_ batch: inout RecordBatch)
+}
+
+public protocol FilterConfig: Sendable {
+    func build(_ context: ComponentContext) throws -> any Filter
+}
+
+// MARK: outputs
+
+/// An output delivers batches to a destination, on its own thread, one batch at a time, in order.
+public protocol Output: AnyObject, Sendable {
+    /// Returns when the destination has the batch (for a file: written; for a server: confirmed).
+    /// Throwing means "not delivered": the runtime retries the same batch with backoff, so nothing is
+    /// acknowledged to the input before it really arrived.
+    func write(_ batch: RecordBatch) throws
+    /// Called once at shutdown after the last write.
+    func close()
+}
+
+public extension Output {
+    func close() {}
+}
+
+public protocol OutputConfig: Sendable {
+    /// How many records may wait in memory for this output before the inputs feeding it pause.
+    var queueRecords: Int { get }
+    func build(_ context: ComponentContext) throws -> any Output
+}
+
+public extension OutputConfig {
+    var queueRecords: Int { 50_000 }
+}
+
+// MARK: registry
+
+/// A plugin type: its name in `type:` and how to read its options.
+public struct PluginSpec: Sendable {
+    public enum Configure: Sendable {
+        case input(@Sendable (ConfigReader) -> (any InputConfig)?)
+        case filter(@Sendable (ConfigReader) -> (any FilterConfig)?)
+        case output(@Sendable (ConfigReader) -> (any OutputConfig)?)
+    }
+
+    public let type: String
+    public let summary: String
+    public let configure: Configure
+
+    public var kind: ComponentKind {
+        switch configure {
+        case .input: return .input
+        case .filter: return .filter
+        case .output: return .output
+        }
+    }
+
+    public static func input(_ type: String, _ summary: String,
+                             _ parse: @escaping @Sendable (ConfigReader) -> (any InputConfig)?) -> PluginSpec {
+        PluginSpec(type: type, summary: summary, configure: .input(parse))
+    }
+    public static func filter(_ type: String, _ summary: String,
+                              _ parse: @escaping @Sendable (ConfigReader) -> (any FilterConfig)?) -> PluginSpec {
+        PluginSpec(type: type, summary: summary, configure: .filter(parse))
+    }
+    public static func output(_ type: String, _ summary: String,
+                              _ parse: @escaping @Sendable (ConfigReader) -> (any OutputConfig)?) -> PluginSpec {
+        PluginSpec(type: type, summary: summary, configure: .output(parse))
+    }
+}
+
+public struct PluginRegistry: Sendable {
+    public private(set) var specs: [ComponentKind: [String: PluginSpec]] = [:]
+    public init(_ all: [PluginSpec]) {
+        for s in all { specs[s.kind, default: [:]][s.type] = s }
+    }
+    public func spec(_ kind: ComponentKind, _ type: String) -> PluginSpec? { specs[kind]?[type] }
+    public func types(_ kind: ComponentKind) -> [String] { (specs[kind] ?? [:]).keys.sorted() }
+}

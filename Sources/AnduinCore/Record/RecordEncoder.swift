@@ -1,0 +1,55 @@
+/// Writes records as JSON documents (one object, no newline), the shape every output sends:
+///
+///     {"@timestamp":"…","stream":"stdout","message":"…",<lifted fields>,<shared fields>,
+///      "log":{"file":{"path":"…"},"offset":N},"event":{"id":"…"}}
+///
+/// `message` is left out when a filter lifted it into fields; `stream` when the format has none;
+/// `"truncated":true` is added under `log` when the line was cut.
+public enum RecordEncoder {
+    /// Appends record `index` of `batch` to `out`.
+    public static func append(_ batch: RecordBatch, _ index: Int, to out: inout [UInt8]) {
+        let r = batch.records[index]
+        out.append(contentsOf: #"{"@timestamp":""#.utf8)
+        Timestamp.appendRFC3339Nano(r.timestamp, to: &out)
+        out.append(UInt8(ascii: "\""))
+        if r.stream != .none {
+            out.append(contentsOf: #","stream":""#.utf8)
+            r.stream.jsonName.withUTF8Buffer { out.append(contentsOf: $0) }
+            out.append(UInt8(ascii: "\""))
+        }
+        batch.bytes.withUnsafeBytes { arena in
+            if !r.flags.contains(.messageLifted) {
+                out.append(contentsOf: #","message":""#.utf8)
+                JSONWriter.appendEscaped(UnsafeRawBufferPointer(rebasing: arena[r.message]), to: &out)
+                out.append(UInt8(ascii: "\""))
+            }
+            if !r.fields.isEmpty {
+                out.append(UInt8(ascii: ","))
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: arena[r.fields]))
+            }
+        }
+        if !batch.sharedFields.isEmpty {
+            out.append(UInt8(ascii: ","))
+            out.append(contentsOf: batch.sharedFields)
+        }
+        out.append(contentsOf: #","log":{"file":{"path":"#.utf8)
+        out.append(contentsOf: batch.source.pathJSON)
+        out.append(contentsOf: #"},"offset":"#.utf8)
+        JSONWriter.appendInt(r.offset, to: &out)
+        if r.flags.contains(.truncated) {
+            out.append(contentsOf: #","truncated":true"#.utf8)
+        }
+        out.append(contentsOf: #"},"event":{"id":""#.utf8)
+        RecordBatch.appendHex(batch.source.sourceID, to: &out)
+        RecordBatch.appendHex(UInt64(bitPattern: r.offset), to: &out)
+        out.append(contentsOf: #""}}"#.utf8)
+    }
+
+    /// Appends every record of `batch` as newline-delimited JSON.
+    public static func appendNDJSON(_ batch: RecordBatch, to out: inout [UInt8]) {
+        for i in batch.records.indices {
+            append(batch, i, to: &out)
+            out.append(UInt8(ascii: "\n"))
+        }
+    }
+}

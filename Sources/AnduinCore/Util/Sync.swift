@@ -1,0 +1,143 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A mutex with a condition variable, for the few places where a thread must wait for another
+/// (bounded queues, stop signals). Plain pthreads: our stages are threads, not async tasks, because
+/// they block in read(2), inotify and libcurl.
+///
+/// Invariant: `wait` is only called with the lock held (inside `withLock`).
+public final class ConditionLock: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let cond: UnsafeMutablePointer<pthread_cond_t>
+
+    public init() {
+        mutex = .allocate(capacity: 1)
+        cond = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        #if os(Linux)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        #endif
+        pthread_cond_init(cond, &attr)
+        pthread_condattr_destroy(&attr)
+    }
+
+    deinit {
+        pthread_cond_destroy(cond)
+        pthread_mutex_destroy(mutex)
+        cond.deallocate()
+        mutex.deallocate()
+    }
+
+    @inline(__always)
+    public func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+
+    /// Waits until signalled or `seconds` pass. Call with the lock held.
+    public func wait(seconds: Double) {
+        var ts = timespec()
+        #if os(Linux)
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        #else
+        clock_gettime(CLOCK_REALTIME, &ts)
+        #endif
+        let total = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 + max(0, seconds)
+        ts.tv_sec = Int(total)
+        ts.tv_nsec = Int((total - Double(Int(total))) * 1e9)
+        pthread_cond_timedwait(cond, mutex, &ts)
+    }
+
+    /// Waits until signalled. Call with the lock held.
+    public func wait() { pthread_cond_wait(cond, mutex) }
+
+    public func broadcast() { pthread_cond_broadcast(cond) }
+}
+
+/// A value guarded by a lock; small state shared between threads.
+public final class Locked<Value>: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var value: Value
+    public init(_ value: Value) { self.value = value }
+    @inline(__always)
+    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        try lock.withLock { try body(&value) }
+    }
+    public var current: Value { withLock { $0 } }
+}
+
+/// Monotonic clock in seconds, for timeouts and intervals (never jumps with wall-clock changes).
+@inline(__always)
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Wall-clock nanoseconds since the Unix epoch.
+@inline(__always)
+public func wallClockNanos() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+/// Starts a named thread running `body`. Our stages are long-lived threads.
+public func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> ThreadHandle {
+    let handle = ThreadHandle()
+    let box = ThreadStart(name: name, body: body, handle: handle)
+    let ptr = Unmanaged.passRetained(box).toOpaque()
+    var tid = pthread_t()
+    let rc = pthread_create(&tid, nil, { arg in
+        let start = Unmanaged<ThreadStart>.fromOpaque(arg!).takeRetainedValue()
+        start.body()
+        start.handle.markDone()
+        return nil
+    }, ptr)
+    if rc != 0 {
+        // Could not start a thread (resource limit): run inline so no work is silently skipped.
+        Unmanaged<ThreadStart>.fromOpaque(ptr).release()
+        body()
+        handle.markDone()
+    } else {
+        pthread_detach(tid)
+    }
+    return handle
+}
+
+private final class ThreadStart: @unchecked Sendable {
+    let name: String
+    let body: @Sendable () -> Void
+    let handle: ThreadHandle
+    init(name: String, body: @escaping @Sendable () -> Void, handle: ThreadHandle) {
+        self.name = name
+        self.body = body
+        self.handle = handle
+    }
+}
+
+/// Lets another thread wait for a thread's end.
+public final class ThreadHandle: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var done = false
+    func markDone() { lock.withLock { done = true; lock.broadcast() } }
+    /// Returns true if the thread ended within `seconds`.
+    @discardableResult
+    public func join(timeout seconds: Double = .infinity) -> Bool {
+        let deadline = monotonicSeconds() + seconds
+        return lock.withLock {
+            while !done {
+                let left = deadline - monotonicSeconds()
+                if left <= 0 { return false }
+                lock.wait(seconds: min(left, 3600))
+            }
+            return true
+        }
+    }
+}
