@@ -61,7 +61,7 @@ public indirect enum ConfigValue: Sendable {
     /// Parses YAML text into a tree of values with marks. Problems go to `diags`; returns nil when the
     /// YAML itself cannot be read.
     public static func parse(yaml: String, file: String, environment: [String: String],
-                             diags: Diagnostics) -> ConfigValue? {
+                             diagnostics diags: Diagnostics) -> ConfigValue? {
         let node: Node?
         do {
             node = try Yams.compose(yaml: yaml)

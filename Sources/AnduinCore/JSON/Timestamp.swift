@@ -1,10 +1,80 @@
 /// RFC 3339 timestamps <-> nanoseconds since the Unix epoch, on bytes (hot path: every record).
 public enum Timestamp {
-    /// Parses `2024-01-02T03:04:05.123456789Z` or with an offset `+01:00`; fraction optional (up to 9
-    /// digits kept). Returns nil for anything else.
+    /// Parses `2024-01-02T03:04:05.123456789Z` or with an offset `+01:00`; fraction optional (digits
+    /// beyond 9 are ignored); `t` or a space may replace `T`, `z` may replace `Z`. Returns nil for
+    /// anything else, including out-of-range fields and instants outside Int64 nanoseconds
+    /// (years 1678...2261).
     public static func parseRFC3339(_ s: UnsafeRawBufferPointer) -> Int64? {
-        // Placeholder until the decoding work lands: see Tests for the contract.
-        return nil
+        let n = s.count
+        // Shortest valid form: `YYYY-MM-DDTHH:MM:SSZ`.
+        guard n >= 20, let p = s.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        // Digits are validated together: `bad` collects every digit's value, any >= 10 fails.
+        var bad: UInt8 = 0
+        @inline(__always) func dig(_ i: Int) -> Int64 {
+            let v = p[i] &- 48
+            bad |= v > 9 ? 0x80 : 0
+            return Int64(v)
+        }
+        let year = dig(0) * 1000 + dig(1) * 100 + dig(2) * 10 + dig(3)
+        let month = dig(5) * 10 + dig(6)
+        let day = dig(8) * 10 + dig(9)
+        let hour = dig(11) * 10 + dig(12)
+        let minute = dig(14) * 10 + dig(15)
+        let second = dig(17) * 10 + dig(18)
+        let sep = p[10]
+        guard bad == 0, p[4] == 0x2D, p[7] == 0x2D, p[13] == 0x3A, p[16] == 0x3A,
+              sep == 0x54 || sep == 0x74 || sep == 0x20,
+              month >= 1, month <= 12, day >= 1, day <= daysInMonth(year, month),
+              hour <= 23, minute <= 59, second <= 60
+        else { return nil }
+
+        var i = 19
+        var frac: Int64 = 0
+        if p[i] == 0x2E {
+            i += 1
+            var digits = 0
+            while i < n {
+                let v = p[i] &- 48
+                if v > 9 { break }
+                if digits < 9 { frac = frac * 10 + Int64(v) }
+                digits += 1
+                i += 1
+            }
+            guard digits > 0 else { return nil }
+            while digits < 9 { frac *= 10; digits += 1 }
+        }
+        guard i < n else { return nil }
+        var offsetSeconds: Int64 = 0
+        let z = p[i]
+        if z == 0x5A || z == 0x7A {
+            i += 1
+        } else if z == 0x2B || z == 0x2D {
+            guard n - i >= 6 else { return nil }
+            let oh = dig(i + 1) * 10 + dig(i + 2)
+            let om = dig(i + 4) * 10 + dig(i + 5)
+            guard bad == 0, p[i + 3] == 0x3A, oh <= 23, om <= 59 else { return nil }
+            offsetSeconds = (oh * 3600 + om * 60) * (z == 0x2D ? -1 : 1)
+            i += 6
+        } else {
+            return nil
+        }
+        guard i == n else { return nil }
+
+        let days = daysFromCivil(year, month, day)
+        let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        // Int64 nanoseconds cover only ~292 years around 1970; years 0000-9999 parse, so check.
+        let (ns, o1) = secs.multipliedReportingOverflow(by: 1_000_000_000)
+        let (total, o2) = ns.addingReportingOverflow(frac)
+        return o1 || o2 ? nil : total
+    }
+
+    @inline(__always)
+    static func daysInMonth(_ y: Int64, _ m: Int64) -> Int64 {
+        switch m {
+        case 2: return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
     }
 
     /// Appends `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (always 9 fraction digits, UTC).

@@ -1,0 +1,103 @@
+import Foundation
+
+/// The acknowledged position in one file.
+///
+/// A file is identified by device + inode *and* a fingerprint of its first bytes: an inode reused by
+/// a new file (a common cause of resuming at a stale offset, see beats #1341) has a different
+/// fingerprint, so it is read from the start instead.
+public struct FileCheckpoint: Codable, Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+    /// How many leading bytes the fingerprint covers (the first line, at most 1 KiB).
+    public var fingerprintLength: Int
+    public var fingerprint: UInt64
+    /// Everything before this offset was delivered; reading resumes here.
+    public var offset: Int64
+    /// Last path the file was seen at (informational, for people reading the file).
+    public var path: String
+
+    public init(device: UInt64, inode: UInt64, fingerprintLength: Int, fingerprint: UInt64, offset: Int64, path: String) {
+        self.device = device
+        self.inode = inode
+        self.fingerprintLength = fingerprintLength
+        self.fingerprint = fingerprint
+        self.offset = offset
+        self.path = path
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, path
+    }
+}
+
+/// Persists an input's checkpoints as JSON in `data_dir/checkpoints/<input>.json`, atomically:
+/// written to a temporary file, fsynced, renamed over the old one, directory fsynced. A crash at any
+/// point leaves either the old or the new file, never a torn one.
+public struct CheckpointStore: Sendable {
+    public let path: String
+
+    public init(dataDirectory: String, input: String) {
+        path = dataDirectory + "/checkpoints/" + input + ".json"
+    }
+
+    private struct FileFormat: Codable {
+        var version: Int
+        var files: [FileCheckpoint]
+    }
+
+    /// Loads saved checkpoints. A missing file means a first start; an unreadable one is reported
+    /// and treated as empty (the agent never refuses to start because of its own state).
+    public func load() -> Result<[FileCheckpoint], StartupError> {
+        guard let data = FileManager.default.contents(atPath: path) else { return .success([]) }
+        do {
+            return .success(try JSONDecoder().decode(FileFormat.self, from: data).files)
+        } catch {
+            return .failure(StartupError("checkpoint file \(path) is unreadable (\(error)); starting without it"))
+        }
+    }
+
+    public func save(_ files: [FileCheckpoint]) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(FileFormat(version: 1, files: files))
+        try AtomicFile.write(data, to: path)
+    }
+}
+
+public enum AtomicFile {
+    /// Replaces `path` with `data` so that readers (and a restart after a crash) see the old or the new
+    /// content, never a mix.
+    public static func write(_ data: Data, to path: String, durable: Bool = true) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw POSIXFailure("open \(tmp)") }
+        var ok = data.withUnsafeBytes { writeAll(fd: fd, $0) }
+        if ok && durable { ok = fsync(fd) == 0 }
+        let err = errno
+        close(fd)
+        guard ok else {
+            unlink(tmp)
+            errno = err
+            throw POSIXFailure("write \(tmp)")
+        }
+        guard rename(tmp, path) == 0 else { throw POSIXFailure("rename \(tmp)") }
+        let dfd = durable ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
+    }
+}
+
+/// A failed system call, with errno's text.
+public struct POSIXFailure: Error, Sendable, CustomStringConvertible {
+    public let operation: String
+    public let code: Int32
+    public init(_ operation: String, code: Int32 = errno) {
+        self.operation = operation
+        self.code = code
+    }
+    public var description: String { "\(operation): \(String(cString: strerror(code)))" }
+}

@@ -1,0 +1,211 @@
+import Foundation
+
+/// One configured component: its name, where it is written, and its typed options.
+public struct ComponentDecl: Sendable {
+    public enum Built: Sendable {
+        case input(any InputConfig)
+        case filter(any FilterConfig)
+        case output(any OutputConfig)
+    }
+    public let name: String
+    public let type: String
+    public let kind: ComponentKind
+    public let mark: SourceMark
+    /// Upstream component names (`from:`); empty for inputs.
+    public let from: [String]
+    public let config: Built
+}
+
+public enum LogFormatSetting: String, CaseIterable, Sendable { case text, json }
+public enum LogLevelSetting: String, CaseIterable, Sendable { case trace, debug, info, notice, warning, error, critical }
+
+/// The whole agent configuration after parsing and validation.
+public struct AgentConfig: Sendable {
+    public var file: String
+    public var dataDirectory: String
+    public var logLevel: LogLevelSetting
+    public var logFormat: LogFormatSetting
+    /// How often inputs persist acknowledged positions.
+    public var checkpointInterval: Double
+    /// How long a stop waits for outputs to deliver what was read before giving up (what is not
+    /// delivered is not checkpointed, so it is read again at the next start).
+    public var shutdownTimeout: Double
+    public var components: [ComponentDecl]
+
+    public func components(_ kind: ComponentKind) -> [ComponentDecl] { components.filter { $0.kind == kind } }
+
+    /// Reads and validates a config file. Returns the config, or every problem found.
+    public static func load(path: String, registry: PluginRegistry,
+                            environment: [String: String] = ProcessInfo.processInfo.environment)
+        -> Result<AgentConfig, ConfigErrors> {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            let d = ConfigDiagnostic(SourceMark(file: path, line: 1, column: 1),
+                                     "cannot read config file: \(describeFileError(error))")
+            return .failure(ConfigErrors(items: [d]))
+        }
+        return parse(yaml: text, file: path, registry: registry, environment: environment)
+    }
+
+    public static func parse(yaml: String, file: String, registry: PluginRegistry,
+                             environment: [String: String]) -> Result<AgentConfig, ConfigErrors> {
+        let diags = Diagnostics()
+        guard let root = ConfigValue.parse(yaml: yaml, file: file, environment: environment, diagnostics: diags) else {
+            return .failure(ConfigErrors(items: diags.sorted))
+        }
+        let top = ConfigReader(root, context: "config", diagnostics: diags)
+        // Relative paths in the config are relative to the config file, so `anduin run` works from anywhere.
+        let baseDir = (file as NSString).deletingLastPathComponent
+        var cfg = AgentConfig(
+            file: file,
+            dataDirectory: resolve(top.string("data_dir", default: "./data"), base: baseDir),
+            logLevel: top.choice("log_level", default: .info),
+            logFormat: top.choice("log_format", default: .text),
+            checkpointInterval: top.duration("checkpoint_interval", default: 1),
+            shutdownTimeout: top.duration("shutdown_timeout", default: 30),
+            components: [])
+        if cfg.checkpointInterval <= 0 { top.error("checkpoint_interval", "must be more than 0") }
+
+        var names: [String: SourceMark] = [:]
+        for kind in ComponentKind.allCases {
+            guard let section = top.value(kind.section) else { continue }
+            guard case .mapping(let entries, _) = section else {
+                diags.error(section.mark, "\(kind.section): expected a mapping of component names to their options, got \(section.kindName)")
+                continue
+            }
+            for entry in entries {
+                if let first = names[entry.key] {
+                    diags.error(entry.keyMark, "component name \"\(entry.key)\" is used twice (first at line \(first.line)); names must be unique across inputs, filters and outputs")
+                    continue
+                }
+                names[entry.key] = entry.keyMark
+                if entry.key.isEmpty || entry.key.contains(where: { !($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) {
+                    diags.error(entry.keyMark, "component name \"\(entry.key)\": use letters, digits, '_' and '-' only (it names a folder under data_dir)")
+                }
+                if let decl = component(kind: kind, name: entry.key, keyMark: entry.keyMark, value: entry.value,
+                                        registry: registry, diags: diags, baseDir: baseDir) {
+                    cfg.components.append(decl)
+                }
+            }
+        }
+        top.finish()
+        validateGraph(cfg, diags: diags)
+        if !diags.isEmpty { return .failure(ConfigErrors(items: diags.sorted)) }
+        return .success(cfg)
+    }
+
+    private static func component(kind: ComponentKind, name: String, keyMark: SourceMark, value: ConfigValue,
+                                  registry: PluginRegistry, diags: Diagnostics, baseDir: String) -> ComponentDecl? {
+        let context = "\(kind.rawValue) \"\(name)\""
+        let reader = ConfigReader(value, context: context, diagnostics: diags)
+        guard case .mapping = value else { return nil }
+        guard let type = reader.requiredString("type", hint: " (one of: \(registry.types(kind).joined(separator: ", ")))") else {
+            return nil
+        }
+        guard let spec = registry.spec(kind, type) else {
+            var msg = "\(context): unknown \(kind.rawValue) type \"\(type)\""
+            if let guess = closest(type, in: registry.types(kind)) { msg += " (did you mean \"\(guess)\"?)" }
+            msg += "; known \(kind.rawValue) types: \(registry.types(kind).joined(separator: ", "))"
+            if let other = ComponentKind.allCases.first(where: { $0 != kind && registry.spec($0, type) != nil }) {
+                msg += "; \"\(type)\" is an \(other.rawValue): put it under \(other.section):"
+            }
+            diags.error(reader.markOf("type"), msg)
+            return nil
+        }
+        let typed = ConfigReader(value, context: "\(context) (\(type))", diagnostics: diags)
+        _ = typed.value("type")
+        var from: [String] = []
+        if kind != .input {
+            if let v = typed.value("from") {
+                switch v {
+                case .scalar(let s, _, _): from = [s]
+                case .sequence(let items, _):
+                    for item in items {
+                        if case .scalar(let s, _, _) = item { from.append(s) } else {
+                            diags.error(item.mark, "\(context): from: expected component names, got \(item.kindName)")
+                        }
+                    }
+                default:
+                    diags.error(v.mark, "\(context): from: expected a list of component names, got \(v.kindName)")
+                }
+            }
+        }
+        let built: ComponentDecl.Built?
+        let before = diags.items.count
+        switch spec.configure {
+        case .input(let parse): built = parse(typed).map { .input($0) }
+        case .filter(let parse): built = parse(typed).map { .filter($0) }
+        case .output(let parse): built = parse(typed).map { .output($0) }
+        }
+        typed.finish()
+        guard let built, diags.items.count == before else { return nil }
+        return ComponentDecl(name: name, type: type, kind: kind, mark: keyMark, from: from, config: built)
+    }
+
+    private static func validateGraph(_ cfg: AgentConfig, diags: Diagnostics) {
+        let byName = Dictionary(cfg.components.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        if cfg.components(.input).isEmpty {
+            diags.error(SourceMark(file: cfg.file, line: 1, column: 1), "config has no inputs: add one under inputs:")
+        }
+        if cfg.components(.output).isEmpty {
+            diags.error(SourceMark(file: cfg.file, line: 1, column: 1), "config has no outputs: add one under outputs:")
+        }
+        for c in cfg.components where c.kind != .input {
+            if c.from.isEmpty {
+                diags.error(c.mark, "\(c.kind.rawValue) \"\(c.name)\" has no inputs: add from: [<input or filter name>]")
+            }
+            for upstream in c.from {
+                guard let u = byName[upstream] else {
+                    var msg = "\(c.kind.rawValue) \"\(c.name)\": from: names \"\(upstream)\", which is not an input or filter"
+                    let candidates = cfg.components.filter { $0.kind != .output }.map(\.name)
+                    if let guess = closest(upstream, in: candidates) { msg += " (did you mean \"\(guess)\"?)" }
+                    diags.error(c.mark, msg)
+                    continue
+                }
+                if u.kind == .output {
+                    diags.error(c.mark, "\(c.kind.rawValue) \"\(c.name)\": from: names output \"\(upstream)\"; outputs cannot feed other components")
+                }
+            }
+        }
+        // Cycles can only run through filters.
+        var state: [String: Int] = [:]  // 1 = on the current path, 2 = done
+        var reported = Set<String>()
+        func visit(_ name: String, path: [String]) {
+            guard let c = byName[name], c.kind == .filter else { return }
+            if state[name] == 2 { return }
+            if state[name] == 1 {
+                let cycle = path.drop(while: { $0 != name }) + [name]
+                if reported.insert(cycle.sorted().joined()).inserted {
+                    diags.error(c.mark, "filter \"\(name)\": from: forms a cycle: \(cycle.joined(separator: " -> "))")
+                }
+                return
+            }
+            state[name] = 1
+            for u in c.from { visit(u, path: path + [name]) }
+            state[name] = 2
+        }
+        for c in cfg.components where c.kind == .filter { visit(c.name, path: []) }
+    }
+
+    static func resolve(_ path: String, base: String) -> String {
+        if path.hasPrefix("/") || base.isEmpty { return path }
+        return (base as NSString).appendingPathComponent(path)
+    }
+}
+
+/// Every problem of a config, in file order.
+public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    public var items: [ConfigDiagnostic]
+    public var description: String { items.map(\.description).joined(separator: "\n") }
+}
+
+func describeFileError(_ error: Error) -> String {
+    let ns = error as NSError
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if ns.domain == NSCocoaErrorDomain && ns.code == NSFileReadNoSuchFileError { return "no such file" }
+    return ns.localizedDescription
+}

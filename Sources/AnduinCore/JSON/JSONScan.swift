@@ -1,0 +1,488 @@
+/// Byte-level JSON scanning for the hot path: lifting an object into record fields, unescaping
+/// strings, finding members. No Foundation, no String, no allocation in the common case.
+///
+/// Everything is bounds-checked against the buffer: garbage input fails (nil / false), never traps,
+/// and every loop advances, so it cannot spin.
+public enum JSONLift {
+    /// Deepest nesting `liftObject` accepts (the lifted object itself is level 1). Bounds the
+    /// recursion, so hostile input cannot exhaust the stack.
+    public static let maxDepth = 64
+
+    // MARK: lifting
+
+    /// If `src` (ignoring surrounding whitespace) is exactly one JSON object, appends its members to
+    /// `out` as compact, valid JSON without the braces (`"a":1,"b":[true]`) and returns how many
+    /// there were (0 for `{}`, nothing appended). Strings are re-escaped (invalid UTF-8 becomes
+    /// U+FFFD), numbers are validated and copied verbatim, whitespace is dropped. A key for which
+    /// `renameKey(decodedKey)` is true is written as `"_" + key` (only top-level keys).
+    /// On failure returns nil and leaves `out` as it was.
+    public static func liftObject(_ src: UnsafeRawBufferPointer, into out: inout [UInt8],
+                                  renameKey: (UnsafeRawBufferPointer) -> Bool) -> Int? {
+        let n = src.count
+        guard n > 0, let p = src.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        let mark = out.count
+        var i = skipWS(p, 0, n)
+        guard i < n, p[i] == 0x7B else { return nil }
+        i += 1
+        var count = 0
+        // Decoded key bytes, only needed for keys with escapes (rare): empty arrays don't allocate.
+        var keyScratch: [UInt8] = []
+        var ok = false
+        members: while true {
+            i = skipWS(p, i, n)
+            guard i < n else { break }
+            if count == 0 && p[i] == 0x7D {
+                i += 1
+                ok = true
+                break
+            }
+            guard p[i] == 0x22 else { break }
+            let keyStart = i + 1
+            var k = keyStart
+            guard let hasEscape = scanString(p, &k, n) else { break }
+            let rename: Bool
+            if hasEscape {
+                keyScratch.removeAll(keepingCapacity: true)
+                var j = keyStart
+                guard appendUnescaped(p, &j, n, &keyScratch) else { break }
+                rename = keyScratch.withUnsafeBytes { renameKey($0) }
+            } else {
+                rename = renameKey(UnsafeRawBufferPointer(start: p + keyStart, count: k - 1 - keyStart))
+            }
+            if count > 0 { out.append(0x2C) }
+            out.append(0x22)
+            if rename { out.append(0x5F) }
+            var j = keyStart
+            guard appendReescaped(p, &j, n, &out) else { break }
+            out.append(0x22)
+            i = skipWS(p, k, n)
+            guard i < n, p[i] == 0x3A else { break }
+            out.append(0x3A)
+            i = skipWS(p, i + 1, n)
+            guard copyValue(p, &i, n, &out, depth: 1) else { break }
+            count += 1
+            i = skipWS(p, i, n)
+            guard i < n else { break }
+            if p[i] == 0x2C { i += 1; continue }
+            if p[i] == 0x7D { i += 1; ok = true }
+            break
+        }
+        if ok && skipWS(p, i, n) == n { return count }
+        out.removeLast(out.count - mark)
+        return nil
+    }
+
+    /// Copies the JSON value at `p[i]` to `out` in compact form; `depth` is the level of the
+    /// container holding it.
+    static func copyValue(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ n: Int, _ out: inout [UInt8],
+                          depth: Int) -> Bool {
+        guard i < n else { return false }
+        switch p[i] {
+        case 0x22:
+            i += 1
+            out.append(0x22)
+            guard appendReescaped(p, &i, n, &out) else { return false }
+            out.append(0x22)
+            return true
+        case 0x7B:
+            guard depth < maxDepth else { return false }
+            out.append(0x7B)
+            i = skipWS(p, i + 1, n)
+            if i < n && p[i] == 0x7D { i += 1; out.append(0x7D); return true }
+            while true {
+                guard i < n, p[i] == 0x22 else { return false }
+                i += 1
+                out.append(0x22)
+                guard appendReescaped(p, &i, n, &out) else { return false }
+                out.append(0x22)
+                i = skipWS(p, i, n)
+                guard i < n, p[i] == 0x3A else { return false }
+                out.append(0x3A)
+                i = skipWS(p, i + 1, n)
+                guard copyValue(p, &i, n, &out, depth: depth + 1) else { return false }
+                i = skipWS(p, i, n)
+                guard i < n else { return false }
+                if p[i] == 0x7D { i += 1; out.append(0x7D); return true }
+                guard p[i] == 0x2C else { return false }
+                out.append(0x2C)
+                i = skipWS(p, i + 1, n)
+            }
+        case 0x5B:
+            guard depth < maxDepth else { return false }
+            out.append(0x5B)
+            i = skipWS(p, i + 1, n)
+            if i < n && p[i] == 0x5D { i += 1; out.append(0x5D); return true }
+            while true {
+                guard copyValue(p, &i, n, &out, depth: depth + 1) else { return false }
+                i = skipWS(p, i, n)
+                guard i < n else { return false }
+                if p[i] == 0x5D { i += 1; out.append(0x5D); return true }
+                guard p[i] == 0x2C else { return false }
+                out.append(0x2C)
+                i = skipWS(p, i + 1, n)
+            }
+        case 0x74: return copyLiteral(p, &i, n, &out, "true")
+        case 0x66: return copyLiteral(p, &i, n, &out, "false")
+        case 0x6E: return copyLiteral(p, &i, n, &out, "null")
+        default:
+            let start = i
+            guard scanNumber(p, &i, n) else { return false }
+            out.append(contentsOf: UnsafeRawBufferPointer(start: p + start, count: i - start))
+            return true
+        }
+    }
+
+    @inline(__always)
+    static func copyLiteral(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ n: Int, _ out: inout [UInt8],
+                            _ lit: StaticString) -> Bool {
+        let len = lit.utf8CodeUnitCount
+        guard n - i >= len else { return false }
+        let lp = lit.utf8Start
+        for k in 0..<len where p[i + k] != lp[k] { return false }
+        out.append(contentsOf: UnsafeRawBufferPointer(start: lp, count: len))
+        i += len
+        return true
+    }
+
+    /// Validates a number per the JSON grammar, `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`,
+    /// and moves `i` past it. What may follow is the caller's concern (`01` fails there).
+    static func scanNumber(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ n: Int) -> Bool {
+        var j = i
+        if j < n && p[j] == 0x2D { j += 1 }
+        guard j < n else { return false }
+        if p[j] == 0x30 {
+            j += 1
+        } else if p[j] >= 0x31 && p[j] <= 0x39 {
+            j += 1
+            while j < n && p[j] &- 0x30 < 10 { j += 1 }
+        } else {
+            return false
+        }
+        if j < n && p[j] == 0x2E {
+            j += 1
+            let d = j
+            while j < n && p[j] &- 0x30 < 10 { j += 1 }
+            guard j > d else { return false }
+        }
+        if j < n && (p[j] == 0x65 || p[j] == 0x45) {
+            j += 1
+            if j < n && (p[j] == 0x2B || p[j] == 0x2D) { j += 1 }
+            let d = j
+            while j < n && p[j] &- 0x30 < 10 { j += 1 }
+            guard j > d else { return false }
+        }
+        i = j
+        return true
+    }
+
+    // MARK: strings
+
+    /// Decodes the JSON string body at `p[i]` (just after the opening quote) onto `out`; on success
+    /// `i` is just after the closing quote. Handles every JSON escape; `\u` surrogate pairs are
+    /// combined and a lone surrogate becomes U+FFFD. Raw bytes (including invalid UTF-8 and control
+    /// characters, which strict JSON forbids but log writers emit) are copied unchanged.
+    /// Returns false (with `out` partly written) on a bad escape or a missing closing quote.
+    public static func appendUnescapedString(_ p: UnsafeRawBufferPointer, from i: inout Int,
+                                             to out: inout [UInt8]) -> Bool {
+        guard i >= 0, i <= p.count, let base = p.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        else { return false }
+        return appendUnescaped(base, &i, p.count, &out)
+    }
+
+    /// Pointer form of `appendUnescapedString`: `p[0..<n]` is the buffer.
+    public static func appendUnescaped(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ n: Int,
+                                       _ out: inout [UInt8]) -> Bool {
+        var j = i
+        while true {
+            let stop = findQuoteOrBackslash(p, j, n)
+            if stop > j { out.append(contentsOf: UnsafeRawBufferPointer(start: p + j, count: stop - j)) }
+            guard stop < n else { return false }
+            if p[stop] == 0x22 {
+                i = stop + 1
+                return true
+            }
+            j = stop
+            guard decodeEscape(p, &j, n, &out, reescape: false) else { return false }
+        }
+    }
+
+    /// Like `appendUnescaped`, but writes a valid JSON string body: as if decoded then written with
+    /// `JSONWriter.appendEscaped`, without the intermediate buffer. Equivalent because an escape
+    /// always yields whole characters, so it can't complete or break a raw UTF-8 sequence around it.
+    static func appendReescaped(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ n: Int,
+                                _ out: inout [UInt8]) -> Bool {
+        var j = i
+        while true {
+            let stop = findQuoteOrBackslash(p, j, n)
+            if stop > j { JSONWriter.appendEscaped(UnsafeRawBufferPointer(start: p + j, count: stop - j), to: &out) }
+            guard stop < n else { return false }
+            if p[stop] == 0x22 {
+                i = stop + 1
+                return true
+            }
+            j = stop
+            guard decodeEscape(p, &j, n, &out, reescape: true) else { return false }
+        }
+    }
+
+    /// Decodes the escape at `p[i]` (a backslash) onto `out`, moving `i` past it. With `reescape`
+    /// the result is written back as canonical JSON string content instead of raw bytes.
+    static func decodeEscape(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ n: Int, _ out: inout [UInt8],
+                             reescape: Bool) -> Bool {
+        guard n - i >= 2 else { return false }
+        let c = p[i + 1]
+        let simple: UInt8
+        switch c {
+        case 0x22: simple = 0x22
+        case 0x5C: simple = 0x5C
+        case 0x2F: simple = 0x2F
+        case 0x62: simple = 0x08
+        case 0x66: simple = 0x0C
+        case 0x6E: simple = 0x0A
+        case 0x72: simple = 0x0D
+        case 0x74: simple = 0x09
+        case 0x75:
+            guard let u = hex4(p, i + 2, n) else { return false }
+            i += 6
+            var cp = u
+            if u >= 0xD800 && u <= 0xDBFF {
+                // A high surrogate counts only when a low one follows; otherwise it stands alone.
+                if n - i >= 6, p[i] == 0x5C, p[i + 1] == 0x75, let lo = hex4(p, i + 2, n),
+                   lo >= 0xDC00 && lo <= 0xDFFF {
+                    cp = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00)
+                    i += 6
+                } else {
+                    cp = 0xFFFD
+                }
+            } else if u >= 0xDC00 && u <= 0xDFFF {
+                cp = 0xFFFD
+            }
+            if reescape && cp < 0x80 {
+                writeEscapedASCII(UInt8(cp), &out)
+            } else {
+                appendUTF8(cp, &out)
+            }
+            return true
+        default:
+            return false
+        }
+        i += 2
+        if reescape {
+            writeEscapedASCII(simple, &out)
+        } else {
+            out.append(simple)
+        }
+        return true
+    }
+
+    /// Writes one ASCII byte as JSON string content (the same escapes `JSONWriter` uses).
+    @inline(__always)
+    static func writeEscapedASCII(_ b: UInt8, _ out: inout [UInt8]) {
+        withUnsafeBytes(of: b) { JSONWriter.appendEscaped($0, to: &out) }
+    }
+
+    @inline(__always)
+    static func hex4(_ p: UnsafePointer<UInt8>, _ i: Int, _ n: Int) -> UInt32? {
+        guard n - i >= 4 else { return nil }
+        var v: UInt32 = 0
+        for k in 0..<4 {
+            let c = p[i + k]
+            let d: UInt8
+            switch c {
+            case 0x30...0x39: d = c - 0x30
+            case 0x41...0x46: d = c - 0x41 + 10
+            case 0x61...0x66: d = c - 0x61 + 10
+            default: return nil
+            }
+            v = v << 4 | UInt32(d)
+        }
+        return v
+    }
+
+    @inline(__always)
+    static func appendUTF8(_ cp: UInt32, _ out: inout [UInt8]) {
+        switch cp {
+        case 0..<0x80:
+            out.append(UInt8(cp))
+        case 0x80..<0x800:
+            out.append(UInt8(0xC0 | cp >> 6))
+            out.append(UInt8(0x80 | cp & 0x3F))
+        case 0x800..<0x10000:
+            out.append(UInt8(0xE0 | cp >> 12))
+            out.append(UInt8(0x80 | cp >> 6 & 0x3F))
+            out.append(UInt8(0x80 | cp & 0x3F))
+        default:
+            out.append(UInt8(0xF0 | cp >> 18))
+            out.append(UInt8(0x80 | cp >> 12 & 0x3F))
+            out.append(UInt8(0x80 | cp >> 6 & 0x3F))
+            out.append(UInt8(0x80 | cp & 0x3F))
+        }
+    }
+
+    /// Index of the first `"` or `\` at or after `i`, or `n`. Eight bytes per step (SWAR): log text
+    /// is long runs without either, so this is the inner loop of every decode.
+    @inlinable
+    public static func findQuoteOrBackslash(_ p: UnsafePointer<UInt8>, _ i: Int, _ n: Int) -> Int {
+        var j = i
+        let raw = UnsafeRawPointer(p)
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        while n - j >= 8 {
+            let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
+            let q = w ^ (ones &* 0x22)
+            let b = w ^ (ones &* 0x5C)
+            // A byte of `q`/`b` is zero where `w` has a quote/backslash; the classic zero-byte test
+            // flags exactly the lowest such byte (higher flags may be false positives, unused).
+            let hit = ((q &- ones) & ~q | (b &- ones) & ~b) & highs
+            if hit != 0 { return j + hit.trailingZeroBitCount >> 3 }
+            j += 8
+        }
+        while j < n {
+            let c = p[j]
+            if c == 0x22 || c == 0x5C { return j }
+            j += 1
+        }
+        return n
+    }
+
+    /// Moves `i` past the string body starting at `p[i]` (just after the opening quote) to just after
+    /// the closing quote. Returns whether the body had escapes, nil if unterminated. Escapes are not
+    /// validated here.
+    @inlinable
+    public static func scanString(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ n: Int) -> Bool? {
+        var j = i
+        var escaped = false
+        while true {
+            j = findQuoteOrBackslash(p, j, n)
+            guard j < n else { return nil }
+            if p[j] == 0x22 {
+                i = j + 1
+                return escaped
+            }
+            escaped = true
+            j += 2
+            guard j <= n else { return nil }
+        }
+    }
+
+    // MARK: skipping and lookup
+
+    /// Index of the first non-whitespace byte of `p[i..<n]`, or `n`.
+    @inlinable
+    public static func skipWS(_ p: UnsafePointer<UInt8>, _ i: Int, _ n: Int) -> Int {
+        var j = i
+        while j < n {
+            let c = p[j]
+            guard c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 else { break }
+            j += 1
+        }
+        return j
+    }
+
+    /// Index of the first non-whitespace byte at or after `i` (or `p.count`).
+    public static func skipWhitespace(_ p: UnsafeRawBufferPointer, _ i: Int) -> Int {
+        guard let base = p.baseAddress?.assumingMemoryBound(to: UInt8.self), i >= 0 else { return max(i, 0) }
+        return skipWS(base, i, p.count)
+    }
+
+    /// Moves `i` past the JSON value starting at `p[i]` (strings, containers with nested strings
+    /// skipped correctly, scalars up to the next delimiter). Structural only: it checks bracket
+    /// balance and string termination, not the full grammar. False if the value is unterminated.
+    public static func skipValue(_ p: UnsafeRawBufferPointer, from i: inout Int) -> Bool {
+        guard let base = p.baseAddress?.assumingMemoryBound(to: UInt8.self), i >= 0 else { return false }
+        return skipValue(base, &i, p.count)
+    }
+
+    /// Pointer form of `skipValue(_:from:)`.
+    public static func skipValue(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ n: Int) -> Bool {
+        var j = i
+        guard j < n else { return false }
+        switch p[j] {
+        case 0x22:
+            j += 1
+            guard scanString(p, &j, n) != nil else { return false }
+        case 0x7B, 0x5B:
+            // Iterative with a depth count, so nesting costs no stack.
+            var depth = 0
+            repeat {
+                guard j < n else { return false }
+                switch p[j] {
+                case 0x7B, 0x5B: depth += 1; j += 1
+                case 0x7D, 0x5D: depth -= 1; j += 1
+                case 0x22:
+                    j += 1
+                    guard scanString(p, &j, n) != nil else { return false }
+                default: j += 1
+                }
+            } while depth > 0
+        default:
+            let start = j
+            while j < n {
+                let c = p[j]
+                if c == 0x2C || c == 0x7D || c == 0x5D || c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { break }
+                j += 1
+            }
+            guard j > start else { return false }
+        }
+        i = j
+        return true
+    }
+
+    /// Finds the raw value of the member at `path` (keys, outermost first, already split at dots)
+    /// inside `members`, a members fragment as `liftObject` writes it (`"a":1,"b":{"c":2}`).
+    /// Returns the value's byte range in `members` (strings include their quotes), nil when absent or
+    /// when an intermediate value is not an object. With duplicate keys the first one wins.
+    public static func lookup(_ members: UnsafeRawBufferPointer, path: [[UInt8]]) -> Range<Int>? {
+        guard !path.isEmpty, let p = members.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        let n = members.count
+        var i = 0
+        var level = 0
+        var scratch: [UInt8] = []
+        while true {
+            // `i` is at the start of a members list (after `{` for nested levels).
+            i = skipWS(p, i, n)
+            guard i < n, p[i] == 0x22 else { return nil }
+            let keyStart = i + 1
+            var k = keyStart
+            guard let hasEscape = scanString(p, &k, n) else { return nil }
+            let match = path[level].withUnsafeBytes { want -> Bool in
+                if !hasEscape {
+                    return k - 1 - keyStart == want.count
+                        && (want.isEmpty || memEqual(p + keyStart, want, want.count))
+                }
+                scratch.removeAll(keepingCapacity: true)
+                var j = keyStart
+                guard appendUnescaped(p, &j, n, &scratch) else { return false }
+                return scratch.withUnsafeBytes { $0.elementsEqual(want) }
+            }
+            i = skipWS(p, k, n)
+            guard i < n, p[i] == 0x3A else { return nil }
+            i = skipWS(p, i + 1, n)
+            let valueStart = i
+            guard skipValue(p, &i, n) else { return nil }
+            if match {
+                if level == path.count - 1 { return valueStart..<i }
+                // Descend: only an object can hold the next key.
+                guard p[valueStart] == 0x7B else { return nil }
+                level += 1
+                let inner = skipWS(p, valueStart + 1, n)
+                guard inner < n, p[inner] != 0x7D else { return nil }
+                i = valueStart + 1
+                continue
+            }
+            i = skipWS(p, i, n)
+            guard i < n, p[i] == 0x2C else { return nil }
+            i += 1
+        }
+    }
+
+    @inline(__always)
+    static func memEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafeRawBufferPointer, _ count: Int) -> Bool {
+        guard let bb = b.baseAddress else { return count == 0 }
+        for k in 0..<count where a[k] != bb.load(fromByteOffset: k, as: UInt8.self) { return false }
+        return true
+    }
+}
+
+/// The same utilities under the name of the file that holds them.
+public typealias JSONScan = JSONLift

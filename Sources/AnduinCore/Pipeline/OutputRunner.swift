@@ -1,0 +1,157 @@
+import Logging
+import Synchronization
+
+/// Drives one output: a bounded in-memory queue (the memory buffer) and a thread that delivers
+/// batches in order, retrying each until the destination has it, then acknowledges it.
+///
+/// Invariant: a batch's ack token is released exactly once, and only after `write` succeeded (or the
+/// agent gave up at shutdown, in which case it is *not* released, so the input does not checkpoint it).
+final class OutputRunner: @unchecked Sendable {  // mutable state only under `lock`
+    let name: String
+    private let output: any Output
+    private let capacity: Int
+    private let logger: Logger
+    private let lock = ConditionLock()
+    private struct State {
+        var queue: [(RecordBatch, AckToken)] = []
+        var head = 0
+        var queuedRecords = 0
+        var closing = false   // no more batches will come: drain then exit
+        var abandon = false   // give up now (shutdown timeout)
+    }
+    private var s = State()
+    private let delivered: Counter
+    private let deliveredBatches: Counter
+    private let writeErrors: Counter
+    private let queued: Gauge
+    private let blockedEvents: Counter
+    private let threadBox = Mutex<ThreadHandle?>(nil)
+
+    init(name: String, output: any Output, capacity: Int, context: ComponentContext) {
+        self.name = name
+        self.output = output
+        self.capacity = max(1, capacity)
+        self.logger = context.logger
+        delivered = context.stats.counter("records_out", "records delivered to the destination")
+        deliveredBatches = context.stats.counter("batches_out", "batches delivered to the destination")
+        writeErrors = context.stats.counter("write_errors", "failed deliveries (each is retried)")
+        queued = context.stats.gauge("queued_records", "records waiting in memory for this output")
+        blockedEvents = context.stats.counter("queue_full_events", "times an input waited because this output's queue was full")
+    }
+
+    func start() {
+        let h = startThread(name: "out-\(name)") { [self] in loop() }
+        threadBox.withLock { $0 = h }
+    }
+
+    /// Queues a batch; blocks while the queue is full (backpressure), unless the agent is abandoning.
+    /// The caller has retained `ack` for this output.
+    func enqueue(_ batch: RecordBatch, _ ack: AckToken) {
+        let n = batch.count
+        var waited = false
+        lock.withLock {
+            while true {
+                if s.abandon { return }
+                // A batch larger than the capacity still goes into an empty queue: progress over strictness.
+                if s.queuedRecords == 0 || s.queuedRecords + n <= capacity { break }
+                if !waited {
+                    waited = true
+                    blockedEvents.add()
+                }
+                lock.wait(seconds: 0.5)
+            }
+            s.queue.append((batch, ack))
+            s.queuedRecords += n
+            queued.add(n)
+            lock.broadcast()
+        }
+    }
+
+    private func next() -> (RecordBatch, AckToken)? {
+        lock.withLock {
+            while true {
+                if s.abandon { return nil }
+                if s.head < s.queue.count {
+                    let item = s.queue[s.head]
+                    s.head += 1
+                    // Compact now and then instead of removeFirst per batch.
+                    if s.head > 64 && s.head * 2 > s.queue.count {
+                        s.queue.removeFirst(s.head)
+                        s.head = 0
+                    }
+                    return item
+                }
+                if s.closing { return nil }
+                lock.wait(seconds: 1)
+            }
+        }
+    }
+
+    private func dequeued(_ n: Int) {
+        lock.withLock {
+            s.queuedRecords -= n
+            queued.add(-n)
+            lock.broadcast()
+        }
+    }
+
+    private func loop() {
+        var backoff = 0.1
+        var failures = 0
+        while let (batch, ack) = next() {
+            while true {
+                do {
+                    try output.write(batch)
+                    if failures > 0 {
+                        logger.notice("output \(name): delivering again after \(failures) failed attempts")
+                    }
+                    failures = 0
+                    backoff = 0.1
+                    break
+                } catch {
+                    writeErrors.add()
+                    failures += 1
+                    // One line per failure streak step, not per record: the backoff spaces them out.
+                    logger.error("output \(name): write failed (attempt \(failures)), retrying in \(Int(backoff * 1000))ms: \(error)")
+                    if sleepUnlessAbandoned(backoff) { return }
+                    backoff = min(backoff * 2, 30)
+                }
+            }
+            delivered.add(batch.count)
+            deliveredBatches.add()
+            dequeued(batch.count)
+            ack.release()
+        }
+        output.close()
+    }
+
+    /// Returns true when the runner must abandon its work.
+    private func sleepUnlessAbandoned(_ seconds: Double) -> Bool {
+        lock.withLock {
+            if !s.abandon { lock.wait(seconds: seconds) }
+            return s.abandon
+        }
+    }
+
+    /// No more batches will be queued: deliver what is queued, then stop.
+    func close() {
+        lock.withLock {
+            s.closing = true
+            lock.broadcast()
+        }
+    }
+
+    /// Stop now, leaving undelivered batches unacknowledged.
+    func abandon() {
+        lock.withLock {
+            s.abandon = true
+            lock.broadcast()
+        }
+    }
+
+    var pendingRecords: Int { lock.withLock { s.queuedRecords } }
+
+    func join(timeout: Double) -> Bool {
+        threadBox.withLock { $0 }?.join(timeout: timeout) ?? true
+    }
+}

@@ -1,0 +1,94 @@
+import AnduinCore
+import ArgumentParser
+import Foundation
+import Logging
+
+let anduinVersion = "0.1.0"
+
+@main
+struct Anduin: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "anduin",
+        abstract: "Ships container logs from a node to Elasticsearch or HTTP, without losing or duplicating a line.",
+        version: anduinVersion,
+        subcommands: [Run.self, Validate.self, Version.self]
+    )
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The YAML config file.")
+    var config: String
+}
+
+/// Loads the config, printing every problem as FILE:LINE:COLUMN: message.
+func loadConfig(_ path: String) -> AgentConfig? {
+    switch AgentConfig.load(path: path, registry: allPlugins) {
+    case .success(let c):
+        return c
+    case .failure(let errors):
+        for d in errors.items { FileHandle.standardError.write(Data((d.description + "\n").utf8)) }
+        let n = errors.items.count
+        FileHandle.standardError.write(Data("\(n) problem\(n == 1 ? "" : "s") in \(path)\n".utf8))
+        return nil
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a config file; print each problem as FILE:LINE:COLUMN: message.")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
+        let counts = ComponentKind.allCases.map { "\(cfg.components($0).count) \($0.section)" }
+        print("\(options.config): ok (\(counts.joined(separator: ", ")))")
+    }
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version.")
+    func run() { print("anduin \(anduinVersion)") }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the pipeline until SIGTERM or SIGINT, then deliver what was read, checkpoint, and exit 0.")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
+        bootstrapLogging(level: cfg.logLevel, format: cfg.logFormat)
+        let logger = Logger(label: "anduin")
+
+        // Signals are taken by sigwait on this thread only: block them before any thread starts.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        signal(SIGPIPE, SIG_IGN)
+
+        let pipeline: Pipeline
+        do {
+            pipeline = try Pipeline(config: cfg, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        pipeline.start()
+
+        var sig: Int32 = 0
+        sigwait(&set, &sig)
+        logger.info("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"): stopping reads, delivering what was read, writing checkpoints")
+        let stopped = startThread(name: "stop") { pipeline.stop() }
+        // A second signal means "now": exit without waiting for outputs (nothing unacknowledged is
+        // checkpointed, so what was not delivered is read again at the next start).
+        var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+        while !stopped.join(timeout: 0) {
+            if sigtimedwait(&set, nil, &timeout) > 0 {
+                logger.warning("second signal: exiting without waiting for outputs")
+                throw ExitCode(130)
+            }
+        }
+    }
+}

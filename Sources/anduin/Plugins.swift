@@ -1,0 +1,16 @@
+import AnduinCore
+import filter_parse
+import in_tail
+import out_blackhole
+import out_file
+import out_stdout
+
+/// Every plugin compiled into the agent. Adding one: its folder under plugins/, its name in
+/// Package.swift, and its spec here.
+let allPlugins = PluginRegistry([
+    TailPlugin.spec,
+    ParsePlugin.spec,
+    FileOutputPlugin.spec,
+    StdoutOutputPlugin.spec,
+    BlackholePlugin.spec,
+])

@@ -1,0 +1,82 @@
+import AnduinCore
+
+/// Turns out-of-order batch completions into in-order, per-file acknowledged offsets.
+///
+/// Each emitted batch is registered with the offset its file may be checkpointed at once the batch is
+/// safe everywhere. A later batch completing first does not move the checkpoint: only the longest
+/// completed prefix of the registration order does. Thread-safe: registrations come from the input
+/// thread, completions from output threads.
+final class AckTracker: Sendable {
+    private struct Entry {
+        var fileID: Int
+        var offset: Int64
+        var done: Bool
+    }
+    private struct State {
+        var entries: [Entry] = []
+        var head = 0
+        var firstSeq = 0
+        /// Acknowledged offset per file id.
+        var acked: [Int: Int64] = [:]
+        var outstanding: [Int: Int] = [:]
+        var dirty = false
+    }
+    private let state = Locked(State())
+
+    /// Registers a batch; returns its sequence number for `complete`.
+    func register(fileID: Int, offset: Int64) -> Int {
+        state.withLock { s in
+            s.entries.append(Entry(fileID: fileID, offset: offset, done: false))
+            s.outstanding[fileID, default: 0] += 1
+            return s.firstSeq + s.entries.count - 1
+        }
+    }
+
+    func complete(_ seq: Int) {
+        state.withLock { s in
+            let i = seq - s.firstSeq
+            guard i >= s.head, i < s.entries.count else { return }
+            s.entries[i].done = true
+            while s.head < s.entries.count, s.entries[s.head].done {
+                let e = s.entries[s.head]
+                s.acked[e.fileID] = e.offset
+                s.outstanding[e.fileID, default: 1] -= 1
+                if s.outstanding[e.fileID] == 0 { s.outstanding[e.fileID] = nil }
+                s.head += 1
+                s.dirty = true
+            }
+            if s.head > 1024 && s.head * 2 > s.entries.count {
+                s.entries.removeFirst(s.head)
+                s.firstSeq += s.head
+                s.head = 0
+            }
+        }
+    }
+
+    /// Sets a file's acknowledged offset directly (a file resumed from a checkpoint, or started at its end).
+    func setAcked(fileID: Int, offset: Int64) {
+        state.withLock {
+            $0.acked[fileID] = offset
+            $0.dirty = true
+        }
+    }
+
+    func acked(_ fileID: Int) -> Int64? { state.withLock { $0.acked[fileID] } }
+
+    func hasOutstanding(_ fileID: Int) -> Bool { state.withLock { $0.outstanding[fileID] != nil } }
+
+    func forget(_ fileID: Int) {
+        state.withLock {
+            $0.acked[fileID] = nil
+            $0.dirty = true
+        }
+    }
+
+    /// Returns true (and clears the flag) when offsets changed since the last call.
+    func takeDirty() -> Bool {
+        state.withLock { s in
+            defer { s.dirty = false }
+            return s.dirty
+        }
+    }
+}

@@ -1,0 +1,144 @@
+import AnduinCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Device and inode: which file, as long as it is not deleted and its inode reused.
+struct FileKey: Hashable, Sendable {
+    var device: UInt64
+    var inode: UInt64
+}
+
+/// A file being followed. Owned by the tail input's thread.
+final class TailedFile {
+    var id: Int
+    let key: FileKey
+    /// The path it was found at (a symlink under /var/log/containers on a node).
+    var path: String
+    let fd: Int32
+    /// First byte not yet consumed into a complete line.
+    var readOffset: Int64
+    var decoder: LineDecoder
+    /// Set once the first line is complete (see `establishIdentity`).
+    var fingerprintLength = 0
+    var fingerprint: UInt64 = 0
+    var source: SourceInfo?
+    /// The path no longer leads to this file (renamed away or deleted): drain it, then close it.
+    var rotatedAt: Double?
+    /// Last time new bytes were read.
+    var lastDataAt: Double
+    /// A line longer than max_line_bytes is being skipped to its end; it started here.
+    var longLineStart: Int64?
+    /// inotify watch descriptor, or nil when polled.
+    var watch: Int32?
+    /// inotify said it changed, or it has more to read than its budget allowed.
+    var dirty = true
+    /// When the fingerprint was last re-checked against the file (detects truncate-and-rewrite).
+    var fingerprintCheckedAt: Double = 0
+
+    init(id: Int, key: FileKey, path: String, fd: Int32, offset: Int64, format: LogFormat, maxLineBytes: Int) {
+        self.id = id
+        self.key = key
+        self.path = path
+        self.fd = fd
+        self.readOffset = offset
+        self.decoder = LineDecoder(format: format, maxRecordBytes: maxLineBytes)
+        self.lastDataAt = monotonicSeconds()
+    }
+
+    deinit { close(fd) }
+
+    /// The offset a checkpoint may record: nothing before it is still pending in this file's state.
+    var safeOffset: Int64 {
+        var o = readOffset
+        if let p = decoder.pendingStart { o = min(o, p) }
+        if let l = longLineStart { o = min(o, l) }
+        return o
+    }
+
+    func size() -> Int64? {
+        var st = stat()
+        return fstat(fd, &st) == 0 ? Int64(st.st_size) : nil
+    }
+
+    /// Computes the fingerprint once the first line is complete (or 1 KiB long). Until then the file
+    /// has no records to identify. Returns false while that is not yet the case.
+    func establishIdentity() -> Bool {
+        if source != nil { return true }
+        guard let (len, hash) = Fingerprint.compute(fd: fd) else { return false }
+        fingerprintLength = len
+        fingerprint = hash
+        source = SourceInfo(path: path, sourceID: Fingerprint.sourceID(key: key, fingerprint: hash))
+        return true
+    }
+
+    /// True when the bytes the fingerprint covers are unchanged.
+    func fingerprintMatches() -> Bool {
+        guard fingerprintLength > 0 else { return true }
+        return Fingerprint.hash(fd: fd, length: fingerprintLength) == fingerprint
+    }
+
+    func renamed(to newPath: String) {
+        path = newPath
+        if let s = source { source = SourceInfo(path: newPath, sourceID: s.sourceID) }
+    }
+
+    /// Forget everything read: the file was truncated (copytruncate) and starts over.
+    func restart() {
+        readOffset = 0
+        decoder.reset()
+        longLineStart = nil
+        fingerprintLength = 0
+        fingerprint = 0
+        source = nil
+    }
+}
+
+enum Fingerprint {
+    static let maxLength = 1024
+
+    /// (length, hash) of the first line including its newline, capped at 1 KiB; nil while the file
+    /// has neither a complete first line nor 1 KiB.
+    static func compute(fd: Int32) -> (Int, UInt64)? {
+        var buf = [UInt8](repeating: 0, count: maxLength)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, maxLength, 0) }
+        guard n > 0 else { return nil }
+        let len: Int
+        if let nl = buf[0..<n].firstIndex(of: UInt8(ascii: "\n")) {
+            len = nl + 1
+        } else if n == maxLength {
+            len = maxLength
+        } else {
+            return nil
+        }
+        return (len, fnv1a(buf[0..<len]))
+    }
+
+    static func hash(fd: Int32, length: Int) -> UInt64? {
+        var buf = [UInt8](repeating: 0, count: length)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, length, 0) }
+        guard n == length else { return nil }
+        return fnv1a(buf[...])
+    }
+
+    static func fnv1a(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01B3
+        }
+        return h
+    }
+
+    /// Mixes device, inode and fingerprint into the 64-bit source identity used by `event.id`.
+    static func sourceID(key: FileKey, fingerprint: UInt64) -> UInt64 {
+        var h = fingerprint
+        for v in [key.device, key.inode] {
+            h ^= v &+ 0x9E37_79B9_7F4A_7C15 &+ (h << 6) &+ (h >> 2)
+        }
+        // splitmix64 finaliser: spreads the bits so ids look uniform.
+        h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+        return h ^ (h >> 31)
+    }
+}

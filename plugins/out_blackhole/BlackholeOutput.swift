@@ -1,0 +1,59 @@
+import AnduinCore
+import Foundation
+import Synchronization
+
+/// The `blackhole` output: counts records and discards them, for measuring the rest of the pipeline.
+/// With `count_file`, the running count is written there (atomically) so a benchmark harness can
+/// tell when every record arrived. `encode: true` also serialises each record as the other outputs
+/// do, to measure that cost.
+public struct BlackholeConfig: OutputConfig {
+    public var countFile: String?
+    public var encode = false
+
+    public func build(_ context: ComponentContext) throws -> any Output {
+        BlackholeOutput(countFile: countFile, encode: encode)
+    }
+}
+
+public enum BlackholePlugin {
+    public static let spec = PluginSpec.output("blackhole", "count records and discard them (benchmarks)") { r in
+        var c = BlackholeConfig()
+        c.countFile = r.string("count_file")
+        c.encode = r.bool("encode", default: false)
+        return c
+    }
+}
+
+/// Used from the output's thread only.
+final class BlackholeOutput: Output, @unchecked Sendable {
+    private let countFile: String?
+    private let encode: Bool
+    private var count = 0
+    private var lastWrite = 0.0
+    private var scratch: [UInt8] = []
+
+    init(countFile: String?, encode: Bool) {
+        self.countFile = countFile
+        self.encode = encode
+    }
+
+    func write(_ batch: RecordBatch) throws {
+        count += batch.count
+        if encode {
+            scratch.removeAll(keepingCapacity: true)
+            RecordEncoder.appendNDJSON(batch, to: &scratch)
+        }
+        let now = monotonicSeconds()
+        if countFile != nil && now - lastWrite >= 0.05 {
+            lastWrite = now
+            publish()
+        }
+    }
+
+    private func publish() {
+        guard let countFile else { return }
+        try? AtomicFile.write(Data("\(count)\n".utf8), to: countFile, durable: false)
+    }
+
+    func close() { publish() }
+}

@@ -1,0 +1,26 @@
+import AnduinCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `stdout` output: records as newline-delimited JSON on standard output, for trying a config.
+public struct StdoutOutputConfig: OutputConfig {
+    public func build(_ context: ComponentContext) throws -> any Output { StdoutOutput() }
+}
+
+public enum StdoutOutputPlugin {
+    public static let spec = PluginSpec.output("stdout", "print records as newline-delimited JSON") { _ in
+        StdoutOutputConfig()
+    }
+}
+
+/// Used from the output's thread only.
+final class StdoutOutput: Output, @unchecked Sendable {
+    private var scratch: [UInt8] = []
+
+    func write(_ batch: RecordBatch) throws {
+        scratch.removeAll(keepingCapacity: true)
+        RecordEncoder.appendNDJSON(batch, to: &scratch)
+        guard scratch.withUnsafeBytes({ writeAll(fd: 1, $0) }) else { throw POSIXFailure("write to stdout") }
+    }
+}
