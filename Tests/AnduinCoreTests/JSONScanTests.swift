@@ -116,7 +116,7 @@ final class JSONScanTests: XCTestCase {
     }
 
     func testLiftInvalidUTF8() {
-        let src: [UInt8] = Array(#"{"a":""#.utf8) + [0x61, 0xFF, 0x62, 0xC3] + Array(#"\n",#.utf8)
+        let src: [UInt8] = Array(#"{"a":""#.utf8) + [0x61, 0xFF, 0x62, 0xC3] + Array(#"\n","#.utf8)
             + [0x22, 0xE2, 0x82, 0x22] + Array(#":1}"#.utf8)
         let out = liftBytes(src)
         XCTAssertNotNil(out)

@@ -32,12 +32,12 @@ public struct TailConfig: InputConfig {
 
 public enum TailPlugin {
     public static let spec = PluginSpec.input("tail", "follow log files (docker json-file, CRI, plain lines)") { r in
-        let paths = r.stringList("paths")
+        let paths = r.pathList("paths")
         if paths.isEmpty {
             r.error(r.has("paths") ? "paths" : nil, "needs at least one glob in paths, such as [\"/var/log/containers/*.log\"]")
         }
         var c = TailConfig(paths: paths)
-        c.exclude = r.stringList("exclude")
+        c.exclude = r.stringList("exclude").map { $0.contains("/") ? r.resolvePath($0) : $0 }
         c.format = r.choice("format", default: .auto)
         c.startAt = r.choice("start_at", default: .beginning)
         c.maxLineBytes = r.size("max_line_bytes", default: 1 << 20, minimum: 256)

@@ -18,7 +18,7 @@ public struct BlackholeConfig: OutputConfig {
 public enum BlackholePlugin {
     public static let spec = PluginSpec.output("blackhole", "count records and discard them (benchmarks)") { r in
         var c = BlackholeConfig()
-        c.countFile = r.string("count_file")
+        c.countFile = r.path("count_file")
         c.encode = r.bool("encode", default: false)
         return c
     }

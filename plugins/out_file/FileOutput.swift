@@ -17,7 +17,7 @@ public struct FileOutputConfig: OutputConfig {
 
 public enum FileOutputPlugin {
     public static let spec = PluginSpec.output("file", "append records to a file as newline-delimited JSON") { r in
-        guard let path = r.requiredString("path") else { return nil }
+        guard let path = r.requiredString("path").map(r.resolvePath) else { return nil }
         var c = FileOutputConfig(path: path)
         c.fsync = r.bool("fsync", default: false)
         return c

@@ -55,12 +55,12 @@ public struct AgentConfig: Sendable {
         guard let root = ConfigValue.parse(yaml: yaml, file: file, environment: environment, diagnostics: diags) else {
             return .failure(ConfigErrors(items: diags.sorted))
         }
-        let top = ConfigReader(root, context: "config", diagnostics: diags)
         // Relative paths in the config are relative to the config file, so `anduin run` works from anywhere.
-        let baseDir = (file as NSString).deletingLastPathComponent
+        let baseDir = absoluteDirectory(of: file)
+        let top = ConfigReader(root, context: "config", diagnostics: diags, baseDirectory: baseDir)
         var cfg = AgentConfig(
             file: file,
-            dataDirectory: resolve(top.string("data_dir", default: "./data"), base: baseDir),
+            dataDirectory: top.resolvePath(top.string("data_dir", default: "./data")),
             logLevel: top.choice("log_level", default: .info),
             logFormat: top.choice("log_format", default: .text),
             checkpointInterval: top.duration("checkpoint_interval", default: 1),
@@ -99,7 +99,7 @@ public struct AgentConfig: Sendable {
     private static func component(kind: ComponentKind, name: String, keyMark: SourceMark, value: ConfigValue,
                                   registry: PluginRegistry, diags: Diagnostics, baseDir: String) -> ComponentDecl? {
         let context = "\(kind.rawValue) \"\(name)\""
-        let reader = ConfigReader(value, context: context, diagnostics: diags)
+        let reader = ConfigReader(value, context: context, diagnostics: diags, baseDirectory: baseDir)
         guard case .mapping = value else { return nil }
         guard let type = reader.requiredString("type", hint: " (one of: \(registry.types(kind).joined(separator: ", ")))") else {
             return nil
@@ -114,7 +114,7 @@ public struct AgentConfig: Sendable {
             diags.error(reader.markOf("type"), msg)
             return nil
         }
-        let typed = ConfigReader(value, context: "\(context) (\(type))", diagnostics: diags)
+        let typed = ConfigReader(value, context: "\(context) (\(type))", diagnostics: diags, baseDirectory: baseDir)
         _ = typed.value("type")
         var from: [String] = []
         if kind != .input {
@@ -189,9 +189,11 @@ public struct AgentConfig: Sendable {
         for c in cfg.components where c.kind == .filter { visit(c.name, path: []) }
     }
 
-    static func resolve(_ path: String, base: String) -> String {
-        if path.hasPrefix("/") || base.isEmpty { return path }
-        return (base as NSString).appendingPathComponent(path)
+    static func absoluteDirectory(of file: String) -> String {
+        let dir = (file as NSString).deletingLastPathComponent
+        if dir.hasPrefix("/") { return dir }
+        let cwd = FileManager.default.currentDirectoryPath
+        return dir.isEmpty ? cwd : (cwd as NSString).appendingPathComponent(dir)
     }
 }
 

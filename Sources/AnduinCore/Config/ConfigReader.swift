@@ -13,8 +13,13 @@ public final class ConfigReader: @unchecked Sendable {
     private let entries: [(key: String, keyMark: SourceMark, value: ConfigValue)]
     private var used: Set<String> = []
 
-    public init(_ value: ConfigValue, context: String, diagnostics: Diagnostics) {
+    /// Folder of the config file: relative paths in options are relative to it, so a config means the
+    /// same thing whatever the working directory.
+    public let baseDirectory: String
+
+    public init(_ value: ConfigValue, context: String, diagnostics: Diagnostics, baseDirectory: String = "") {
         self.context = context
+        self.baseDirectory = baseDirectory
         self.mark = value.mark
         self.diagnostics = diagnostics
         if case .mapping(let e, _) = value {
@@ -66,6 +71,18 @@ public final class ConfigReader: @unchecked Sendable {
         if let s = string(key) { return s }
         if !has(key) { diagnostics.error(mark, "\(context): missing required key \"\(key)\"\(hint)") }
         return nil
+    }
+
+    /// A file path (or glob), made absolute against the config file's folder.
+    public func path(_ key: String) -> String? { string(key).map(resolvePath) }
+
+    public func pathList(_ key: String) -> [String] { stringList(key).map(resolvePath) }
+
+    public func resolvePath(_ p: String) -> String {
+        if p.hasPrefix("/") || baseDirectory.isEmpty { return p }
+        var rel = Substring(p)
+        while rel.hasPrefix("./") { rel = rel.dropFirst(2) }
+        return baseDirectory.hasSuffix("/") ? baseDirectory + rel : baseDirectory + "/" + rel
     }
 
     public func bool(_ key: String, default d: Bool) -> Bool {
@@ -166,7 +183,7 @@ public final class ConfigReader: @unchecked Sendable {
             typeError(key, v, "a mapping")
             return nil
         }
-        let sub = ConfigReader(v, context: "\(context): \(key)", diagnostics: diagnostics)
+        let sub = ConfigReader(v, context: "\(context): \(key)", diagnostics: diagnostics, baseDirectory: baseDirectory)
         children.append(sub)
         return sub
     }
