@@ -69,6 +69,9 @@ public struct AgentConfig: Sendable {
         if cfg.checkpointInterval <= 0 { top.error("checkpoint_interval", "must be more than 0") }
 
         var names: [String: SourceMark] = [:]
+        // Every declared component, valid or not: an invalid one is reported once, not again by
+        // every `from:` that names it.
+        var declared: [String: ComponentKind] = [:]
         for kind in ComponentKind.allCases {
             guard let section = top.value(kind.section) else { continue }
             guard case .mapping(let entries, _) = section else {
@@ -81,6 +84,7 @@ public struct AgentConfig: Sendable {
                     continue
                 }
                 names[entry.key] = entry.keyMark
+                declared[entry.key] = kind
                 if entry.key.isEmpty || entry.key.contains(where: { !($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) {
                     diags.error(entry.keyMark, "component name \"\(entry.key)\": use letters, digits, '_' and '-' only (it names a folder under data_dir)")
                 }
@@ -91,7 +95,7 @@ public struct AgentConfig: Sendable {
             }
         }
         top.finish()
-        validateGraph(cfg, diags: diags)
+        validateGraph(cfg, declared: declared, diags: diags)
         if !diags.isEmpty { return .failure(ConfigErrors(items: diags.sorted)) }
         return .success(cfg)
     }
@@ -144,12 +148,12 @@ public struct AgentConfig: Sendable {
         return ComponentDecl(name: name, type: type, kind: kind, mark: keyMark, from: from, config: built)
     }
 
-    private static func validateGraph(_ cfg: AgentConfig, diags: Diagnostics) {
+    private static func validateGraph(_ cfg: AgentConfig, declared: [String: ComponentKind], diags: Diagnostics) {
         let byName = Dictionary(cfg.components.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        if cfg.components(.input).isEmpty {
+        if !declared.values.contains(.input) {
             diags.error(SourceMark(file: cfg.file, line: 1, column: 1), "config has no inputs: add one under inputs:")
         }
-        if cfg.components(.output).isEmpty {
+        if !declared.values.contains(.output) {
             diags.error(SourceMark(file: cfg.file, line: 1, column: 1), "config has no outputs: add one under outputs:")
         }
         for c in cfg.components where c.kind != .input {
@@ -157,7 +161,12 @@ public struct AgentConfig: Sendable {
                 diags.error(c.mark, "\(c.kind.rawValue) \"\(c.name)\" has no inputs: add from: [<input or filter name>]")
             }
             for upstream in c.from {
+                if byName[upstream] == nil, let kind = declared[upstream], kind != .output { continue }
                 guard let u = byName[upstream] else {
+                    if declared[upstream] == .output {
+                        diags.error(c.mark, "\(c.kind.rawValue) \"\(c.name)\": from: names output \"\(upstream)\"; outputs cannot feed other components")
+                        continue
+                    }
                     var msg = "\(c.kind.rawValue) \"\(c.name)\": from: names \"\(upstream)\", which is not an input or filter"
                     let candidates = cfg.components.filter { $0.kind != .output }.map(\.name)
                     if let guess = closest(upstream, in: candidates) { msg += " (did you mean \"\(guess)\"?)" }

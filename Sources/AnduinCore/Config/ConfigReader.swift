@@ -226,12 +226,13 @@ public final class ConfigReader: @unchecked Sendable {
     }
 }
 
-/// The closest word by edit distance, when it is close enough to be a likely typo.
+/// The closest word by edit distance (a swap of two letters counts as one edit), when it is close
+/// enough to be a likely typo.
 public func closest(_ word: String, in candidates: some Sequence<String>) -> String? {
     var best: (String, Int)?
     for c in candidates {
         let d = editDistance(Array(word.utf8), Array(c.utf8))
-        if d <= max(1, c.utf8.count / 3), best == nil || d < best!.1 { best = (c, d) }
+        if d <= max(1, c.utf8.count / 3), d < (best?.1 ?? .max) { best = (c, d) }
     }
     return best?.0
 }
@@ -239,16 +240,20 @@ public func closest(_ word: String, in candidates: some Sequence<String>) -> Str
 func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
     if a.isEmpty { return b.count }
     if b.isEmpty { return a.count }
-    var prev = Array(0...b.count)
-    var cur = [Int](repeating: 0, count: b.count + 1)
+    // Optimal string alignment distance, rows kept for the transposition step.
+    var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+    for i in 0...a.count { d[i][0] = i }
+    for j in 0...b.count { d[0][j] = j }
     for i in 1...a.count {
-        cur[0] = i
         for j in 1...b.count {
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            let cost = a[i - 1] == b[j - 1] ? 0 : 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+            }
         }
-        swap(&prev, &cur)
     }
-    return prev[b.count]
+    return d[a.count][b.count]
 }
 
 public struct ConfigProblem: Error, Sendable {
