@@ -29,7 +29,6 @@ final class BlackholeOutput: Output, @unchecked Sendable {
     private let countFile: String?
     private let encode: Bool
     private var count = 0
-    private var lastWrite = 0.0
     private var scratch: [UInt8] = []
 
     init(countFile: String?, encode: Bool) {
@@ -43,11 +42,9 @@ final class BlackholeOutput: Output, @unchecked Sendable {
             scratch.removeAll(keepingCapacity: true)
             RecordEncoder.appendNDJSON(batch, to: &scratch)
         }
-        let now = monotonicSeconds()
-        if countFile != nil && now - lastWrite >= 0.05 {
-            lastWrite = now
-            publish()
-        }
+        // Every batch (about one per 1,300 lines): a reader must see the final count without waiting
+        // for another batch.
+        publish()
     }
 
     private func publish() {

@@ -1,0 +1,113 @@
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `anduin validate`, `anduin version`, and the exit status of `anduin run` on signals.
+final class CLITests: AgentTestCase {
+    /// Runs the binary to completion; returns (status, stdout, stderr).
+    private func runCLI(_ args: [String], timeout: Double = 60) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: AnduinBinary.path!)
+        p.arguments = args
+        let outPath = sandbox.path("cli.stdout"), errPath = sandbox.path("cli.stderr")
+        XCTAssertTrue(FileManager.default.createFile(atPath: outPath, contents: nil))
+        XCTAssertTrue(FileManager.default.createFile(atPath: errPath, contents: nil))
+        let out = FileHandle(forWritingAtPath: outPath)!, err = FileHandle(forWritingAtPath: errPath)!
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let exited = poll(timeout: timeout, interval: 0.05) { !p.isRunning }
+        if !exited { kill(p.processIdentifier, SIGKILL) }
+        XCTAssertTrue(exited, "anduin \(args.joined(separator: " ")) did not exit within \(Int(timeout)) s")
+        try? out.close()
+        try? err.close()
+        return (p.terminationStatus,
+                (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+                (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    }
+
+    private var examplesConfig: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("examples/anduin.yaml").path
+    }
+
+    func testValidateAcceptsTheBundledExample() throws {
+        let (status, out, err) = try runCLI(["validate", "--config", examplesConfig])
+        XCTAssertEqual(status, 0, "stderr: \(err)")
+        XCTAssertTrue(out.contains("ok"), "stdout: \(out)")
+    }
+
+    /// Each broken config: exit 1, and a `FILE:LINE:COLUMN: message` line at the right place.
+    func testValidateReportsProblemsWithPositions() throws {
+        let output = "outputs:\n  out: {type: file, from: [in], path: ./o.ndjson}\n"
+        func input(_ extra: String = "", type: String = "tail", paths: String = #"["./logs/*.log"]"#) -> String {
+            "data_dir: ./data\ninputs:\n  in:\n    type: \(type)\n    paths: \(paths)\n" + extra
+        }
+        let cases: [(name: String, yaml: String, line: Int, column: Int?, text: String)] = [
+            ("unknown-key", input("    bogus_key: 1\n") + output, 6, 5, #"unknown key "bogus_key""#),
+            ("wrong-type", input(paths: "5") + output, 5, 12, "expected a list"),
+            ("wrong-type-duration", input("    poll_interval: [1, 2]\n") + output, 6, 20, "poll_interval"),
+            ("unknown-plugin", input(type: "tial") + output, 4, 11, #"unknown input type "tial""#),
+            ("missing-from", input() + "filters:\n  p: {type: parse, from: [nothere]}\n"
+                + "outputs:\n  out: {type: file, from: [p], path: ./o.ndjson}\n", 7, nil, #""nothere""#),
+            ("cycle", input() + "filters:\n  f1: {type: parse, from: [f2]}\n  f2: {type: parse, from: [f1]}\n"
+                + "outputs:\n  out: {type: file, from: [f1], path: ./o.ndjson}\n", 7, nil, "cycle"),
+            ("no-from", input() + "outputs:\n  out: {type: file, path: ./o.ndjson}\n", 7, 3, "no inputs"),
+            ("decimal-size", input("    max_line_bytes: 1GB\n") + output, 6, 21, "1GB"),
+        ]
+        for c in cases {
+            let path = try sandbox.write("\(c.name).yaml", c.yaml)
+            let (status, out, err) = try runCLI(["validate", "--config", path])
+            XCTAssertEqual(status, 1, "\(c.name): exit status; stdout: \(out)")
+            let lines = err.split(separator: "\n").map(String.init)
+            let prefix = "\(path):\(c.line):" + (c.column.map { "\($0): " } ?? "")
+            let hit = lines.first { $0.hasPrefix(prefix) && $0.contains(c.text) }
+            XCTAssertNotNil(hit, "\(c.name): expected a line starting with \(prefix) mentioning \(c.text); stderr:\n\(err)")
+            // Every problem line has the FILE:LINE:COLUMN: shape.
+            for l in lines where l.hasPrefix(path + ":") {
+                let rest = l.dropFirst(path.count + 1).split(separator: ":", maxSplits: 2)
+                XCTAssertTrue(rest.count == 3 && Int(rest[0]) != nil && Int(rest[1]) != nil, "\(c.name): malformed line \(l)")
+            }
+        }
+        // Unreadable config file.
+        let (status, _, err) = try runCLI(["validate", "--config", sandbox.path("nope.yaml")])
+        XCTAssertEqual(status, 1)
+        XCTAssertTrue(err.contains(sandbox.path("nope.yaml") + ":1:1:"), err)
+    }
+
+    func testVersion() throws {
+        let (status, out, _) = try runCLI(["version"])
+        XCTAssertEqual(status, 0)
+        XCTAssertNotNil(out.range(of: #"^anduin \d+\.\d+\.\d+"#, options: .regularExpression), "version output: \(out)")
+        let (s2, out2, _) = try runCLI(["--version"])
+        XCTAssertEqual(s2, 0)
+        XCTAssertNotNil(out2.range(of: #"\d+\.\d+\.\d+"#, options: .regularExpression), "--version output: \(out2)")
+    }
+
+    /// `run` exits 0 on SIGTERM and on SIGINT (idle, and right after reading), and 1 on a broken config.
+    func testRunExitsZeroOnSIGTERMAndSIGINT() throws {
+        appendText(sandbox.path("logs/a.log"), joinedLines(logLines("a", 0..<5)))
+        try writeConfig(agentConfig([("in", TailOptions())]))
+        let a = try startAgent()
+        waitForMessages(logLines("a", 0..<5))
+        stopAgent(a)
+        XCTAssertTrue(a.stderr.contains("received SIGTERM"))
+
+        let b = try startAgent()
+        waitForLog(b, "anduin started")
+        b.signal(SIGINT)
+        XCTAssertTrue(b.waitExit(timeout: 60), "exit after SIGINT")
+        XCTAssertEqual(b.exit?.status, 0)
+        XCTAssertEqual(b.exit?.signalled, false)
+        XCTAssertEqual(output.refresh().count, 5, "nothing repeated")
+
+        try writeConfig("inputs: 5\n")
+        let c = try startAgent()
+        XCTAssertTrue(c.waitExit(timeout: 60))
+        XCTAssertEqual(c.exit?.status, 1, "run refuses a broken config")
+        XCTAssertTrue(c.stderr.contains(sandbox.configPath + ":1:"), c.stderr)
+    }
+}
