@@ -17,6 +17,7 @@ var targets: [Target] = [
     .target(
         name: "AnduinCore",
         dependencies: [
+            "CZlib", "CLZ4", "CCurl",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
         ],

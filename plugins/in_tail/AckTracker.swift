@@ -9,24 +9,29 @@ import AnduinCore
 final class AckTracker: Sendable {
     private struct Entry {
         var fileID: Int
-        var offset: Int64
+        var position: Position
         var done: Bool
+    }
+    /// `resume`: where reading restarts; `delivered`: records ending before it were delivered.
+    struct Position: Equatable {
+        var resume: Int64
+        var delivered: Int64
     }
     private struct State {
         var entries: [Entry] = []
         var head = 0
         var firstSeq = 0
         /// Acknowledged offset per file id.
-        var acked: [Int: Int64] = [:]
+        var acked: [Int: Position] = [:]
         var outstanding: [Int: Int] = [:]
         var dirty = false
     }
     private let state = Locked(State())
 
     /// Registers a batch; returns its sequence number for `complete`.
-    func register(fileID: Int, offset: Int64) -> Int {
+    func register(fileID: Int, position: Position) -> Int {
         state.withLock { s in
-            s.entries.append(Entry(fileID: fileID, offset: offset, done: false))
+            s.entries.append(Entry(fileID: fileID, position: position, done: false))
             s.outstanding[fileID, default: 0] += 1
             return s.firstSeq + s.entries.count - 1
         }
@@ -39,7 +44,7 @@ final class AckTracker: Sendable {
             s.entries[i].done = true
             while s.head < s.entries.count, s.entries[s.head].done {
                 let e = s.entries[s.head]
-                s.acked[e.fileID] = e.offset
+                s.acked[e.fileID] = e.position
                 s.outstanding[e.fileID, default: 1] -= 1
                 if s.outstanding[e.fileID] == 0 { s.outstanding[e.fileID] = nil }
                 s.head += 1
@@ -54,14 +59,14 @@ final class AckTracker: Sendable {
     }
 
     /// Sets a file's acknowledged offset directly (a file resumed from a checkpoint, or started at its end).
-    func setAcked(fileID: Int, offset: Int64) {
+    func setAcked(fileID: Int, position: Position) {
         state.withLock {
-            $0.acked[fileID] = offset
+            $0.acked[fileID] = position
             $0.dirty = true
         }
     }
 
-    func acked(_ fileID: Int) -> Int64? { state.withLock { $0.acked[fileID] } }
+    func acked(_ fileID: Int) -> Position? { state.withLock { $0.acked[fileID] } }
 
     func hasOutstanding(_ fileID: Int) -> Bool { state.withLock { $0.outstanding[fileID] != nil } }
 

@@ -32,7 +32,7 @@ final class TailInput: Input, @unchecked Sendable {
     private var lastSaveFailed = false
     /// One read buffer for every file: memory does not grow with the number of files.
     private var buffer: UnsafeMutableRawBufferPointer
-    private var lastRegistered: [Int: Int64] = [:]
+    private var lastRegistered: [Int: AckTracker.Position] = [:]
 
     private let recordsOut, bytesRead, decodeErrors, truncatedLines, partsMerged: Counter
     private let rotations, truncations, openErrors, checkpointErrors: Counter
@@ -140,7 +140,12 @@ final class TailInput: Input, @unchecked Sendable {
             addDirectoryWatch(for: pattern)
             for path in globPaths(pattern) where !isExcluded(path) {
                 var st = stat()
-                guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                guard stat(path, &st) == 0 else {
+                    // ENOENT: a dangling symlink (its container's log is gone), normal on a node.
+                    if errno != ENOENT { cannotOpen(path, errno) }
+                    continue
+                }
+                guard (st.st_mode & S_IFMT) == S_IFREG else { continue }
                 let key = FileKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
                 if seen[key] == nil { seen[key] = path }
             }
@@ -172,11 +177,7 @@ final class TailInput: Input, @unchecked Sendable {
     private func open(path: String) {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            let err = errno
-            openErrors.add()
-            if unreadable.insert(path).inserted {
-                logger.warning("cannot open \(path): \(String(cString: strerror(err))); skipping it and trying again at each scan")
-            }
+            cannotOpen(path, errno)
             return
         }
         if unreadable.remove(path) != nil { logger.info("\(path) is readable now") }
@@ -216,11 +217,19 @@ final class TailInput: Input, @unchecked Sendable {
             f.fingerprint = cp.fingerprint
             f.source = SourceInfo(path: path, sourceID: Fingerprint.sourceID(key: key, fingerprint: cp.fingerprint))
         }
-        tracker.setAcked(fileID: f.id, offset: offset)
-        lastRegistered[f.id] = offset
+        if let delivered = resumed?.delivered { f.replayUntil = delivered }
+        tracker.setAcked(fileID: f.id, position: f.position)
+        lastRegistered[f.id] = f.position
         files[key] = f
         addFileWatch(f)
         logger.info("following \(path) from offset \(offset)\(resumed != nil ? " (checkpoint)" : "")")
+    }
+
+    private func cannotOpen(_ path: String, _ err: Int32) {
+        openErrors.add()
+        if unreadable.insert(path).inserted {
+            logger.warning("cannot open \(path): \(String(cString: strerror(err))); skipping it and trying again at each scan")
+        }
     }
 
     /// For `start_at: end`: the offset just after the last complete line.
@@ -284,12 +293,18 @@ final class TailInput: Input, @unchecked Sendable {
     private func read(_ f: TailedFile, _ control: InputControl) -> Bool {
         guard let size = f.size() else { return false }
         let now = monotonicSeconds()
-        if size < f.readOffset || (size > f.readOffset && now - f.fingerprintCheckedAt >= 1 && !f.fingerprintMatches()) {
+        // Truncated in place: shorter than what was read, or (if it grew back before we looked) its
+        // first line changed. The fingerprint is re-read at most once a second per file.
+        var truncated = size < f.readOffset
+        if !truncated && f.fingerprintLength > 0 && now - f.fingerprintCheckedAt >= 1 {
+            f.fingerprintCheckedAt = now
+            truncated = !f.fingerprintMatches()
+        }
+        if truncated {
             truncations.add()
             logger.warning("\(f.path) was truncated (copytruncate?): reading it again from the start")
             restart(f)
         }
-        if size > f.readOffset { f.fingerprintCheckedAt = now }
         if size <= f.readOffset { return false }
         guard f.establishIdentity(), let source = f.source else { return false }
 
@@ -336,14 +351,22 @@ final class TailInput: Input, @unchecked Sendable {
         while pos < n {
             guard let nl = memchr(p + pos, 0x0A, n - pos) else { break }
             let end = p.distance(to: nl)
+            let lineOffset = base + Int64(pos)
+            let before = batch.records.count
             f.decoder.decode(line: UnsafeRawBufferPointer(start: p + pos, count: end - pos),
-                             offset: base + Int64(pos), truncated: false, readTime: readTime, into: &batch)
+                             offset: lineOffset, truncated: false, readTime: readTime, into: &batch)
+            if lineOffset < f.replayUntil && batch.records.count > before {
+                // Completed before the last run's delivered position: it was shipped then.
+                batch.records.removeLast(batch.records.count - before)
+            }
             pos = end + 1
         }
         if pos == 0 && full && n > config.maxLineBytes {
             // No newline in max_line_bytes + 1 bytes: ship the first max_line_bytes, flagged, skip the rest.
+            let before = batch.records.count
             f.decoder.decode(line: UnsafeRawBufferPointer(start: p, count: config.maxLineBytes),
                              offset: base, truncated: true, readTime: readTime, into: &batch)
+            if base < f.replayUntil { batch.records.removeLast(batch.records.count - before) }
             f.longLineStart = base
             f.readOffset = base + Int64(n)
             logger.warning("\(f.path): line at offset \(base) is longer than max_line_bytes (\(config.maxLineBytes)); shipped cut and flagged truncated")
@@ -366,10 +389,10 @@ final class TailInput: Input, @unchecked Sendable {
         if stats.decodeErrors > 0 { decodeErrors.add(stats.decodeErrors) }
         if stats.truncated > 0 { truncatedLines.add(stats.truncated) }
         if stats.partsMerged > 0 { partsMerged.add(stats.partsMerged) }
-        let safe = f.safeOffset
-        if batch.isEmpty && lastRegistered[f.id] == safe { return }
-        lastRegistered[f.id] = safe
-        let seq = tracker.register(fileID: f.id, offset: safe)
+        let position = f.position
+        if batch.isEmpty && lastRegistered[f.id] == position { return }
+        lastRegistered[f.id] = position
+        let seq = tracker.register(fileID: f.id, position: position)
         if batch.isEmpty {
             tracker.complete(seq)
             return
@@ -406,8 +429,8 @@ final class TailInput: Input, @unchecked Sendable {
         f.restart()
         f.id = nextID
         nextID += 1
-        tracker.setAcked(fileID: f.id, offset: 0)
-        lastRegistered[f.id] = 0
+        tracker.setAcked(fileID: f.id, position: f.position)
+        lastRegistered[f.id] = f.position
     }
 
     private func retire(_ f: TailedFile) {
@@ -418,9 +441,7 @@ final class TailInput: Input, @unchecked Sendable {
         }
         lastRegistered[f.id] = nil
         if f.fingerprintLength > 0, let acked = tracker.acked(f.id) {
-            retired[f.id] = FileCheckpoint(device: f.key.device, inode: f.key.inode,
-                                           fingerprintLength: f.fingerprintLength, fingerprint: f.fingerprint,
-                                           offset: acked, path: f.path)
+            retired[f.id] = checkpoint(f, acked)
         } else {
             tracker.forget(f.id)
         }
@@ -435,16 +456,24 @@ final class TailInput: Input, @unchecked Sendable {
 
     // MARK: checkpoints
 
+    private func checkpoint(_ f: TailedFile, _ acked: AckTracker.Position) -> FileCheckpoint {
+        FileCheckpoint(device: f.key.device, inode: f.key.inode, fingerprintLength: f.fingerprintLength,
+                       fingerprint: f.fingerprint, offset: acked.resume,
+                       delivered: acked.delivered > acked.resume ? acked.delivered : nil, path: f.path)
+    }
+
     private func saveCheckpoints(force: Bool = false) {
         guard tracker.takeDirty() || force else { return }
         var list: [FileCheckpoint] = []
         for f in files.values where f.fingerprintLength > 0 {
             guard let acked = tracker.acked(f.id) else { continue }
-            list.append(FileCheckpoint(device: f.key.device, inode: f.key.inode, fingerprintLength: f.fingerprintLength,
-                                       fingerprint: f.fingerprint, offset: acked, path: f.path))
+            list.append(checkpoint(f, acked))
         }
         for (id, var cp) in retired {
-            if let acked = tracker.acked(id) { cp.offset = acked }
+            if let acked = tracker.acked(id) {
+                cp.offset = acked.resume
+                cp.delivered = acked.delivered > acked.resume ? acked.delivered : nil
+            }
             // A retired copytruncated inode is superseded by its restarted entry.
             if !list.contains(where: { $0.device == cp.device && $0.inode == cp.inode }) { list.append(cp) }
         }

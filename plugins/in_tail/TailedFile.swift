@@ -48,12 +48,16 @@ final class TailedFile {
 
     deinit { close(fd) }
 
-    /// The offset a checkpoint may record: nothing before it is still pending in this file's state.
-    var safeOffset: Int64 {
+    /// Records ending before this offset were already delivered by an earlier run (see
+    /// `FileCheckpoint.delivered`): they are decoded again but not shipped.
+    var replayUntil: Int64 = 0
+
+    /// What a checkpoint may record: nothing before `resume` is still pending in this file's state.
+    var position: AckTracker.Position {
         var o = readOffset
         if let p = decoder.pendingStart { o = min(o, p) }
         if let l = longLineStart { o = min(o, l) }
-        return o
+        return AckTracker.Position(resume: o, delivered: max(readOffset, replayUntil))
     }
 
     func size() -> Int64? {
@@ -86,6 +90,7 @@ final class TailedFile {
     /// Forget everything read: the file was truncated (copytruncate) and starts over.
     func restart() {
         readOffset = 0
+        replayUntil = 0
         decoder.reset()
         longLineStart = nil
         fingerprintLength = 0

@@ -11,12 +11,19 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     /// How many leading bytes the fingerprint covers (the first line, at most 1 KiB).
     public var fingerprintLength: Int
     public var fingerprint: UInt64
-    /// Everything before this offset was delivered; reading resumes here.
+    /// Reading resumes here: everything before it was delivered.
     public var offset: Int64
+    /// Records that *end* before this offset were delivered too. It is past `offset` when a partial
+    /// record (CRI `P`, Docker split) was still waiting for its last part on one stream while complete
+    /// records of the other stream were delivered: on restart those are decoded again (to rebuild the
+    /// partial) but not shipped twice. nil means equal to `offset`.
+    public var delivered: Int64?
     /// Last path the file was seen at (informational, for people reading the file).
     public var path: String
 
-    public init(device: UInt64, inode: UInt64, fingerprintLength: Int, fingerprint: UInt64, offset: Int64, path: String) {
+    public init(device: UInt64, inode: UInt64, fingerprintLength: Int, fingerprint: UInt64, offset: Int64,
+                delivered: Int64? = nil, path: String) {
+        self.delivered = delivered
         self.device = device
         self.inode = inode
         self.fingerprintLength = fingerprintLength
@@ -26,7 +33,7 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, path
+        case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, delivered, path
     }
 }
 

@@ -1,0 +1,59 @@
+/// Records already serialised as JSON documents: what buffers store and network outputs send.
+///
+/// Invariant: every `EncodedRecord.document` is a range of `documents` holding one complete JSON
+/// object (no newline).
+public struct EncodedRecord: Sendable, Equatable {
+    public var document: Range<Int>
+    /// Nanoseconds since the epoch (for index names such as `logs-%Y.%m.%d`).
+    public var timestamp: Int64
+    /// Source identity and offset: `event.id` is their 32 hex digits (the Elasticsearch `_id`).
+    public var sourceID: UInt64
+    public var offset: Int64
+
+    public init(document: Range<Int>, timestamp: Int64, sourceID: UInt64, offset: Int64) {
+        self.document = document
+        self.timestamp = timestamp
+        self.sourceID = sourceID
+        self.offset = offset
+    }
+
+    /// Appends the 32 hex digits of `event.id`.
+    public func appendEventID(to out: inout [UInt8]) {
+        RecordBatch.appendHex(sourceID, to: &out)
+        RecordBatch.appendHex(UInt64(bitPattern: offset), to: &out)
+    }
+}
+
+public struct EncodedBatch: Sendable {
+    public var documents: [UInt8] = []
+    public var records: [EncodedRecord] = []
+
+    public init() {}
+
+    public var count: Int { records.count }
+    public var isEmpty: Bool { records.isEmpty }
+
+    /// Serialises every record of `batch` and appends it.
+    public mutating func append(_ batch: RecordBatch) {
+        records.reserveCapacity(records.count + batch.count)
+        for i in batch.records.indices {
+            let start = documents.count
+            RecordEncoder.append(batch, i, to: &documents)
+            let r = batch.records[i]
+            records.append(EncodedRecord(document: start..<documents.count, timestamp: r.timestamp,
+                                         sourceID: batch.source.sourceID, offset: r.offset))
+        }
+    }
+
+    /// Appends one record whose document bytes come from elsewhere (a buffer being read back).
+    public mutating func append(document: UnsafeRawBufferPointer, timestamp: Int64, sourceID: UInt64, offset: Int64) {
+        let start = documents.count
+        documents.append(contentsOf: document)
+        records.append(EncodedRecord(document: start..<documents.count, timestamp: timestamp,
+                                     sourceID: sourceID, offset: offset))
+    }
+
+    public func withDocument<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try documents.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[records[i].document])) }
+    }
+}
