@@ -3,7 +3,7 @@ import PackageDescription
 
 // Every plugin is one target under plugins/<name>, depending on AnduinCore only.
 // Adding one: a folder, a line in `plugins` below, and a line in Sources/anduin/Plugins.swift.
-let plugins = ["in_tail", "filter_parse", "out_file", "out_stdout", "out_blackhole"]
+let plugins = ["in_tail", "filter_parse", "out_file", "out_stdout", "out_blackhole", "out_http", "out_es"]
 
 let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 

@@ -2,6 +2,8 @@ import AnduinCore
 import filter_parse
 import in_tail
 import out_blackhole
+import out_es
+import out_http
 import out_file
 import out_stdout
 
@@ -13,4 +15,6 @@ let allPlugins = PluginRegistry([
     FileOutputPlugin.spec,
     StdoutOutputPlugin.spec,
     BlackholePlugin.spec,
+    HTTPOutputPlugin.spec,
+    ElasticsearchPlugin.spec,
 ])

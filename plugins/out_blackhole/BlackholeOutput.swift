@@ -6,7 +6,7 @@ import Synchronization
 /// With `count_file`, the running count is written there (atomically) so a benchmark harness can
 /// tell when every record arrived. `encode: true` also serialises each record as the other outputs
 /// do, to measure that cost.
-public struct BlackholeConfig: OutputConfig {
+public struct BlackholeConfig: RecordOutputConfig {
     public var countFile: String?
     public var encode = false
 

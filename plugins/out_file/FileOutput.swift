@@ -6,7 +6,7 @@ import Foundation
 /// Delivery: a batch is acknowledged once write(2) returned for all of it (with `fsync: true`, once
 /// it is on disk). After kill -9 the records written since the last checkpoint are written again at
 /// restart: at-least-once, duplicates bounded by the input's checkpoint interval.
-public struct FileOutputConfig: OutputConfig {
+public struct FileOutputConfig: RecordOutputConfig {
     public var path: String
     public var fsync = false
 

@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// The `stdout` output: records as newline-delimited JSON on standard output, for trying a config.
-public struct StdoutOutputConfig: OutputConfig {
+public struct StdoutOutputConfig: RecordOutputConfig {
     public func build(_ context: ComponentContext) throws -> any Output { StdoutOutput() }
 }
 

@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// Invariant: a batch's ack token is released exactly once, and only after `write` succeeded (or the
 /// agent gave up at shutdown, in which case it is *not* released, so the input does not checkpoint it).
-final class OutputRunner: @unchecked Sendable {  // mutable state only under `lock`
+final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state only under `lock`
     let name: String
     private let output: any Output
     private let capacity: Int

@@ -13,14 +13,14 @@ public struct StartupError: Error, Sendable, CustomStringConvertible {
 public final class Pipeline: Sendable {
     private enum Consumer: Sendable {
         case filter(name: String, filter: any Filter, recordsIn: Counter, recordsOut: Counter)
-        case output(OutputRunner, recordsIn: Counter)
+        case output(any OutputStage, recordsIn: Counter)
     }
 
     public let config: AgentConfig
     public let stats: StatsRegistry
     private let logger: Logger
     private let inputs: [(name: String, input: any Input, control: InputControl)]
-    private let outputs: [OutputRunner]
+    private let outputs: [any OutputStage]
     private let threads = Locked<[ThreadHandle]>([])
 
     public init(config: AgentConfig, logger: Logger) throws {
@@ -38,7 +38,7 @@ public final class Pipeline: Sendable {
         }
 
         var consumers: [String: [Consumer]] = [:]
-        var outputs: [OutputRunner] = []
+        var outputs: [any OutputStage] = []
         for d in config.components {
             let ctx = context(d)
             let consumer: Consumer
@@ -51,9 +51,18 @@ public final class Pipeline: Sendable {
                                    recordsIn: ctx.stats.counter("records_in", "records received"),
                                    recordsOut: ctx.stats.counter("records_out", "records passed on"))
             case .output(let oc):
-                let o: any Output
-                do { o = try oc.build(ctx) } catch { throw StartupError("output \"\(d.name)\": \(error)") }
-                let runner = OutputRunner(name: d.name, output: o, capacity: oc.queueRecords, context: ctx)
+                let runner: any OutputStage
+                do {
+                    if let rc = oc as? any RecordOutputConfig {
+                        runner = OutputRunner(name: d.name, output: try rc.build(ctx), capacity: rc.queueRecords, context: ctx)
+                    } else if let ec = oc as? any EncodedOutputConfig {
+                        runner = try DeliveryRunner(name: d.name, options: ec.delivery, context: ctx) { try ec.makeSender(ctx) }
+                    } else {
+                        throw StartupError("unsupported output kind")
+                    }
+                } catch {
+                    throw StartupError("output \"\(d.name)\": \(error)")
+                }
                 outputs.append(runner)
                 consumer = .output(runner, recordsIn: ctx.stats.counter("records_in", "records received"))
             }

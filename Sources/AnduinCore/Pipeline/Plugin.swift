@@ -70,14 +70,37 @@ public extension Output {
     func close() {}
 }
 
-public protocol OutputConfig: Sendable {
+/// An output's typed options: either a `RecordOutputConfig` (writes decoded batches itself: file,
+/// stdout, blackhole) or an `EncodedOutputConfig` (a network output driven by the shared delivery
+/// runner: buffer, batching, retries, dead letters).
+public protocol OutputConfig: Sendable {}
+
+public protocol RecordOutputConfig: OutputConfig {
     /// How many records may wait in memory for this output before the inputs feeding it pause.
     var queueRecords: Int { get }
     func build(_ context: ComponentContext) throws -> any Output
 }
 
-public extension OutputConfig {
+public extension RecordOutputConfig {
     var queueRecords: Int { 50_000 }
+}
+
+public protocol EncodedOutputConfig: OutputConfig {
+    var delivery: DeliveryOptions { get }
+    /// One sender per concurrent request slot; each is used by one thread.
+    func makeSender(_ context: ComponentContext) throws -> any BatchSender
+}
+
+/// What the pipeline needs of an output's runner, whichever kind.
+protocol OutputStage: AnyObject, Sendable {
+    var name: String { get }
+    func start()
+    /// Takes a batch whose ack the caller retained for this output; may block (backpressure).
+    func enqueue(_ batch: RecordBatch, _ ack: AckToken)
+    func close()
+    func abandon()
+    func join(timeout: Double) -> Bool
+    var pendingRecords: Int { get }
 }
 
 // MARK: registry

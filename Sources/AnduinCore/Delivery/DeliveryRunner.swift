@@ -1,0 +1,387 @@
+import Logging
+
+/// Runs a network output: its buffer (memory or disk), `concurrency` delivery threads each with its
+/// own sender, retries with backoff, dead letters, and acknowledgements.
+///
+/// Delivery contract:
+/// - memory buffer: a batch's ack token is released once every record of it was delivered or
+///   dead-lettered; until then the input does not checkpoint it.
+/// - disk buffer: the token is released once the batch is written to the ring; the ring's cursor
+///   advances (in order, whatever the concurrency) once its records were delivered or dead-lettered.
+final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state under `lock`
+    let name: String
+    private let options: DeliveryOptions
+    private let logger: Logger
+    private let senders: [any BatchSender]
+    private let deadLetters: DeadLetterFile
+    private let ring: DiskRing?
+    private let lock = ConditionLock()
+
+    // Memory queue (memory buffer) or hand-off queue to the ring writer (disk buffer).
+    private var queue: [(batch: RecordBatch, ack: AckToken, since: Double)] = []
+    private var queuedRecords = 0
+    private let queueCapacity: Int
+    private var closing = false
+    private var abandoned = false
+    private var writerDone = false
+    private var threads: [ThreadHandle] = []
+
+    // In-order commits for the disk ring.
+    private var nextTakeSeq = 0
+    private var nextCommitSeq = 0
+    private var finished: [Int: RingPosition] = [:]
+
+    private let recordsOut, retries, requestFailures, authFailures, splits: Counter
+    private let queued: Gauge
+    private let queueFull: Counter
+    private var lastLog = -Double.infinity
+    private var suppressed = 0
+
+    init(name: String, options: DeliveryOptions, context: ComponentContext,
+         makeSender: () throws -> any BatchSender) throws {
+        self.name = name
+        self.options = options
+        self.logger = context.logger
+        senders = try (0..<options.concurrency).map { _ in try makeSender() }
+        deadLetters = DeadLetterFile(dataDirectory: context.dataDirectory, output: name, stats: context.stats)
+        switch options.buffer {
+        case .memory(let maxRecords):
+            ring = nil
+            queueCapacity = maxRecords
+        case .disk(let ringOptions):
+            let logger = context.logger
+            do {
+                ring = try DiskRing(directory: context.dataDirectory + "/buffers/" + name, options: ringOptions,
+                                    stats: context.stats, log: { logger.warning("\($0)") })
+            } catch {
+                throw StartupError("disk buffer: \(error)")
+            }
+            // Only a small hand-off: the ring is the buffer.
+            queueCapacity = max(options.maxRecords, 10_000)
+        }
+        let s = context.stats
+        recordsOut = s.counter("records_out", "records delivered to the destination")
+        retries = s.counter("retries", "requests retried after a retriable failure")
+        requestFailures = s.counter("request_failures", "requests that failed (network, timeout, 408/429/5xx)")
+        authFailures = s.counter("auth_failures", "requests refused with 401/403 (retried; check credentials)")
+        splits = s.counter("batch_splits", "batches split in two after 413 Request Entity Too Large")
+        queued = s.gauge("queued_records", "records waiting in memory for this output")
+        queueFull = s.counter("queue_full_events", "times an input waited because this output's queue was full")
+    }
+
+    func start() {
+        var hs: [ThreadHandle] = []
+        if ring != nil {
+            hs.append(startThread(name: "buf-\(name)") { [self] in writerLoop() })
+        }
+        for (i, sender) in senders.enumerated() {
+            let box = SenderBox(sender)
+            hs.append(startThread(name: "out-\(name)-\(i)") { [self] in workerLoop(box.sender) })
+        }
+        lock.withLock { threads = hs }
+    }
+
+    // MARK: input side
+
+    func enqueue(_ batch: RecordBatch, _ ack: AckToken) {
+        let n = batch.count
+        lock.withLock {
+            var waited = false
+            while !abandoned && queuedRecords > 0 && queuedRecords + n > queueCapacity {
+                if !waited {
+                    waited = true
+                    queueFull.add()
+                }
+                lock.wait(seconds: 0.5)
+            }
+            if abandoned { return }
+            queue.append((batch, ack, monotonicSeconds()))
+            queuedRecords += n
+            queued.add(n)
+            lock.broadcast()
+        }
+    }
+
+    /// Pops queued batches for one delivery: up to maxRecords, waiting up to the batch timeout for more.
+    private func takeQueued(limitRecords: Int) -> [(batch: RecordBatch, ack: AckToken)]? {
+        lock.withLock {
+            while true {
+                if abandoned { return nil }
+                if let first = queue.first {
+                    let due = monotonicSeconds() - first.since >= options.batchTimeout
+                    if queuedRecords >= limitRecords || due || closing || ring != nil { break }
+                    lock.wait(seconds: max(0.001, options.batchTimeout - (monotonicSeconds() - first.since)))
+                    continue
+                }
+                if closing { return nil }
+                lock.wait(seconds: 1)
+            }
+            var out: [(RecordBatch, AckToken)] = []
+            var n = 0
+            while let first = queue.first, out.isEmpty || n + first.batch.count <= limitRecords {
+                queue.removeFirst()
+                n += first.batch.count
+                out.append((first.batch, first.ack))
+            }
+            queuedRecords -= n
+            queued.add(-n)
+            lock.broadcast()
+            return out
+        }
+    }
+
+    // MARK: disk buffer writer
+
+    private func writerLoop() {
+        guard let ring else { return }
+        while let items = takeQueued(limitRecords: options.maxRecords) {
+            for (batch, ack) in items {
+                var encoded = EncodedBatch()
+                encoded.append(batch)
+                guard ring.append(encoded) else { return }  // shut down: not acknowledged, read again later
+                ack.release()
+            }
+        }
+        lock.withLock {
+            writerDone = true
+            lock.broadcast()
+        }
+    }
+
+    // MARK: delivery
+
+    private enum Work {
+        case memory(EncodedBatch, [AckToken])
+        case disk(EncodedBatch, seq: Int, end: RingPosition)
+    }
+
+    private func take() -> Work? {
+        if let ring {
+            // Serialised so that sequence numbers follow ring order.
+            return lock.withLock { () -> Work? in
+                while true {
+                    if abandoned { return nil }
+                    let done = closing && writerDone
+                    var batch = EncodedBatch()
+                    var end: RingPosition?
+                    let deadline = monotonicSeconds() + options.batchTimeout
+                    var bytes = 0
+                    while batch.count < options.maxRecords && bytes < options.maxBytes {
+                        let wait = end == nil ? (done ? 0.05 : 0.25) : max(0, deadline - monotonicSeconds())
+                        guard let r = lock.withLockReleased({
+                            ring.read(maxRecords: options.maxRecords - batch.count, maxBytes: options.maxBytes - bytes, timeout: wait)
+                        }) else { break }
+                        for i in r.batch.records.indices {
+                            r.batch.withDocument(i) { doc in
+                                let rec = r.batch.records[i]
+                                batch.append(document: doc, timestamp: rec.timestamp, sourceID: rec.sourceID, offset: rec.offset)
+                            }
+                        }
+                        bytes = batch.documents.count
+                        end = r.end
+                        if abandoned { return nil }
+                    }
+                    if let end {
+                        let seq = nextTakeSeq
+                        nextTakeSeq += 1
+                        return .disk(batch, seq: seq, end: end)
+                    }
+                    if done || abandoned { return nil }
+                }
+            }
+        }
+        guard let items = takeQueued(limitRecords: options.maxRecords) else { return nil }
+        var batch = EncodedBatch()
+        for (b, _) in items { batch.append(b) }
+        return .memory(batch, items.map(\.ack))
+    }
+
+    private func workerLoop(_ sender: any BatchSender) {
+        while let work = take() {
+            switch work {
+            case .memory(let batch, let acks):
+                guard deliver(batch, sender) else { return }
+                for a in acks { a.release() }
+            case .disk(let batch, let seq, let end):
+                guard deliver(batch, sender) else { return }
+                commit(seq: seq, end: end)
+            }
+        }
+    }
+
+    private func commit(seq: Int, end: RingPosition) {
+        guard let ring else { return }
+        lock.withLock {
+            finished[seq] = end
+            var last: RingPosition?
+            while let p = finished.removeValue(forKey: nextCommitSeq) {
+                last = p
+                nextCommitSeq += 1
+            }
+            if let last { ring.commit(last) }
+        }
+    }
+
+    /// Delivers every record (or dead-letters it). Returns false when abandoned at shutdown.
+    private func deliver(_ batch: EncodedBatch, _ sender: any BatchSender) -> Bool {
+        var work = [batch]
+        var backoff = Backoff(initial: options.retryInitial, max: options.retryMax)
+        while var pending = work.popLast() {
+            while !pending.isEmpty {
+                if isAbandoned { return false }
+                var failure: String?
+                switch sender.send(pending) {
+                case .delivered:
+                    recordsOut.add(pending.count)
+                    pending = EncodedBatch()
+                case .tooLarge:
+                    if pending.count == 1 {
+                        failure = deadLetter(pending, [(0, 413, "request entity too large: the record alone exceeds the server's limit")])
+                        if failure == nil { pending = EncodedBatch() }
+                    } else {
+                        splits.add()
+                        let half = pending.count / 2
+                        work.append(pending.subset(half..<pending.count))
+                        pending = pending.subset(0..<half)
+                        continue
+                    }
+                case .perRecord(let outcomes):
+                    var retry: [Int] = []
+                    var dead: [(Int, Int, String)] = []
+                    var ok = 0
+                    var lastReason = ""
+                    for (i, o) in outcomes.enumerated() where i < pending.count {
+                        switch o {
+                        case .delivered: ok += 1
+                        case .retry(let why): retry.append(i); lastReason = why
+                        case .deadLetter(let status, let reason): dead.append((i, status, reason))
+                        }
+                    }
+                    // A sender that answered for fewer records than it got: retry the rest.
+                    if outcomes.count < pending.count { retry += outcomes.count..<pending.count }
+                    if let f = deadLetter(pending, dead) {
+                        failure = f
+                        break
+                    }
+                    recordsOut.add(ok)
+                    if retry.isEmpty {
+                        pending = EncodedBatch()
+                    } else {
+                        pending = pending.subset(retry)
+                        failure = "\(retry.count) record(s) to retry: \(lastReason)"
+                    }
+                case .retryAll(let why):
+                    requestFailures.add()
+                    failure = why
+                case .authFailure(let why):
+                    authFailures.add()
+                    failure = "authentication refused (check user/password, api_key or token_file): \(why)"
+                }
+                if let failure {
+                    retries.add()
+                    let delay = backoff.next()
+                    logRateLimited("delivery failed, retrying in \(Int(delay * 1000))ms: \(failure)",
+                                   loud: failure.hasPrefix("authentication"))
+                    if sleepUnlessAbandoned(delay) { return false }
+                } else {
+                    backoff.reset()
+                }
+            }
+        }
+        return true
+    }
+
+    /// Writes refused records to the dead-letter file; returns an error text if that failed.
+    private func deadLetter(_ batch: EncodedBatch, _ entries: [(Int, Int, String)]) -> String? {
+        if entries.isEmpty { return nil }
+        if deadLetters.write(batch, entries.map { (index: $0.0, status: $0.1, reason: $0.2) }) {
+            logRateLimited("\(entries.count) record(s) refused for good (HTTP \(entries[0].1): \(entries[0].2)); written to \(deadLetters.path)", loud: false)
+            return nil
+        }
+        return "cannot write the dead-letter file \(deadLetters.path)"
+    }
+
+    /// One line per 10 s at most, with how many were folded into it: a down destination must not
+    /// flood the agent's own logs.
+    private func logRateLimited(_ message: String, loud: Bool) {
+        let now = monotonicSeconds()
+        let (emit, folded): (Bool, Int) = lock.withLock {
+            if now - lastLog >= 10 {
+                lastLog = now
+                defer { suppressed = 0 }
+                return (true, suppressed)
+            }
+            suppressed += 1
+            return (false, 0)
+        }
+        guard emit else { return }
+        let suffix = folded > 0 ? " (\(folded) similar message(s) in the last 10s)" : ""
+        if loud { logger.error("output \(name): \(message)\(suffix)") } else { logger.warning("output \(name): \(message)\(suffix)") }
+    }
+
+    private var isAbandoned: Bool { lock.withLock { abandoned } }
+
+    private func sleepUnlessAbandoned(_ seconds: Double) -> Bool {
+        lock.withLock {
+            if !abandoned { lock.wait(seconds: seconds) }
+            return abandoned
+        }
+    }
+
+    // MARK: stopping
+
+    func close() {
+        lock.withLock {
+            closing = true
+            lock.broadcast()
+        }
+    }
+
+    func abandon() {
+        lock.withLock {
+            abandoned = true
+            lock.broadcast()
+        }
+        ring?.shutdown()
+    }
+
+    func join(timeout: Double) -> Bool {
+        let deadline = monotonicSeconds() + timeout
+        for h in lock.withLock({ threads }) where !h.join(timeout: max(0, deadline - monotonicSeconds())) {
+            return false
+        }
+        ring?.shutdown()
+        return true
+    }
+
+    var pendingRecords: Int { lock.withLock { queuedRecords } + (ring?.bufferedRecords ?? 0) }
+}
+
+/// Moves a non-Sendable sender to the one thread that will use it.
+private final class SenderBox: @unchecked Sendable {
+    let sender: any BatchSender
+    init(_ s: any BatchSender) { sender = s }
+}
+
+extension EncodedBatch {
+    /// The records at `indices`, with their documents copied.
+    public func subset<S: Sequence<Int>>(_ indices: S) -> EncodedBatch {
+        var out = EncodedBatch()
+        for i in indices {
+            withDocument(i) { doc in
+                let r = records[i]
+                out.append(document: doc, timestamp: r.timestamp, sourceID: r.sourceID, offset: r.offset)
+            }
+        }
+        return out
+    }
+}
+
+extension ConditionLock {
+    /// Runs `body` with the lock released (called with it held), for blocking calls inside a section.
+    func withLockReleased<R>(_ body: () throws -> R) rethrows -> R {
+        unlockForBody()
+        defer { lockAfterBody() }
+        return try body()
+    }
+}

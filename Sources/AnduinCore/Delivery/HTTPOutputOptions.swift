@@ -1,0 +1,133 @@
+import Foundation
+
+public enum Compression: String, CaseIterable, Sendable { case gzip, none }
+
+/// Credentials of an HTTP-based output. Secrets are read from the config or from files and never
+/// written to logs or error messages.
+public struct HTTPAuthOptions: Sendable {
+    public var user: String?
+    public var password: String?
+    public var passwordFile: String?
+    /// Elasticsearch API key (the base64 `id:key`), sent as `Authorization: ApiKey …`.
+    public var apiKey: String?
+    /// Bearer token file, re-read whenever it changes (Kubernetes rotates projected tokens).
+    public var tokenFile: String?
+    public init() {}
+}
+
+/// Options every HTTP-based output shares: connection, TLS, auth, headers, compression.
+public struct HTTPOutputOptions: Sendable {
+    public var client = HTTPClientOptions()
+    public var auth = HTTPAuthOptions()
+    public var headers: [(String, String)] = []
+    public var compression: Compression = .gzip
+    public var compressionLevel: Int32 = 6
+
+    public init() {}
+
+    public static func parse(_ r: ConfigReader) -> HTTPOutputOptions {
+        var o = HTTPOutputOptions()
+        o.client.connectTimeout = r.duration("connect_timeout", default: 10)
+        o.client.requestTimeout = r.duration("request_timeout", default: 60)
+        o.client.http2 = r.bool("http2", default: true)
+        o.client.proxy = r.string("proxy")
+        if let t = r.mapping("tls") {
+            o.client.tls.caFile = t.path("ca_file")
+            o.client.tls.certFile = t.path("cert_file")
+            o.client.tls.keyFile = t.path("key_file")
+            o.client.tls.insecureSkipVerify = t.bool("insecure_skip_verify", default: false)
+            if (o.client.tls.certFile == nil) != (o.client.tls.keyFile == nil) {
+                t.error(o.client.tls.certFile == nil ? "key_file" : "cert_file", "cert_file and key_file go together (client certificate)")
+            }
+            for (key, path) in [("ca_file", o.client.tls.caFile), ("cert_file", o.client.tls.certFile),
+                                ("key_file", o.client.tls.keyFile)] {
+                if let path, !FileManager.default.isReadableFile(atPath: path) {
+                    t.error(key, "cannot read \(path)")
+                }
+            }
+        }
+        o.auth.user = r.string("user")
+        o.auth.password = r.string("password")
+        o.auth.passwordFile = r.path("password_file")
+        o.auth.apiKey = r.string("api_key")
+        o.auth.tokenFile = r.path("token_file")
+        if o.auth.password != nil && o.auth.passwordFile != nil {
+            r.error("password_file", "give password or password_file, not both")
+        }
+        if (o.auth.password != nil || o.auth.passwordFile != nil) && o.auth.user == nil {
+            r.error(nil, "a password needs a user")
+        }
+        let schemes = [o.auth.user != nil, o.auth.apiKey != nil, o.auth.tokenFile != nil].filter { $0 }.count
+        if schemes > 1 { r.error(nil, "choose one of user/password, api_key and token_file") }
+        o.headers = r.stringMap("headers")
+        o.compression = r.choice("compression", default: .gzip)
+        o.compressionLevel = Int32(r.int("compression_level", default: 6, range: 1...9))
+        return o
+    }
+}
+
+/// Produces the auth part of each request; used by one delivery thread.
+public final class HTTPAuthenticator {
+    private let options: HTTPAuthOptions
+    private var token: String?
+    private var tokenStamp: (Int, Int64, Int64)?   // inode, size, mtime of the token file
+    private var password: String?
+
+    public init(_ options: HTTPAuthOptions) {
+        self.options = options
+        password = options.password
+    }
+
+    /// Basic credentials for libcurl (never put in the URL), or nil.
+    public func basic() throws -> (String, String)? {
+        guard let user = options.user else { return nil }
+        if let file = options.passwordFile {
+            // Re-read each time: cheap, and a rotated secret is picked up without a restart.
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw HTTPAuthError("cannot read password_file \(file)")
+            }
+            password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+        }
+        return (user, password ?? "")
+    }
+
+    /// Extra `Authorization` header for api_key / bearer token.
+    public func header() throws -> (String, String)? {
+        if let key = options.apiKey { return ("Authorization", "ApiKey " + key) }
+        guard let file = options.tokenFile else { return nil }
+        var st = stat()
+        guard stat(file, &st) == 0 else { throw HTTPAuthError("cannot read token_file \(file): \(String(cString: strerror(errno)))") }
+        let stamp = (Int(st.st_ino), Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+        if token == nil || tokenStamp.map({ $0 != stamp }) ?? true {
+            guard let data = FileManager.default.contents(atPath: file) else { throw HTTPAuthError("cannot read token_file \(file)") }
+            token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            tokenStamp = stamp
+        }
+        return ("Authorization", "Bearer " + (token ?? ""))
+    }
+}
+
+public struct HTTPAuthError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    init(_ d: String) { description = d }
+}
+
+/// Compresses request bodies with a reused zlib stream; used by one delivery thread.
+public struct BodyEncoder {
+    private var gzip: GzipEncoder?
+    public private(set) var body: [UInt8] = []
+
+    public init(_ compression: Compression, level: Int32) throws {
+        if compression == .gzip { gzip = try GzipEncoder(level: level) }
+    }
+
+    public var contentEncoding: String? { gzip == nil ? nil : "gzip" }
+
+    /// Returns the bytes to send for `raw` (itself, or its gzip).
+    public mutating func encode(_ raw: [UInt8]) throws -> [UInt8] {
+        guard gzip != nil else { return raw }
+        body.removeAll(keepingCapacity: true)
+        try raw.withUnsafeBytes { try gzip?.compress($0, into: &body) }
+        return body
+    }
+}

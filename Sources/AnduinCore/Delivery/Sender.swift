@@ -1,0 +1,49 @@
+/// What a network output (Elasticsearch, HTTP) implements: send one batch of encoded records and say
+/// what became of each. The runner around it does the batching, buffering, retries, backoff,
+/// dead-lettering and acknowledgements, the same way for every such output.
+///
+/// A sender is used by one thread at a time (the runner makes one per concurrent request slot).
+public protocol BatchSender: AnyObject {
+    func send(_ batch: EncodedBatch) -> SendResult
+}
+
+public enum SendResult: Sendable, Equatable {
+    /// The destination confirmed every record.
+    case delivered
+    /// Nothing was delivered and trying again may work (network error, timeout, 408, 429, 5xx).
+    case retryAll(String)
+    /// 401/403: a configuration problem, not a data problem. Retried with backoff and logged loudly;
+    /// never dead-lettered (fix the credentials and the data flows again).
+    case authFailure(String)
+    /// 413: the request was too large. The runner splits the batch and sends the halves.
+    case tooLarge
+    /// One outcome per record of the batch, in order (a bulk API's per-item answer).
+    case perRecord([RecordOutcome])
+}
+
+public enum RecordOutcome: Sendable, Equatable {
+    case delivered
+    case retry(String)
+    /// The destination will never take it (mapping error, bad request): written to the dead-letter file.
+    case deadLetter(status: Int, reason: String)
+}
+
+/// Which HTTP statuses are worth retrying, shared by the outputs so they agree.
+public enum HTTPStatusClass {
+    public static func result(status: Int, body: [UInt8]) -> SendResult {
+        switch status {
+        case 200..<300: return .delivered
+        case 401, 403: return .authFailure("HTTP \(status): \(snippet(body))")
+        case 413: return .tooLarge
+        case 408, 429, 500..<600: return .retryAll("HTTP \(status): \(snippet(body))")
+        default: return .perRecord([])  // caller expands to dead letters
+        }
+    }
+
+    /// The start of a response body, for error messages (bodies can be huge).
+    public static func snippet(_ body: [UInt8], limit: Int = 300) -> String {
+        let s = String(decoding: body.prefix(limit), as: UTF8.self)
+            .replacingOccurrences(of: "\n", with: " ")
+        return body.count > limit ? s + "…" : s
+    }
+}

@@ -1,0 +1,456 @@
+import CCurl
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// TLS settings for outgoing HTTPS. Paths are PEM files.
+public struct TLSOptions: Sendable {
+    /// CA bundle to verify the server with; nil uses the system store.
+    public var caFile: String?
+    /// Client certificate for mutual TLS.
+    public var certFile: String?
+    /// Private key for `certFile` (unencrypted).
+    public var keyFile: String?
+    /// Turns off certificate and host name checks. For testing only.
+    public var insecureSkipVerify = false
+    public init() {}
+}
+
+public struct HTTPClientOptions: Sendable {
+    /// Seconds allowed to establish the connection (TCP, proxy and TLS handshake).
+    public var connectTimeout: Double = 10
+    /// Seconds allowed for a whole request, connect included.
+    public var requestTimeout: Double = 60
+    public var tls = TLSOptions()
+    /// Offer HTTP/2 on TLS connections (plain http stays HTTP/1.1). Falls back to HTTP/1.1 when
+    /// the server or the local libcurl does not support it.
+    public var http2 = true
+    /// Proxy URL. nil: libcurl reads http_proxy / https_proxy / no_proxy from the environment.
+    /// "": no proxy, whatever the environment says.
+    public var proxy: String?
+    /// Response bodies beyond this many bytes are dropped (the request still succeeds), so a
+    /// misbehaving server cannot exhaust memory.
+    public var maxResponseBodyBytes = 16 << 20
+    public init() {}
+}
+
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var body: [UInt8]
+    /// Headers of the final response, names lowercased, in arrival order.
+    public var headers: [(String, String)]
+
+    public init(status: Int, body: [UInt8], headers: [(String, String)]) {
+        self.status = status
+        self.body = body
+        self.headers = headers
+    }
+
+    /// First value of header `name` (case-insensitive).
+    public func header(_ name: String) -> String? {
+        let n = name.lowercased()
+        return headers.first { $0.0 == n }?.1
+    }
+}
+
+/// Why a request produced no HTTP response. Any status code (incl. 4xx/5xx) is a response, not
+/// an error. URLs are shown without credentials or query values; passwords never appear.
+public enum HTTPClientError: Error, CustomStringConvertible, Sendable {
+    /// No connection: DNS, refused, unreachable, proxy, or the connect timeout passed.
+    case connect(url: String, detail: String)
+    /// The whole request took longer than `seconds`.
+    case timeout(url: String, seconds: Double)
+    /// TLS handshake or certificate problem.
+    case tls(url: String, detail: String)
+    /// Connected, but sending or receiving failed (reset, server closed early, bad response).
+    case transport(url: String, detail: String)
+    /// The request cannot be sent as given (bad URL, method or header).
+    case invalidRequest(url: String, detail: String)
+    /// The client could not be created (libcurl init, unreadable TLS files).
+    case setup(detail: String)
+
+    public var description: String {
+        switch self {
+        case .connect(let url, let detail):
+            return "cannot connect to \(url): \(detail) (check host, port, DNS, firewall and proxy settings)"
+        case .timeout(let url, let seconds):
+            return "no complete response from \(url) within \(formatSeconds(seconds)) s "
+                + "(the endpoint may be overloaded; check it or raise the request timeout)"
+        case .tls(let url, let detail):
+            return "TLS with \(url) failed: \(detail) (check the CA, client certificate and key files, "
+                + "and the server certificate's host name)"
+        case .transport(let url, let detail):
+            return "HTTP request to \(url) failed: \(detail)"
+        case .invalidRequest(let url, let detail):
+            return "invalid HTTP request to \(url): \(detail)"
+        case .setup(let detail):
+            return "HTTP client setup failed: \(detail)"
+        }
+    }
+}
+
+private func formatSeconds(_ s: Double) -> String {
+    s == s.rounded() && abs(s) < 1e15 ? String(Int(s)) : String(s)
+}
+
+/// Runs curl_global_init once per process; Swift initialises a `static let` exactly once,
+/// thread-safely.
+private enum CurlGlobal {
+    static let initCode: UInt32 = curl_global_init(anduin_curl_global_default()).rawValue
+}
+
+/// A blocking HTTP/1.1 and HTTP/2 client on one libcurl easy handle, so consecutive requests
+/// reuse the connection (keep-alive).
+///
+/// Thread safety: one thread at a time. `send` must not be called concurrently; the client may
+/// move between threads between calls (hence `Sendable`). Each output thread owns its own client.
+public final class HTTPClient: @unchecked Sendable {
+    public let options: HTTPClientOptions
+    private let handle: UnsafeMutableRawPointer
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+    private let sink: ResponseSink
+    // POSTFIELDS with a NULL pointer would make curl read the body from stdin; empty bodies
+    // point here instead.
+    private let emptyBody: UnsafeMutableRawPointer
+
+    public init(options: HTTPClientOptions) throws(HTTPClientError) {
+        let g = CurlGlobal.initCode
+        guard g == CURLE_OK.rawValue else {
+            throw .setup(detail: "curl_global_init: \(String(cString: curl_easy_strerror(CURLcode(rawValue: g))))")
+        }
+        for (what, t) in [("connect", options.connectTimeout), ("request", options.requestTimeout)]
+        where !(t > 0 && t.isFinite) {
+            throw .setup(detail: "\(what) timeout must be a positive number of seconds, got \(t)")
+        }
+        for (what, path) in [("CA file", options.tls.caFile), ("client certificate", options.tls.certFile),
+                             ("client key", options.tls.keyFile)] {
+            // Checked now so a wrong path fails at startup, not on the first flush.
+            if let path, access(path, R_OK) != 0 {
+                throw .setup(detail: "TLS \(what) \(path) is not readable: \(String(cString: strerror(errno)))")
+            }
+        }
+        if options.tls.keyFile != nil && options.tls.certFile == nil {
+            throw .setup(detail: "a TLS client key is set without a client certificate; set both or neither")
+        }
+        guard let h = curl_easy_init() else { throw .setup(detail: "curl_easy_init failed (out of memory?)") }
+        self.options = options
+        self.handle = h
+        self.errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
+        self.errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+        self.emptyBody = .allocate(byteCount: 1, alignment: 1)
+        self.sink = ResponseSink(limit: max(0, options.maxResponseBodyBytes))
+        // All properties are set, so a throw here still runs deinit, which frees the handle.
+        try configure()
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+        errorBuffer.deallocate()
+        emptyBody.deallocate()
+    }
+
+    private func configure() throws(HTTPClientError) {
+        let ctx = Unmanaged.passUnretained(sink).toOpaque()
+        var failed: (String, CURLcode)?
+        func check(_ name: String, _ rc: CURLcode) {
+            if rc != CURLE_OK && failed == nil { failed = (name, rc) }
+        }
+        check("ERRORBUFFER", anduin_setopt_ptr(handle, CURLOPT_ERRORBUFFER, errorBuffer))
+        // Threads: no SIGALRM-based DNS timeouts.
+        check("NOSIGNAL", anduin_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
+        check("TCP_KEEPALIVE", anduin_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1))
+        // Probe idle connections sooner than curl's 60 s so NAT/LB drops are noticed.
+        check("TCP_KEEPIDLE", anduin_setopt_long(handle, CURLOPT_TCP_KEEPIDLE, 30))
+        check("TCP_KEEPINTVL", anduin_setopt_long(handle, CURLOPT_TCP_KEEPINTVL, 15))
+        check("CONNECTTIMEOUT_MS", anduin_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, millis(options.connectTimeout)))
+        check("TIMEOUT_MS", anduin_setopt_long(handle, CURLOPT_TIMEOUT_MS, millis(options.requestTimeout)))
+        check("WRITEFUNCTION", anduin_setopt_datafn(handle, CURLOPT_WRITEFUNCTION, { data, size, count, ctx in
+            let n = size * count
+            guard let data, let ctx else { return n }
+            let sink = Unmanaged<ResponseSink>.fromOpaque(ctx).takeUnretainedValue()
+            let room = sink.limit - sink.body.count
+            if room > 0 {
+                sink.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: min(n, room)))
+            }
+            // Report everything as taken: a short count would abort the transfer.
+            return n
+        }))
+        check("WRITEDATA", anduin_setopt_ptr(handle, CURLOPT_WRITEDATA, ctx))
+        check("HEADERFUNCTION", anduin_setopt_datafn(handle, CURLOPT_HEADERFUNCTION, { data, size, count, ctx in
+            let n = size * count
+            guard let data, let ctx else { return n }
+            let sink = Unmanaged<ResponseSink>.fromOpaque(ctx).takeUnretainedValue()
+            sink.headerLine(UnsafeRawBufferPointer(start: data, count: n))
+            return n
+        }))
+        check("HEADERDATA", anduin_setopt_ptr(handle, CURLOPT_HEADERDATA, ctx))
+        check("USERAGENT", anduin_setopt_str(handle, CURLOPT_USERAGENT, "anduin"))
+        if options.http2 {
+            // Not built with nghttp2: HTTP/1.1 is a fine fallback, so the result is ignored.
+            if anduin_setopt_long(handle, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS)) != CURLE_OK {
+                check("HTTP_VERSION", anduin_setopt_long(handle, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1)))
+            }
+        } else {
+            check("HTTP_VERSION", anduin_setopt_long(handle, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1)))
+        }
+        if let proxy = options.proxy {
+            check("PROXY", anduin_setopt_str(handle, CURLOPT_PROXY, proxy))
+        }
+        let tls = options.tls
+        if let ca = tls.caFile { check("CAINFO", anduin_setopt_str(handle, CURLOPT_CAINFO, ca)) }
+        if let cert = tls.certFile { check("SSLCERT", anduin_setopt_str(handle, CURLOPT_SSLCERT, cert)) }
+        if let key = tls.keyFile { check("SSLKEY", anduin_setopt_str(handle, CURLOPT_SSLKEY, key)) }
+        if tls.insecureSkipVerify {
+            check("SSL_VERIFYPEER", anduin_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 0))
+            check("SSL_VERIFYHOST", anduin_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 0))
+        }
+        if case let (name, rc)? = failed {
+            // Option values may be secrets (proxy credentials), so only the option name is shown.
+            throw .setup(detail: "libcurl rejected option \(name): \(String(cString: curl_easy_strerror(rc)))")
+        }
+    }
+
+    /// Sends one request and waits for the whole response.
+    ///
+    /// - `body` is sent as-is and must stay valid until this returns (curl reads it in place).
+    ///   Set `Content-Encoding: gzip` yourself when it is gzipped, and `Content-Type` (curl
+    ///   otherwise labels a body `application/x-www-form-urlencoded`).
+    /// - GET and HEAD send no body; any other method sends `body` (possibly empty).
+    /// - `basicAuth` (user, password) is sent as HTTP Basic auth, never via the URL.
+    /// - Redirects are not followed; 3xx, 4xx and 5xx come back as responses.
+    public func send(method: String, url: String, headers: [(String, String)],
+                     body: UnsafeRawBufferPointer, basicAuth: (String, String)?) throws(HTTPClientError) -> HTTPResponse {
+        let shownURL = HTTPClient.redactedURL(url)
+        try validate(method: method, url: url, shownURL: shownURL, headers: headers, body: body)
+
+        var list: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(list) }
+        // An empty Expect: stops curl from waiting for "100 Continue" before large bodies.
+        if !headers.contains(where: { $0.0.lowercased() == "expect" }) {
+            list = curl_slist_append(list, "Expect:")
+        }
+        for (name, value) in headers {
+            // "Name:" would tell curl to drop the header; "Name;" sends it with an empty value.
+            let line = value.isEmpty ? "\(name);" : "\(name): \(value)"
+            guard let next = curl_slist_append(list, line) else {
+                throw .setup(detail: "out of memory building request headers")
+            }
+            list = next
+        }
+
+        sink.reset()
+        errorBuffer[0] = 0
+        var failed: (String, CURLcode)?
+        func check(_ name: String, _ rc: CURLcode) {
+            if rc != CURLE_OK && failed == nil { failed = (name, rc) }
+        }
+        check("URL", anduin_setopt_str(handle, CURLOPT_URL, url))
+        check("HTTPHEADER", anduin_setopt_slist(handle, CURLOPT_HTTPHEADER, list))
+        // The handle keeps options between requests, so every method-related one is set each time.
+        check("NOBODY", anduin_setopt_long(handle, CURLOPT_NOBODY, 0))
+        switch method {
+        case "GET":
+            check("HTTPGET", anduin_setopt_long(handle, CURLOPT_HTTPGET, 1))
+            check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, nil))
+        case "HEAD":
+            check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, nil))
+            check("NOBODY", anduin_setopt_long(handle, CURLOPT_NOBODY, 1))
+        default:
+            check("POSTFIELDSIZE_LARGE", anduin_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
+            // POSTFIELDS (not COPYPOSTFIELDS): curl reads the caller's bytes in place, no copy.
+            let ptr = body.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) } ?? emptyBody
+            check("POSTFIELDS", anduin_setopt_ptr(handle, CURLOPT_POSTFIELDS, ptr))
+            check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, method == "POST" ? nil : method))
+        }
+        if case let (user, password)? = basicAuth {
+            check("USERNAME", anduin_setopt_str(handle, CURLOPT_USERNAME, user))
+            check("PASSWORD", anduin_setopt_str(handle, CURLOPT_PASSWORD, password))
+        } else {
+            // Clear credentials left from an earlier request on this handle.
+            check("USERNAME", anduin_setopt_str(handle, CURLOPT_USERNAME, nil))
+            check("PASSWORD", anduin_setopt_str(handle, CURLOPT_PASSWORD, nil))
+        }
+        defer {
+            // Drop pointers to memory that is freed or owned by the caller once we return.
+            _ = anduin_setopt_slist(handle, CURLOPT_HTTPHEADER, nil)
+            _ = anduin_setopt_ptr(handle, CURLOPT_POSTFIELDS, emptyBody)
+            _ = anduin_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, 0)
+        }
+        if case let (name, rc)? = failed {
+            throw .invalidRequest(url: shownURL,
+                                  detail: "libcurl rejected \(name): \(String(cString: curl_easy_strerror(rc)))")
+        }
+
+        let started = monotonicSeconds()
+        let rc = curl_easy_perform(handle)
+        let elapsed = monotonicSeconds() - started
+        guard rc == CURLE_OK else {
+            var secrets: [String] = []
+            if case let (_, password)? = basicAuth, !password.isEmpty { secrets.append(password) }
+            throw mapError(rc, url: url, shownURL: shownURL, elapsed: elapsed, secrets: secrets)
+        }
+        var status = 0
+        _ = anduin_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        let response = HTTPResponse(status: status, body: sink.body, headers: sink.headers)
+        sink.reset()
+        return response
+    }
+
+    /// Convenience for `[UInt8]` bodies.
+    public func send(method: String, url: String, headers: [(String, String)] = [],
+                     body: [UInt8] = [], basicAuth: (String, String)? = nil) throws(HTTPClientError) -> HTTPResponse {
+        let r: Result<HTTPResponse, HTTPClientError> = body.withUnsafeBytes { b in
+            do throws(HTTPClientError) {
+                return .success(try send(method: method, url: url, headers: headers, body: b, basicAuth: basicAuth))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try r.get()
+    }
+
+    private func validate(method: String, url: String, shownURL: String, headers: [(String, String)],
+                          body: UnsafeRawBufferPointer) throws(HTTPClientError) {
+        let lower = url.lowercased()
+        guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
+            throw .invalidRequest(url: shownURL, detail: "the URL must start with http:// or https://")
+        }
+        guard !method.isEmpty, method.utf8.allSatisfy(isTokenByte) else {
+            throw .invalidRequest(url: shownURL, detail: "method \"\(method)\" is not a valid HTTP method")
+        }
+        if (method == "GET" || method == "HEAD") && !body.isEmpty {
+            throw .invalidRequest(url: shownURL, detail: "\(method) requests cannot carry a body")
+        }
+        for (name, value) in headers {
+            guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte) else {
+                throw .invalidRequest(url: shownURL, detail: "header name \"\(name)\" is not a valid token")
+            }
+            // Values are not shown: they may be API keys.
+            guard !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else {
+                throw .invalidRequest(url: shownURL, detail: "value of header \(name) contains a line break or NUL")
+            }
+        }
+    }
+
+    private func mapError(_ rc: CURLcode, url: String, shownURL: String, elapsed: Double,
+                          secrets: [String]) -> HTTPClientError {
+        var detail = String(cString: curl_easy_strerror(rc))
+        let extra = String(cString: errorBuffer)
+        // The error buffer is usually more specific (host, port, elapsed ms) and often already
+        // ends with the generic text.
+        if !extra.isEmpty { detail = extra.contains(detail) ? extra : "\(extra) (\(detail))" }
+        // curl messages rarely echo input, but the raw URL or a password must never leak.
+        if url != shownURL { detail = detail.replacing(url, with: shownURL) }
+        for s in secrets { detail = detail.replacing(s, with: "***") }
+
+        switch rc {
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT:
+            return .connect(url: shownURL, detail: detail)
+        case CURLE_OPERATION_TIMEDOUT:
+            // curl reports both deadlines with one code; a stop well before the request
+            // deadline can only be the connect timeout.
+            let o = options
+            if o.connectTimeout < o.requestTimeout && elapsed < o.requestTimeout * 0.95 {
+                return .connect(url: shownURL, detail: detail)
+            }
+            return .timeout(url: shownURL, seconds: o.requestTimeout)
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM,
+             CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CRL_BADFILE, CURLE_SSL_ISSUER_ERROR,
+             CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_ENGINE_NOTFOUND,
+             CURLE_SSL_ENGINE_SETFAILED, CURLE_SSL_ENGINE_INITFAILED, CURLE_USE_SSL_FAILED,
+             CURLE_SSL_SHUTDOWN_FAILED, CURLE_SSL_CLIENTCERT:
+            return .tls(url: shownURL, detail: detail)
+        case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL, CURLE_BAD_FUNCTION_ARGUMENT:
+            return .invalidRequest(url: shownURL, detail: detail)
+        default:
+            return .transport(url: shownURL, detail: detail)
+        }
+    }
+
+    /// `url` for messages: userinfo removed, query values replaced by `***`, fragment dropped.
+    public static func redactedURL(_ url: String) -> String {
+        var rest = Substring(url)
+        if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
+        var query: Substring?
+        if let q = rest.firstIndex(of: "?") {
+            query = rest[rest.index(after: q)...]
+            rest = rest[..<q]
+        }
+        var result: String
+        if let schemeEnd = rest.firstRange(of: "://") {
+            let afterScheme = rest[schemeEnd.upperBound...]
+            let authEnd = afterScheme.firstIndex(of: "/") ?? afterScheme.endIndex
+            var authority = afterScheme[..<authEnd]
+            if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+            result = String(rest[..<schemeEnd.upperBound]) + authority + afterScheme[authEnd...]
+        } else {
+            // Not a URL we understand; do not risk showing credentials in it.
+            result = rest.contains("@") ? "<url>" : String(rest)
+        }
+        if let query, !query.isEmpty {
+            let parts = query.split(separator: "&", omittingEmptySubsequences: false).map { p -> String in
+                if let eq = p.firstIndex(of: "=") { return p[..<eq] + "=***" }
+                return String(p)
+            }
+            result += "?" + parts.joined(separator: "&")
+        }
+        return result
+    }
+}
+
+private func millis(_ seconds: Double) -> Int {
+    // Sub-millisecond values would become 0, which curl reads as "no timeout".
+    // Capped at ~24 days (the largest value curl's int timers hold) so Int() cannot trap.
+    max(1, Int((min(seconds, 2_000_000) * 1000).rounded(.up)))
+}
+
+/// RFC 9110 token characters (methods, header names).
+private func isTokenByte(_ b: UInt8) -> Bool {
+    switch b {
+    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+         UInt8(ascii: "0")...UInt8(ascii: "9"):
+        return true
+    default:
+        return "!#$%&'*+-.^_`|~".utf8.contains(b)
+    }
+}
+
+/// Collects one response; reached from the C callbacks through an unretained pointer, and
+/// owned by the client so it outlives every transfer.
+private final class ResponseSink {
+    let limit: Int
+    var body: [UInt8] = []
+    var headers: [(String, String)] = []
+
+    init(limit: Int) { self.limit = limit }
+
+    func reset() {
+        body = []
+        headers = []
+    }
+
+    func headerLine(_ raw: UnsafeRawBufferPointer) {
+        var bytes = raw[...]
+        while let last = bytes.last, last == 0x0A || last == 0x0D { bytes = bytes.dropLast() }
+        if bytes.isEmpty { return }
+        // A status line starts a new header block (after 100 Continue, proxy CONNECT, or a
+        // retried request); only the final response's headers are kept.
+        if bytes.starts(with: "HTTP/".utf8) {
+            headers.removeAll(keepingCapacity: true)
+            return
+        }
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")) else { return }
+        let name = String(decoding: bytes[..<colon], as: UTF8.self).lowercased()
+        let value = String(decoding: bytes[(colon + 1)...], as: UTF8.self)
+        headers.append((trimmed(name), trimmed(value)))
+    }
+}
+
+private func trimmed(_ s: String) -> String {
+    var sub = Substring(s)
+    while let f = sub.first, f == " " || f == "\t" { sub = sub.dropFirst() }
+    while let l = sub.last, l == " " || l == "\t" { sub = sub.dropLast() }
+    return String(sub)
+}

@@ -1,0 +1,175 @@
+import AnduinCore
+import Foundation
+
+public enum ESOpType: String, CaseIterable, Sendable { case create, index }
+public enum ESIDMode: String, CaseIterable, Sendable { case event, none }
+
+/// The `elasticsearch` output: the Bulk API, exact about every item.
+///
+/// Each record is sent with `_id` = its `event.id` (file identity + offset) and `op_type: create`, so
+/// a replay after a crash or a retry answers 409 for what is already there: counted as delivered,
+/// never a duplicate document. Per item: 2xx and 409 are delivered; 429 and 5xx are retried (only
+/// those items); other errors (mapping conflicts, bad index names) go to the dead-letter file with
+/// their type and reason.
+public struct ElasticsearchConfig: EncodedOutputConfig {
+    public var hosts: [String]
+    var index: IndexPattern
+    public var opType: ESOpType = .create
+    public var id: ESIDMode = .event
+    public var pipeline: String?
+    public var http = HTTPOutputOptions()
+    public var delivery: DeliveryOptions
+
+    public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
+        try ElasticsearchSender(config: self)
+    }
+}
+
+public enum ElasticsearchPlugin {
+    public static let spec = PluginSpec.output("elasticsearch", "index records with the Elasticsearch/OpenSearch Bulk API") { r in
+        var hosts = r.stringList("hosts")
+        if hosts.isEmpty, let h = r.string("host") { hosts = [h] }
+        if hosts.isEmpty { r.error(r.has("hosts") ? "hosts" : nil, "needs hosts: [\"http://127.0.0.1:9200\"]") }
+        for h in hosts where !(h.hasPrefix("http://") || h.hasPrefix("https://")) {
+            r.error("hosts", "\(h): must start with http:// or https://")
+        }
+        hosts = hosts.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        var indexText = r.string("index", default: "logs-%Y.%m.%d")
+        var opType = r.choice("op_type", default: ESOpType.create)
+        if let ds = r.mapping("data_stream") {
+            if r.has("index") { r.error("data_stream", "give index or data_stream, not both") }
+            let dataset = ds.string("dataset", default: "generic")
+            let namespace = ds.string("namespace", default: "default")
+            indexText = "logs-\(dataset)-\(namespace)"
+            if r.has("op_type") && opType != .create { r.error("op_type", "data streams take only op_type: create") }
+            opType = .create
+        }
+        let pattern: IndexPattern
+        switch IndexPattern.parse(indexText) {
+        case .success(let p): pattern = p
+        case .failure(let e):
+            r.error("index", "\(indexText): \(e.message)")
+            return nil
+        }
+        var c = ElasticsearchConfig(hosts: hosts, index: pattern,
+                                    delivery: DeliveryOptions.parse(r, defaultBuffer: .disk(DiskRingOptions(segmentBytes: 64 << 20))))
+        c.opType = opType
+        c.id = r.choice("id", default: .event)
+        c.pipeline = r.string("pipeline")
+        c.http = HTTPOutputOptions.parse(r)
+        return c
+    }
+}
+
+/// One per delivery thread.
+final class ElasticsearchSender: BatchSender {
+    private let config: ElasticsearchConfig
+    private let client: HTTPClient
+    private let auth: HTTPAuthenticator
+    private var encoder: BodyEncoder
+    private var raw: [UInt8] = []
+    private var host = 0
+    private let headers: [(String, String)]
+    private let action: [UInt8]
+
+    init(config: ElasticsearchConfig) throws {
+        self.config = config
+        client = try HTTPClient(options: config.http.client)
+        auth = HTTPAuthenticator(config.http.auth)
+        encoder = try BodyEncoder(config.http.compression, level: config.http.compressionLevel)
+        // Plain x-ndjson: OpenSearch refuses Elasticsearch 8's vendor media type.
+        var h = config.http.headers
+        h.append(("Content-Type", "application/x-ndjson"))
+        if let ce = encoder.contentEncoding { h.append(("Content-Encoding", ce)) }
+        headers = h
+        action = Array(#"{"\#(config.opType.rawValue)":{"_index":""#.utf8)
+        host = Int.random(in: 0..<max(1, config.hosts.count))
+    }
+
+    private var url: String {
+        var u = config.hosts[host % config.hosts.count] + "/_bulk"
+        if let p = config.pipeline { u += "?pipeline=" + (p.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? p) }
+        return u
+    }
+
+    func send(_ batch: EncodedBatch) -> SendResult {
+        raw.removeAll(keepingCapacity: true)
+        for i in batch.records.indices {
+            raw.append(contentsOf: action)
+            config.index.render(batch, i, into: &raw)
+            raw.append(UInt8(ascii: "\""))
+            if config.id == .event {
+                raw.append(contentsOf: #","_id":""#.utf8)
+                batch.records[i].appendEventID(to: &raw)
+                raw.append(UInt8(ascii: "\""))
+            }
+            raw.append(contentsOf: "}}\n".utf8)
+            batch.withDocument(i) { raw.append(contentsOf: $0) }
+            raw.append(UInt8(ascii: "\n"))
+        }
+        let response: HTTPResponse
+        do {
+            let body = try encoder.encode(raw)
+            var h = headers
+            if let a = try auth.header() { h.append(a) }
+            let basic = try auth.basic()
+            let target = url
+            response = try body.withUnsafeBytes {
+                try client.send(method: "POST", url: target, headers: h, body: $0, basicAuth: basic)
+            }
+        } catch {
+            failOver()
+            return .retryAll("\(config.hosts[host % config.hosts.count]): \(error)")
+        }
+        let whole = HTTPStatusClass.result(status: response.status, body: response.body)
+        switch whole {
+        case .delivered:
+            return parseBulk(response.body, count: batch.count)
+        case .retryAll:
+            if response.status >= 500 { failOver() }
+            return whole
+        case .perRecord:
+            let reason = "HTTP \(response.status): \(HTTPStatusClass.snippet(response.body))"
+            return .perRecord(Array(repeating: .deadLetter(status: response.status, reason: reason), count: batch.count))
+        default:
+            return whole
+        }
+    }
+
+    private func failOver() {
+        if config.hosts.count > 1 { host = (host + 1) % config.hosts.count }
+    }
+
+    /// Reads every item of a bulk response: HTTP 200 says nothing about the items.
+    private func parseBulk(_ body: [UInt8], count: Int) -> SendResult {
+        guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+            return .retryAll("unreadable bulk response: \(HTTPStatusClass.snippet(body))")
+        }
+        if let errors = json["errors"] as? Bool, errors == false { return .delivered }
+        guard let items = json["items"] as? [[String: Any]], items.count == count else {
+            return .retryAll("bulk response has \((json["items"] as? [Any])?.count ?? 0) items for \(count) records")
+        }
+        var outcomes: [RecordOutcome] = []
+        outcomes.reserveCapacity(count)
+        for item in items {
+            guard let result = item.values.first as? [String: Any], let status = result["status"] as? Int else {
+                outcomes.append(.retry("bulk item without a status"))
+                continue
+            }
+            let error = result["error"] as? [String: Any]
+            let reason = error.map { e in
+                let type = e["type"] as? String ?? "error"
+                let why = e["reason"] as? String ?? ""
+                return "\(type): \(why)"
+            } ?? "HTTP \(status)"
+            switch status {
+            case 200..<300: outcomes.append(.delivered)
+            case 409 where config.id == .event && config.opType == .create:
+                outcomes.append(.delivered)  // this _id is already indexed: a replay
+            case 429, 500..<600: outcomes.append(.retry(reason))
+            default: outcomes.append(.deadLetter(status: status, reason: reason))
+            }
+        }
+        return .perRecord(outcomes)
+    }
+}
