@@ -57,7 +57,11 @@ targets += plugins.map {
 let package = Package(
     name: "anduin",
     platforms: [.macOS(.v15)],
-    products: [.executable(name: "anduin", targets: ["anduin"])],
+    products: [
+        .executable(name: "anduin", targets: ["anduin"]),
+        // For Benchmarks/ (a package of its own, so CI's `swift test` does not build the harness).
+        .library(name: "AnduinLibrary", targets: ["AnduinCore"] + plugins),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),

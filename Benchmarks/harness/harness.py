@@ -123,6 +123,13 @@ def proc_status_kib(pid, key):
     return 0
 
 
+def fill(template, **values):
+    """{name} placeholders; other braces (YAML flow mappings) are left alone."""
+    for k, v in values.items():
+        template = template.replace("{" + k + "}", v)
+    return template
+
+
 def one_run(args, template, work):
     data_dir = os.path.join(work, "data")
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -138,8 +145,8 @@ def one_run(args, template, work):
         sink_url = f"http://127.0.0.1:{sink.server_address[1]}/"
     config = os.path.join(work, "config.yaml")
     with open(config, "w") as f:
-        f.write(template.format(corpus=os.path.abspath(args.corpus), data_dir=data_dir, count_file=count_file,
-                                sink_url=sink_url))
+        f.write(fill(template, corpus=os.path.abspath(args.corpus), data_dir=data_dir, count_file=count_file,
+                     sink_url=sink_url))
     cmd = [c.replace("{config}", config) for c in args.command]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "stderr.log"), "w"))
@@ -186,8 +193,8 @@ def idle_rss(args, template, work):
     os.makedirs(data_dir)
     config = os.path.join(work, "idle.yaml")
     with open(config, "w") as f:
-        f.write(template.format(corpus=empty, data_dir=data_dir, count_file=os.path.join(work, "idle-count"),
-                                sink_url="http://127.0.0.1:9/"))
+        f.write(fill(template, corpus=empty, data_dir=data_dir, count_file=os.path.join(work, "idle-count"),
+                     sink_url="http://127.0.0.1:9/"))
     proc = subprocess.Popen([c.replace("{config}", config) for c in args.command],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(3)

@@ -23,6 +23,26 @@ public struct ElasticsearchConfig: EncodedOutputConfig {
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
         try ElasticsearchSender(config: self)
     }
+
+    /// Appends the `_bulk` NDJSON body for `batch`: an action line (index, and `_id` = event.id unless
+    /// `id: none`) and the document, each ending in a newline.
+    public func appendBulkBody(_ batch: EncodedBatch, into raw: inout [UInt8]) {
+        for i in batch.records.indices {
+            raw.append(contentsOf: #"{""#.utf8)
+            raw.append(contentsOf: opType.rawValue.utf8)
+            raw.append(contentsOf: #"":{"_index":""#.utf8)
+            index.render(batch, i, into: &raw)
+            raw.append(UInt8(ascii: "\""))
+            if id == .event {
+                raw.append(contentsOf: #","_id":""#.utf8)
+                batch.records[i].appendEventID(to: &raw)
+                raw.append(UInt8(ascii: "\""))
+            }
+            raw.append(contentsOf: "}}\n".utf8)
+            batch.withDocument(i) { raw.append(contentsOf: $0) }
+            raw.append(UInt8(ascii: "\n"))
+        }
+    }
 }
 
 public enum ElasticsearchPlugin {
@@ -61,6 +81,14 @@ public enum ElasticsearchPlugin {
     }
 }
 
+extension ElasticsearchPlugin {
+    /// A config with the defaults (index `logs-%Y.%m.%d`, `_id` from event.id), for benchmarks.
+    public static func testConfig(index: String = "logs-%Y.%m.%d") throws -> ElasticsearchConfig {
+        let pattern = try IndexPattern.parse(index).get()
+        return ElasticsearchConfig(hosts: ["http://127.0.0.1:9200"], index: pattern, delivery: DeliveryOptions(buffer: .memory(maxRecords: 1)))
+    }
+}
+
 /// One per delivery thread.
 final class ElasticsearchSender: BatchSender {
     private let config: ElasticsearchConfig
@@ -70,7 +98,6 @@ final class ElasticsearchSender: BatchSender {
     private var raw: [UInt8] = []
     private var host = 0
     private let headers: [(String, String)]
-    private let action: [UInt8]
 
     init(config: ElasticsearchConfig) throws {
         self.config = config
@@ -82,7 +109,6 @@ final class ElasticsearchSender: BatchSender {
         h.append(("Content-Type", "application/x-ndjson"))
         if let ce = encoder.contentEncoding { h.append(("Content-Encoding", ce)) }
         headers = h
-        action = Array(#"{"\#(config.opType.rawValue)":{"_index":""#.utf8)
         host = Int.random(in: 0..<max(1, config.hosts.count))
     }
 
@@ -94,19 +120,7 @@ final class ElasticsearchSender: BatchSender {
 
     func send(_ batch: EncodedBatch) -> SendResult {
         raw.removeAll(keepingCapacity: true)
-        for i in batch.records.indices {
-            raw.append(contentsOf: action)
-            config.index.render(batch, i, into: &raw)
-            raw.append(UInt8(ascii: "\""))
-            if config.id == .event {
-                raw.append(contentsOf: #","_id":""#.utf8)
-                batch.records[i].appendEventID(to: &raw)
-                raw.append(UInt8(ascii: "\""))
-            }
-            raw.append(contentsOf: "}}\n".utf8)
-            batch.withDocument(i) { raw.append(contentsOf: $0) }
-            raw.append(UInt8(ascii: "\n"))
-        }
+        config.appendBulkBody(batch, into: &raw)
         let response: HTTPResponse
         do {
             let body = try encoder.encode(raw)

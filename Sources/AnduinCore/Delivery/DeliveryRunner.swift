@@ -171,11 +171,10 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
                         guard let r = lock.withLockReleased({
                             ring.read(maxRecords: options.maxRecords - batch.count, maxBytes: options.maxBytes - bytes, timeout: wait)
                         }) else { break }
-                        for i in r.batch.records.indices {
-                            r.batch.withDocument(i) { doc in
-                                let rec = r.batch.records[i]
-                                batch.append(document: doc, timestamp: rec.timestamp, sourceID: rec.sourceID, offset: rec.offset)
-                            }
+                        if batch.isEmpty {
+                            batch = r.batch  // the common case: one read fills the batch, no copy
+                        } else {
+                            batch.append(contentsOf: r.batch)
                         }
                         bytes = batch.documents.count
                         end = r.end

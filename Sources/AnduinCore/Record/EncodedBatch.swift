@@ -53,6 +53,17 @@ public struct EncodedBatch: Sendable {
                                      sourceID: sourceID, offset: offset))
     }
 
+    /// Appends every record of `other`, rebasing its document ranges.
+    public mutating func append(contentsOf other: EncodedBatch) {
+        let base = documents.count
+        documents.append(contentsOf: other.documents)
+        records.reserveCapacity(records.count + other.records.count)
+        for var r in other.records {
+            r.document = (r.document.lowerBound + base)..<(r.document.upperBound + base)
+            records.append(r)
+        }
+    }
+
     public func withDocument<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try documents.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[records[i].document])) }
     }
