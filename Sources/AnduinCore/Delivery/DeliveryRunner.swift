@@ -223,7 +223,9 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
 
     /// Delivers every record (or dead-letters it). Returns false when abandoned at shutdown.
     private func deliver(_ batch: EncodedBatch, _ sender: any BatchSender) -> Bool {
-        var work = [batch]
+        // A buffer hands over what it holds (a whole input read, a whole ring block): the request
+        // size limits are applied here, for every buffer kind. Sent in order (popLast).
+        var work = Array(batch.chunked(maxRecords: options.maxRecords, maxBytes: options.maxBytes).reversed())
         var backoff = Backoff(initial: options.retryInitial, max: options.retryMax)
         while var pending = work.popLast() {
             while !pending.isEmpty {
@@ -363,6 +365,27 @@ private final class SenderBox: @unchecked Sendable {
 }
 
 extension EncodedBatch {
+    /// Splits into batches of at most `maxRecords` records and about `maxBytes` of documents (a single
+    /// record larger than `maxBytes` goes alone). Returns `[self]`, uncopied, when already within.
+    public func chunked(maxRecords: Int, maxBytes: Int) -> [EncodedBatch] {
+        if count <= maxRecords && documents.count <= maxBytes { return [self] }
+        var out: [EncodedBatch] = []
+        var start = 0
+        while start < count {
+            var end = start
+            var bytes = 0
+            while end < count && end - start < maxRecords {
+                let size = records[end].document.count
+                if end > start && bytes + size > maxBytes { break }
+                bytes += size
+                end += 1
+            }
+            out.append(subset(start..<end))
+            start = end
+        }
+        return out
+    }
+
     /// The records at `indices`, with their documents copied.
     public func subset<S: Sequence<Int>>(_ indices: S) -> EncodedBatch {
         var out = EncodedBatch()
