@@ -9,7 +9,7 @@ VENV := .venv-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps test-deps demo test build release bench clean
+.PHONY: deps test-deps demo test build release bench bench-stages clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -33,6 +33,32 @@ demo: build
 
 test: test-deps
 	swift test $(SWIFT_BUILD_FLAGS)
+	$(MAKE) deploy-test
 
 clean:
 	rm -rf .build $(VENV) examples/data examples/out examples/live
+
+# deploy/: Kubernetes manifests and the Helm chart checked against the Kubernetes schemas
+# (kubernetes-validate ships them), plus the agent config they carry (with the binary when built).
+DEPLOY_PY_PACKAGES := pytest==9.2.0 kubernetes-validate==1.37.0
+.PHONY: deploy-test
+deploy-test: deps
+	@[ -x $(VENV)/bin/pip ] || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check $(DEPLOY_PY_PACKAGES)
+	$(VENV)/bin/python -m pytest -q -rsx -p no:cacheprovider Tests/DeployTests
+
+# Per-stage micro-benchmarks (ns and allocations per line), a package of its own under Benchmarks/.
+bench-stages: deps
+	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --no-progress
+
+# End-to-end P1/P2/P3 on a 1,000,000-line docker corpus (see README "Performance").
+BENCH_DIR ?= /tmp/anduin-bench
+BENCH_RUNS ?= 5
+bench: release
+	@[ -f $(BENCH_DIR)/docker.log ] || python3 Benchmarks/harness/harness.py corpus --kind docker --lines 1000000 --out $(BENCH_DIR)
+	python3 Benchmarks/harness/harness.py run --corpus $(BENCH_DIR)/docker.log --lines 1000000 --runs $(BENCH_RUNS) --idle \
+	  --config-template Benchmarks/harness/p1-blackhole.yaml --sink count-file -- .build/release/anduin run --config {config}
+	python3 Benchmarks/harness/harness.py run --corpus $(BENCH_DIR)/docker.log --lines 1000000 --runs $(BENCH_RUNS) \
+	  --config-template Benchmarks/harness/p2-http.yaml --sink http -- .build/release/anduin run --config {config}
+	python3 Benchmarks/harness/harness.py run --corpus $(BENCH_DIR)/docker.log --lines 1000000 --runs $(BENCH_RUNS) \
+	  --config-template Benchmarks/harness/p3-http-disk.yaml --sink http -- .build/release/anduin run --config {config}
