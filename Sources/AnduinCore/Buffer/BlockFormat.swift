@@ -181,7 +181,13 @@ enum BlockCodec {
         return scratch.withUnsafeBytes { unframe(UnsafeRawBufferPointer(rebasing: $0[0..<n]), count: h.recordCount, into: &out) }
     }
 
+    /// Appends the block's records to `out`. The whole plain payload is copied into `out.documents`
+    /// at once and the records point into it (between their frame headers): one memcpy per block
+    /// instead of an append per record (which was 3.6% of the disk-buffered HTTP benchmark's CPU).
     static func unframe(_ plain: UnsafeRawBufferPointer, count: Int, into out: inout EncodedBatch) -> Decoded {
+        let base = out.documents.count
+        out.documents.append(contentsOf: plain)
+        out.records.reserveCapacity(out.records.count + count)
         var p = 0
         for n in 0..<count {
             guard plain.count - p >= 8 else { return .corrupt(decoded: n, reason: "record \(n) is cut off") }
@@ -191,10 +197,11 @@ enum BlockCodec {
             guard CRC32C.checksum(body) == plain.loadUnaligned(fromByteOffset: p + 4, as: UInt32.self).littleEndian else {
                 return .corrupt(decoded: n, reason: "record \(n) checksum mismatch")
             }
-            out.append(document: UnsafeRawBufferPointer(rebasing: body[24...]),
-                       timestamp: Int64(bitPattern: body.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian),
-                       sourceID: body.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian,
-                       offset: Int64(bitPattern: body.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian))
+            out.records.append(EncodedRecord(
+                document: (base + p + 32)..<(base + p + 8 + len),
+                timestamp: Int64(bitPattern: body.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian),
+                sourceID: body.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian,
+                offset: Int64(bitPattern: body.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian)))
             p += 8 + len
         }
         return p == plain.count ? .intact : .corrupt(decoded: count, reason: "trailing bytes after the last record")
