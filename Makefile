@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 APT_PACKAGES := zlib1g-dev liblz4-dev libcurl4-openssl-dev pkg-config python3-venv nginx-light
 # Test peers from PyPI, in a venv of the project's own (tests find it at .venv-test).
-PY_TEST_PACKAGES := osmem-server==0.1.6
+PY_TEST_PACKAGES := osmem-server==0.1.6 prometheus-client==0.26.0
 VENV := .venv-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=

@@ -3,7 +3,8 @@ import PackageDescription
 
 // Every plugin is one target under plugins/<name>, depending on AnduinCore only.
 // Adding one: a folder, a line in `plugins` below, and a line in Sources/anduin/Plugins.swift.
-let plugins = ["in_tail", "filter_parse", "out_file", "out_stdout", "out_blackhole", "out_http", "out_es"]
+let plugins = ["in_tail", "filter_parse", "filter_kubernetes", "out_file", "out_stdout", "out_blackhole", "out_http", "out_es"]
+    + ["filter_multiline", "filter_grep", "filter_modify", "filter_throttle"]
 
 let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
@@ -19,6 +20,10 @@ var targets: [Target] = [
         dependencies: [
             "CZlib", "CLZ4", "CCurl",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Yams", package: "Yams"),
         ],
         path: "Sources/AnduinCore",
@@ -66,6 +71,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: targets
 )

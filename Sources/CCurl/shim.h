@@ -10,6 +10,8 @@ static inline CURLcode anduin_setopt_str(CURL *h, CURLoption o, const char *v) {
 static inline CURLcode anduin_setopt_slist(CURL *h, CURLoption o, struct curl_slist *v) { return curl_easy_setopt(h, o, v); }
 // WRITEFUNCTION and HEADERFUNCTION share this signature.
 static inline CURLcode anduin_setopt_datafn(CURL *h, CURLoption o, curl_write_callback f) { return curl_easy_setopt(h, o, f); }
+// XFERINFOFUNCTION: called about once a second even when idle, so a stream can be aborted.
+static inline CURLcode anduin_setopt_xferinfofn(CURL *h, CURLoption o, curl_xferinfo_callback f) { return curl_easy_setopt(h, o, f); }
 
 static inline CURLcode anduin_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode anduin_getinfo_off(CURL *h, CURLINFO i, curl_off_t *v) { return curl_easy_getinfo(h, i, v); }

@@ -11,7 +11,7 @@ struct Anduin: ParsableCommand {
         commandName: "anduin",
         abstract: "Ships container logs from a node to Elasticsearch or HTTP, without losing or duplicating a line.",
         version: anduinVersion,
-        subcommands: [Run.self, Validate.self, Version.self]
+        subcommands: [Run.self, Validate.self, Tap.self, Version.self]
     )
 }
 
@@ -84,27 +84,33 @@ struct Run: ParsableCommand {
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
 
-        let pipeline: Pipeline
+        let agent = Agent(config: cfg, logger: logger)
         do {
-            pipeline = try Pipeline(config: cfg, logger: logger)
+            try agent.start()
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)
         }
-        pipeline.start()
 
         var sig: Int32 = 0
-        sigwait(&set, &sig)
+        while true {
+            sigwait(&set, &sig)
+            if sig != SIGHUP { break }
+            logger.info("received SIGHUP: reloading \(options.config)")
+            agent.reload(configPath: options.config, registry: allPlugins)
+        }
         logger.info("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"): stopping reads, delivering what was read, writing checkpoints")
-        let stopped = startThread(name: "stop") { pipeline.stop() }
+        let stopped = startThread(name: "stop") { agent.stop() }
         // A second signal means "now": exit without waiting for outputs (nothing unacknowledged is
         // checkpointed, so what was not delivered is read again at the next start).
         var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
         while !stopped.join(timeout: 0) {
-            if sigtimedwait(&set, nil, &timeout) > 0 {
+            let s = sigtimedwait(&set, nil, &timeout)
+            if s == SIGTERM || s == SIGINT {
                 logger.warning("second signal: exiting without waiting for outputs")
                 throw ExitCode(130)
             }

@@ -1,5 +1,10 @@
 import AnduinCore
+import filter_grep
+import filter_kubernetes
+import filter_modify
+import filter_multiline
 import filter_parse
+import filter_throttle
 import in_tail
 import out_blackhole
 import out_es
@@ -12,6 +17,11 @@ import out_stdout
 let allPlugins = PluginRegistry([
     TailPlugin.spec,
     ParsePlugin.spec,
+    KubernetesPlugin.spec,
+    MultilinePlugin.spec,
+    GrepPlugin.spec,
+    ModifyPlugin.spec,
+    ThrottlePlugin.spec,
     FileOutputPlugin.spec,
     StdoutOutputPlugin.spec,
     BlackholePlugin.spec,

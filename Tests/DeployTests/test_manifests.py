@@ -204,7 +204,7 @@ def test_cluster_role_is_read_only_on_pods_and_namespaces():
 
 def test_configmap_config_names_expected_components():
     _, cfg = anduin_config(all_manifests())
-    check_agent_config(cfg)
+    check_agent_config(cfg, api_enabled=True)
     es = cfg["outputs"]["elasticsearch"]
     assert es["hosts"] == ["${ES_HOST:-https://elasticsearch:9200}"]
     assert es["user"] == "${ES_USER:-elastic}"
@@ -313,7 +313,7 @@ def test_values_defaults_match_the_plain_manifests():
     assert v["elasticsearch"]["index"] == es["index"]
     assert v["elasticsearch"]["buffer"]["maxBytes"] == es["buffer"]["max_bytes"]
     assert v["elasticsearch"]["secret"] == {"name": "anduin-elasticsearch", "passwordKey": "password", "caKey": "ca.crt"}
-    assert v["api"] == {"enabled": False, "port": API_PORT}
+    assert v["api"] == {"enabled": True, "port": API_PORT}
     assert v["extraConfig"] == {}
 
 

@@ -235,7 +235,8 @@ final class AgentProcess {
     let process = Process()
     let stderrPath: String
 
-    init(binary: String, arguments: [String], stderrPath: String, workingDirectory: String) throws {
+    init(binary: String, arguments: [String], stderrPath: String, workingDirectory: String,
+         stdoutPath: String? = nil) throws {
         self.stderrPath = stderrPath
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         guard let err = FileHandle(forWritingAtPath: stderrPath) else {
@@ -245,7 +246,12 @@ final class AgentProcess {
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory)
         process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
+        if let stdoutPath {
+            _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+            process.standardOutput = FileHandle(forWritingAtPath: stdoutPath) ?? FileHandle.nullDevice
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+        }
         process.standardInput = FileHandle.nullDevice
         try process.run()
         try? err.close()

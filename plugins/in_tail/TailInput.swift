@@ -36,7 +36,7 @@ final class TailInput: Input, @unchecked Sendable {
 
     private let recordsOut, bytesRead, decodeErrors, truncatedLines, partsMerged: Counter
     private let rotations, truncations, openErrors, checkpointErrors: Counter
-    private let filesWatched, inotifyMode: Gauge
+    private let filesWatched, inotifyMode, bytesBehind: Gauge
 
     init(config: TailConfig, context: ComponentContext) {
         self.config = config
@@ -56,6 +56,7 @@ final class TailInput: Input, @unchecked Sendable {
         checkpointErrors = s.counter("checkpoint_errors", "failed checkpoint writes (retried)")
         filesWatched = s.gauge("files_watched", "files being followed")
         inotifyMode = s.gauge("inotify", "1 when inotify wakes the input, 0 when it polls")
+        bytesBehind = s.gauge("bytes_behind", "bytes of the followed files not yet acknowledged (size minus checkpoint)")
     }
 
     deinit { buffer.deallocate() }
@@ -106,6 +107,7 @@ final class TailInput: Input, @unchecked Sendable {
             releaseRetired()
             if now - lastSave >= config.checkpointInterval {
                 saveCheckpoints()
+                updateBehind()
                 lastSave = now
             }
             if more || control.isStopping { continue }
@@ -452,6 +454,16 @@ final class TailInput: Input, @unchecked Sendable {
             retired[id] = nil
             tracker.forget(id)
         }
+    }
+
+    /// Size minus acknowledged offset, summed: what this input still owes its outputs.
+    private func updateBehind() {
+        var behind: Int64 = 0
+        for f in files.values {
+            guard let size = f.size(), let acked = tracker.acked(f.id) else { continue }
+            behind += max(0, size - acked.resume)
+        }
+        bytesBehind.set(Int(behind))
     }
 
     // MARK: checkpoints

@@ -476,10 +476,14 @@ public final class DiskRing: @unchecked Sendable {
                     victims.append(v.id)
                     s.diskBytes -= v.size
                     s.records -= v.uncommitted
-                    lost += v.uncommitted
+                    // Blocks already read are in a delivery thread's hands and will still be sent:
+                    // not dropped.
+                    var inFlight = 0
                     while s.inflightHead < s.inflight.count && s.inflight[s.inflightHead].end.segment <= v.id {
+                        inFlight += s.inflight[s.inflightHead].records
                         s.inflightHead += 1
                     }
+                    lost += max(0, v.uncommitted - inFlight)
                 }
                 let floor = RingPosition(segment: s.segments[0].id, offset: 0)
                 s.commitPos = max(s.commitPos, floor)

@@ -30,6 +30,8 @@ public struct AgentConfig: Sendable {
     /// How long a stop waits for outputs to deliver what was read before giving up (what is not
     /// delivered is not checkpointed, so it is read again at the next start).
     public var shutdownTimeout: Double
+    /// `api: {address: HOST:PORT}`: the HTTP API (metrics, health, ready, tap); off when absent.
+    public var apiAddress: String?
     public var components: [ComponentDecl]
 
     public func components(_ kind: ComponentKind) -> [ComponentDecl] { components.filter { $0.kind == kind } }
@@ -65,7 +67,14 @@ public struct AgentConfig: Sendable {
             logFormat: top.choice("log_format", default: .text),
             checkpointInterval: top.duration("checkpoint_interval", default: 1),
             shutdownTimeout: top.duration("shutdown_timeout", default: 30),
+            apiAddress: nil,
             components: [])
+        if let api = top.mapping("api") {
+            cfg.apiAddress = api.string("address", default: "127.0.0.1:2020")
+            if let a = cfg.apiAddress, a.lastIndex(of: ":").flatMap({ Int(a[a.index(after: $0)...]) }) == nil {
+                api.error("address", "\"\(a)\" must be HOST:PORT, such as 127.0.0.1:2020 (port 0 picks a free port)")
+            }
+        }
         if cfg.checkpointInterval <= 0 { top.error("checkpoint_interval", "must be more than 0") }
 
         var names: [String: SourceMark] = [:]

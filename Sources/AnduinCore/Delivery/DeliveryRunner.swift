@@ -16,6 +16,8 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
     private let deadLetters: DeadLetterFile
     private let ring: DiskRing?
     private let lock = ConditionLock()
+    /// Serialises reading a batch from the ring (see `take`); never held with `lock` waiting.
+    private let takeLock = ConditionLock()
 
     // Memory queue (memory buffer) or hand-off queue to the ring writer (disk buffer).
     private var queue: [(batch: RecordBatch, ack: AckToken, since: Double)] = []
@@ -34,6 +36,9 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
     private let recordsOut, retries, requestFailures, authFailures, splits: Counter
     private let queued: Gauge
     private let queueFull: Counter
+    private var failing = false
+    /// Records taken from the memory queue and not yet delivered (retrying ones included).
+    private var inflightRecords = 0
     private var lastLog = -Double.infinity
     private var suppressed = 0
 
@@ -157,20 +162,21 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
 
     private func take() -> Work? {
         if let ring {
-            // Serialised so that sequence numbers follow ring order.
-            return lock.withLock { () -> Work? in
+            // One gatherer at a time, for the whole batch: sequence numbers must follow ring order,
+            // or a thread committing its batch would also commit blocks another thread read in
+            // between and has not delivered yet (records lost on a crash).
+            return takeLock.withLock { () -> Work? in
                 while true {
-                    if abandoned { return nil }
-                    let done = closing && writerDone
+                    let (done, stop) = lock.withLock { (closing && writerDone, abandoned) }
+                    if stop { return nil }
                     var batch = EncodedBatch()
                     var end: RingPosition?
                     let deadline = monotonicSeconds() + options.batchTimeout
                     var bytes = 0
                     while batch.count < options.maxRecords && bytes < options.maxBytes {
                         let wait = end == nil ? (done ? 0.05 : 0.25) : max(0, deadline - monotonicSeconds())
-                        guard let r = lock.withLockReleased({
-                            ring.read(maxRecords: options.maxRecords - batch.count, maxBytes: options.maxBytes - bytes, timeout: wait)
-                        }) else { break }
+                        guard let r = ring.read(maxRecords: options.maxRecords - batch.count,
+                                                maxBytes: options.maxBytes - bytes, timeout: wait) else { break }
                         if batch.isEmpty {
                             batch = r.batch  // the common case: one read fills the batch, no copy
                         } else {
@@ -178,14 +184,16 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
                         }
                         bytes = batch.documents.count
                         end = r.end
-                        if abandoned { return nil }
+                        if isAbandoned { return nil }
                     }
                     if let end {
-                        let seq = nextTakeSeq
-                        nextTakeSeq += 1
+                        let seq = lock.withLock { () -> Int in
+                            defer { nextTakeSeq += 1 }
+                            return nextTakeSeq
+                        }
                         return .disk(batch, seq: seq, end: end)
                     }
-                    if done || abandoned { return nil }
+                    if done || isAbandoned { return nil }
                 }
             }
         }
@@ -199,6 +207,8 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
         while let work = take() {
             switch work {
             case .memory(let batch, let acks):
+                lock.withLock { inflightRecords += batch.count }
+                defer { lock.withLock { inflightRecords -= batch.count } }
                 guard deliver(batch, sender) else { return }
                 for a in acks { a.release() }
             case .disk(let batch, let seq, let end):
@@ -279,12 +289,14 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
                     failure = "authentication refused (check user/password, api_key or token_file): \(why)"
                 }
                 if let failure {
+                    lock.withLock { failing = true }
                     retries.add()
                     let delay = backoff.next()
                     logRateLimited("delivery failed, retrying in \(Int(delay * 1000))ms: \(failure)",
                                    loud: failure.hasPrefix("authentication"))
                     if sleepUnlessAbandoned(delay) { return false }
                 } else {
+                    if backoff.attempt > 0 { lock.withLock { failing = false } }
                     backoff.reset()
                 }
             }
@@ -355,7 +367,15 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
         return true
     }
 
-    var pendingRecords: Int { lock.withLock { queuedRecords } + (ring?.bufferedRecords ?? 0) }
+    var pendingRecords: Int { lock.withLock { queuedRecords + inflightRecords } + (ring?.bufferedRecords ?? 0) }
+
+    var health: (failing: Bool, full: Bool) {
+        let (f, queueFull) = lock.withLock { (failing, queuedRecords + inflightRecords >= queueCapacity) }
+        guard let ring else { return (f, queueFull) }
+        // Full: no room for another segment (appends block or drop), or the hand-off queue is full.
+        let ringFull = ring.bufferedBytes + ring.options.segmentBytes > ring.options.maxBytes
+        return (f, ringFull || queueFull)
+    }
 }
 
 /// Moves a non-Sendable sender to the one thread that will use it.
@@ -396,14 +416,5 @@ extension EncodedBatch {
             }
         }
         return out
-    }
-}
-
-extension ConditionLock {
-    /// Runs `body` with the lock released (called with it held), for blocking calls inside a section.
-    func withLockReleased<R>(_ body: () throws -> R) rethrows -> R {
-        unlockForBody()
-        defer { lockAfterBody() }
-        return try body()
     }
 }

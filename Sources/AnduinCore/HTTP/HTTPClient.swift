@@ -55,6 +55,23 @@ public struct HTTPResponse: Sendable {
     }
 }
 
+/// How a streamed response (`HTTPClient.stream`) ended.
+public struct HTTPStreamResult: Sendable {
+    public enum End: Sendable, Equatable {
+        /// The server finished the body.
+        case complete
+        /// `onData` returned false.
+        case stoppedByCaller
+        /// `shouldAbort` returned true.
+        case aborted
+    }
+    /// Status code of the final response (0 when aborted before any response arrived).
+    public var status: Int
+    /// Headers of the final response, names lowercased, in arrival order.
+    public var headers: [(String, String)]
+    public var end: End
+}
+
 /// Why a request produced no HTTP response. Any status code (incl. 4xx/5xx) is a response, not
 /// an error. URLs are shown without credentials or query values; passwords never appear.
 public enum HTTPClientError: Error, CustomStringConvertible, Sendable {
@@ -166,25 +183,9 @@ public final class HTTPClient: @unchecked Sendable {
         check("TCP_KEEPINTVL", anduin_setopt_long(handle, CURLOPT_TCP_KEEPINTVL, 15))
         check("CONNECTTIMEOUT_MS", anduin_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, millis(options.connectTimeout)))
         check("TIMEOUT_MS", anduin_setopt_long(handle, CURLOPT_TIMEOUT_MS, millis(options.requestTimeout)))
-        check("WRITEFUNCTION", anduin_setopt_datafn(handle, CURLOPT_WRITEFUNCTION, { data, size, count, ctx in
-            let n = size * count
-            guard let data, let ctx else { return n }
-            let sink = Unmanaged<ResponseSink>.fromOpaque(ctx).takeUnretainedValue()
-            let room = sink.limit - sink.body.count
-            if room > 0 {
-                sink.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: min(n, room)))
-            }
-            // Report everything as taken: a short count would abort the transfer.
-            return n
-        }))
+        check("WRITEFUNCTION", anduin_setopt_datafn(handle, CURLOPT_WRITEFUNCTION, sinkWriteCallback))
         check("WRITEDATA", anduin_setopt_ptr(handle, CURLOPT_WRITEDATA, ctx))
-        check("HEADERFUNCTION", anduin_setopt_datafn(handle, CURLOPT_HEADERFUNCTION, { data, size, count, ctx in
-            let n = size * count
-            guard let data, let ctx else { return n }
-            let sink = Unmanaged<ResponseSink>.fromOpaque(ctx).takeUnretainedValue()
-            sink.headerLine(UnsafeRawBufferPointer(start: data, count: n))
-            return n
-        }))
+        check("HEADERFUNCTION", anduin_setopt_datafn(handle, CURLOPT_HEADERFUNCTION, sinkHeaderCallback))
         check("HEADERDATA", anduin_setopt_ptr(handle, CURLOPT_HEADERDATA, ctx))
         check("USERAGENT", anduin_setopt_str(handle, CURLOPT_USERAGENT, "anduin"))
         if options.http2 {
@@ -311,6 +312,125 @@ public final class HTTPClient: @unchecked Sendable {
         return try r.get()
     }
 
+    // MARK: streaming
+
+    /// Sends a GET and hands the response body to `onData` as it arrives, for long-lived responses
+    /// such as Kubernetes watches (newline-delimited events over minutes).
+    ///
+    /// - `onData(status, chunk)` runs on the calling thread for each piece of the body, with the
+    ///   final response's status code. Return false to end the transfer (`.stoppedByCaller`).
+    /// - `shouldAbort` is polled about once a second even while no data flows (and before each
+    ///   chunk); returning true ends the transfer (`.aborted`). Use it for shutdown.
+    /// - `onHeaders(status)` runs once the final response's headers are in, before any body byte
+    ///   (a watch may then send nothing for minutes: this is how the caller knows it is connected).
+    /// - `timeout` bounds the whole transfer, connect included; reaching it throws `.timeout`.
+    /// - Redirects are not followed. Status codes are not errors: check `status` (4xx/5xx bodies
+    ///   are passed to `onData` too, so the caller can read a Kubernetes `Status` object).
+    ///
+    /// The result carries the status and headers; the body is only what `onData` kept.
+    public func stream(method: String = "GET", url: String, headers: [(String, String)] = [],
+                       timeout: Double, shouldAbort: () -> Bool = { false },
+                       onHeaders: (_ status: Int) -> Void = { _ in },
+                       onData: (_ status: Int, _ chunk: UnsafeRawBufferPointer) -> Bool) throws(HTTPClientError) -> HTTPStreamResult {
+        let shownURL = HTTPClient.redactedURL(url)
+        guard method == "GET" else {
+            throw .invalidRequest(url: shownURL, detail: "stream supports GET only, not \(method)")
+        }
+        guard timeout > 0 && timeout.isFinite else {
+            throw .invalidRequest(url: shownURL, detail: "stream timeout must be a positive number of seconds, got \(timeout)")
+        }
+        try validate(method: method, url: url, shownURL: shownURL, headers: headers, body: UnsafeRawBufferPointer(start: nil, count: 0))
+        let r: Result<HTTPStreamResult, HTTPClientError> = withoutActuallyEscaping(onData) { onData in
+            withoutActuallyEscaping(shouldAbort) { shouldAbort in
+                withoutActuallyEscaping(onHeaders) { onHeaders in
+                    let ctx = StreamContext(handle: handle, sink: sink, onData: onData, shouldAbort: shouldAbort,
+                                            onHeaders: onHeaders)
+                    do throws(HTTPClientError) {
+                        return .success(try performStream(url: url, shownURL: shownURL, headers: headers,
+                                                          timeout: timeout, context: ctx))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+        }
+        return try r.get()
+    }
+
+    private func performStream(url: String, shownURL: String, headers: [(String, String)], timeout: Double,
+                               context: StreamContext) throws(HTTPClientError) -> HTTPStreamResult {
+        var list: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(list) }
+        for (name, value) in headers {
+            let line = value.isEmpty ? "\(name);" : "\(name): \(value)"
+            guard let next = curl_slist_append(list, line) else {
+                throw .setup(detail: "out of memory building request headers")
+            }
+            list = next
+        }
+        sink.reset()
+        errorBuffer[0] = 0
+        let ctx = Unmanaged.passUnretained(context).toOpaque()
+        var failed: (String, CURLcode)?
+        func check(_ name: String, _ rc: CURLcode) {
+            if rc != CURLE_OK && failed == nil { failed = (name, rc) }
+        }
+        check("URL", anduin_setopt_str(handle, CURLOPT_URL, url))
+        check("HTTPHEADER", anduin_setopt_slist(handle, CURLOPT_HTTPHEADER, list))
+        check("NOBODY", anduin_setopt_long(handle, CURLOPT_NOBODY, 0))
+        check("HTTPGET", anduin_setopt_long(handle, CURLOPT_HTTPGET, 1))
+        check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, nil))
+        check("USERNAME", anduin_setopt_str(handle, CURLOPT_USERNAME, nil))
+        check("PASSWORD", anduin_setopt_str(handle, CURLOPT_PASSWORD, nil))
+        check("TIMEOUT_MS", anduin_setopt_long(handle, CURLOPT_TIMEOUT_MS, millis(timeout)))
+        check("WRITEFUNCTION", anduin_setopt_datafn(handle, CURLOPT_WRITEFUNCTION, streamWriteCallback))
+        check("WRITEDATA", anduin_setopt_ptr(handle, CURLOPT_WRITEDATA, ctx))
+        check("HEADERFUNCTION", anduin_setopt_datafn(handle, CURLOPT_HEADERFUNCTION, streamHeaderCallback))
+        check("HEADERDATA", anduin_setopt_ptr(handle, CURLOPT_HEADERDATA, ctx))
+        check("XFERINFOFUNCTION", anduin_setopt_xferinfofn(handle, CURLOPT_XFERINFOFUNCTION, streamProgressCallback))
+        check("XFERINFODATA", anduin_setopt_ptr(handle, CURLOPT_XFERINFODATA, ctx))
+        check("NOPROGRESS", anduin_setopt_long(handle, CURLOPT_NOPROGRESS, 0))
+        defer {
+            // Back to what `send` expects: the sink, no progress calls, the request timeout.
+            _ = anduin_setopt_slist(handle, CURLOPT_HTTPHEADER, nil)
+            _ = anduin_setopt_long(handle, CURLOPT_NOPROGRESS, 1)
+            _ = anduin_setopt_ptr(handle, CURLOPT_XFERINFODATA, nil)
+            _ = anduin_setopt_datafn(handle, CURLOPT_WRITEFUNCTION, sinkWriteCallback)
+            _ = anduin_setopt_ptr(handle, CURLOPT_WRITEDATA, Unmanaged.passUnretained(sink).toOpaque())
+            _ = anduin_setopt_datafn(handle, CURLOPT_HEADERFUNCTION, sinkHeaderCallback)
+            _ = anduin_setopt_ptr(handle, CURLOPT_HEADERDATA, Unmanaged.passUnretained(sink).toOpaque())
+            _ = anduin_setopt_long(handle, CURLOPT_TIMEOUT_MS, millis(options.requestTimeout))
+        }
+        if case let (name, rc)? = failed {
+            throw .invalidRequest(url: shownURL,
+                                  detail: "libcurl rejected \(name): \(String(cString: curl_easy_strerror(rc)))")
+        }
+
+        let started = monotonicSeconds()
+        let rc = curl_easy_perform(handle)
+        let elapsed = monotonicSeconds() - started
+        var status = 0
+        _ = anduin_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        let headers = sink.headers
+        sink.reset()
+        switch rc {
+        case CURLE_OK:
+            return HTTPStreamResult(status: status, headers: headers, end: .complete)
+        case CURLE_WRITE_ERROR where context.stoppedByCaller:
+            return HTTPStreamResult(status: status, headers: headers, end: .stoppedByCaller)
+        case CURLE_ABORTED_BY_CALLBACK where context.aborted, CURLE_WRITE_ERROR where context.aborted:
+            return HTTPStreamResult(status: status, headers: headers, end: .aborted)
+        case CURLE_OPERATION_TIMEDOUT:
+            // One code for both deadlines; a stop well before the stream deadline is the connect one.
+            if options.connectTimeout < timeout && elapsed < timeout * 0.95 {
+                throw mapError(rc, url: url, shownURL: shownURL, elapsed: elapsed, secrets: [])
+            }
+            throw .timeout(url: shownURL, seconds: timeout)
+        default:
+            throw mapError(rc, url: url, shownURL: shownURL, elapsed: elapsed, secrets: [])
+        }
+    }
+
     private func validate(method: String, url: String, shownURL: String, headers: [(String, String)],
                           body: UnsafeRawBufferPointer) throws(HTTPClientError) {
         let lower = url.lowercased()
@@ -400,6 +520,29 @@ public final class HTTPClient: @unchecked Sendable {
     }
 }
 
+/// Collects a response body into the client's `ResponseSink` (the default write callback; `stream`
+/// swaps it out for the duration of a streamed transfer).
+private let sinkWriteCallback: curl_write_callback = { data, size, count, ctx in
+    let n = size * count
+    guard let data, let ctx else { return n }
+    let sink = Unmanaged<ResponseSink>.fromOpaque(ctx).takeUnretainedValue()
+    let room = sink.limit - sink.body.count
+    if room > 0 {
+        sink.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: min(n, room)))
+    }
+    // Report everything as taken: a short count would abort the transfer.
+    return n
+}
+
+/// Collects response headers into the client's `ResponseSink`.
+private let sinkHeaderCallback: curl_write_callback = { data, size, count, ctx in
+    let n = size * count
+    guard let data, let ctx else { return n }
+    let sink = Unmanaged<ResponseSink>.fromOpaque(ctx).takeUnretainedValue()
+    sink.headerLine(UnsafeRawBufferPointer(start: data, count: n))
+    return n
+}
+
 private func millis(_ seconds: Double) -> Int {
     // Sub-millisecond values would become 0, which curl reads as "no timeout".
     // Capped at ~24 days (the largest value curl's int timers hold) so Int() cannot trap.
@@ -453,4 +596,79 @@ private func trimmed(_ s: String) -> String {
     while let f = sub.first, f == " " || f == "\t" { sub = sub.dropFirst() }
     while let l = sub.last, l == " " || l == "\t" { sub = sub.dropLast() }
     return String(sub)
+}
+
+/// State of one `stream` call, reached from the C callbacks through an unretained pointer; it lives
+/// on the caller's stack frame for the whole transfer.
+private final class StreamContext {
+    let handle: UnsafeMutableRawPointer
+    let sink: ResponseSink
+    let onData: (Int, UnsafeRawBufferPointer) -> Bool
+    let shouldAbort: () -> Bool
+    let onHeaders: (Int) -> Void
+    var status = 0
+    var stoppedByCaller = false
+    var aborted = false
+    var headersReported = false
+
+    init(handle: UnsafeMutableRawPointer, sink: ResponseSink, onData: @escaping (Int, UnsafeRawBufferPointer) -> Bool,
+         shouldAbort: @escaping () -> Bool, onHeaders: @escaping (Int) -> Void) {
+        self.handle = handle
+        self.sink = sink
+        self.onData = onData
+        self.shouldAbort = shouldAbort
+        self.onHeaders = onHeaders
+    }
+}
+
+private let streamHeaderCallback: curl_write_callback = { data, size, count, ctx in
+    let n = size * count
+    guard let data, let ctx else { return n }
+    let c = Unmanaged<StreamContext>.fromOpaque(ctx).takeUnretainedValue()
+    let line = UnsafeRawBufferPointer(start: data, count: n)
+    c.sink.headerLine(line)
+    // The blank line ends a header block; 1xx blocks (100 Continue) are followed by the real one.
+    if !c.headersReported, line.allSatisfy({ $0 == 0x0D || $0 == 0x0A }) {
+        var s = 0
+        _ = anduin_getinfo_long(c.handle, CURLINFO_RESPONSE_CODE, &s)
+        if s >= 200 {
+            c.headersReported = true
+            c.status = s
+            c.onHeaders(s)
+        }
+    }
+    return n
+}
+
+private let streamWriteCallback: curl_write_callback = { data, size, count, ctx in
+    let n = size * count
+    guard let ctx else { return n }
+    let c = Unmanaged<StreamContext>.fromOpaque(ctx).takeUnretainedValue()
+    if c.shouldAbort() {
+        c.aborted = true
+        return 0
+    }
+    guard let data, n > 0 else { return n }
+    if c.status == 0 {
+        // Known once the headers are in, which is before any body byte.
+        var s = 0
+        _ = anduin_getinfo_long(c.handle, CURLINFO_RESPONSE_CODE, &s)
+        c.status = s
+    }
+    if !c.onData(c.status, UnsafeRawBufferPointer(start: data, count: n)) {
+        c.stoppedByCaller = true
+        // A short count makes curl end the transfer with CURLE_WRITE_ERROR.
+        return 0
+    }
+    return n
+}
+
+private let streamProgressCallback: curl_xferinfo_callback = { ctx, _, _, _, _ in
+    guard let ctx else { return 0 }
+    let c = Unmanaged<StreamContext>.fromOpaque(ctx).takeUnretainedValue()
+    if c.shouldAbort() {
+        c.aborted = true
+        return 1
+    }
+    return 0
 }

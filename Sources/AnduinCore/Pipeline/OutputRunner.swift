@@ -18,6 +18,7 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
         var queuedRecords = 0
         var closing = false   // no more batches will come: drain then exit
         var abandon = false   // give up now (shutdown timeout)
+        var failing = false
     }
     private var s = State()
     private let delivered: Counter
@@ -102,6 +103,7 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
             while true {
                 do {
                     try output.write(batch)
+                    if failures > 0 { lock.withLock { s.failing = false } }
                     if failures > 0 {
                         logger.notice("output \(name): delivering again after \(failures) failed attempts")
                     }
@@ -111,6 +113,7 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
                 } catch {
                     writeErrors.add()
                     failures += 1
+                    lock.withLock { s.failing = true }
                     // One line per failure streak step, not per record: the backoff spaces them out.
                     logger.error("output \(name): write failed (attempt \(failures)), retrying in \(Int(backoff * 1000))ms: \(error)")
                     if sleepUnlessAbandoned(backoff) { return }
@@ -150,6 +153,10 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     }
 
     var pendingRecords: Int { lock.withLock { s.queuedRecords } }
+
+    var health: (failing: Bool, full: Bool) {
+        lock.withLock { (s.failing, s.queuedRecords >= capacity) }
+    }
 
     func join(timeout: Double) -> Bool {
         threadBox.withLock { $0 }?.join(timeout: timeout) ?? true

@@ -13,6 +13,8 @@ public struct StartupError: Error, Sendable, CustomStringConvertible {
 public final class Pipeline: Sendable {
     private enum Consumer: Sendable {
         case filter(name: String, filter: any Filter, recordsIn: Counter, recordsOut: Counter)
+        /// A filter that may hold records across batches; what it emits is routed from its name.
+        case stateful(name: String, filter: any StatefulFilter, recordsIn: Counter, recordsOut: Counter)
         case output(any OutputStage, recordsIn: Counter)
     }
 
@@ -21,12 +23,21 @@ public final class Pipeline: Sendable {
     private let logger: Logger
     private let inputs: [(name: String, input: any Input, control: InputControl)]
     private let outputs: [any OutputStage]
+    /// Every filter, to close at stop (background work such as the Kubernetes watch).
+    private let filters: [any Filter]
     private let threads = Locked<[ThreadHandle]>([])
+    /// Stateful filters in topological order (upstream first), each with the route from it.
+    private let statefulFilters: [(filter: any StatefulFilter, emit: @Sendable (RecordBatch, AckToken) -> Void)]
+    private let ticker = Ticker()
 
-    public init(config: AgentConfig, logger: Logger) throws {
+    private let tap: TapHub
+
+    /// `stats` and `tap` belong to the agent and outlive a reload; a pipeline on its own gets new ones.
+    public init(config: AgentConfig, logger: Logger, stats: StatsRegistry = StatsRegistry(), tap: TapHub = TapHub()) throws {
         self.config = config
         self.logger = logger
-        self.stats = StatsRegistry()
+        self.stats = stats
+        self.tap = tap
         try Pipeline.prepareDataDirectory(config.dataDirectory)
 
         let stats = self.stats
@@ -34,7 +45,7 @@ public final class Pipeline: Sendable {
             var l = logger
             l[metadataKey: "component"] = "\(d.name)"
             return ComponentContext(name: d.name, kind: d.kind, dataDirectory: config.dataDirectory,
-                                    logger: l, stats: stats.stats(for: d.name, kind: d.kind))
+                                    logger: l, stats: stats.stats(for: d.name, kind: d.kind, type: d.type))
         }
 
         var consumers: [String: [Consumer]] = [:]
@@ -47,9 +58,13 @@ public final class Pipeline: Sendable {
             case .filter(let fc):
                 let f: any Filter
                 do { f = try fc.build(ctx) } catch { throw StartupError("filter \"\(d.name)\": \(error)") }
-                consumer = .filter(name: d.name, filter: f,
-                                   recordsIn: ctx.stats.counter("records_in", "records received"),
-                                   recordsOut: ctx.stats.counter("records_out", "records passed on"))
+                let rin = ctx.stats.counter("records_in", "records received")
+                let rout = ctx.stats.counter("records_out", "records passed on")
+                if let sf = f as? any StatefulFilter {
+                    consumer = .stateful(name: d.name, filter: sf, recordsIn: rin, recordsOut: rout)
+                } else {
+                    consumer = .filter(name: d.name, filter: f, recordsIn: rin, recordsOut: rout)
+                }
             case .output(let oc):
                 let runner: any OutputStage
                 do {
@@ -71,6 +86,7 @@ public final class Pipeline: Sendable {
         let routes = consumers
 
         @Sendable func route(_ batch: RecordBatch, _ ack: AckToken, from name: String) {
+            tap.publish(component: name, batch)  // one atomic load unless someone taps
             guard let next = routes[name] else { return }
             for c in next {
                 switch c {
@@ -80,8 +96,15 @@ public final class Pipeline: Sendable {
                     filter.process(&b)
                     rout.add(b.count)
                     route(b, ack, from: fname)
+                case .stateful(let fname, let filter, let rin, let rout):
+                    rin.add(batch.count)
+                    filter.process(batch, ack: ack) { b, t in
+                        rout.add(b.count)
+                        route(b, t, from: fname)
+                    }
                 case .output(let runner, let rin):
                     rin.add(batch.count)
+                    tap.publish(component: runner.name, batch)
                     ack.retain()
                     runner.enqueue(batch, ack)
                 }
@@ -101,6 +124,46 @@ public final class Pipeline: Sendable {
         }
         self.inputs = ins
         self.outputs = outputs
+        self.filters = consumers.values.flatMap { $0 }.compactMap { c -> (any Filter)? in
+            switch c {
+            case .filter(_, let f, _, _): return f
+            case .stateful(_, let f, _, _): return f
+            case .output: return nil
+            }
+        }.reduce(into: [any Filter]()) { list, f in
+            if !list.contains(where: { $0 === f }) { list.append(f) }  // a filter feeding several consumers appears once
+        }
+
+        // Flushing at stop goes upstream first, so what an upstream filter flushes can still be
+        // merged or flushed by a stateful filter below it.
+        var stateful: [String: (any StatefulFilter, Counter)] = [:]
+        for cs in consumers.values {
+            for c in cs { if case .stateful(let n, let f, _, let rout) = c { stateful[n] = (f, rout) } }
+        }
+        var ordered: [(filter: any StatefulFilter, emit: @Sendable (RecordBatch, AckToken) -> Void)] = []
+        for name in Pipeline.topologicalOrder(config.components) {
+            guard let (f, rout) = stateful[name] else { continue }
+            ordered.append((f, { b, t in
+                rout.add(b.count)
+                route(b, t, from: name)
+            }))
+        }
+        self.statefulFilters = ordered
+    }
+
+    /// Component names, each after every component in its `from:` (the config has no cycles).
+    static func topologicalOrder(_ components: [ComponentDecl]) -> [String] {
+        var done = Set<String>()
+        var order: [String] = []
+        let byName = Dictionary(components.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        func visit(_ name: String, depth: Int) {
+            // The depth bound only guards against a cycle that validation somehow let through.
+            guard !done.contains(name), depth <= byName.count, let d = byName[name] else { return }
+            for u in d.from { visit(u, depth: depth + 1) }
+            if done.insert(name).inserted { order.append(name) }
+        }
+        for d in components { visit(d.name, depth: 0) }
+        return order
     }
 
     static func prepareDataDirectory(_ dir: String) throws {
@@ -120,6 +183,16 @@ public final class Pipeline: Sendable {
 
     public func start() {
         for o in outputs { o.start() }
+        if !statefulFilters.isEmpty {
+            let filters = statefulFilters
+            let ticker = self.ticker
+            ticker.handle = startThread(name: "filter-tick") {
+                while ticker.sleep(0.1) {
+                    let now = monotonicSeconds()
+                    for (f, emit) in filters { f.tick(now: now) { b, t in emit(b, t) } }
+                }
+            }
+        }
         for (name, input, control) in inputs {
             let h = startThread(name: "in-\(name)") { input.run(control) }
             threads.withLock { $0.append(h) }
@@ -133,6 +206,24 @@ public final class Pipeline: Sendable {
         for (_, _, control) in inputs { control.requestStop() }
         var inputsDone = true
         for h in threads.current where !h.join(timeout: max(0, deadline - monotonicSeconds())) { inputsDone = false }
+        // Records held by stateful filters (a pending multiline trace) go out before the outputs close.
+        // On a thread of its own: a flush blocked on a full output queue must not stop the shutdown
+        // (the abandon below releases it). Skipped when an input or the ticker is still stuck inside a
+        // filter: what it holds was not checkpointed and is read again at the next start.
+        let tickerDone = ticker.stop(timeout: max(0, deadline - monotonicSeconds()))
+        if !statefulFilters.isEmpty {
+            if inputsDone && tickerDone {
+                let filters = statefulFilters
+                let flush = startThread(name: "filter-flush") {
+                    for (f, emit) in filters { f.flushAll { b, t in emit(b, t) } }
+                }
+                if !flush.join(timeout: max(0, deadline - monotonicSeconds())) {
+                    logger.warning("filters could not flush their pending records within shutdown_timeout; they were not checkpointed and will be read again at the next start")
+                }
+            } else {
+                logger.warning("pending filter records not flushed (inputs still blocked); they were not checkpointed and will be read again at the next start")
+            }
+        }
         for o in outputs { o.close() }
         for o in outputs where !o.join(timeout: max(0, deadline - monotonicSeconds())) {
             logger.warning("output \(o.name): \(o.pendingRecords) record(s) not delivered within shutdown_timeout; they were not checkpointed and will be read again at the next start")
@@ -143,7 +234,50 @@ public final class Pipeline: Sendable {
             for h in threads.current { h.join(timeout: 5) }
         }
         for (_, input, _) in inputs { input.finish() }
+        for f in filters { f.close() }
         logger.info("anduin stopped: \(summary())")
+    }
+
+    /// The thread that calls `StatefulFilter.tick`, and its stop signal.
+    private final class Ticker: @unchecked Sendable {
+        // `stopped` and `handle` are guarded by `lock`.
+        private let lock = ConditionLock()
+        private var stopped = false
+        private var _handle: ThreadHandle?
+
+        var handle: ThreadHandle? {
+            get { lock.withLock { _handle } }
+            set { lock.withLock { _handle = newValue } }
+        }
+
+        /// Sleeps `seconds`; false once stopped.
+        func sleep(_ seconds: Double) -> Bool {
+            lock.withLock {
+                if !stopped { lock.wait(seconds: seconds) }
+                return !stopped
+            }
+        }
+
+        /// Stops the thread; true once it ended (or never started) within `timeout`.
+        func stop(timeout: Double) -> Bool {
+            let h: ThreadHandle? = lock.withLock {
+                stopped = true
+                lock.broadcast()
+                return _handle
+            }
+            return h?.join(timeout: timeout) ?? true
+        }
+    }
+
+    /// Why the agent is not ready, or nothing: an output whose destination is failing while its
+    /// buffer is full (the inputs feeding it are paused). A failing output that still has buffer room
+    /// is not a reason: the buffer is doing its job.
+    public func notReadyReasons() -> [String] {
+        outputs.compactMap { o in
+            let h = o.health
+            guard h.failing && h.full else { return nil }
+            return "output \(o.name): the destination is failing and its buffer is full (\(o.pendingRecords) records waiting; inputs feeding it are paused)"
+        }
     }
 
     /// One line of the main counters, for the stop log.

@@ -48,6 +48,12 @@ public protocol InputConfig: Sendable {
 /// produced the batch, so a filter with state must protect it (several inputs may feed one filter).
 public protocol Filter: AnyObject, Sendable {
     func process(_ batch: inout RecordBatch)
+    /// Called once when the pipeline stops (shutdown or reload): end background work such as watches.
+    func close()
+}
+
+public extension Filter {
+    func close() {}
 }
 
 public protocol FilterConfig: Sendable {
@@ -101,6 +107,8 @@ protocol OutputStage: AnyObject, Sendable {
     func abandon()
     func join(timeout: Double) -> Bool
     var pendingRecords: Int { get }
+    /// For `/ready`: is delivery failing right now, and is the buffer full.
+    var health: (failing: Bool, full: Bool) { get }
 }
 
 // MARK: registry

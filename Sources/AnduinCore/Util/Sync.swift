@@ -40,10 +40,6 @@ public final class ConditionLock: @unchecked Sendable {
         return try body()
     }
 
-    /// For `withLockReleased`: the caller holds the lock.
-    func unlockForBody() { pthread_mutex_unlock(mutex) }
-    func lockAfterBody() { pthread_mutex_lock(mutex) }
-
     /// Waits until signalled or `seconds` pass. Call with the lock held.
     public func wait(seconds: Double) {
         var ts = timespec()

@@ -1,0 +1,171 @@
+import Foundation
+import Logging
+
+/// The running agent: the current pipeline, and what outlives a config reload (the metrics registry,
+/// the tap hub, the API server).
+public final class Agent: APIProvider, @unchecked Sendable {  // mutable state under `lock`
+    public let stats = StatsRegistry()
+    public let tap = TapHub()
+    private let logger: Logger
+    private let lock = ConditionLock()
+    private var pipeline: Pipeline?
+    private var config: AgentConfig
+    private var api: APIServer?
+    private var progress: ThreadHandle?
+    private var stopping = false
+
+    public init(config: AgentConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    /// Builds and starts the pipeline and, when configured, the API.
+    public func start() throws {
+        let p = try Pipeline(config: config, logger: logger, stats: stats, tap: tap)
+        try startAPI(config.apiAddress)
+        p.start()
+        lock.withLock { pipeline = p }
+        startProgress()
+    }
+
+    /// SIGHUP: validates the new config first (a bad one is refused with the same FILE:LINE:COLUMN
+    /// messages and the running pipeline keeps going), then stops the old pipeline the way SIGTERM
+    /// does (deliver or buffer what was read, checkpoint) and starts the new one, which resumes from
+    /// those checkpoints and buffers: nothing is lost or read twice.
+    @discardableResult
+    public func reload(configPath: String, registry: PluginRegistry) -> Bool {
+        let next: AgentConfig
+        switch AgentConfig.load(path: configPath, registry: registry) {
+        case .success(let c): next = c
+        case .failure(let errors):
+            logger.error("reload refused, the running config stays: \(errors.items.count) problem(s)")
+            for d in errors.items { logger.error("\(d.description)") }
+            return false
+        }
+        let old = lock.withLock { pipeline }
+        old?.stop()
+        do {
+            let p = try Pipeline(config: next, logger: logger, stats: stats, tap: tap)
+            if next.apiAddress != config.apiAddress {
+                api?.stop()
+                api = nil
+                try startAPI(next.apiAddress)
+            }
+            p.start()
+            lock.withLock {
+                pipeline = p
+                config = next
+            }
+            logger.info("reloaded \(configPath)")
+            return true
+        } catch {
+            // The new config validated but could not start (a port taken, a directory not writable):
+            // go back to the previous one so logs keep flowing.
+            logger.error("reload failed (\(error)); restarting the previous config")
+            do {
+                let p = try Pipeline(config: config, logger: logger, stats: stats, tap: tap)
+                p.start()
+                lock.withLock { pipeline = p }
+            } catch {
+                logger.critical("the previous config cannot start either: \(error)")
+                lock.withLock { pipeline = nil }
+            }
+            return false
+        }
+    }
+
+    public func stop() {
+        lock.withLock {
+            stopping = true
+            lock.broadcast()
+        }
+        lock.withLock { pipeline }?.stop()
+        api?.stop()
+        progress?.join(timeout: 2)
+    }
+
+    private func startAPI(_ address: String?) throws {
+        guard let address else { return }
+        let server = try APIServer(address: address, provider: self)
+        api = server
+        logger.info("API listening on http://\(server.boundAddress) (/metrics, /health, /ready, /tap)")
+        // `anduin tap` finds the agent through this file when the config asked for port 0.
+        try? AtomicFile.write(Data((server.boundAddress + "\n").utf8), to: config.dataDirectory + "/api.address", durable: false)
+    }
+
+    // MARK: APIProvider
+
+    public func metricsText() -> String { stats.renderPrometheus() }
+
+    public func notReadyReasons() -> [String] {
+        guard let p = lock.withLock({ pipeline }) else { return ["the pipeline is not running"] }
+        return p.notReadyReasons()
+    }
+
+    // MARK: progress
+
+    /// A one-line summary every 5 s on a terminal, or an info log line every minute otherwise.
+    private func startProgress() {
+        let tty = isatty(2) == 1
+        let interval = tty ? 5.0 : 60.0
+        progress = startThread(name: "progress") { [self] in
+            var last = totals()
+            var lastTime = monotonicSeconds()
+            while true {
+                let stop: Bool = lock.withLock {
+                    if !stopping { lock.wait(seconds: interval) }
+                    return stopping
+                }
+                if stop { return }
+                let now = monotonicSeconds()
+                let t = totals()
+                let rate = Double(t.lines - last.lines) / max(0.001, now - lastTime)
+                let line = "files \(t.files) | \(Int(rate)) lines/s | behind \(ByteSize.human(t.behind)) | buffered \(t.buffered) records | errors \(t.errors)"
+                if tty {
+                    FileHandle.standardError.write(Data(("anduin: " + line + "\n").utf8))
+                } else {
+                    logger.info("\(line)")
+                }
+                last = t
+                lastTime = now
+            }
+        }
+    }
+
+    private func totals() -> (files: Int, lines: Int, behind: Int, buffered: Int, errors: Int) {
+        var t = (files: 0, lines: 0, behind: 0, buffered: 0, errors: 0)
+        for s in stats.components {
+            for g in s.gauges {
+                switch g.name {
+                case "files_watched": t.files += g.current
+                case "bytes_behind": t.behind += g.current
+                case "buffer_records", "queued_records": t.buffered += g.current
+                default: break
+                }
+            }
+            for c in s.counters {
+                switch c.name {
+                case "records_out" where s.kind == .input: t.lines += c.current
+                case "decode_errors", "write_errors", "request_failures", "dead_lettered_records", "open_errors":
+                    t.errors += c.current
+                default: break
+                }
+            }
+        }
+        return t
+    }
+}
+
+extension ByteSize {
+    /// 1.5 MiB, 12 KiB, 300 B: for people, not configs.
+    public static func human(_ n: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var i = 0
+        while v >= 1024 && i < units.count - 1 {
+            v /= 1024
+            i += 1
+        }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+}

@@ -1,0 +1,561 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A path to one value of a record, as filters name it: `level`, `kubernetes.labels.app`, `message`,
+/// `stream`, `log.file.path`.
+///
+/// Syntax: keys separated by dots. A key that contains dots (Kubernetes labels such as
+/// `app.kubernetes.io/name`) is written in brackets and quotes, `kubernetes.labels["app.kubernetes.io/name"]`
+/// (single quotes work too), or with escaped dots, `kubernetes.labels.app\.kubernetes\.io/name`.
+/// Inside quotes and in bare keys a backslash takes the next character literally.
+///
+/// Reading resolves, in order: the agent's own values (`message` unless lifted, `stream`,
+/// `@timestamp`, `log.file.path`, `log.offset`, `event.id`), then the record's `fields`, then the
+/// batch's `sharedFields`.
+public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
+    /// What the path names.
+    public enum Kind: Sendable, Hashable {
+        /// The message; for a record whose message was lifted, a `message` member of its fields.
+        case message
+        case stream, timestamp, filePath, offset, eventID
+        /// A member of `fields` or `sharedFields`.
+        case field
+    }
+
+    public let kind: Kind
+    /// Decoded keys, outermost first.
+    public let keys: [[UInt8]]
+    /// `[keys[0]]`, built once: lookups of the top-level key then allocate nothing.
+    let topKey: [[UInt8]]
+    /// The path as written in the config.
+    public let description: String
+
+    /// Parses `text`; the problem says what is wrong in words a config author can act on.
+    public static func parse(_ text: String) -> Result<FieldPath, ConfigProblem> {
+        var keys: [[UInt8]] = []
+        let b = Array(text.utf8)
+        var i = 0
+        var cur: [UInt8] = []
+        // True right after a `]`, where only `.`, `[` or the end may follow.
+        var afterBracket = false
+        func fail(_ why: String) -> Result<FieldPath, ConfigProblem> {
+            .failure(ConfigProblem("invalid field path \"\(text)\": \(why)"))
+        }
+        if b.isEmpty { return fail("it is empty") }
+        while i < b.count {
+            let c = b[i]
+            if afterBracket && c != UInt8(ascii: ".") && c != UInt8(ascii: "[") {
+                return fail("expected . or [ after ]")
+            }
+            switch c {
+            case UInt8(ascii: "."):
+                if afterBracket {
+                    afterBracket = false
+                } else {
+                    if cur.isEmpty { return fail("empty key (two dots, or a leading or trailing dot)") }
+                    keys.append(cur)
+                    cur = []
+                }
+                i += 1
+                if i == b.count { return fail("empty key (two dots, or a leading or trailing dot)") }
+            case UInt8(ascii: "["):
+                if !cur.isEmpty {
+                    keys.append(cur)
+                    cur = []
+                }
+                guard i + 1 < b.count, b[i + 1] == UInt8(ascii: "\"") || b[i + 1] == UInt8(ascii: "'") else {
+                    return fail("write a bracketed key in quotes, such as labels[\"app.kubernetes.io/name\"]")
+                }
+                let quote = b[i + 1]
+                i += 2
+                var key: [UInt8] = []
+                var closed = false
+                while i < b.count {
+                    if b[i] == UInt8(ascii: "\\"), i + 1 < b.count {
+                        key.append(b[i + 1])
+                        i += 2
+                        continue
+                    }
+                    if b[i] == quote { closed = true; break }
+                    key.append(b[i])
+                    i += 1
+                }
+                guard closed, i + 1 < b.count, b[i + 1] == UInt8(ascii: "]") else {
+                    return fail("unterminated [\"...\"] key")
+                }
+                if key.isEmpty { return fail("empty key in brackets") }
+                keys.append(key)
+                i += 2
+                afterBracket = true
+            case UInt8(ascii: "\\"):
+                guard i + 1 < b.count else { return fail("trailing backslash") }
+                cur.append(b[i + 1])
+                i += 2
+            default:
+                cur.append(c)
+                i += 1
+            }
+        }
+        if !afterBracket {
+            if cur.isEmpty { return fail("empty key") }
+            keys.append(cur)
+        }
+        return .success(FieldPath(keys: keys, text: text))
+    }
+
+    /// A path from already split keys (for code; configs use `parse`).
+    public init(keys: [[UInt8]], text: String? = nil) {
+        self.keys = keys
+        self.topKey = keys.isEmpty ? [] : [keys[0]]
+        self.description = text ?? keys.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ".")
+        func eq(_ k: [[UInt8]], _ s: [String]) -> Bool { k.count == s.count && zip(k, s).allSatisfy { $0 == Array($1.utf8) } }
+        if eq(keys, ["message"]) { kind = .message }
+        else if eq(keys, ["stream"]) { kind = .stream }
+        else if eq(keys, ["@timestamp"]) { kind = .timestamp }
+        else if eq(keys, ["log", "file", "path"]) { kind = .filePath }
+        else if eq(keys, ["log", "offset"]) { kind = .offset }
+        else if eq(keys, ["event", "id"]) { kind = .eventID }
+        else { kind = .field }
+    }
+
+    /// Top-level names the record encoder writes itself: a filter may read them but not write
+    /// under them (the document would get duplicate keys).
+    public static let agentKeys: [[UInt8]] = ["@timestamp", "stream", "log", "event"].map { Array($0.utf8) }
+
+    /// Whether a filter may write at this path (`message` and fields, not the agent's own values).
+    public var isWritable: Bool {
+        guard let top = keys.first else { return false }
+        return kind == .message || !FieldPath.agentKeys.contains(top)
+    }
+
+    // MARK: reading
+
+    /// Calls `body` with the value's bytes, or nil when the record has no such value. Strings are
+    /// unescaped; numbers, booleans and null are their JSON text; objects and arrays their compact
+    /// JSON. Strings without escapes (the usual case) are passed straight from the arena, no copy;
+    /// `scratch` holds the others.
+    public func withValue<R>(_ batch: RecordBatch, _ index: Int, scratch: inout [UInt8],
+                             _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        let r = batch.records[index]
+        switch kind {
+        case .message where !r.flags.contains(.messageLifted):
+            guard r.message.lowerBound >= 0, r.message.upperBound <= batch.bytes.count else { return body(nil) }
+            return batch.bytes.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[r.message])) }
+        case .message, .field:
+            return withMember(batch, r) { raw in
+                guard let raw else { return body(nil) }
+                return FieldPath.withDecoded(raw, scratch: &scratch, body)
+            }
+        case .stream:
+            if r.stream == .none { return body(nil) }
+            return r.stream.jsonName.withUTF8Buffer { body(UnsafeRawBufferPointer($0)) }
+        default:
+            scratch.removeAll(keepingCapacity: true)
+            appendAgentValue(batch, r, text: true, to: &scratch)
+            return scratch.withUnsafeBytes { body($0) }
+        }
+    }
+
+    /// The value as a `[UInt8]` (tests, config-time checks, per-batch values; not for per-record use).
+    public func value(_ batch: RecordBatch, _ index: Int) -> [UInt8]? {
+        var scratch: [UInt8] = []
+        return withValue(batch, index, scratch: &scratch) { $0.map { Array($0) } }
+    }
+
+    /// Appends the value as JSON text (strings quoted) to `out`; false, `out` unchanged, when absent.
+    @discardableResult
+    public func appendJSON(_ batch: RecordBatch, _ index: Int, to out: inout [UInt8]) -> Bool {
+        let r = batch.records[index]
+        switch kind {
+        case .message where !r.flags.contains(.messageLifted):
+            guard r.message.lowerBound >= 0, r.message.upperBound <= batch.bytes.count else { return false }
+            out.append(UInt8(ascii: "\""))
+            batch.bytes.withUnsafeBytes { JSONWriter.appendEscaped(UnsafeRawBufferPointer(rebasing: $0[r.message]), to: &out) }
+            out.append(UInt8(ascii: "\""))
+            return true
+        case .message, .field:
+            return withMember(batch, r) { raw in
+                guard let raw else { return false }
+                out.append(contentsOf: raw)
+                return true
+            }
+        case .stream:
+            if r.stream == .none { return false }
+            out.append(UInt8(ascii: "\""))
+            r.stream.jsonName.withUTF8Buffer { out.append(contentsOf: $0) }
+            out.append(UInt8(ascii: "\""))
+            return true
+        default:
+            appendAgentValue(batch, r, text: false, to: &out)
+            return true
+        }
+    }
+
+    /// Where a `.field` path's top-level key lives for a record.
+    public enum Home: Sendable { case fields, shared, absent }
+
+    /// Whether the top-level key of this path is in the record's fields, the batch's shared fields, or neither.
+    public func home(_ batch: RecordBatch, _ index: Int) -> Home {
+        guard !topKey.isEmpty else { return .absent }
+        if inRecordFields(batch, index) { return .fields }
+        if FieldPath.hasMember(batch.sharedFields, 0..<batch.sharedFields.count, topKey) { return .shared }
+        return .absent
+    }
+
+    /// Whether a `.field` path's top-level key is in the record's own fields. When it is not, the
+    /// value comes from the shared fields and is the same for the whole batch: callers that read it
+    /// per record can read it once (`withSharedValue`).
+    public func inRecordFields(_ batch: RecordBatch, _ index: Int) -> Bool {
+        !topKey.isEmpty && FieldPath.hasMember(batch.bytes, batch.records[index].fields, topKey)
+    }
+
+    /// `withValue` for the batch's shared fields only.
+    public func withSharedValue<R>(_ batch: RecordBatch, scratch: inout [UInt8], _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        batch.sharedFields.withUnsafeBytes { shared in
+            guard !shared.isEmpty, let vr = JSONLift.lookup(shared, path: keys) else { return body(nil) }
+            return FieldPath.withDecoded(UnsafeRawBufferPointer(rebasing: shared[vr]), scratch: &scratch, body)
+        }
+    }
+
+    /// The raw JSON of the member at `keys`: the record's fields first, then the shared fields.
+    func withMember<R>(_ batch: RecordBatch, _ r: Record, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        let own: R? = batch.bytes.withUnsafeBytes { arena -> R? in
+            guard !r.fields.isEmpty, r.fields.lowerBound >= 0, r.fields.upperBound <= arena.count else { return nil }
+            let members = UnsafeRawBufferPointer(rebasing: arena[r.fields])
+            guard let vr = JSONLift.lookup(members, path: keys) else { return nil }
+            return body(UnsafeRawBufferPointer(rebasing: members[vr]))
+        }
+        if let own { return own }
+        return batch.sharedFields.withUnsafeBytes { shared in
+            guard !shared.isEmpty, let vr = JSONLift.lookup(shared, path: keys) else { return body(nil) }
+            return body(UnsafeRawBufferPointer(rebasing: shared[vr]))
+        }
+    }
+
+    /// Whether the members in `bytes[range]` have a value at `keys`.
+    public static func hasMember(_ bytes: [UInt8], _ range: Range<Int>, _ keys: [[UInt8]]) -> Bool {
+        guard !range.isEmpty, range.lowerBound >= 0, range.upperBound <= bytes.count else { return false }
+        return bytes.withUnsafeBytes { JSONLift.lookup(UnsafeRawBufferPointer(rebasing: $0[range]), path: keys) != nil }
+    }
+
+    /// Turns a raw JSON value into the bytes a pattern sees: strings decoded, others as they are.
+    static func withDecoded<R>(_ raw: UnsafeRawBufferPointer, scratch: inout [UInt8],
+                               _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        guard raw.count >= 2, raw[0] == UInt8(ascii: "\""),
+              let p = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return body(raw) }
+        // No escape before the closing quote: the body is the bytes themselves.
+        if JSONLift.findQuoteOrBackslash(p, 1, raw.count) == raw.count - 1 {
+            return body(UnsafeRawBufferPointer(rebasing: raw[1..<(raw.count - 1)]))
+        }
+        scratch.removeAll(keepingCapacity: true)
+        var i = 1
+        guard JSONLift.appendUnescapedString(raw, from: &i, to: &scratch) else { return body(raw) }
+        return scratch.withUnsafeBytes { body($0) }
+    }
+
+    /// `@timestamp`, `log.file.path`, `log.offset`, `event.id`: as text, or as JSON when `text` is false.
+    func appendAgentValue(_ batch: RecordBatch, _ r: Record, text: Bool, to out: inout [UInt8]) {
+        let quoted = !text && kind != .offset
+        if quoted && kind != .filePath { out.append(UInt8(ascii: "\"")) }
+        switch kind {
+        case .timestamp: Timestamp.appendRFC3339Nano(r.timestamp, to: &out)
+        case .offset: JSONWriter.appendInt(r.offset, to: &out)
+        case .eventID:
+            RecordBatch.appendHex(batch.source.sourceID, to: &out)
+            RecordBatch.appendHex(UInt64(bitPattern: r.offset), to: &out)
+        case .filePath:
+            if quoted { out.append(contentsOf: batch.source.pathJSON) } else { out.append(contentsOf: batch.source.path.utf8) }
+        default: break
+        }
+        if quoted && kind != .filePath { out.append(UInt8(ascii: "\"")) }
+    }
+}
+
+// MARK: - writing
+
+/// Edits JSON object members (a record's `fields` or a batch's `sharedFields`) at a path of keys,
+/// writing the result into a separate buffer. Members that are not touched are copied byte for byte.
+public enum FieldEdit {
+    public enum Op {
+        /// Replace or create the value (raw JSON). An intermediate value that is not an object is replaced.
+        case set(UnsafeRawBufferPointer)
+        /// Create the value only when the path is absent (an intermediate non-object is left alone).
+        case add(UnsafeRawBufferPointer)
+        case remove
+    }
+
+    public enum Outcome: Equatable { case unchanged, changed, invalid }
+
+    /// Writes `members` with `op` applied at `keys` to `out` (appending; on `.unchanged` or
+    /// `.invalid` `out` is restored to what it was).
+    public static func apply(_ op: Op, at keys: ArraySlice<[UInt8]>, in members: UnsafeRawBufferPointer,
+                             to out: inout [UInt8]) -> Outcome {
+        let mark = out.count
+        guard !keys.isEmpty else { return .unchanged }
+        let result: Outcome
+        if let p = members.baseAddress?.assumingMemoryBound(to: UInt8.self) {
+            result = rewrite(p, members.count, keys, op, &out)
+        } else {
+            result = rewrite(nil, 0, keys, op, &out)
+        }
+        if result != .changed { out.removeLast(out.count - mark) }
+        return result
+    }
+
+    private static func rewrite(_ p: UnsafePointer<UInt8>?, _ n: Int, _ keys: ArraySlice<[UInt8]>, _ op: Op,
+                                _ out: inout [UInt8]) -> Outcome {
+        guard let want = keys.first else { return .unchanged }
+        var changed = false
+        var found = false
+        var wrote = 0
+        var scratch: [UInt8] = []
+        func separator(_ out: inout [UInt8]) {
+            if wrote > 0 { out.append(UInt8(ascii: ",")) }
+            wrote += 1
+        }
+        if let p {
+            var i = JSONLift.skipWS(p, 0, n)
+            while i < n {
+                guard p[i] == 0x22 else { return .invalid }
+                let memberStart = i
+                let keyStart = i + 1
+                var k = keyStart
+                guard let hasEscape = JSONLift.scanString(p, &k, n) else { return .invalid }
+                let keyEnd = k - 1
+                var match = false
+                if !found {
+                    if hasEscape {
+                        scratch.removeAll(keepingCapacity: true)
+                        var j = keyStart
+                        guard JSONLift.appendUnescaped(p, &j, n, &scratch) else { return .invalid }
+                        match = scratch == want
+                    } else {
+                        match = keyEnd - keyStart == want.count
+                            && want.withUnsafeBytes { w in memcmp(p + keyStart, w.baseAddress ?? UnsafeRawPointer(p), want.count) == 0 }
+                    }
+                }
+                i = JSONLift.skipWS(p, k, n)
+                guard i < n, p[i] == 0x3A else { return .invalid }
+                let valueStart = JSONLift.skipWS(p, i + 1, n)
+                var valueEnd = valueStart
+                guard JSONLift.skipValue(p, &valueEnd, n) else { return .invalid }
+                let rawKey = UnsafeRawBufferPointer(start: p + memberStart, count: k - memberStart)
+                if match {
+                    found = true
+                    if keys.count == 1 {
+                        switch op {
+                        case .set(let v):
+                            separator(&out)
+                            out.append(contentsOf: rawKey)
+                            out.append(0x3A)
+                            out.append(contentsOf: v)
+                            changed = true
+                        case .add:
+                            separator(&out)
+                            out.append(contentsOf: UnsafeRawBufferPointer(start: p + memberStart, count: valueEnd - memberStart))
+                        case .remove:
+                            changed = true
+                        }
+                    } else if p[valueStart] == 0x7B {
+                        // Descend into the object: its members are between the braces.
+                        separator(&out)
+                        out.append(contentsOf: rawKey)
+                        out.append(contentsOf: [0x3A, 0x7B])
+                        let innerMark = out.count
+                        let inner = rewrite(p + valueStart + 1, valueEnd - valueStart - 2, keys.dropFirst(), op, &out)
+                        switch inner {
+                        case .invalid: return .invalid
+                        case .changed: changed = true
+                        case .unchanged:
+                            out.removeLast(out.count - innerMark)
+                            out.append(contentsOf: UnsafeRawBufferPointer(start: p + valueStart + 1, count: valueEnd - valueStart - 2))
+                        }
+                        out.append(0x7D)
+                    } else if case .set(let v) = op {
+                        separator(&out)
+                        out.append(contentsOf: rawKey)
+                        out.append(0x3A)
+                        appendNested(keys.dropFirst(), v, &out)
+                        changed = true
+                    } else {
+                        separator(&out)
+                        out.append(contentsOf: UnsafeRawBufferPointer(start: p + memberStart, count: valueEnd - memberStart))
+                    }
+                } else {
+                    separator(&out)
+                    out.append(contentsOf: UnsafeRawBufferPointer(start: p + memberStart, count: valueEnd - memberStart))
+                }
+                i = JSONLift.skipWS(p, valueEnd, n)
+                guard i < n else { break }
+                guard p[i] == 0x2C else { return .invalid }
+                i = JSONLift.skipWS(p, i + 1, n)
+                guard i < n else { return .invalid }
+            }
+        }
+        if !found {
+            switch op {
+            case .set(let v), .add(let v):
+                separator(&out)
+                out.append(0x22)
+                want.withUnsafeBytes { JSONWriter.appendEscaped($0, to: &out) }
+                out.append(contentsOf: [0x22, 0x3A])
+                appendNested(keys.dropFirst(), v, &out)
+                changed = true
+            case .remove:
+                break
+            }
+        }
+        return changed ? .changed : .unchanged
+    }
+
+    /// `{"b":{"c":v}}` for keys `[b, c]`; `v` for no keys.
+    private static func appendNested(_ keys: ArraySlice<[UInt8]>, _ v: UnsafeRawBufferPointer, _ out: inout [UInt8]) {
+        for k in keys {
+            out.append(contentsOf: [0x7B, 0x22])
+            k.withUnsafeBytes { JSONWriter.appendEscaped($0, to: &out) }
+            out.append(contentsOf: [0x22, 0x3A])
+        }
+        out.append(contentsOf: v)
+        for _ in keys { out.append(0x7D) }
+    }
+
+    /// The JSON a config value means: `true`, `false` and JSON numbers as themselves, anything else
+    /// (including `null`) as a string.
+    public static func jsonLiteral(_ value: String) -> [UInt8] {
+        let b = Array(value.utf8)
+        if value == "true" || value == "false" { return b }
+        let isNumber = b.withUnsafeBufferPointer { buf -> Bool in
+            guard let p = buf.baseAddress, !buf.isEmpty else { return false }
+            var i = 0
+            return JSONLift.scanNumber(p, &i, buf.count) && i == buf.count
+        }
+        if isNumber { return b }
+        var w = JSONWriter()
+        w.writeString(b)
+        return w.bytes
+    }
+}
+
+// MARK: - matching values
+
+/// A pattern matched against value bytes (grep, multiline `custom`): found anywhere unless anchored.
+///
+/// Patterns that are literal text, optionally anchored and separated by `|` (`^ERROR`, `debug|trace`,
+/// `GET /health$`), are matched on the bytes directly (memchr/memcmp, no allocation). Anything else
+/// goes to Swift `Regex`, which needs a `String`, so it costs a decode (and an allocation for values
+/// over 15 bytes) plus the regex engine, about a microsecond per value.
+public struct ValuePattern: Sendable, CustomStringConvertible {
+    struct Literal: Sendable {
+        var bytes: [UInt8]
+        var anchoredStart: Bool
+        var anchoredEnd: Bool
+    }
+    enum Impl: @unchecked Sendable {
+        case literals([Literal])
+        // Regex is immutable once built; matching does not mutate it, so sharing it between threads is safe.
+        case regex(Regex<AnyRegexOutput>)
+    }
+    let impl: Impl
+    public let description: String
+
+    public init(_ pattern: String) throws {
+        description = pattern
+        if let lits = ValuePattern.literals(pattern) {
+            impl = .literals(lits)
+        } else {
+            // Scalar semantics: byte-ish matching as users expect from grep, and faster than
+            // the default grapheme-cluster semantics.
+            impl = .regex(try Regex(pattern).matchingSemantics(.unicodeScalar))
+        }
+    }
+
+    /// Whether the pattern is matched without the regex engine.
+    public var isLiteral: Bool {
+        if case .literals = impl { return true }
+        return false
+    }
+
+    public func matches(_ value: UnsafeRawBufferPointer) -> Bool {
+        switch impl {
+        case .literals(let lits):
+            for l in lits where ValuePattern.find(l, in: value) { return true }
+            return false
+        case .regex(let re):
+            let s = String(decoding: value, as: UTF8.self)
+            return (try? re.firstMatch(in: s)) != nil
+        }
+    }
+
+    public func matches(_ value: [UInt8]) -> Bool { value.withUnsafeBytes { matches($0) } }
+
+    /// Splits `^lit$|lit2` into literals; nil when the pattern uses any other regex syntax.
+    static func literals(_ pattern: String) -> [Literal]? {
+        var out: [Literal] = []
+        var cur = Literal(bytes: [], anchoredStart: false, anchoredEnd: false)
+        let b = Array(pattern.utf8)
+        var i = 0
+        while i <= b.count {
+            if i == b.count || b[i] == UInt8(ascii: "|") {
+                // An empty alternative matches everything: leave that to the regex engine.
+                if cur.bytes.isEmpty && !(cur.anchoredStart && cur.anchoredEnd) { return nil }
+                out.append(cur)
+                cur = Literal(bytes: [], anchoredStart: false, anchoredEnd: false)
+                i += 1
+                continue
+            }
+            let c = b[i]
+            let atStart = i == 0 || b[i - 1] == UInt8(ascii: "|")
+            let atEnd = i + 1 == b.count || b[i + 1] == UInt8(ascii: "|")
+            switch c {
+            case UInt8(ascii: "^") where atStart && cur.bytes.isEmpty && !cur.anchoredStart:
+                cur.anchoredStart = true
+            case UInt8(ascii: "$") where atEnd:
+                cur.anchoredEnd = true
+            case UInt8(ascii: "\\"):
+                // `\.` and other escaped punctuation are literal; `\d`, `\s`, `\b`… are classes.
+                guard i + 1 < b.count else { return nil }
+                let e = b[i + 1]
+                let isAlnum = (e >= 0x30 && e <= 0x39) || ((e | 0x20) >= 0x61 && (e | 0x20) <= 0x7A)
+                if isAlnum || e >= 0x80 { return nil }
+                cur.bytes.append(e)
+                i += 1
+            case UInt8(ascii: "^"), UInt8(ascii: "$"), UInt8(ascii: "."), UInt8(ascii: "*"), UInt8(ascii: "+"),
+                 UInt8(ascii: "?"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "["), UInt8(ascii: "]"),
+                 UInt8(ascii: "{"), UInt8(ascii: "}"):
+                return nil
+            default:
+                cur.bytes.append(c)
+            }
+            i += 1
+        }
+        return out
+    }
+
+    static func find(_ l: Literal, in v: UnsafeRawBufferPointer) -> Bool {
+        let m = l.bytes.count
+        let n = v.count
+        if m > n { return false }
+        guard let base = v.baseAddress else { return m == 0 && (!l.anchoredStart || !l.anchoredEnd || n == 0) }
+        return l.bytes.withUnsafeBytes { needle -> Bool in
+            guard let nb = needle.baseAddress else {
+                // Empty literal: `^$` matches only the empty value.
+                return !(l.anchoredStart && l.anchoredEnd) || n == 0
+            }
+            if l.anchoredStart && l.anchoredEnd { return m == n && memcmp(base, nb, m) == 0 }
+            if l.anchoredStart { return memcmp(base, nb, m) == 0 }
+            if l.anchoredEnd { return memcmp(base + (n - m), nb, m) == 0 }
+            let first = needle[0]
+            var i = 0
+            while i <= n - m {
+                guard let hit = memchr(base + i, Int32(first), n - m - i + 1) else { return false }
+                let at = base.distance(to: UnsafeRawPointer(hit))
+                if memcmp(base + at, nb, m) == 0 { return true }
+                i = at + 1
+            }
+            return false
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import AnduinCore
+import ArgumentParser
+import Foundation
+
+struct Tap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print records as they pass a component of the running agent (needs `api:` in its config).")
+    @OptionGroup var options: ConfigOption
+    @Option(help: "Component to watch (an input, filter or output name); all when omitted.")
+    var component: String?
+    @Option(help: "Stop after this many records (0: until interrupted).")
+    var limit: Int = 0
+
+    func run() throws {
+        guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
+        guard var address = cfg.apiAddress else {
+            throw ValidationError("\(options.config) has no api: section; the running agent must serve its API for tap")
+        }
+        // The agent writes the address it really bound (the config may say port 0).
+        if let bound = try? String(contentsOfFile: cfg.dataDirectory + "/api.address", encoding: .utf8) {
+            address = bound.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if address.hasPrefix("0.0.0.0:") { address = "127.0.0.1:" + address.dropFirst(8) }
+        if let c = component, !cfg.components.contains(where: { $0.name == c }) {
+            throw ValidationError("no component named \"\(c)\" in \(options.config)")
+        }
+        var url = "http://\(address)/tap?limit=\(limit)"
+        if let c = component { url += "&component=" + (c.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? c) }
+        let client = try HTTPClient(options: HTTPClientOptions())
+        let result = try client.stream(url: url, timeout: 365 * 86_400, onData: { status, chunk in
+            if status == 200 { _ = writeAll(fd: 1, chunk) }
+            return true  // keep reading until the agent ends the stream (the limit) or we are interrupted
+        })
+        if result.status != 200 {
+            throw ValidationError("the agent answered HTTP \(result.status) for \(url)")
+        }
+    }
+}

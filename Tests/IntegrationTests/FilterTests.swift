@@ -1,0 +1,229 @@
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The multiline, grep, modify and throttle filters in the real agent: stack traces from real
+/// runtimes, interleaved streams, rotation mid-trace, SIGTERM with a trace pending, checkpoints.
+final class FilterTests: AgentTestCase {
+    /// One `tail` input named `in`, the given filters, and the file output fed by `feed`.
+    func config(_ tail: TailOptions, filters: String, feed: String) -> String {
+        "data_dir: ./data\nshutdown_timeout: 30s\ninputs:\n" + tail.yaml(name: "in") + "filters:\n" + filters
+            + "outputs:\n  local: {type: file, from: [\(feed)], path: ./out/records.ndjson}\n"
+    }
+
+    func cri(_ second: Int, _ stream: String, _ text: String) -> String {
+        "2024-05-01T10:00:\(second < 10 ? "0" : "")\(second).000000001Z \(stream) F \(text)\n"
+    }
+
+    static let javaTrace = [
+        "2024-05-01 10:00:00.123 ERROR [main] c.e.OrderService - order 42 failed",
+        "org.springframework.dao.DataAccessResourceFailureException: could not execute query",
+        "\tat org.springframework.orm.jpa.vendor.HibernateJpaDialect.convertHibernateAccessException(HibernateJpaDialect.java:255)",
+        "\tat com.example.OrderService.place(OrderService.java:88)",
+        "Caused by: org.hibernate.exception.JDBCConnectionException: could not execute query",
+        "\tat org.hibernate.exception.internal.SQLStateConversionDelegate.convert(SQLStateConversionDelegate.java:112)",
+        "\t... 12 more",
+        "Caused by: java.net.ConnectException: Connection refused",
+        "\tat java.base/sun.nio.ch.Net.pollConnect(Native Method)",
+        "\t... 12 more",
+    ]
+
+    static let pythonTrace = [
+        "Traceback (most recent call last):",
+        "  File \"/app/worker.py\", line 12, in handle",
+        "    result = compute(item)",
+        "  File \"/app/worker.py\", line 30, in compute",
+        "    return 1 / item.count",
+        "ZeroDivisionError: division by zero",
+    ]
+
+    static let goPanic = [
+        "panic: runtime error: invalid memory address or nil pointer dereference",
+        "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x4a1b2c]",
+        "",
+        "goroutine 1 [running]:",
+        "main.(*Server).handle(0x0, {0x7a5e40, 0xc0000b4000})",
+        "\t/app/server.go:42 +0x2c",
+        "main.main()",
+        "\t/app/main.go:12 +0x65",
+        "",
+        "goroutine 7 [select]:",
+        "main.worker(0xc000020060)",
+        "\t/app/worker.go:18 +0x9a",
+        "created by main.main in goroutine 1",
+        "\t/app/main.go:9 +0x3c",
+    ]
+
+    // MARK: tests
+
+    /// A CRI container writes a Java exception on stderr while stdout keeps logging; the trace becomes
+    /// one record with its first line's offset, time and stream, stdout lines stay separate, and
+    /// grep and modify downstream of multiline see the merged records.
+    func testJavaTraceOnStderrInterleavedWithStdout() throws {
+        var tail = TailOptions()
+        tail.format = "cri"
+        try writeConfig(config(tail, filters: """
+              ml: {type: multiline, from: [in], mode: java, flush_timeout: 500ms}
+              quiet: {type: grep, from: [ml], exclude: {message: "^DEBUG"}}
+              tag: {type: modify, from: [quiet], set: {env: test}}
+
+            """, feed: "tag"))
+        let path = sandbox.path("logs/app.log")
+        var text = cri(0, "stdout", "GET /a 200")
+        let traceOffset = text.utf8.count
+        for (i, line) in Self.javaTrace.enumerated() {
+            text += cri(1 + i, "stderr", line)
+            if i % 3 == 0 { text += cri(1 + i, "stdout", "GET /b\(i) 200") }
+            if i == 4 { text += cri(1 + i, "stdout", "DEBUG noisy") }
+        }
+        text += cri(30, "stderr", "INFO recovered")
+        text += cri(31, "stdout", "GET /c 200")
+        let agent = try startAgent()
+        appendText(path, text)
+
+        let trace = Self.javaTrace.joined(separator: "\n")
+        let stdout = ["GET /a 200", "GET /b0 200", "GET /b3 200", "GET /b6 200", "GET /b9 200", "GET /c 200"]
+        // The last line of each stream is shipped by the flush timeout, without a stop.
+        waitForMessages([trace, "INFO recovered"] + stdout)
+        stopAgent(agent)
+        assertWellFormed()
+        let records = output.refresh()
+        XCTAssertEqual(records.count, 2 + stdout.count, "\(records.map { $0.message ?? "-" })")
+        let merged = try XCTUnwrap(records.first { $0.message == trace })
+        XCTAssertEqual(merged.stream, "stderr")
+        XCTAssertEqual(merged.offset, Int64(traceOffset))
+        XCTAssertEqual(merged.timestamp, "2024-05-01T10:00:01.000000001Z")
+        XCTAssertEqual(merged.json["env"] as? String, "test")
+        XCTAssertFalse(records.contains { $0.message == "DEBUG noisy" })
+        XCTAssertEqual(records.filter { $0.stream == "stdout" }.compactMap(\.message), stdout, "stdout order kept")
+        XCTAssertTrue(agent.stderr.contains("records_merged=9"), "stop log: \(agent.stderr.suffix(800))")
+    }
+
+    /// A Python traceback and a Go panic with several goroutines, in a raw log file.
+    func testPythonTracebackAndGoPanic() throws {
+        try writeConfig(config(TailOptions(), filters: """
+              py: {type: multiline, from: [in], mode: python, flush_timeout: 500ms}
+              go: {type: multiline, from: [py], mode: go, flush_timeout: 500ms}
+
+            """, feed: "go"))
+        let agent = try startAgent()
+        let lines = ["INFO start"] + Self.pythonTrace + ["INFO between"] + Self.goPanic + ["", "INFO restarted"]
+        appendText(sandbox.path("logs/app.log"), joinedLines(lines))
+        let py = Self.pythonTrace.joined(separator: "\n")
+        let go = Self.goPanic.joined(separator: "\n")
+        waitForMessages(["INFO start", py, "INFO between", go, "INFO restarted"])
+        stopAgent(agent)
+        assertWellFormed()
+        XCTAssertEqual(output.refresh().count, 5, "\(output.messages)")
+    }
+
+    /// The application's file is rotated (renamed away, a new one created at the same path) in the
+    /// middle of a trace: the end of the trace, in the new file, joins its beginning in the old one.
+    func testTraceCutByRotationContinuesInTheNewFile() throws {
+        try writeConfig(config(TailOptions(), filters: """
+              ml: {type: multiline, from: [in], mode: java, flush_timeout: 10s}
+
+            """, feed: "ml"))
+        let app = sandbox.path("logs/app.log")
+        let agent = try startAgent()
+        let head = ["INFO before", "ERROR failed", "java.lang.IllegalStateException: boom", "\tat a.b.C.d(C.java:1)"]
+        appendText(app, joinedLines(head))
+        // `INFO before` ships when the next line starts a record: the head was read.
+        waitForMessages(["INFO before"])
+        XCTAssertEqual(rename(app, app + ".1"), 0)
+        let tailLines = ["\tat a.b.C.e(C.java:2)", "\t... 3 more", "INFO after"]
+        appendText(app, joinedLines(tailLines))
+        let trace = (head.dropFirst() + tailLines.dropLast()).joined(separator: "\n")
+        waitForMessages([trace])
+        stopAgent(agent)   // flushes `INFO after`
+        assertWellFormed()
+        let records = output.refresh()
+        XCTAssertEqual(records.compactMap(\.message), ["INFO before", trace, "INFO after"])
+        let merged = records[1]
+        XCTAssertEqual(merged.path, app)
+        XCTAssertEqual(merged.offset, Int64("INFO before\n".utf8.count))
+        XCTAssertEqual(merged.eventID.prefix(16), records[0].eventID.prefix(16), "the first line's file identity")
+        XCTAssertNotEqual(records[2].eventID.prefix(16), records[0].eventID.prefix(16), "the new file has its own")
+    }
+
+    /// SIGTERM while a trace waits for its next line (flush_timeout far away): it is shipped before
+    /// the outputs close, and checkpointed.
+    func testPendingTraceIsFlushedAtSIGTERM() throws {
+        try writeConfig(config(TailOptions(), filters: """
+              ml: {type: multiline, from: [in], mode: python, flush_timeout: 30s}
+
+            """, feed: "ml"))
+        let path = sandbox.path("logs/app.log")
+        let agent = try startAgent()
+        let text = joinedLines(["INFO before"] + Self.pythonTrace)
+        appendText(path, text)
+        waitForMessages(["INFO before"])
+        stopAgent(agent)
+        assertWellFormed()
+        XCTAssertEqual(output.refresh().compactMap(\.message), ["INFO before", Self.pythonTrace.joined(separator: "\n")])
+        XCTAssertEqual(sandbox.checkpoints("in")[path], Int64(text.utf8.count), "the flushed trace was checkpointed")
+
+        // A restart reads nothing again.
+        let again = try startAgent()
+        waitForLog(again, "following ")
+        appendText(path, "INFO restarted\n")
+        waitForMessages(["INFO restarted"])
+        stopAgent(again)
+        XCTAssertEqual(output.refresh().count, 3)
+    }
+
+    /// While a trace is held, the file's checkpoint stays at (not past) its first line; once the
+    /// trace is shipped and written, the checkpoint moves past it.
+    func testCheckpointDoesNotPassAPendingTrace() throws {
+        try writeConfig(config(TailOptions(), filters: """
+              ml: {type: multiline, from: [in], mode: python, flush_timeout: 30s}
+
+            """, feed: "ml"))
+        let path = sandbox.path("logs/app.log")
+        let agent = try startAgent()
+        let plain = joinedLines(["INFO one", "INFO two"])
+        appendText(path, plain)
+        waitForMessages(["INFO one", "INFO two"])
+        let traceStart = Int64(plain.utf8.count)
+        waitFor("checkpoint at the end of the plain lines") { sandbox.checkpoints("in")[path] == traceStart }
+
+        appendText(path, joinedLines(Self.pythonTrace))
+        // Held for 30 s; watch several checkpoint intervals (200 ms) go by.
+        let deadline = Date().addingTimeInterval(1.5)
+        while Date() < deadline {
+            let cp = sandbox.checkpoints("in")[path] ?? 0
+            XCTAssertLessThanOrEqual(cp, traceStart, "checkpoint passed a pending trace's first line")
+            usleep(100_000)
+        }
+        XCTAssertEqual(output.refresh().count, 2)
+
+        appendText(path, "INFO after\n")
+        let total = Int64(plain.utf8.count + joinedLines(Self.pythonTrace).utf8.count + "INFO after\n".utf8.count)
+        waitForMessages([Self.pythonTrace.joined(separator: "\n"), "INFO after"])
+        waitFor("checkpoint past the trace") { sandbox.checkpoints("in")[path] == total }
+        stopAgent(agent)
+        assertWellFormed()
+    }
+
+    /// One pod floods, the other keeps its rate: only the flood is cut, and the drops are logged per key.
+    func testThrottlePerKey() throws {
+        var tail = TailOptions()
+        tail.paths = ["./logs/*.log"]
+        try writeConfig(config(tail, filters: """
+              limit: {type: throttle, from: [in], key: log.file.path, rate: 50/s, burst: 50, log_interval: 500ms}
+
+            """, feed: "limit"))
+        let agent = try startAgent()
+        appendText(sandbox.path("logs/noisy.log"), joinedLines(logLines("noisy", 0..<2000)))
+        appendText(sandbox.path("logs/quiet.log"), joinedLines(logLines("quiet", 0..<20)))
+        waitForMessages(logLines("quiet", 0..<20))
+        waitForLog(agent, "throttle: dropped")
+        stopAgent(agent)
+        let noisy = output.refresh().filter { $0.message?.hasPrefix("noisy") == true }.count
+        XCTAssertGreaterThanOrEqual(noisy, 50)
+        XCTAssertLessThan(noisy, 1000, "the flood was limited")
+        XCTAssertTrue(agent.stderr.contains("noisy.log"), "the drop log names the key")
+    }
+}

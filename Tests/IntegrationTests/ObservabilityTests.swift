@@ -1,0 +1,228 @@
+import Foundation
+import XCTest
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The agent's API (metrics, health, ready, tap), reloads, as an operator uses them.
+final class ObservabilityTests: AgentTestCase {
+    /// The API address the agent bound (the configs ask for port 0).
+    func apiAddress() -> String? {
+        var address: String?
+        poll(timeout: 30) {
+            address = (try? String(contentsOfFile: sandbox.path("data/api.address"), encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            return address?.isEmpty == false
+        }
+        return address
+    }
+
+    func get(_ url: String) -> (status: Int, body: String)? {
+        guard let u = URL(string: url) else { return nil }
+        let box = GetBox()
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: URLRequest(url: u, timeoutInterval: 10)) { data, response, _ in
+            box.set((response as? HTTPURLResponse)?.statusCode ?? 0, data.map { String(decoding: $0, as: UTF8.self) } ?? "")
+            done.signal()
+        }.resume()
+        _ = done.wait(timeout: .now() + 15)
+        return box.get()
+    }
+
+    /// Parses Prometheus text with the reference parser (prometheus-client, installed by `make test`)
+    /// and returns {"name{label=value,...}": value} for every sample.
+    func parsePrometheus(_ text: String) throws -> [String: Double] {
+        let python = packageRoot.appendingPathComponent(".venv-test/bin/python").path
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw PeerError("no .venv-test: run the tests with `make test` (installs prometheus-client)")
+        }
+        let script = """
+            import sys, json
+            from prometheus_client.parser import text_string_to_metric_families
+            out = {}
+            for fam in text_string_to_metric_families(sys.stdin.read()):
+                for s in fam.samples:
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                    out[f"{s.name}{{{labels}}}"] = s.value
+            print(json.dumps(out))
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", script]
+        let inPipe = Pipe(), outPipe = Pipe(), errPipe = Pipe()
+        p.standardInput = inPipe
+        p.standardOutput = outPipe
+        p.standardError = errPipe
+        try p.run()
+        inPipe.fileHandleForWriting.write(Data(text.utf8))
+        try inPipe.fileHandleForWriting.close()
+        let data = outPipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            let err = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            throw PeerError("the Prometheus parser refused the metrics: \(err)")
+        }
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Double]) ?? [:]
+    }
+
+    func testMetricsCountWhatWasWrittenAndParseAsPrometheusText() throws {
+        try sandbox.mkdir("logs")
+        try writeConfig("""
+            data_dir: ./data
+            api: {address: "127.0.0.1:0"}
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms, checkpoint_interval: 200ms}
+            filters:
+              parse: {type: parse, from: [in], formats: [json]}
+            outputs:
+              out: {type: file, from: [parse], path: ./out/records.ndjson}
+            """)
+        let agent = try startAgent()
+        let lines = (0..<300).map { i in i % 3 == 0 ? #"{"level":"info","n":\#(i)}"# : "plain line \(i)" }
+        appendText(sandbox.path("logs/a.log"), lines.joined(separator: "\n") + "\n")
+        appendText(sandbox.path("logs/b.log"), "one\ntwo\n")
+        XCTAssertTrue(poll { output.refresh().count == 302 }, "records: \(output.refresh().count)")
+        let api = try XCTUnwrap(apiAddress())
+        var samples: [String: Double] = [:]
+        // Counters are brought up to date at scrape time; wait until the checkpoint-driven gauges settle.
+        XCTAssertTrue(poll(timeout: 30) {
+            guard let m = get("http://\(api)/metrics"), m.status == 200, let s = try? parsePrometheus(m.body) else { return false }
+            samples = s
+            return s["anduin_input_bytes_behind{component=in,type=tail}"] == 0
+        }, "\(samples)")
+        XCTAssertEqual(samples["anduin_input_records_out_total{component=in,type=tail}"], 302)
+        XCTAssertEqual(samples["anduin_filter_records_in_total{component=parse,type=parse}"], 302)
+        XCTAssertEqual(samples["anduin_filter_parsed_json_total{component=parse,type=parse}"], 100)
+        XCTAssertEqual(samples["anduin_output_records_out_total{component=out,type=file}"], 302)
+        XCTAssertEqual(samples["anduin_input_files_watched{component=in,type=tail}"], 2)
+        XCTAssertEqual(samples["anduin_input_inotify{component=in,type=tail}"], 1)
+        let bytes = lines.joined(separator: "\n").utf8.count + 1 + "one\ntwo\n".utf8.count
+        XCTAssertEqual(samples["anduin_input_bytes_read_total{component=in,type=tail}"], Double(bytes))
+        XCTAssertEqual(get("http://\(api)/health")?.status, 200)
+        XCTAssertEqual(get("http://\(api)/ready")?.status, 200)
+        agent.terminate()
+        XCTAssertTrue(agent.waitExit())
+    }
+
+    func testReadyTurns503WhileAnOutputIsDownWithAFullBufferAndBackAfter() throws {
+        let receiver = try ReceiverPeer()
+        let port = receiver.port
+        receiver.stop()  // down from the start
+        try sandbox.mkdir("logs")
+        try writeConfig("""
+            data_dir: ./data
+            api: {address: "127.0.0.1:0"}
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms, checkpoint_interval: 200ms}
+            outputs:
+              sink:
+                type: http
+                from: [in]
+                uri: http://127.0.0.1:\(port)/ingest
+                buffer: {type: memory, max_records: 50}
+                batch: {max_records: 50, timeout: 100ms}
+                retry: {initial: 50ms, max: 300ms}
+                connect_timeout: 1s
+            """)
+        let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress())
+        appendText(sandbox.path("logs/a.log"), (0..<400).map { "line \($0)" }.joined(separator: "\n") + "\n")
+        var last: (status: Int, body: String)?
+        XCTAssertTrue(poll(timeout: 60) {
+            last = get("http://\(api)/ready")
+            return last?.status == 503
+        }, "ready stayed \(String(describing: last))")
+        XCTAssertTrue(last?.body.contains("output sink") == true, last?.body ?? "")
+        XCTAssertEqual(get("http://\(api)/health")?.status, 200, "alive even when not ready")
+
+        let back = try ReceiverPeer(port: port)
+        defer { back.stop() }
+        XCTAssertTrue(poll(timeout: 60) { (try? back.snapshot().records.count) == 400 }, "\(String(describing: try? back.snapshot().records.count))")
+        XCTAssertTrue(poll(timeout: 30) { get("http://\(api)/ready")?.status == 200 })
+        agent.terminate()
+        XCTAssertTrue(agent.waitExit())
+    }
+
+    func testReloadAddsAnOutputKeepsPositionsAndRefusesABadConfig() throws {
+        try sandbox.mkdir("logs")
+        let base = """
+            data_dir: ./data
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms, checkpoint_interval: 200ms}
+            outputs:
+              out: {type: file, from: [in], path: ./out/records.ndjson}
+            """
+        try writeConfig(base)
+        let agent = try startAgent()
+        appendText(sandbox.path("logs/a.log"), (0..<100).map { "before \($0)" }.joined(separator: "\n") + "\n")
+        XCTAssertTrue(poll { output.refresh().count == 100 })
+
+        try writeConfig(base + "\n  second: {type: file, from: [in], path: ./out/second.ndjson}\n")
+        agent.signal(SIGHUP)
+        XCTAssertTrue(poll { agent.stderr.contains("reloaded") }, agent.stderr)
+        appendText(sandbox.path("logs/a.log"), (0..<50).map { "after \($0)" }.joined(separator: "\n") + "\n")
+        let second = OutputReader(path: sandbox.path("out/second.ndjson"))
+        XCTAssertTrue(poll { output.refresh().count == 150 && second.refresh().count == 50 },
+                      "first \(output.refresh().count), second \(second.refresh().count)")
+        let firstMessages = output.refresh().compactMap(\.message)
+        XCTAssertEqual(Set(firstMessages).count, 150, "no line twice in the old output across the reload")
+        XCTAssertEqual(second.refresh().compactMap(\.message), (0..<50).map { "after \($0)" })
+
+        // An invalid config is refused with file:line:column and the running one keeps going.
+        try writeConfig(base + "\n  broken: {type: file, from: [nowhere], path: x}\n")
+        agent.signal(SIGHUP)
+        XCTAssertTrue(poll { agent.stderr.contains("reload refused") }, agent.stderr)
+        XCTAssertTrue(agent.stderr.contains("anduin.yaml:6:3: output \"broken\": from: names \"nowhere\""), agent.stderr)
+        appendText(sandbox.path("logs/a.log"), "still running\n")
+        XCTAssertTrue(poll { output.refresh().count == 151 && second.refresh().count == 51 })
+        agent.terminate()
+        XCTAssertTrue(agent.waitExit())
+        XCTAssertEqual(agent.exit?.status, 0)
+    }
+
+    func testTapShowsRecordsPassingAComponent() throws {
+        try sandbox.mkdir("logs")
+        try writeConfig("""
+            data_dir: ./data
+            api: {address: "127.0.0.1:0"}
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
+            filters:
+              parse: {type: parse, from: [in], formats: [json]}
+            outputs:
+              out: {type: file, from: [parse], path: ./out/records.ndjson}
+            """)
+        let agent = try startAgent()
+        _ = try XCTUnwrap(apiAddress())
+        let tapOut = sandbox.path("tap.out")
+        let tap = try AgentProcess(binary: AnduinBinary.path!, arguments: ["tap", "--config", sandbox.configPath,
+                                                                           "--component", "parse", "--limit", "3"],
+                                   stderrPath: sandbox.path("tap.stderr"), workingDirectory: NSTemporaryDirectory(),
+                                   stdoutPath: tapOut)
+        // Keep writing until tap has connected and seen three records.
+        var i = 0
+        XCTAssertTrue(poll(timeout: 60, interval: 0.2) {
+            appendText(sandbox.path("logs/a.log"), #"{"n":\#(i)}"# + "\n")
+            i += 1
+            return !tap.isRunning
+        }, "tap did not end: \(tap.stderr)")
+        XCTAssertEqual(tap.exit?.status, 0, tap.stderr)
+        let lines = ((try? String(contentsOfFile: tapOut, encoding: .utf8)) ?? "").split(separator: "\n")
+        XCTAssertEqual(lines.count, 3, "\(lines)")
+        for line in lines {
+            let j = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            XCTAssertEqual(j["component"] as? String, "parse")
+            let record = try XCTUnwrap(j["record"] as? [String: Any])
+            XCTAssertNotNil(record["n"], "tap shows the record after the parse filter: \(record)")
+        }
+        agent.terminate()
+        XCTAssertTrue(agent.waitExit())
+    }
+}
+
+private final class GetBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: (Int, String)?
+    func set(_ s: Int, _ b: String) { lock.lock(); value = (s, b); lock.unlock() }
+    func get() -> (status: Int, body: String)? { lock.lock(); defer { lock.unlock() }; return value.map { ($0.0, $0.1) } }
+}

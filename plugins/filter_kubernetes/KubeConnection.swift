@@ -1,0 +1,88 @@
+import AnduinCore
+import Foundation
+
+/// Where the API server is and how to authenticate, resolved once at start-up.
+public struct KubeEndpoint: Sendable, Equatable {
+    public enum Token: Sendable, Equatable {
+        case none
+        case literal(String)
+        /// Re-read when the file changes: bound service-account tokens are rotated about hourly.
+        case file(String)
+    }
+
+    /// Without a trailing slash: `https://10.0.0.1:443`.
+    public var server: String
+    public var token: Token
+    public var caFile: String?
+    public var certFile: String?
+    public var keyFile: String?
+    public var insecureSkipVerify: Bool
+
+    public init(server: String, token: Token = .none, caFile: String? = nil, certFile: String? = nil,
+                keyFile: String? = nil, insecureSkipVerify: Bool = false) {
+        var s = server
+        while s.hasSuffix("/") { s.removeLast() }
+        self.server = s
+        self.token = token
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.insecureSkipVerify = insecureSkipVerify
+    }
+
+    public static let serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+    /// In a pod: the API service from the environment kubelet sets, the mounted service account.
+    public static func inCluster(environment: [String: String], tokenFile: String?, caFile: String?)
+        throws(KubernetesSetupError) -> KubeEndpoint {
+        guard let host = environment["KUBERNETES_SERVICE_HOST"], !host.isEmpty else {
+            throw .inCluster(detail: "KUBERNETES_SERVICE_HOST is not set, so this is not running in a pod; "
+                + "set kubeconfig or api_url, or api: off")
+        }
+        let port = environment["KUBERNETES_SERVICE_PORT"].flatMap { $0.isEmpty ? nil : $0 } ?? "443"
+        let h = host.contains(":") ? "[\(host)]" : host  // IPv6 service address
+        let token = tokenFile ?? serviceAccountDir + "/token"
+        guard access(token, R_OK) == 0 else {
+            throw .inCluster(detail: "token file \(token) is not readable (\(String(cString: strerror(errno)))): "
+                + "is automountServiceAccountToken off? Mount a token or set token_file")
+        }
+        return KubeEndpoint(server: "https://\(h):\(port)", token: .file(token),
+                            caFile: caFile ?? serviceAccountDir + "/ca.crt")
+    }
+}
+
+/// Reads a bearer token file again only when it changed (inode, size or mtime), so a rotated token
+/// is picked up at the next request without reading the file for every request.
+final class TokenReader: @unchecked Sendable {
+    let path: String
+    private var key: (ino: UInt64, size: Int64, sec: Int, nsec: Int)?
+    private var token = ""
+
+    init(path: String) { self.path = path }
+
+    /// Used by the watch thread only.
+    func current() throws(KubernetesAPIError) -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw .token(path: path, detail: String(cString: strerror(errno)))
+        }
+        #if os(Linux)
+        let k = (UInt64(st.st_ino), Int64(st.st_size), Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec))
+        #else
+        let k = (UInt64(st.st_ino), Int64(st.st_size), Int(st.st_mtimespec.tv_sec), Int(st.st_mtimespec.tv_nsec))
+        #endif
+        if let old = key, old == k { return token }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .token(path: path, detail: "cannot read it")
+        }
+        let t = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !t.isEmpty else { throw .token(path: path, detail: "the file is empty") }
+        token = t
+        key = k
+        return t
+    }
+
+    /// Forces a re-read at the next request (after a 401: the file may have been replaced in a way
+    /// that kept inode, size and mtime, e.g. within one mtime tick).
+    func invalidate() { key = nil }
+}

@@ -1,0 +1,467 @@
+import AnduinCore
+
+/// The `multiline` filter: joins the lines of a stack trace (or any multi-line message) into one record.
+///
+///     filters:
+///       traces:
+///         type: multiline
+///         from: [containers]
+///         mode: java              # java | python | go | custom
+///         flush_timeout: 1s       # a record waiting this long without a new line is shipped
+///         max_bytes: 1MiB         # longer merged records are cut and flagged truncated
+///         separator: "\n"
+///
+/// Lines are joined per source stream: `log.file.path` and `stream`, so stdout and stderr of one
+/// container never mix, and a trace cut by a rotation (the new file at the same path) continues.
+/// The merged record keeps its first line's timestamp, offset (so its `event.id`), stream and fields.
+public enum MultilinePlugin {
+    public static let spec: PluginSpec = .filter("multiline", "join stack traces and other multi-line messages into one record") { reader in
+        let errorsBefore = reader.diagnostics.items.count
+        var mode = MultilineMode.java
+        if let name = reader.requiredString("mode", hint: " (java, python, go or custom)") {
+            if let m = MultilineMode(rawValue: name) {
+                mode = m
+            } else {
+                reader.error("mode", "unknown mode \"\(name)\"; expected java | python | go | custom")
+            }
+        }
+        func pattern(_ key: String) -> ValuePattern? {
+            guard let text = reader.string(key) else { return nil }
+            if text.isEmpty {
+                reader.error(key, "empty pattern")
+                return nil
+            }
+            do { return try ValuePattern(text) } catch {
+                reader.error(key, "invalid regular expression \"\(text)\": \(error)")
+                return nil
+            }
+        }
+        let start = pattern("start_pattern")
+        let cont = pattern("continue_pattern")
+        if mode == .custom {
+            if !reader.has("start_pattern") && !reader.has("continue_pattern") {
+                reader.error("mode", "custom needs start_pattern (a line that begins a record), continue_pattern (a line that continues one), or both")
+            }
+        } else {
+            for key in ["start_pattern", "continue_pattern"] where reader.has(key) {
+                reader.error(key, "only used with mode: custom (mode is \(mode.rawValue))")
+            }
+        }
+        let timeout = reader.duration("flush_timeout", default: 1)
+        if timeout <= 0 { reader.error("flush_timeout", "must be more than 0") }
+        let maxBytes = reader.size("max_bytes", default: 1 << 20, minimum: 64)
+        let separator = reader.string("separator", default: "\n")
+
+        guard reader.diagnostics.items.count == errorsBefore else { return nil }
+        return MultilineConfig(mode: mode, start: start, continuation: cont, flushTimeout: timeout,
+                               maxBytes: maxBytes, separator: separator)
+    }
+}
+
+public enum MultilineMode: String, Sendable, CaseIterable {
+    case java, python, go, custom
+}
+
+public struct MultilineConfig: FilterConfig {
+    public var mode: MultilineMode
+    public var start: ValuePattern?
+    public var continuation: ValuePattern?
+    public var flushTimeout: Double
+    public var maxBytes: Int
+    public var separator: String
+
+    public init(mode: MultilineMode, start: ValuePattern? = nil, continuation: ValuePattern? = nil,
+                flushTimeout: Double = 1, maxBytes: Int = 1 << 20, separator: String = "\n") {
+        self.mode = mode
+        self.start = start
+        self.continuation = continuation
+        self.flushTimeout = flushTimeout
+        self.maxBytes = maxBytes
+        self.separator = separator
+    }
+
+    public func build(_ context: ComponentContext) throws -> any Filter {
+        MultilineFilter(config: self, context: context)
+    }
+}
+
+public final class MultilineFilter: StatefulFilter {
+    typealias State = MultilineRules.State
+
+    struct Key: Hashable {
+        var path: String
+        var stream: LogStream
+    }
+
+    /// A record of several lines, its bytes copied out of the batches its lines came from.
+    /// A class so that each joined line appends in place, without moving the record around; only
+    /// touched under the `held` lock.
+    final class Merged {
+        let source: SourceInfo
+        let inputName: String
+        let sharedFields: [UInt8]
+        let timestamp: Int64
+        let offset: Int64
+        let stream: LogStream
+        var flags: RecordFlags
+        var message: [UInt8]
+        /// Trailing blank lines with their separators: written only if a non-blank line follows, so
+        /// a trace never ends in empty lines.
+        var blankTail: [UInt8] = []
+        let fields: [UInt8]
+        /// Tokens of the earlier batches holding its lines, each retained once for this record.
+        var tokens: [AckToken] = []
+        /// A line of the batch being processed is in it (its token is added when the record is carried).
+        var hasCurrent = true
+        var state: State
+        var lastLine: Double
+
+        init(source: SourceInfo, inputName: String, sharedFields: [UInt8], record r: Record, message: [UInt8],
+             fields: [UInt8], state: State, now: Double) {
+            self.source = source
+            self.inputName = inputName
+            self.sharedFields = sharedFields
+            timestamp = r.timestamp
+            offset = r.offset
+            stream = r.stream
+            flags = r.flags
+            self.message = message
+            self.fields = fields
+            self.state = state
+            lastLine = now
+        }
+    }
+
+    enum Open {
+        /// One line of the batch being processed, not copied (shipped as is if nothing joins it).
+        case local(index: Int, state: State)
+        case merged(Merged)
+    }
+
+    /// What a stream holds between batches.
+    struct Held {
+        var open: Merged?
+        /// State of a record cut at max_bytes: its remaining continuation lines are dropped.
+        var discarding: State?
+        var lastLine: Double
+    }
+
+    let rules: MultilineRules
+    let timeout: Double
+    let maxBytes: Int
+    let separator: [UInt8]
+    let clock: @Sendable () -> Double
+    /// Every stream's held record. One lock for process, tick and flush, held while emitting too:
+    /// that keeps each stream's records in order (a tick flushing a record can't overtake or be
+    /// overtaken by the next batch's records). It waits on nothing but the outputs' queues, whose
+    /// threads never take it, so it cannot deadlock.
+    let held = Locked([Key: Held]())
+
+    let merged: Counter
+    let truncated: Counter
+    let dropped: Counter
+    let pending: Gauge
+
+    init(config: MultilineConfig, context: ComponentContext, clock: @escaping @Sendable () -> Double = { monotonicSeconds() }) {
+        rules = MultilineRules(mode: config.mode, start: config.start, cont: config.continuation)
+        timeout = config.flushTimeout
+        maxBytes = config.maxBytes
+        separator = Array(config.separator.utf8)
+        self.clock = clock
+        merged = context.stats.counter("records_merged", "lines joined into the record before them")
+        truncated = context.stats.counter("records_truncated", "merged records cut at max_bytes")
+        dropped = context.stats.counter("records_dropped", "continuation lines dropped after their record reached max_bytes")
+        pending = context.stats.gauge("records_pending", "records waiting for their next line")
+    }
+
+    // MARK: StatefulFilter
+
+    public func process(_ batch: RecordBatch, ack: AckToken, emit: (RecordBatch, AckToken) -> Void) {
+        let now = clock()
+        held.withLock { held in
+            var out = Output(batch)
+            var counts = Counts()
+            // By stream (none, stdout, stderr): the keys of this batch, loaded on first use and
+            // updated in place (a copy per line would cost more than the line's own work).
+            var slots = [Slot(), Slot(), Slot()]
+            batch.bytes.withUnsafeBytes { arena in
+                for i in batch.records.indices {
+                    let r = batch.records[i]
+                    let s = Int(r.stream.rawValue) % 3
+                    if slots[s].key == nil {
+                        let key = Key(path: batch.source.path, stream: r.stream)
+                        let h = held.removeValue(forKey: key)
+                        slots[s] = Slot(key: key, open: h?.open.map { .merged($0) }, discarding: h?.discarding)
+                    }
+                    step(i, r, &slots[s], batch: batch, arena: arena, now: now, into: &out, ack: ack, counts: &counts)
+                }
+                // Carry what is still open: copy it out of the batch and keep the batch's token.
+                for s in slots.indices {
+                    guard let key = slots[s].key else { continue }
+                    var m: Merged?
+                    switch slots[s].open {
+                    case .local(let index, let state)?:
+                        m = makeMerged(index, state: state, batch: batch, arena: arena, now: now)
+                    case .merged(let mm)?:
+                        m = mm
+                    case nil:
+                        break
+                    }
+                    slots[s].open = nil
+                    if let mm = m, mm.hasCurrent {
+                        ack.retain()
+                        mm.tokens.append(ack)
+                        mm.hasCurrent = false
+                    }
+                    if m != nil || slots[s].discarding != nil {
+                        held[key] = Held(open: m, discarding: slots[s].discarding, lastLine: m?.lastLine ?? now)
+                    }
+                }
+            }
+            if counts.merged > 0 { merged.add(counts.merged) }
+            if counts.truncated > 0 { truncated.add(counts.truncated) }
+            if counts.dropped > 0 { dropped.add(counts.dropped) }
+            pending.set(held.values.reduce(0) { $0 + ($1.open == nil ? 0 : 1) })
+            out.emit(ack: ack, emit)
+        }
+    }
+
+    struct Counts {
+        var merged = 0
+        var truncated = 0
+        var dropped = 0
+    }
+
+    /// One line: joins it to its stream's open record, or closes that record and starts another.
+    private func step(_ i: Int, _ r: Record, _ slot: inout Slot, batch: RecordBatch, arena: UnsafeRawBufferPointer,
+                      now: Double, into out: inout Output, ack: AckToken, counts: inout Counts) {
+        // A message an earlier filter lifted into fields is no line to join: ship it alone.
+        guard !r.flags.contains(.messageLifted), r.message.lowerBound >= 0, r.message.upperBound <= arena.count else {
+            close(&slot, into: &out, ack: ack)
+            slot.discarding = nil
+            out.appendOriginal(i)
+            return
+        }
+        let line = UnsafeRawBufferPointer(rebasing: arena[r.message])
+        if slot.open == nil, let d = slot.discarding {
+            if let next = rules.continues(line, after: d) {
+                slot.discarding = next
+                counts.dropped += 1
+                return
+            }
+            slot.discarding = nil
+        }
+        if let state = slot.open?.state, let next = rules.continues(line, after: state) {
+            counts.merged += 1
+            if append(line, flags: r.flags, state: next, to: &slot, batch: batch, arena: arena, now: now, into: &out, ack: ack) {
+                counts.truncated += 1
+            }
+            return
+        }
+        close(&slot, into: &out, ack: ack)
+        let state = rules.initial(line)
+        if state == .closed {
+            // Nothing can join it (an ordinary line in python/go mode): ship it now.
+            out.appendOriginal(i)
+        } else {
+            slot.open = .local(index: i, state: state)
+        }
+    }
+
+    public func tick(now: Double, emit: (RecordBatch, AckToken) -> Void) {
+        flush(emit) { now - $0 >= timeout }
+    }
+
+    public func flushAll(emit: (RecordBatch, AckToken) -> Void) {
+        flush(emit) { _ in true }
+    }
+
+    /// Ships every held record whose last line time passes `due`.
+    func flush(_ emit: (RecordBatch, AckToken) -> Void, due: (Double) -> Bool) {
+        held.withLock { held in
+            var ready: [Merged] = []
+            for (key, h) in held where due(h.lastLine) {
+                if let m = h.open { ready.append(m) }
+                held[key] = nil
+            }
+            pending.set(held.values.reduce(0) { $0 + ($1.open == nil ? 0 : 1) })
+            guard !ready.isEmpty else { return }
+            // Oldest first, so one stream's records (and a file's offsets) go out in order.
+            ready.sort { $0.lastLine < $1.lastLine }
+            var groups = SideBatches()
+            for m in ready { groups.add(m, currentAck: nil) }
+            groups.emit(emit)
+        }
+    }
+
+    // MARK: per line
+
+    struct Slot {
+        /// nil until the stream's first line in this batch.
+        var key: Key?
+        var open: Open?
+        var discarding: State?
+    }
+
+    /// Joins `line` to the open record. Returns true when that made it reach max_bytes (it was then
+    /// cut, shipped, and the rest of its lines will be dropped).
+    private func append(_ line: UnsafeRawBufferPointer, flags: RecordFlags, state next: State, to slot: inout Slot, batch: RecordBatch,
+                        arena: UnsafeRawBufferPointer, now: Double, into out: inout Output, ack: AckToken) -> Bool {
+        let m: Merged
+        switch slot.open {
+        case .local(let index, let state)?:
+            m = makeMerged(index, state: state, batch: batch, arena: arena, now: now)
+            slot.open = .merged(m)
+        case .merged(let mm)?:
+            m = mm
+        case nil:
+            return false
+        }
+        m.state = next
+        m.hasCurrent = true
+        m.lastLine = now
+        // A line the input had to cut makes the whole record incomplete.
+        if flags.contains(.truncated) { m.flags.insert(.truncated) }
+        if MultilineRules.isBlank(line) {
+            // Bounded: blanks beyond max_bytes could never be written anyway.
+            if m.message.count + m.blankTail.count + separator.count + line.count <= maxBytes {
+                m.blankTail.append(contentsOf: separator)
+                m.blankTail.append(contentsOf: line)
+            }
+            return false
+        }
+        m.message.append(contentsOf: m.blankTail)
+        m.blankTail.removeAll()
+        m.message.append(contentsOf: separator)
+        m.message.append(contentsOf: line)
+        if m.message.count <= maxBytes { return false }
+        // Cut at max_bytes, on a UTF-8 character boundary (at most 3 bytes back).
+        var cut = maxBytes
+        var back = 0
+        while cut > 0 && back < 3 && m.message[cut] & 0xC0 == 0x80 {
+            cut -= 1
+            back += 1
+        }
+        m.message.removeLast(m.message.count - cut)
+        m.flags.insert(.truncated)
+        close(&slot, into: &out, ack: ack)
+        slot.discarding = next
+        return true
+    }
+
+    private func makeMerged(_ index: Int, state: State, batch: RecordBatch, arena: UnsafeRawBufferPointer, now: Double) -> Merged {
+        let r = batch.records[index]
+        let fieldsOK = !r.fields.isEmpty && r.fields.lowerBound >= 0 && r.fields.upperBound <= arena.count
+        return Merged(source: batch.source, inputName: batch.inputName, sharedFields: batch.sharedFields, record: r,
+                      message: Array(arena[r.message]), fields: fieldsOK ? Array(arena[r.fields]) : [],
+                      state: state, now: now)
+    }
+
+    /// Ships the slot's open record.
+    private func close(_ slot: inout Slot, into out: inout Output, ack: AckToken) {
+        switch slot.open {
+        case .local(let index, _)?: out.appendOriginal(index)
+        case .merged(let m)?: out.appendMerged(m, ack: ack)
+        case nil: break
+        }
+        slot.open = nil
+    }
+
+    // MARK: output
+
+    /// The records one `process` call ships: the batch's own (zero copy) and merged ones of the same
+    /// source in one batch, merged ones of other sources (a trace begun before a rotation) apart.
+    struct Output {
+        /// The input's records; `batch.bytes` still is the input's arena (merged records are appended
+        /// at its end), so their ranges stay valid.
+        let input: [Record]
+        var batch: RecordBatch
+        /// Tokens of earlier batches whose lines are in `batch`, owned here until emitted.
+        var tokens: [AckToken] = []
+        var sides = SideBatches()
+
+        init(_ input: RecordBatch) {
+            self.input = input.records
+            batch = input
+            batch.records = []
+            batch.records.reserveCapacity(input.count)
+        }
+
+        mutating func appendOriginal(_ index: Int) {
+            batch.records.append(input[index])
+        }
+
+        mutating func appendMerged(_ m: Merged, ack: AckToken) {
+            if m.source === batch.source && m.inputName == batch.inputName && m.sharedFields == batch.sharedFields {
+                MultilineFilter.append(m, to: &batch)
+                tokens.append(contentsOf: m.tokens)
+            } else {
+                sides.add(m, currentAck: ack)
+            }
+        }
+
+        /// Emits side batches first (older records), then the main one.
+        mutating func emit(ack: AckToken, _ emit: (RecordBatch, AckToken) -> Void) {
+            sides.emit(emit)
+            guard !batch.records.isEmpty else { return }
+            if tokens.isEmpty {
+                emit(batch, ack)
+                return
+            }
+            ack.retain()
+            let t = AckToken.combining([ack] + tokens)
+            tokens = []
+            emit(batch, t)
+            t.release()
+        }
+    }
+
+    /// Merged records grouped into batches by source (one `source` and `sharedFields` per batch).
+    struct SideBatches {
+        var batches: [(batch: RecordBatch, tokens: [AckToken])] = []
+
+        /// `currentAck`: the token of the batch being processed, retained here if `m` has lines from it.
+        mutating func add(_ m: Merged, currentAck: AckToken?) {
+            var tokens = m.tokens
+            if m.hasCurrent, let a = currentAck {
+                a.retain()
+                tokens.append(a)
+            }
+            if let i = batches.firstIndex(where: { $0.batch.source === m.source && $0.batch.inputName == m.inputName
+                                                  && $0.batch.sharedFields == m.sharedFields }) {
+                MultilineFilter.append(m, to: &batches[i].batch)
+                batches[i].tokens.append(contentsOf: tokens)
+            } else {
+                var b = RecordBatch(source: m.source, inputName: m.inputName)
+                b.sharedFields = m.sharedFields
+                MultilineFilter.append(m, to: &b)
+                batches.append((b, tokens))
+            }
+        }
+
+        mutating func emit(_ emit: (RecordBatch, AckToken) -> Void) {
+            for (b, tokens) in batches {
+                let t = AckToken.combining(tokens)
+                emit(b, t)
+                t.release()
+            }
+            batches = []
+        }
+    }
+
+    static func append(_ m: Merged, to b: inout RecordBatch) {
+        let message = m.message.withUnsafeBytes { b.append(bytes: $0) }
+        let fields = m.fields.isEmpty ? 0..<0 : m.fields.withUnsafeBytes { b.append(bytes: $0) }
+        b.records.append(Record(timestamp: m.timestamp, offset: m.offset, message: message, fields: fields,
+                                stream: m.stream, flags: m.flags))
+    }
+}
+
+extension MultilineFilter.Open {
+    var state: MultilineRules.State {
+        switch self {
+        case .local(_, let s): return s
+        case .merged(let m): return m.state
+        }
+    }
+}
