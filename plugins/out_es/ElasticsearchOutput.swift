@@ -92,23 +92,14 @@ extension ElasticsearchPlugin {
 /// One per delivery thread.
 final class ElasticsearchSender: BatchSender {
     private let config: ElasticsearchConfig
-    private let client: HTTPClient
-    private let auth: HTTPAuthenticator
-    private var encoder: BodyEncoder
+    private let requester: HTTPRequester
     private var raw: [UInt8] = []
     private var host = 0
-    private let headers: [(String, String)]
 
     init(config: ElasticsearchConfig) throws {
         self.config = config
-        client = try HTTPClient(options: config.http.client)
-        auth = HTTPAuthenticator(config.http.auth)
-        encoder = try BodyEncoder(config.http.compression, level: config.http.compressionLevel)
         // Plain x-ndjson: OpenSearch refuses Elasticsearch 8's vendor media type.
-        var h = config.http.headers
-        h.append(("Content-Type", "application/x-ndjson"))
-        if let ce = encoder.contentEncoding { h.append(("Content-Encoding", ce)) }
-        headers = h
+        requester = try HTTPRequester(config.http, contentType: "application/x-ndjson")
         host = Int.random(in: 0..<max(1, config.hosts.count))
     }
 
@@ -123,28 +114,18 @@ final class ElasticsearchSender: BatchSender {
         config.appendBulkBody(batch, into: &raw)
         let response: HTTPResponse
         do {
-            let body = try encoder.encode(raw)
-            var h = headers
-            if let a = try auth.header() { h.append(a) }
-            let basic = try auth.basic()
-            let target = url
-            response = try body.withUnsafeBytes {
-                try client.send(method: "POST", url: target, headers: h, body: $0, basicAuth: basic)
-            }
+            response = try requester.send(method: "POST", url: url, body: raw)
         } catch {
             failOver()
             return .retryAll("\(config.hosts[host % config.hosts.count]): \(error)")
         }
-        let whole = HTTPStatusClass.result(status: response.status, body: response.body)
+        let whole = HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
         switch whole {
         case .delivered:
             return parseBulk(response.body, count: batch.count)
         case .retryAll:
             if response.status >= 500 { failOver() }
             return whole
-        case .perRecord:
-            let reason = "HTTP \(response.status): \(HTTPStatusClass.snippet(response.body))"
-            return .perRecord(Array(repeating: .deadLetter(status: response.status, reason: reason), count: batch.count))
         default:
             return whole
         }

@@ -37,21 +37,13 @@ public enum HTTPOutputPlugin {
 /// One per delivery thread.
 final class HTTPSender: BatchSender {
     private let config: HTTPOutputConfig
-    private let client: HTTPClient
-    private let auth: HTTPAuthenticator
-    private var encoder: BodyEncoder
+    private let requester: HTTPRequester
     private var raw: [UInt8] = []
-    private let headers: [(String, String)]
 
     init(config: HTTPOutputConfig) throws {
         self.config = config
-        client = try HTTPClient(options: config.http.client)
-        auth = HTTPAuthenticator(config.http.auth)
-        encoder = try BodyEncoder(config.http.compression, level: config.http.compressionLevel)
-        var h = config.http.headers
-        h.append(("Content-Type", config.encoding == .ndjson ? "application/x-ndjson" : "application/json"))
-        if let ce = encoder.contentEncoding { h.append(("Content-Encoding", ce)) }
-        headers = h
+        requester = try HTTPRequester(config.http,
+                                      contentType: config.encoding == .ndjson ? "application/x-ndjson" : "application/json")
     }
 
     func send(_ batch: EncodedBatch) -> SendResult {
@@ -71,19 +63,8 @@ final class HTTPSender: BatchSender {
             raw.append(UInt8(ascii: "]"))
         }
         do {
-            let body = try encoder.encode(raw)
-            var h = headers
-            if let a = try auth.header() { h.append(a) }
-            let response = try body.withUnsafeBytes {
-                try client.send(method: config.method.rawValue, url: config.uri, headers: h, body: $0,
-                                basicAuth: try auth.basic())
-            }
-            let result = HTTPStatusClass.result(status: response.status, body: response.body)
-            if case .perRecord(let o) = result, o.isEmpty {
-                let reason = "HTTP \(response.status): \(HTTPStatusClass.snippet(response.body))"
-                return .perRecord(Array(repeating: .deadLetter(status: response.status, reason: reason), count: batch.count))
-            }
-            return result
+            let response = try requester.send(method: config.method.rawValue, url: config.uri, body: raw)
+            return HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
         } catch {
             return .retryAll("\(error)")
         }

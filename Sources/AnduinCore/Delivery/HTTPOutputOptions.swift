@@ -131,3 +131,33 @@ public struct BodyEncoder {
         return body
     }
 }
+
+/// What an HTTP-based sender needs for each request: the client (one kept-alive connection), the
+/// body compression, the auth headers and the fixed headers. One per delivery thread.
+public final class HTTPRequester {
+    private let client: HTTPClient
+    private let auth: HTTPAuthenticator
+    private var encoder: BodyEncoder
+    private let headers: [(String, String)]
+
+    public init(_ options: HTTPOutputOptions, contentType: String) throws {
+        client = try HTTPClient(options: options.client)
+        auth = HTTPAuthenticator(options.auth)
+        encoder = try BodyEncoder(options.compression, level: options.compressionLevel)
+        var h = options.headers
+        h.append(("Content-Type", contentType))
+        if let ce = encoder.contentEncoding { h.append(("Content-Encoding", ce)) }
+        headers = h
+    }
+
+    /// Compresses `raw` as configured and sends it with the credentials of the moment.
+    public func send(method: String, url: String, body raw: [UInt8]) throws -> HTTPResponse {
+        let body = try encoder.encode(raw)
+        var h = headers
+        if let a = try auth.header() { h.append(a) }
+        let basic = try auth.basic()
+        return try body.withUnsafeBytes {
+            try client.send(method: method, url: url, headers: h, body: $0, basicAuth: basic)
+        }
+    }
+}

@@ -30,13 +30,17 @@ public enum RecordOutcome: Sendable, Equatable {
 
 /// Which HTTP statuses are worth retrying, shared by the outputs so they agree.
 public enum HTTPStatusClass {
-    public static func result(status: Int, body: [UInt8]) -> SendResult {
+    /// The outcome of a whole request for `count` records: any refusal not worth retrying sends
+    /// them all to the dead-letter file with the status and the start of the body.
+    public static func result(status: Int, body: [UInt8], count: Int) -> SendResult {
         switch status {
         case 200..<300: return .delivered
         case 401, 403: return .authFailure("HTTP \(status): \(snippet(body))")
         case 413: return .tooLarge
         case 408, 429, 500..<600: return .retryAll("HTTP \(status): \(snippet(body))")
-        default: return .perRecord([])  // caller expands to dead letters
+        default:
+            let reason = "HTTP \(status): \(snippet(body))"
+            return .perRecord(Array(repeating: .deadLetter(status: status, reason: reason), count: count))
         }
     }
 

@@ -232,14 +232,7 @@ public final class HTTPClient: @unchecked Sendable {
         if !headers.contains(where: { $0.0.lowercased() == "expect" }) {
             list = curl_slist_append(list, "Expect:")
         }
-        for (name, value) in headers {
-            // "Name:" would tell curl to drop the header; "Name;" sends it with an empty value.
-            let line = value.isEmpty ? "\(name);" : "\(name): \(value)"
-            guard let next = curl_slist_append(list, line) else {
-                throw .setup(detail: "out of memory building request headers")
-            }
-            list = next
-        }
+        try appendHeaders(headers, to: &list)
 
         sink.reset()
         errorBuffer[0] = 0
@@ -357,17 +350,23 @@ public final class HTTPClient: @unchecked Sendable {
         return try r.get()
     }
 
-    private func performStream(url: String, shownURL: String, headers: [(String, String)], timeout: Double,
-                               context: StreamContext) throws(HTTPClientError) -> HTTPStreamResult {
-        var list: UnsafeMutablePointer<curl_slist>?
-        defer { curl_slist_free_all(list) }
+    private func appendHeaders(_ headers: [(String, String)],
+                               to list: inout UnsafeMutablePointer<curl_slist>?) throws(HTTPClientError) {
         for (name, value) in headers {
+            // "Name:" would tell curl to drop the header; "Name;" sends it with an empty value.
             let line = value.isEmpty ? "\(name);" : "\(name): \(value)"
             guard let next = curl_slist_append(list, line) else {
                 throw .setup(detail: "out of memory building request headers")
             }
             list = next
         }
+    }
+
+    private func performStream(url: String, shownURL: String, headers: [(String, String)], timeout: Double,
+                               context: StreamContext) throws(HTTPClientError) -> HTTPStreamResult {
+        var list: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(list) }
+        try appendHeaders(headers, to: &list)
         sink.reset()
         errorBuffer[0] = 0
         let ctx = Unmanaged.passUnretained(context).toOpaque()
