@@ -9,6 +9,11 @@ import in_tail
 import out_es
 
 let lineCount = 1000
+
+/// A benchmark whose setup fails measures nothing: stop with the reason.
+func must<T>(_ what: String, _ body: () throws -> T) -> T {
+    do { return try body() } catch { fatalError("benchmark setup failed: \(what): \(error)") }
+}
 let source = SourceInfo(path: "/var/log/containers/web-7d9f_default_nginx-0123456789ab.log", sourceID: 0x1234_5678_9abc_def0)
 
 func message(_ i: Int) -> String {
@@ -60,8 +65,7 @@ func decode(_ lines: [[UInt8]], format: LogFormat, _ benchmark: Benchmark) {
 func parseFilter(_ formats: [ParseFormat]) -> any Filter {
     let ctx = ComponentContext(name: "parse", kind: .filter, dataDirectory: "/tmp", logger: .init(label: "bench"),
                                stats: ComponentStats(component: "parse", kind: .filter))
-    // A benchmark without its filter is meaningless: fail loudly.
-    return try! ParseConfig(formats: formats).build(ctx)
+    return must("parse filter") { try ParseConfig(formats: formats).build(ctx) }
 }
 
 func encoded(_ batch: RecordBatch) -> EncodedBatch {
@@ -123,26 +127,26 @@ let benchmarks: @Sendable () -> Void = {
     let body = ndjson
     for level: Int32 in [1, 6] {
         Benchmark("gzip level \(level) (\(body.count / lineCount) B/record)", configuration: perLine) { benchmark in
-            var gz = try! GzipEncoder(level: level)
+            var gz = must("gzip") { try GzipEncoder(level: level) }
             var out = [UInt8]()
             out.reserveCapacity(body.count)
             benchmark.startMeasurement()
-            try! gz.compress(body, into: &out)
+            must("gzip") { try gz.compress(body, into: &out) }
             benchmark.stopMeasurement()
             blackHole(out)
         }
     }
 
     let encodedBatch = encoded(liftedBatch)
-    let es = try! ElasticsearchPlugin.testConfig()
+    let es = must("es config") { try ElasticsearchPlugin.testConfig() }
     Benchmark("Elasticsearch bulk body + gzip 1", configuration: perLine) { benchmark in
-        var gz = try! GzipEncoder(level: 1)
+        var gz = must("gzip") { try GzipEncoder(level: 1) }
         var raw = [UInt8](), out = [UInt8]()
         raw.reserveCapacity(1 << 20)
         out.reserveCapacity(1 << 20)
         benchmark.startMeasurement()
         es.appendBulkBody(encodedBatch, into: &raw)
-        try! gz.compress(raw, into: &out)
+        must("gzip") { try gz.compress(raw, into: &out) }
         benchmark.stopMeasurement()
         blackHole(out)
     }
@@ -151,8 +155,10 @@ let benchmarks: @Sendable () -> Void = {
         Benchmark("ring append + read\(compress ? " (LZ4)" : " (no LZ4)")", configuration: perLine) { benchmark in
             let dir = NSTemporaryDirectory() + "anduin-bench-ring-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            let ring = try! DiskRing(directory: dir, options: ringOptions(compress: compress),
-                                     stats: ComponentStats(component: "ring", kind: .output), log: { _ in })
+            let ring = must("ring") {
+                try DiskRing(directory: dir, options: ringOptions(compress: compress),
+                             stats: ComponentStats(component: "ring", kind: .output), log: { _ in })
+            }
             benchmark.startMeasurement()
             _ = ring.append(encodedBatch)
             var n = 0

@@ -25,8 +25,6 @@ public struct AgentConfig: Sendable {
     public var dataDirectory: String
     public var logLevel: LogLevelSetting
     public var logFormat: LogFormatSetting
-    /// How often inputs persist acknowledged positions.
-    public var checkpointInterval: Double
     /// How long a stop waits for outputs to deliver what was read before giving up (what is not
     /// delivered is not checkpointed, so it is read again at the next start).
     public var shutdownTimeout: Double
@@ -65,7 +63,6 @@ public struct AgentConfig: Sendable {
             dataDirectory: top.resolvePath(top.string("data_dir", default: "./data")),
             logLevel: top.choice("log_level", default: .info),
             logFormat: top.choice("log_format", default: .text),
-            checkpointInterval: top.duration("checkpoint_interval", default: 1),
             shutdownTimeout: top.duration("shutdown_timeout", default: 30),
             apiAddress: nil,
             components: [])
@@ -75,7 +72,6 @@ public struct AgentConfig: Sendable {
                 api.error("address", "\"\(a)\" must be HOST:PORT, such as 127.0.0.1:2020 (port 0 picks a free port)")
             }
         }
-        if cfg.checkpointInterval <= 0 { top.error("checkpoint_interval", "must be more than 0") }
 
         var names: [String: SourceMark] = [:]
         // Every declared component, valid or not: an invalid one is reported once, not again by

@@ -95,7 +95,8 @@ public func startThread(name: String, _ body: @escaping @Sendable () -> Void) ->
     let ptr = Unmanaged.passRetained(box).toOpaque()
     var tid = pthread_t()
     let rc = pthread_create(&tid, nil, { arg in
-        let start = Unmanaged<ThreadStart>.fromOpaque(arg!).takeRetainedValue()
+        guard let arg else { return nil }
+        let start = Unmanaged<ThreadStart>.fromOpaque(arg).takeRetainedValue()
         start.body()
         start.handle.markDone()
         return nil
