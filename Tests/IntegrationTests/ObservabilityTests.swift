@@ -98,6 +98,8 @@ final class ObservabilityTests: AgentTestCase {
         XCTAssertEqual(samples["anduin_input_inotify{component=in,type=tail}"], 1)
         let bytes = lines.joined(separator: "\n").utf8.count + 1 + "one\ntwo\n".utf8.count
         XCTAssertEqual(samples["anduin_input_bytes_read_total{component=in,type=tail}"], Double(bytes))
+        // Read-to-acknowledged latency: one observation per acknowledged batch.
+        XCTAssertGreaterThan(samples["anduin_input_ack_latency_seconds_count{component=in,type=tail}"] ?? 0, 0, "\(samples.keys.sorted())")
         XCTAssertEqual(get("http://\(api)/health")?.status, 200)
         XCTAssertEqual(get("http://\(api)/ready")?.status, 200)
         agent.terminate()
@@ -139,6 +141,10 @@ final class ObservabilityTests: AgentTestCase {
         defer { back.stop() }
         XCTAssertTrue(poll(timeout: 60) { (try? back.snapshot().records.count) == 400 }, "\(String(describing: try? back.snapshot().records.count))")
         XCTAssertTrue(poll(timeout: 30) { get("http://\(api)/ready")?.status == 200 })
+        // Requests were timed (failed ones too) and delivered records' lag observed.
+        let samples = try parsePrometheus(get("http://\(api)/metrics")?.body ?? "")
+        XCTAssertGreaterThan(samples["anduin_output_request_duration_seconds_count{component=sink,type=http}"] ?? 0, 1)
+        XCTAssertGreaterThan(samples["anduin_output_delivery_lag_seconds_count{component=sink,type=http}"] ?? 0, 0)
         agent.terminate()
         XCTAssertTrue(agent.waitExit())
     }

@@ -11,6 +11,8 @@ final class AckTracker: Sendable {
         var fileID: Int
         var position: Position
         var done: Bool
+        /// Monotonic time the batch was read, for the read-to-acknowledged latency.
+        var readAt: Double
     }
     /// `resume`: where reading restarts; `delivered`: records ending before it were delivered.
     struct Position: Equatable {
@@ -27,21 +29,28 @@ final class AckTracker: Sendable {
         var dirty = false
     }
     private let state = Locked(State())
+    /// Observes, per batch, the seconds from reading it to every output having it safe.
+    private let latency: (@Sendable (Double) -> Void)?
+
+    init(latency: (@Sendable (Double) -> Void)? = nil) {
+        self.latency = latency
+    }
 
     /// Registers a batch; returns its sequence number for `complete`.
     func register(fileID: Int, position: Position) -> Int {
         state.withLock { s in
-            s.entries.append(Entry(fileID: fileID, position: position, done: false))
+            s.entries.append(Entry(fileID: fileID, position: position, done: false, readAt: monotonicSeconds()))
             s.outstanding[fileID, default: 0] += 1
             return s.firstSeq + s.entries.count - 1
         }
     }
 
     func complete(_ seq: Int) {
-        state.withLock { s in
+        let readAt: Double? = state.withLock { s in
             let i = seq - s.firstSeq
-            guard i >= s.head, i < s.entries.count else { return }
+            guard i >= s.head, i < s.entries.count else { return nil }
             s.entries[i].done = true
+            let readAt = s.entries[i].readAt
             while s.head < s.entries.count, s.entries[s.head].done {
                 let e = s.entries[s.head]
                 s.acked[e.fileID] = e.position
@@ -55,7 +64,9 @@ final class AckTracker: Sendable {
                 s.firstSeq += s.head
                 s.head = 0
             }
+            return readAt
         }
+        if let readAt, let latency { latency(monotonicSeconds() - readAt) }
     }
 
     /// Sets a file's acknowledged offset directly (a file resumed from a checkpoint, or started at its end).

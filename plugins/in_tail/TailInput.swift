@@ -14,7 +14,7 @@ final class TailInput: Input, @unchecked Sendable {
     private let name: String
     private let logger: Logger
     private let store: CheckpointStore
-    private let tracker = AckTracker()
+    private let tracker: AckTracker
 
     private var files: [FileKey: TailedFile] = [:]
     /// Files closed (or restarted) whose batches are still on their way: their identity stays in the
@@ -45,6 +45,9 @@ final class TailInput: Input, @unchecked Sendable {
         self.store = CheckpointStore(dataDirectory: context.dataDirectory, input: context.name)
         buffer = .allocate(byteCount: 256 * 1024, alignment: 16)
         let s = context.stats
+        let ackLatency = s.histogram("ack_latency", "time from reading a batch to every output having it safe (delivered, or written to a disk buffer)",
+                                     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300])
+        tracker = AckTracker(latency: { ackLatency.observe(seconds: $0) })
         recordsOut = s.counter("records_out", "records read and passed on")
         bytesRead = s.counter("bytes_read", "bytes read from files")
         decodeErrors = s.counter("decode_errors", "lines that did not match the format (shipped as plain messages)")

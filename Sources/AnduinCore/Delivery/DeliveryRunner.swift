@@ -36,6 +36,8 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
     private let recordsOut, retries, requestFailures, authFailures, splits: Counter
     private let queued: Gauge
     private let queueFull: Counter
+    private let requestDuration: Histogram
+    private let deliveryLag: Histogram
     private var failing = false
     /// Records taken from the memory queue and not yet delivered (retrying ones included).
     private var inflightRecords = 0
@@ -72,6 +74,10 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
         splits = s.counter("batch_splits", "batches split in two after 413 Request Entity Too Large")
         queued = s.gauge("queued_records", "records waiting in memory for this output")
         queueFull = s.counter("queue_full_events", "times an input waited because this output's queue was full")
+        requestDuration = s.histogram("request_duration", "time of one request to the destination, answered or failed",
+                                      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+        deliveryLag = s.histogram("delivery_lag", "from a record's timestamp to the destination confirming it (oldest record of each request)",
+                                  buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600])
     }
 
     func start() {
@@ -241,7 +247,14 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
             while !pending.isEmpty {
                 if isAbandoned { return false }
                 var failure: String?
-                switch sender.send(pending) {
+                let started = monotonicSeconds()
+                let result = sender.send(pending)
+                requestDuration.observe(seconds: monotonicSeconds() - started)
+                if result == .delivered || { if case .perRecord = result { return true } else { return false } }(),
+                   let oldest = pending.records.lazy.map(\.timestamp).min() {
+                    deliveryLag.observe(seconds: Double(wallClockNanos() - oldest) / 1e9)
+                }
+                switch result {
                 case .delivered:
                     recordsOut.add(pending.count)
                     pending = EncodedBatch()
