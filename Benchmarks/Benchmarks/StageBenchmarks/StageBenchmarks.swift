@@ -3,7 +3,11 @@
 // output are per line/record (scalingFactor .kilo: 1,000 lines per measured iteration).
 import AnduinCore
 import Benchmark
+import filter_grep
+import filter_modify
+import filter_multiline
 import filter_parse
+import filter_throttle
 import Foundation
 import in_tail
 import out_es
@@ -66,6 +70,37 @@ func parseFilter(_ formats: [ParseFormat]) -> any Filter {
     let ctx = ComponentContext(name: "parse", kind: .filter, dataDirectory: "/tmp", logger: .init(label: "bench"),
                                stats: ComponentStats(component: "parse", kind: .filter))
     return must("parse filter") { try ParseConfig(formats: formats).build(ctx) }
+}
+
+/// A filter built from YAML options through its plugin's own config parser (the path users take).
+func filter(_ spec: PluginSpec, _ yaml: String) -> any Filter {
+    let diags = Diagnostics()
+    guard let value = ConfigValue.parse(yaml: yaml, file: "bench.yaml", environment: [:], diagnostics: diags),
+          case .filter(let configure) = spec.configure,
+          let config = configure(ConfigReader(value, context: "bench", diagnostics: diags)), diags.isEmpty else {
+        fatalError("benchmark setup failed: \(spec.type): \(diags.items)")
+    }
+    let ctx = ComponentContext(name: spec.type, kind: .filter, dataDirectory: "/tmp", logger: .init(label: "bench"),
+                               stats: ComponentStats(component: spec.type, kind: .filter))
+    return must(spec.type) { try config.build(ctx) }
+}
+
+/// Messages of a Java exception, repeated: every line but the first continues the record.
+func javaBatch() -> RecordBatch {
+    let trace = [
+        "Exception in thread \"main\" java.lang.IllegalStateException: payment gateway unavailable",
+        "\tat com.example.pay.Gateway.charge(Gateway.java:42)",
+        "\tat com.example.pay.Service.pay(Service.java:17)",
+        "Caused by: java.net.ConnectException: Connection refused",
+        "\tat java.base/sun.nio.ch.Net.connect0(Native Method)",
+        "\t... 12 more",
+    ]
+    var batch = RecordBatch(source: source, inputName: "bench")
+    for i in 0..<lineCount {
+        let range = Array(trace[i % trace.count].utf8).withUnsafeBytes { batch.append(bytes: $0) }
+        batch.records.append(Record(timestamp: Int64(i), offset: Int64(i * 80), message: range, stream: .stderr))
+    }
+    return batch
 }
 
 func encoded(_ batch: RecordBatch) -> EncodedBatch {
@@ -149,6 +184,35 @@ let benchmarks: @Sendable () -> Void = {
         must("gzip") { try gz.compress(raw, into: &out) }
         benchmark.stopMeasurement()
         blackHole(out)
+    }
+
+    // Filters (issue 8): cost per record on 1,000-record batches.
+    let plain = decodedBatch()
+    let java = javaBatch()
+    let filterCases: [(String, any Filter, RecordBatch)] = [
+        ("multiline java, plain lines", filter(MultilinePlugin.spec, "mode: java\nflush_timeout: 1h"), plain),
+        ("multiline java, a Java trace", filter(MultilinePlugin.spec, "mode: java\nflush_timeout: 1h"), java),
+        ("multiline custom regex start", filter(MultilinePlugin.spec,
+            #"{mode: custom, start_pattern: '^\{"level":"(info|warn)', flush_timeout: 1h}"#), plain),
+        ("grep literal on message", filter(GrepPlugin.spec, "include: {message: 'lorem'}"), plain),
+        ("grep regex on lifted field", filter(GrepPlugin.spec, #"include: {user: 'u\d+9$'}"#), liftedBatch),
+        ("modify set + rename", filter(ModifyPlugin.spec, "set: {env: prod}\nrename: {level: severity}"), liftedBatch),
+        ("throttle per user", filter(ThrottlePlugin.spec, "key: user\nrate: 1000000/s"), liftedBatch),
+    ]
+    for (name, f, template) in filterCases {
+        Benchmark("filter: \(name)", configuration: perLine) { benchmark in
+            var batch = template
+            benchmark.startMeasurement()
+            if let stateful = f as? any StatefulFilter {
+                var n = 0
+                stateful.process(batch, ack: AckToken.none()) { b, _ in n += b.count }
+                blackHole(n)
+            } else {
+                f.process(&batch)
+            }
+            benchmark.stopMeasurement()
+            blackHole(batch)
+        }
     }
 
     for compress in [true, false] {
