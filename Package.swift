@@ -15,10 +15,12 @@ var targets: [Target] = [
                    providers: [.apt(["liblz4-dev"])]),
     .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
                    providers: [.apt(["libcurl4-openssl-dev"])]),
+    // Small C helpers where Swift has no access to a CPU instruction (CRC32C).
+    .target(name: "CSupport", path: "Sources/CSupport"),
     .target(
         name: "AnduinCore",
         dependencies: [
-            "CZlib", "CLZ4", "CCurl",
+            "CZlib", "CLZ4", "CCurl", "CSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,6 +1,9 @@
+import CSupport
+
 /// CRC-32C (Castagnoli; reflected polynomial 0x82F63B78), the checksum of iSCSI, ext4 and Vector's disk
-/// buffer. Table-driven slicing-by-8: about a byte per cycle in portable code, well ahead of LZ4 and the
-/// disk, so no SSE4.2 path is needed.
+/// buffer. The CPU's CRC32C instruction when it has one (x86-64 SSE4.2: the ring checksums every record
+/// and block on write and on read, and the table version was ~8% of the disk-buffered HTTP benchmark),
+/// else table-driven slicing-by-8 (about a byte per cycle).
 ///
 /// `checksum(b, continuing: checksum(a)) == checksum(a + b)`.
 public enum CRC32C {
@@ -23,7 +26,17 @@ public enum CRC32C {
         return t
     }()
 
+    static let hardware = anduin_crc32c_hw_available() != 0
+
     public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        if hardware, let base = bytes.baseAddress {
+            return ~anduin_crc32c_hw(~crc, base, bytes.count)
+        }
+        return software(bytes, continuing: crc)
+    }
+
+    /// The portable version (also the reference the tests compare the hardware one with).
+    static func software(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         var c = ~crc
         let n = bytes.count
         tables.withUnsafeBufferPointer { t in
