@@ -200,7 +200,9 @@ final class TailInput: Input, @unchecked Sendable {
         var offset: Int64 = 0
         var resumed: FileCheckpoint?
         if let cp = saved.removeValue(forKey: key) {
-            if Fingerprint.hash(fd: fd, length: cp.fingerprintLength) == cp.fingerprint {
+            if cp.fingerprintLength == 0 {
+                offset = 0  // checkpointed before its first line was complete: read it from the start
+            } else if Fingerprint.hash(fd: fd, length: cp.fingerprintLength) == cp.fingerprint {
                 if cp.offset <= size {
                     offset = cp.offset
                     resumed = cp
@@ -223,6 +225,10 @@ final class TailInput: Input, @unchecked Sendable {
             f.source = SourceInfo(path: path, sourceID: Fingerprint.sourceID(key: key, fingerprint: cp.fingerprint))
         }
         if let delivered = resumed?.delivered { f.replayUntil = delivered }
+        if let g = resumed?.generation { f.setGeneration(g) }
+        // Started at its end (start_at: end): take its identity now so the position is checkpointed
+        // even if no line comes before the next stop, or that stop would start it at the end again.
+        if resumed == nil && offset > 0 { _ = f.establishIdentity() }
         tracker.setAcked(fileID: f.id, position: f.position)
         lastRegistered[f.id] = f.position
         files[key] = f
@@ -416,6 +422,11 @@ final class TailInput: Input, @unchecked Sendable {
             emit(f, &batch, control)
         }
         if let rotatedAt = f.rotatedAt, !f.dirty, now - max(rotatedAt, f.lastDataAt) >= config.rotateWait {
+            // One last read: a write whose inotify event is still queued must not be left behind.
+            if read(f, control) {
+                f.dirty = true
+                return
+            }
             if let source = f.source {
                 var batch = RecordBatch(source: source, inputName: name)
                 f.decoder.flushPending(into: &batch)
@@ -474,13 +485,17 @@ final class TailInput: Input, @unchecked Sendable {
     private func checkpoint(_ f: TailedFile, _ acked: AckTracker.Position) -> FileCheckpoint {
         FileCheckpoint(device: f.key.device, inode: f.key.inode, fingerprintLength: f.fingerprintLength,
                        fingerprint: f.fingerprint, offset: acked.resume,
-                       delivered: acked.delivered > acked.resume ? acked.delivered : nil, path: f.path)
+                       delivered: acked.delivered > acked.resume ? acked.delivered : nil, path: f.path,
+                       generation: f.generation > 0 ? f.generation : nil)
     }
 
     private func saveCheckpoints(force: Bool = false) {
         guard tracker.takeDirty() || force else { return }
         var list: [FileCheckpoint] = []
-        for f in files.values where f.fingerprintLength > 0 {
+        for f in files.values {
+            // A file without identity yet (empty, or no complete first line) is saved too, with no
+            // fingerprint: after a restart it cannot match, so it is read from the start, never
+            // skipped by start_at: end.
             guard let acked = tracker.acked(f.id) else { continue }
             list.append(checkpoint(f, acked))
         }

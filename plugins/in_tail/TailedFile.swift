@@ -72,8 +72,20 @@ final class TailedFile {
         guard let (len, hash) = Fingerprint.compute(fd: fd) else { return false }
         fingerprintLength = len
         fingerprint = hash
-        source = SourceInfo(path: path, sourceID: Fingerprint.sourceID(key: key, fingerprint: hash))
+        source = SourceInfo(path: path, sourceID: Fingerprint.sourceID(key: key, fingerprint: hash, generation: generation))
         return true
+    }
+
+    /// How many times this inode was truncated in place and started over. Part of the identity, so
+    /// new content after a copytruncate never reuses the event.ids of the old content, even when its
+    /// first line is the same (a destination would drop it as a replay).
+    private(set) var generation = 0
+
+    func setGeneration(_ g: Int) {
+        generation = g
+        if let s = source {
+            source = SourceInfo(path: s.path, sourceID: Fingerprint.sourceID(key: key, fingerprint: fingerprint, generation: g))
+        }
     }
 
     /// True when the bytes the fingerprint covers are unchanged.
@@ -91,6 +103,7 @@ final class TailedFile {
     func restart() {
         readOffset = 0
         replayUntil = 0
+        generation += 1
         decoder.reset()
         longLineStart = nil
         fingerprintLength = 0
@@ -136,9 +149,11 @@ enum Fingerprint {
     }
 
     /// Mixes device, inode and fingerprint into the 64-bit source identity used by `event.id`.
-    static func sourceID(key: FileKey, fingerprint: UInt64) -> UInt64 {
+    static func sourceID(key: FileKey, fingerprint: UInt64, generation: Int = 0) -> UInt64 {
         var h = fingerprint
-        for v in [key.device, key.inode] {
+        // Generation 0 leaves the mix as it always was: ids of files never truncated do not change.
+        let parts = generation == 0 ? [key.device, key.inode] : [key.device, key.inode, UInt64(generation)]
+        for v in parts {
             h ^= v &+ 0x9E37_79B9_7F4A_7C15 &+ (h << 6) &+ (h >> 2)
         }
         // splitmix64 finaliser: spreads the bits so ids look uniform.

@@ -20,10 +20,13 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     public var delivered: Int64?
     /// Last path the file was seen at (informational, for people reading the file).
     public var path: String
+    /// Times the file was truncated in place and read again (part of its records' identity).
+    public var generation: Int?
 
     public init(device: UInt64, inode: UInt64, fingerprintLength: Int, fingerprint: UInt64, offset: Int64,
-                delivered: Int64? = nil, path: String) {
+                delivered: Int64? = nil, path: String, generation: Int? = nil) {
         self.delivered = delivered
+        self.generation = generation
         self.device = device
         self.inode = inode
         self.fingerprintLength = fingerprintLength
@@ -33,7 +36,7 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, delivered, path
+        case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, delivered, path, generation
     }
 }
 

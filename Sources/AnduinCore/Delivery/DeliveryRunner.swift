@@ -227,6 +227,8 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
     private func commit(seq: Int, end: RingPosition) {
         guard let ring else { return }
         lock.withLock {
+            // After an abandon (stop timeout, reload) a newer ring may own this directory.
+            if abandoned { return }
             finished[seq] = end
             var last: RingPosition?
             while let p = finished.removeValue(forKey: nextCommitSeq) {
@@ -302,7 +304,13 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
                     failure = "authentication refused (check user/password, api_key or token_file): \(why)"
                 }
                 if let failure {
-                    lock.withLock { failing = true }
+                    let giveUp: Bool = lock.withLock {
+                        failing = true
+                        // Stopping with a disk buffer: the ring keeps what is not delivered, so a
+                        // failing destination does not hold up a stop or reload.
+                        return closing && ring != nil
+                    }
+                    if giveUp { return false }
                     retries.add()
                     let delay = backoff.next()
                     logRateLimited("delivery failed, retrying in \(Int(delay * 1000))ms: \(failure)",

@@ -64,6 +64,7 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
             logger.error("reload failed (\(error)); restarting the previous config")
             do {
                 let p = try Pipeline(config: config, logger: logger, stats: stats, tap: tap)
+                if api == nil { try? startAPI(config.apiAddress) }  // the probes need it back
                 p.start()
                 lock.withLock { pipeline = p }
             } catch {

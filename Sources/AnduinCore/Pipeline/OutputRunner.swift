@@ -97,6 +97,7 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     }
 
     private func loop() {
+        defer { output.close() }  // also when abandoned mid-retry: no descriptor left behind
         var backoff = 0.1
         var failures = 0
         while let (batch, ack) = next() {
@@ -125,7 +126,6 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
             dequeued(batch.count)
             ack.release()
         }
-        output.close()
     }
 
     /// Returns true when the runner must abandon its work.

@@ -233,7 +233,15 @@ public final class Pipeline: Sendable {
             // Inputs blocked on a full queue are released by the abandon above.
             for h in threads.current { h.join(timeout: 5) }
         }
-        for (_, input, _) in inputs { input.finish() }
+        // `finish` touches state the input's thread owns: never while that thread still runs.
+        let handles = threads.current
+        for (i, (name, input, _)) in inputs.enumerated() {
+            if i < handles.count, !handles[i].join(timeout: 0) {
+                logger.error("input \(name) did not stop: its final checkpoint is not written; it resumes from the previous one")
+                continue
+            }
+            input.finish()
+        }
         for f in filters { f.close() }
         logger.info("anduin stopped: \(summary())")
     }

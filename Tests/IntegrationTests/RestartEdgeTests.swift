@@ -1,0 +1,63 @@
+import Foundation
+import XCTest
+
+/// Edge cases of identity and checkpoints found in review: nothing may be skipped or mistaken for a
+/// replay across a restart.
+final class RestartEdgeTests: AgentTestCase {
+    func config(startAt: String) -> String {
+        """
+        data_dir: ./data
+        inputs:
+          in: {type: tail, paths: ["./logs/*.log"], format: raw, start_at: \(startAt), glob_interval: 200ms, poll_interval: 100ms, checkpoint_interval: 200ms}
+        outputs:
+          out: {type: file, from: [in], path: ./out/records.ndjson}
+        """
+    }
+
+    /// start_at: end, and files that get no line before the stop (one with old lines, one empty):
+    /// lines written while the agent is down must arrive after the restart.
+    func testStartAtEndFilesIdleUntilAStopDoNotLoseTheLinesWrittenWhileDown() throws {
+        try sandbox.mkdir("logs")
+        appendText(sandbox.path("logs/old.log"), "old 1\nold 2\n")
+        appendText(sandbox.path("logs/empty.log"), "")
+        appendText(sandbox.path("logs/live.log"), "")
+        try writeConfig(config(startAt: "end"))
+        let first = try startAgent()
+        // start_at: end applies to what is there at the first scan: wait for it.
+        XCTAssertTrue(poll { first.stderr.components(separatedBy: "following ").count - 1 == 3 }, first.stderr)
+        appendText(sandbox.path("logs/live.log"), "live 1\n")
+        XCTAssertTrue(poll { output.refresh().compactMap(\.message) == ["live 1"] }, first.stderr)
+        first.terminate()
+        XCTAssertTrue(first.waitExit())
+
+        appendText(sandbox.path("logs/old.log"), "old 3\n")
+        appendText(sandbox.path("logs/empty.log"), "empty 1\n")
+        let second = try startAgent()
+        XCTAssertTrue(poll { Set(output.refresh().compactMap(\.message)) == ["live 1", "old 3", "empty 1"] },
+                      "\(output.refresh().compactMap(\.message)) \(second.stderr)")
+        second.terminate()
+        XCTAssertTrue(second.waitExit())
+        XCTAssertEqual(output.refresh().count, 3, "nothing twice, old lines never shipped")
+    }
+
+    /// copytruncate whose new content starts with the same line as the old: the new records must not
+    /// reuse the old records' event.id (a destination would drop them as replays).
+    func testCopytruncateWithTheSameFirstLineGetsNewEventIDs() throws {
+        try sandbox.mkdir("logs")
+        let path = sandbox.path("logs/app.log")
+        appendText(path, "same first line\nold second\n")
+        try writeConfig(config(startAt: "beginning"))
+        let agent = try startAgent()
+        XCTAssertTrue(poll { output.refresh().count == 2 })
+        // Truncate in place and write the same first line again.
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("same first line\nnew second\n".utf8)))
+        XCTAssertTrue(poll { output.refresh().count == 4 }, agent.stderr)
+        agent.terminate()
+        XCTAssertTrue(agent.waitExit())
+        let records = output.refresh()
+        let ids = records.compactMap { ($0.json["event"] as? [String: Any])?["id"] as? String }
+        XCTAssertEqual(ids.count, 4)
+        XCTAssertEqual(Set(ids).count, 4, "every record has its own event.id: \(ids)")
+        XCTAssertEqual(records.compactMap(\.message), ["same first line", "old second", "same first line", "new second"])
+    }
+}
