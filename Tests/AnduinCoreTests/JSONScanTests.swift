@@ -9,7 +9,7 @@ final class JSONScanTests: XCTestCase {
         var out = prefix
         let bytes = Array(src.utf8)
         let n = bytes.withUnsafeBytes { b in
-            JSONLift.liftObject(b, into: &out) { key in rename.contains(String(decoding: key, as: UTF8.self)) }
+            JSONScan.liftObject(b, into: &out) { key in rename.contains(String(decoding: key, as: UTF8.self)) }
         }
         guard let n else {
             XCTAssertEqual(out, prefix, "out changed on failure for \(src)")
@@ -26,7 +26,7 @@ final class JSONScanTests: XCTestCase {
 
     private func liftBytes(_ src: [UInt8]) -> [UInt8]? {
         var out: [UInt8] = []
-        let n = src.withUnsafeBytes { JSONLift.liftObject($0, into: &out) { _ in false } }
+        let n = src.withUnsafeBytes { JSONScan.liftObject($0, into: &out) { _ in false } }
         return n == nil ? nil : out
     }
 
@@ -42,11 +42,11 @@ final class JSONScanTests: XCTestCase {
     func testLiftCount() {
         var out: [UInt8] = []
         let src = Array(#"{"a":1,"b":{"x":1,"y":2},"c":[1,2,3]}"#.utf8)
-        let n = src.withUnsafeBytes { JSONLift.liftObject($0, into: &out) { _ in false } }
+        let n = src.withUnsafeBytes { JSONScan.liftObject($0, into: &out) { _ in false } }
         XCTAssertEqual(n, 3)
         var out2: [UInt8] = []
         let e = Array("{}".utf8)
-        XCTAssertEqual(e.withUnsafeBytes { JSONLift.liftObject($0, into: &out2) { _ in false } }, 0)
+        XCTAssertEqual(e.withUnsafeBytes { JSONScan.liftObject($0, into: &out2) { _ in false } }, 0)
         XCTAssertTrue(out2.isEmpty)
     }
 
@@ -86,15 +86,15 @@ final class JSONScanTests: XCTestCase {
             let len = Int.random(in: 0...40, using: &rng)
             let src = (0..<len).map { _ in alphabet.randomElement(using: &rng) ?? 0 }
             var out: [UInt8] = [1, 2]
-            let n = src.withUnsafeBytes { JSONLift.liftObject($0, into: &out) { _ in true } }
+            let n = src.withUnsafeBytes { JSONScan.liftObject($0, into: &out) { _ in true } }
             if n == nil {
                 XCTAssertEqual(out, [1, 2])
             } else {
                 XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data([0x7B] + out.dropFirst(2) + [0x7D])))
             }
             var i = 0
-            _ = src.withUnsafeBytes { JSONLift.skipValue($0, from: &i) }
-            _ = src.withUnsafeBytes { JSONLift.lookup($0, path: [Array("a".utf8), Array("b".utf8)]) }
+            _ = src.withUnsafeBytes { JSONScan.skipValue($0, from: &i) }
+            _ = src.withUnsafeBytes { JSONScan.lookup($0, path: [Array("a".utf8), Array("b".utf8)]) }
         }
     }
 
@@ -151,7 +151,7 @@ final class JSONScanTests: XCTestCase {
     func testLiftAppendsAfterExisting() {
         var out = Array(#""x":0"#.utf8)
         let src = Array(#"{"a":1}"#.utf8)
-        let n = src.withUnsafeBytes { JSONLift.liftObject($0, into: &out) { _ in false } }
+        let n = src.withUnsafeBytes { JSONScan.liftObject($0, into: &out) { _ in false } }
         XCTAssertEqual(n, 1)
         XCTAssertEqual(String(decoding: out, as: UTF8.self), #""x":0"a":1"#)
     }
@@ -161,7 +161,7 @@ final class JSONScanTests: XCTestCase {
     private func unescape(_ body: [UInt8]) -> (ok: Bool, out: [UInt8], end: Int) {
         var out: [UInt8] = []
         var i = 0
-        let ok = body.withUnsafeBytes { JSONLift.appendUnescapedString($0, from: &i, to: &out) }
+        let ok = body.withUnsafeBytes { JSONScan.appendUnescapedString($0, from: &i, to: &out) }
         return (ok, out, i)
     }
 
@@ -199,13 +199,13 @@ final class JSONScanTests: XCTestCase {
         var out: [UInt8] = []
         let src = Array(#"{"k":"v\n"}"#.utf8)
         var i = 6
-        XCTAssertTrue(src.withUnsafeBytes { JSONLift.appendUnescapedString($0, from: &i, to: &out) })
+        XCTAssertTrue(src.withUnsafeBytes { JSONScan.appendUnescapedString($0, from: &i, to: &out) })
         XCTAssertEqual(out, Array("v\n".utf8))
         XCTAssertEqual(i, 10)
         var bad = 99
-        XCTAssertFalse(src.withUnsafeBytes { JSONLift.appendUnescapedString($0, from: &bad, to: &out) })
+        XCTAssertFalse(src.withUnsafeBytes { JSONScan.appendUnescapedString($0, from: &bad, to: &out) })
         bad = -1
-        XCTAssertFalse(src.withUnsafeBytes { JSONLift.appendUnescapedString($0, from: &bad, to: &out) })
+        XCTAssertFalse(src.withUnsafeBytes { JSONScan.appendUnescapedString($0, from: &bad, to: &out) })
     }
 
     // MARK: lookup
@@ -214,7 +214,7 @@ final class JSONScanTests: XCTestCase {
         let m = Array(members.utf8)
         let p = path.split(separator: ".", omittingEmptySubsequences: false).map { Array($0.utf8) }
         return m.withUnsafeBytes { b in
-            JSONLift.lookup(b, path: p).map { String(decoding: b[$0], as: UTF8.self) }
+            JSONScan.lookup(b, path: p).map { String(decoding: b[$0], as: UTF8.self) }
         }
     }
 
@@ -239,14 +239,14 @@ final class JSONScanTests: XCTestCase {
         XCTAssertEqual(lookup(#""a":1,"a":2"#, "a"), "1")
         XCTAssertEqual(lookup(#" "a" : { "b" : 2 } "#, "a.b"), "2")
         let empty: [[UInt8]] = []
-        XCTAssertNil(Array(m.utf8).withUnsafeBytes { JSONLift.lookup($0, path: empty) })
+        XCTAssertNil(Array(m.utf8).withUnsafeBytes { JSONScan.lookup($0, path: empty) })
     }
 
     func testLookupOnLiftedOutput() {
         var out: [UInt8] = []
         let src = Array(#"{ "level" : "info", "http": { "status": 200, "req": {"path": "/x"} } }"#.utf8)
-        _ = src.withUnsafeBytes { JSONLift.liftObject($0, into: &out) { _ in false } }
-        let r = out.withUnsafeBytes { JSONLift.lookup($0, path: [Array("http".utf8), Array("req".utf8), Array("path".utf8)]) }
+        _ = src.withUnsafeBytes { JSONScan.liftObject($0, into: &out) { _ in false } }
+        let r = out.withUnsafeBytes { JSONScan.lookup($0, path: [Array("http".utf8), Array("req".utf8), Array("path".utf8)]) }
         XCTAssertEqual(r.map { String(decoding: out[$0], as: UTF8.self) }, #""/x""#)
     }
 
@@ -256,7 +256,7 @@ final class JSONScanTests: XCTestCase {
         func skip(_ s: String) -> Int? {
             var i = 0
             let b = Array(s.utf8)
-            return b.withUnsafeBytes { JSONLift.skipValue($0, from: &i) } ? i : nil
+            return b.withUnsafeBytes { JSONScan.skipValue($0, from: &i) } ? i : nil
         }
         XCTAssertEqual(skip(#""a\"b",x"#), 6)
         XCTAssertEqual(skip(#"{"a":["}",1]},x"#), 13)
@@ -266,7 +266,7 @@ final class JSONScanTests: XCTestCase {
         XCTAssertNil(skip(#""abc"#))
         XCTAssertNil(skip(""))
         XCTAssertNil(skip(","))
-        XCTAssertEqual(Array("  \t\nx".utf8).withUnsafeBytes { JSONLift.skipWhitespace($0, 0) }, 4)
+        XCTAssertEqual(Array("  \t\nx".utf8).withUnsafeBytes { JSONScan.skipWhitespace($0, 0) }, 4)
         XCTAssertEqual(JSONScan.skipWhitespace(UnsafeRawBufferPointer(start: nil, count: 0), 0), 0)
     }
 }

@@ -31,7 +31,10 @@ final class KubernetesConfigTests: XCTestCase {
             throw e
         case .success(let c):
             let d = try XCTUnwrap(c.components.first { $0.name == "k8s" }, file: file, line: line)
-            guard case .filter(let fc) = d.config else { throw XCTSkip("not a filter") }
+            guard case .filter(let fc) = d.config else {
+                XCTFail("k8s is not a filter", file: file, line: line)
+                throw NotAFilter()
+            }
             return try XCTUnwrap(fc as? KubernetesConfig, file: file, line: line)
         }
     }
@@ -225,3 +228,5 @@ final class KubernetesConfigTests: XCTestCase {
         XCTAssertThrowsError(try Kubeconfig.load(path: dir + "/missing", dataDirectory: dir))
     }
 }
+
+private struct NotAFilter: Error {}

@@ -85,7 +85,7 @@ final class ParseFilterTests: XCTestCase {
 
     // MARK: JSON
 
-    func testJSONLiftedToRoot() throws {
+    func testJSONScanedToRoot() throws {
         let stats = ComponentStats(component: "parse", kind: .filter)
         let docs = try run(json, [#"{"level":"info","n":5,"ok":true,"nested":{"a":[1,2,null]}}"#], stats: stats)
         let d = docs[0]

@@ -301,7 +301,7 @@ public final class ModifyFilter: Filter {
     private func materialize(_ top: [UInt8], _ batch: inout RecordBatch, _ w: inout Work) {
         var value: [UInt8] = []
         let found: Bool = batch.sharedFields.withUnsafeBytes { shared in
-            guard let r = JSONLift.lookup(shared, path: [top]) else { return false }
+            guard let r = JSONScan.lookup(shared, path: [top]) else { return false }
             value.append(contentsOf: shared[r])
             return true
         }
@@ -329,7 +329,7 @@ public final class ModifyFilter: Filter {
         if json.count >= 2, json[0] == UInt8(ascii: "\"") {
             let ok = json.withUnsafeBytes { raw -> Bool in
                 var i = 1
-                return JSONLift.appendUnescapedString(raw, from: &i, to: &out)
+                return JSONScan.appendUnescapedString(raw, from: &i, to: &out)
             }
             if ok { return }
         }

@@ -160,7 +160,7 @@ public final class ParseFilter: Filter {
             case .json:
                 // Cheap rejection: most plain-text lines never reach the JSON scanner.
                 guard let first = message.first(where: { !isJSONSpace($0) }), first == UInt8(ascii: "{") else { continue }
-                if let n = JSONLift.liftObject(message, into: &out, renameKey: isReserved) {
+                if let n = JSONScan.liftObject(message, into: &out, renameKey: isReserved) {
                     // `{}` has nothing to lift: keep the message rather than leave an empty record.
                     if n > 0 { return .json }
                     out.removeAll(keepingCapacity: true)

@@ -78,7 +78,7 @@ struct IndexPattern: Sendable {
             // The document is one object: look up inside its braces.
             guard doc.count >= 2 else { return nil }
             let members = UnsafeRawBufferPointer(rebasing: doc[1..<(doc.count - 1)])
-            guard let r = JSONLift.lookup(members, path: path) else { return nil }
+            guard let r = JSONScan.lookup(members, path: path) else { return nil }
             var v = Array(UnsafeRawBufferPointer(rebasing: members[r]))
             if v.first == UInt8(ascii: "\"") && v.count >= 2 { v = Array(v[1..<(v.count - 1)]) }
             return v

@@ -3,7 +3,7 @@
 ///
 /// Everything is bounds-checked against the buffer: garbage input fails (nil / false), never traps,
 /// and every loop advances, so it cannot spin.
-public enum JSONLift {
+public enum JSONScan {
     /// Deepest nesting `liftObject` accepts (the lifted object itself is level 1). Bounds the
     /// recursion, so hostile input cannot exhaust the stack.
     public static let maxDepth = 64
@@ -485,4 +485,3 @@ public enum JSONLift {
 }
 
 /// The same utilities under the name of the file that holds them.
-public typealias JSONScan = JSONLift

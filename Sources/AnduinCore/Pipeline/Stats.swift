@@ -123,12 +123,6 @@ public final class StatsRegistry: Sendable {
         }
     }
 
-    /// Forgets components (after a reload replaced them); their Prometheus series stay, frozen.
-    public func retain(only keep: [ComponentStats]) {
-        let ids = Set(keep.map(ObjectIdentifier.init))
-        all.withLock { $0.removeAll { !ids.contains(ObjectIdentifier($0)) } }
-    }
-
     public var components: [ComponentStats] { all.withLock { $0 } }
 
     private func help(_ metric: String, _ text: String) -> String {

@@ -215,7 +215,7 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
     /// `withValue` for the batch's shared fields only.
     public func withSharedValue<R>(_ batch: RecordBatch, scratch: inout [UInt8], _ body: (UnsafeRawBufferPointer?) -> R) -> R {
         batch.sharedFields.withUnsafeBytes { shared in
-            guard !shared.isEmpty, let vr = JSONLift.lookup(shared, path: keys) else { return body(nil) }
+            guard !shared.isEmpty, let vr = JSONScan.lookup(shared, path: keys) else { return body(nil) }
             return FieldPath.withDecoded(UnsafeRawBufferPointer(rebasing: shared[vr]), scratch: &scratch, body)
         }
     }
@@ -225,12 +225,12 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
         let own: R? = batch.bytes.withUnsafeBytes { arena -> R? in
             guard !r.fields.isEmpty, r.fields.lowerBound >= 0, r.fields.upperBound <= arena.count else { return nil }
             let members = UnsafeRawBufferPointer(rebasing: arena[r.fields])
-            guard let vr = JSONLift.lookup(members, path: keys) else { return nil }
+            guard let vr = JSONScan.lookup(members, path: keys) else { return nil }
             return body(UnsafeRawBufferPointer(rebasing: members[vr]))
         }
         if let own { return own }
         return batch.sharedFields.withUnsafeBytes { shared in
-            guard !shared.isEmpty, let vr = JSONLift.lookup(shared, path: keys) else { return body(nil) }
+            guard !shared.isEmpty, let vr = JSONScan.lookup(shared, path: keys) else { return body(nil) }
             return body(UnsafeRawBufferPointer(rebasing: shared[vr]))
         }
     }
@@ -238,7 +238,7 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
     /// Whether the members in `bytes[range]` have a value at `keys`.
     public static func hasMember(_ bytes: [UInt8], _ range: Range<Int>, _ keys: [[UInt8]]) -> Bool {
         guard !range.isEmpty, range.lowerBound >= 0, range.upperBound <= bytes.count else { return false }
-        return bytes.withUnsafeBytes { JSONLift.lookup(UnsafeRawBufferPointer(rebasing: $0[range]), path: keys) != nil }
+        return bytes.withUnsafeBytes { JSONScan.lookup(UnsafeRawBufferPointer(rebasing: $0[range]), path: keys) != nil }
     }
 
     /// Turns a raw JSON value into the bytes a pattern sees: strings decoded, others as they are.
@@ -247,12 +247,12 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
         guard raw.count >= 2, raw[0] == UInt8(ascii: "\""),
               let p = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return body(raw) }
         // No escape before the closing quote: the body is the bytes themselves.
-        if JSONLift.findQuoteOrBackslash(p, 1, raw.count) == raw.count - 1 {
+        if JSONScan.findQuoteOrBackslash(p, 1, raw.count) == raw.count - 1 {
             return body(UnsafeRawBufferPointer(rebasing: raw[1..<(raw.count - 1)]))
         }
         scratch.removeAll(keepingCapacity: true)
         var i = 1
-        guard JSONLift.appendUnescapedString(raw, from: &i, to: &scratch) else { return body(raw) }
+        guard JSONScan.appendUnescapedString(raw, from: &i, to: &scratch) else { return body(raw) }
         return scratch.withUnsafeBytes { body($0) }
     }
 
@@ -317,31 +317,31 @@ public enum FieldEdit {
             wrote += 1
         }
         if let p {
-            var i = JSONLift.skipWS(p, 0, n)
+            var i = JSONScan.skipWS(p, 0, n)
             while i < n {
                 guard p[i] == 0x22 else { return .invalid }
                 let memberStart = i
                 let keyStart = i + 1
                 var k = keyStart
-                guard let hasEscape = JSONLift.scanString(p, &k, n) else { return .invalid }
+                guard let hasEscape = JSONScan.scanString(p, &k, n) else { return .invalid }
                 let keyEnd = k - 1
                 var match = false
                 if !found {
                     if hasEscape {
                         scratch.removeAll(keepingCapacity: true)
                         var j = keyStart
-                        guard JSONLift.appendUnescaped(p, &j, n, &scratch) else { return .invalid }
+                        guard JSONScan.appendUnescaped(p, &j, n, &scratch) else { return .invalid }
                         match = scratch == want
                     } else {
                         match = keyEnd - keyStart == want.count
                             && want.withUnsafeBytes { w in memcmp(p + keyStart, w.baseAddress ?? UnsafeRawPointer(p), want.count) == 0 }
                     }
                 }
-                i = JSONLift.skipWS(p, k, n)
+                i = JSONScan.skipWS(p, k, n)
                 guard i < n, p[i] == 0x3A else { return .invalid }
-                let valueStart = JSONLift.skipWS(p, i + 1, n)
+                let valueStart = JSONScan.skipWS(p, i + 1, n)
                 var valueEnd = valueStart
-                guard JSONLift.skipValue(p, &valueEnd, n) else { return .invalid }
+                guard JSONScan.skipValue(p, &valueEnd, n) else { return .invalid }
                 let rawKey = UnsafeRawBufferPointer(start: p + memberStart, count: k - memberStart)
                 if match {
                     found = true
@@ -388,10 +388,10 @@ public enum FieldEdit {
                     separator(&out)
                     out.append(contentsOf: UnsafeRawBufferPointer(start: p + memberStart, count: valueEnd - memberStart))
                 }
-                i = JSONLift.skipWS(p, valueEnd, n)
+                i = JSONScan.skipWS(p, valueEnd, n)
                 guard i < n else { break }
                 guard p[i] == 0x2C else { return .invalid }
-                i = JSONLift.skipWS(p, i + 1, n)
+                i = JSONScan.skipWS(p, i + 1, n)
                 guard i < n else { return .invalid }
             }
         }
@@ -430,7 +430,7 @@ public enum FieldEdit {
         let isNumber = b.withUnsafeBufferPointer { buf -> Bool in
             guard let p = buf.baseAddress, !buf.isEmpty else { return false }
             var i = 0
-            return JSONLift.scanNumber(p, &i, buf.count) && i == buf.count
+            return JSONScan.scanNumber(p, &i, buf.count) && i == buf.count
         }
         if isNumber { return b }
         var w = JSONWriter()

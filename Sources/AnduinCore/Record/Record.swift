@@ -117,15 +117,7 @@ public struct RecordBatch: Sendable {
         }
     }
 
-    /// The `event.id` of a record: 16 hex digits of the source identity, 16 of the offset.
-    public static func eventID(sourceID: UInt64, offset: Int64) -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(32)
-        appendHex(sourceID, to: &out)
-        appendHex(UInt64(bitPattern: offset), to: &out)
-        return out
-    }
-
+    /// Appends 16 hex digits of `v` (half of an `event.id`).
     @inlinable
     public static func appendHex(_ v: UInt64, to out: inout [UInt8]) {
         let digits: StaticString = "0123456789abcdef"
