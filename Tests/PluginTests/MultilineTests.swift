@@ -12,12 +12,11 @@ final class TestClock: Sendable {
     func advance(_ s: Double) { now.withLock { $0 += s } }
 }
 
-/// Collects what a stateful filter emits, holding each token the way an output would (retained on
-/// hand-over, released on "delivery").
+/// Collects what a stateful filter emits, holding each token the way an output would (kept on
+/// hand-over, let go on "delivery").
 final class EmitCollector {
     var batches: [(batch: RecordBatch, token: AckToken)] = []
     func emit(_ b: RecordBatch, _ t: AckToken) {
-        t.retain()
         batches.append((b, t))
     }
     var records: [(message: String, offset: Int64, stream: LogStream, flags: RecordFlags, source: SourceInfo)] {
@@ -30,23 +29,27 @@ final class EmitCollector {
     var messages: [String] { records.map(\.message) }
     /// "Delivers" everything emitted so far.
     func deliverAll() {
-        for (_, t) in batches { t.release() }
         batches = []
     }
 }
 
-/// An input batch's token with a completion flag.
+/// Whether an input batch's token completed, and what the filter held back of it.
 final class TrackedToken: Sendable {
     final class Flag: Sendable {
         let done = Atomic<Bool>(false)
+        let held = Mutex<HeldFrom?>(nil)
     }
     let flag = Flag()
-    let token: AckToken
-    init() {
+    /// A new token reporting to this tracker; the caller lets go of it like an input does.
+    func makeToken() -> AckToken {
         let f = flag
-        token = AckToken { f.done.store(true, ordering: .releasing) }
+        return AckToken { (held: HeldFrom) in
+            f.held.withLock { $0 = held }
+            f.done.store(true, ordering: .releasing)
+        }
     }
     var isComplete: Bool { flag.done.load(ordering: .acquiring) }
+    var held: HeldFrom? { flag.held.withLock { $0 } }
 }
 
 final class MultilineTests: XCTestCase {
@@ -81,8 +84,7 @@ final class MultilineTests: XCTestCase {
     /// Runs a batch through the filter as the pipeline does: the caller's reference is released after.
     func feed(_ f: MultilineFilter, _ b: RecordBatch, _ out: EmitCollector) -> TrackedToken {
         let t = TrackedToken()
-        f.process(b, ack: t.token, emit: out.emit)
-        t.token.release()
+        f.process(b, ack: t.makeToken(), emit: out.emit)
         return t
     }
 
@@ -292,23 +294,73 @@ final class MultilineTests: XCTestCase {
         XCTAssertFalse(m.contains("\u{FFFD}"), "no split character")
     }
 
-    func testTraceContinuesAcrossRotationWithTheFirstFilesIdentity() {
+    func testLinesOfARotatedFileAndItsSuccessorAreNeverJoined() {
         let f = makeFilter(MultilineConfig(mode: .java))
         let out = EmitCollector()
         let old = SourceInfo(path: "/logs/app.log", sourceID: 0xA)
         let new = SourceInfo(path: "/logs/app.log", sourceID: 0xB)
         let t1 = feed(f, batch("ERROR x\njava.lang.IllegalStateException: boom\n", source: old, firstOffset: 500), out)
-        let t2 = feed(f, batch("\tat a.b(C.java:1)\n\t... 3 more\nINFO after\n", source: new), out)
-        XCTAssertEqual(out.messages, ["ERROR x\njava.lang.IllegalStateException: boom\n\tat a.b(C.java:1)\n\t... 3 more"])
-        XCTAssertTrue(out.records[0].source === old, "event.id is the first line's: the old file's identity")
-        XCTAssertEqual(out.records[0].offset, 500)
+        let t2 = feed(f, batch("INFO fresh\nINFO after\n", source: new), out)
+        XCTAssertEqual(out.messages, ["INFO fresh"], "the old file's trace is not closed by the new file's lines")
+        XCTAssertFalse(t1.isComplete, "the old file's trace is still held")
+        f.flushAll(emit: out.emit)
+        XCTAssertEqual(Set(out.messages), ["INFO fresh", "ERROR x\njava.lang.IllegalStateException: boom", "INFO after"])
+        let trace = out.records.first { $0.message.hasPrefix("ERROR x") }
+        XCTAssertTrue(trace?.source === old)
+        XCTAssertEqual(trace?.offset, 500)
         out.deliverAll()
         XCTAssertTrue(t1.isComplete)
-        XCTAssertFalse(t2.isComplete, "INFO after is pending")
+        XCTAssertTrue(t2.isComplete)
+    }
+
+    /// A record open across a batch's end keeps that batch until the record is delivered; the batch
+    /// then acknowledges with the record's lines marked delivered, so after a crash the source does not
+    /// ship the lines of it that lie past the batch's end as a fragment.
+    func testAHeldRecordKeepsItsBatchesAndMarksItsLinesDelivered() {
+        let f = makeFilter(MultilineConfig(mode: .java))
+        let out = EmitCollector()
+        // Batch 1: a line, then a trace that is still open at the batch's end (offset 9).
+        let t1 = feed(f, batch("INFO one\nERROR x\njava.lang.IllegalStateException: boom\n"), out)
+        XCTAssertEqual(out.messages, ["INFO one"])
+        out.deliverAll()
+        XCTAssertFalse(t1.isComplete, "the held trace keeps its first batch")
+        // Batch 2: the trace goes on, then a new record starts (held again, at offset 100).
+        let t2 = feed(f, batch("\tat a.b(C.java:1)\nINFO two\n", firstOffset: 80), out)
+        XCTAssertEqual(out.messages, ["ERROR x\njava.lang.IllegalStateException: boom\n\tat a.b(C.java:1)"])
+        out.deliverAll()
+        XCTAssertTrue(t1.isComplete)
+        XCTAssertEqual(t1.held?.stdout, .max, "delivered: the hold at the trace's first line is lifted")
+        XCTAssertEqual(t1.held?[through: .stdout], 81, "the trace's lines up to its last one (offset 80) were delivered")
+        XCTAssertFalse(t2.isComplete, "INFO two is held")
         f.flushAll(emit: out.emit)
-        XCTAssertTrue(out.records[0].source === new)
         out.deliverAll()
         XCTAssertTrue(t2.isComplete)
+        XCTAssertEqual(t2.held?[through: .stdout], 99)
+        XCTAssertEqual(t2.held?.stderr, .max)
+    }
+
+    func testABatchWithoutLinesOfTheHeldStreamStillHoldsItsFile() {
+        let f = makeFilter(MultilineConfig(mode: .java))
+        let out = EmitCollector()
+        _ = feed(f, batch("ERROR x\njava.lang.IllegalStateException: boom\n", firstOffset: 40), out)
+        let t2 = feed(f, batch([("INFO a", .stderr), ("INFO b", .stderr)], firstOffset: 90), out)
+        XCTAssertEqual(out.messages, ["INFO a"])
+        out.deliverAll()
+        XCTAssertFalse(t2.isComplete, "the open stdout trace keeps the batch, though none of its lines is in it")
+        _ = feed(f, batch("\tat a.b(C.java:1)\nINFO c\n", firstOffset: 120), out)
+        f.flushAll(emit: out.emit)
+        out.deliverAll()
+        XCTAssertTrue(t2.isComplete)
+        XCTAssertEqual(t2.held?[through: .stdout], 121, "the trace's lines past this batch count as delivered")
+    }
+
+    func testDiscardAllAbandonsWhatIsHeld() {
+        let f = makeFilter(MultilineConfig(mode: .java))
+        let out = EmitCollector()
+        let t1 = feed(f, batch("ERROR x\njava.lang.IllegalStateException: boom\n"), out)
+        f.discardAll()
+        XCTAssertFalse(t1.isComplete, "a record that was never delivered is never acknowledged")
+        XCTAssertTrue(out.batches.isEmpty)
     }
 
     func testMergedRecordKeepsFieldsAndSharedFieldsStayValid() throws {

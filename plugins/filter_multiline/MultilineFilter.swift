@@ -88,9 +88,19 @@ public struct MultilineConfig: FilterConfig {
 public final class MultilineFilter: StatefulFilter {
     typealias State = MultilineRules.State
 
+    /// One stream of one file. By the file's identity, not its path: lines of a rotated file and of
+    /// its successor at the same path are never joined, and a rename does not cut a record.
     struct Key: Hashable {
+        var sourceID: UInt64
+        /// For sources without an identity (sourceID 0).
         var path: String
         var stream: LogStream
+
+        init(_ source: SourceInfo, _ stream: LogStream) {
+            sourceID = source.sourceID
+            path = source.sourceID == 0 ? source.path : ""
+            self.stream = stream
+        }
     }
 
     /// A record of several lines, its bytes copied out of the batches its lines came from.
@@ -102,6 +112,8 @@ public final class MultilineFilter: StatefulFilter {
         let sharedFields: [UInt8]
         let timestamp: Int64
         let offset: Int64
+        /// Offset of its last line (joined so far).
+        var lastOffset: Int64
         let stream: LogStream
         var flags: RecordFlags
         var message: [UInt8]
@@ -109,7 +121,7 @@ public final class MultilineFilter: StatefulFilter {
         /// a trace never ends in empty lines.
         var blankTail: [UInt8] = []
         let fields: [UInt8]
-        /// Tokens of the earlier batches holding its lines, each retained once for this record.
+        /// Tokens of the earlier batches its lines came from, kept until the record is emitted.
         var tokens: [AckToken] = []
         /// A line of the batch being processed is in it (its token is added when the record is carried).
         var hasCurrent = true
@@ -123,12 +135,19 @@ public final class MultilineFilter: StatefulFilter {
             self.sharedFields = sharedFields
             timestamp = r.timestamp
             offset = r.offset
+            lastOffset = r.offset
             stream = r.stream
             flags = r.flags
             self.message = message
             self.fields = fields
             self.state = state
             lastLine = now
+        }
+
+        /// Called as the record is emitted: every batch it kept may acknowledge past it once it is
+        /// delivered (it keeps their tokens until then), and those batches' holds on it are lifted.
+        func lift() {
+            for t in tokens { t.release(heldFrom: offset, through: lastOffset + 1, stream: stream) }
         }
     }
 
@@ -189,7 +208,7 @@ public final class MultilineFilter: StatefulFilter {
                     let r = batch.records[i]
                     let s = Int(r.stream.rawValue) % 3
                     if slots[s].key == nil {
-                        let key = Key(path: batch.source.path, stream: r.stream)
+                        let key = Key(batch.source, r.stream)
                         let h = held.removeValue(forKey: key)
                         slots[s] = Slot(key: key, open: h?.open.map { .merged($0) }, discarding: h?.discarding)
                     }
@@ -208,14 +227,26 @@ public final class MultilineFilter: StatefulFilter {
                         break
                     }
                     slots[s].open = nil
-                    if let mm = m, mm.hasCurrent {
-                        ack.retain()
-                        mm.tokens.append(ack)
-                        mm.hasCurrent = false
+                    if let mm = m {
+                        if mm.hasCurrent {
+                            mm.tokens.append(ack)
+                            mm.hasCurrent = false
+                        }
                     }
                     if m != nil || slots[s].discarding != nil {
                         held[key] = Held(open: m, discarding: slots[s].discarding, lastLine: m?.lastLine ?? now)
                     }
+                }
+            }
+            // Every stream of this file with a record still open (whether or not this batch had lines of
+            // it): after a crash the file must resume at that record's first line, so that it is rebuilt
+            // whole with its first line's event.id, never shipped as a fragment.
+            // Such a record keeps this batch too (even without a line in it), so that lifting the hold when
+            // the record is emitted reaches every batch that carries it.
+            for stream in [LogStream.none, .stdout, .stderr] {
+                if let m = held[Key(batch.source, stream)]?.open {
+                    if m.tokens.last !== ack { m.tokens.append(ack) }
+                    ack.hold(from: m.offset, stream: stream)
                 }
             }
             if counts.merged > 0 { merged.add(counts.merged) }
@@ -253,7 +284,7 @@ public final class MultilineFilter: StatefulFilter {
         }
         if let state = slot.open?.state, let next = rules.continues(line, after: state) {
             counts.merged += 1
-            if append(line, flags: r.flags, state: next, to: &slot, batch: batch, arena: arena, now: now, into: &out, ack: ack) {
+            if append(line, offset: r.offset, flags: r.flags, state: next, to: &slot, batch: batch, arena: arena, now: now, into: &out, ack: ack) {
                 counts.truncated += 1
             }
             return
@@ -274,6 +305,14 @@ public final class MultilineFilter: StatefulFilter {
 
     public func flushAll(emit: (RecordBatch, AckToken) -> Void) {
         flush(emit) { _ in true }
+    }
+
+    public func discardAll() {
+        held.withLock { held in
+            for h in held.values { h.open?.tokens.forEach { $0.abandon() } }
+            held = [:]
+            pending.set(0)
+        }
     }
 
     /// Ships every held record whose last line time passes `due`.
@@ -305,7 +344,7 @@ public final class MultilineFilter: StatefulFilter {
 
     /// Joins `line` to the open record. Returns true when that made it reach max_bytes (it was then
     /// cut, shipped, and the rest of its lines will be dropped).
-    private func append(_ line: UnsafeRawBufferPointer, flags: RecordFlags, state next: State, to slot: inout Slot, batch: RecordBatch,
+    private func append(_ line: UnsafeRawBufferPointer, offset: Int64, flags: RecordFlags, state next: State, to slot: inout Slot, batch: RecordBatch,
                         arena: UnsafeRawBufferPointer, now: Double, into out: inout Output, ack: AckToken) -> Bool {
         let m: Merged
         switch slot.open {
@@ -320,6 +359,7 @@ public final class MultilineFilter: StatefulFilter {
         m.state = next
         m.hasCurrent = true
         m.lastLine = now
+        m.lastOffset = offset
         // A line the input had to cut makes the whole record incomplete.
         if flags.contains(.truncated) { m.flags.insert(.truncated) }
         if MultilineRules.isBlank(line) {
@@ -392,6 +432,7 @@ public final class MultilineFilter: StatefulFilter {
         }
 
         mutating func appendMerged(_ m: Merged, ack: AckToken) {
+            m.lift()
             if m.source === batch.source && m.inputName == batch.inputName && m.sharedFields == batch.sharedFields {
                 MultilineFilter.append(m, to: &batch)
                 tokens.append(contentsOf: m.tokens)
@@ -408,11 +449,9 @@ public final class MultilineFilter: StatefulFilter {
                 emit(batch, ack)
                 return
             }
-            ack.retain()
-            let t = AckToken.combining([ack] + tokens)
+            let t = AckToken(holding: [ack] + tokens)
             tokens = []
             emit(batch, t)
-            t.release()
         }
     }
 
@@ -420,13 +459,11 @@ public final class MultilineFilter: StatefulFilter {
     struct SideBatches {
         var batches: [(batch: RecordBatch, tokens: [AckToken])] = []
 
-        /// `currentAck`: the token of the batch being processed, retained here if `m` has lines from it.
+        /// `currentAck`: the token of the batch being processed, kept here too if `m` has lines from it.
         mutating func add(_ m: Merged, currentAck: AckToken?) {
+            m.lift()
             var tokens = m.tokens
-            if m.hasCurrent, let a = currentAck {
-                a.retain()
-                tokens.append(a)
-            }
+            if m.hasCurrent, let a = currentAck { tokens.append(a) }
             if let i = batches.firstIndex(where: { $0.batch.source === m.source && $0.batch.inputName == m.inputName
                                                   && $0.batch.sharedFields == m.sharedFields }) {
                 MultilineFilter.append(m, to: &batches[i].batch)
@@ -441,9 +478,7 @@ public final class MultilineFilter: StatefulFilter {
 
         mutating func emit(_ emit: (RecordBatch, AckToken) -> Void) {
             for (b, tokens) in batches {
-                let t = AckToken.combining(tokens)
-                emit(b, t)
-                t.release()
+                emit(b, tokens.count == 1 ? tokens[0] : AckToken(holding: tokens))
             }
             batches = []
         }

@@ -14,10 +14,12 @@ final class AckTracker: Sendable {
         /// Monotonic time the batch was read, for the read-to-acknowledged latency.
         var readAt: Double
     }
-    /// `resume`: where reading restarts; `delivered`: records ending before it were delivered.
+    /// `resume`: where reading restarts; `delivered`: records ending before it were delivered, except
+    /// those of a stream at or after its `held` offset (a stateful filter still held them: not delivered).
     struct Position: Equatable {
         var resume: Int64
         var delivered: Int64
+        var held: HeldFrom = .nothing
     }
     private struct State {
         var entries: [Entry] = []
@@ -45,11 +47,21 @@ final class AckTracker: Sendable {
         }
     }
 
-    func complete(_ seq: Int) {
+    /// `held`: what stateful filters held back of the batch; the file then resumes no later than that.
+    func complete(_ seq: Int, held: HeldFrom = .nothing) {
         let readAt: Double? = state.withLock { s in
             let i = seq - s.firstSeq
             guard i >= s.head, i < s.entries.count else { return nil }
             s.entries[i].done = true
+            if !held.isEmpty {
+                if let lowest = held.lowest { s.entries[i].position.resume = min(s.entries[i].position.resume, lowest) }
+                var merged = held
+                let replaying = s.entries[i].position.held
+                for stream in [LogStream.none, .stdout, .stderr] {
+                    merged[through: stream] = max(merged[through: stream], replaying[through: stream])
+                }
+                s.entries[i].position.held = merged
+            }
             let readAt = s.entries[i].readAt
             while s.head < s.entries.count, s.entries[s.head].done {
                 let e = s.entries[s.head]

@@ -225,6 +225,7 @@ final class TailInput: Input, @unchecked Sendable {
             f.source = SourceInfo(path: path, sourceID: Fingerprint.sourceID(key: key, fingerprint: cp.fingerprint))
         }
         if let delivered = resumed?.delivered { f.replayUntil = delivered }
+        if let held = resumed?.held { f.replayHeld = held.heldFrom }
         if let g = resumed?.generation { f.setGeneration(g) }
         // Started at its end (start_at: end): take its identity now so the position is checkpointed
         // even if no line comes before the next stop, or that stop would start it at the end again.
@@ -366,8 +367,11 @@ final class TailInput: Input, @unchecked Sendable {
             let before = batch.records.count
             f.decoder.decode(line: UnsafeRawBufferPointer(start: p + pos, count: end - pos),
                              offset: lineOffset, truncated: false, readTime: readTime, into: &batch)
-            if lineOffset < f.replayUntil && batch.records.count > before {
-                // Completed before the last run's delivered position: it was shipped then.
+            if batch.records.count > before, let r = batch.records.last, r.offset < f.replayHeld[r.stream],
+               lineOffset < f.replayUntil || r.offset < f.replayHeld[through: r.stream] {
+                // The last run delivered it: it completed before that run's delivered position, or it
+                // was a line of a record a filter held across that position and then delivered. What
+                // a filter still held (at or after the stream's pending offset) is shipped again.
                 batch.records.removeLast(batch.records.count - before)
             }
             pos = end + 1
@@ -410,7 +414,7 @@ final class TailInput: Input, @unchecked Sendable {
         }
         recordsOut.add(batch.count)
         let tracker = self.tracker
-        control.emit(batch, ack: AckToken { tracker.complete(seq) })
+        control.emit(batch, ack: AckToken { (held: HeldFrom) in tracker.complete(seq, held: held) })
         batch = RecordBatch(source: batch.source, inputName: name)
     }
 
@@ -486,7 +490,7 @@ final class TailInput: Input, @unchecked Sendable {
         FileCheckpoint(device: f.key.device, inode: f.key.inode, fingerprintLength: f.fingerprintLength,
                        fingerprint: f.fingerprint, offset: acked.resume,
                        delivered: acked.delivered > acked.resume ? acked.delivered : nil, path: f.path,
-                       generation: f.generation > 0 ? f.generation : nil)
+                       generation: f.generation > 0 ? f.generation : nil, held: HeldOffsets(acked.held))
     }
 
     private func saveCheckpoints(force: Bool = false) {
@@ -503,6 +507,7 @@ final class TailInput: Input, @unchecked Sendable {
             if let acked = tracker.acked(id) {
                 cp.offset = acked.resume
                 cp.delivered = acked.delivered > acked.resume ? acked.delivered : nil
+                cp.held = HeldOffsets(acked.held)
             }
             // A retired copytruncated inode is superseded by its restarted entry.
             if !list.contains(where: { $0.device == cp.device && $0.inode == cp.inode }) { list.append(cp) }

@@ -51,13 +51,21 @@ final class TailedFile {
     /// Records ending before this offset were already delivered by an earlier run (see
     /// `FileCheckpoint.delivered`): they are decoded again but not shipped.
     var replayUntil: Int64 = 0
+    /// Per stream, where the records a filter held in the earlier run begin: those were not delivered,
+    /// so they are shipped again even before `replayUntil`.
+    var replayHeld: HeldFrom = .nothing
 
     /// What a checkpoint may record: nothing before `resume` is still pending in this file's state.
     var position: AckTracker.Position {
         var o = readOffset
         if let p = decoder.pendingStart { o = min(o, p) }
         if let l = longLineStart { o = min(o, l) }
-        return AckTracker.Position(resume: o, delivered: max(readOffset, replayUntil))
+        // Lines of a record the last run delivered past its checkpoint stay marked until read past.
+        var held = HeldFrom()
+        for s in [LogStream.none, .stdout, .stderr] where replayHeld[through: s] > readOffset {
+            held[through: s] = replayHeld[through: s]
+        }
+        return AckTracker.Position(resume: o, delivered: max(readOffset, replayUntil), held: held)
     }
 
     func size() -> Int64? {
@@ -103,6 +111,7 @@ final class TailedFile {
     func restart() {
         readOffset = 0
         replayUntil = 0
+        replayHeld = .nothing
         generation += 1
         decoder.reset()
         longLineStart = nil

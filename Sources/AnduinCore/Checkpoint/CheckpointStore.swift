@@ -22,10 +22,14 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     public var path: String
     /// Times the file was truncated in place and read again (part of its records' identity).
     public var generation: Int?
+    /// Per stream, the first offset of a record a stateful filter (multiline) still held: not
+    /// delivered, so on restart that stream is shipped again from there (see `delivered`).
+    public var held: HeldOffsets?
 
     public init(device: UInt64, inode: UInt64, fingerprintLength: Int, fingerprint: UInt64, offset: Int64,
-                delivered: Int64? = nil, path: String, generation: Int? = nil) {
+                delivered: Int64? = nil, path: String, generation: Int? = nil, held: HeldOffsets? = nil) {
         self.delivered = delivered
+        self.held = held
         self.generation = generation
         self.device = device
         self.inode = inode
@@ -36,7 +40,45 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, delivered, path, generation
+        case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, delivered, path, generation, held
+    }
+}
+
+/// `HeldFrom` as it is written in a checkpoint: only the streams with something to say.
+public struct HeldOffsets: Codable, Sendable, Equatable {
+    public var none: Int64?
+    public var stdout: Int64?
+    public var stderr: Int64?
+    public var throughNone: Int64?
+    public var throughStdout: Int64?
+    public var throughStderr: Int64?
+
+    /// nil when nothing was held.
+    public init?(_ h: HeldFrom) {
+        guard !h.isEmpty else { return nil }
+        func pending(_ v: Int64) -> Int64? { v == .max ? nil : v }
+        func through(_ v: Int64) -> Int64? { v == 0 ? nil : v }
+        none = pending(h.none)
+        stdout = pending(h.stdout)
+        stderr = pending(h.stderr)
+        throughNone = through(h.throughNone)
+        throughStdout = through(h.throughStdout)
+        throughStderr = through(h.throughStderr)
+    }
+
+    public var heldFrom: HeldFrom {
+        var h = HeldFrom()
+        h.none = none ?? .max
+        h.stdout = stdout ?? .max
+        h.stderr = stderr ?? .max
+        h.throughNone = throughNone ?? 0
+        h.throughStdout = throughStdout ?? 0
+        h.throughStderr = throughStderr ?? 0
+        return h
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case none, stdout, stderr, throughNone = "through_none", throughStdout = "through_stdout", throughStderr = "through_stderr"
     }
 }
 

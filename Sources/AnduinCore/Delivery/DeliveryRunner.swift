@@ -4,9 +4,9 @@ import Logging
 /// own sender, retries with backoff, dead letters, and acknowledgements.
 ///
 /// Delivery contract:
-/// - memory buffer: a batch's ack token is released once every record of it was delivered or
-///   dead-lettered; until then the input does not checkpoint it.
-/// - disk buffer: the token is released once the batch is written to the ring; the ring's cursor
+/// - memory buffer: a batch's ack token is let go once every record of it was delivered or
+///   dead-lettered; until then the input does not checkpoint it. Giving up abandons it.
+/// - disk buffer: the token is let go once the batch is written to the ring; the ring's cursor
 ///   advances (in order, whatever the concurrency) once its records were delivered or dead-lettered.
 final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state under `lock`
     let name: String
@@ -105,7 +105,10 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
                 }
                 lock.wait(seconds: 0.5)
             }
-            if abandoned { return }
+            if abandoned {
+                ack.abandon()
+                return
+            }
             queue.append((batch, ack, monotonicSeconds()))
             queuedRecords += n
             queued.add(n)
@@ -146,11 +149,14 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
     private func writerLoop() {
         guard let ring else { return }
         while let items = takeQueued(limitRecords: options.maxRecords) {
-            for (batch, ack) in items {
+            for (i, (batch, _)) in items.enumerated() {
                 var encoded = EncodedBatch()
                 encoded.append(batch)
-                guard ring.append(encoded) else { return }  // shut down: not acknowledged, read again later
-                ack.release()
+                guard ring.append(encoded) else {
+                    // Shut down: not acknowledged, read again at the next start.
+                    for (_, ack) in items[i...] { ack.abandon() }
+                    return
+                }
             }
         }
         lock.withLock {
@@ -215,8 +221,11 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
             case .memory(let batch, let acks):
                 lock.withLock { inflightRecords += batch.count }
                 defer { lock.withLock { inflightRecords -= batch.count } }
-                guard deliver(batch, sender) else { return }
-                for a in acks { a.release() }
+                // The tokens stay referenced until the records' fate is decided.
+                guard withExtendedLifetime(acks, { deliver(batch, sender) }) else {
+                    for a in acks { a.abandon() }
+                    return
+                }
             case .disk(let batch, let seq, let end):
                 guard deliver(batch, sender) else { return }
                 commit(seq: seq, end: end)
@@ -374,6 +383,8 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
     func abandon() {
         lock.withLock {
             abandoned = true
+            for item in queue { item.ack.abandon() }
+            queue = []
             lock.broadcast()
         }
         ring?.shutdown()

@@ -21,10 +21,10 @@ public final class InputControl: Sendable {
     }
 
     /// Hands a batch to every consumer. `ack` completes once each output that got the batch has it
-    /// safe; the caller keeps no reference to the batch. May block while an output's queue is full.
+    /// safe (every consumer keeps its own reference; the caller simply lets go of its own). May block
+    /// while an output's queue is full.
     public func emit(_ batch: RecordBatch, ack: AckToken) {
         deliver(batch, ack)
-        ack.release()
     }
 
     /// Sleeps up to `seconds`, returning early when a stop is requested.

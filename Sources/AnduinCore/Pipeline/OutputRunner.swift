@@ -4,8 +4,8 @@ import Synchronization
 /// Drives one output: a bounded in-memory queue (the memory buffer) and a thread that delivers
 /// batches in order, retrying each until the destination has it, then acknowledges it.
 ///
-/// Invariant: a batch's ack token is released exactly once, and only after `write` succeeded (or the
-/// agent gave up at shutdown, in which case it is *not* released, so the input does not checkpoint it).
+/// Invariant: the runner keeps a batch's ack token until `write` succeeded, then lets it go; when the
+/// agent gives up at shutdown it abandons every token it holds, so the input does not checkpoint them.
 final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state only under `lock`
     let name: String
     private let output: any Output
@@ -13,7 +13,8 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     private let logger: Logger
     private let lock = ConditionLock()
     private struct State {
-        var queue: [(RecordBatch, AckToken)] = []
+        /// Taken entries are cleared (nil) so the queue never keeps a token past its hand-over.
+        var queue: [(RecordBatch, AckToken)?] = []
         var head = 0
         var queuedRecords = 0
         var closing = false   // no more batches will come: drain then exit
@@ -46,13 +47,15 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     }
 
     /// Queues a batch; blocks while the queue is full (backpressure), unless the agent is abandoning.
-    /// The caller has retained `ack` for this output.
     func enqueue(_ batch: RecordBatch, _ ack: AckToken) {
         let n = batch.count
         var waited = false
         lock.withLock {
             while true {
-                if s.abandon { return }
+                if s.abandon {
+                    ack.abandon()
+                    return
+                }
                 // A batch larger than the capacity still goes into an empty queue: progress over strictness.
                 if s.queuedRecords == 0 || s.queuedRecords + n <= capacity { break }
                 if !waited {
@@ -72,8 +75,8 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
         lock.withLock {
             while true {
                 if s.abandon { return nil }
-                if s.head < s.queue.count {
-                    let item = s.queue[s.head]
+                if s.head < s.queue.count, let item = s.queue[s.head] {
+                    s.queue[s.head] = nil
                     s.head += 1
                     // Compact now and then instead of removeFirst per batch.
                     if s.head > 64 && s.head * 2 > s.queue.count {
@@ -101,31 +104,41 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
         var backoff = 0.1
         var failures = 0
         while let (batch, ack) = next() {
-            while true {
-                do {
-                    try output.write(batch)
-                    if failures > 0 { lock.withLock { s.failing = false } }
-                    if failures > 0 {
-                        logger.notice("output \(name): delivering again after \(failures) failed attempts")
-                    }
-                    failures = 0
-                    backoff = 0.1
-                    break
-                } catch {
-                    writeErrors.add()
-                    failures += 1
-                    lock.withLock { s.failing = true }
-                    // One line per failure streak step, not per record: the backoff spaces them out.
-                    logger.error("output \(name): write failed (attempt \(failures)), retrying in \(Int(backoff * 1000))ms: \(error)")
-                    if sleepUnlessAbandoned(backoff) { return }
-                    backoff = min(backoff * 2, 30)
-                }
+            // The token stays referenced until the batch is written; abandoned if the runner gives up.
+            let written = withExtendedLifetime(ack) { write(batch, &failures, &backoff) }
+            guard written else {
+                ack.abandon()
+                return
             }
             delivered.add(batch.count)
             deliveredBatches.add()
             dequeued(batch.count)
-            ack.release()
         }
+    }
+
+    /// Writes one batch, retrying with backoff. False when the runner must abandon.
+    private func write(_ batch: RecordBatch, _ failures: inout Int, _ backoff: inout Double) -> Bool {
+        while true {
+            do {
+                try output.write(batch)
+                if failures > 0 { lock.withLock { s.failing = false } }
+                if failures > 0 {
+                    logger.notice("output \(name): delivering again after \(failures) failed attempts")
+                }
+                failures = 0
+                backoff = 0.1
+                break
+            } catch {
+                writeErrors.add()
+                failures += 1
+                lock.withLock { s.failing = true }
+                // One line per failure streak step, not per record: the backoff spaces them out.
+                logger.error("output \(name): write failed (attempt \(failures)), retrying in \(Int(backoff * 1000))ms: \(error)")
+                if sleepUnlessAbandoned(backoff) { return false }
+                backoff = min(backoff * 2, 30)
+            }
+        }
+        return true
     }
 
     /// Returns true when the runner must abandon its work.
@@ -148,6 +161,9 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     func abandon() {
         lock.withLock {
             s.abandon = true
+            for item in s.queue { item?.1.abandon() }
+            s.queue = []
+            s.head = 0
             lock.broadcast()
         }
     }

@@ -105,7 +105,6 @@ public final class Pipeline: Sendable {
                 case .output(let runner, let rin):
                     rin.add(batch.count)
                     tap.publish(component: runner.name, batch)
-                    ack.retain()
                     runner.enqueue(batch, ack)
                 }
             }
@@ -235,6 +234,12 @@ public final class Pipeline: Sendable {
         }
         // `finish` touches state the input's thread owns: never while that thread still runs.
         let handles = threads.current
+        // What a stateful filter still holds was not delivered: abandon its tokens before any input
+        // writes its final checkpoint (dropped tokens would count as done). Skipped if an input is
+        // still stuck inside a filter (it holds the filter's lock); that input writes no checkpoint.
+        if handles.allSatisfy({ $0.join(timeout: 0) }) {
+            for (f, _) in statefulFilters { f.discardAll() }
+        }
         for (i, (name, input, _)) in inputs.enumerated() {
             if i < handles.count, !handles[i].join(timeout: 0) {
                 logger.error("input \(name) did not stop: its final checkpoint is not written; it resumes from the previous one")

@@ -101,7 +101,8 @@ public protocol EncodedOutputConfig: OutputConfig {
 protocol OutputStage: AnyObject, Sendable {
     var name: String { get }
     func start()
-    /// Takes a batch whose ack the caller retained for this output; may block (backpressure).
+    /// Takes a batch and keeps a reference to its ack until the batch is safe (or abandons the ack
+    /// when giving up); may block (backpressure). Abandoned already: abandons `ack` at once.
     func enqueue(_ batch: RecordBatch, _ ack: AckToken)
     func close()
     func abandon()

@@ -1,15 +1,18 @@
 /// A filter that may hold records across batches (multiline) or needs a clock (throttle reports).
 ///
-/// Token rules (so a checkpoint never passes a line that is still held):
-/// - `process`: `ack` is lent for the call; the caller releases its own reference afterwards. A record
-///   kept past the call must keep its batch alive: `ack.retain()`, and release it only once the record
-///   containing it was emitted and that emitted batch completed (see `AckToken.combining`).
-/// - `emit(batch, token)`: the token is lent for the call (the pipeline retains it for each output it
-///   hands the batch to); the filter releases its own reference to a token it made after `emit` returns.
+/// Acknowledgement rules (so a checkpoint never passes a line that is still held):
+/// - `process`: a record kept past the call keeps its batch's `ack` referenced (store the token beside
+///   the record); the merged record that is finally emitted carries `AckToken(holding:)` of every token
+///   its lines came with. A filter that holds a record of the batch's own source also calls
+///   `ack.hold(from:stream:)` with the held record's first offset, so the source resumes there after a
+///   crash and the record is rebuilt whole instead of shipped as a fragment.
+/// - `emit(batch, token)`: the pipeline keeps its own references; the filter just lets go of `token`.
+/// - `discardAll`: at stop, after the outputs were closed or abandoned: what is still held will not be
+///   delivered, so its tokens are abandoned (never acknowledged by being dropped).
 ///
 /// Thread-safety: `process` runs on input threads (several inputs may feed one filter), `tick` on the
-/// pipeline's ticker thread, `flushAll` on the stopping thread; implementations lock their state.
-/// `emit` may block (backpressure) and routes downstream of this filter only.
+/// pipeline's ticker thread, `flushAll` and `discardAll` on the stopping thread; implementations lock
+/// their state. `emit` may block (backpressure) and routes downstream of this filter only.
 public protocol StatefulFilter: Filter {
     /// Takes a batch and its ack token; emits what is ready (possibly records held from earlier
     /// batches) via `emit`, each emitted batch with a token.
@@ -19,25 +22,14 @@ public protocol StatefulFilter: Filter {
     func tick(now: Double, emit: (RecordBatch, AckToken) -> Void)
     /// At stop, after the inputs stopped and before the outputs close: emit everything pending.
     func flushAll(emit: (RecordBatch, AckToken) -> Void)
+    /// At stop, last: abandon the tokens of whatever is still held (not flushed), then drop it.
+    func discardAll()
 }
 
 public extension StatefulFilter {
     /// Unused: the pipeline calls the stateful form. Passing the batch through unchanged keeps a
     /// stateful filter harmless if some caller only knows `Filter`.
     func process(_ batch: inout RecordBatch) {}
-}
-
-public extension AckToken {
-    /// A token that holds `tokens` until it completes, then releases each once.
-    ///
-    /// Takes over one reference of each token (the caller retained them for this); the result starts
-    /// with one reference, owned by the caller. One token is returned as is: its reference simply
-    /// changes hands, which avoids an allocation on the common path.
-    static func combining(_ tokens: [AckToken]) -> AckToken {
-        if tokens.count == 1 { return tokens[0] }
-        if tokens.isEmpty { return .none() }
-        return AckToken {
-            for t in tokens { t.release() }
-        }
-    }
+    /// A filter that holds no records has nothing to abandon.
+    func discardAll() {}
 }
