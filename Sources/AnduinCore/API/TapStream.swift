@@ -49,8 +49,8 @@ final class TapStream: Sendable {
     }
 
     /// Ends the stream of a client that fell behind: a last line with the count of records it
-    /// missed, then the connection is closed (after 2 s at most, whether the client reads it or not:
-    /// closing frees whatever is still queued).
+    /// missed, then the connection is closed: once the client has read up to that line, or after 30 s
+    /// whether it did or not (closing frees whatever is still queued, so memory stays bounded).
     func drop() {
         guard !dropped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let channel = self.channel
@@ -60,7 +60,7 @@ final class TapStream: Sendable {
             buffer.writeString(line)
             channel.write(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
             channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
-            channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+            channel.eventLoop.scheduleTask(in: .seconds(30)) { channel.close(promise: nil) }
         }
     }
 
