@@ -2,6 +2,7 @@ import AnduinCore
 import ArgumentParser
 import Foundation
 import Logging
+import Synchronization
 
 let anduinVersion = "0.1.0"
 
@@ -70,10 +71,15 @@ struct Version: ParsableCommand {
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the pipeline until SIGTERM or SIGINT, then deliver what was read, checkpoint, and exit 0.")
+        abstract: "Run the pipeline until SIGTERM or SIGINT, then deliver what was read, checkpoint, and exit 0.",
+        discussion: "SIGHUP reloads the config; with --watch-config (or watch_config: true) a change of the file's content does too, including a Kubernetes ConfigMap update. An invalid config is refused and the running pipeline kept.")
     @OptionGroup var options: ConfigOption
+    @Flag(help: "Reload when the config file's content changes (also: watch_config: true in the config).")
+    var watchConfig = false
 
     func run() throws {
+        // Everything written under data_dir holds log content: private to the agent's user.
+        DataDirectory.restrictUmask()
         guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
         bootstrapLogging(level: cfg.logLevel, format: cfg.logFormat)
         tuneAllocator()
@@ -96,13 +102,31 @@ struct Run: ParsableCommand {
             throw ExitCode(1)
         }
 
+        // A watched change is turned into a SIGHUP to ourselves, so both reload paths run here, one
+        // at a time. The flag only says which one it was, for the log.
+        let fromWatcher = Atomic<Bool>(false)
+        let path = options.config
+        let flag = watchConfig
+        let watcher = ConfigFileWatcher(path: path) {
+            guard flag || agent.currentConfig.watchConfig else { return }
+            fromWatcher.store(true, ordering: .releasing)
+            kill(getpid(), SIGHUP)
+        }
+        watcher.start()
+        if flag || cfg.watchConfig { logger.info("watching \(path) for changes") }
+
         var sig: Int32 = 0
         while true {
             sigwait(&set, &sig)
             if sig != SIGHUP { break }
-            logger.info("received SIGHUP: reloading \(options.config)")
-            agent.reload(configPath: options.config, registry: allPlugins)
+            if fromWatcher.exchange(false, ordering: .acquiringAndReleasing) {
+                logger.info("\(path) changed: reloading")
+            } else {
+                logger.info("received SIGHUP: reloading \(path)")
+            }
+            agent.reload(configPath: path, registry: allPlugins, precheck: validateInChild)
         }
+        watcher.stop()
         logger.info("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"): stopping reads, delivering what was read, writing checkpoints")
         let stopped = startThread(name: "stop") { agent.stop() }
         // A second signal means "now": exit without waiting for outputs (nothing unacknowledged is
@@ -116,4 +140,38 @@ struct Run: ParsableCommand {
             }
         }
     }
+}
+
+/// Validates `path` with `anduin validate` in a child process before the running agent parses it: if
+/// some config made the parser trap, only the child would die and the agent keeps its pipeline.
+/// Returns why the file is refused when the child crashed; nil otherwise (an ordinary invalid config
+/// exits 1 and is reported by the in-process parse, with every problem).
+func validateInChild(_ path: String) -> String? {
+    var attrs = posix_spawnattr_t()
+    posix_spawnattr_init(&attrs)
+    defer { posix_spawnattr_destroy(&attrs) }
+    // The child must not inherit the blocked signals of the agent's sigwait loop.
+    var empty = sigset_t()
+    sigemptyset(&empty)
+    posix_spawnattr_setsigmask(&attrs, &empty)
+    posix_spawnattr_setflags(&attrs, Int16(POSIX_SPAWN_SETSIGMASK))
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    for fd: Int32 in [0, 1, 2] { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
+    let exe = "/proc/self/exe"
+    let args = [exe, "validate", "--config", path]
+    var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+    defer { for p in argv { free(p) } }
+    var pid = pid_t()
+    let rc = posix_spawn(&pid, exe, &actions, &attrs, &argv, environ)
+    // Could not start a child (fd or process limit): fall back to parsing in process.
+    guard rc == 0 else { return nil }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let termsig = status & 0x7F
+    if termsig != 0 && termsig != 0x7F {
+        return "\(path): validating it crashed the parser (signal \(termsig)); please report this config (without its secrets)"
+    }
+    return nil
 }

@@ -13,21 +13,28 @@ struct Tap: ParsableCommand {
 
     func run() throws {
         guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
-        guard var address = cfg.apiAddress else {
-            throw ValidationError("\(options.config) has no api: section; the running agent must serve its API for tap")
+        guard let api = cfg.api, var address = api.tapListenAddress else {
+            throw ValidationError("\(options.config) does not turn /tap on: the running agent needs api: {tap: true} (see README, \"The API\")")
         }
         // The agent writes the address it really bound (the config may say port 0).
-        if let bound = try? String(contentsOfFile: cfg.dataDirectory + "/api.address", encoding: .utf8) {
+        if let bound = try? String(contentsOfFile: cfg.dataDirectory + "/tap.address", encoding: .utf8) {
             address = bound.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         if address.hasPrefix("0.0.0.0:") { address = "127.0.0.1:" + address.dropFirst(8) }
+        var headers: [(String, String)] = []
+        if let file = api.tapTokenFile {
+            switch APIOptions.readToken(file) {
+            case .success(let token): headers.append(("Authorization", "Bearer " + token.reveal()))
+            case .failure(let p): throw ValidationError("api.tap_token_file: \(p.message)")
+            }
+        }
         if let c = component, !cfg.components.contains(where: { $0.name == c }) {
             throw ValidationError("no component named \"\(c)\" in \(options.config)")
         }
         var url = "http://\(address)/tap?limit=\(limit)"
         if let c = component { url += "&component=" + (c.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? c) }
         let client = try HTTPClient(options: HTTPClientOptions())
-        let result = try client.stream(url: url, timeout: 365 * 86_400, onData: { status, chunk in
+        let result = try client.stream(url: url, headers: headers, timeout: 365 * 86_400, onData: { status, chunk in
             if status == 200 { _ = writeAll(fd: 1, chunk) }
             return true  // keep reading until the agent ends the stream (the limit) or we are interrupted
         })

@@ -324,10 +324,27 @@ final class TimestampTests: XCTestCase {
                     "2024-01-02T03:04:05+01", "2024-01-02T03:04:05+0100", "2024-01-02T03:04:05+01:00x",
                     "2024-01-02T03:04:05+24:00", "2024-01-02T03:04:05+01:60", "2024-01-02T03:04:05+a1:00",
                     "2024-01-02T03:04:05.12a4Z", "+024-01-02T03:04:05Z", "2024-01-02T03:04:05.-1Z",
-                    "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "2024-01-02T03:04:05\u{0}Z"] {
+                    "2024-01-02T03:04:05\u{0}Z"] {
             XCTAssertNil(parse(bad), bad)
         }
         XCTAssertNil(Timestamp.parseRFC3339(UnsafeRawBufferPointer(start: nil, count: 0)))
+    }
+
+    /// Issue 13: valid years outside Int64 nanoseconds (1677-2262) parse, clamped to the limits.
+    func testYearsOutsideInt64NanosecondsAreClamped() {
+        for early in ["0000-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "1000-06-15T12:00:00.5+01:00",
+                      "1677-09-21T00:12:43.145224191Z"] {
+            XCTAssertEqual(parse(early), Int64.min, early)
+        }
+        for late in ["2262-04-11T23:47:16.854775808Z", "2999-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z",
+                     "9999-12-31T23:59:60-23:59"] {
+            XCTAssertEqual(parse(late), Int64.max, late)
+        }
+        XCTAssertEqual(parse("1677-09-21T00:12:43.145224192Z"), Int64.min)
+        XCTAssertEqual(parse("2262-04-11T23:47:16.854775807Z"), Int64.max)
+        XCTAssertEqual(parse("2262-04-11T23:47:16.854775806Z"), Int64.max - 1)
+        XCTAssertEqual(format(Int64.max), "2262-04-11T23:47:16.854775807Z")
+        XCTAssertEqual(format(Int64.min), "1677-09-21T00:12:43.145224192Z")
     }
 
     func testLeapSecondAccepted() {

@@ -190,7 +190,7 @@ final class ObservabilityTests: AgentTestCase {
         try sandbox.mkdir("logs")
         try writeConfig("""
             data_dir: ./data
-            api: {address: "127.0.0.1:0"}
+            api: {address: "127.0.0.1:0", tap: true}
             inputs:
               in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
             filters:

@@ -312,11 +312,15 @@ final class DecoderTests: XCTestCase {
         XCTAssertEqual(text(b, 0), "not json")
         XCTAssertEqual(b.records[0].stream, .none)
         XCTAssertEqual(b.records[0].timestamp, readTime)
-        XCTAssertEqual(text(b, 1), #"{"log":"x\n","stream":"stdout","time":"yesterday"}"#)
+        // An invalid time is not an invalid line (issue 13): message and stream kept, read time.
+        XCTAssertEqual(text(b, 1), "x")
+        XCTAssertEqual(b.records[1].stream, .stdout)
+        XCTAssertEqual(b.records[1].timestamp, readTime)
         XCTAssertEqual(text(b, 3), #"{"log":"unterminated"#)
         XCTAssertEqual(text(b, 7), "ok")
         let s = d.takeStats()
-        XCTAssertEqual(s.decodeErrors, 7)
+        XCTAssertEqual(s.decodeErrors, 6)
+        XCTAssertEqual(s.invalidTimes, 1)
         XCTAssertEqual(s.lines, 8)
         // Failed decodes leave nothing stray in the arena.
         let total = b.records.reduce(0) { $0 + $1.message.count }
@@ -330,8 +334,52 @@ final class DecoderTests: XCTestCase {
         XCTAssertEqual(cb.count, 7)
         XCTAssertEqual(text(cb, 0), "2024-01-02T03:04:05Z stdout")
         XCTAssertEqual(cb.records[0].stream, .none)
+        XCTAssertEqual(text(cb, 3), "x")
+        XCTAssertEqual(cb.records[3].stream, .stdout)
+        XCTAssertEqual(cb.records[3].timestamp, readTime)
         XCTAssertEqual(text(cb, 6), "ok")
-        XCTAssertEqual(c.takeStats().decodeErrors, 6)
+        let cs = c.takeStats()
+        XCTAssertEqual(cs.decodeErrors, 5)
+        XCTAssertEqual(cs.invalidTimes, 1)
+    }
+
+    /// Issue 13: every valid RFC 3339 time decodes (clamped to Int64 nanoseconds); an invalid one
+    /// keeps the message and stream with the read time, and never ships the envelope.
+    func testTimesOutsideNanosecondRangeAndInvalidTimes() {
+        var d = LineDecoder(format: .docker, maxRecordBytes: 1 << 20)
+        var b = newBatch()
+        feed(&d, [docker(#"first\n"#, "stdout", "0001-01-01T00:00:00Z"),
+                  docker(#"far\n"#, "stderr", "9999-12-31T23:59:59.999999999Z"),
+                  docker(#"mid\n"#, "stdout", "2999-06-01T00:00:00+02:00"),
+                  docker(#"bad\n"#, "stderr", "2024-13-45T99:00:00Z"),
+                  #"{"log":"num\n","stream":"stdout","time":1704164645}"#,
+                  #"{"log":"esc\n","stream":"stdout","time":"2024-01-02T03:04:05\u005a"}"#,
+                  #"{"log":"obj\n","time":{"a":[1,2]},"stream":"stderr"}"#,
+                  #"{"log":"null\n","stream":"stdout","time":null}"#], batch: &b)
+        XCTAssertEqual(b.count, 8)
+        XCTAssertEqual((0..<8).map { text(b, $0) }, ["first", "far", "mid", "bad", "num", "esc", "obj", "null"])
+        XCTAssertEqual(b.records.map(\.stream), [.stdout, .stderr, .stdout, .stderr, .stdout, .stdout, .stderr, .stdout])
+        XCTAssertEqual(b.records[0].timestamp, Int64.min)
+        XCTAssertEqual(b.records[1].timestamp, Int64.max)
+        XCTAssertEqual(b.records[2].timestamp, Int64.max)
+        for i in 3..<8 { XCTAssertEqual(b.records[i].timestamp, readTime, text(b, i)) }
+        let s = d.takeStats()
+        XCTAssertEqual(s.decodeErrors, 0)
+        XCTAssertEqual(s.invalidTimes, 5)
+
+        var c = LineDecoder(format: .cri, maxRecordBytes: 1 << 20)
+        var cb = newBatch()
+        feed(&c, ["0001-01-01T00:00:00Z stdout F first", "9999-12-31T23:59:59Z stderr F far",
+                  "2024-02-30T00:00:00Z stdout F bad", "yesterday stderr P part-", "2024-01-02T03:04:05Z stderr F end"],
+             batch: &cb)
+        XCTAssertEqual((0..<cb.count).map { text(cb, $0) }, ["first", "far", "bad", "part-end"])
+        XCTAssertEqual(cb.records.map(\.stream), [.stdout, .stderr, .stdout, .stderr])
+        XCTAssertEqual(cb.records.map(\.timestamp), [Int64.min, Int64.max, readTime, readTime])
+        let cs = c.takeStats()
+        XCTAssertEqual(cs.decodeErrors, 0)
+        XCTAssertEqual(cs.invalidTimes, 2)
+        // Detection still needs a real time: a raw line that happens to look like a header stays raw.
+        XCTAssertEqual(Array("yesterday stdout F x".utf8).withUnsafeBytes { LineDecoder.detect($0) }, .raw)
     }
 
     func testEmptyLines() {

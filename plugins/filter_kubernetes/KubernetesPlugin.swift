@@ -98,7 +98,7 @@ public enum KubernetesPlugin {
         if watchTimeout < 1 || watchTimeout > 3600 {
             reader.error("watch_timeout", "between 1s and 1h")
         }
-        c.watchTimeout = max(1, Int(watchTimeout.rounded()))
+        c.watchTimeout = max(1, Int(clampedSeconds(watchTimeout).rounded()))
         c.connectTimeout = reader.duration("connect_timeout", default: 10)
         c.requestTimeout = reader.duration("request_timeout", default: 60)
         for (k, v) in [("connect_timeout", c.connectTimeout), ("request_timeout", c.requestTimeout)] where v <= 0 {

@@ -10,16 +10,29 @@ extension LineDecoder {
         var stream: LogStream
         var partial: Bool
         var messageStart: Int
+        var invalidTime = false
     }
 
-    /// Parses the header of a CRI line, nil if it isn't one.
-    static func parseCRIHeader(_ p: UnsafePointer<UInt8>, _ n: Int) -> CRIHeader? {
+    /// Parses the header of a CRI line, nil if it isn't one. With `readTime`, a header whose time is
+    /// not RFC 3339 but is otherwise valid is accepted with that time (`invalidTime` set); without it
+    /// (format detection) the time must be valid.
+    static func parseCRIHeader(_ p: UnsafePointer<UInt8>, _ n: Int, readTime: Int64? = nil) -> CRIHeader? {
         // A timestamp is at most ~35 bytes (more fraction digits are allowed, but not unbounded):
         // don't scan a long raw line looking for a space.
         var sp = 0
         let limit = min(n, 64)
         while sp < limit && p[sp] != 0x20 { sp += 1 }
-        guard sp < limit, let ts = Timestamp.parseRFC3339(UnsafeRawBufferPointer(start: p, count: sp)) else { return nil }
+        guard sp < limit else { return nil }
+        let ts: Int64
+        var invalidTime = false
+        if let t = Timestamp.parseRFC3339(UnsafeRawBufferPointer(start: p, count: sp)) {
+            ts = t
+        } else if let readTime, sp > 0 {
+            ts = readTime
+            invalidTime = true
+        } else {
+            return nil
+        }
         var i = sp + 1
         guard n - i >= 7, p[i + 6] == 0x20 else { return nil }
         let stream = streamNamed(p + i, 6)
@@ -34,14 +47,18 @@ extension LineDecoder {
         case 0x46: partial = false
         default: return nil
         }
-        return CRIHeader(timestamp: ts, stream: stream, partial: partial, messageStart: i < n ? i + 1 : n)
+        return CRIHeader(timestamp: ts, stream: stream, partial: partial, messageStart: i < n ? i + 1 : n,
+                         invalidTime: invalidTime)
     }
 
     /// Decodes one CRI line; false (nothing appended) when the header is invalid.
+    /// An invalid time keeps the line (message and stream) with `readTime`, counted in
+    /// `stats.invalidTimes`.
     mutating func decodeCRI(_ line: UnsafeRawBufferPointer, offset: Int64, flags: RecordFlags,
-                            into batch: inout RecordBatch) -> Bool {
+                            readTime: Int64, into batch: inout RecordBatch) -> Bool {
         guard let p = line.baseAddress?.assumingMemoryBound(to: UInt8.self),
-              let h = Self.parseCRIHeader(p, line.count) else { return false }
+              let h = Self.parseCRIHeader(p, line.count, readTime: readTime) else { return false }
+        if h.invalidTime { stats.invalidTimes += 1 }
         let message = UnsafeRawBufferPointer(start: p + h.messageStart, count: line.count - h.messageStart)
         let s = Int(h.stream.rawValue)
         if !h.partial && !pending[s].active {

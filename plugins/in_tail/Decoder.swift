@@ -10,6 +10,8 @@ public struct DecodeStats: Sendable {
     public var lines = 0
     /// Lines invalid for their format, emitted as raw records.
     public var decodeErrors = 0
+    /// Lines decoded whose time was not valid RFC 3339: they carry the read time instead.
+    public var invalidTimes = 0
     /// Records emitted with the `.truncated` flag (cut by the reader or by the record cap).
     public var truncated = 0
     /// Partial parts appended to a record begun by an earlier line.
@@ -78,7 +80,7 @@ public struct LineDecoder: Sendable {
         case .cri:
             if Self.isBlank(line) { return }
             stats.lines += 1
-            if !decodeCRI(line, offset: offset, flags: flags, into: &batch) {
+            if !decodeCRI(line, offset: offset, flags: flags, readTime: readTime, into: &batch) {
                 stats.decodeErrors += 1
                 emitRaw(line, offset: offset, flags: flags, readTime: readTime, into: &batch)
             }

@@ -6,8 +6,9 @@ import AnduinCore
 
 extension LineDecoder {
     /// Decodes one docker line; false (nothing appended, arena as before) when it is not valid.
-    /// Keys may come in any order; others are skipped. A missing `time` falls back to `readTime`; a
-    /// `stream` other than stdout/stderr gives `.none`.
+    /// Keys may come in any order; others are skipped. A missing or invalid `time` falls back to
+    /// `readTime` (an invalid one is counted in `stats.invalidTimes`); a `stream` other than
+    /// stdout/stderr gives `.none`.
     mutating func decodeDocker(_ line: UnsafeRawBufferPointer, offset: Int64, flags: RecordFlags,
                                readTime: Int64, into batch: inout RecordBatch) -> Bool {
         let n = line.count
@@ -18,6 +19,7 @@ extension LineDecoder {
         var haveLog = false
         var stream = LogStream.none
         var timestamp = readTime
+        var badTime = false
         var ok = false
         var i = JSONScan.skipWS(p, 0, n)
         if i < n && p[i] == 0x7B {
@@ -51,14 +53,23 @@ extension LineDecoder {
                     stream = Self.streamNamed(p + vs, e - 1 - vs)
                     i = e
                 } else if keyLen == 4 && Self.bytesEqual(p + keyStart, "time") {
-                    guard p[i] == 0x22 else { break }
-                    let vs = i + 1
-                    var e = vs
-                    guard JSONScan.scanString(p, &e, n) == false,
-                          let t = Timestamp.parseRFC3339(UnsafeRawBufferPointer(start: p + vs, count: e - 1 - vs))
-                    else { break }
-                    timestamp = t
-                    i = e
+                    // A time that is not RFC 3339 (or not a string) must not cost the line: it keeps
+                    // its message and stream and gets the read time (counted). Shipping the raw
+                    // envelope instead would leak its `time` into the document as a field.
+                    timestamp = readTime
+                    badTime = true
+                    if p[i] == 0x22 {
+                        let vs = i + 1
+                        var e = vs
+                        guard let escaped = JSONScan.scanString(p, &e, n) else { break }
+                        if !escaped, let t = Timestamp.parseRFC3339(UnsafeRawBufferPointer(start: p + vs, count: e - 1 - vs)) {
+                            timestamp = t
+                            badTime = false
+                        }
+                        i = e
+                    } else {
+                        guard JSONScan.skipValue(p, &i, n) else { break }
+                    }
                 } else {
                     guard JSONScan.skipValue(p, &i, n) else { break }
                 }
@@ -79,6 +90,7 @@ extension LineDecoder {
             batch.bytes.removeLast(batch.bytes.count - mark)
             return false
         }
+        if badTime { stats.invalidTimes += 1 }
 
         let complete = batch.bytes.count > mark && batch.bytes[batch.bytes.count - 1] == 0x0A
         if complete { batch.bytes.removeLast() }

@@ -34,7 +34,7 @@ final class TailInput: Input, @unchecked Sendable {
     private var buffer: UnsafeMutableRawBufferPointer
     private var lastRegistered: [Int: AckTracker.Position] = [:]
 
-    private let recordsOut, bytesRead, decodeErrors, truncatedLines, partsMerged: Counter
+    private let recordsOut, bytesRead, decodeErrors, invalidTimes, truncatedLines, partsMerged: Counter
     private let rotations, truncations, openErrors, checkpointErrors: Counter
     private let filesWatched, inotifyMode, bytesBehind: Gauge
 
@@ -51,6 +51,7 @@ final class TailInput: Input, @unchecked Sendable {
         recordsOut = s.counter("records_out", "records read and passed on")
         bytesRead = s.counter("bytes_read", "bytes read from files")
         decodeErrors = s.counter("decode_errors", "lines that did not match the format (shipped as plain messages)")
+        invalidTimes = s.counter("invalid_times", "lines whose time was not RFC 3339: kept, with the read time")
         truncatedLines = s.counter("truncated_records", "records cut at max_line_bytes")
         partsMerged = s.counter("partial_parts_merged", "Docker/CRI partial parts merged into records")
         rotations = s.counter("rotations", "files that were renamed away or deleted and drained")
@@ -402,6 +403,7 @@ final class TailInput: Input, @unchecked Sendable {
     private func emit(_ f: TailedFile, _ batch: inout RecordBatch, _ control: InputControl) {
         let stats = f.decoder.takeStats()
         if stats.decodeErrors > 0 { decodeErrors.add(stats.decodeErrors) }
+        if stats.invalidTimes > 0 { invalidTimes.add(stats.invalidTimes) }
         if stats.truncated > 0 { truncatedLines.add(stats.truncated) }
         if stats.partsMerged > 0 { partsMerged.add(stats.partsMerged) }
         let position = f.position

@@ -51,7 +51,7 @@ public enum ElasticsearchPlugin {
         if hosts.isEmpty, let h = r.string("host") { hosts = [h] }
         if hosts.isEmpty { r.error(r.has("hosts") ? "hosts" : nil, "needs hosts: [\"http://127.0.0.1:9200\"]") }
         for h in hosts where !(h.hasPrefix("http://") || h.hasPrefix("https://")) {
-            r.error("hosts", "\(h): must start with http:// or https://")
+            r.error("hosts", "\(HTTPClient.redactedURL(h)): must start with http:// or https://")
         }
         hosts = hosts.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         var indexText = r.string("index", default: "logs-%Y.%m.%d")
@@ -117,7 +117,8 @@ final class ElasticsearchSender: BatchSender {
             response = try requester.send(method: "POST", url: url, body: raw)
         } catch {
             failOver()
-            return .retryAll("\(config.hosts[host % config.hosts.count]): \(error)")
+            // The host as written may carry user:password@: shown without it.
+            return .retryAll("\(HTTPClient.redactedURL(config.hosts[host % config.hosts.count])): \(error)")
         }
         let whole = HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
         switch whole {

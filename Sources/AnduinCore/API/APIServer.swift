@@ -11,24 +11,51 @@ public protocol APIProvider: Sendable {
     var tap: TapHub { get }
 }
 
-/// The agent's HTTP API on SwiftNIO's HTTP/1: `GET /metrics` (Prometheus text), `GET /health`,
-/// `GET /ready`, `GET /tap?component=NAME&limit=N` (a stream of NDJSON records).
+/// Which endpoints a listener serves.
+public struct APIRoutes: Sendable, Equatable {
+    /// `/metrics`, `/health`, `/ready`: no log content.
+    public var probes: Bool
+    /// `/tap`: every record passing a component.
+    public var tap: Bool
+    public init(probes: Bool, tap: Bool) {
+        self.probes = probes
+        self.tap = tap
+    }
+}
+
+/// One listener of the agent's HTTP API on SwiftNIO's HTTP/1: `GET /metrics` (Prometheus text),
+/// `GET /health`, `GET /ready`, `GET /tap?component=NAME&limit=N` (a stream of NDJSON records).
+///
+/// It can never take memory or file descriptors from the pipeline: at most `max_connections` are
+/// open (more are closed as soon as accepted), a request head must arrive within `header_timeout`
+/// and the next one within `idle_timeout`, and each /tap client has a bounded queue (`TapStream`).
 public final class APIServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: Channel
+    private let connections: ConnectionCount
     /// Where it listens (the real port when the config asked for port 0).
     public let boundAddress: String
 
-    public init(address: String, provider: any APIProvider) throws {
+    public init(address: String, routes: APIRoutes, options: APIOptions, tapToken: Secret?,
+                provider: any APIProvider) throws {
         let (host, port) = try APIServer.split(address)
         // One thread: the API is light, and the agent's cores are for logs.
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let connections = ConnectionCount(limit: options.maxConnections)
+        self.connections = connections
+        let settings = HandlerSettings(routes: routes, options: options, tapToken: tapToken)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(APIHandler(provider: provider))
+                // Over the limit: a failed initializer makes NIO close the connection at once.
+                guard connections.acquire() else {
+                    return channel.eventLoop.makeFailedFuture(TooManyConnections())
+                }
+                channel.closeFuture.whenComplete { _ in connections.release() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(APIHandler(provider: provider, settings: settings))
                 }
             }
         do {
@@ -40,6 +67,9 @@ public final class APIServer: Sendable {
         let bound = channel.localAddress
         boundAddress = "\(bound?.ipAddress ?? host):\(bound?.port ?? port)"
     }
+
+    /// Connections open now (for tests and metrics).
+    public var openConnections: Int { connections.current }
 
     public func stop() {
         try? channel.close().wait()
@@ -57,19 +87,48 @@ public final class APIServer: Sendable {
     }
 }
 
+private struct TooManyConnections: Error {}
+
+private struct HandlerSettings: Sendable {
+    let routes: APIRoutes
+    let options: APIOptions
+    let tapToken: Secret?
+}
+
 private final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let provider: any APIProvider
+    private let settings: HandlerSettings
     private var head: HTTPRequestHead?
     private var tapping: TapHub.Subscription?
+    /// Closes the connection when the client is too slow to send a request head, or idle too long.
+    private var deadline: Scheduled<Void>?
 
-    init(provider: any APIProvider) { self.provider = provider }
+    init(provider: any APIProvider, settings: HandlerSettings) {
+        self.provider = provider
+        self.settings = settings
+    }
+
+    private func closeAfter(_ seconds: Double, _ context: ChannelHandlerContext) {
+        deadline?.cancel()
+        let channel = context.channel
+        let ns = Int64(clampedSeconds(seconds) * 1e9)
+        deadline = context.eventLoop.scheduleTask(in: .nanoseconds(ns)) { channel.close(promise: nil) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        closeAfter(settings.options.headerTimeout, context)
+        context.fireChannelActive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let h): head = h
+        case .head(let h):
+            deadline?.cancel()
+            deadline = nil
+            head = h
         case .body: break
         case .end:
             guard let h = head else { return }
@@ -79,6 +138,7 @@ private final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
         if let t = tapping { provider.tap.cancel(t) }
         tapping = nil
         context.fireChannelInactive()
@@ -91,12 +151,13 @@ private final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard h.method == .GET || h.method == .HEAD else {
             return respond(context, h, .methodNotAllowed, "text/plain", "only GET\n")
         }
+        let routes = settings.routes
         switch path {
-        case "/metrics":
+        case "/metrics" where routes.probes:
             respond(context, h, .ok, "text/plain; version=0.0.4; charset=utf-8", provider.metricsText())
-        case "/health":
+        case "/health" where routes.probes:
             respond(context, h, .ok, "application/json", #"{"status":"ok"}"# + "\n")
-        case "/ready":
+        case "/ready" where routes.probes:
             let reasons = provider.notReadyReasons()
             var w = JSONWriter()
             w.writeRaw(reasons.isEmpty ? #"{"status":"ready","reasons":["# : #"{"status":"not ready","reasons":["#)
@@ -107,16 +168,31 @@ private final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             w.writeRaw("]}\n")
             respond(context, h, reasons.isEmpty ? .ok : .serviceUnavailable, "application/json",
                     String(decoding: w.bytes, as: UTF8.self))
-        case "/tap":
+        case "/tap" where routes.tap:
+            guard authorized(h) else {
+                var extra = HTTPHeaders()
+                extra.add(name: "WWW-Authenticate", value: "Bearer")
+                return respond(context, h, .unauthorized, "text/plain",
+                               "/tap needs Authorization: Bearer <the token in api.tap_token_file>\n", extra: extra)
+            }
             startTap(h, query: query, context: context)
         default:
-            respond(context, h, .notFound, "text/plain", "not found: try /metrics, /health, /ready or /tap\n")
+            var known: [String] = []
+            if routes.probes { known += ["/metrics", "/health", "/ready"] }
+            if routes.tap { known.append("/tap") }
+            respond(context, h, .notFound, "text/plain", "not found: try \(known.joined(separator: ", "))\n")
         }
     }
 
+    private func authorized(_ h: HTTPRequestHead) -> Bool {
+        guard let token = settings.tapToken else { return true }
+        let given = h.headers["authorization"].first ?? ""
+        return constantTimeEqual(given, "Bearer " + token.reveal())
+    }
+
     private func respond(_ context: ChannelHandlerContext, _ req: HTTPRequestHead, _ status: HTTPResponseStatus,
-                         _ type: String, _ body: String) {
-        var headers = HTTPHeaders()
+                         _ type: String, _ body: String, extra: HTTPHeaders = HTTPHeaders()) {
+        var headers = extra
         headers.add(name: "Content-Type", value: type)
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         let keepAlive = req.isKeepAlive
@@ -131,38 +207,37 @@ private final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
         if !keepAlive {
             let channel = context.channel
             done.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            // The next request must come within the idle timeout (a response the client does not read
+            // is covered too: the timer runs whether or not the write completes).
+            closeAfter(settings.options.idleTimeout, context)
         }
     }
 
-    /// Streams records as chunked NDJSON until the limit, or until the client goes away.
+    /// Streams records as chunked NDJSON until the limit, or until the client goes away or falls
+    /// behind (then a last line says how many records it missed).
     private func startTap(_ req: HTTPRequestHead, query: [String: String], context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/x-ndjson")
         headers.add(name: "Transfer-Encoding", value: "chunked")
         context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: req.version, status: .ok, headers: headers))),
                               promise: nil)
-        let channel = context.channel
         let limit = Int(query["limit"] ?? "") ?? 0
-        let pending = PendingCount()
-        tapping = provider.tap.subscribe(
+        let stream = TapStream(channel: context.channel, maxBytes: settings.options.tapQueueBytes,
+                               maxRecords: settings.options.tapQueueRecords)
+        let hub = provider.tap
+        let box = SubscriptionBox()
+        let subscription = hub.subscribe(
             component: query["component"].flatMap { $0.isEmpty ? nil : $0 }, limit: limit,
-            deliver: { bytes in
-                // A slow reader must not hold records back: past a bound, copies are dropped.
-                guard pending.increment() < 256 else {
-                    pending.decrement()
-                    return
-                }
-                var buffer = channel.allocator.buffer(capacity: bytes.count)
-                buffer.writeBytes(bytes)
-                channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).whenComplete { _ in
-                    pending.decrement()
+            deliver: { bytes, records in
+                if !stream.offer(bytes, records: records) {
+                    if let s = box.value { hub.cancel(s) }
+                    stream.drop()
                 }
             },
-            onEnd: {
-                channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in
-                    channel.close(promise: nil)
-                }
-            })
+            onEnd: { stream.finish() })
+        box.value = subscription
+        tapping = subscription
     }
 
     static func query(_ q: String) -> [String: String] {
@@ -175,8 +250,11 @@ private final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-private final class PendingCount: Sendable {
-    private let lock = Locked(0)
-    func increment() -> Int { lock.withLock { $0 += 1; return $0 - 1 } }
-    func decrement() { lock.withLock { $0 -= 1 } }
+/// The subscription, known only after `subscribe` returns, for the delivery closure to cancel it.
+private final class SubscriptionBox: Sendable {
+    private let lock = Locked<TapHub.Subscription?>(nil)
+    var value: TapHub.Subscription? {
+        get { lock.current }
+        set { lock.withLock { $0 = newValue } }
+    }
 }

@@ -6,11 +6,11 @@ public final class TapHub: Sendable {
     public final class Subscription: Sendable {
         let component: String?
         let remaining: Atomic<Int>
-        let deliver: @Sendable ([UInt8]) -> Void
+        let deliver: @Sendable ([UInt8], Int) -> Void
         let closed = Atomic<Bool>(false)
         let onEnd: @Sendable () -> Void
 
-        init(component: String?, limit: Int, deliver: @escaping @Sendable ([UInt8]) -> Void, onEnd: @escaping @Sendable () -> Void) {
+        init(component: String?, limit: Int, deliver: @escaping @Sendable ([UInt8], Int) -> Void, onEnd: @escaping @Sendable () -> Void) {
             self.component = component
             remaining = Atomic(limit <= 0 ? Int.max : limit)
             self.deliver = deliver
@@ -25,8 +25,9 @@ public final class TapHub: Sendable {
 
     /// Starts copying records of `component` (all components when nil) to `deliver`, one NDJSON chunk
     /// per batch, `{"component":..., "record":{...}}` a line, until `limit` records (0: no limit) or
-    /// `cancel`. `onEnd` runs once when the limit is reached.
-    public func subscribe(component: String?, limit: Int, deliver: @escaping @Sendable ([UInt8]) -> Void,
+    /// `cancel`. `deliver` gets the chunk and how many records it holds. `onEnd` runs once when the
+    /// limit is reached.
+    public func subscribe(component: String?, limit: Int, deliver: @escaping @Sendable ([UInt8], Int) -> Void,
                           onEnd: @escaping @Sendable () -> Void) -> Subscription {
         let s = Subscription(component: component, limit: limit, deliver: deliver, onEnd: onEnd)
         subscribers.withLock { $0.append(s) }
@@ -66,7 +67,7 @@ public final class TapHub: Sendable {
                 sent += 1
                 if left == 0 { break }
             }
-            if sent > 0 { s.deliver(out) }
+            if sent > 0 { s.deliver(out, sent) }
             if s.remaining.load(ordering: .relaxed) <= 0, cancel(s) { s.onEnd() }
         }
     }

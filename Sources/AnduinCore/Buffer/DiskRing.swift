@@ -89,7 +89,7 @@ public struct DiskRingOptions: Sendable {
         if segmentBytes > maxBytes {
             return "segment size (\(segmentBytes) bytes) must not exceed the buffer's max size (\(maxBytes) bytes)"
         }
-        if case .interval(let t) = fsync, !(t > 0 && t.isFinite) {
+        if case .interval(let t) = fsync, !(t > 0) {  // huge is fine: waits clamp (clampedSeconds)
             return "fsync interval must be a positive number of seconds, not \(t)"
         }
         return nil
@@ -435,7 +435,7 @@ public final class DiskRing: @unchecked Sendable {
         if options.fsync != .never && !syncData(w.fd) { return POSIXFailure("fsync \(segmentPath(w.id))") }
         let id = w.id + 1
         let path = segmentPath(id)
-        let fd = open(path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0o644)
+        let fd = open(path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return POSIXFailure("create \(path)") }
         // The new name must survive a power failure before blocks in it are acknowledged.
         if options.fsync != .never { syncDirectory(directory) }
@@ -741,7 +741,7 @@ public final class DiskRing: @unchecked Sendable {
             // On a full disk the temp file cannot be created, but commits must still free space:
             // overwrite the 28 bytes in place (no new disk blocks). A torn overwrite fails the CRC and
             // means a replay from the oldest segment: duplicates, never a loss.
-            let fd = open(cursorPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            let fd = open(cursorPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
             if fd < 0 {
                 failure = "\(e); in-place fallback: \(POSIXFailure("open \(cursorPath)"))"
             } else {
@@ -836,7 +836,7 @@ public final class DiskRing: @unchecked Sendable {
         var prefix = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {
             prefix += "/" + part
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+            if mkdir(prefix, 0o700) != 0 && errno != EEXIST {
                 throw DiskRingError(path: path, message: "cannot create directory \(prefix): \(errnoText(errno))")
             }
         }
@@ -965,7 +965,7 @@ public final class DiskRing: @unchecked Sendable {
         }
         if needNewSegment {
             let id = max(segments.last?.id ?? 0, cursor?.segment ?? 0) + 1
-            fd = open(path(id), O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0o644)
+            fd = open(path(id), O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw DiskRingError(path: path(id), message: "cannot create segment: \(errnoText(errno))") }
             if options.fsync != .never { syncDirectory(directory) }
             segments.append(Segment(id: id, size: 0, uncommitted: 0))

@@ -121,9 +121,11 @@ public enum AtomicFile {
     /// content, never a mix.
     public static func write(_ data: Data, to path: String, durable: Bool = true) throws {
         let dir = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
         let tmp = path + ".tmp"
-        let fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
+        // 0600: data_dir holds what was read from every container's logs (see DataDirectory).
+        let fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw POSIXFailure("open \(tmp)") }
         var ok = data.withUnsafeBytes { writeAll(fd: fd, $0) }
         if ok && durable { ok = fsync(fd) == 0 }

@@ -28,8 +28,12 @@ public struct AgentConfig: Sendable {
     /// How long a stop waits for outputs to deliver what was read before giving up (what is not
     /// delivered is not checkpointed, so it is read again at the next start).
     public var shutdownTimeout: Double
-    /// `api: {address: HOST:PORT}`: the HTTP API (metrics, health, ready, tap); off when absent.
-    public var apiAddress: String?
+    /// `api:`: the HTTP API (metrics, health, ready, and /tap when enabled); off when absent.
+    public var api: APIOptions?
+    /// Where /metrics, /health and /ready listen, when the API is on.
+    public var apiAddress: String? { api?.address }
+    /// `watch_config: true`: reload when the config file's content changes (as `run --watch-config`).
+    public var watchConfig = false
     public var components: [ComponentDecl]
 
     public func components(_ kind: ComponentKind) -> [ComponentDecl] { components.filter { $0.kind == kind } }
@@ -64,13 +68,11 @@ public struct AgentConfig: Sendable {
             logLevel: top.choice("log_level", default: .info),
             logFormat: top.choice("log_format", default: .text),
             shutdownTimeout: top.duration("shutdown_timeout", default: 30),
-            apiAddress: nil,
+            api: nil,
+            watchConfig: top.bool("watch_config", default: false),
             components: [])
         if let api = top.mapping("api") {
-            cfg.apiAddress = api.string("address", default: "127.0.0.1:2020")
-            if let a = cfg.apiAddress, a.lastIndex(of: ":").flatMap({ Int(a[a.index(after: $0)...]) }) == nil {
-                api.error("address", "\"\(a)\" must be HOST:PORT, such as 127.0.0.1:2020 (port 0 picks a free port)")
-            }
+            cfg.api = APIOptions.parse(api)
         }
 
         var names: [String: SourceMark] = [:]

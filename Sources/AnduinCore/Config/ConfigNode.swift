@@ -22,6 +22,33 @@ public struct ConfigDiagnostic: Sendable, Hashable, CustomStringConvertible {
         self.message = message
     }
     public var description: String { "\(mark): \(message)" }
+
+    /// `text` as one log line: control and other non-printable characters escaped (`\n`, `\u{1b}`),
+    /// at most 500 characters. For messages that may quote config text.
+    public static func logSafe(_ text: String) -> String {
+        var out = ""
+        var count = 0
+        for scalar in text.unicodeScalars {
+            if count >= 500 {
+                out += "…"
+                break
+            }
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0xFFFD
+                    || scalar.properties.generalCategory == .format {
+                    out += "\\u{\(String(scalar.value, radix: 16))}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+            count += 1
+        }
+        return out
+    }
 }
 
 /// Collects every problem instead of stopping at the first: `anduin validate` shows them all.
@@ -117,8 +144,10 @@ public indirect enum ConfigValue: Sendable {
 
     private static func markOf(_ error: YamlError, file: String) -> SourceMark {
         switch error {
-        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _):
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
             return SourceMark(file: file, line: mark.line, column: mark.column)
+        case .duplicatedKeysInMapping(_, let context):
+            return SourceMark(file: file, line: context.mark.line, column: context.mark.column)
         default:
             return SourceMark(file: file, line: 1, column: 1)
         }
@@ -126,9 +155,16 @@ public indirect enum ConfigValue: Sendable {
 
     private static func describe(_ error: YamlError) -> String {
         switch error {
-        case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _):
+        case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _),
+             .composer(let context, let problem, _, _):
             if let context { return "\(problem) (\(context.text))" }
             return problem
+        // Yams' own descriptions of these quote the YAML around the problem, which may hold an inline
+        // password: only the problem is shown.
+        case .reader(let problem, _, _, _):
+            return problem
+        case .duplicatedKeysInMapping(let duplicates, _):
+            return "duplicate key(s) \(duplicates.sorted().map { "\"\($0)\"" }.joined(separator: ", "))"
         default:
             return "\(error)"
         }

@@ -43,7 +43,7 @@ public final class DeadLetterFile: @unchecked Sendable {  // writes under `lock`
             if fd < 0 {
                 try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                          withIntermediateDirectories: true)
-                fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+                fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
                 if fd < 0 { return false }
             }
             guard out.withUnsafeBytes({ writeAll(fd: fd, $0) }) else { return false }

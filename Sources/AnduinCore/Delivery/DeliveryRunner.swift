@@ -322,7 +322,7 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // mutable state
                     if giveUp { return false }
                     retries.add()
                     let delay = backoff.next()
-                    logRateLimited("delivery failed, retrying in \(Int(delay * 1000))ms: \(failure)",
+                    logRateLimited("delivery failed, retrying in \(clampedMillis(delay))ms: \(failure)",
                                    loud: failure.hasPrefix("authentication"))
                     if sleepUnlessAbandoned(delay) { return false }
                 } else {

@@ -109,7 +109,7 @@ public enum HTTPClientError: Error, CustomStringConvertible, Sendable {
 }
 
 private func formatSeconds(_ s: Double) -> String {
-    s == s.rounded() && abs(s) < 1e15 ? String(Int(s)) : String(s)
+    s == s.rounded() && abs(s) < 1e15 ? String(Int(s)) : String(s)  // the bound keeps Int() safe
 }
 
 /// Runs curl_global_init once per process; Swift initialises a `static let` exactly once,
@@ -138,7 +138,7 @@ public final class HTTPClient: @unchecked Sendable {
             throw .setup(detail: "curl_global_init: \(String(cString: curl_easy_strerror(CURLcode(rawValue: g))))")
         }
         for (what, t) in [("connect", options.connectTimeout), ("request", options.requestTimeout)]
-        where !(t > 0 && t.isFinite) {
+        where !(t > 0) {  // huge or infinite is fine: millis() clamps it
             throw .setup(detail: "\(what) timeout must be a positive number of seconds, got \(t)")
         }
         for (what, path) in [("CA file", options.tls.caFile), ("client certificate", options.tls.certFile),
@@ -329,7 +329,7 @@ public final class HTTPClient: @unchecked Sendable {
         guard method == "GET" else {
             throw .invalidRequest(url: shownURL, detail: "stream supports GET only, not \(method)")
         }
-        guard timeout > 0 && timeout.isFinite else {
+        guard timeout > 0 else {
             throw .invalidRequest(url: shownURL, detail: "stream timeout must be a positive number of seconds, got \(timeout)")
         }
         try validate(method: method, url: url, shownURL: shownURL, headers: headers, body: UnsafeRawBufferPointer(start: nil, count: 0))
@@ -545,7 +545,7 @@ private let sinkHeaderCallback: curl_write_callback = { data, size, count, ctx i
 private func millis(_ seconds: Double) -> Int {
     // Sub-millisecond values would become 0, which curl reads as "no timeout".
     // Capped at ~24 days (the largest value curl's int timers hold) so Int() cannot trap.
-    max(1, Int((min(seconds, 2_000_000) * 1000).rounded(.up)))
+    max(1, Int((min(clampedSeconds(seconds), 2_000_000) * 1000).rounded(.up)))
 }
 
 /// RFC 9110 token characters (methods, header names).

@@ -2,8 +2,10 @@
 public enum Timestamp {
     /// Parses `2024-01-02T03:04:05.123456789Z` or with an offset `+01:00`; fraction optional (digits
     /// beyond 9 are ignored); `t` or a space may replace `T`, `z` may replace `Z`. Returns nil for
-    /// anything else, including out-of-range fields and instants outside Int64 nanoseconds
-    /// (years 1678...2261).
+    /// anything else (out-of-range fields included). Every valid year (0000-9999) parses: instants
+    /// outside what Int64 nanoseconds hold (before 1677-09-21T00:12:43.145224192Z, after
+    /// 2262-04-11T23:47:16.854775807Z) are clamped to those limits rather than refused, so one odd
+    /// line never loses its message.
     public static func parseRFC3339(_ s: UnsafeRawBufferPointer) -> Int64? {
         let n = s.count
         // Shortest valid form: `YYYY-MM-DDTHH:MM:SSZ`.
@@ -62,10 +64,12 @@ public enum Timestamp {
 
         let days = daysFromCivil(year, month, day)
         let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
-        // Int64 nanoseconds cover only ~292 years around 1970; years 0000-9999 parse, so check.
+        // Int64 nanoseconds cover only ~292 years around 1970; years 0000-9999 parse, so clamp.
+        // (secs is at most ~2.5e11 in magnitude: this arithmetic cannot overflow.)
         let (ns, o1) = secs.multipliedReportingOverflow(by: 1_000_000_000)
         let (total, o2) = ns.addingReportingOverflow(frac)
-        return o1 || o2 ? nil : total
+        if o1 || o2 { return secs < 0 ? Int64.min : Int64.max }
+        return total
     }
 
     @inline(__always)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Prometheus
 
 /// The running agent: the current pipeline, and what outlives a config reload (the metrics registry,
 /// the tap hub, the API server).
@@ -10,19 +11,31 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
     private let lock = ConditionLock()
     private var pipeline: Pipeline?
     private var config: AgentConfig
-    private var api: APIServer?
+    /// The API's listeners: one, or two when /tap has its own address.
+    private var api: [APIServer] = []
     private var progress: ThreadHandle?
     private var stopping = false
+    private let reloads: Prometheus.Counter
+    private let reloadFailures: Prometheus.Counter
 
     public init(config: AgentConfig, logger: Logger) {
         self.config = config
         self.logger = logger
+        reloads = stats.prometheus.makeCounter(descriptor: MetricNameDescriptor(
+            namespace: "anduin", metricName: "reloads", unitName: "total",
+            helpText: "config reloads applied (SIGHUP or a watched config file change)"))
+        reloadFailures = stats.prometheus.makeCounter(descriptor: MetricNameDescriptor(
+            namespace: "anduin", metricName: "reload_failures", unitName: "total",
+            helpText: "config reloads refused (invalid, unreadable or crashing config) or that could not start; the running pipeline was kept"))
     }
+
+    /// The config currently running.
+    public var currentConfig: AgentConfig { lock.withLock { config } }
 
     /// Builds and starts the pipeline and, when configured, the API.
     public func start() throws {
         let p = try Pipeline(config: config, logger: logger, stats: stats, tap: tap)
-        try startAPI(config.apiAddress)
+        try startAPI(config.api)
         p.start()
         lock.withLock { pipeline = p }
         startProgress()
@@ -32,39 +45,51 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
     /// messages and the running pipeline keeps going), then stops the old pipeline the way SIGTERM
     /// does (deliver or buffer what was read, checkpoint) and starts the new one, which resumes from
     /// those checkpoints and buffers: nothing is lost or read twice.
+    ///
+    /// `precheck`, when given, runs first and may refuse the file (the CLI validates it in a child
+    /// process, so a config that would crash the parser cannot take the running agent down).
     @discardableResult
-    public func reload(configPath: String, registry: PluginRegistry) -> Bool {
+    public func reload(configPath: String, registry: PluginRegistry,
+                       precheck: ((String) -> String?)? = nil) -> Bool {
+        if let problem = precheck?(configPath) {
+            reloadFailures.increment()
+            logger.error("reload refused, the running config stays: \(ConfigDiagnostic.logSafe(problem))")
+            return false
+        }
         let next: AgentConfig
         switch AgentConfig.load(path: configPath, registry: registry) {
         case .success(let c): next = c
         case .failure(let errors):
+            reloadFailures.increment()
             logger.error("reload refused, the running config stays: \(errors.items.count) problem(s)")
-            for d in errors.items { logger.error("\(d.description)") }
+            // One line per problem, never the YAML around it (it may hold inline secrets).
+            for d in errors.items { logger.error("\(ConfigDiagnostic.logSafe(d.description))") }
             return false
         }
         let old = lock.withLock { pipeline }
         old?.stop()
         do {
             let p = try Pipeline(config: next, logger: logger, stats: stats, tap: tap)
-            if next.apiAddress != config.apiAddress {
-                api?.stop()
-                api = nil
-                try startAPI(next.apiAddress)
+            if next.api != config.api {
+                stopAPI()
+                try startAPI(next.api, dataDirectory: next.dataDirectory)
             }
             p.start()
             lock.withLock {
                 pipeline = p
                 config = next
             }
+            reloads.increment()
             logger.info("reloaded \(configPath)")
             return true
         } catch {
             // The new config validated but could not start (a port taken, a directory not writable):
             // go back to the previous one so logs keep flowing.
+            reloadFailures.increment()
             logger.error("reload failed (\(error)); restarting the previous config")
             do {
                 let p = try Pipeline(config: config, logger: logger, stats: stats, tap: tap)
-                if api == nil { try? startAPI(config.apiAddress) }  // the probes need it back
+                if api.isEmpty { try? startAPI(config.api) }  // the probes need it back
                 p.start()
                 lock.withLock { pipeline = p }
             } catch {
@@ -81,17 +106,52 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
             lock.broadcast()
         }
         lock.withLock { pipeline }?.stop()
-        api?.stop()
+        stopAPI()
         progress?.join(timeout: 2)
     }
 
-    private func startAPI(_ address: String?) throws {
-        guard let address else { return }
-        let server = try APIServer(address: address, provider: self)
-        api = server
-        logger.info("API listening on http://\(server.boundAddress) (/metrics, /health, /ready, /tap)")
-        // `anduin tap` finds the agent through this file when the config asked for port 0.
-        try? AtomicFile.write(Data((server.boundAddress + "\n").utf8), to: config.dataDirectory + "/api.address", durable: false)
+    private func stopAPI() {
+        for server in api { server.stop() }
+        api = []
+    }
+
+    /// Starts the API's listeners: the probes on `address`; /tap, when enabled, on the same one or on
+    /// `tap_address`. Writes the bound addresses to data_dir (`api.address`, `tap.address`): `anduin
+    /// tap` finds the agent through them when the config asked for port 0.
+    private func startAPI(_ options: APIOptions?, dataDirectory: String? = nil) throws {
+        guard let options else { return }
+        let dir = dataDirectory ?? config.dataDirectory
+        var token: Secret?
+        if let file = options.tapTokenFile, options.tapEnabled {
+            switch APIOptions.readToken(file) {
+            case .success(let t): token = t
+            case .failure(let p): throw StartupError("api: tap_token_file: \(p.message)")
+            }
+        }
+        let shared = options.tapEnabled && options.tapAddress == nil
+        let main = try APIServer(address: options.address, routes: APIRoutes(probes: true, tap: shared),
+                                 options: options, tapToken: token, provider: self)
+        api = [main]
+        logger.info("API listening on http://\(main.boundAddress) (/metrics, /health, /ready\(shared ? ", /tap" : ""))")
+        try? AtomicFile.write(Data((main.boundAddress + "\n").utf8), to: dir + "/api.address", durable: false)
+        var tapBound = shared ? main.boundAddress : nil
+        if options.tapEnabled, let tapAddress = options.tapAddress {
+            do {
+                let tap = try APIServer(address: tapAddress, routes: APIRoutes(probes: false, tap: true),
+                                        options: options, tapToken: token, provider: self)
+                api.append(tap)
+                tapBound = tap.boundAddress
+                logger.info("API /tap listening on http://\(tap.boundAddress)")
+            } catch {
+                stopAPI()
+                throw error
+            }
+        }
+        if let tapBound {
+            try? AtomicFile.write(Data((tapBound + "\n").utf8), to: dir + "/tap.address", durable: false)
+        } else {
+            unlink(dir + "/tap.address")
+        }
     }
 
     // MARK: APIProvider

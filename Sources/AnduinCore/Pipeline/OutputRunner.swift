@@ -133,7 +133,7 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
                 failures += 1
                 lock.withLock { s.failing = true }
                 // One line per failure streak step, not per record: the backoff spaces them out.
-                logger.error("output \(name): write failed (attempt \(failures)), retrying in \(Int(backoff * 1000))ms: \(error)")
+                logger.error("output \(name): write failed (attempt \(failures)), retrying in \(clampedMillis(backoff))ms: \(error)")
                 if sleepUnlessAbandoned(backoff) { return false }
                 backoff = min(backoff * 2, 30)
             }

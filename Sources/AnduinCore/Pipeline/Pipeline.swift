@@ -167,10 +167,12 @@ public final class Pipeline: Sendable {
 
     static func prepareDataDirectory(_ dir: String) throws {
         do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
         } catch {
             throw StartupError("data_dir \(dir): cannot create it: \(describeFileError(error))")
         }
+        DataDirectory.tighten(dir)
         let probe = dir + "/.write-test"
         let fd = open(probe, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
         if fd < 0 {

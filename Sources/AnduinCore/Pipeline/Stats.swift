@@ -39,7 +39,7 @@ public final class Histogram: Sendable {
         self.histogram = histogram
     }
     public func observe(seconds: Double) {
-        histogram.recordNanoseconds(Int64(max(0, seconds) * 1e9))
+        histogram.recordNanoseconds(Int64(clampedSeconds(seconds) * 1e9))
     }
 }
 

@@ -48,7 +48,7 @@ public final class ConditionLock: @unchecked Sendable {
         #else
         clock_gettime(CLOCK_REALTIME, &ts)
         #endif
-        let total = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 + max(0, seconds)
+        let total = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 + clampedSeconds(seconds)
         ts.tv_sec = Int(total)
         ts.tv_nsec = Int((total - Double(Int(total))) * 1e9)
         pthread_cond_timedwait(cond, mutex, &ts)
@@ -70,6 +70,25 @@ public final class Locked<Value>: @unchecked Sendable {
         try lock.withLock { try body(&value) }
     }
     public var current: Value { withLock { $0 } }
+}
+
+/// Longest wait the runtime honours: about 31 years. A config may validly say `poll_interval: 1e300s`
+/// or an infinite duration; every sleep, wait and conversion to integers goes through this so such a
+/// value means "very long", never a trap.
+public let maximumWaitSeconds: Double = 1e9
+
+/// `seconds` made safe to wait on or convert to an integer: NaN and negatives are 0, huge values
+/// and infinity are `maximumWaitSeconds`.
+@inline(__always)
+public func clampedSeconds(_ seconds: Double) -> Double {
+    guard seconds > 0 else { return 0 }  // NaN too
+    return min(seconds, maximumWaitSeconds)
+}
+
+/// Whole milliseconds of `seconds` (clamped), for messages and APIs that take integers.
+@inline(__always)
+public func clampedMillis(_ seconds: Double) -> Int {
+    Int((clampedSeconds(seconds) * 1000).rounded())
 }
 
 /// Monotonic clock in seconds, for timeouts and intervals (never jumps with wall-clock changes).

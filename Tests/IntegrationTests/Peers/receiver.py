@@ -8,6 +8,8 @@ records (ndjson lines, or a JSON array), kept in memory, and answered according 
   POST /_control/script   {"responses": ["429", "500", "hang", "400", "200"], "then": "200"}
       each delivery takes the next scripted answer; when the list is used up, `then` applies.
       "hang" holds the request open for `hang_seconds` (default 30) without answering.
+      "400echo" (any status + "echo") answers that status with the request's path and headers
+      (Authorization included) in the JSON body, as some receivers do in their errors.
       A refused delivery (anything but 2xx) is not kept.
   GET  /_control/records  {"records": [<record JSON>...], "requests": N, "gzip_requests": N,
                            "auth": [<Authorization headers seen>], "content_types": [...]}
@@ -75,6 +77,10 @@ class Handler(BaseHTTPRequestHandler):
         if answer == "hang":
             time.sleep(hang)
             return
+        if answer.endswith("echo"):
+            # A receiver that quotes the request in its error body, credentials included.
+            echoed = {"error": "refused", "path": self.path, "headers": dict(self.headers.items())}
+            return self.reply(int(answer[:-4]), json.dumps(echoed).encode())
         status = int(answer)
         if 200 <= status < 300:
             text = data.decode("utf-8")
