@@ -92,7 +92,7 @@ final class KubernetesRenderTests: XCTestCase {
             "status": ["containerStatuses": [["name": "app", "image": "docker.io/library/app:1",
                                               "containerID": "containerd://abc123"]]],
         ]
-        let p = try PodMeta.parse(obj)
+        let p = try PodMeta.parse(JSONValue.parse(Array(JSONSerialization.data(withJSONObject: obj))))
         XCTAssertEqual(p.ref, PodRef(namespace: "n", name: "w"))
         XCTAssertEqual(p.resourceVersion, "42")
         XCTAssertEqual(p.labels.map(\.0), ["a", "b.io/c"], "sorted")
@@ -103,7 +103,7 @@ final class KubernetesRenderTests: XCTestCase {
         XCTAssertFalse(p.excluded)
         XCTAssertEqual(p.excludedContainers, ["sidecar"])
         XCTAssertEqual(p.mirrorUID, "hash")
-        XCTAssertThrowsError(try PodMeta.parse(["metadata": ["name": "x"]]))
+        XCTAssertThrowsError(try PodMeta.parse(JSONValue.parse(Array(#"{"metadata":{"name":"x"}}"#.utf8))))
     }
 
     // MARK: the filter on batches (API off: path metadata only)

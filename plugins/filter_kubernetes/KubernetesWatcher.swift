@@ -214,7 +214,7 @@ final class KubernetesWatcher: @unchecked Sendable {
 
     /// Lists every object (in pages of 500), then replaces the cache's view with it.
     private func list() throws(KubernetesAPIError) {
-        var objects: [[String: Any]] = []
+        var objects: [JSONValue] = []
         var next = ""
         var restarted = false
         var rv = ""
@@ -241,13 +241,13 @@ final class KubernetesWatcher: @unchecked Sendable {
                 continue
             }
             try check(status: response.status, body: response.body, url: u)
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
+            guard let obj = try? JSONValue.parse(response.body), obj.members != nil else {
                 throw .badResponse(what: "\(resource.name) list", detail: "not a JSON object (\(response.body.count) bytes)")
             }
-            let meta = obj["metadata"] as? [String: Any]
-            rv = meta?["resourceVersion"] as? String ?? ""
-            next = meta?["continue"] as? String ?? ""
-            objects += obj["items"] as? [[String: Any]] ?? []
+            let meta = obj["metadata"]
+            rv = meta?["resourceVersion"]?.string ?? ""
+            next = meta?["continue"]?.string ?? ""
+            objects += obj["items"]?.array ?? []
         } while !next.isEmpty
         guard !rv.isEmpty else {
             throw .badResponse(what: "\(resource.name) list", detail: "metadata.resourceVersion missing")
@@ -291,10 +291,7 @@ final class KubernetesWatcher: @unchecked Sendable {
 
     /// The `message` of a Kubernetes `Status` body, else the start of the body.
     private func statusMessage(_ body: [UInt8]) -> String {
-        if let obj = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
-           let m = obj["message"] as? String {
-            return m
-        }
+        if let m = (try? JSONValue.parse(body))?["message"]?.string { return m }
         return String(decoding: body.prefix(200), as: UTF8.self)
     }
 
@@ -376,12 +373,12 @@ final class KubernetesWatcher: @unchecked Sendable {
     }
 
     private func handleEvent(_ line: ArraySlice<UInt8>, url: String) -> EventOutcome {
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-              let type = obj["type"] as? String, let object = obj["object"] as? [String: Any] else {
+        guard let obj = try? JSONValue.parse(line),
+              let type = obj["type"]?.string, let object = obj["object"], object.members != nil else {
             return .failed(.badResponse(what: "watch event", detail: "not {\"type\",\"object\"} JSON: "
                 + String(decoding: line.prefix(120), as: UTF8.self)))
         }
-        let rv = (object["metadata"] as? [String: Any])?["resourceVersion"] as? String
+        let rv = object["metadata"]?["resourceVersion"]?.string
         switch type {
         case "ADDED", "MODIFIED", "DELETED":
             do {
@@ -401,10 +398,10 @@ final class KubernetesWatcher: @unchecked Sendable {
             // Only moves the resourceVersion, so the next watch resumes past events of other nodes.
             if let rv, !rv.isEmpty { resourceVersion = rv }
         case "ERROR":
-            let code = (object["code"] as? NSNumber)?.intValue ?? 0
+            let code = object["code"]?.int ?? 0
             if code == 410 { return .gone }
             return .failed(.status(url: HTTPClient.redactedURL(url), status: code,
-                                   message: object["message"] as? String ?? "ERROR event"))
+                                   message: object["message"]?.string ?? "ERROR event"))
         default:
             logger.debug("ignoring watch event of type \(type)")
         }

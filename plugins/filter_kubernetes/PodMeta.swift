@@ -1,3 +1,4 @@
+import AnduinCore
 import Foundation
 
 /// The parts of a pod the filter writes or decides on, parsed from the API's JSON on the watch
@@ -67,44 +68,44 @@ public struct PodMeta: Sendable {
 
     /// From a pod object as the API returns it (a list item or a watch event's `object`).
     /// Throws when the identifying fields are missing.
-    public static func parse(_ obj: [String: Any]) throws(KubernetesAPIError) -> PodMeta {
-        guard let meta = obj["metadata"] as? [String: Any],
-              let name = meta["name"] as? String, let namespace = meta["namespace"] as? String,
-              let uid = meta["uid"] as? String else {
+    public static func parse(_ obj: JSONValue) throws(KubernetesAPIError) -> PodMeta {
+        guard let meta = obj["metadata"],
+              let name = meta["name"]?.string, let namespace = meta["namespace"]?.string,
+              let uid = meta["uid"]?.string else {
             throw .badResponse(what: "pod object", detail: "metadata.name, namespace or uid missing")
         }
-        let spec = obj["spec"] as? [String: Any]
-        let status = obj["status"] as? [String: Any]
+        let spec = obj["spec"]
+        let status = obj["status"]
 
         var containers: [String: Container] = [:]
         for key in ["initContainers", "containers", "ephemeralContainers"] {
-            for c in spec?[key] as? [[String: Any]] ?? [] {
-                guard let n = c["name"] as? String else { continue }
-                containers[n, default: Container()].image = c["image"] as? String
+            for c in spec?[key]?.array ?? [] {
+                guard let n = c["name"]?.string else { continue }
+                containers[n, default: Container()].image = c["image"]?.string
             }
         }
         for key in ["initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"] {
-            for c in status?[key] as? [[String: Any]] ?? [] {
-                guard let n = c["name"] as? String else { continue }
+            for c in status?[key]?.array ?? [] {
+                guard let n = c["name"]?.string else { continue }
                 var entry = containers[n] ?? Container()
                 // The status has the resolved image (tag as run); the spec is the fallback.
-                if let image = c["image"] as? String, !image.isEmpty { entry.image = image }
-                if let id = c["containerID"] as? String, !id.isEmpty { entry.id = stripRuntime(id) }
+                if let image = c["image"]?.string, !image.isEmpty { entry.image = image }
+                if let id = c["containerID"]?.string, !id.isEmpty { entry.id = stripRuntime(id) }
                 containers[n] = entry
             }
         }
 
         var owner: (kind: String, name: String)?
-        let refs = meta["ownerReferences"] as? [[String: Any]] ?? []
+        let refs = meta["ownerReferences"]?.array ?? []
         // The controller owns the pod; any other owner is only a fallback.
-        if let r = refs.first(where: { ($0["controller"] as? Bool) == true }) ?? refs.first,
-           let kind = r["kind"] as? String, let oname = r["name"] as? String {
+        if let r = refs.first(where: { $0["controller"]?.bool == true }) ?? refs.first,
+           let kind = r["kind"]?.string, let oname = r["name"]?.string {
             owner = (kind, oname)
         }
 
         return PodMeta(namespace: namespace, name: name, uid: uid,
-                       resourceVersion: meta["resourceVersion"] as? String ?? "",
-                       nodeName: spec?["nodeName"] as? String,
+                       resourceVersion: meta["resourceVersion"]?.string ?? "",
+                       nodeName: spec?["nodeName"]?.string,
                        labels: stringPairs(meta["labels"]), annotations: stringPairs(meta["annotations"]),
                        owner: owner, containers: containers)
     }
@@ -115,9 +116,13 @@ public struct PodMeta: Sendable {
         return String(id[r.upperBound...])
     }
 
-    static func stringPairs(_ v: Any?) -> [(String, String)] {
-        guard let m = v as? [String: Any] else { return [] }
-        return m.compactMap { k, v in (v as? String).map { (k, $0) } }
+    /// A string map (labels, annotations); non-string values are left out, the first of a duplicate key wins.
+    static func stringPairs(_ v: JSONValue?) -> [(String, String)] {
+        var seen = Set<String>()
+        return (v?.members ?? []).compactMap { m in
+            guard let s = m.value.string, seen.insert(m.key).inserted else { return nil }
+            return (m.key, s)
+        }
     }
 }
 
@@ -133,11 +138,11 @@ public struct NamespaceMeta: Sendable {
         self.labels = labels.sorted { $0.0 < $1.0 }
     }
 
-    public static func parse(_ obj: [String: Any]) throws(KubernetesAPIError) -> NamespaceMeta {
-        guard let meta = obj["metadata"] as? [String: Any], let name = meta["name"] as? String else {
+    public static func parse(_ obj: JSONValue) throws(KubernetesAPIError) -> NamespaceMeta {
+        guard let meta = obj["metadata"], let name = meta["name"]?.string else {
             throw .badResponse(what: "namespace object", detail: "metadata.name missing")
         }
-        return NamespaceMeta(name: name, resourceVersion: meta["resourceVersion"] as? String ?? "",
+        return NamespaceMeta(name: name, resourceVersion: meta["resourceVersion"]?.string ?? "",
                              labels: PodMeta.stringPairs(meta["labels"]))
     }
 }
