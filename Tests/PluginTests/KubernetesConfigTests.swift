@@ -131,10 +131,11 @@ final class KubernetesConfigTests: XCTestCase {
         let p = NSTemporaryDirectory() + "k8s-token-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: p) }
         try "one\n".write(toFile: p, atomically: true, encoding: .utf8)
-        let r = TokenReader(path: p)
-        XCTAssertEqual(try r.current(), "one")
+        let r = SecretFile(path: p)
+        XCTAssertEqual(try r.current().reveal(), "one")
+        XCTAssertEqual("\(try r.current())", "***", "never printed")
         try "two".write(toFile: p, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try r.current(), "two")
+        XCTAssertEqual(try r.current().reveal(), "two")
         try FileManager.default.removeItem(atPath: p)
         XCTAssertThrowsError(try r.current())
     }

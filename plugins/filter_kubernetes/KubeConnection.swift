@@ -50,39 +50,3 @@ public struct KubeEndpoint: Sendable, Equatable {
                             caFile: caFile ?? serviceAccountDir + "/ca.crt")
     }
 }
-
-/// Reads a bearer token file again only when it changed (inode, size or mtime), so a rotated token
-/// is picked up at the next request without reading the file for every request.
-final class TokenReader: @unchecked Sendable {
-    let path: String
-    private var key: (ino: UInt64, size: Int64, sec: Int, nsec: Int)?
-    private var token = ""
-
-    init(path: String) { self.path = path }
-
-    /// Used by the watch thread only.
-    func current() throws(KubernetesAPIError) -> String {
-        var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw .token(path: path, detail: String(cString: strerror(errno)))
-        }
-        #if os(Linux)
-        let k = (UInt64(st.st_ino), Int64(st.st_size), Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec))
-        #else
-        let k = (UInt64(st.st_ino), Int64(st.st_size), Int(st.st_mtimespec.tv_sec), Int(st.st_mtimespec.tv_nsec))
-        #endif
-        if let old = key, old == k { return token }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw .token(path: path, detail: "cannot read it")
-        }
-        let t = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !t.isEmpty else { throw .token(path: path, detail: "the file is empty") }
-        token = t
-        key = k
-        return t
-    }
-
-    /// Forces a re-read at the next request (after a 401: the file may have been replaced in a way
-    /// that kept inode, size and mtime, e.g. within one mtime tick).
-    func invalidate() { key = nil }
-}

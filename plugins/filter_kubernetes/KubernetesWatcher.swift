@@ -52,7 +52,7 @@ final class KubernetesWatcher: @unchecked Sendable {
 
     // Watch-thread state.
     private let client: HTTPClient
-    private let tokenReader: TokenReader?
+    private let tokenReader: SecretFile?
     private var resourceVersion = ""
     private var watchCount = 0
     private var listCount = 0
@@ -86,7 +86,7 @@ final class KubernetesWatcher: @unchecked Sendable {
         } catch {
             throw .client(error)
         }
-        if case .file(let path) = endpoint.token { tokenReader = TokenReader(path: path) } else { tokenReader = nil }
+        if case .file(let path) = endpoint.token { tokenReader = SecretFile(path: path) } else { tokenReader = nil }
     }
 
     func start() {
@@ -200,7 +200,12 @@ final class KubernetesWatcher: @unchecked Sendable {
         case .none: break
         case .literal(let t): h.append(("Authorization", "Bearer \(t)"))
         case .file:
-            if let tokenReader { h.append(("Authorization", "Bearer \(try tokenReader.current())")) }
+            guard let tokenReader else { break }
+            do {
+                h.append(("Authorization", "Bearer " + (try tokenReader.current()).reveal()))
+            } catch {
+                throw .token(path: error.path, detail: error.detail)
+            }
         }
         return h
     }

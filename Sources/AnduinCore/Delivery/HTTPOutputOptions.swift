@@ -69,8 +69,7 @@ public struct HTTPOutputOptions: Sendable {
 /// Produces the auth part of each request; used by one delivery thread.
 public final class HTTPAuthenticator {
     private let options: HTTPAuthOptions
-    private var token: String?
-    private var tokenStamp: (Int, Int64, Int64)?   // inode, size, mtime of the token file
+    private var tokenFile: SecretFile?
     private var password: String?
 
     public init(_ options: HTTPAuthOptions) {
@@ -95,15 +94,13 @@ public final class HTTPAuthenticator {
     public func header() throws -> (String, String)? {
         if let key = options.apiKey { return ("Authorization", "ApiKey " + key) }
         guard let file = options.tokenFile else { return nil }
-        var st = stat()
-        guard stat(file, &st) == 0 else { throw HTTPAuthError("cannot read token_file \(file): \(String(cString: strerror(errno)))") }
-        let stamp = (Int(st.st_ino), Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
-        if token == nil || tokenStamp.map({ $0 != stamp }) ?? true {
-            guard let data = FileManager.default.contents(atPath: file) else { throw HTTPAuthError("cannot read token_file \(file)") }
-            token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            tokenStamp = stamp
+        let reader = tokenFile ?? SecretFile(path: file)
+        tokenFile = reader
+        do {
+            return ("Authorization", "Bearer " + (try reader.current()).reveal())
+        } catch {
+            throw HTTPAuthError("cannot read token_file \(error)")
         }
-        return ("Authorization", "Bearer " + (token ?? ""))
     }
 }
 
