@@ -9,6 +9,7 @@ import Darwin
 /// they block in read(2), inotify and libcurl.
 ///
 /// Invariant: `wait` is only called with the lock held (inside `withLock`).
+/// `@unchecked Sendable`: its only state is the pthread mutex and condition, which exist to be shared.
 public final class ConditionLock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
@@ -60,7 +61,10 @@ public final class ConditionLock: @unchecked Sendable {
     public func broadcast() { pthread_cond_broadcast(cond) }
 }
 
-/// A value guarded by a lock; small state shared between threads.
+/// A value guarded by a lock; small state shared between threads. Unlike `Mutex` it is a class, so
+/// closures and several owners can share it, and it offers `current`.
+/// `@unchecked Sendable`: `value` is touched only inside `withLock`, under `lock`; a non-Sendable
+/// `Value` must not be handed out of `withLock` to another thread (callers return copies of plain data).
 public final class Locked<Value>: @unchecked Sendable {
     private let lock = ConditionLock()
     private var value: Value
@@ -131,6 +135,7 @@ public func startThread(name: String, _ body: @escaping @Sendable () -> Void) ->
     return handle
 }
 
+/// `@unchecked Sendable`: immutable, and handed to the new thread exactly once (through `Unmanaged`).
 private final class ThreadStart: @unchecked Sendable {
     let name: String
     let body: @Sendable () -> Void
@@ -143,6 +148,7 @@ private final class ThreadStart: @unchecked Sendable {
 }
 
 /// Lets another thread wait for a thread's end.
+/// `@unchecked Sendable`: `done` is read and written only under `lock`.
 public final class ThreadHandle: @unchecked Sendable {
     private let lock = ConditionLock()
     private var done = false
