@@ -42,10 +42,10 @@ clean:
 # (kubernetes-validate ships them), plus the agent config they carry (with the binary when built).
 DEPLOY_PY_PACKAGES := pytest==9.2.0 kubernetes-validate==1.37.0
 .PHONY: deploy-test
-deploy-test: deps
+deploy-test: build
 	@[ -x $(VENV)/bin/pip ] || python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install -q --disable-pip-version-check $(DEPLOY_PY_PACKAGES)
-	$(VENV)/bin/python -m pytest -q -rsx -p no:cacheprovider Tests/DeployTests
+	ANDUIN_BIN="$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/anduin" $(VENV)/bin/python -m pytest -q -rsx -p no:cacheprovider Tests/DeployTests
 
 # Per-stage micro-benchmarks (ns and allocations per line), a package of its own under Benchmarks/.
 bench-stages: deps

@@ -31,7 +31,9 @@ final class DeliveryGuaranteeTests: DGTestCase {
         // before the script is still being stored when the receiver is stopped.)
         let requestsBefore = try recv.snapshot().requests
         try recv.script([], then: "500")
-        poll(timeout: 15, interval: 0.1) { ((try? recv.snapshot().requests) ?? 0) >= requestsBefore + 3 }
+        waitFor("3 requests refused after the script (\(requestsBefore) before)") {
+            ((try? recv.snapshot().requests) ?? 0) >= requestsBefore + 3
+        }
         XCTAssertNotNil(waitStable(quiet: 1, timeout: 30) { (try? recv.snapshot().records.count) ?? -1 })
         var received = try recv.dgRecords()
         recv.stop()
@@ -236,7 +238,6 @@ final class DeliveryGuaranteeTests: DGTestCase {
         XCTAssertTrue(ta.extra.isEmpty && ta.idClashes.isEmpty && ta.badIDs.isEmpty, "A: \(ta)")
         XCTAssertGreaterThan(ta.missing.count, 0, "a 64 KiB ring cannot hold 24000 records: some were dropped")
         XCTAssertGreaterThan(dropped, 0, "buffer_records_dropped in the stop line")
-        XCTAssertGreaterThanOrEqual(dropped, ta.missing.count, "every record A is missing is counted as dropped")
         XCTAssertEqual(dropped, ta.missing.count,
                        "buffer_records_dropped == written - received by A (records_in=\(c["records_in"] ?? 0), "
                        + "records_out=\(c["records_out"] ?? 0): \((c["records_out"] ?? 0) + dropped - (c["records_in"] ?? 0)) "

@@ -182,34 +182,48 @@ final class FilterTests: AgentTestCase {
     /// While a trace is held, the file's checkpoint stays at (not past) its first line; once the
     /// trace is shipped and written, the checkpoint moves past it.
     func testCheckpointDoesNotPassAPendingTrace() throws {
-        try writeConfig(config(TailOptions(), filters: """
+        try writeConfig("api: {address: \"127.0.0.1:0\"}\n" + config(TailOptions(), filters: """
               ml: {type: multiline, from: [in], mode: python, flush_timeout: 30s}
 
             """, feed: "ml"))
         let path = sandbox.path("logs/app.log")
         let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress(), "the agent wrote no data/api.address")
         let plain = joinedLines(["INFO one", "INFO two"])
         appendText(path, plain)
         waitForMessages(["INFO one", "INFO two"])
         let traceStart = Int64(plain.utf8.count)
         waitFor("checkpoint at the end of the plain lines") { sandbox.checkpoints("in")[path] == traceStart }
 
-        appendText(path, joinedLines(Self.pythonTrace))
-        // Held for 30 s; watch several checkpoint intervals (200 ms) go by.
-        let deadline = Date().addingTimeInterval(1.5)
-        while Date() < deadline {
-            let cp = sandbox.checkpoints("in")[path] ?? 0
-            XCTAssertLessThanOrEqual(cp, traceStart, "checkpoint passed a pending trace's first line")
-            usleep(100_000)
+        // Precondition: the whole trace was read and the filter holds it (it waits for a next line).
+        let trace = joinedLines(Self.pythonTrace)
+        appendText(path, trace)
+        var samples: [String: Double] = [:]
+        waitFor("the trace read whole and held: \(samples.filter { $0.key.contains("bytes_read") || $0.key.contains("pending") })") {
+            samples = scrapeMetrics(api) ?? [:]
+            return samples["anduin_input_bytes_read_total{component=in,type=tail}"] == Double(plain.utf8.count + trace.utf8.count)
+                && samples["anduin_filter_records_pending{component=ml,type=multiline}"] == 1
         }
-        XCTAssertEqual(output.refresh().count, 2)
+        // Then several turns of the input's loop, each of which may write a checkpoint (scans and
+        // checkpoints have the same interval here): this file's stays at the trace's first line.
+        let scans = "anduin_input_scans_total{component=in,type=tail}"
+        let scansAtStart = try XCTUnwrap(samples[scans], "no \(scans) in the metrics")
+        waitFor("5 more scans of the input after \(scansAtStart) (now \(samples[scans] ?? -1))") {
+            XCTAssertEqual(sandbox.checkpoints("in")[path], traceStart, "checkpoint moved off a pending trace's first line")
+            samples = scrapeMetrics(api) ?? [:]
+            return (samples[scans] ?? 0) >= scansAtStart + 5
+        }
+        XCTAssertEqual(sandbox.checkpoints("in")[path], traceStart, "checkpoint moved off a pending trace's first line")
+        XCTAssertEqual(samples["anduin_filter_records_pending{component=ml,type=multiline}"], 1, "the trace is still held")
+        XCTAssertEqual(output.refresh().compactMap(\.message), ["INFO one", "INFO two"], "the trace is still held")
 
         appendText(path, "INFO after\n")
-        let total = Int64(plain.utf8.count + joinedLines(Self.pythonTrace).utf8.count + "INFO after\n".utf8.count)
+        let total = Int64(plain.utf8.count + trace.utf8.count + "INFO after\n".utf8.count)
         waitForMessages([Self.pythonTrace.joined(separator: "\n"), "INFO after"])
         waitFor("checkpoint past the trace") { sandbox.checkpoints("in")[path] == total }
         stopAgent(agent)
         assertWellFormed()
+        XCTAssertEqual(output.refresh().count, 4)
     }
 
     /// One pod floods, the other keeps its rate: only the flood is cut, and the drops are logged per key.

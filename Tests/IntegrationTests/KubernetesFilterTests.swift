@@ -368,7 +368,11 @@ final class KubernetesFilterTests: AgentTestCase {
         finish(agent)
         XCTAssertEqual(agent.stderr.components(separatedBy: "Kubernetes API unreachable").count - 1, 1,
                        "the outage is logged once, not per retry")
-        XCTAssertGreaterThanOrEqual(stopCounter(agent, "records_enriched_path_only") ?? 0, 100)
+        // Every record went through the filter: those without labels were enriched from the path only.
+        let pathOnly = output.refresh().filter { labels($0) == nil }.count
+        XCTAssertGreaterThanOrEqual(pathOnly, 100, "the 100 lines written while the API was down")
+        XCTAssertEqual(stopCounter(agent, "records_enriched_path_only"), pathOnly)
+        XCTAssertEqual(stopCounter(agent, "records_enriched_api"), output.records.count - pathOnly)
     }
 
     /// 20 pods × 200 lines, both log layouts: one list and one watch in all, whatever the number of

@@ -6,29 +6,6 @@ import FoundationNetworking
 
 /// The agent's API (metrics, health, ready, tap), reloads, as an operator uses them.
 final class ObservabilityTests: AgentTestCase {
-    /// The API address the agent bound (the configs ask for port 0).
-    func apiAddress() -> String? {
-        var address: String?
-        poll(timeout: 30) {
-            address = (try? String(contentsOfFile: sandbox.path("data/api.address"), encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-            return address?.isEmpty == false
-        }
-        return address
-    }
-
-    func get(_ url: String) -> (status: Int, body: String)? {
-        guard let u = URL(string: url) else { return nil }
-        let box = GetBox()
-        let done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: URLRequest(url: u, timeoutInterval: 10)) { data, response, _ in
-            box.set((response as? HTTPURLResponse)?.statusCode ?? 0, data.map { String(decoding: $0, as: UTF8.self) } ?? "")
-            done.signal()
-        }.resume()
-        _ = done.wait(timeout: .now() + 15)
-        return box.get()
-    }
-
     /// Parses Prometheus text with the reference parser (prometheus-client, installed by `make test`)
     /// and returns {"name{label=value,...}": value} for every sample.
     func parsePrometheus(_ text: String) throws -> [String: Double] {
@@ -224,11 +201,4 @@ final class ObservabilityTests: AgentTestCase {
         agent.terminate()
         XCTAssertTrue(agent.waitExit())
     }
-}
-
-private final class GetBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: (Int, String)?
-    func set(_ s: Int, _ b: String) { lock.lock(); value = (s, b); lock.unlock() }
-    func get() -> (status: Int, body: String)? { lock.lock(); defer { lock.unlock() }; return value.map { ($0.0, $0.1) } }
 }

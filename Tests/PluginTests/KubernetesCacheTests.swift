@@ -9,9 +9,48 @@ final class KubernetesCacheTests: XCTestCase {
     let id = String(repeating: "cd", count: 32)
     var path: String { "/var/log/containers/web-1_shop_app-\(id).log" }
 
-    private func cache(grace: Double = 60, wait: Double = 2, cooldown: Double = 30) -> KubernetesCache {
+    /// Time for the cache under test, moved by hand: a wait for a late pod returns at once as if it
+    /// timed out (the time moves to its end), unless `onWait` says otherwise. Records every wait.
+    final class ManualClock: @unchecked Sendable {
+        // `lock` protects `time` and `waits`; `onWait` is set before the cache is used.
+        private let lock = NSLock()
+        private var time: Double = 1000
+        private var waitsSoFar: [Double] = []
+        /// Called (with the cache's lock held) for each wait instead of the time-out; return true
+        /// when it waited for real and was woken, false to time out.
+        var onWait: ((ConditionLock, Double) -> Bool)?
+
+        var now: Double { lock.withLock { time } }
+        var waits: [Double] { lock.withLock { waitsSoFar } }
+        func advance(_ seconds: Double) { lock.withLock { time += seconds } }
+
+        var cacheClock: CacheClock {
+            CacheClock(now: { self.now }, wait: { cacheLock, seconds in
+                self.lock.withLock { self.waitsSoFar.append(seconds) }
+                if let hook = self.onWait, hook(cacheLock, seconds) { return }
+                self.advance(seconds)
+            })
+        }
+    }
+
+    private func cache(grace: Double = 60, wait: Double = 2, cooldown: Double = 30, clock: ManualClock = ManualClock()) -> KubernetesCache {
         KubernetesCache(apiEnabled: true, deleteGrace: grace, waitForPod: wait, options: .init(), rules: .init(),
-                        podsGauge: nil, waitCooldown: cooldown)
+                        podsGauge: nil, waitCooldown: cooldown, clock: clock.cacheClock)
+    }
+
+    /// An `onWait` that runs `update` on another thread and waits for real (the update needs the
+    /// cache's lock, so it lands while this waits), once; later waits time out.
+    private func wokenOnceBy(_ update: @escaping @Sendable () -> Void) -> (ConditionLock, Double) -> Bool {
+        var first = true
+        return { lock, _ in
+            guard first else { return false }
+            first = false
+            Thread { update() }.start()
+            // Generous: on time, the update wakes it long before; if it never comes, the test fails
+            // on the recorded waits, it does not hang.
+            lock.wait(seconds: 60)
+            return true
+        }
     }
 
     private func pod(_ name: String = "web-1", uid: String = "u1", rv: String = "1", labels: [(String, String)] = [("v", "1")],
@@ -31,7 +70,8 @@ final class KubernetesCacheTests: XCTestCase {
     }
 
     func testUpdatesReRenderAndDeletedPodsLastForTheGrace() {
-        let c = cache(grace: 0.3, wait: 0)
+        let clock = ManualClock()
+        let c = cache(grace: 10, wait: 0, clock: clock)
         c.setState(.synced)
         c.replacePods([pod()])
         XCTAssertEqual(labels(c.resolve(path: path)), ["v": "1"])
@@ -39,10 +79,15 @@ final class KubernetesCacheTests: XCTestCase {
         XCTAssertEqual(labels(c.resolve(path: path)), ["v": "2"])
         c.deletePod(pod(rv: "3", labels: [("v", "2")]))
         XCTAssertEqual(labels(c.resolve(path: path)), ["v": "2"], "within the grace")
-        usleep(400_000)
+        clock.advance(10)
+        XCTAssertEqual(labels(c.resolve(path: path)), ["v": "2"], "at the end of the grace")
+        c.purgeExpired()
+        XCTAssertEqual(c.podCount, 1, "kept until the grace has passed")
+        clock.advance(1)
         XCTAssertEqual(fromAPI(c.resolve(path: path)), false, "past the grace: path metadata only")
         c.purgeExpired()
         XCTAssertEqual(c.podCount, 0)
+        XCTAssertEqual(clock.waits, [], "wait_for_pod 0 never waits")
     }
 
     func testRelistMarksMissingPodsDeleted() {
@@ -67,48 +112,62 @@ final class KubernetesCacheTests: XCTestCase {
     }
 
     func testWaitsOnceForAPodThatArrivesLate() {
-        let c = cache(wait: 5)
+        let clock = ManualClock()
+        let c = cache(wait: 5, clock: clock)
         c.setState(.synced)
         let late = pod()
-        let adder = Thread { usleep(200_000); c.upsertPod(late) }
-        let t0 = monotonicSeconds()
-        adder.start()
+        clock.onWait = wokenOnceBy { c.upsertPod(late) }
         XCTAssertEqual(fromAPI(c.resolve(path: path)), true, "the pod arrived while the batch waited")
-        XCTAssertLessThan(monotonicSeconds() - t0, 4, "woken by the update, not by the deadline")
+        XCTAssertEqual(clock.waits, [5], "one wait of wait_for_pod, woken by the update (a second wait would mean it was not)")
+        XCTAssertEqual(clock.now, 1000, "no time-out happened")
     }
 
     func testWaitIsBoundedOncePerPodAndCoolsDown() {
-        let c = cache(wait: 0.3, cooldown: 30)
+        let clock = ManualClock()
+        let c = cache(wait: 0.5, cooldown: 30, clock: clock)
         c.setState(.synced)
-        var t0 = monotonicSeconds()
         XCTAssertEqual(fromAPI(c.resolve(path: path)), false)
-        let first = monotonicSeconds() - t0
-        XCTAssertGreaterThanOrEqual(first, 0.25)
-        t0 = monotonicSeconds()
+        XCTAssertEqual(clock.waits, [0.5], "one wait of wait_for_pod, timed out")
         XCTAssertEqual(fromAPI(c.resolve(path: path)), false)
-        XCTAssertLessThan(monotonicSeconds() - t0, 0.2, "only once per pod")
+        XCTAssertEqual(clock.waits, [0.5], "only once per pod")
         // Another unknown pod right after a timed-out wait: no wait (files of pods long gone).
-        t0 = monotonicSeconds()
         XCTAssertEqual(fromAPI(c.resolve(path: "/var/log/containers/gone-2_shop_app-\(id).log")), false)
-        XCTAssertLessThan(monotonicSeconds() - t0, 0.2, "cool-down after a timed-out wait")
+        XCTAssertEqual(clock.waits, [0.5], "cool-down after a timed-out wait")
+        clock.advance(29)
+        XCTAssertEqual(fromAPI(c.resolve(path: "/var/log/containers/gone-3_shop_app-\(id).log")), false)
+        XCTAssertEqual(clock.waits, [0.5], "still cooling down")
+        clock.advance(1)
+        XCTAssertEqual(fromAPI(c.resolve(path: "/var/log/containers/gone-4_shop_app-\(id).log")), false)
+        XCTAssertEqual(clock.waits, [0.5, 0.5], "the cool-down is over: a new pod is waited for again")
     }
 
     func testNoWaitWhileUnreachable() {
-        let c = cache(wait: 5)
+        let clock = ManualClock()
+        let c = cache(wait: 5, clock: clock)
         c.setState(.unreachable)
-        let t0 = monotonicSeconds()
         XCTAssertEqual(fromAPI(c.resolve(path: path)), false)
-        XCTAssertLessThan(monotonicSeconds() - t0, 0.5)
+        XCTAssertEqual(clock.waits, [])
     }
 
     func testUnreachableEndsAWaitInProgress() {
-        let c = cache(wait: 10)
+        let clock = ManualClock()
+        let c = cache(wait: 10, clock: clock)
         c.setState(.synced)
-        let t = Thread { usleep(200_000); c.setState(.unreachable) }
-        let t0 = monotonicSeconds()
-        t.start()
+        clock.onWait = wokenOnceBy { c.setState(.unreachable) }
         XCTAssertEqual(fromAPI(c.resolve(path: path)), false)
-        XCTAssertLessThan(monotonicSeconds() - t0, 5)
+        XCTAssertEqual(clock.waits, [10], "woken by the state change, not waiting again")
+        XCTAssertEqual(clock.now, 1000, "no time-out happened")
+    }
+
+    /// Before the first list, every unknown pod shares one window from the start.
+    func testWaitBeforeTheFirstListEndsAtOneSharedDeadline() {
+        let clock = ManualClock()
+        let c = cache(wait: 5, clock: clock)
+        clock.advance(2)
+        XCTAssertEqual(fromAPI(c.resolve(path: path)), false)
+        XCTAssertEqual(clock.waits, [3], "the rest of the window from the start")
+        XCTAssertEqual(fromAPI(c.resolve(path: "/var/log/containers/other-1_shop_app-\(id).log")), false)
+        XCTAssertEqual(clock.waits, [3], "the window is over")
     }
 
     func testPodsLayoutMatchesUIDAndStaticPodMirror() {

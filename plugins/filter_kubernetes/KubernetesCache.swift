@@ -46,6 +46,16 @@ enum APIState: Sendable, Equatable {
     case unreachable
 }
 
+/// The cache's time: its clock, and the bounded wait for a late pod (woken early by an update).
+/// Tests drive both by hand; the agent uses the monotonic clock and the condition variable.
+struct CacheClock: Sendable {
+    var now: @Sendable () -> Double
+    /// Waits on `lock` (held by the caller) until it is signalled or `seconds` pass.
+    var wait: @Sendable (_ lock: ConditionLock, _ seconds: Double) -> Void
+
+    static let monotonic = CacheClock(now: { monotonicSeconds() }, wait: { lock, seconds in lock.wait(seconds: seconds) })
+}
+
 /// Pods (and namespaces) known from the API, and per source path the parsed path and the rendered
 /// metadata. Shared by the input threads (`resolve`, once per batch) and the watch thread(s)
 /// (updates); one lock guards it all, held for a few dictionary lookups per batch.
@@ -90,6 +100,7 @@ final class KubernetesCache: @unchecked Sendable {
     let pathIdleLimit: Double = 600
 
     private let lock = ConditionLock()
+    private let clock: CacheClock
     private var pods: [String: StoredPod] = [:]
     private var byName: [PodRef: String] = [:]
     private var namespaces: [String: StoredNamespace] = [:]
@@ -102,7 +113,7 @@ final class KubernetesCache: @unchecked Sendable {
     private var lastSweep: Double
 
     init(apiEnabled: Bool, deleteGrace: Double, waitForPod: Double, options: KubernetesRender.Options,
-         rules: NamespaceRules, podsGauge: Gauge?, waitCooldown: Double = 30) {
+         rules: NamespaceRules, podsGauge: Gauge?, waitCooldown: Double = 30, clock: CacheClock = .monotonic) {
         self.deleteGrace = deleteGrace
         self.waitForPod = waitForPod
         self.options = options
@@ -110,7 +121,8 @@ final class KubernetesCache: @unchecked Sendable {
         self.podsGauge = podsGauge
         self.waitCooldown = waitCooldown
         self.state = apiEnabled ? .starting : .disabled
-        self.startedAt = monotonicSeconds()
+        self.clock = clock
+        self.startedAt = clock.now()
         self.lastSweep = startedAt
     }
 
@@ -120,7 +132,7 @@ final class KubernetesCache: @unchecked Sendable {
     /// pod) for a pod the API has not shown yet.
     func resolve(path: String) -> KubernetesDecision {
         lock.withLock {
-            var now = monotonicSeconds()
+            var now = clock.now()
             if now - lastSweep > 60 { sweepPaths(now) }
             let entry: PathEntry
             if let e = paths[path] {
@@ -138,8 +150,8 @@ final class KubernetesCache: @unchecked Sendable {
             if found == nil, let deadline = waitDeadline(info.pod, now) {
                 // The watch may lag the file's creation by a moment: wait for it, once per pod.
                 while found == nil && (state == .synced || state == .starting) && now < deadline {
-                    lock.wait(seconds: deadline - now)
-                    now = monotonicSeconds()
+                    clock.wait(lock, deadline - now)
+                    now = clock.now()
                     found = lookup(info, now)
                 }
                 // Timed out while the API was fine: the pod is probably gone, not late.
@@ -219,7 +231,7 @@ final class KubernetesCache: @unchecked Sendable {
     /// last lines keep metadata for `delete_grace`).
     func replacePods(_ list: [PodMeta]) {
         lock.withLock {
-            let now = monotonicSeconds()
+            let now = clock.now()
             var seen = Set<String>()
             seen.reserveCapacity(list.count)
             for p in list {
@@ -243,7 +255,7 @@ final class KubernetesCache: @unchecked Sendable {
 
     func deletePod(_ p: PodMeta) {
         lock.withLock {
-            let now = monotonicSeconds()
+            let now = clock.now()
             if var existing = pods[p.uid] {
                 if existing.meta.resourceVersion != p.resourceVersion {
                     generation += 1
@@ -276,7 +288,7 @@ final class KubernetesCache: @unchecked Sendable {
 
     /// Forgets pods deleted longer than `delete_grace` ago.
     func purgeExpired() {
-        lock.withLock { purgeLocked(monotonicSeconds()) }
+        lock.withLock { purgeLocked(clock.now()) }
     }
 
     private func purgeLocked(_ now: Double) {

@@ -35,7 +35,7 @@ final class TailInput: Input, @unchecked Sendable {
     private var lastRegistered: [Int: AckTracker.Position] = [:]
 
     private let recordsOut, bytesRead, decodeErrors, invalidTimes, truncatedLines, partsMerged: Counter
-    private let rotations, truncations, openErrors, checkpointErrors: Counter
+    private let rotations, truncations, openErrors, checkpointErrors, scans: Counter
     private let filesWatched, inotifyMode, bytesBehind: Gauge
 
     init(config: TailConfig, context: ComponentContext) {
@@ -58,6 +58,7 @@ final class TailInput: Input, @unchecked Sendable {
         truncations = s.counter("truncations", "files truncated in place (copytruncate) and read again from 0")
         openErrors = s.counter("open_errors", "files that could not be opened (retried)")
         checkpointErrors = s.counter("checkpoint_errors", "failed checkpoint writes (retried)")
+        scans = s.counter("scans", "looks at the globs for new, rotated and deleted files (every glob_interval, and on directory events)")
         filesWatched = s.gauge("files_watched", "files being followed")
         inotifyMode = s.gauge("inotify", "1 when inotify wakes the input, 0 when it polls")
         bytesBehind = s.gauge("bytes_behind", "bytes of the followed files not yet acknowledged (size minus checkpoint)")
@@ -141,6 +142,7 @@ final class TailInput: Input, @unchecked Sendable {
     // MARK: discovery
 
     private func rescan(now: Double) {
+        scans.add()
         var seen: [FileKey: String] = [:]
         for pattern in config.paths {
             addDirectoryWatch(for: pattern)
