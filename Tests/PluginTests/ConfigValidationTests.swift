@@ -140,7 +140,9 @@ final class ConfigValidationTests: XCTestCase {
             bogus: 1
             """
         let e = errors(yaml)
-        XCTAssertGreaterThanOrEqual(e.count, 5, "\(e)")
+        // Not reported: o's `from: [nothere]`. A component that fails to parse is left out of the graph
+        // check, so its references are checked only once its own errors are fixed.
+        XCTAssertEqual(e.count, 5, "\(e)")
         XCTAssertTrue(e.contains { $0.contains("needs at least one glob") }, "\(e)")
         XCTAssertTrue(e.contains { $0.contains("format: unknown value \"json\"") }, "\(e)")
         XCTAssertTrue(e.contains { $0.contains("missing required key \"path\"") }, "\(e)")

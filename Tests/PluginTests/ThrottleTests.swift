@@ -18,10 +18,11 @@ final class ThrottleTests: XCTestCase {
 
     func testOneNoisyKeyIsLimitedAndAnotherLosesNothing() {
         let stats = ComponentStats(component: "throttle", kind: .filter)
-        let f = filter(ThrottleConfig(key: FilterTestBatch.path("kubernetes.pod_name"), rate: 100, burst: 100), stats: stats)
+        let f = filter(ThrottleConfig(key: FilterTestBatch.path("kubernetes.pod_name"), rate: 80, burst: 100), stats: stats)
         var quietKept = 0, quietSent = 0, noisyKept = 0, noisySent = 0
-        // 5 seconds in 50 ms steps: the noisy pod writes 50 lines a step (1000/s), the quiet one 4 (80/s).
-        for _ in 0..<100 {
+        // 5 seconds in steps of 1/16 s (exact in binary, so is the refill of 5 tokens a step): the noisy
+        // pod writes 50 lines a step (800/s), the quiet one 4 (64/s).
+        for _ in 0..<80 {
             var names = Array(repeating: "noisy", count: 50) + Array(repeating: "quiet", count: 4)
             names.shuffle()
             var b = pods(names)
@@ -31,12 +32,12 @@ final class ThrottleTests: XCTestCase {
             }
             quietSent += 4
             noisySent += 50
-            clock.advance(0.05)
+            clock.advance(0.0625)
         }
         XCTAssertEqual(quietKept, quietSent, "the quiet key must not lose a record")
-        // 100/s over ~5 s plus the initial burst of 100.
-        XCTAssertGreaterThanOrEqual(noisyKept, 560)
-        XCTAssertLessThanOrEqual(noisyKept, 600)
+        // Step 0 takes 50 of the burst of 100; step 1: 50 + 5 refilled, takes 50; step 2: 5 + 5;
+        // then the 5 refilled at each of the 77 steps left.
+        XCTAssertEqual(noisyKept, 50 + 50 + 10 + 77 * 5)
         let dropped = f.droppedCounts()
         XCTAssertEqual(dropped["noisy"], noisySent - noisyKept)
         XCTAssertNil(dropped["quiet"])
