@@ -60,3 +60,21 @@ private final class GetBox: @unchecked Sendable {
     func set(_ s: Int, _ b: String) { lock.lock(); value = (s, b); lock.unlock() }
     func get() -> (status: Int, body: String)? { lock.lock(); defer { lock.unlock() }; return value.map { ($0.0, $0.1) } }
 }
+
+/// Counters of one component from the agent's stop line (`anduin stopped: input in: a=1 b=2; filter
+/// f: ...`); counters at zero are not printed, so they are absent here.
+func stopLineCounters(_ stderr: String, component: String) -> [String: Int] {
+    guard let line = stderr.split(separator: "\n").last(where: { $0.contains("anduin stopped: ") }),
+          let start = line.range(of: "anduin stopped: ") else { return [:] }
+    var out: [String: Int] = [:]
+    for part in line[start.upperBound...].components(separatedBy: "; ") {
+        // "<kind> <name>: k=v k=v"
+        let words = part.split(separator: " ", maxSplits: 2)
+        guard words.count == 3, words[1] == "\(component):" else { continue }
+        for kv in words[2].split(separator: " ") {
+            let p = kv.split(separator: "=", maxSplits: 1)
+            if p.count == 2, let v = Int(p[1]) { out[String(p[0])] = v }
+        }
+    }
+    return out
+}

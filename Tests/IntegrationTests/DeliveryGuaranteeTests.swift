@@ -264,7 +264,8 @@ final class DeliveryGuaranteeTests: DGTestCase {
     func testMemoryBufferCheckpointsOnlyDeliveredRecords() throws {
         var recv = try receiver()
         let port = recv.port
-        try writeConfig(DG.config([DGOutput(name: "out", uri: recv.url, buffer: "{type: memory, max_records: 100}", batchRecords: 50)]))
+        try writeConfig("api: {address: \"127.0.0.1:0\"}\n"
+                        + DG.config([DGOutput(name: "out", uri: recv.url, buffer: "{type: memory, max_records: 100}", batchRecords: 50)]))
         let path = sandbox.path("logs/mem.log")
         let len = lineLength("mem")
         appendText(path, joinedLines(logLines("mem", 0..<200)))
@@ -278,15 +279,22 @@ final class DeliveryGuaranteeTests: DGTestCase {
         recv.stop()
         appendText(path, joinedLines(logLines("mem", 200..<2200)))
         waitForLog(agent, "delivery failed", timeout: 60)
-        // While it retries, the checkpoint never passes what was delivered.
-        var samples: [Int64] = []
-        let deadline = Date().addingTimeInterval(2.5)
-        while Date() < deadline {
-            samples.append(checkpointTotal())
-            usleep(100_000)
+        // While it retries, the checkpoint never passes what was delivered: once the input has read
+        // past it, several turns of the input's loop (each of which may write a checkpoint: scans and
+        // checkpoints share their 200 ms interval) leave it where delivery stopped.
+        let api = try XCTUnwrap(apiAddress(), "the agent wrote no data/api.address")
+        let scans = "anduin_input_scans_total{component=in,type=tail}"
+        var samples: [String: Double] = [:]
+        waitFor("the input reading past the delivered records") {
+            samples = scrapeMetrics(api) ?? [:]
+            return (samples["anduin_input_bytes_read_total{component=in,type=tail}"] ?? 0) > Double(200 * len)
         }
-        XCTAssertTrue(samples.allSatisfy { $0 == Int64(200 * len) },
-                      "checkpoint moved past undelivered records while the receiver was down: \(Set(samples).sorted())")
+        let scansAtStart = try XCTUnwrap(samples[scans], "no \(scans) in the metrics")
+        waitFor("5 more scans of the input after \(scansAtStart) (now \(samples[scans] ?? -1))") {
+            XCTAssertEqual(checkpointTotal(), Int64(200 * len), "checkpoint moved past undelivered records while the receiver was down")
+            samples = scrapeMetrics(api) ?? [:]
+            return (samples[scans] ?? 0) >= scansAtStart + 5
+        }
         killAgent(agent)
         XCTAssertEqual(checkpointTotal(), Int64(200 * len), "checkpoint left by the killed run")
 
