@@ -123,10 +123,18 @@ final class HTTPOutputTests: AgentTestCase {
         for r in [mem, disk, bytes] { waitForReceived(r, lines) }
         stopAgent(agent)
         let sm = try mem.snapshot(), sd = try disk.snapshot(), sb = try bytes.snapshot()
-        // Each record is ~190 bytes of JSON: 16 KiB hold fewer than 100.
-        XCTAssertGreaterThanOrEqual(sm.requests, 20, "memory buffer: 2000 records in \(sm.requests) requests with batch.max_records 100")
-        XCTAssertGreaterThanOrEqual(sd.requests, 20, "disk buffer: 2000 records in \(sd.requests) requests with batch.max_records 100")
-        XCTAssertGreaterThanOrEqual(sb.requests, 20, "disk buffer: 2000 records (~380 KB) in \(sb.requests) requests with batch.max_bytes 16KiB")
+        // Each request within its bound, and every record once.
+        for (name, s) in [("memory buffer", sm), ("disk buffer", sd), ("disk buffer, max_bytes", sb)] {
+            XCTAssertEqual(s.batches.map(\.records).reduce(0, +), 2000, "\(name): \(s.batches)")
+            XCTAssertEqual(s.requests, s.batches.count, "\(name): nothing refused, nothing retried")
+        }
+        XCTAssertEqual(sm.batches.map(\.records).max(), 100, "memory buffer: batch.max_records 100: \(sm.batches)")
+        XCTAssertEqual(sd.batches.map(\.records).max(), 100, "disk buffer: batch.max_records 100: \(sd.batches)")
+        // Each record is ~240 bytes of JSON: 16 KiB hold fewer than 100. max_bytes counts the records'
+        // bytes, not the newline after each in the ndjson body.
+        let recordBytes = sb.batches.map { $0.bytes - $0.records }
+        XCTAssertLessThanOrEqual(recordBytes.max() ?? .max, 16 * 1024, "batch.max_bytes 16KiB: \(sb.batches)")
+        XCTAssertGreaterThan(recordBytes.max() ?? 0, 15 * 1024, "batches filled up to max_bytes: \(sb.batches)")
         print("batch limits: requests mem=\(sm.requests) disk=\(sd.requests) bytes=\(sb.requests) for 2000 records")
     }
 

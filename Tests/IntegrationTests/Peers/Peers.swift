@@ -98,13 +98,16 @@ final class ReceiverPeer {
         var gzipRequests: Int
         var auth: [String]
         var contentTypes: [String]
+        /// Per kept delivery: its records and its body's bytes (gunzipped).
+        var batches: [(records: Int, bytes: Int)]
     }
 
     func snapshot() throws -> Snapshot {
         let j = try request("GET", "/_control/records", body: nil)
         return Snapshot(records: j["records"] as? [[String: Any]] ?? [], requests: j["requests"] as? Int ?? 0,
                         gzipRequests: j["gzip_requests"] as? Int ?? 0, auth: j["auth"] as? [String] ?? [],
-                        contentTypes: j["content_types"] as? [String] ?? [])
+                        contentTypes: j["content_types"] as? [String] ?? [],
+                        batches: (j["batches"] as? [[Int]] ?? []).map { ($0.first ?? 0, $0.last ?? 0) })
     }
 
     private func request(_ method: String, _ path: String, body: [String: Any]?) throws -> [String: Any] {

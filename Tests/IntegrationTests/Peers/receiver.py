@@ -12,7 +12,8 @@ records (ndjson lines, or a JSON array), kept in memory, and answered according 
       (Authorization included) in the JSON body, as some receivers do in their errors.
       A refused delivery (anything but 2xx) is not kept.
   GET  /_control/records  {"records": [<record JSON>...], "requests": N, "gzip_requests": N,
-                           "auth": [<Authorization headers seen>], "content_types": [...]}
+                           "auth": [<Authorization headers seen>], "content_types": [...],
+                           "batches": [[<records>, <body bytes, gunzipped>] per kept delivery]}
   POST /_control/reset    forget records and counters
 """
 import gzip
@@ -23,7 +24,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
-state = {"records": [], "requests": 0, "gzip_requests": 0, "auth": [], "content_types": [],
+state = {"records": [], "requests": 0, "gzip_requests": 0, "auth": [], "content_types": [], "batches": [],
          "responses": [], "then": "200", "hang_seconds": 30.0}
 
 
@@ -49,7 +50,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/_control/records"):
             with lock:
-                out = {k: state[k] for k in ("records", "requests", "gzip_requests", "auth", "content_types")}
+                out = {k: state[k] for k in ("records", "requests", "gzip_requests", "auth", "content_types", "batches")}
             self.reply(200, json.dumps(out).encode())
         else:
             self.reply(404)
@@ -65,7 +66,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200)
         if self.path.startswith("/_control/reset"):
             with lock:
-                state.update(records=[], requests=0, gzip_requests=0, auth=[], content_types=[])
+                state.update(records=[], requests=0, gzip_requests=0, auth=[], content_types=[], batches=[])
             return self.reply(200)
         with lock:
             state["requests"] += 1
@@ -90,6 +91,7 @@ class Handler(BaseHTTPRequestHandler):
                 recs = [json.loads(line) for line in text.split("\n") if line.strip()]
             with lock:
                 state["records"].extend(recs)
+                state["batches"].append([len(recs), len(data)])
         self.reply(status, json.dumps({"status": status}).encode())
 
     do_PUT = do_POST
