@@ -35,6 +35,11 @@ test: test-deps
 	swift test $(SWIFT_BUILD_FLAGS)
 	$(MAKE) deploy-test
 
+# The long variants of the fault scenarios (more kills, longer runs), on top of the default suite.
+.PHONY: test-long
+test-long: test-deps
+	ANDUIN_LONG_TESTS=1 swift test $(SWIFT_BUILD_FLAGS)
+
 clean:
 	rm -rf .build $(VENV) examples/data examples/out examples/live
 
