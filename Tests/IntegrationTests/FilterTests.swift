@@ -226,6 +226,33 @@ final class FilterTests: AgentTestCase {
         XCTAssertEqual(output.refresh().count, 4)
     }
 
+    /// Checkpoints advance per file: a trace held in one file (flush_timeout far away) does not stop
+    /// another file's checkpoint, which moves past every line it shipped.
+    func testAHeldTraceDoesNotStallOtherFilesCheckpoints() throws {
+        try writeConfig(config(TailOptions(), filters: """
+              ml: {type: multiline, from: [in], mode: python, flush_timeout: 30s}
+
+            """, feed: "ml"))
+        let held = sandbox.path("logs/held.log"), other = sandbox.path("logs/other.log")
+        let agent = try startAgent()
+        appendText(held, joinedLines(["INFO first"] + Self.pythonTrace))
+        waitForMessages(["INFO first"])
+        var otherText = ""
+        for i in 0..<5 {
+            let line = "INFO other \(i)\n"
+            otherText += line
+            appendText(other, line)
+            waitForMessages(["INFO other \(i)"])
+        }
+        waitFor("the other file checkpointed past its shipped lines while the trace is held") {
+            // The last line of other.log is itself held (python mode: anything may follow it).
+            (sandbox.checkpoints("in")[other] ?? 0) >= Int64(otherText.utf8.count - "INFO other 4\n".utf8.count)
+        }
+        XCTAssertLessThanOrEqual(sandbox.checkpoints("in")[held] ?? 0, Int64("INFO first\n".utf8.count),
+                                 "the held trace's file does not pass its first line")
+        stopAgent(agent)
+    }
+
     /// One pod floods, the other keeps its rate: only the flood is cut, and the drops are logged per key.
     func testThrottlePerKey() throws {
         var tail = TailOptions()

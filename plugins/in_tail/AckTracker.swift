@@ -3,12 +3,13 @@ import AnduinCore
 /// Turns out-of-order batch completions into in-order, per-file acknowledged offsets.
 ///
 /// Each emitted batch is registered with the offset its file may be checkpointed at once the batch is
-/// safe everywhere. A later batch completing first does not move the checkpoint: only the longest
-/// completed prefix of the registration order does. Thread-safe: registrations come from the input
+/// safe everywhere. A later batch of the same file completing first does not move that file's
+/// checkpoint: only the longest completed prefix of the file's own registrations does. Files do not
+/// wait for each other: a record held for long in one file (a multiline trace waiting for its flush
+/// timeout) never stalls the checkpoints of the others. Thread-safe: registrations come from the input
 /// thread, completions from output threads.
 final class AckTracker: Sendable {
     private struct Entry {
-        var fileID: Int
         var position: Position
         var done: Bool
         /// Monotonic time the batch was read, for the read-to-acknowledged latency.
@@ -21,13 +22,22 @@ final class AckTracker: Sendable {
         var delivered: Int64
         var held: HeldFrom = .nothing
     }
-    private struct State {
+    /// A registered batch, for `complete`.
+    struct Ticket: Sendable {
+        var fileID: Int
+        var seq: Int
+    }
+    /// One file's registrations in order; `entries[head...]` are not yet all acknowledged.
+    private struct FileQueue {
         var entries: [Entry] = []
         var head = 0
         var firstSeq = 0
+        var outstanding: Int { entries.count - head }
+    }
+    private struct State {
+        var queues: [Int: FileQueue] = [:]
         /// Acknowledged offset per file id.
         var acked: [Int: Position] = [:]
-        var outstanding: [Int: Int] = [:]
         var dirty = false
     }
     private let state = Locked(State())
@@ -38,43 +48,46 @@ final class AckTracker: Sendable {
         self.latency = latency
     }
 
-    /// Registers a batch; returns its sequence number for `complete`.
-    func register(fileID: Int, position: Position) -> Int {
+    /// Registers a batch of file `fileID`.
+    func register(fileID: Int, position: Position) -> Ticket {
         state.withLock { s in
-            s.entries.append(Entry(fileID: fileID, position: position, done: false, readAt: monotonicSeconds()))
-            s.outstanding[fileID, default: 0] += 1
-            return s.firstSeq + s.entries.count - 1
+            var q = s.queues.removeValue(forKey: fileID) ?? FileQueue()
+            q.entries.append(Entry(position: position, done: false, readAt: monotonicSeconds()))
+            let seq = q.firstSeq + q.entries.count - 1
+            s.queues[fileID] = q
+            return Ticket(fileID: fileID, seq: seq)
         }
     }
 
     /// `held`: what stateful filters held back of the batch; the file then resumes no later than that.
-    func complete(_ seq: Int, held: HeldFrom = .nothing) {
+    func complete(_ ticket: Ticket, held: HeldFrom = .nothing) {
         let readAt: Double? = state.withLock { s in
-            let i = seq - s.firstSeq
-            guard i >= s.head, i < s.entries.count else { return nil }
-            s.entries[i].done = true
+            // Taken out and put back: mutating it in place through the dictionary would copy the array.
+            guard var q = s.queues.removeValue(forKey: ticket.fileID) else { return nil }
+            defer { if q.outstanding > 0 { s.queues[ticket.fileID] = q } }
+            let i = ticket.seq - q.firstSeq
+            guard i >= q.head, i < q.entries.count else { return nil }
+            q.entries[i].done = true
             if !held.isEmpty {
-                if let lowest = held.lowest { s.entries[i].position.resume = min(s.entries[i].position.resume, lowest) }
+                if let lowest = held.lowest { q.entries[i].position.resume = min(q.entries[i].position.resume, lowest) }
                 var merged = held
-                let replaying = s.entries[i].position.held
+                let replaying = q.entries[i].position.held
                 for stream in [LogStream.none, .stdout, .stderr] {
                     merged[through: stream] = max(merged[through: stream], replaying[through: stream])
                 }
-                s.entries[i].position.held = merged
+                q.entries[i].position.held = merged
             }
-            let readAt = s.entries[i].readAt
-            while s.head < s.entries.count, s.entries[s.head].done {
-                let e = s.entries[s.head]
-                s.acked[e.fileID] = e.position
-                s.outstanding[e.fileID, default: 1] -= 1
-                if s.outstanding[e.fileID] == 0 { s.outstanding[e.fileID] = nil }
-                s.head += 1
+            let readAt = q.entries[i].readAt
+            while q.head < q.entries.count, q.entries[q.head].done {
+                s.acked[ticket.fileID] = q.entries[q.head].position
+                q.head += 1
                 s.dirty = true
             }
-            if s.head > 1024 && s.head * 2 > s.entries.count {
-                s.entries.removeFirst(s.head)
-                s.firstSeq += s.head
-                s.head = 0
+            // Fully acknowledged, the queue is dropped (the defer above); tickets are completed once.
+            if q.outstanding > 0 && q.head > 1024 && q.head * 2 > q.entries.count {
+                q.entries.removeFirst(q.head)
+                q.firstSeq += q.head
+                q.head = 0
             }
             return readAt
         }
@@ -91,7 +104,7 @@ final class AckTracker: Sendable {
 
     func acked(_ fileID: Int) -> Position? { state.withLock { $0.acked[fileID] } }
 
-    func hasOutstanding(_ fileID: Int) -> Bool { state.withLock { $0.outstanding[fileID] != nil } }
+    func hasOutstanding(_ fileID: Int) -> Bool { state.withLock { $0.queues[fileID] != nil } }
 
     func forget(_ fileID: Int) {
         state.withLock {
