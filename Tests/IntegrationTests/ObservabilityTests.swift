@@ -102,6 +102,7 @@ final class ObservabilityTests: AgentTestCase {
                 batch: {max_records: 50, timeout: 100ms}
                 retry: {initial: 50ms, max: 300ms}
                 connect_timeout: 1s
+                ready: {stall_after: 1s}
             """)
         let agent = try startAgent()
         let api = try XCTUnwrap(apiAddress())

@@ -156,8 +156,7 @@ final class KubernetesWatcher: @unchecked Sendable {
 
     /// Exponential, capped, with jitter in the upper half so many agents do not retry in step.
     private func backoff(_ attempt: Int) -> Double {
-        let d = min(settings.retryMax, settings.retryInitial * pow(2, Double(min(attempt - 1, 30))))
-        return d / 2 + Double.random(in: 0...(d / 2))
+        Backoff(initial: settings.retryInitial, max: settings.retryMax, jitter: .equal).delay(attempt: attempt)
     }
 
     private func pause(_ seconds: Double) {

@@ -1,5 +1,5 @@
 import AnduinCore
-import Foundation
+import Foundation  // addingPercentEncoding for the pipeline name
 
 public enum ESOpType: String, CaseIterable, Sendable { case create, index }
 public enum ESIDMode: String, CaseIterable, Sendable { case event, none }
@@ -118,12 +118,14 @@ final class ElasticsearchSender: BatchSender {
         } catch {
             failOver()
             // The host as written may carry user:password@: shown without it.
-            return .retryAll("\(HTTPClient.redactedURL(config.hosts[host % config.hosts.count])): \(error)")
+            return .unreachable("\(HTTPClient.redactedURL(config.hosts[host % config.hosts.count])): \(error)")
         }
         let whole = HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
         switch whole {
         case .delivered:
-            return parseBulk(response.body, count: batch.count)
+            // HTTP 200 says nothing about the items: every one is read.
+            return BulkResponse.read(response.body, actions: batch.count,
+                                     conflictIsDelivered: config.id == .event && config.opType == .create)
         case .retryAll:
             if response.status >= 500 { failOver() }
             return whole
@@ -134,38 +136,5 @@ final class ElasticsearchSender: BatchSender {
 
     private func failOver() {
         if config.hosts.count > 1 { host = (host + 1) % config.hosts.count }
-    }
-
-    /// Reads every item of a bulk response: HTTP 200 says nothing about the items.
-    private func parseBulk(_ body: [UInt8], count: Int) -> SendResult {
-        guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
-            return .retryAll("unreadable bulk response: \(HTTPStatusClass.snippet(body))")
-        }
-        if let errors = json["errors"] as? Bool, errors == false { return .delivered }
-        guard let items = json["items"] as? [[String: Any]], items.count == count else {
-            return .retryAll("bulk response has \((json["items"] as? [Any])?.count ?? 0) items for \(count) records")
-        }
-        var outcomes: [RecordOutcome] = []
-        outcomes.reserveCapacity(count)
-        for item in items {
-            guard let result = item.values.first as? [String: Any], let status = result["status"] as? Int else {
-                outcomes.append(.retry("bulk item without a status"))
-                continue
-            }
-            let error = result["error"] as? [String: Any]
-            let reason = error.map { e in
-                let type = e["type"] as? String ?? "error"
-                let why = e["reason"] as? String ?? ""
-                return "\(type): \(why)"
-            } ?? "HTTP \(status)"
-            switch status {
-            case 200..<300: outcomes.append(.delivered)
-            case 409 where config.id == .event && config.opType == .create:
-                outcomes.append(.delivered)  // this _id is already indexed: a replay
-            case 429, 500..<600: outcomes.append(.retry(reason))
-            default: outcomes.append(.deadLetter(status: status, reason: reason))
-            }
-        }
-        return .perRecord(outcomes)
     }
 }

@@ -5,8 +5,8 @@ public enum HTTPMethod: String, CaseIterable, Sendable { case POST, PUT }
 
 /// The `http` output: batches of records POSTed (or PUT) as NDJSON or a JSON array.
 ///
-/// Delivery: 2xx acknowledges the batch; 408, 429, 5xx and network errors are retried with backoff
-/// (forever; the buffer holds the data); 401/403 are retried and logged as a configuration problem;
+/// Delivery: 2xx acknowledges the batch; network errors are retried with backoff for as long as they
+/// last (the buffer holds the data); 408, 429 and 5xx are retried within the retry budget; 401/403 are retried and logged as a configuration problem;
 /// 413 splits the batch; any other 4xx sends the batch's records to the dead-letter file.
 public struct HTTPOutputConfig: EncodedOutputConfig {
     public var uri: String
@@ -66,7 +66,7 @@ final class HTTPSender: BatchSender {
             let response = try requester.send(method: config.method.rawValue, url: config.uri, body: raw)
             return HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
         } catch {
-            return .retryAll("\(error)")
+            return .unreachable("\(error)")
         }
     }
 }

@@ -168,6 +168,7 @@ private final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             w.writeRaw("]}\n")
             respond(context, h, reasons.isEmpty ? .ok : .serviceUnavailable, "application/json",
                     String(decoding: w.bytes, as: UTF8.self))
+        case "/status" where routes.probes: respond(context, h, .ok, "application/json", (provider as? any StatusProvider)?.statusJSON() ?? "{}\n")
         case "/tap" where routes.tap:
             guard authorized(h) else {
                 var extra = HTTPHeaders()

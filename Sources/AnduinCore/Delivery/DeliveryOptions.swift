@@ -18,6 +18,16 @@ public struct DeliveryOptions: Sendable {
     public var batchTimeout = 1.0
     public var retryInitial = 0.1
     public var retryMax = 30.0
+    /// How long, and how many times, a record refused with a retriable status is retried before it
+    /// is dead-lettered (0: no limit). An outage (no answer at all) is not counted against it.
+    public var budget = RetryBudget()
+    /// Bytes of records waiting out their backoff in the retry lane (outside the in-flight window);
+    /// past it, a failing request is retried in place.
+    public var laneMaxBytes = 64 << 20
+    public var deadLetter = DeadLetterOptions()
+    /// `/ready` fails when this output made no progress for this long with records waiting, or
+    /// has records failing for this long.
+    public var stallAfter = 300.0
     /// Requests in flight at once. Acknowledgements still advance in order.
     public var concurrency = 2
 
@@ -64,29 +74,47 @@ public struct DeliveryOptions: Sendable {
             o.retryMax = b.duration("max", default: o.retryMax)
             if o.retryInitial <= 0 { b.error("initial", "must be more than 0") }
             if o.retryMax < o.retryInitial { b.error("max", "must be at least retry.initial") }
+            o.budget.maxAge = b.duration("max_age", default: o.budget.maxAge)
+            o.budget.maxAttempts = b.int("max_attempts", default: o.budget.maxAttempts, range: 0...1_000_000_000)
+            o.laneMaxBytes = b.size("lane_max_bytes", default: o.laneMaxBytes, minimum: 1 << 16)
+        }
+        if let b = r.mapping("dead_letter") {
+            o.deadLetter.maxBytes = b.size("max_bytes", default: o.deadLetter.maxBytes, minimum: 1 << 16)
+            o.deadLetter.maxFiles = b.int("max_files", default: o.deadLetter.maxFiles, range: 2...10_000)
+        }
+        if let b = r.mapping("ready") {
+            o.stallAfter = b.duration("stall_after", default: o.stallAfter)
+            if o.stallAfter <= 0 { b.error("stall_after", "must be more than 0") }
         }
         o.concurrency = r.int("concurrency", default: o.concurrency, range: 1...64)
         return o
     }
 }
 
-/// Exponential backoff with full jitter (the AWS architecture blog's variant): spreads retries of
-/// many agents so a recovering server is not hit by all of them at once.
-public struct Backoff: Sendable {
-    public let initial: Double
-    public let max: Double
-    public private(set) var attempt = 0
+/// The retry budget of one record: retriable refusals (item or request 408/429/5xx, a 2xx that is
+/// not a complete receipt) are retried with backoff until either limit, then dead-lettered.
+public struct RetryBudget: Sendable, Equatable {
+    /// Seconds from the record's first failure; 0: no limit.
+    public var maxAge = 900.0
+    /// Attempts (the first send included); 0: no limit.
+    public var maxAttempts = 0
 
-    public init(initial: Double, max: Double) {
-        self.initial = initial
-        self.max = max
+    public init(maxAge: Double = 900, maxAttempts: Int = 0) {
+        self.maxAge = maxAge
+        self.maxAttempts = maxAttempts
     }
 
-    public mutating func next() -> Double {
-        let cap = Swift.min(max, initial * pow(2, Double(Swift.min(attempt, 40))))
-        attempt += 1
-        return Double.random(in: 0...cap)
+    /// Whether a record that failed `attempts` times, first at `firstFailure` (wall-clock ns), is done.
+    public func spent(attempts: Int, firstFailure: Int64, now: Int64) -> Bool {
+        if maxAttempts > 0 && attempts >= maxAttempts { return true }
+        if maxAge > 0 && firstFailure > 0 && Double(now - firstFailure) / 1e9 >= maxAge { return true }
+        return false
     }
+}
 
-    public mutating func reset() { attempt = 0 }
+/// Bounds of an output's dead-letter store (`data_dir/dead-letter/<output>/`).
+public struct DeadLetterOptions: Sendable, Equatable {
+    public var maxBytes = 256 << 20
+    public var maxFiles = 8
+    public init() {}
 }

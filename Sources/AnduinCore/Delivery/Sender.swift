@@ -10,8 +10,12 @@ public protocol BatchSender: AnyObject {
 public enum SendResult: Sendable, Equatable {
     /// The destination confirmed every record.
     case delivered
-    /// Nothing was delivered and trying again may work (network error, timeout, 408, 429, 5xx).
-    case retryAll(String)
+    /// The destination answered, nothing was delivered, and trying again may work (408, 429, 5xx, or a
+    /// 2xx whose body is not a complete receipt). Retried with backoff within the retry budget.
+    case retryAll(status: Int, reason: String)
+    /// No answer (cannot connect, timeout, TLS, DNS): an outage, which the buffer is for. Retried with
+    /// backoff for as long as it lasts; the retry budget does not apply.
+    case unreachable(String)
     /// 401/403: a configuration problem, not a data problem. Retried with backoff and logged loudly;
     /// never dead-lettered (fix the credentials and the data flows again).
     case authFailure(String)
@@ -23,7 +27,8 @@ public enum SendResult: Sendable, Equatable {
 
 public enum RecordOutcome: Sendable, Equatable {
     case delivered
-    case retry(String)
+    /// Failed with a retriable status (429, 5xx): retried with backoff within the retry budget.
+    case retry(status: Int, reason: String)
     /// The destination will never take it (mapping error, bad request): written to the dead-letter file.
     case deadLetter(status: Int, reason: String)
 }
@@ -37,7 +42,7 @@ public enum HTTPStatusClass {
         case 200..<300: return .delivered
         case 401, 403: return .authFailure("HTTP \(status): \(snippet(body))")
         case 413: return .tooLarge
-        case 408, 429, 500..<600: return .retryAll("HTTP \(status): \(snippet(body))")
+        case 408, 429, 500..<600: return .retryAll(status: status, reason: "HTTP \(status): \(snippet(body))")
         default:
             let reason = "HTTP \(status): \(snippet(body))"
             return .perRecord(Array(repeating: .deadLetter(status: status, reason: reason), count: count))

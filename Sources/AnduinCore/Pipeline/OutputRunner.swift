@@ -101,11 +101,10 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
 
     private func loop() {
         defer { output.close() }  // also when abandoned mid-retry: no descriptor left behind
-        var backoff = 0.1
-        var failures = 0
+        var backoff = Backoff(initial: 0.1, max: 30, jitter: .none)
         while let (batch, ack) = next() {
             // The token stays referenced until the batch is written; abandoned if the runner gives up.
-            let written = withExtendedLifetime(ack) { write(batch, &failures, &backoff) }
+            let written = withExtendedLifetime(ack) { write(batch, &backoff) }
             guard written else {
                 ack.abandon()
                 return
@@ -117,36 +116,31 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     }
 
     /// Writes one batch, retrying with backoff. False when the runner must abandon.
-    private func write(_ batch: RecordBatch, _ failures: inout Int, _ backoff: inout Double) -> Bool {
+    private func write(_ batch: RecordBatch, _ backoff: inout Backoff) -> Bool {
         while true {
             do {
                 try output.write(batch)
-                if failures > 0 { lock.withLock { s.failing = false } }
-                if failures > 0 {
-                    logger.notice("output \(name): delivering again after \(failures) failed attempts")
+                if backoff.attempt > 0 {
+                    lock.withLock { s.failing = false }
+                    logger.notice("output \(name): delivering again after \(backoff.attempt) failed attempts")
                 }
-                failures = 0
-                backoff = 0.1
-                break
+                backoff.reset()
+                return true
             } catch {
                 writeErrors.add()
-                failures += 1
                 lock.withLock { s.failing = true }
+                let delay = backoff.next()
                 // One line per failure streak step, not per record: the backoff spaces them out.
-                logger.error("output \(name): write failed (attempt \(failures)), retrying in \(clampedMillis(backoff))ms: \(error)")
-                if sleepUnlessAbandoned(backoff) { return false }
-                backoff = min(backoff * 2, 30)
+                logger.error("output \(name): write failed (attempt \(backoff.attempt)), retrying in \(clampedMillis(delay))ms: \(error)")
+                if sleepUnlessAbandoned(delay) { return false }
             }
         }
-        return true
     }
 
     /// Returns true when the runner must abandon its work.
     private func sleepUnlessAbandoned(_ seconds: Double) -> Bool {
-        lock.withLock {
-            if !s.abandon { lock.wait(seconds: seconds) }
-            return s.abandon
-        }
+        let deadline = monotonicSeconds() + seconds
+        return lock.withLock { waitUntil(deadline, on: lock) { s.abandon } }
     }
 
     /// No more batches will be queued: deliver what is queued, then stop.
@@ -170,8 +164,12 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
 
     var pendingRecords: Int { lock.withLock { s.queuedRecords } }
 
-    var health: (failing: Bool, full: Bool) {
-        lock.withLock { (s.failing, s.queuedRecords >= capacity) }
+    /// A failing output whose queue is full (the inputs feeding it are paused); while it has room
+    /// the queue is doing its job.
+    var notReadyReason: String? {
+        let (failing, queued) = lock.withLock { (s.failing, s.queuedRecords) }
+        guard failing && queued >= capacity else { return nil }
+        return "output \(name): the destination is failing and its queue is full (\(queued) records waiting; inputs feeding it are paused)"
     }
 
     func join(timeout: Double) -> Bool {

@@ -284,15 +284,9 @@ public final class Pipeline: Sendable {
         }
     }
 
-    /// Why the agent is not ready, or nothing: an output whose destination is failing while its
-    /// buffer is full (the inputs feeding it are paused). A failing output that still has buffer room
-    /// is not a reason: the buffer is doing its job.
+    /// Why the agent is not ready, or nothing: an output that stalls (see each runner's rule).
     public func notReadyReasons() -> [String] {
-        outputs.compactMap { o in
-            let h = o.health
-            guard h.failing && h.full else { return nil }
-            return "output \(o.name): the destination is failing and its buffer is full (\(o.pendingRecords) records waiting; inputs feeding it are paused)"
-        }
+        outputs.compactMap(\.notReadyReason)
     }
 
     /// One line of the main counters, for the stop log.

@@ -108,8 +108,8 @@ protocol OutputStage: AnyObject, Sendable {
     func abandon()
     func join(timeout: Double) -> Bool
     var pendingRecords: Int { get }
-    /// For `/ready`: is delivery failing right now, and is the buffer full.
-    var health: (failing: Bool, full: Bool) { get }
+    /// For `/ready`: why this output is not ready (stalled), or nil.
+    var notReadyReason: String? { get }
 }
 
 // MARK: registry

@@ -15,18 +15,24 @@ public final class Counter: Sendable {
     public var current: Int { value.load(ordering: .relaxed) }
 }
 
-/// A value that goes up and down (files watched, bytes buffered).
+/// A value that goes up and down (files watched, bytes buffered), or one computed when read (ages).
 public final class Gauge: Sendable {
     public let name: String
     public let help: String
     private let value = Atomic<Int>(0)
+    private let compute = Mutex<(@Sendable () -> Int)?>(nil)
     public init(name: String, help: String) {
         self.name = name
         self.help = help
     }
     public func set(_ n: Int) { value.store(n, ordering: .relaxed) }
     public func add(_ n: Int) { value.add(n, ordering: .relaxed) }
-    public var current: Int { value.load(ordering: .relaxed) }
+    /// Computes the value at each read (a scrape) instead; replaces an earlier function (a reload).
+    public func computed(_ f: @escaping @Sendable () -> Int) { compute.withLock { $0 = f } }
+    public var current: Int {
+        if let f = compute.withLock({ $0 }) { return f() }
+        return value.load(ordering: .relaxed)
+    }
 }
 
 /// A distribution (request latency, delivery lag), recorded straight into Prometheus: these are

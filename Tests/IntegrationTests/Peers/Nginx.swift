@@ -276,10 +276,14 @@ func deliveryConfig(_ tail: TailOptions = TailOptions(), parse: Bool = false, sh
 
 // MARK: - reading results
 
-/// The dead-letter file of `output` in the sandbox's data_dir, one object a line.
+/// The dead letters of `output` in the sandbox's data_dir (every file of its store, oldest first).
 func deadLetters(_ sandbox: Sandbox, _ output: String) -> [[String: Any]] {
-    guard let data = FileManager.default.contents(atPath: sandbox.path("data/dead-letter/\(output).ndjson")) else { return [] }
-    return data.split(separator: 0x0A).compactMap { (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] }
+    let dir = sandbox.path("data/dead-letter/\(output)")
+    let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".ndjson") }.sorted()
+    return names.flatMap { name -> [[String: Any]] in
+        guard let data = FileManager.default.contents(atPath: dir + "/" + name) else { return [] }
+        return data.split(separator: 0x0A).compactMap { (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] }
+    }
 }
 
 /// `event.id` of a received record or document source.

@@ -15,6 +15,18 @@ records (ndjson lines, or a JSON array), kept in memory, and answered according 
                            "auth": [<Authorization headers seen>], "content_types": [...],
                            "batches": [[<records>, <body bytes, gunzipped>] per kept delivery]}
   POST /_control/reset    forget records and counters
+
+A POST to a path ending in /_bulk is an Elasticsearch bulk request (action line + document per
+record). Each scripted answer applies to the whole request:
+  "200"            one item per action: 201 (stored under its _id), 409 for an _id already stored
+                   (op_type create), and `poison_status` for every item of `poison_index`
+  "no_items", "empty_items", "extra_items", "invalid_json", "html"
+                   malformed HTTP 200 answers ("errors":false with no items / [] / one item too
+                   many; truncated JSON; an HTML page): nothing is stored
+  other statuses and "hang" as above
+  POST /_control/script also takes "poison_index" (null heals it) and "poison_status" (503).
+  GET  /_control/bulk     {"docs": [{"_id", "_index", "doc"}], "dup_attempts": N, "requests": N,
+                           "request_times": [monotonic seconds...], "item_attempts": {index: N}}
 """
 import gzip
 import json
@@ -25,7 +37,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 state = {"records": [], "requests": 0, "gzip_requests": 0, "auth": [], "content_types": [], "batches": [],
-         "responses": [], "then": "200", "hang_seconds": 30.0}
+         "responses": [], "then": "200", "hang_seconds": 30.0, "request_times": [],
+         "docs": {}, "doc_order": [], "dup_attempts": 0, "item_attempts": {},
+         "poison_index": None, "poison_status": 503}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -50,7 +64,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/_control/records"):
             with lock:
-                out = {k: state[k] for k in ("records", "requests", "gzip_requests", "auth", "content_types", "batches")}
+                out = {k: state[k] for k in ("records", "requests", "gzip_requests", "auth", "content_types", "batches",
+                                             "request_times")}
+            self.reply(200, json.dumps(out).encode())
+        elif self.path.startswith("/_control/bulk"):
+            with lock:
+                out = {"docs": [state["docs"][i] for i in state["doc_order"]],
+                       "dup_attempts": state["dup_attempts"], "requests": state["requests"],
+                       "request_times": state["request_times"], "item_attempts": state["item_attempts"]}
             self.reply(200, json.dumps(out).encode())
         else:
             self.reply(404)
@@ -63,21 +84,29 @@ class Handler(BaseHTTPRequestHandler):
                 state["responses"] = [str(r) for r in cfg.get("responses", [])]
                 state["then"] = str(cfg.get("then", "200"))
                 state["hang_seconds"] = float(cfg.get("hang_seconds", 30))
+                if "poison_index" in cfg:
+                    state["poison_index"] = cfg["poison_index"]
+                if "poison_status" in cfg:
+                    state["poison_status"] = int(cfg["poison_status"])
             return self.reply(200)
         if self.path.startswith("/_control/reset"):
             with lock:
-                state.update(records=[], requests=0, gzip_requests=0, auth=[], content_types=[], batches=[])
+                state.update(records=[], requests=0, gzip_requests=0, auth=[], content_types=[], batches=[],
+                             request_times=[], docs={}, doc_order=[], dup_attempts=0, item_attempts={})
             return self.reply(200)
         with lock:
             state["requests"] += 1
             state["gzip_requests"] += 1 if gz else 0
             state["auth"].append(self.headers.get("Authorization", ""))
             state["content_types"].append(self.headers.get("Content-Type", ""))
+            state["request_times"].append(time.monotonic())
             answer = state["responses"].pop(0) if state["responses"] else state["then"]
             hang = state["hang_seconds"]
         if answer == "hang":
             time.sleep(hang)
             return
+        if self.path.endswith("/_bulk"):
+            return self.bulk(data, answer)
         if answer.endswith("echo"):
             # A receiver that quotes the request in its error body, credentials included.
             echoed = {"error": "refused", "path": self.path, "headers": dict(self.headers.items())}
@@ -95,6 +124,52 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(status, json.dumps({"status": status}).encode())
 
     do_PUT = do_POST
+
+    def bulk(self, data, answer):
+        lines = [l for l in data.decode("utf-8").split("\n") if l.strip()]
+        actions = []
+        for i in range(0, len(lines) - 1, 2):
+            action = json.loads(lines[i])
+            op, meta = next(iter(action.items()))
+            actions.append((op, meta.get("_index", ""), meta.get("_id"), json.loads(lines[i + 1])))
+        if answer == "no_items":
+            return self.reply(200, b'{"took":1,"errors":false}')
+        if answer == "empty_items":
+            return self.reply(200, b'{"took":1,"errors":false,"items":[]}')
+        if answer == "invalid_json":
+            return self.reply(200, b'{"took":1,"errors":false,"items":[{"create":{"status":201}')
+        if answer == "html":
+            return self.reply(200, b"<html><body><h1>Service temporarily unavailable</h1></body></html>", "text/html")
+        if answer not in ("200", "extra_items"):
+            status = int(answer)
+            return self.reply(status, json.dumps({"error": {"type": "scripted", "reason": answer}, "status": status}).encode())
+        items = []
+        errors = False
+        with lock:
+            for op, index, _id, doc in actions:
+                state["item_attempts"][index] = state["item_attempts"].get(index, 0) + 1
+                if state["poison_index"] is not None and index == state["poison_index"]:
+                    st = state["poison_status"]
+                    items.append({op: {"_index": index, "_id": _id, "status": st,
+                                       "error": {"type": "unavailable_shards_exception",
+                                                 "reason": "[%s][0] primary shard is not active" % index}}})
+                    errors = True
+                elif _id is not None and _id in state["docs"]:
+                    state["dup_attempts"] += 1
+                    items.append({op: {"_index": index, "_id": _id, "status": 409,
+                                       "error": {"type": "version_conflict_engine_exception",
+                                                 "reason": "[%s]: version conflict, document already exists" % _id}}})
+                    errors = True
+                else:
+                    key = _id if _id is not None else "auto-%d" % len(state["doc_order"])
+                    if answer == "200":
+                        state["docs"][key] = {"_id": key, "_index": index, "doc": doc}
+                        state["doc_order"].append(key)
+                    items.append({op: {"_index": index, "_id": key, "status": 201}})
+        if answer == "extra_items":
+            items.append({"create": {"_index": "extra", "_id": "extra", "status": 201}})
+            errors = False
+        self.reply(200, json.dumps({"took": 1, "errors": errors, "items": items}).encode())
 
 
 def main():

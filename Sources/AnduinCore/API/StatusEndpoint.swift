@@ -1,0 +1,113 @@
+/// `GET /status`: the agent's state as JSON, for `anduin status` and scripts: per input (files
+/// followed, bytes behind, records read), per filter (in, out, dropped), per output (the accounting
+/// identity, buffered, retrying, lag, seconds since the last delivery), totals, and every counter and
+/// gauge of every component.
+public protocol StatusProvider: Sendable {
+    func statusJSON() -> String
+}
+
+extension Agent: StatusProvider {
+    public func statusJSON() -> String { StatusReport.json(stats) }
+}
+
+public enum StatusReport {
+    public static func json(_ registry: StatsRegistry) -> String {
+        var w = JSONWriter(capacity: 4096)
+        let components = registry.components
+        func value(_ s: ComponentStats, _ name: String) -> Int {
+            (s.counters.first { $0.name == name }?.current) ?? (s.gauges.first { $0.name == name }?.current) ?? 0
+        }
+        func member(_ key: String, _ v: Int, first: Bool = false) {
+            if !first { w.writeByte(UInt8(ascii: ",")) }
+            w.writeString(key)
+            w.writeByte(UInt8(ascii: ":"))
+            w.writeInt(Int64(v))
+        }
+        func head(_ s: ComponentStats) {
+            w.writeRaw(#"{"name":"#)
+            w.writeString(s.component)
+            w.writeRaw(#","type":"#)
+            w.writeString(s.type)
+        }
+        w.writeRaw(#"{"inputs":["#)
+        for (i, s) in components.filter({ $0.kind == .input }).enumerated() {
+            if i > 0 { w.writeByte(UInt8(ascii: ",")) }
+            head(s)
+            member("files", value(s, "files_watched"))
+            member("bytes_behind", value(s, "bytes_behind"))
+            member("records", value(s, "records_out"))
+            member("decode_errors", value(s, "decode_errors"))
+            w.writeByte(UInt8(ascii: "}"))
+        }
+        w.writeRaw(#"],"filters":["#)
+        var filtersDropped = 0
+        for (i, s) in components.filter({ $0.kind == .filter }).enumerated() {
+            if i > 0 { w.writeByte(UInt8(ascii: ",")) }
+            let rin = value(s, "records_in"), rout = value(s, "records_out")
+            // A stateful filter (multiline) merges records: fewer out than in is not a loss there.
+            filtersDropped += max(0, rin - rout)
+            head(s)
+            member("in", rin)
+            member("out", rout)
+            member("dropped", max(0, rin - rout))
+            w.writeByte(UInt8(ascii: "}"))
+        }
+        w.writeRaw(#"],"outputs":["#)
+        var total = (received: 0, recovered: 0, delivered: 0, dead: 0, oldest: 0, corrupt: 0, pending: 0, unaccounted: 0)
+        for (i, s) in components.filter({ $0.kind == .output }).enumerated() {
+            if i > 0 { w.writeByte(UInt8(ascii: ",")) }
+            let a = Accounting(output: s)
+            total.received += a.received
+            total.recovered += a.recovered
+            total.delivered += a.delivered
+            total.dead += a.deadLettered
+            total.oldest += a.droppedOldest
+            total.corrupt += a.droppedCorrupt
+            total.pending += a.pending
+            total.unaccounted += a.unaccounted
+            head(s)
+            member("in", a.received)
+            member("recovered", a.recovered)
+            member("delivered", a.delivered)
+            member("dead_lettered", a.deadLettered)
+            w.writeRaw(#","dropped":{"#)
+            member("drop_oldest", a.droppedOldest, first: true)
+            member("corrupt", a.droppedCorrupt)
+            w.writeByte(UInt8(ascii: "}"))
+            member("pending", a.pending)
+            member("unaccounted", a.unaccounted)
+            member("buffered", value(s, "buffer_records") + value(s, "queued_records"))
+            member("retrying", value(s, "retry_lane_records"))
+            member("lag_seconds", value(s, "oldest_undelivered_age_seconds"))
+            member("seconds_since_last_delivery", value(s, "seconds_since_last_delivery"))
+            member("dead_letter_dropped", value(s, "dead_letter_dropped_records"))
+            w.writeByte(UInt8(ascii: "}"))
+        }
+        w.writeRaw(#"],"totals":{"#)
+        member("in", total.received, first: true)
+        member("recovered", total.recovered)
+        member("delivered", total.delivered)
+        member("dead_lettered", total.dead)
+        w.writeRaw(#","dropped":{"#)
+        member("drop_oldest", total.oldest, first: true)
+        member("corrupt", total.corrupt)
+        member("filters", filtersDropped)
+        w.writeByte(UInt8(ascii: "}"))
+        member("pending", total.pending)
+        member("unaccounted", total.unaccounted)
+        w.writeRaw(#"},"components":["#)
+        for (i, s) in components.enumerated() {
+            if i > 0 { w.writeByte(UInt8(ascii: ",")) }
+            head(s)
+            w.writeRaw(#","kind":"#)
+            w.writeString(s.kind.rawValue)
+            w.writeRaw(#","counters":{"#)
+            for (j, c) in s.counters.enumerated() { member(c.name, c.current, first: j == 0) }
+            w.writeRaw(#"},"gauges":{"#)
+            for (j, g) in s.gauges.enumerated() { member(g.name, g.current, first: j == 0) }
+            w.writeRaw("}}")
+        }
+        w.writeRaw("]}\n")
+        return String(decoding: w.bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,45 @@
+/// Where an output's records went: records in = delivered + dead-lettered + dropped (by reason) +
+/// pending (queued, buffered, in flight, retrying). Read from the output's counters, so `/metrics`,
+/// `/status` and `anduin status` agree.
+public struct Accounting: Sendable, Equatable {
+    /// Records the pipeline handed to the output in this process.
+    public var received = 0
+    /// Records found in the disk buffer and retry lane at start (received by an earlier run).
+    public var recovered = 0
+    public var delivered = 0
+    public var deadLettered = 0
+    /// Deleted from a full disk buffer (`when_full: drop_oldest`).
+    public var droppedOldest = 0
+    /// Lost in damaged disk buffer blocks.
+    public var droppedCorrupt = 0
+    public var pending = 0
+
+    public init(output stats: ComponentStats) {
+        for c in stats.counters {
+            switch c.name {
+            case "records_in": received = c.current
+            case "records_recovered": recovered = c.current
+            case "records_out": delivered = c.current
+            case "dead_lettered_records": deadLettered = c.current
+            case "buffer_records_dropped": droppedOldest = c.current
+            case "buffer_corrupt_records": droppedCorrupt = c.current
+            default: break
+            }
+        }
+        var queued: Int?
+        for g in stats.gauges {
+            switch g.name {
+            case "pending_records": pending = g.current
+            case "queued_records": queued = g.current
+            default: break
+            }
+        }
+        // Outputs without a delivery runner (file, stdout): what waits is their queue.
+        if !stats.gauges.contains(where: { $0.name == "pending_records" }) { pending = queued ?? 0 }
+    }
+
+    /// 0 when every record is accounted for.
+    public var unaccounted: Int {
+        received + recovered - (delivered + deadLettered + droppedOldest + droppedCorrupt + pending)
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+
+/// Records a destination refused for good (or whose retry budget ran out), kept so nothing
+/// disappears silently and a replay can re-submit them once the cause is fixed.
+///
+/// Layout: `data_dir/dead-letter/<output>/<sequence>.ndjson`, files mode 0600, the highest sequence
+/// being written. One JSON object a line: `time`, `output`, `status`, `reason`, `attempts`,
+/// `event_id`, `timestamp_ns` and the whole `record`. Bounded apart from the disk buffer: a file
+/// rolls over at `max_bytes / max_files`, and when the store passes `max_bytes` or `max_files` the
+/// oldest file is deleted and its records counted in `dead_letter_dropped_records`.
+///
+/// Shared by an output's delivery threads; writes under `lock`.
+public final class DeadLetterStore: @unchecked Sendable {  // fd, sizes, files under `lock`
+    public let directory: String
+    private let output: String
+    private let options: DeadLetterOptions
+    private let fsync: FsyncPolicy
+    private let lock = ConditionLock()
+    private var fd: Int32 = -1
+    private var activeSeq: UInt64 = 0
+    private var activeBytes = 0
+    /// Closed files, oldest first, with their sizes.
+    private var closed: [(seq: UInt64, bytes: Int)] = []
+    private var lastSync = monotonicSeconds()
+    private var dirty = false
+    private let written: Counter
+    private let dropped: Counter
+    private let bytesGauge: Gauge
+
+    public init(dataDirectory: String, output: String, options: DeadLetterOptions, fsync: FsyncPolicy,
+                stats: ComponentStats) {
+        directory = DeadLetterStore.directory(dataDirectory: dataDirectory, output: output)
+        self.output = output
+        self.options = options
+        self.fsync = fsync
+        written = stats.counter("dead_lettered_records", "records the destination refused for good (or after the retry budget), written to the dead-letter store")
+        dropped = stats.counter("dead_letter_dropped_records", "dead letters deleted because the dead-letter store reached max_bytes or max_files")
+        bytesGauge = stats.gauge("dead_letter_bytes", "bytes of the dead-letter store's files")
+        for f in DeadLetterStore.files(directory) {
+            closed.append((f.seq, f.bytes))
+        }
+        activeSeq = closed.last?.seq ?? 0
+        bytesGauge.set(closed.reduce(0) { $0 + $1.bytes })
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    public static func directory(dataDirectory: String, output: String) -> String {
+        dataDirectory + "/dead-letter/" + output
+    }
+
+    static func fileName(_ seq: UInt64) -> String {
+        let digits = String(seq)
+        return String(repeating: "0", count: max(0, 16 - digits.count)) + digits + ".ndjson"
+    }
+
+    /// The store's files, oldest first.
+    public static func files(_ directory: String) -> [(seq: UInt64, path: String, bytes: Int)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { name -> (UInt64, String, Int)? in
+            guard name.hasSuffix(".ndjson"), let seq = UInt64(name.dropLast(7)) else { return nil }
+            let path = directory + "/" + name
+            var st = stat()
+            guard stat(path, &st) == 0 else { return nil }
+            return (seq, path, Int(st.st_size))
+        }.sorted { $0.0 < $1.0 }.map { (seq: $0.0, path: $0.1, bytes: $0.2) }
+    }
+
+    /// One refused record.
+    public struct Entry {
+        public var index: Int
+        public var status: Int
+        public var reason: String
+        public var attempts: Int
+        public init(index: Int, status: Int, reason: String, attempts: Int) {
+            self.index = index
+            self.status = status
+            self.reason = reason
+            self.attempts = attempts
+        }
+    }
+
+    /// Appends the refused records of `batch`. Returns false if they cannot be written (the caller
+    /// retries: a record leaves the buffer only once it is somewhere).
+    public func write(_ batch: EncodedBatch, _ entries: [Entry]) -> Bool {
+        guard !entries.isEmpty else { return true }
+        var out: [UInt8] = []
+        let now = wallClockNanos()
+        for e in entries {
+            var w = JSONWriter()
+            w.writeRaw(#"{"time":""#)
+            Timestamp.appendRFC3339Nano(now, to: &w.bytes)
+            w.writeRaw(#"","output":"#)
+            w.writeString(output)
+            w.writeRaw(#","status":"#)
+            w.writeInt(Int64(e.status))
+            w.writeRaw(#","reason":"#)
+            w.writeString(e.reason)
+            w.writeRaw(#","attempts":"#)
+            w.writeInt(Int64(e.attempts))
+            w.writeRaw(#","event_id":""#)
+            batch.records[e.index].appendEventID(to: &w.bytes)
+            w.writeRaw(#"","timestamp_ns":"#)
+            w.writeInt(batch.records[e.index].timestamp)
+            w.writeRaw(#","record":"#)
+            batch.withDocument(e.index) { w.writeRaw($0) }
+            w.writeRaw("}\n")
+            out += w.bytes
+        }
+        return lock.withLock {
+            guard openActive() else { return false }
+            guard out.withUnsafeBytes({ writeAll(fd: fd, $0) }) else { return false }
+            activeBytes += out.count
+            dirty = true
+            switch fsync {
+            case .always: syncLocked()
+            case .interval(let s) where monotonicSeconds() - lastSync >= s: syncLocked()
+            default: break
+            }
+            written.add(entries.count)
+            if activeBytes >= perFileBytes { rollOver() }
+            enforceBound()
+            return true
+        }
+    }
+
+    /// fsyncs what was written (at stop, and on the buffer's interval).
+    public func sync() { lock.withLock { syncLocked() } }
+
+    public var path: String { directory + "/" + DeadLetterStore.fileName(lock.withLock { activeSeq }) }
+
+    private var perFileBytes: Int { max(1 << 16, options.maxBytes / options.maxFiles) }
+
+    private func syncLocked() {
+        if fd >= 0 && dirty { _ = Glibc.fsync(fd) }
+        dirty = false
+        lastSync = monotonicSeconds()
+    }
+
+    private func openActive() -> Bool {
+        if fd >= 0 { return true }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            return false
+        }
+        // Continue the newest file if it has room, else start the next one.
+        if let last = closed.last, last.bytes < perFileBytes {
+            closed.removeLast()
+            activeSeq = last.seq
+            activeBytes = last.bytes
+        } else {
+            activeSeq += 1
+            activeBytes = 0
+        }
+        fd = open(directory + "/" + DeadLetterStore.fileName(activeSeq), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        if fd < 0 {
+            closed.append((activeSeq, activeBytes))
+            return false
+        }
+        fchmod(fd, 0o600)  // an existing file keeps its mode otherwise
+        return true
+    }
+
+    private func rollOver() {
+        syncLocked()
+        close(fd)
+        fd = -1
+        closed.append((activeSeq, activeBytes))
+        activeBytes = 0
+    }
+
+    /// Deletes the oldest closed files while the store is over its bounds, counting their records.
+    private func enforceBound() {
+        var total = closed.reduce(0) { $0 + $1.bytes } + activeBytes
+        while !closed.isEmpty && (total > options.maxBytes || closed.count + (fd >= 0 ? 1 : 0) > options.maxFiles) {
+            let oldest = closed.removeFirst()
+            let path = directory + "/" + DeadLetterStore.fileName(oldest.seq)
+            let lines = (FileManager.default.contents(atPath: path).map { $0.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } }) ?? 0
+            if unlink(path) == 0 || errno == ENOENT {
+                dropped.add(lines)
+                total -= oldest.bytes
+            } else {
+                closed.insert(oldest, at: 0)
+                break
+            }
+        }
+        bytesGauge.set(total)
+    }
+}

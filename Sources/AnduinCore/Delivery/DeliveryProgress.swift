@@ -1,0 +1,126 @@
+import Foundation
+import Logging
+
+/// What an output's delivery threads tell each other and the operator: records delivered, the
+/// last progress, what each thread has in flight, the current failure, and from those `/ready`'s
+/// verdict and the age metrics.
+final class DeliveryProgress: @unchecked Sendable {  // mutable state under `lock`
+    let name: String
+    private let stallAfter: Double
+    private let logger: Logger
+    private let lock = ConditionLock()
+    private let started = monotonicSeconds()
+    private var lastDelivery: Double?
+    private var lastProgress = monotonicSeconds()
+    private var lastIdle = monotonicSeconds()
+    private var failure: String?
+    /// Oldest record timestamp (wall-clock ns) of what each thread is sending.
+    private var inflight: [Int: Int64] = [:]
+    private var lastLog = -Double.infinity
+    private var suppressed = 0
+
+    let recordsOut, retries, requestFailures, authFailures, splits: Counter
+    let requestDuration, deliveryLag: Histogram
+    let sinceDelivery, oldestAge: Gauge
+
+    init(name: String, stallAfter: Double, logger: Logger, stats s: ComponentStats) {
+        self.name = name
+        self.stallAfter = stallAfter
+        self.logger = logger
+        recordsOut = s.counter("records_out", "records delivered to the destination")
+        retries = s.counter("retries", "requests retried after a retriable failure")
+        requestFailures = s.counter("request_failures", "requests that failed (network, timeout, 408/429/5xx, incomplete bulk response)")
+        authFailures = s.counter("auth_failures", "requests refused with 401/403 (retried; check credentials)")
+        splits = s.counter("batch_splits", "batches split in two after 413 Request Entity Too Large")
+        requestDuration = s.histogram("request_duration", "time of one request to the destination, answered or failed",
+                                      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+        deliveryLag = s.histogram("delivery_lag", "from a record's timestamp to the destination confirming it (oldest record of each request)",
+                                  buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600])
+        sinceDelivery = s.gauge("seconds_since_last_delivery", "seconds since the destination last confirmed a record (since start if never)")
+        oldestAge = s.gauge("oldest_undelivered_age_seconds", "age (from its own timestamp) of the oldest record in flight or retrying; 0 when none")
+    }
+
+    // MARK: events
+
+    func delivered(_ work: DeliveryWork) {
+        guard !work.isEmpty else { return }
+        recordsOut.add(work.count)
+        if let t = work.oldestTimestamp { deliveryLag.observe(seconds: Double(wallClockNanos() - t) / 1e9) }
+        let now = monotonicSeconds()
+        let wasFailing: String? = lock.withLock {
+            lastDelivery = now
+            lastProgress = now
+            defer { failure = nil }
+            return failure
+        }
+        if wasFailing != nil { logger.notice("output \(name): delivering again") }
+    }
+
+    /// Dead-lettered records are decided too: progress.
+    func decided() { lock.withLock { lastProgress = monotonicSeconds() } }
+
+    /// A thread found nothing to do: nothing is stuck.
+    func idle() { lock.withLock { lastIdle = monotonicSeconds() } }
+
+    func sending(slot: Int, _ work: DeliveryWork?) {
+        lock.withLock { inflight[slot] = work?.oldestTimestamp }
+    }
+
+    func failed(_ why: String) { lock.withLock { failure = why } }
+
+    var isFailing: Bool { lock.withLock { failure != nil } }
+
+    // MARK: verdicts
+
+    /// Why the output is not ready, or nil: no progress for `stall_after` while records wait, or
+    /// records refused for longer than `stall_after` and still retrying. The buffer's fill does not
+    /// matter: a stuck output is not ready even with room left.
+    func notReadyReason(pending: Int, lane: (records: Int, firstFailure: Int64, oldestTimestamp: Int64?, reason: String)) -> String? {
+        let now = monotonicSeconds()
+        let (since, why) = lock.withLock { (max(lastProgress, lastIdle), failure) }
+        if pending > 0 && now - since >= stallAfter {
+            return "output \(name): no record delivered for \(Int(now - since))s while \(pending) record(s) wait"
+                + (why.map { " (last failure: \($0))" } ?? "")
+        }
+        if lane.records > 0 && lane.firstFailure > 0 {
+            let age = Double(wallClockNanos() - lane.firstFailure) / 1e9
+            if age >= stallAfter {
+                return "output \(name): \(lane.records) record(s) refused for \(Int(age))s and still retrying (\(lane.reason)); "
+                    + "they are dead-lettered once their retry budget is spent"
+            }
+        }
+        return nil
+    }
+
+    func secondsSinceLastDelivery() -> Int {
+        let now = monotonicSeconds()
+        return Int(now - lock.withLock { lastDelivery ?? started })
+    }
+
+    /// Seconds since the oldest timestamp among what is in flight and `others`; 0 when nothing.
+    func oldestAgeSeconds(others: [Int64?]) -> Int {
+        let oldest = (lock.withLock { Array(inflight.values) } + others.compactMap { $0 }).min()
+        guard let oldest else { return 0 }
+        return max(0, Int((wallClockNanos() - oldest) / 1_000_000_000))
+    }
+
+    // MARK: logging
+
+    /// One line per 10 s at most, with how many were folded into it: a down destination must not
+    /// flood the agent's own logs.
+    func logRateLimited(_ message: String, loud: Bool) {
+        let now = monotonicSeconds()
+        let (emit, folded): (Bool, Int) = lock.withLock {
+            if now - lastLog >= 10 {
+                lastLog = now
+                defer { suppressed = 0 }
+                return (true, suppressed)
+            }
+            suppressed += 1
+            return (false, 0)
+        }
+        guard emit else { return }
+        let suffix = folded > 0 ? " (\(folded) similar message(s) in the last 10s)" : ""
+        if loud { logger.error("output \(name): \(message)\(suffix)") } else { logger.warning("output \(name): \(message)\(suffix)") }
+    }
+}

@@ -1,0 +1,193 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How one delivery thread sends work and decides the fate of every record in it:
+///
+/// - delivered: counted, progress;
+/// - refused for good (4xx other than 401/403/408/413/429, a lone record too large): dead-lettered;
+/// - refused with a retriable status, per item: moved to the retry lane with its own backoff, so the
+///   records behind it flow on (retried in place only when the lane is full);
+/// - the whole request refused with a retriable status, or answered with an incomplete receipt:
+///   retried in place with backoff (the destination refuses everything: nothing else would pass);
+/// - within the retry budget only: a record whose budget is spent is dead-lettered with its last
+///   status, reason and attempt count;
+/// - no answer at all (an outage) and 401/403 (credentials): retried in place, with backoff, for
+///   as long as it lasts: that is what the buffer is for.
+///
+/// Every wait lasts until its deadline whatever wakes the thread (`RetryWaiter`).
+struct RetryPolicy {
+    let options: DeliveryOptions
+    let sender: any BatchSender
+    let progress: DeliveryProgress
+    let deadLetters: DeadLetterStore
+    let lane: RetryLane
+    let waiter: RetryWaiter
+    let slot: Int
+
+    /// Decides every record of `work`: true once each is delivered, dead-lettered or in the lane;
+    /// false when the runner stops first (nothing of it may be acknowledged then). Lane groups made
+    /// from it hold `tickets` (memory buffer). `fromLane`: the records came from the lane, so they
+    /// go back to it whatever its fill.
+    func deliver(_ work: DeliveryWork, tickets: [DeliveryTicket], fromLane: Bool) -> Bool {
+        // A buffer hands over what it holds (a whole input read, a whole ring block): the request
+        // size limits are applied here, for every buffer kind. Sent in order (popLast).
+        var stack = Array(work.chunked(maxRecords: options.maxRecords, maxBytes: options.maxBytes).reversed())
+        var backoff = Backoff(initial: options.retryInitial, max: options.retryMax, jitter: .equal)
+        defer { progress.sending(slot: slot, nil) }
+        while var pending = stack.popLast() {
+            while !pending.isEmpty {
+                if waiter.stopNow { return false }
+                progress.sending(slot: slot, pending)
+                let started = monotonicSeconds()
+                let result = sender.send(pending.batch)
+                progress.requestDuration.observe(seconds: monotonicSeconds() - started)
+                let now = wallClockNanos()
+                var failure: String?
+                var loud = false
+                switch result {
+                case .delivered:
+                    progress.delivered(pending)
+                    pending = DeliveryWork(EncodedBatch())
+                case .tooLarge:
+                    if pending.count > 1 {
+                        progress.splits.add()
+                        let half = pending.count / 2
+                        stack.append(pending.subset(half..<pending.count))
+                        pending = pending.subset(0..<half)
+                        continue
+                    }
+                    pending.fail(0, status: 413, reason: "request entity too large: the record alone exceeds the server's limit", now: now)
+                    if let f = deadLetter(pending, [0], budgetSpent: false) { failure = f } else { pending = DeliveryWork(EncodedBatch()) }
+                case .perRecord(let outcomes):
+                    var ok: [Int] = [], dead: [Int] = [], retry: [Int] = []
+                    for i in 0..<pending.count {
+                        // A sender that answered for fewer records than it got: retry the rest.
+                        let o = i < outcomes.count ? outcomes[i] : .retry(status: 0, reason: "no answer for this item")
+                        switch o {
+                        case .delivered: ok.append(i)
+                        case .retry(let status, let why):
+                            pending.fail(i, status: status, reason: why, now: now)
+                            retry.append(i)
+                        case .deadLetter(let status, let why):
+                            pending.fail(i, status: status, reason: why, now: now)
+                            dead.append(i)
+                        }
+                    }
+                    let spent = retry.filter { budgetSpent(pending.state($0), now) }
+                    let keep = retry.filter { !budgetSpent(pending.state($0), now) }
+                    if let f = deadLetter(pending, dead, budgetSpent: false) ?? deadLetter(pending, spent, budgetSpent: true) {
+                        failure = f  // the local disk refused: everything again, in place (same _id: no duplicate)
+                        break
+                    }
+                    progress.delivered(pending.subset(ok))
+                    if keep.isEmpty {
+                        pending = DeliveryWork(EncodedBatch())
+                        break
+                    }
+                    let rest = pending.subset(keep)
+                    let due = monotonicSeconds() + backoff.delay(attempt: rest.maxAttempts)
+                    if lane.add(rest, due: due, tickets: tickets, force: fromLane) {
+                        pending = DeliveryWork(EncodedBatch())
+                    } else {
+                        pending = rest
+                        failure = "\(keep.count) record(s) to retry (retry lane full): \(rest.state(0).reason)"
+                    }
+                case .retryAll(let status, let why):
+                    progress.requestFailures.add()
+                    for i in 0..<pending.count { pending.fail(i, status: status, reason: why, now: now) }
+                    let spent = (0..<pending.count).filter { budgetSpent(pending.state($0), now) }
+                    if !spent.isEmpty {
+                        if let f = deadLetter(pending, spent, budgetSpent: true) {
+                            failure = f
+                            break
+                        }
+                        let spentSet = Set(spent)
+                        pending = pending.subset((0..<pending.count).filter { !spentSet.contains($0) })
+                    }
+                    failure = why
+                case .unreachable(let why):
+                    progress.requestFailures.add()
+                    failure = why
+                case .authFailure(let why):
+                    progress.authFailures.add()
+                    failure = "authentication refused (check user/password, api_key or token_file): \(why)"
+                    loud = true
+                }
+                guard let failure, !pending.isEmpty else {
+                    backoff.reset()
+                    continue
+                }
+                progress.failed(failure)
+                // Stopping with a disk buffer: the ring keeps what is not delivered, so a failing
+                // destination does not hold up a stop or reload.
+                if waiter.giveUpWhileFailing { return false }
+                progress.retries.add()
+                let delay = backoff.next()
+                progress.logRateLimited("delivery failed, retrying in \(Int(delay * 1000))ms: \(failure)", loud: loud)
+                if waiter.wait(until: monotonicSeconds() + delay) { return false }
+            }
+        }
+        return true
+    }
+
+    private func budgetSpent(_ s: ItemState, _ now: Int64) -> Bool {
+        options.budget.spent(attempts: s.attempts, firstFailure: s.firstFailure, now: now)
+    }
+
+    /// Writes records `indices` of `work` to the dead-letter store; an error text if it failed.
+    private func deadLetter(_ work: DeliveryWork, _ indices: [Int], budgetSpent: Bool) -> String? {
+        guard !indices.isEmpty else { return nil }
+        let now = wallClockNanos()
+        let entries = indices.map { i -> DeadLetterStore.Entry in
+            let s = work.state(i)
+            var reason = s.reason
+            if budgetSpent {
+                let age = s.firstFailure > 0 ? Int(Double(now - s.firstFailure) / 1e9) : 0
+                reason = "retry budget spent (\(s.attempts) attempts over \(age)s): " + reason
+            }
+            return DeadLetterStore.Entry(index: i, status: s.status, reason: reason, attempts: s.attempts)
+        }
+        guard deadLetters.write(work.batch, entries) else {
+            return "cannot write the dead-letter store \(deadLetters.directory) (\(errnoText(errno)))"
+        }
+        progress.decided()
+        let first = entries[0]
+        progress.logRateLimited("\(entries.count) record(s) dead-lettered (HTTP \(first.status): \(first.reason)) in \(deadLetters.directory)", loud: false)
+        return nil
+    }
+}
+
+/// The stop signals and waits of one output, shared by its threads.
+final class RetryWaiter: @unchecked Sendable {  // flags under `lock`
+    private let lock = ConditionLock()
+    private var closing = false
+    private var abandoned = false
+    /// With a disk buffer, a stop does not wait for a failing destination.
+    private let diskBuffered: Bool
+
+    init(diskBuffered: Bool) { self.diskBuffered = diskBuffered }
+
+    var stopNow: Bool { lock.withLock { abandoned } }
+    var isClosing: Bool { lock.withLock { closing } }
+    var giveUpWhileFailing: Bool { lock.withLock { abandoned || (closing && diskBuffered) } }
+
+    /// Sleeps until `deadline` (monotonic), resuming after any unrelated wake-up. True if abandoned.
+    func wait(until deadline: Double) -> Bool {
+        lock.withLock { waitUntil(deadline, on: lock) { abandoned } }
+    }
+
+    func close() {
+        lock.withLock {
+            closing = true
+            lock.broadcast()
+        }
+    }
+
+    func abandon() {
+        lock.withLock {
+            abandoned = true
+            lock.broadcast()
+        }
+    }
+}
