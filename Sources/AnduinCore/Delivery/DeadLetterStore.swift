@@ -84,7 +84,8 @@ public final class DeadLetterStore: @unchecked Sendable {  // fd, sizes, files u
     /// retries: a record leaves the buffer only once it is somewhere).
     public func write(_ batch: EncodedBatch, _ entries: [Entry]) -> Bool {
         guard !entries.isEmpty else { return true }
-        var out: [UInt8] = []
+        var lines: [[UInt8]] = []
+        lines.reserveCapacity(entries.count)
         let now = wallClockNanos()
         for e in entries {
             var w = JSONWriter()
@@ -105,23 +106,46 @@ public final class DeadLetterStore: @unchecked Sendable {  // fd, sizes, files u
             w.writeRaw(#","record":"#)
             batch.withDocument(e.index) { w.writeRaw($0) }
             w.writeRaw("}\n")
-            out += w.bytes
+            lines.append(w.bytes)
         }
         return lock.withLock {
-            guard openActive() else { return false }
-            guard out.withUnsafeBytes({ writeAll(fd: fd, $0) }) else { return false }
-            activeBytes += out.count
-            dirty = true
+            // Line by line into files of at most `perFileBytes` (a lone larger line gets a file of
+            // its own), so the store stays within max_bytes whatever the size of one write.
+            var chunk: [UInt8] = []
+            var written = 0
+            for line in lines {
+                guard openActive() else { return false }
+                if activeBytes + chunk.count > 0 && activeBytes + chunk.count + line.count > perFileBytes {
+                    guard flush(&chunk) else { return false }
+                    if activeBytes > 0 {
+                        rollOver()
+                        guard openActive() else { return false }
+                    }
+                }
+                chunk += line
+                written += 1
+            }
+            guard flush(&chunk) else { return false }
             switch fsync {
             case .always: syncLocked()
             case .interval(let s) where monotonicSeconds() - lastSync >= s: syncLocked()
             default: break
             }
-            written.add(entries.count)
+            self.written.add(written)
             if activeBytes >= perFileBytes { rollOver() }
             enforceBound()
             return true
         }
+    }
+
+    private func flush(_ chunk: inout [UInt8]) -> Bool {
+        guard !chunk.isEmpty else { return true }
+        enforceBound(reserve: chunk.count)  // make room first: the store never passes its bounds
+        guard chunk.withUnsafeBytes({ writeAll(fd: fd, $0) }) else { return false }
+        activeBytes += chunk.count
+        dirty = true
+        chunk.removeAll(keepingCapacity: true)
+        return true
     }
 
     /// fsyncs what was written (at stop, and on the buffer's interval).
@@ -171,10 +195,12 @@ public final class DeadLetterStore: @unchecked Sendable {  // fd, sizes, files u
         activeBytes = 0
     }
 
-    /// Deletes the oldest closed files while the store is over its bounds, counting their records.
-    private func enforceBound() {
-        var total = closed.reduce(0) { $0 + $1.bytes } + activeBytes
-        while !closed.isEmpty && (total > options.maxBytes || closed.count + (fd >= 0 ? 1 : 0) > options.maxFiles) {
+    /// Deletes the oldest closed files while the store (plus `reserve` bytes about to be written to
+    /// the active file) is over its bounds, counting their records.
+    private func enforceBound(reserve: Int = 0) {
+        var total = closed.reduce(0) { $0 + $1.bytes } + activeBytes + reserve
+        let active = fd >= 0 || reserve > 0 ? 1 : 0
+        while !closed.isEmpty && (total > options.maxBytes || closed.count + active > options.maxFiles) {
             let oldest = closed.removeFirst()
             let path = directory + "/" + DeadLetterStore.fileName(oldest.seq)
             let lines = (FileManager.default.contents(atPath: path).map { $0.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } }) ?? 0
@@ -186,6 +212,6 @@ public final class DeadLetterStore: @unchecked Sendable {  // fd, sizes, files u
                 break
             }
         }
-        bytesGauge.set(total)
+        bytesGauge.set(total - reserve)
     }
 }

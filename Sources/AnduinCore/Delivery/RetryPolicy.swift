@@ -86,7 +86,10 @@ struct RetryPolicy {
                         break
                     }
                     let rest = pending.subset(keep)
-                    let due = monotonicSeconds() + backoff.delay(attempt: rest.maxAttempts)
+                    // Rounded up to a grid so that groups refused around the same time are retried
+                    // together, in one request (never earlier than their backoff).
+                    let grid = max(0.1, options.retryInitial)
+                    let due = ((monotonicSeconds() + backoff.delay(attempt: rest.maxAttempts)) / grid).rounded(.up) * grid
                     if lane.add(rest, due: due, tickets: tickets, force: fromLane) {
                         pending = DeliveryWork(EncodedBatch())
                     } else {

@@ -277,8 +277,8 @@ func deliveryConfig(_ tail: TailOptions = TailOptions(), parse: Bool = false, sh
 // MARK: - reading results
 
 /// The dead letters of `output` in the sandbox's data_dir (every file of its store, oldest first).
-func deadLetters(_ sandbox: Sandbox, _ output: String) -> [[String: Any]] {
-    let dir = sandbox.path("data/dead-letter/\(output)")
+func deadLetters(_ sandbox: Sandbox, _ output: String, dataDir: String = "data") -> [[String: Any]] {
+    let dir = sandbox.path("\(dataDir)/dead-letter/\(output)")
     let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".ndjson") }.sorted()
     return names.flatMap { name -> [[String: Any]] in
         guard let data = FileManager.default.contents(atPath: dir + "/" + name) else { return [] }

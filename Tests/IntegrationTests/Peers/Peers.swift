@@ -100,6 +100,8 @@ final class ReceiverPeer {
         var contentTypes: [String]
         /// Per kept delivery: its records and its body's bytes (gunzipped).
         var batches: [(records: Int, bytes: Int)]
+        /// When each delivery arrived (the receiver's monotonic seconds).
+        var requestTimes: [Double]
     }
 
     func snapshot() throws -> Snapshot {
@@ -107,7 +109,8 @@ final class ReceiverPeer {
         return Snapshot(records: j["records"] as? [[String: Any]] ?? [], requests: j["requests"] as? Int ?? 0,
                         gzipRequests: j["gzip_requests"] as? Int ?? 0, auth: j["auth"] as? [String] ?? [],
                         contentTypes: j["content_types"] as? [String] ?? [],
-                        batches: (j["batches"] as? [[Int]] ?? []).map { ($0.first ?? 0, $0.last ?? 0) })
+                        batches: (j["batches"] as? [[Int]] ?? []).map { ($0.first ?? 0, $0.last ?? 0) },
+                        requestTimes: j["request_times"] as? [Double] ?? [])
     }
 
     private func request(_ method: String, _ path: String, body: [String: Any]?) throws -> [String: Any] {

@@ -25,7 +25,7 @@ record). Each scripted answer applies to the whole request:
                    many; truncated JSON; an HTML page): nothing is stored
   other statuses and "hang" as above
   POST /_control/script also takes "poison_index" (null heals it) and "poison_status" (503).
-  GET  /_control/bulk     {"docs": [{"_id", "_index", "doc"}], "dup_attempts": N, "requests": N,
+  GET  /_control/bulk     {"docs": [{"_id", "_index", "doc", "t": stored at, monotonic}], "dup_attempts": N, "requests": N,
                            "request_times": [monotonic seconds...], "item_attempts": {index: N}}
 """
 import gzip
@@ -163,7 +163,7 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     key = _id if _id is not None else "auto-%d" % len(state["doc_order"])
                     if answer == "200":
-                        state["docs"][key] = {"_id": key, "_index": index, "doc": doc}
+                        state["docs"][key] = {"_id": key, "_index": index, "doc": doc, "t": time.monotonic()}
                         state["doc_order"].append(key)
                     items.append({op: {"_index": index, "_id": key, "status": 201}})
         if answer == "extra_items":

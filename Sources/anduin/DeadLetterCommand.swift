@@ -1,0 +1,71 @@
+import AnduinCore
+import ArgumentParser
+import Foundation
+
+struct DeadLetterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dead-letter",
+        abstract: "List or replay the records an output dead-lettered.",
+        subcommands: [List.self, Replay.self])
+
+    struct Selection: ParsableArguments {
+        @OptionGroup var options: ConfigOption
+        @Option(help: "The output (elasticsearch or http) whose dead letters to use.")
+        var output: String
+        @Option(help: "Only dead letters written at or after this time: RFC 3339 (2026-12-01T08:00:00Z) or an age (30m, 2h).")
+        var since: String?
+
+        func load() throws -> (AgentConfig, String, Int64?) {
+            guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
+            guard cfg.components(.output).contains(where: { $0.name == output }) else {
+                throw ValidationError("no output named \"\(output)\" in \(options.config)")
+            }
+            var cutoff: Int64?
+            if let since {
+                if let ns = Array(since.utf8).withUnsafeBytes({ Timestamp.parseRFC3339($0) }) {
+                    cutoff = ns
+                } else if let age = DurationText.parse(since) {
+                    cutoff = wallClockNanos() - Int64(age * 1e9)
+                } else {
+                    throw ValidationError("--since \(since): expected RFC 3339 (2026-12-01T08:00:00Z) or an age such as 30m")
+                }
+            }
+            return (cfg, DeadLetterStore.directory(dataDirectory: cfg.dataDirectory, output: output), cutoff)
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print one line per dead letter: time, status, attempts, event.id, replayed, reason.")
+        @OptionGroup var selection: Selection
+
+        func run() throws {
+            let (_, dir, since) = try selection.load()
+            let all = DeadLetterReplay.read(directory: dir, since: since)
+            for d in all {
+                let reason = d.reason.count > 160 ? String(d.reason.prefix(160)) + "…" : d.reason
+                print("\(d.time)  \(d.status)  attempts=\(d.attempts)  \(d.eventID)  \(d.replayed ? "replayed" : "pending ")  \(reason)")
+            }
+            let pending = all.filter { !$0.replayed }.count
+            FileHandle.standardError.write(Data("\(all.count) dead letter(s) in \(dir), \(pending) not replayed\n".utf8))
+        }
+    }
+
+    struct Replay: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-submit the dead letters not replayed yet through the output (same _id: no duplicate); exits 1 if some are still refused.")
+        @OptionGroup var selection: Selection
+
+        func run() throws {
+            let (cfg, dir, since) = try selection.load()
+            let (sender, batch) = try DeadLetterReplay.sender(config: cfg, output: selection.output)
+            let r = DeadLetterReplay.replay(directory: dir, since: since, sender: sender, batchRecords: batch)
+            print("replayed \(r.delivered) record(s) to \(selection.output); \(r.refused.count) refused again")
+            for line in r.refused.prefix(20) { print("  refused: \(line)") }
+            if let why = r.stopped {
+                FileHandle.standardError.write(Data("replay stopped: \(why)\n".utf8))
+                throw ExitCode(1)
+            }
+            if !r.refused.isEmpty { throw ExitCode(1) }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import AnduinCore
+import ArgumentParser
+import Foundation
+
+/// The API address of the agent running `cfg`: the one it wrote to data_dir (the config may say
+/// port 0), else the configured one; 0.0.0.0 becomes 127.0.0.1.
+func runningAgentAddress(_ cfg: AgentConfig, configPath: String) throws -> String {
+    guard var address = cfg.apiAddress else {
+        throw ValidationError("\(configPath) has no api: section; the running agent must serve its API")
+    }
+    if let bound = try? String(contentsOfFile: cfg.dataDirectory + "/api.address", encoding: .utf8) {
+        address = bound.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    if address.hasPrefix("0.0.0.0:") { address = "127.0.0.1:" + address.dropFirst(8) }
+    return address
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print where the running agent's records are: per input and output, and whether every record is accounted for.")
+    @OptionGroup var options: ConfigOption
+    @Flag(help: "Print the agent's /status JSON as is.")
+    var json = false
+
+    func run() throws {
+        guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
+        let url = "http://\(try runningAgentAddress(cfg, configPath: options.config))/status"
+        let client = try HTTPClient(options: HTTPClientOptions())
+        let response: HTTPResponse
+        do {
+            response = try client.send(method: "GET", url: url)
+        } catch {
+            throw ValidationError("cannot reach the agent at \(url): \(error) (is it running with this config?)")
+        }
+        guard response.status == 200 else { throw ValidationError("the agent answered HTTP \(response.status) for \(url)") }
+        if json {
+            _ = response.body.withUnsafeBytes { writeAll(fd: 1, $0) }
+            return
+        }
+        guard let root = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
+            throw ValidationError("the agent's /status is not JSON")
+        }
+        print(StatusTable.render(root))
+    }
+}
+
+/// Formats `/status` for people.
+enum StatusTable {
+    static func render(_ root: [String: Any]) -> String {
+        func list(_ key: String) -> [[String: Any]] { root[key] as? [[String: Any]] ?? [] }
+        func int(_ o: [String: Any], _ k: String) -> Int { (o[k] as? NSNumber)?.intValue ?? 0 }
+        func dropped(_ o: [String: Any], _ k: String) -> Int { ((o["dropped"] as? [String: Any])?[k] as? NSNumber)?.intValue ?? 0 }
+        var out: [String] = []
+        var rows = [["INPUT", "TYPE", "FILES", "BEHIND", "RECORDS READ"]]
+        for i in list("inputs") {
+            rows.append([i["name"] as? String ?? "", i["type"] as? String ?? "", "\(int(i, "files"))",
+                         ByteSize.human(int(i, "bytes_behind")), "\(int(i, "records"))"])
+        }
+        out.append(table(rows))
+        if !list("filters").isEmpty {
+            rows = [["FILTER", "TYPE", "IN", "OUT", "DROPPED"]]
+            for f in list("filters") {
+                rows.append([f["name"] as? String ?? "", f["type"] as? String ?? "", "\(int(f, "in"))", "\(int(f, "out"))", "\(int(f, "dropped"))"])
+            }
+            out.append(table(rows))
+        }
+        rows = [["OUTPUT", "TYPE", "IN", "RECOVERED", "DELIVERED", "DEAD-LETTERED", "DROPPED OLDEST", "DROPPED CORRUPT",
+                 "BUFFERED", "RETRYING", "LAG", "LAST DELIVERY", "UNACCOUNTED"]]
+        for o in list("outputs") {
+            rows.append([o["name"] as? String ?? "", o["type"] as? String ?? "", "\(int(o, "in"))", "\(int(o, "recovered"))",
+                         "\(int(o, "delivered"))", "\(int(o, "dead_lettered"))", "\(dropped(o, "drop_oldest"))",
+                         "\(dropped(o, "corrupt"))", "\(int(o, "buffered"))", "\(int(o, "retrying"))",
+                         "\(int(o, "lag_seconds"))s", "\(int(o, "seconds_since_last_delivery"))s ago", "\(int(o, "unaccounted"))"])
+        }
+        if let t = root["totals"] as? [String: Any] {
+            rows.append(["TOTAL", "", "\(int(t, "in"))", "\(int(t, "recovered"))", "\(int(t, "delivered"))",
+                         "\(int(t, "dead_lettered"))", "\(dropped(t, "drop_oldest"))", "\(dropped(t, "corrupt"))",
+                         "", "", "", "", "\(int(t, "unaccounted"))"])
+            out.append(table(rows))
+            out.append("filters dropped \(dropped(t, "filters")) record(s); pending (queued, buffered, in flight, retrying) \(int(t, "pending")); "
+                       + "in + recovered = delivered + dead-lettered + dropped + pending"
+                       + (int(t, "unaccounted") == 0 ? " (holds)" : " (off by \(int(t, "unaccounted")): records are moving, or some were lost)"))
+        } else {
+            out.append(table(rows))
+        }
+        return out.joined(separator: "\n\n")
+    }
+
+    static func table(_ rows: [[String]]) -> String {
+        guard let width = rows.map(\.count).max() else { return "" }
+        var cols = Array(repeating: 0, count: width)
+        for r in rows { for (i, c) in r.enumerated() { cols[i] = max(cols[i], c.count) } }
+        return rows.map { r in
+            r.enumerated().map { i, c in c.padding(toLength: cols[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,366 @@
+import Foundation
+import XCTest
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Issue 12: delivery that never stalls. A bulk endpoint (receiver.py in bulk mode) that refuses one
+/// index forever, answers malformed 200s, or refuses everything; the agent keeps the healthy records
+/// flowing, dead-letters the poisoned ones after their retry budget, says so on /ready, replays them
+/// once healed, keeps its dead-letter store bounded, and accounts for every record.
+final class RetryBudgetTests: DGTestCase {
+    // MARK: helpers
+
+    /// The API address the agent bound (configs ask for port 0).
+    func apiAddress(dataDir: String = "data") -> String? {
+        var address: String?
+        poll(timeout: 30) {
+            address = (try? String(contentsOfFile: sandbox.path("\(dataDir)/api.address"), encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            return address?.isEmpty == false
+        }
+        return address
+    }
+
+    func get(_ url: String) -> (status: Int, body: String)? {
+        guard let u = URL(string: url) else { return nil }
+        let box = Locked2<(Int, String)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: URLRequest(url: u, timeoutInterval: 10)) { data, response, _ in
+            box.set(((response as? HTTPURLResponse)?.statusCode ?? 0, data.map { String(decoding: $0, as: UTF8.self) } ?? ""))
+            done.signal()
+        }.resume()
+        _ = done.wait(timeout: .now() + 15)
+        return box.get()
+    }
+
+    /// The accounting of `output` from the agent's /status.
+    func accounting(_ api: String, _ output: String) -> [String: Any]? {
+        guard let s = try? httpJSON("GET", "http://\(api)/status", body: nil),
+              let outs = s["outputs"] as? [[String: Any]] else { return nil }
+        return outs.first { $0["name"] as? String == output }
+    }
+
+    /// Waits until nothing is pending for `output`, then checks in + recovered = delivered +
+    /// dead-lettered + dropped exactly; returns the accounting.
+    @discardableResult
+    func assertAccounted(_ api: String, _ output: String, delivered: Int? = nil, deadLettered: Int? = nil,
+                         file: StaticString = #filePath, line: UInt = #line) -> [String: Any] {
+        var a: [String: Any] = [:]
+        func n(_ k: String) -> Int { (a[k] as? NSNumber)?.intValue ?? -1 }
+        func d(_ k: String) -> Int { ((a["dropped"] as? [String: Any])?[k] as? NSNumber)?.intValue ?? -1 }
+        waitFor("output \(output): nothing pending and every record accounted for (\(a))", timeout: 60, file: file, line: line) {
+            a = accounting(api, output) ?? [:]
+            return n("pending") == 0 && n("unaccounted") == 0
+                && (delivered == nil || n("delivered") == delivered) && (deadLettered == nil || n("dead_lettered") == deadLettered)
+        }
+        XCTAssertEqual(n("in") + n("recovered"), n("delivered") + n("dead_lettered") + d("drop_oldest") + d("corrupt"),
+                       "identity for \(output): \(a)", file: file, line: line)
+        return a
+    }
+
+    struct Bulk {
+        var docs: [(id: String, index: String, message: String, t: Double)]
+        var dupAttempts: Int
+        var requests: Int
+        var requestTimes: [Double]
+        var itemAttempts: [String: Int]
+    }
+
+    func bulk(_ r: ReceiverPeer) throws -> Bulk {
+        let j = try httpJSON("GET", "http://127.0.0.1:\(r.port)/_control/bulk", body: nil)
+        let docs = (j["docs"] as? [[String: Any]] ?? []).map { d -> (String, String, String, Double) in
+            let doc = d["doc"] as? [String: Any] ?? [:]
+            return (d["_id"] as? String ?? "", d["_index"] as? String ?? "", (doc["msg"] as? String) ?? (doc["message"] as? String) ?? "",
+                    (d["t"] as? NSNumber)?.doubleValue ?? 0)
+        }
+        return Bulk(docs: docs.map { (id: $0.0, index: $0.1, message: $0.2, t: $0.3) }, dupAttempts: j["dup_attempts"] as? Int ?? 0,
+                    requests: j["requests"] as? Int ?? 0, requestTimes: j["request_times"] as? [Double] ?? [],
+                    itemAttempts: j["item_attempts"] as? [String: Int] ?? [:])
+    }
+
+    func poison(_ r: ReceiverPeer, _ index: String?, status: Int = 503) throws {
+        _ = try httpJSON("POST", "http://127.0.0.1:\(r.port)/_control/script",
+                         body: ["responses": [String](), "then": "200", "poison_index": index ?? NSNull(), "poison_status": status])
+    }
+
+    /// Runs `anduin ARGS` to its end; (exit status, stdout + stderr).
+    func runCLI(_ args: [String]) throws -> (Int32, String) {
+        let out = sandbox.path("cli-\(UUID().uuidString.prefix(6)).out")
+        let p = try AgentProcess(binary: AnduinBinary.path!, arguments: args, stderrPath: out + ".err",
+                                 workingDirectory: NSTemporaryDirectory(), stdoutPath: out)
+        XCTAssertTrue(p.waitExit(timeout: 120), "anduin \(args.joined(separator: " ")) did not finish")
+        let text = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "") + p.stderr
+        return (p.exit?.status ?? -1, text)
+    }
+
+    /// One tail input through the parse filter (json lines lifted to the root) into `outputs`.
+    func config(_ outputs: [NetOutput], dataDir: String = "./data", logs: String = "./logs") -> String {
+        var tail = TailOptions()
+        tail.paths = ["\(logs)/*.log"]
+        var y = "data_dir: \(dataDir)\nshutdown_timeout: 10s\napi: {address: \"127.0.0.1:0\"}\ninputs:\n" + tail.yaml(name: "in")
+        y += "filters:\n  parse: {type: parse, from: [in], formats: [json], target: root}\noutputs:\n"
+        for o in outputs { y += "  \(o.name):\n    from: [parse]\n" + o.lines.map { "    \($0)\n" }.joined() }
+        return y
+    }
+
+    func jsonLine(_ app: String, _ i: Int) -> String { #"{"app":"\#(app)","msg":"\#(logLine(app, i))"}"# }
+
+    // MARK: (0) malformed 200s
+
+    /// `"errors":false` with no items, with `[]`, with one item too many; truncated JSON; an HTML
+    /// page: none of them acknowledges a record. Each is a failed request, retried; every line
+    /// arrives once and nothing is dead-lettered.
+    func testMalformedBulkAnswersNeverAcknowledgeARecord() throws {
+        let r = try receiver()
+        try r.script(["no_items", "empty_items", "extra_items", "invalid_json", "html"], then: "200")
+        let lines = (0..<100).map { jsonLine("mal", $0) }
+        appendText(sandbox.path("logs/app.log"), joinedLines(lines))
+        try writeConfig(config([.elasticsearch("es", url: "http://127.0.0.1:\(r.port)", index: "idx-{app}",
+                                               ["buffer: {type: memory, max_records: 1000}", "concurrency: 1",
+                                                "retry: {initial: 50ms, max: 200ms}"])]))
+        let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress())
+        waitFor("100 documents") { ((try? bulk(r).docs.count) ?? 0) >= 100 }
+        assertAccounted(api, "es", delivered: 100, deadLettered: 0)
+        let b = try bulk(r)
+        XCTAssertEqual(Set(b.docs.map(\.message)), Set((0..<100).map { logLine("mal", $0) }))
+        XCTAssertEqual(b.docs.count, 100)
+        XCTAssertEqual(b.dupAttempts, 0, "nothing was stored before the good answer")
+        XCTAssertGreaterThanOrEqual(b.requests, 6, "five malformed answers, then the good one")
+        XCTAssertTrue(deadLetters(sandbox, "es").isEmpty, "a malformed answer is not a refusal")
+        let log = agent.stderr
+        XCTAssertTrue(log.contains("items for 100 actions") || log.contains("without items"), "the reason is logged")
+        stopAgent(agent)
+        let c = DG.stopCounters(agent.stderr, output: "es")
+        XCTAssertEqual(c["request_failures"], 5, "each malformed answer is a failed request: \(c)")
+    }
+
+    // MARK: (0) backoff under a steady flow
+
+    /// A destination refusing every request (503) while lines keep coming: each retry waits out its
+    /// backoff (equal jitter: at least half the nominal delay), whatever wakes the thread; the
+    /// receiver counts the requests and their spacing. Then it heals and everything arrives.
+    func testFailingEndpointUnderASteadyFlowIsHitAtTheBackoffPace() throws {
+        let r = try receiver()
+        try r.script([], then: "503")
+        try writeConfig(config([.http("web", uri: r.url, ["concurrency: 1", "retry: {initial: 1s, max: 1s}",
+                                                          "batch: {max_records: 500, timeout: 100ms}"])]))
+        let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress())
+        let writer = startWriter(["flow"], linesPerTick: 2, tickMicros: 20_000)
+        waitFor("the first refused request") { ((try? r.snapshot().requests) ?? 0) >= 1 }
+        let first = try r.snapshot().requests
+        usleep(5_000_000)  // a steady flow of ~100 lines/s against a failing endpoint
+        let s = try r.snapshot()
+        let times = s.requestTimes
+        let gaps = zip(times.dropFirst(), times).map { $0 - $1 }
+        print("backoff under flow: \(s.requests - first) requests in 5 s, gaps \(gaps.map { String(format: "%.2f", $0) })")
+        XCTAssertLessThanOrEqual(s.requests - first, 12, "a 1 s backoff allows at most ~2 requests a second")
+        XCTAssertTrue(gaps.allSatisfy { $0 >= 0.45 }, "requests closer than half the 1 s backoff: \(gaps)")
+        try r.script([], then: "200")
+        let written = writer.stop()
+        let expected = DG.expectedLines(written)
+        waitForReceived(expected, timeout: 60) { (try? r.dgRecords()) ?? [] }
+        assertAccounted(api, "web", delivered: expected.count, deadLettered: 0)
+        stopAgent(agent)
+    }
+
+    // MARK: (1) the poisoned index
+
+    struct PoisonRun {
+        var healthyPerSecond: Double
+        var seconds: Double
+    }
+
+    /// One run: a steady flow of lines (`perTick` every 10 ms for `ticks` ticks), one in
+    /// `badEvery` of index idx-bad, the rest idx-good; with `poisoned`, idx-bad answers 503 for
+    /// every item, forever. Measures the healthy throughput at the receiver (first stored document
+    /// to the last healthy one); when poisoned, checks /ready, the dead letters, the replay after
+    /// healing and the accounting.
+    func poisonRun(_ k: Int, buffer: String, concurrency: Int, poisoned: Bool,
+                   ticks: Int = 400, perTick: Int = 50, badEvery: Int = 20) throws -> PoisonRun {
+        let r = try receiver()
+        if poisoned { try poison(r, "idx-bad") }
+        let dataDir = "data-\(k)", logs = "logs-\(k)"
+        try sandbox.mkdir(logs)
+        try writeConfig(config([.elasticsearch("es", url: "http://127.0.0.1:\(r.port)", index: "idx-{app}", [
+            "buffer: \(buffer)", "concurrency: \(concurrency)", "batch: {max_records: 1000, timeout: 100ms}",
+            "retry: {initial: 200ms, max: 1s, max_age: 3s}", "ready: {stall_after: 1s}", "compression: none",
+        ])], dataDir: "./\(dataDir)", logs: "./\(logs)"))
+        let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress(dataDir: dataDir))
+        let path = sandbox.path("\(logs)/app.log")
+        var good = 0, bad = 0
+        var readyBody = ""
+        var sawNotReady = false
+        for t in 0..<ticks {
+            var lines: [String] = []
+            for _ in 0..<perTick {
+                if (good + bad) % badEvery == badEvery - 1 {
+                    lines.append(jsonLine("bad", bad))
+                    bad += 1
+                } else {
+                    lines.append(jsonLine("good", good))
+                    good += 1
+                }
+            }
+            appendText(path, joinedLines(lines))
+            if poisoned && !sawNotReady && t % 20 == 0, let g = get("http://\(api)/ready"), g.status == 503 {
+                sawNotReady = true
+                readyBody = g.body
+            }
+            usleep(10_000)  // paces the writer (~5,000 lines a second); nothing relies on the timing
+        }
+        let total = good
+        waitFor("\(total) healthy documents", timeout: 120) {
+            ((try? bulk(r).docs.filter { $0.index == "idx-good" }.count) ?? 0) >= total
+        }
+        // From the first stored document to the last healthy one, at the receiver: the agent's
+        // start-up and file discovery are not part of the throughput.
+        let healthy = try bulk(r).docs
+        let t0 = healthy.map(\.t).min() ?? 0
+        let t1 = healthy.filter { $0.index == "idx-good" }.map(\.t).max() ?? 0
+        let seconds = max(0.001, t1 - t0)
+        let run = PoisonRun(healthyPerSecond: Double(good) / seconds, seconds: seconds)
+        guard poisoned else {
+            waitFor("the idx-bad documents too") { ((try? bulk(r).docs.count) ?? 0) >= good + bad }
+            assertAccounted(api, "es", delivered: good + bad, deadLettered: 0)
+            stopAgent(agent)
+            r.stop()
+            return run
+        }
+        // Stalled items: /ready says so, with the reason.
+        if !sawNotReady {
+            waitFor("/ready 503 while idx-bad items retry") {
+                guard let g = get("http://\(api)/ready"), g.status == 503 else { return false }
+                readyBody = g.body
+                return true
+            }
+        }
+        XCTAssertTrue(readyBody.contains("output es") && readyBody.contains("still retrying"), "ready body: \(readyBody)")
+        XCTAssertTrue(readyBody.contains("unavailable_shards_exception"), "the reason is given: \(readyBody)")
+        XCTAssertEqual(get("http://\(api)/health")?.status, 200, "alive while not ready")
+
+        // After the budget: every poisoned item dead-lettered, with its status, reason and attempts.
+        waitFor("\(bad) dead letters", timeout: 60) { deadLetters(sandbox, "es", dataDir: dataDir).count >= bad }
+        assertAccounted(api, "es", delivered: good, deadLettered: bad)
+        waitFor("/ready 200 once the poisoned items are decided") { get("http://\(api)/ready")?.status == 200 }
+        let dead = deadLetters(sandbox, "es", dataDir: dataDir)
+        XCTAssertEqual(dead.count, bad)
+        XCTAssertEqual(Set(dead.compactMap { ($0["record"] as? [String: Any])?["msg"] as? String }),
+                       Set((0..<bad).map { logLine("bad", $0) }))
+        for d in dead.prefix(20) {
+            XCTAssertEqual(d["status"] as? Int, 503)
+            XCTAssertGreaterThanOrEqual(d["attempts"] as? Int ?? 0, 2)
+            let reason = d["reason"] as? String ?? ""
+            XCTAssertTrue(reason.contains("retry budget spent") && reason.contains("unavailable_shards_exception"), reason)
+        }
+        let before = try bulk(r)
+        XCTAssertEqual(before.docs.count, good, "nothing of idx-bad stored while poisoned")
+        stopAgent(agent)
+
+        // Healed: replay, no duplicate; a second replay sends nothing.
+        try poison(r, nil)
+        let (code, text) = try runCLI(["dead-letter", "replay", "--config", sandbox.configPath, "--output", "es"])
+        XCTAssertEqual(code, 0, text)
+        XCTAssertTrue(text.contains("replayed \(bad) record(s)"), text)
+        let after = try bulk(r)
+        XCTAssertEqual(after.docs.count, good + bad)
+        XCTAssertEqual(Set(after.docs.map(\.id)).count, good + bad, "one document per _id")
+        XCTAssertEqual(after.dupAttempts, 0, "nothing was sent twice")
+        XCTAssertEqual(Set(after.docs.filter { $0.index == "idx-bad" }.map(\.message)), Set((0..<bad).map { logLine("bad", $0) }))
+        let (code2, text2) = try runCLI(["dead-letter", "replay", "--config", sandbox.configPath, "--output", "es"])
+        XCTAssertEqual(code2, 0, text2)
+        XCTAssertTrue(text2.contains("replayed 0 record(s)"), text2)
+        let (code3, list) = try runCLI(["dead-letter", "list", "--config", sandbox.configPath, "--output", "es"])
+        XCTAssertEqual(code3, 0, list)
+        XCTAssertTrue(list.contains("\(bad) dead letter(s)") && list.contains("0 not replayed"), String(list.suffix(300)))
+        r.stop()
+        return run
+    }
+
+    /// The poisoned-index scenario with a given buffer and concurrency: healthy throughput keeps at
+    /// least 90% of the unpoisoned run's.
+    func poisonScenario(buffer: String, concurrency: Int) throws {
+        let clean = try poisonRun(0, buffer: buffer, concurrency: concurrency, poisoned: false)
+        let poisoned = try poisonRun(1, buffer: buffer, concurrency: concurrency, poisoned: true)
+        let ratio = poisoned.healthyPerSecond / clean.healthyPerSecond
+        print(String(format: "poison index, buffer %@, concurrency %d: healthy %.0f/s (%.2f s) vs unpoisoned %.0f/s (%.2f s): %.0f%%",
+                     buffer, concurrency, poisoned.healthyPerSecond, poisoned.seconds, clean.healthyPerSecond, clean.seconds, ratio * 100))
+        XCTAssertGreaterThanOrEqual(ratio, 0.9, "healthy records slowed down by the poisoned index")
+    }
+
+    func testPoisonedIndexMemoryBufferConcurrency1() throws {
+        try poisonScenario(buffer: "{type: memory, max_records: 50000}", concurrency: 1)
+    }
+
+    func testPoisonedIndexDiskBufferConcurrency2() throws {
+        try poisonScenario(buffer: "{type: disk, max_bytes: 256MiB, segment_bytes: 4MiB}", concurrency: 2)
+    }
+
+    func testPoisonedIndexMemoryBufferConcurrency2Long() throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["ANDUIN_LONG_TESTS"] == "1", "long: make test-long")
+        try poisonScenario(buffer: "{type: memory, max_records: 50000}", concurrency: 2)
+    }
+
+    func testPoisonedIndexDiskBufferConcurrency1Long() throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["ANDUIN_LONG_TESTS"] == "1", "long: make test-long")
+        try poisonScenario(buffer: "{type: disk, max_bytes: 256MiB, segment_bytes: 4MiB}", concurrency: 1)
+    }
+
+    // MARK: (3) the dead-letter store's bound
+
+    /// A flood of 400s: every record dead-lettered, the store never passes max_bytes or max_files,
+    /// the oldest files are dropped and counted, files are 0600, and dead_lettered =
+    /// what the store holds + what it dropped.
+    func testDeadLetterStoreStaysWithinItsBoundUnderAFloodOf400s() throws {
+        let r = try receiver()
+        try r.script([], then: "400")
+        let n = 6000
+        appendText(sandbox.path("logs/app.log"), joinedLines((0..<n).map { jsonLine("flood", $0) }))
+        let maxBytes = 256 * 1024
+        try writeConfig(config([.http("web", uri: r.url, ["dead_letter: {max_bytes: 256KiB, max_files: 4}",
+                                                          "batch: {max_records: 500, timeout: 100ms}"])]))
+        let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress())
+        let dir = sandbox.path("data/dead-letter/web")
+        var largest = 0, mostFiles = 0
+        waitFor("\(n) records dead-lettered") {
+            let files = DG.listFiles(dir).filter { $0.hasSuffix(".ndjson") }
+            mostFiles = max(mostFiles, files.count)
+            largest = max(largest, files.reduce(0) { $0 + DG.fileSize(dir + "/" + $1) })
+            return ((accounting(api, "web")?["dead_lettered"] as? NSNumber)?.intValue ?? 0) >= n
+        }
+        let a = assertAccounted(api, "web", delivered: 0, deadLettered: n)
+        let files = DG.listFiles(dir).filter { $0.hasSuffix(".ndjson") }
+        let total = files.reduce(0) { $0 + DG.fileSize(dir + "/" + $1) }
+        let held = deadLetters(sandbox, "web").count
+        let dropped = (a["dead_letter_dropped"] as? NSNumber)?.intValue ?? -1
+        print("dead-letter flood: \(n) dead-lettered, \(held) held in \(files.count) files (\(total) bytes), \(dropped) dropped; at most \(mostFiles) files, \(largest) bytes seen")
+        XCTAssertLessThanOrEqual(max(largest, total), maxBytes)
+        XCTAssertLessThanOrEqual(max(mostFiles, files.count), 4)
+        XCTAssertGreaterThan(dropped, 0, "the store had to drop its oldest files")
+        XCTAssertEqual(held + dropped, n, "every dead letter is in the store or counted as dropped")
+        for f in files {
+            let mode = ((try? FileManager.default.attributesOfItem(atPath: dir + "/" + f))?[.posixPermissions] as? NSNumber)?.intValue
+            XCTAssertEqual(mode, 0o600, f)
+        }
+        stopAgent(agent)
+    }
+}
+
+extension DG {
+    static func listFiles(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() }
+    static func fileSize(_ path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+    }
+}
+
+private final class Locked2<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
+    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+}
