@@ -78,6 +78,7 @@ final class DeliveryGuaranteeTests: DGTestCase {
         let expected = DG.expectedLines(written)
         let before = received
         waitForReceived(expected, timeout: 120) { before + ((try? recv.dgRecords()) ?? []) }
+        assertAccounted(try XCTUnwrap(apiAddress()), "out", deadLettered: 0)
         stopAgent(agent)
         received += try recv.dgRecords()
 
@@ -111,6 +112,7 @@ final class DeliveryGuaranteeTests: DGTestCase {
         waitFor("more records after the last restart", timeout: 60) { ((try? recv.snapshot().records.count) ?? 0) > 100 }
         let expected = DG.expectedLines(writer.stop())
         waitForReceived(expected, timeout: 30) { (try? recv.dgRecords()) ?? [] }
+        assertAccounted(try XCTUnwrap(apiAddress()), "out", deadLettered: 0)
         stopAgent(agent)
         let t = DG.tally(try recv.dgRecords(), expected: expected)
         print("hanging batch: \(t)")
@@ -139,6 +141,9 @@ final class DeliveryGuaranteeTests: DGTestCase {
 
         let a = try receiver(port: portA)
         waitForReceived(all, timeout: 90, what: "A after it came back") { (try? a.dgRecords()) ?? [] }
+        let api = try XCTUnwrap(apiAddress())
+        assertAccounted(api, "a", delivered: all.count, deadLettered: 0)
+        assertAccounted(api, "b", delivered: all.count, deadLettered: 0)
         stopAgent(agent)
 
         let ta = DG.tally(try a.dgRecords(), expected: all)
@@ -185,6 +190,9 @@ final class DeliveryGuaranteeTests: DGTestCase {
         waitForReceived(all, timeout: 120, what: "A after it came back") { (try? a.dgRecords()) ?? [] }
         waitForReceived(all, timeout: 60, what: "B after A came back") { (try? b.dgRecords()) ?? [] }
         waitFor("checkpoints at the end of the files") { checkpointTotal() == totalBytes }
+        let api = try XCTUnwrap(apiAddress())
+        assertAccounted(api, "a", delivered: all.count, deadLettered: 0)
+        assertAccounted(api, "b", delivered: all.count, deadLettered: 0)
         stopAgent(agent)
         let ta = DG.tally(try a.dgRecords(), expected: all)
         let tb = DG.tally(try b.dgRecords(), expected: all)
@@ -223,6 +231,9 @@ final class DeliveryGuaranteeTests: DGTestCase {
         waitFor("A gets the newest line", timeout: 90) {
             ((try? a.dgRecords()) ?? []).contains { $0.message == logLine("drop-b", n - 1) }
         }
+        // Delivered + dropped = received, once A's ring is drained.
+        let accountedA = assertAccounted(try XCTUnwrap(apiAddress()), "a", deadLettered: 0)
+        XCTAssertGreaterThan(((accountedA["dropped"] as? [String: Any])?["drop_oldest"] as? NSNumber)?.intValue ?? 0, 0)
         stopAgent(agent)  // drains the ring before exiting
 
         let recA = try a.dgRecords()
@@ -302,6 +313,7 @@ final class DeliveryGuaranteeTests: DGTestCase {
         agent = try startAgent()
         let expected = logLines("mem", 0..<2200)
         waitForReceived(expected, timeout: 90) { received1 + ((try? recv.dgRecords()) ?? []) }
+        assertAccounted(try XCTUnwrap(apiAddress()), "out", deadLettered: 0)
         stopAgent(agent)
         let t = DG.tally(received1 + (try recv.dgRecords()), expected: expected)
         print("memory buffer: \(t)")
@@ -383,7 +395,8 @@ enum DG {
     /// One `tail` input `in` into the given http outputs.
     static func config(_ outputs: [DGOutput], tail: TailOptions = TailOptions(), dataDir: String = "./data",
                        shutdownTimeout: String = "30s") -> String {
-        var y = "data_dir: \(dataDir)\nshutdown_timeout: \(shutdownTimeout)\ninputs:\n" + tail.yaml(name: "in") + "outputs:\n"
+        var y = "data_dir: \(dataDir)\nshutdown_timeout: \(shutdownTimeout)\napi: {address: \"127.0.0.1:0\"}\ninputs:\n"
+            + tail.yaml(name: "in") + "outputs:\n"
         for o in outputs {
             y += """
                   \(o.name):
