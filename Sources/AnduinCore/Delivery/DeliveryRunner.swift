@@ -150,7 +150,9 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
                 guard policy.deliver(work, tickets: [], fromLane: false) else { return }
                 commit(seq: seq, end: end)
             case .idle:
-                progress.idle()
+                // Nothing waits outside the lane (whose stalls are judged on their own): not stuck.
+                // Another thread may be stuck in a retry while this one finds nothing new.
+                if queue.records + (ring?.bufferedRecords ?? 0) == 0 { progress.idle() }
                 lane.syncIfDue()
             case .finished:
                 // Memory buffer: what waits in the lane is not acknowledged yet: keep retrying it
