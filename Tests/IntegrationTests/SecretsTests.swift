@@ -39,7 +39,10 @@ final class SecretsTests: AgentTestCase {
         appendText(sandbox.path("logs/a.log"), (0..<5).map { "line \($0)" }.joined(separator: "\n") + "\n")
         let outputs = ["userinfo", "basic", "apikey", "bearer"]
         func deadLetters(_ o: String) -> String {
-            (try? String(contentsOfFile: sandbox.path("data/dead-letter/\(o).ndjson"), encoding: .utf8)) ?? ""
+            // Every file of the output's dead-letter store, oldest first.
+            let dir = sandbox.path("data/dead-letter/\(o)")
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".ndjson") }.sorted()
+            return files.map { (try? String(contentsOfFile: dir + "/" + $0, encoding: .utf8)) ?? "" }.joined()
         }
         XCTAssertTrue(poll { outputs.allSatisfy { deadLetters($0).split(separator: "\n").count == 5 } },
                       outputs.map { "\($0): \(deadLetters($0).split(separator: "\n").count)" }.joined(separator: ", "))

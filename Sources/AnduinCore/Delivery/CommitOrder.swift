@@ -1,22 +1,14 @@
-import Synchronization
-
 /// Memory buffer: holds the acknowledgements of the batches of one take until every record of them
-/// is decided (delivered or dead-lettered), wherever the records went meanwhile (the request itself,
-/// or groups of the retry lane). The one place where a delivery runner releases ack tokens.
+/// is decided (delivered or dead-lettered), wherever the records went meanwhile: the delivery thread
+/// holds the ticket during the request, and each retry-lane group holding some of its records holds
+/// it too. When the last holder lets go, the tokens go and the inputs may checkpoint. A runner that
+/// gives up first calls `abandon()`: then nothing is acknowledged (the records are read again).
 final class DeliveryTicket: Sendable {
     private let acks: [AckToken]
-    /// The take itself, plus one per retry-lane group holding some of its records.
-    private let pending = Atomic<Int>(1)
 
     init(_ acks: [AckToken]) { self.acks = acks }
 
-    func hold() { pending.add(1, ordering: .relaxed) }
-
-    /// One holder is done; the last one releases the acknowledgements (the inputs may checkpoint).
-    func decided() {
-        let (_, left) = pending.subtract(1, ordering: .acquiringAndReleasing)
-        if left == 0 { for a in acks { a.release() } }
-    }
+    func abandon() { for a in acks { a.abandon() } }
 }
 
 /// Disk buffer: the ring's delivered position advances in take order, whatever the concurrency and

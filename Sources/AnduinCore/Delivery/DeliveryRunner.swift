@@ -4,9 +4,10 @@ import Logging
 /// own sender, the retry lane, the dead-letter store, and acknowledgements.
 ///
 /// Delivery contract:
-/// - memory buffer: a batch's ack token is released once every record of it was delivered or
-///   dead-lettered (`DeliveryTicket`); until then the input does not checkpoint it.
-/// - disk buffer: the token is released once the batch is written to the ring; the ring's delivered
+/// - memory buffer: a batch's ack token is let go once every record of it was delivered or
+///   dead-lettered (`DeliveryTicket`); until then the input does not checkpoint it. Giving up
+///   abandons it.
+/// - disk buffer: the token is let go once the batch is written to the ring; the ring's delivered
 ///   position advances (in order, whatever the concurrency) over records delivered, dead-lettered or
 ///   journaled in the retry lane (`RingCommitOrder`).
 /// - records refused with a retriable status wait in the retry lane, so the records behind them
@@ -89,7 +90,7 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
     // MARK: input side
 
     func enqueue(_ batch: RecordBatch, _ ack: AckToken) {
-        queue.enqueue(batch, ack)  // false once abandoned: not acknowledged, read again at the next start
+        queue.enqueue(batch, ack)  // abandons `ack` once the runner gave up: read again at the next start
     }
 
     // MARK: disk buffer writer
@@ -104,9 +105,13 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
                 for (batch, ack) in items {
                     var encoded = EncodedBatch()
                     encoded.append(batch)
-                    guard ring.append(encoded) else { return }  // shut down: not acknowledged, read again later
-                    ack.release()  // safe in the ring
+                    guard ring.append(encoded) else {
+                        // Shut down: not acknowledged, read again at the next start.
+                        for (_, ack) in items { ack.abandon() }
+                        return
+                    }
                 }
+                // Safe in the ring: `items` (and the acks) go when this iteration ends.
             }
         }
         lock.withLock {
@@ -143,8 +148,13 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
             let wait = min(1, max(0.01, (lane.nextDue ?? .infinity) - monotonicSeconds()))
             switch takeFresh(maxWait: wait) {
             case .memory(let work, let ticket, let n):
-                guard policy.deliver(work, tickets: [ticket], fromLane: false) else { return }
-                ticket.decided()
+                // The ticket (the batches' acks) stays referenced until the records are decided;
+                // lane groups made from them keep their own reference.
+                let decided = withExtendedLifetime(ticket) { policy.deliver(work, tickets: [ticket], fromLane: false) }
+                guard decided else {
+                    ticket.abandon()
+                    return
+                }
                 queue.done(n)
             case .disk(let work, let seq, let end):
                 guard policy.deliver(work, tickets: [], fromLane: false) else { return }
@@ -235,6 +245,7 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
     func abandon() {
         waiter.abandon()
         queue.abandon()
+        lane.abandon()
         ring?.shutdown()
     }
 

@@ -32,7 +32,7 @@ final class HandOffQueue: @unchecked Sendable {  // everything under `lock`
         queueFull = stats.counter("queue_full_events", "times an input waited because this output's queue was full")
     }
 
-    /// Queues a batch whose ack the caller retained for this output; false once abandoned.
+    /// Queues a batch, keeping a reference to its ack; once abandoned, abandons the ack and returns false.
     @discardableResult
     func enqueue(_ batch: RecordBatch, _ ack: AckToken) -> Bool {
         let n = batch.count
@@ -46,7 +46,10 @@ final class HandOffQueue: @unchecked Sendable {  // everything under `lock`
                 }
                 lock.wait(seconds: 0.5)
             }
-            if abandoned { return false }
+            if abandoned {
+                ack.abandon()
+                return false
+            }
             queue.append((batch, ack, monotonicSeconds()))
             queuedRecords += n
             queued.add(n)
@@ -117,6 +120,9 @@ final class HandOffQueue: @unchecked Sendable {  // everything under `lock`
     func abandon() {
         lock.withLock {
             abandoned = true
+            for item in queue[head...] { item.ack.abandon() }
+            queue = []
+            head = 0
             lock.broadcast()
         }
     }

@@ -22,6 +22,7 @@ final class RetryLane: @unchecked Sendable {  // everything under `lock`
     private let journal: LaneJournal?
     private var groups: [UInt64: Group] = [:]
     private var checkedOut: Set<UInt64> = []
+    private var abandoned = false
     private var nextID: UInt64 = 1
     private var liveBytes = 0
     private var liveRecords = 0
@@ -59,6 +60,12 @@ final class RetryLane: @unchecked Sendable {  // everything under `lock`
     func add(_ work: DeliveryWork, due: Double, tickets: [DeliveryTicket], force: Bool) -> Bool {
         let bytes = work.batch.documents.count
         return lock.withLock {
+            if abandoned {
+                // The runner gave up: not acknowledged, read again at the next start (a disk buffer's
+                // ring keeps them: its position is not committed any more).
+                for t in tickets { t.abandon() }
+                return true
+            }
             if !force && liveBytes > 0 && liveBytes + bytes > maxBytes { return false }
             let id = nextID
             nextID += 1
@@ -67,7 +74,6 @@ final class RetryLane: @unchecked Sendable {  // everything under `lock`
             liveBytes += bytes
             liveRecords += work.count
             recordsGauge.set(liveRecords)
-            for t in tickets { t.hold() }
             lock.broadcast()
             return true
         }
@@ -89,25 +95,30 @@ final class RetryLane: @unchecked Sendable {  // everything under `lock`
         }
     }
 
-    /// The checked-out groups were decided (delivered, dead-lettered, or re-added as new groups).
-    /// Their tickets are released after the new groups took their own hold.
+    /// The checked-out groups were decided (delivered, dead-lettered, or re-added as new groups,
+    /// which took their own reference to the tickets).
     func settle(_ taken: [Group]) {
-        let tickets: [DeliveryTicket] = lock.withLock {
-            var ts: [DeliveryTicket] = []
+        lock.withLock {
             for g in taken {
                 checkedOut.remove(g.id)
                 guard let old = groups.removeValue(forKey: g.id) else { continue }
                 liveBytes -= old.bytes
                 liveRecords -= old.work.count
-                ts += old.tickets
             }
             _ = journal?.remove(taken.map(\.id))
             compactIfWorthIt()
             recordsGauge.set(liveRecords)
             lock.broadcast()
-            return ts
         }
-        for t in tickets { t.decided() }
+    }
+
+    /// The runner gives up (stop timeout, reload): what waits here is not acknowledged (memory
+    /// buffer: read again; disk buffer: the journal keeps it).
+    func abandon() {
+        lock.withLock {
+            abandoned = true
+            for g in groups.values { for t in g.tickets { t.abandon() } }
+        }
     }
 
     /// Gives checked-out groups back undecided (stopping).

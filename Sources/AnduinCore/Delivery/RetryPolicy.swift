@@ -127,7 +127,7 @@ struct RetryPolicy {
                 if waiter.giveUpWhileFailing { return false }
                 progress.retries.add()
                 let delay = backoff.next()
-                progress.logRateLimited("delivery failed, retrying in \(Int(delay * 1000))ms: \(failure)", loud: loud)
+                progress.logRateLimited("delivery failed, retrying in \(clampedMillis(delay))ms: \(failure)", loud: loud)
                 if waiter.wait(until: monotonicSeconds() + delay) { return false }
             }
         }
