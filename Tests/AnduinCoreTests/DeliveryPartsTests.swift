@@ -1,0 +1,139 @@
+import Foundation
+import XCTest
+@testable import AnduinCore
+
+/// The parts of delivery that do not need a network: backoff, the retry budget, the retry lane's
+/// journal, the dead-letter store's bound and its reader.
+final class DeliveryPartsTests: XCTestCase {
+    private var dir = ""
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "anduin-delivery-parts-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    private func batch(_ n: Int, from: Int = 0) -> EncodedBatch {
+        var b = EncodedBatch()
+        for i in from..<(from + n) {
+            Array(#"{"message":"record \#(i)"}"#.utf8).withUnsafeBytes {
+                b.append(document: $0, timestamp: 1_700_000_000_000_000_000 + Int64(i), sourceID: 0xABCD, offset: Int64(i * 100))
+            }
+        }
+        return b
+    }
+
+    func testBackoffDoublesCapsAndJitters() {
+        XCTAssertEqual((1...6).map { Backoff.nominal(attempt: $0, initial: 0.1, max: 1) }, [0.1, 0.2, 0.4, 0.8, 1, 1])
+        XCTAssertEqual(Backoff.nominal(attempt: 10_000, initial: 1, max: 30), 30)
+        var b = Backoff(initial: 1, max: 8, jitter: .equal)
+        for attempt in 1...10 {
+            let d = b.next()
+            let nominal = Backoff.nominal(attempt: attempt, initial: 1, max: 8)
+            XCTAssertTrue(d >= nominal / 2 && d <= nominal, "attempt \(attempt): \(d) outside [\(nominal / 2), \(nominal)]")
+        }
+        b.reset()
+        XCTAssertEqual(b.attempt, 0)
+        XCTAssertEqual(Backoff(initial: 0.5, max: 4, jitter: .none).delay(attempt: 3), 2)
+    }
+
+    /// A wait lasts until its deadline although the condition is broadcast meanwhile.
+    func testWaitUntilResumesAfterUnrelatedWakeUps() {
+        let lock = ConditionLock()
+        let stop = Locked(false)
+        let waker = startThread(name: "waker") {
+            for _ in 0..<30 {
+                usleep(5_000)
+                lock.withLock { lock.broadcast() }
+            }
+        }
+        let started = monotonicSeconds()
+        let stopped = lock.withLock { waitUntil(started + 0.3, on: lock) { stop.current } }
+        XCTAssertFalse(stopped)
+        XCTAssertGreaterThanOrEqual(monotonicSeconds() - started, 0.3, "the broadcasts cut the wait short")
+        waker.join()
+    }
+
+    func testRetryBudget() {
+        let s = Int64(1_000_000_000)
+        let budget = RetryBudget(maxAge: 3, maxAttempts: 5)
+        XCTAssertFalse(budget.spent(attempts: 1, firstFailure: 10 * s, now: 12 * s))
+        XCTAssertTrue(budget.spent(attempts: 1, firstFailure: 10 * s, now: 13 * s), "max_age")
+        XCTAssertTrue(budget.spent(attempts: 5, firstFailure: 10 * s, now: 10 * s), "max_attempts")
+        XCTAssertFalse(RetryBudget(maxAge: 0, maxAttempts: 0).spent(attempts: 1_000, firstFailure: 1, now: 1_000_000 * s), "0 = forever")
+    }
+
+    /// Groups added and removed are read back with their failure history; a torn or damaged tail
+    /// costs only itself.
+    func testLaneJournalRoundTripAndTornTail() throws {
+        let path = dir + "/out.retry-lane"
+        let j = LaneJournal(path: path, fsync: .never)
+        var w1 = DeliveryWork(batch(3))
+        w1.fail(1, status: 503, reason: "unavailable_shards_exception: [b][0] primary shard is not active", now: 42)
+        w1.fail(1, status: 503, reason: "again", now: 99)
+        XCTAssertTrue(j.add(1, w1))
+        XCTAssertTrue(j.add(2, DeliveryWork(batch(2, from: 10))))
+        XCTAssertTrue(j.add(3, DeliveryWork(batch(1, from: 20))))
+        XCTAssertTrue(j.remove([2]))
+        var loaded = LaneJournal(path: path, fsync: .never).load(log: { _ in })
+        XCTAssertEqual(loaded.map(\.id), [1, 3])
+        XCTAssertEqual(loaded[0].work.batch.documents, w1.batch.documents)
+        XCTAssertEqual(loaded[0].work.batch.records, w1.batch.records)
+        XCTAssertEqual(loaded[0].work.state(1), ItemState(attempts: 2, firstFailure: 42, status: 503, reason: "again"))
+        XCTAssertEqual(loaded[0].work.state(0), ItemState())
+
+        // A torn last entry (a crash mid-write) and garbage after it: the rest is kept.
+        let h = try XCTUnwrap(FileHandle(forWritingAtPath: path))
+        h.seekToEndOfFile()
+        h.write(Data([0x40, 0, 0, 0, 1, 2, 3, 4, 5, 6]))
+        h.closeFile()
+        var logged: [String] = []
+        loaded = LaneJournal(path: path, fsync: .never).load(log: { logged.append($0) })
+        XCTAssertEqual(loaded.map(\.id), [1, 3])
+        XCTAssertEqual(logged.count, 1, "the damaged tail is reported")
+
+        // Rewritten compactly: only the live groups remain.
+        XCTAssertTrue(j.rewrite(loaded))
+        XCTAssertEqual(LaneJournal(path: path, fsync: .never).load(log: { _ in }).map(\.id), [1, 3])
+    }
+
+    /// The store never passes max_bytes or max_files; what it drops is counted; what it holds reads
+    /// back with the record's event.id and timestamp; replay marks persist.
+    func testDeadLetterStoreBoundAndReader() throws {
+        let stats = ComponentStats(component: "es", kind: .output)
+        var options = DeadLetterOptions()
+        options.maxBytes = 64 << 10
+        options.maxFiles = 3
+        let store = DeadLetterStore(dataDirectory: dir, output: "es", options: options, fsync: .never, stats: stats)
+        var written = 0
+        for k in 0..<40 {
+            let b = batch(50, from: k * 50)
+            XCTAssertTrue(store.write(b, (0..<50).map { DeadLetterStore.Entry(index: $0, status: 400, reason: "bad \($0)", attempts: 1) }))
+            written += 50
+            let files = DeadLetterStore.files(store.directory)
+            XCTAssertLessThanOrEqual(files.count, 3)
+            XCTAssertLessThanOrEqual(files.reduce(0) { $0 + $1.bytes }, 64 << 10)
+        }
+        let held = DeadLetterReplay.read(directory: store.directory)
+        let dropped = stats.counters.first { $0.name == "dead_letter_dropped_records" }?.current ?? -1
+        XCTAssertGreaterThan(dropped, 0)
+        XCTAssertEqual(held.count + dropped, written)
+        XCTAssertEqual(stats.counters.first { $0.name == "dead_lettered_records" }?.current, written)
+        let last = try XCTUnwrap(held.last)
+        XCTAssertEqual(last.eventID, "000000000000abcd" + String(format: "%016lx", (written - 1) * 100))
+        XCTAssertEqual(last.timestampNanos, 1_700_000_000_000_000_000 + Int64(written - 1))
+        XCTAssertEqual(String(decoding: last.document, as: UTF8.self), #"{"message":"record \#(written - 1)"}"#)
+        XCTAssertEqual(last.status, 400)
+        for f in DeadLetterStore.files(store.directory) {
+            let mode = (try FileManager.default.attributesOfItem(atPath: f.path)[.posixPermissions] as? NSNumber)?.intValue
+            XCTAssertEqual(mode, 0o600)
+        }
+        XCTAssertTrue(DeadLetterReplay.markReplayed(store.directory, Array(held.prefix(10))))
+        let again = DeadLetterReplay.read(directory: store.directory)
+        XCTAssertEqual(again.filter(\.replayed).count, 10)
+        XCTAssertEqual(DeadLetterReplay.read(directory: store.directory, since: wallClockNanos() + 1_000_000_000).count, 0)
+    }
+}

@@ -1,0 +1,69 @@
+import AnduinCore
+import XCTest
+import in_tail
+import out_http
+
+/// The delivery options of network outputs: retry budget, dead-letter store, readiness.
+final class DeliveryConfigTests: XCTestCase {
+    let registry = PluginRegistry([TailPlugin.spec, HTTPOutputPlugin.spec])
+
+    func load(_ output: String) -> Result<AgentConfig, ConfigErrors> {
+        let yaml = """
+            data_dir: /tmp/anduin-test
+            inputs:
+              in: {type: tail, paths: ["/var/log/*.log"]}
+            outputs:
+              web:
+                type: http
+                from: [in]
+                uri: http://127.0.0.1:9/ingest
+            \(output.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+            """
+        return AgentConfig.parse(yaml: yaml, file: "/etc/anduin/a.yaml", registry: registry, environment: [:])
+    }
+
+    func delivery(_ output: String, file: StaticString = #filePath, line: UInt = #line) -> DeliveryOptions? {
+        switch load(output) {
+        case .failure(let e):
+            XCTFail("\(e.items.map(\.description))", file: file, line: line)
+            return nil
+        case .success(let c):
+            guard case .output(let oc) = c.components(.output)[0].config, let ec = oc as? any EncodedOutputConfig else { return nil }
+            return ec.delivery
+        }
+    }
+
+    func testDefaults() throws {
+        let d = try XCTUnwrap(delivery(""))
+        XCTAssertEqual(d.budget, RetryBudget(maxAge: 900, maxAttempts: 0))
+        XCTAssertEqual(d.deadLetter.maxBytes, 256 << 20)
+        XCTAssertEqual(d.deadLetter.maxFiles, 8)
+        XCTAssertEqual(d.stallAfter, 300)
+        XCTAssertEqual(d.laneMaxBytes, 64 << 20)
+    }
+
+    func testOptionsAreRead() throws {
+        let d = try XCTUnwrap(delivery("""
+            retry: {initial: 1s, max: 4s, max_age: 3s, max_attempts: 7, lane_max_bytes: 1MiB}
+            dead_letter: {max_bytes: 10MiB, max_files: 3}
+            ready: {stall_after: 45s}
+            """))
+        XCTAssertEqual(d.budget, RetryBudget(maxAge: 3, maxAttempts: 7))
+        XCTAssertEqual(d.laneMaxBytes, 1 << 20)
+        XCTAssertEqual(d.deadLetter.maxBytes, 10 << 20)
+        XCTAssertEqual(d.deadLetter.maxFiles, 3)
+        XCTAssertEqual(d.stallAfter, 45)
+        XCTAssertEqual(try XCTUnwrap(delivery("retry: {max_age: 0s}")).budget.maxAge, 0, "0: forever")
+    }
+
+    func testBadValuesAreErrors() {
+        for (text, key) in [("dead_letter: {max_files: 1}", "max_files"), ("ready: {stall_after: 0s}", "stall_after"),
+                            ("retry: {max_attempts: -1}", "max_attempts"), ("dead_letter: {max_bytes: 1KiB}", "max_bytes")] {
+            guard case .failure(let e) = load(text) else {
+                XCTFail("\(text) was accepted")
+                continue
+            }
+            XCTAssertTrue(e.items.contains { $0.description.contains(key) }, "\(text): \(e.items.map(\.description))")
+        }
+    }
+}
