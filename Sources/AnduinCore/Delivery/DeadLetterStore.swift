@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Records a destination refused for good (or whose retry budget ran out), kept so nothing
 /// disappears silently and a replay can re-submit them once the cause is fixed.
@@ -9,41 +10,28 @@ import Foundation
 /// rolls over at `max_bytes / max_files`, and when the store passes `max_bytes` or `max_files` the
 /// oldest file is deleted and its records counted in `dead_letter_dropped_records`.
 ///
-/// Shared by an output's delivery threads; writes under `lock`.
-public final class DeadLetterStore: @unchecked Sendable {  // fd, sizes, files under `lock`
+/// Shared by an output's delivery threads; the files' state is under a mutex.
+public final class DeadLetterStore: Sendable {
     public let directory: String
     private let output: String
-    private let options: DeadLetterOptions
-    private let fsync: FsyncPolicy
-    private let lock = ConditionLock()
-    private var fd: Int32 = -1
-    private var activeSeq: UInt64 = 0
-    private var activeBytes = 0
-    /// Closed files, oldest first, with their sizes.
-    private var closed: [(seq: UInt64, bytes: Int)] = []
-    private var lastSync = monotonicSeconds()
-    private var dirty = false
     private let written: Counter
-    private let dropped: Counter
-    private let bytesGauge: Gauge
+    private let files: Mutex<Files>
 
     public init(dataDirectory: String, output: String, options: DeadLetterOptions, fsync: FsyncPolicy,
                 stats: ComponentStats) {
         directory = DeadLetterStore.directory(dataDirectory: dataDirectory, output: output)
         self.output = output
-        self.options = options
-        self.fsync = fsync
         written = stats.counter("dead_lettered_records", "records the destination refused for good (or after the retry budget), written to the dead-letter store")
-        dropped = stats.counter("dead_letter_dropped_records", "dead letters deleted because the dead-letter store reached max_bytes or max_files")
-        bytesGauge = stats.gauge("dead_letter_bytes", "bytes of the dead-letter store's files")
-        for f in DeadLetterStore.files(directory) {
-            closed.append((f.seq, f.bytes))
-        }
-        activeSeq = closed.last?.seq ?? 0
-        bytesGauge.set(closed.reduce(0) { $0 + $1.bytes })
+        var f = Files(directory: directory, maxBytes: options.maxBytes, maxFiles: options.maxFiles, fsync: fsync,
+                      dropped: stats.counter("dead_letter_dropped_records", "dead letters deleted because the dead-letter store reached max_bytes or max_files"),
+                      bytesGauge: stats.gauge("dead_letter_bytes", "bytes of the dead-letter store's files"))
+        f.closed = DeadLetterStore.files(directory).map { ($0.seq, $0.bytes) }
+        f.activeSeq = f.closed.last?.seq ?? 0
+        f.bytesGauge.set(f.closed.reduce(0) { $0 + $1.bytes })
+        files = Mutex(f)
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit { files.withLock { if $0.fd >= 0 { close($0.fd) } } }
 
     public static func directory(dataDirectory: String, output: String) -> String {
         dataDirectory + "/dead-letter/" + output
@@ -108,11 +96,48 @@ public final class DeadLetterStore: @unchecked Sendable {  // fd, sizes, files u
             w.writeRaw("}\n")
             lines.append(w.bytes)
         }
-        return lock.withLock {
-            // Line by line into files of at most `perFileBytes` (a lone larger line gets a file of
-            // its own), so the store stays within max_bytes whatever the size of one write.
+        let n = lines.count
+        let ok = files.withLock { $0.append(lines) }
+        if ok { written.add(n) }
+        return ok
+    }
+
+    /// fsyncs what was written (at stop, and on the buffer's interval).
+    public func sync() { files.withLock { $0.sync() } }
+
+    /// The store's files on disk: which one is written, their sizes, and the bounds.
+    private struct Files {
+        let directory: String
+        let maxBytes: Int
+        let maxFiles: Int
+        let fsync: FsyncPolicy
+        let dropped: Counter
+        let bytesGauge: Gauge
+        var fd: Int32 = -1
+        var activeSeq: UInt64 = 0
+        var activeBytes = 0
+        /// Closed files, oldest first, with their sizes.
+        var closed: [(seq: UInt64, bytes: Int)] = []
+        /// At the first open the newest file is continued if it has room; later a new one starts.
+        var mayResume = true
+        var lastSync = monotonicSeconds()
+        var dirty = false
+
+        init(directory: String, maxBytes: Int, maxFiles: Int, fsync: FsyncPolicy, dropped: Counter, bytesGauge: Gauge) {
+            self.directory = directory
+            self.maxBytes = maxBytes
+            self.maxFiles = maxFiles
+            self.fsync = fsync
+            self.dropped = dropped
+            self.bytesGauge = bytesGauge
+        }
+
+        var perFileBytes: Int { max(1 << 16, maxBytes / maxFiles) }
+
+        /// Line by line into files of at most `perFileBytes` (a lone larger line gets a file of its
+        /// own), so the store stays within max_bytes whatever the size of one write.
+        mutating func append(_ lines: [[UInt8]]) -> Bool {
             var chunk: [UInt8] = []
-            var written = 0
             for line in lines {
                 guard openActive() else { return false }
                 if activeBytes + chunk.count > 0 && activeBytes + chunk.count + line.count > perFileBytes {
@@ -123,95 +148,86 @@ public final class DeadLetterStore: @unchecked Sendable {  // fd, sizes, files u
                     }
                 }
                 chunk += line
-                written += 1
             }
             guard flush(&chunk) else { return false }
             switch fsync {
-            case .always: syncLocked()
-            case .interval(let s) where monotonicSeconds() - lastSync >= s: syncLocked()
+            case .always: sync()
+            case .interval(let s) where monotonicSeconds() - lastSync >= s: sync()
             default: break
             }
-            self.written.add(written)
             if activeBytes >= perFileBytes { rollOver() }
             enforceBound()
             return true
         }
-    }
 
-    private func flush(_ chunk: inout [UInt8]) -> Bool {
-        guard !chunk.isEmpty else { return true }
-        enforceBound(reserve: chunk.count)  // make room first: the store never passes its bounds
-        guard chunk.withUnsafeBytes({ writeAll(fd: fd, $0) }) else { return false }
-        activeBytes += chunk.count
-        dirty = true
-        chunk.removeAll(keepingCapacity: true)
-        return true
-    }
-
-    /// fsyncs what was written (at stop, and on the buffer's interval).
-    public func sync() { lock.withLock { syncLocked() } }
-
-    public var path: String { directory + "/" + DeadLetterStore.fileName(lock.withLock { activeSeq }) }
-
-    private var perFileBytes: Int { max(1 << 16, options.maxBytes / options.maxFiles) }
-
-    private func syncLocked() {
-        if fd >= 0 && dirty { _ = Glibc.fsync(fd) }
-        dirty = false
-        lastSync = monotonicSeconds()
-    }
-
-    private func openActive() -> Bool {
-        if fd >= 0 { return true }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-        } catch {
-            return false
+        mutating func flush(_ chunk: inout [UInt8]) -> Bool {
+            guard !chunk.isEmpty else { return true }
+            enforceBound(reserve: chunk.count)  // make room first: the store never passes its bounds
+            guard chunk.withUnsafeBytes({ writeAll(fd: fd, $0) }) else { return false }
+            activeBytes += chunk.count
+            dirty = true
+            chunk.removeAll(keepingCapacity: true)
+            return true
         }
-        // Continue the newest file if it has room, else start the next one.
-        if let last = closed.last, last.bytes < perFileBytes {
-            closed.removeLast()
-            activeSeq = last.seq
-            activeBytes = last.bytes
-        } else {
-            activeSeq += 1
+
+        mutating func sync() {
+            if fd >= 0 && dirty { _ = Glibc.fsync(fd) }
+            dirty = false
+            lastSync = monotonicSeconds()
+        }
+
+        mutating func openActive() -> Bool {
+            if fd >= 0 { return true }
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+            } catch {
+                return false
+            }
+            if mayResume, let last = closed.last, last.bytes < perFileBytes {
+                closed.removeLast()
+                activeSeq = last.seq
+                activeBytes = last.bytes
+            } else {
+                activeSeq += 1
+                activeBytes = 0
+            }
+            fd = open(directory + "/" + DeadLetterStore.fileName(activeSeq), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            if fd < 0 {
+                closed.append((activeSeq, activeBytes))
+                return false
+            }
+            mayResume = false
+            fchmod(fd, 0o600)  // an existing file keeps its mode otherwise
+            return true
+        }
+
+        mutating func rollOver() {
+            sync()
+            close(fd)
+            fd = -1
+            closed.append((activeSeq, activeBytes))
             activeBytes = 0
         }
-        fd = open(directory + "/" + DeadLetterStore.fileName(activeSeq), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        if fd < 0 {
-            closed.append((activeSeq, activeBytes))
-            return false
-        }
-        fchmod(fd, 0o600)  // an existing file keeps its mode otherwise
-        return true
-    }
 
-    private func rollOver() {
-        syncLocked()
-        close(fd)
-        fd = -1
-        closed.append((activeSeq, activeBytes))
-        activeBytes = 0
-    }
-
-    /// Deletes the oldest closed files while the store (plus `reserve` bytes about to be written to
-    /// the active file) is over its bounds, counting their records.
-    private func enforceBound(reserve: Int = 0) {
-        var total = closed.reduce(0) { $0 + $1.bytes } + activeBytes + reserve
-        let active = fd >= 0 || reserve > 0 ? 1 : 0
-        while !closed.isEmpty && (total > options.maxBytes || closed.count + active > options.maxFiles) {
-            let oldest = closed.removeFirst()
-            let path = directory + "/" + DeadLetterStore.fileName(oldest.seq)
-            let lines = (FileManager.default.contents(atPath: path).map { $0.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } }) ?? 0
-            if unlink(path) == 0 || errno == ENOENT {
-                dropped.add(lines)
-                total -= oldest.bytes
-            } else {
-                closed.insert(oldest, at: 0)
-                break
+        /// Deletes the oldest closed files while the store (plus `reserve` bytes about to be written
+        /// to the active file) is over its bounds, counting their records.
+        mutating func enforceBound(reserve: Int = 0) {
+            var total = closed.reduce(0) { $0 + $1.bytes } + activeBytes + reserve
+            let active = fd >= 0 || reserve > 0 ? 1 : 0
+            while !closed.isEmpty && (total > maxBytes || closed.count + active > maxFiles) {
+                let oldest = closed.removeFirst()
+                let path = directory + "/" + DeadLetterStore.fileName(oldest.seq)
+                let lines = (FileManager.default.contents(atPath: path).map { $0.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } }) ?? 0
+                if unlink(path) == 0 || errno == ENOENT {
+                    dropped.add(lines)
+                    total -= oldest.bytes
+                } else {
+                    closed.insert(oldest, at: 0)
+                    break
+                }
             }
+            bytesGauge.set(total - reserve)
         }
-        bytesGauge.set(total - reserve)
     }
 }

@@ -1,23 +1,25 @@
-import Foundation
 import Logging
+import Synchronization
 
 /// What an output's delivery threads tell each other and the operator: records delivered, the
 /// last progress, what each thread has in flight, the current failure, and from those `/ready`'s
 /// verdict and the age metrics.
-final class DeliveryProgress: @unchecked Sendable {  // mutable state under `lock`
+final class DeliveryProgress: Sendable {
     let name: String
     private let stallAfter: Double
     private let logger: Logger
-    private let lock = ConditionLock()
     private let started = monotonicSeconds()
-    private var lastDelivery: Double?
-    private var lastProgress = monotonicSeconds()
-    private var lastIdle = monotonicSeconds()
-    private var failure: String?
-    /// Oldest record timestamp (wall-clock ns) of what each thread is sending.
-    private var inflight: [Int: Int64] = [:]
-    private var lastLog = -Double.infinity
-    private var suppressed = 0
+    private struct State {
+        var lastDelivery: Double?
+        var lastProgress = monotonicSeconds()
+        var lastIdle = monotonicSeconds()
+        var failure: String?
+        /// Oldest record timestamp (wall-clock ns) of what each thread is sending.
+        var inflight: [Int: Int64] = [:]
+        var lastLog = -Double.infinity
+        var suppressed = 0
+    }
+    private let state = Mutex(State())
 
     let recordsOut, retries, requestFailures, authFailures, splits: Counter
     let requestDuration, deliveryLag: Histogram
@@ -47,28 +49,30 @@ final class DeliveryProgress: @unchecked Sendable {  // mutable state under `loc
         recordsOut.add(work.count)
         if let t = work.oldestTimestamp { deliveryLag.observe(seconds: Double(wallClockNanos() - t) / 1e9) }
         let now = monotonicSeconds()
-        let wasFailing: String? = lock.withLock {
-            lastDelivery = now
-            lastProgress = now
-            defer { failure = nil }
-            return failure
+        let wasFailing: String? = state.withLock {
+            $0.lastDelivery = now
+            $0.lastProgress = now
+            let was = $0.failure
+            $0.failure = nil
+            return was
         }
         if wasFailing != nil { logger.notice("output \(name): delivering again") }
     }
 
     /// Dead-lettered records are decided too: progress.
-    func decided() { lock.withLock { lastProgress = monotonicSeconds() } }
+    func decided() { state.withLock { $0.lastProgress = monotonicSeconds() } }
 
     /// A thread found nothing to do: nothing is stuck.
-    func idle() { lock.withLock { lastIdle = monotonicSeconds() } }
+    func idle() { state.withLock { $0.lastIdle = monotonicSeconds() } }
 
     func sending(slot: Int, _ work: DeliveryWork?) {
-        lock.withLock { inflight[slot] = work?.oldestTimestamp }
+        let oldest = work?.oldestTimestamp
+        state.withLock { $0.inflight[slot] = oldest }
     }
 
-    func failed(_ why: String) { lock.withLock { failure = why } }
+    func failed(_ why: String) { state.withLock { $0.failure = why } }
 
-    var isFailing: Bool { lock.withLock { failure != nil } }
+    var isFailing: Bool { state.withLock { $0.failure != nil } }
 
     // MARK: verdicts
 
@@ -77,7 +81,7 @@ final class DeliveryProgress: @unchecked Sendable {  // mutable state under `loc
     /// matter: a stuck output is not ready even with room left.
     func notReadyReason(pending: Int, lane: (records: Int, firstFailure: Int64, oldestTimestamp: Int64?, reason: String)) -> String? {
         let now = monotonicSeconds()
-        let (since, why) = lock.withLock { (max(lastProgress, lastIdle), failure) }
+        let (since, why) = state.withLock { (max($0.lastProgress, $0.lastIdle), $0.failure) }
         if pending > 0 && now - since >= stallAfter {
             return "output \(name): no record delivered for \(Int(now - since))s while \(pending) record(s) wait"
                 + (why.map { " (last failure: \($0))" } ?? "")
@@ -94,12 +98,12 @@ final class DeliveryProgress: @unchecked Sendable {  // mutable state under `loc
 
     func secondsSinceLastDelivery() -> Int {
         let now = monotonicSeconds()
-        return Int(now - lock.withLock { lastDelivery ?? started })
+        return Int(now - (state.withLock { $0.lastDelivery } ?? started))
     }
 
     /// Seconds since the oldest timestamp among what is in flight and `others`; 0 when nothing.
     func oldestAgeSeconds(others: [Int64?]) -> Int {
-        let oldest = (lock.withLock { Array(inflight.values) } + others.compactMap { $0 }).min()
+        let oldest = (state.withLock { Array($0.inflight.values) } + others.compactMap { $0 }).min()
         guard let oldest else { return 0 }
         return max(0, Int((wallClockNanos() - oldest) / 1_000_000_000))
     }
@@ -110,13 +114,14 @@ final class DeliveryProgress: @unchecked Sendable {  // mutable state under `loc
     /// flood the agent's own logs.
     func logRateLimited(_ message: String, loud: Bool) {
         let now = monotonicSeconds()
-        let (emit, folded): (Bool, Int) = lock.withLock {
-            if now - lastLog >= 10 {
-                lastLog = now
-                defer { suppressed = 0 }
-                return (true, suppressed)
+        let (emit, folded): (Bool, Int) = state.withLock {
+            if now - $0.lastLog >= 10 {
+                $0.lastLog = now
+                let folded = $0.suppressed
+                $0.suppressed = 0
+                return (true, folded)
             }
-            suppressed += 1
+            $0.suppressed += 1
             return (false, 0)
         }
         guard emit else { return }

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// Runs a network output: its buffer (memory or disk), `concurrency` delivery threads each with its
 /// own sender, the retry lane, the dead-letter store, and acknowledgements.
@@ -12,30 +13,33 @@ import Logging
 ///   journaled in the retry lane (`RingCommitOrder`).
 /// - records refused with a retriable status wait in the retry lane, so the records behind them
 ///   flow on; the retry budget bounds how long (`RetryPolicy`).
-final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and `commits` under `lock`
+final class DeliveryRunner: OutputStage, Sendable {
     let name: String
     private let options: DeliveryOptions
     private let logger: Logger
-    private let senders: [any BatchSender]
+    /// One per delivery thread, each used only by that thread.
+    private let senders: [SenderBox]
     private let ring: DiskRing?
     private let queue: HandOffQueue
     private let lane: RetryLane
     private let deadLetters: DeadLetterStore
     private let progress: DeliveryProgress
     private let waiter: RetryWaiter
-    private let lock = ConditionLock()
+    private struct State {
+        var commits = RingCommitOrder()
+        var writerDone = false
+        var threads: [ThreadHandle] = []
+    }
+    private let state = Mutex(State())
     /// Serialises gathering a batch from the ring (see `takeFromRing`); never held with `lock` waiting.
     private let takeLock = ConditionLock()
-    private var commits = RingCommitOrder()
-    private var writerDone = false
-    private var threads: [ThreadHandle] = []
 
     init(name: String, options: DeliveryOptions, context: ComponentContext,
          makeSender: () throws -> any BatchSender) throws {
         self.name = name
         self.options = options
         self.logger = context.logger
-        senders = try (0..<options.concurrency).map { _ in try makeSender() }
+        senders = try (0..<options.concurrency).map { _ in SenderBox(try makeSender()) }
         let logger = context.logger
         let s = context.stats
         // A reload rebuilds the runner on the same stats: what the ring holds then was counted in already.
@@ -57,8 +61,9 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
             queue = HandOffQueue(capacity: max(options.maxRecords, 10_000), batchTimeout: options.batchTimeout,
                                  immediate: true, stats: s)
         }
-        let journal = ring.map { _ in LaneJournal(path: context.dataDirectory + "/buffers/" + name + ".retry-lane", fsync: fsync) }
-        lane = RetryLane(maxBytes: options.laneMaxBytes, journal: journal, stats: s, log: { logger.warning("\($0)") })
+        lane = RetryLane(maxBytes: options.laneMaxBytes,
+                         journalPath: ring.map { _ in context.dataDirectory + "/buffers/" + name + ".retry-lane" },
+                         fsync: fsync, stats: s, log: { logger.warning("\($0)") })
         deadLetters = DeadLetterStore(dataDirectory: context.dataDirectory, output: name, options: options.deadLetter,
                                       fsync: fsync, stats: s)
         progress = DeliveryProgress(name: name, stallAfter: options.stallAfter, logger: logger, stats: s)
@@ -80,11 +85,10 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
         if ring != nil {
             hs.append(startThread(name: "buf-\(name)") { [self] in writerLoop() })
         }
-        for (i, sender) in senders.enumerated() {
-            let box = SenderBox(sender)
+        for (i, box) in senders.enumerated() {
             hs.append(startThread(name: "out-\(name)-\(i)") { [self] in workerLoop(slot: i, box.sender) })
         }
-        lock.withLock { threads = hs }
+        state.withLock { $0.threads = hs }
     }
 
     // MARK: input side
@@ -114,10 +118,7 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
                 // Safe in the ring: `items` (and the acks) go when this iteration ends.
             }
         }
-        lock.withLock {
-            writerDone = true
-            lock.broadcast()
-        }
+        state.withLock { $0.writerDone = true }
     }
 
     // MARK: delivery threads
@@ -199,7 +200,7 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
     /// not delivered yet (records lost on a crash).
     private func takeFromRing(_ ring: DiskRing, maxWait: Double) -> Fresh {
         takeLock.withLock { () -> Fresh in
-            let done = lock.withLock { queue.isClosing && writerDone }
+            let done = queue.isClosing && state.withLock { $0.writerDone }
             if waiter.stopNow { return .finished }
             var batch = EncodedBatch()
             var end: RingPosition?
@@ -219,7 +220,7 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
                 if waiter.stopNow { return .finished }
             }
             if let end {
-                let seq = lock.withLock { commits.begin() }
+                let seq = state.withLock { $0.commits.begin() }
                 return .disk(DeliveryWork(batch), seq: seq, end: end)
             }
             return done ? .finished : .idle
@@ -228,10 +229,11 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
 
     private func commit(seq: Int, end: RingPosition) {
         guard let ring else { return }
-        lock.withLock {
+        state.withLock {
             // After an abandon (stop timeout, reload) a newer ring may own this directory.
             if waiter.stopNow { return }
-            if let p = commits.finish(seq, end: end) { ring.commit(p) }
+            // Under the lock: positions reach the ring in order.
+            if let p = $0.commits.finish(seq, end: end) { ring.commit(p) }
         }
     }
 
@@ -251,7 +253,7 @@ final class DeliveryRunner: OutputStage, @unchecked Sendable {  // `threads` and
 
     func join(timeout: Double) -> Bool {
         let deadline = monotonicSeconds() + timeout
-        for h in lock.withLock({ threads }) where !h.join(timeout: max(0, deadline - monotonicSeconds())) {
+        for h in state.withLock({ $0.threads }) where !h.join(timeout: max(0, deadline - monotonicSeconds())) {
             return false
         }
         lane.sync()
