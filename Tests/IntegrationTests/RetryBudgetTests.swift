@@ -134,6 +134,37 @@ final class RetryBudgetTests: DGTestCase {
         stopAgent(agent)
     }
 
+    // MARK: the budget of whole requests
+
+    /// No answer at all (the port closed) is an outage: retried for as long as it lasts, whatever
+    /// the budget. A destination that answers 503 to every request spends the budget: the records
+    /// are dead-lettered with status 503, the attempt count and the reason, and counted.
+    func testOutagesDoNotSpendTheBudgetRefusalsDo() throws {
+        let port = try DG.freePort()
+        let lines = (0..<50).map { jsonLine("whole", $0) }
+        appendText(sandbox.path("logs/app.log"), joinedLines(lines))
+        try writeConfig(config([.http("web", uri: DG.url(port), ["concurrency: 1", "retry: {initial: 100ms, max: 300ms, max_age: 1s}",
+                                                               "connect_timeout: 1s"])]))
+        let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress())
+        waitForLog(agent, "cannot connect to")
+        usleep(2_500_000)  // well past max_age while nothing answers
+        XCTAssertTrue(deadLetters(sandbox, "web").isEmpty, "an outage spent the retry budget")
+        let r = try receiver(port: port)
+        try r.script([], then: "503")
+        waitFor("50 dead letters after the budget") { deadLetters(sandbox, "web").count >= 50 }
+        assertAccounted(api, "web", delivered: 0, deadLettered: 50)
+        let dead = deadLetters(sandbox, "web")
+        XCTAssertEqual(Set(dead.compactMap { ($0["record"] as? [String: Any])?["msg"] as? String }), Set((0..<50).map { logLine("whole", $0) }))
+        for d in dead {
+            XCTAssertEqual(d["status"] as? Int, 503)
+            XCTAssertGreaterThanOrEqual(d["attempts"] as? Int ?? 0, 2)
+            XCTAssertTrue((d["reason"] as? String ?? "").hasPrefix("retry budget spent"), "\(d["reason"] ?? "")")
+        }
+        XCTAssertEqual((try r.snapshot()).records.count, 0)
+        stopAgent(agent)
+    }
+
     // MARK: (1) the poisoned index
 
     struct PoisonRun {
