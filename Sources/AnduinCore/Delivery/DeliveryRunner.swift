@@ -106,16 +106,19 @@ final class DeliveryRunner: OutputStage, Sendable {
             case .idle: continue
             case .finished: break loop
             case .batches(let items):
-                for (batch, ack) in items {
-                    var encoded = EncodedBatch()
-                    encoded.append(batch)
-                    guard ring.append(encoded) else {
-                        // Shut down: not acknowledged, read again at the next start.
-                        for (_, ack) in items { ack.abandon() }
-                        return
+                // The acks stay referenced until their batches are in the ring, then go.
+                let unwritten = withExtendedLifetime(items) {
+                    items.firstIndex { item in
+                        var encoded = EncodedBatch()
+                        encoded.append(item.batch)
+                        return !ring.append(encoded)
                     }
                 }
-                // Safe in the ring: `items` (and the acks) go when this iteration ends.
+                if let first = unwritten {
+                    // Shut down: those not in the ring are not acknowledged, read again at the next start.
+                    for item in items[first...] { item.ack.abandon() }
+                    return
+                }
             }
         }
         state.withLock { $0.writerDone = true }
