@@ -189,6 +189,7 @@ public final class DeadLetterStore: Sendable {
                 activeSeq = last.seq
                 activeBytes = last.bytes
             } else {
+                enforceBound(opening: true)  // room for one more file before it exists
                 activeSeq += 1
                 activeBytes = 0
             }
@@ -211,10 +212,11 @@ public final class DeadLetterStore: Sendable {
         }
 
         /// Deletes the oldest closed files while the store (plus `reserve` bytes about to be written
-        /// to the active file) is over its bounds, counting their records.
-        mutating func enforceBound(reserve: Int = 0) {
+        /// to the active file, or a file about to be created when `opening`) is over its bounds,
+        /// counting their records.
+        mutating func enforceBound(reserve: Int = 0, opening: Bool = false) {
             var total = closed.reduce(0) { $0 + $1.bytes } + activeBytes + reserve
-            let active = fd >= 0 || reserve > 0 ? 1 : 0
+            let active = fd >= 0 || reserve > 0 || opening ? 1 : 0
             while !closed.isEmpty && (total > maxBytes || closed.count + active > maxFiles) {
                 let oldest = closed.removeFirst()
                 let path = directory + "/" + DeadLetterStore.fileName(oldest.seq)
