@@ -4,8 +4,8 @@ import XCTest
 /// Reading the running agent's API from a test: its address, and the accounting identity of an
 /// output from `/status` (records in + recovered = delivered + dead-lettered + dropped + pending).
 extension AgentTestCase {
-    /// The API address the agent bound (configs ask for port 0).
-    func apiAddress(dataDir: String = "data") -> String? {
+    /// The API address bound by the agent whose data_dir is `dataDir` (configs ask for port 0).
+    func apiAddress(dataDir: String) -> String? {
         var address: String?
         poll(timeout: 30) {
             address = (try? String(contentsOfFile: sandbox.path("\(dataDir)/api.address"), encoding: .utf8))?

@@ -11,18 +11,6 @@ import FoundationNetworking
 final class RetryBudgetTests: DGTestCase {
     // MARK: helpers
 
-    func get(_ url: String) -> (status: Int, body: String)? {
-        guard let u = URL(string: url) else { return nil }
-        let box = Locked2<(Int, String)?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: URLRequest(url: u, timeoutInterval: 10)) { data, response, _ in
-            box.set(((response as? HTTPURLResponse)?.statusCode ?? 0, data.map { String(decoding: $0, as: UTF8.self) } ?? ""))
-            done.signal()
-        }.resume()
-        _ = done.wait(timeout: .now() + 15)
-        return box.get()
-    }
-
     struct Bulk {
         var docs: [(id: String, index: String, message: String, t: Double)]
         var dupAttempts: Int
@@ -402,12 +390,4 @@ extension DG {
     static func fileSize(_ path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
     }
-}
-
-private final class Locked2<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T
-    init(_ v: T) { value = v }
-    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
-    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
 }
