@@ -275,8 +275,7 @@ final class DeliveryGuaranteeTests: DGTestCase {
     func testMemoryBufferCheckpointsOnlyDeliveredRecords() throws {
         var recv = try receiver()
         let port = recv.port
-        try writeConfig("api: {address: \"127.0.0.1:0\"}\n"
-                        + DG.config([DGOutput(name: "out", uri: recv.url, buffer: "{type: memory, max_records: 100}", batchRecords: 50)]))
+        try writeConfig(DG.config([DGOutput(name: "out", uri: recv.url, buffer: "{type: memory, max_records: 100}", batchRecords: 50)]))
         let path = sandbox.path("logs/mem.log")
         let len = lineLength("mem")
         appendText(path, joinedLines(logLines("mem", 0..<200)))
