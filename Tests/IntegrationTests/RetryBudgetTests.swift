@@ -124,21 +124,21 @@ final class RetryBudgetTests: DGTestCase {
 
     // MARK: the budget of whole requests
 
-    /// No answer at all (the port closed) is an outage: retried for as long as it lasts, whatever
-    /// the budget. A destination that answers 503 to every request spends the budget: the records
-    /// are dead-lettered with status 503, the attempt count and the reason, and counted.
+    /// No answer at all (requests that time out) is an outage: retried for as long as it lasts,
+    /// whatever the budget. A destination that answers 503 to every request spends the budget: the
+    /// records are dead-lettered with status 503, the attempt count and the reason, and counted.
     func testOutagesDoNotSpendTheBudgetRefusalsDo() throws {
-        let port = try DG.freePort()
+        let r = try receiver()
+        try r.script([], then: "hang", hangSeconds: 30)
         let lines = (0..<50).map { jsonLine("whole", $0) }
         appendText(sandbox.path("logs/app.log"), joinedLines(lines))
-        try writeConfig(config([.http("web", uri: DG.url(port), ["concurrency: 1", "retry: {initial: 100ms, max: 300ms, max_age: 1s}",
-                                                               "connect_timeout: 1s"])]))
+        try writeConfig(config([.http("web", uri: r.url, ["concurrency: 1", "retry: {initial: 100ms, max: 300ms, max_age: 1s}",
+                                                          "request_timeout: 500ms"])]))
         let agent = try startAgent()
         let api = try XCTUnwrap(apiAddress())
-        waitForLog(agent, "cannot connect to")
+        waitForLog(agent, "no complete response")
         usleep(2_500_000)  // well past max_age while nothing answers
         XCTAssertTrue(deadLetters(sandbox, "web").isEmpty, "an outage spent the retry budget")
-        let r = try receiver(port: port)
         try r.script([], then: "503")
         waitFor("50 dead letters after the budget") { deadLetters(sandbox, "web").count >= 50 }
         assertAccounted(api, "web", delivered: 0, deadLettered: 50)
