@@ -37,17 +37,22 @@ enum RawHTTP {
         return true
     }
 
-    /// Reads until EOF, `limit` bytes, or `timeout` seconds without data.
-    static func readAll(_ fd: Int32, timeout: Double = 10, limit: Int = 256 << 20) -> [UInt8] {
+    /// Reads until EOF, `limit` bytes, or `timeout` seconds without data. `keepLast`: only the last
+    /// that many bytes are kept (for long streams where only the end matters).
+    static func readAll(_ fd: Int32, timeout: Double = 10, limit: Int = 256 << 20, keepLast: Int = .max) -> [UInt8] {
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
-        while out.count < limit {
+        var total = 0
+        while total < limit {
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { break }
+            total += n
             out += buf[..<n]
+            if out.count / 2 > keepLast { out.removeFirst(out.count - keepLast) }
         }
+        if out.count > keepLast { out.removeFirst(out.count - keepLast) }
         return out
     }
 

@@ -225,7 +225,8 @@ private final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
                               promise: nil)
         let limit = Int(query["limit"] ?? "") ?? 0
         let stream = TapStream(channel: context.channel, maxBytes: settings.options.tapQueueBytes,
-                               maxRecords: settings.options.tapQueueRecords)
+                               maxRecords: settings.options.tapQueueRecords,
+                               lingerSeconds: settings.options.idleTimeout)
         let hub = provider.tap
         let box = SubscriptionBox()
         let subscription = hub.subscribe(

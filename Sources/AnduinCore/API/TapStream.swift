@@ -10,15 +10,18 @@ final class TapStream: Sendable {
     private let channel: Channel
     private let maxBytes: Int
     private let maxRecords: Int
+    private let lingerSeconds: Double
     private let pendingBytes = Atomic<Int>(0)
     private let pendingRecords = Atomic<Int>(0)
     private let dropped = Atomic<Bool>(false)
     private let missed = Atomic<Int>(0)
 
-    init(channel: Channel, maxBytes: Int, maxRecords: Int) {
+    /// `lingerSeconds`: how long a dropped client has to read what was queued and the last line.
+    init(channel: Channel, maxBytes: Int, maxRecords: Int, lingerSeconds: Double) {
         self.channel = channel
         self.maxBytes = maxBytes
         self.maxRecords = maxRecords
+        self.lingerSeconds = lingerSeconds
     }
 
     /// Called from pipeline threads with one chunk of `records` NDJSON lines. Returns false when the
@@ -49,8 +52,9 @@ final class TapStream: Sendable {
     }
 
     /// Ends the stream of a client that fell behind: a last line with the count of records it
-    /// missed, then the connection is closed: once the client has read up to that line, or after 30 s
-    /// whether it did or not (closing frees whatever is still queued, so memory stays bounded).
+    /// missed, then the connection is closed: once the client has read up to that line, or after
+    /// `lingerSeconds` (the API's idle_timeout) whether it did or not. Until then it holds at most
+    /// what was queued; closing frees it.
     func drop() {
         guard !dropped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let channel = self.channel
@@ -60,7 +64,9 @@ final class TapStream: Sendable {
             buffer.writeString(line)
             channel.write(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
             channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
-            channel.eventLoop.scheduleTask(in: .seconds(30)) { channel.close(promise: nil) }
+            channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(clampedSeconds(lingerSeconds) * 1e9))) {
+                channel.close(promise: nil)
+            }
         }
     }
 
