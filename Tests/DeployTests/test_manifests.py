@@ -31,9 +31,10 @@ K8S_DIR = ROOT / "deploy" / "kubernetes"
 CHART_DIR = ROOT / "deploy" / "helm" / "anduin"
 KUBERNETES_VERSION = "1.30.0"
 
-CONFIG_MOUNT = "/etc/anduin/anduin.yaml"
+CONFIG_MOUNT = "/etc/anduin/config"
 SECRET_DIR = "/etc/anduin/es"
 API_PORT = 2020
+TAP_PORT = 2021
 
 
 def load_docs(path):
@@ -101,7 +102,7 @@ def check_agent_config(cfg, api_enabled=False):
     assert cfg["data_dir"] == "/var/lib/anduin"
     assert duration_seconds(cfg["shutdown_timeout"]) == 30
     if api_enabled:
-        assert cfg["api"] == {"address": f"0.0.0.0:{API_PORT}"}
+        assert cfg["api"] == {"address": f"0.0.0.0:{API_PORT}", "tap": True, "tap_address": f"127.0.0.1:{TAP_PORT}"}
     else:
         assert "api" not in cfg, "the agent does not know the api: key yet and would refuse the config"
     tail = cfg["inputs"]["containers"]
@@ -141,7 +142,13 @@ def check_daemonset(docs, api_enabled=True):
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     config_mount = mounts[CONFIG_MOUNT]
     assert volumes[config_mount["name"]]["configMap"]["name"] == cm["metadata"]["name"]
-    assert config_mount["subPath"] == "anduin.yaml"
+    # A folder mount: a subPath would never see ConfigMap updates, and the agent watches the file.
+    assert "subPath" not in config_mount
+    assert c["command"] == ["anduin", "run", "--watch-config", "--config", CONFIG_MOUNT + "/anduin.yaml"]
+    # Only the probes are on the pod IP; /tap stays on loopback.
+    api = cfg.get("api")
+    if api:
+        assert not api.get("tap") or api.get("tap_address", "").startswith("127."), api
     secret = volumes[mounts[SECRET_DIR]["name"]]["secret"]
     assert secret["secretName"]
     # The files the config reads exist in the secret volume.
@@ -309,7 +316,7 @@ def test_values_defaults_match_the_plain_manifests():
     assert v["elasticsearch"]["index"] == es["index"]
     assert v["elasticsearch"]["buffer"]["maxBytes"] == es["buffer"]["max_bytes"]
     assert v["elasticsearch"]["secret"] == {"name": "anduin-elasticsearch", "passwordKey": "password", "caKey": "ca.crt"}
-    assert v["api"] == {"enabled": True, "port": API_PORT}
+    assert v["api"] == {"enabled": True, "port": API_PORT, "tapPort": TAP_PORT}
     assert v["extraConfig"] == {}
 
 

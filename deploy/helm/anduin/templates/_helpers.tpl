@@ -92,7 +92,7 @@ outputs:
 {{- $_ := set $base.outputs.elasticsearch "tls" (dict "ca_file" "/etc/anduin/es/ca.crt") }}
 {{- end }}
 {{- if .Values.api.enabled }}
-{{- $_ := set $base "api" (dict "address" (printf "0.0.0.0:%d" (int .Values.api.port))) }}
+{{- $_ := set $base "api" (dict "address" (printf "0.0.0.0:%d" (int .Values.api.port)) "tap" true "tap_address" (printf "127.0.0.1:%d" (int .Values.api.tapPort))) }}
 {{- end }}
 {{- toYaml (mergeOverwrite $base (deepCopy .Values.extraConfig)) }}
 {{- end }}
