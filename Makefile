@@ -9,7 +9,7 @@ VENV := .venv-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps test-deps demo test build release bench bench-stages clean
+.PHONY: deps test-deps demo test build release bench bench-stages clean fuzz fuzz-build
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -34,6 +34,7 @@ demo: build
 test: test-deps
 	swift test $(SWIFT_BUILD_FLAGS)
 	$(MAKE) deploy-test
+	$(MAKE) fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
 
 # The long variants of the fault scenarios (more kills, longer runs), on top of the default suite.
 .PHONY: test-long
@@ -41,7 +42,7 @@ test-long: test-deps
 	ANDUIN_LONG_TESTS=1 swift test $(SWIFT_BUILD_FLAGS)
 
 clean:
-	rm -rf .build $(VENV) examples/data examples/out examples/live
+	rm -rf .build .build-fuzz $(VENV) examples/data examples/out examples/live
 
 # deploy/: Kubernetes manifests and the Helm chart checked against the Kubernetes schemas
 # (kubernetes-validate ships them), plus the agent config they carry (with the binary when built).
@@ -67,3 +68,27 @@ bench: release
 	  --config-template Benchmarks/harness/p2-http.yaml --sink http -- .build/release/anduin run --config {config}
 	python3 Benchmarks/harness/harness.py run --corpus $(BENCH_DIR)/docker.log --lines 1000000 --runs $(BENCH_RUNS) \
 	  --config-template Benchmarks/harness/p3-http-disk.yaml --sink http -- .build/release/anduin run --config {config}
+
+# libFuzzer targets (Tests/Fuzz, a package of its own) built with -sanitize=fuzzer,address in their
+# own scratch path. `make fuzz` runs each for FUZZ_SECONDS (default 60); `make test` (CI) runs
+# CI_FUZZ_SECONDS (15) each. Inputs found are kept in .build-fuzz/corpus/<target> (the seeds stay
+# in Tests/Fuzz/Corpus); a crash stops the run and leaves .build-fuzz/crashes/<target>-crash-*.
+FUZZ_TARGETS := FuzzDocker FuzzCRI FuzzJSON FuzzLogfmt FuzzConfig FuzzBulkResponse
+FUZZ_SECONDS ?= 60
+CI_FUZZ_SECONDS ?= 15
+FUZZ_BUILD := swift build --package-path Tests/Fuzz --scratch-path .build-fuzz \
+	-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
+fuzz-build: deps
+	$(FUZZ_BUILD)
+
+fuzz: fuzz-build
+	@bin="$$($(FUZZ_BUILD) --show-bin-path)"; mkdir -p .build-fuzz/crashes; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .build-fuzz/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  "$$bin/$$t" -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+	    -print_final_stats=1 -artifact_prefix=.build-fuzz/crashes/$$t- \
+	    .build-fuzz/corpus/$$t Tests/Fuzz/Corpus/$$t 2>.build-fuzz/$$t.log \
+	    || { tail -40 .build-fuzz/$$t.log; echo "fuzz: $$t failed; reproduce with $$bin/$$t .build-fuzz/crashes/$$t-*"; exit 1; }; \
+	  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" .build-fuzz/$$t.log | tr '\n' ' '; echo; \
+	done

@@ -103,3 +103,14 @@ final class HardeningUnitTests: XCTestCase {
         return condition()
     }
 }
+
+/// Crashes found by the fuzz targets (Tests/Fuzz), one test each.
+final class FuzzRegressionTests: XCTestCase {
+    /// FuzzConfig: `99999999999TiB` trapped converting the byte count to Int.
+    func testHugeSizeIsAProblemNotATrap() {
+        for text in ["99999999999TiB", "1e400", String(repeating: "9", count: 400), "9223372036854775807"] {
+            guard case .failure = ByteSize.parse(text) else { return XCTFail("\(text) accepted") }
+        }
+        XCTAssertEqual(try ByteSize.parse("1024TiB").get(), 1 << 50)
+    }
+}

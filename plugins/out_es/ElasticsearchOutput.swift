@@ -138,3 +138,18 @@ final class ElasticsearchSender: BatchSender {
         if config.hosts.count > 1 { host = (host + 1) % config.hosts.count }
     }
 }
+
+/// Entry point of the bulk response fuzz target (Tests/Fuzz): reads `body` as the answer to a bulk
+/// request of `count` records. If the reader moves, re-point this one function.
+public enum BulkResponseFuzzing {
+    @discardableResult
+    public static func read(_ body: [UInt8], count: Int) -> SendResult? {
+        guard let config = try? ElasticsearchPlugin.testConfig(),
+              let sender = try? ElasticsearchSender(config: config) else { return nil }
+        return sender.readBulkResponse(body, count: count)
+    }
+}
+
+extension ElasticsearchSender {
+    func readBulkResponse(_ body: [UInt8], count: Int) -> SendResult { parseBulk(body, count: count) }
+}

@@ -279,7 +279,12 @@ public enum ByteSize {
             let hint = fix.map { "; did you mean \(digits)\($0)?" } ?? "; use B, KiB, MiB, GiB or TiB"
             return .failure(ConfigProblem("invalid size \"\(text)\": unknown unit \"\(unit)\"\(hint) (sizes are binary: 1KiB = 1024 bytes)"))
         }
-        return .success(Int(number * m))
+        // Int(_:) traps past Int.max (found by FuzzConfig: `99999999999TiB`).
+        let bytes = number * m
+        guard bytes < 0x1p62 else {
+            return .failure(ConfigProblem("invalid size \"\(text)\": too large (at most 4 EiB)"))
+        }
+        return .success(Int(bytes))
     }
 
     public static func format(_ n: Int) -> String {

@@ -1,0 +1,24 @@
+import AnduinCore
+
+/// Entry point of the decoder fuzz targets (Tests/Fuzz): feeds `bytes`, split at "\n", to one
+/// decoder, flushes it, and checks what every record points at lies in the batch's arena.
+public enum FuzzLines {
+    public static func decode(_ bytes: UnsafeRawBufferPointer, format: LogFormat) {
+        var decoder = LineDecoder(format: format, maxRecordBytes: 4096)
+        var batch = RecordBatch(source: SourceInfo(path: "/fuzz.log", sourceID: 1), inputName: "fuzz")
+        var start = 0
+        var offset: Int64 = 0
+        for i in 0...bytes.count where i == bytes.count || bytes[i] == 0x0A {
+            let line = UnsafeRawBufferPointer(rebasing: bytes[start..<i])
+            decoder.decode(line: line, offset: offset, truncated: line.count > 2048, readTime: 1, into: &batch)
+            offset += Int64(line.count + 1)
+            start = i + 1
+        }
+        decoder.flushPending(into: &batch)
+        for r in batch.records {
+            precondition(r.message.lowerBound >= 0 && r.message.upperBound <= batch.bytes.count, "record outside the arena")
+            precondition(r.message.count <= 4096, "record above maxRecordBytes")
+        }
+        _ = decoder.takeStats()
+    }
+}
