@@ -167,8 +167,24 @@ func validateInChild(_ path: String) -> String? {
     let rc = posix_spawn(&pid, exe, &actions, &attrs, &argv, environ)
     // Could not start a child (fd or process limit): fall back to parsing in process.
     guard rc == 0 else { return nil }
+    // A config can also make the parser take forever (YAML aliases expanding exponentially): such
+    // a file is refused after 30 s (ANDUIN_RELOAD_VALIDATION_TIMEOUT, for tests) rather than hanging
+    // the reload.
+    let validationTimeout = ProcessInfo.processInfo.environment["ANDUIN_RELOAD_VALIDATION_TIMEOUT"]
+        .flatMap(Double.init).map(clampedSeconds) ?? 30
     var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let deadline = monotonicSeconds() + validationTimeout
+    while true {
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == pid { break }
+        if r < 0 && errno != EINTR { return nil }
+        if monotonicSeconds() > deadline {
+            kill(pid, SIGKILL)
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            return "\(path): validating it took more than \(Int(validationTimeout)) s (deeply nested YAML aliases?); refused"
+        }
+        usleep(20_000)
+    }
     let termsig = status & 0x7F
     if termsig != 0 && termsig != 0x7F {
         return "\(path): validating it crashed the parser (signal \(termsig)); please report this config (without its secrets)"

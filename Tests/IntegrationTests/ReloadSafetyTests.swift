@@ -20,7 +20,9 @@ final class ReloadSafetyTests: AgentTestCase {
     func testSIGHUPWithBadConfigsKeepsThePipelineAndCountsFailures() throws {
         try sandbox.mkdir("logs")
         try writeConfig(base())
+        setenv("ANDUIN_RELOAD_VALIDATION_TIMEOUT", "3", 1)
         let agent = try startAgent()
+        unsetenv("ANDUIN_RELOAD_VALIDATION_TIMEOUT")
         var written = 0
         func writeAndCheck(_ n: Int) {
             appendText(sandbox.path("logs/a.log"), (written..<written + n).map { "line \($0)" }.joined(separator: "\n") + "\n")
@@ -52,6 +54,13 @@ final class ReloadSafetyTests: AgentTestCase {
                       h: {type: http, from: [in], uri: "http://127.0.0.1:9/x", buffer: {type: disk, max_bytes: 99999999999TiB}}
                     """)
             }),
+            // Aliases expanding to 10^9 nodes: the parser would take minutes; the child validation
+            // is killed after ANDUIN_RELOAD_VALIDATION_TIMEOUT and the file refused.
+            ("exponential YAML aliases", {
+                var lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+                for i in 1..<9 { lines.append("a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]") }
+                try self.writeConfig(lines.joined(separator: "\n") + "\ninputs: *a8\n")
+            }),
             ("a reference to nowhere", { try self.writeConfig(self.base() + "\n  broken: {type: file, from: [nowhere], path: x}\n") }),
             ("unreadable (a directory)", {
                 try FileManager.default.removeItem(atPath: self.sandbox.configPath)
@@ -69,6 +78,7 @@ final class ReloadSafetyTests: AgentTestCase {
         let log = agent.stderr
         XCTAssertFalse(log.contains(secret), "a refused config's secret reached the log")
         XCTAssertFalse(log.contains("\u{1B}"), "raw control bytes reached the log")
+        XCTAssertTrue(log.contains("took more than 3 s"), "the alias bomb was stopped by the validation timeout")
         // Every refused config's problems are FILE:LINE:COLUMN lines.
         XCTAssertTrue(log.contains("anduin.yaml:"), log)
 
