@@ -34,7 +34,7 @@ demo: build
 test: test-deps
 	swift test $(SWIFT_BUILD_FLAGS)
 	$(MAKE) deploy-test
-	$(MAKE) fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
+	$(MAKE) fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS) FUZZ_SEED=1
 
 # The long variants of the fault scenarios (more kills, longer runs), on top of the default suite.
 .PHONY: test-long
@@ -72,10 +72,12 @@ bench: release
 # libFuzzer targets (Tests/Fuzz, a package of its own) built with -sanitize=fuzzer,address in their
 # own scratch path. `make fuzz` runs each for FUZZ_SECONDS (default 60); `make test` (CI) runs
 # CI_FUZZ_SECONDS (15) each. Inputs found are kept in .build-fuzz/corpus/<target> (the seeds stay
-# in Tests/Fuzz/Corpus); a crash stops the run and leaves .build-fuzz/crashes/<target>-crash-*.
+# in Tests/Fuzz/Corpus); FUZZ_SEED=0 (the default) is a random seed, CI uses 1 so its runs repeat;
+# a crash stops the run and leaves .build-fuzz/crashes/<target>-crash-*.
 FUZZ_TARGETS := FuzzDocker FuzzCRI FuzzJSON FuzzLogfmt FuzzConfig FuzzBulkResponse
 FUZZ_SECONDS ?= 60
 CI_FUZZ_SECONDS ?= 15
+FUZZ_SEED ?= 0
 FUZZ_BUILD := swift build --package-path Tests/Fuzz --scratch-path .build-fuzz \
 	-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
 fuzz-build: deps
@@ -86,7 +88,7 @@ fuzz: fuzz-build
 	for t in $(FUZZ_TARGETS); do \
 	  mkdir -p .build-fuzz/corpus/$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-	  "$$bin/$$t" -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+	  "$$bin/$$t" -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
 	    -print_final_stats=1 -artifact_prefix=.build-fuzz/crashes/$$t- \
 	    .build-fuzz/corpus/$$t Tests/Fuzz/Corpus/$$t 2>.build-fuzz/$$t.log \
 	    || { tail -40 .build-fuzz/$$t.log; echo "fuzz: $$t failed; reproduce with $$bin/$$t .build-fuzz/crashes/$$t-*"; exit 1; }; \
