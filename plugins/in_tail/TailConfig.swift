@@ -1,4 +1,7 @@
 import AnduinCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum StartAt: String, CaseIterable, Sendable { case beginning, end }
 public enum WatchMode: String, CaseIterable, Sendable { case auto, inotify, poll }
@@ -22,11 +25,26 @@ public struct TailConfig: InputConfig {
     /// A partial (CRI `P` / Docker split) record whose last part never comes is shipped after this.
     public var partialTimeout: Double = 5
     public var checkpointInterval: Double = 1
+    /// Checkpoints of files seen nowhere (no glob, no search of their directories) are dropped after this.
+    public var checkpointTTL: Double = 3600
+    /// Files held open at once; 0: derived from RLIMIT_NOFILE (see `defaultMaxOpenFiles`).
+    public var maxOpenFiles: Int = 0
+    /// Rotated files held open (draining) per directory; more are given up, oldest first, counted.
+    public var maxRotatedFiles: Int = 5
 
     public init(paths: [String]) { self.paths = paths }
 
     public func build(_ context: ComponentContext) throws -> any Input {
         TailInput(config: self, context: context)
+    }
+
+    /// Three quarters of the soft RLIMIT_NOFILE, leaving the rest (at least 64) to sockets, buffer
+    /// segments, checkpoints and the API.
+    public static func defaultMaxOpenFiles() -> Int {
+        var rl = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0, rl.rlim_cur != rlim_t.max else { return 65536 }
+        let limit = Int(min(rl.rlim_cur, 1 << 30))
+        return max(16, min(limit - 64, limit * 3 / 4))
     }
 }
 
@@ -48,6 +66,9 @@ public enum TailPlugin {
         c.readBudget = r.size("read_budget", default: 1 << 20, minimum: 4096)
         c.partialTimeout = r.duration("partial_timeout", default: 5)
         c.checkpointInterval = r.duration("checkpoint_interval", default: 1)
+        c.checkpointTTL = r.duration("checkpoint_ttl", default: 3600)
+        c.maxOpenFiles = r.int("max_open_files", default: 0, range: 0...10_000_000)
+        c.maxRotatedFiles = r.int("max_rotated_files", default: 5, range: 1...1000)
         for (key, v) in [("poll_interval", c.pollInterval), ("glob_interval", c.globInterval),
                          ("checkpoint_interval", c.checkpointInterval)] where v <= 0 {
             r.error(key, "must be more than 0")

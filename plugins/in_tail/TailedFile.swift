@@ -15,6 +15,8 @@ final class TailedFile {
     let key: FileKey
     /// The path it was found at (a symlink under /var/log/containers on a node).
     var path: String
+    /// Where it really is (the symlink's target when opened); its directory holds its rotations.
+    var realPath: String
     let fd: Int32
     /// First byte not yet consumed into a complete line.
     var readOffset: Int64
@@ -27,6 +29,11 @@ final class TailedFile {
     var rotatedAt: Double?
     /// Last time new bytes were read.
     var lastDataAt: Double
+    /// The last read found no complete line left (the file is read to its end).
+    var atEnd = false
+    /// Since when it has been read to its end with every batch acknowledged (rotated files close
+    /// `rotate_wait` after this, so a full buffer pauses the clock).
+    var drainedSince: Double?
     /// A line longer than max_line_bytes is being skipped to its end; it started here.
     var longLineStart: Int64?
     /// inotify watch descriptor, or nil when polled.
@@ -36,10 +43,11 @@ final class TailedFile {
     /// When the fingerprint was last re-checked against the file (detects truncate-and-rewrite).
     var fingerprintCheckedAt: Double = 0
 
-    init(id: Int, key: FileKey, path: String, fd: Int32, offset: Int64, format: LogFormat, maxLineBytes: Int) {
+    init(id: Int, key: FileKey, path: String, realPath: String, fd: Int32, offset: Int64, format: LogFormat, maxLineBytes: Int) {
         self.id = id
         self.key = key
         self.path = path
+        self.realPath = realPath
         self.fd = fd
         self.readOffset = offset
         self.decoder = LineDecoder(format: format, maxRecordBytes: maxLineBytes)
@@ -71,6 +79,19 @@ final class TailedFile {
     func size() -> Int64? {
         var st = stat()
         return fstat(fd, &st) == 0 ? Int64(st.st_size) : nil
+    }
+
+    /// Size, mtime (ns) and link count, from the open descriptor.
+    func status() -> (size: Int64, mtime: Int64, links: Int)? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        return (Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec), Int(st.st_nlink))
+    }
+
+    /// The directory its rotations go to.
+    var directory: String {
+        guard let slash = realPath.lastIndex(of: "/") else { return "." }
+        return String(realPath[..<slash])
     }
 
     /// Computes the fingerprint once the first line is complete (or 1 KiB long). Until then the file
@@ -118,56 +139,5 @@ final class TailedFile {
         fingerprintLength = 0
         fingerprint = 0
         source = nil
-    }
-}
-
-enum Fingerprint {
-    static let maxLength = 1024
-
-    /// (length, hash) of the first line including its newline, capped at 1 KiB; nil while the file
-    /// has neither a complete first line nor 1 KiB.
-    static func compute(fd: Int32) -> (Int, UInt64)? {
-        var buf = [UInt8](repeating: 0, count: maxLength)
-        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, maxLength, 0) }
-        guard n > 0 else { return nil }
-        let len: Int
-        if let nl = buf[0..<n].firstIndex(of: UInt8(ascii: "\n")) {
-            len = nl + 1
-        } else if n == maxLength {
-            len = maxLength
-        } else {
-            return nil
-        }
-        return (len, fnv1a(buf[0..<len]))
-    }
-
-    static func hash(fd: Int32, length: Int) -> UInt64? {
-        var buf = [UInt8](repeating: 0, count: length)
-        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, length, 0) }
-        guard n == length else { return nil }
-        return fnv1a(buf[...])
-    }
-
-    static func fnv1a(_ bytes: ArraySlice<UInt8>) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes {
-            h ^= UInt64(b)
-            h &*= 0x0000_0100_0000_01B3
-        }
-        return h
-    }
-
-    /// Mixes device, inode and fingerprint into the 64-bit source identity used by `event.id`.
-    static func sourceID(key: FileKey, fingerprint: UInt64, generation: Int = 0) -> UInt64 {
-        var h = fingerprint
-        // Generation 0 leaves the mix as it always was: ids of files never truncated do not change.
-        let parts = generation == 0 ? [key.device, key.inode] : [key.device, key.inode, UInt64(generation)]
-        for v in parts {
-            h ^= v &+ 0x9E37_79B9_7F4A_7C15 &+ (h << 6) &+ (h >> 2)
-        }
-        // splitmix64 finaliser: spreads the bits so ids look uniform.
-        h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
-        return h ^ (h >> 31)
     }
 }

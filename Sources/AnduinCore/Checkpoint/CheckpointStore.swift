@@ -25,12 +25,21 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     /// Per stream, the first offset of a record a stateful filter (multiline) still held: not
     /// delivered, so on restart that stream is shipped again from there (see `delivered`).
     public var held: HeldOffsets?
+    /// Where the file really was (a symlink's target): after a restart, a file rotated away from a
+    /// symlinked name is looked for in this directory.
+    public var realPath: String?
+    /// Wall-clock seconds when the file was last seen; entries of files gone longer than
+    /// `checkpoint_ttl` are dropped.
+    public var seen: Int64?
 
     public init(device: UInt64, inode: UInt64, fingerprintLength: Int, fingerprint: UInt64, offset: Int64,
-                delivered: Int64? = nil, path: String, generation: Int? = nil, held: HeldOffsets? = nil) {
+                delivered: Int64? = nil, path: String, generation: Int? = nil, held: HeldOffsets? = nil,
+                realPath: String? = nil, seen: Int64? = nil) {
         self.delivered = delivered
         self.held = held
         self.generation = generation
+        self.realPath = realPath
+        self.seen = seen
         self.device = device
         self.inode = inode
         self.fingerprintLength = fingerprintLength
@@ -41,6 +50,7 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, delivered, path, generation, held
+        case realPath = "real_path", seen
     }
 }
 

@@ -17,6 +17,8 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
     private var stopping = false
     private let reloads: Prometheus.Counter
     private let reloadFailures: Prometheus.Counter
+    /// One agent per data_dir (see `DataDirLock`); kept across reloads of the same directory.
+    private var dataLock: DataDirLock?
 
     public init(config: AgentConfig, logger: Logger) {
         self.config = config
@@ -34,6 +36,7 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
 
     /// Builds and starts the pipeline and, when configured, the API.
     public func start() throws {
+        dataLock = try DataDirLock.acquire(dataDirectory: config.dataDirectory)
         let p = try Pipeline(config: config, logger: logger, stats: stats, tap: tap)
         try startAPI(config.api)
         p.start()
@@ -69,6 +72,9 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
         let old = lock.withLock { pipeline }
         old?.stop()
         do {
+            // A new data_dir is locked too; the old one's lock is kept until the new pipeline runs.
+            let newLock = next.dataDirectory != config.dataDirectory
+                ? try DataDirLock.acquire(dataDirectory: next.dataDirectory) : nil
             let p = try Pipeline(config: next, logger: logger, stats: stats, tap: tap)
             if next.api != config.api {
                 stopAPI()
@@ -80,6 +86,7 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
                 config = next
             }
             reloads.increment()
+            if let newLock { dataLock = newLock }
             logger.info("reloaded \(configPath)")
             return true
         } catch {

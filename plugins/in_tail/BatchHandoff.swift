@@ -1,0 +1,103 @@
+import AnduinCore
+
+/// Decouples reading from delivery: the tail thread pushes batches here without ever blocking, and a
+/// thread of its own hands them to `InputControl.emit`, which blocks while an output's queue is
+/// full. So a full buffer pauses *reading* (the tail sees `hasRoom == false`), while discovery,
+/// rotation tracking and housekeeping keep running on the tail thread: a file created and rotated
+/// away during an outage is still found and pinned (kept open).
+///
+/// Order is kept (one emitting thread, FIFO), so acknowledgement order is unchanged.
+final class BatchHandoff: Sendable {
+    private struct State {
+        var queue: [(RecordBatch, AckToken)] = []
+        var head = 0
+        var bytes = 0
+        var finishing = false
+        /// The emitting thread is inside `control.emit` with a batch.
+        var busy = false
+    }
+    private let state = Locked(State())
+    private let signal = ConditionLock()
+    private let control: InputControl
+    private let maxBatches: Int
+    private let maxBytes: Int
+    private let thread = Locked<ThreadHandle?>(nil)
+
+    /// Room for `maxBatches` batches or `maxBytes` of record bytes, whichever comes first.
+    init(control: InputControl, maxBatches: Int = 4, maxBytes: Int = 4 << 20) {
+        self.control = control
+        self.maxBatches = maxBatches
+        self.maxBytes = maxBytes
+    }
+
+    func start() {
+        let h = startThread(name: "in-\(control.name)-emit") { [self] in loop() }
+        thread.withLock { $0 = h }
+    }
+
+    /// True while another read may be pushed. Never blocks.
+    var hasRoom: Bool {
+        state.withLock { s in s.queue.count - s.head < maxBatches && s.bytes < maxBytes }
+    }
+
+    /// True when nothing is queued or being emitted (everything pushed reached the pipeline).
+    var isIdle: Bool { state.withLock { s in s.queue.count == s.head && !s.busy } }
+
+    /// Queues a batch. Never blocks: the caller checks `hasRoom` before reading, so the queue exceeds
+    /// its bound by at most one read plus small flushes.
+    func push(_ batch: RecordBatch, _ ack: AckToken) {
+        let n = batch.bytes.count
+        state.withLock { s in
+            s.queue.append((batch, ack))
+            s.bytes += n
+        }
+        signal.withLock { signal.broadcast() }
+    }
+
+    /// Waits up to `seconds` for room (returns early when room appears or on stop).
+    func waitForRoom(_ seconds: Double) {
+        signal.withLock {
+            if !hasRoom && !control.isStopping { signal.wait(seconds: seconds) }
+        }
+    }
+
+    /// Emits what is queued, then ends the thread. Called by the tail thread when it stops; returns
+    /// once every batch went to the pipeline (an abandoning pipeline releases blocked emits).
+    func finish() {
+        state.withLock { $0.finishing = true }
+        signal.withLock { signal.broadcast() }
+        thread.withLock { $0 }?.join()
+    }
+
+    private func next() -> (RecordBatch, AckToken)? {
+        while true {
+            let item: (RecordBatch, AckToken)?? = state.withLock { s in
+                if s.head < s.queue.count {
+                    let item = s.queue[s.head]
+                    s.head += 1
+                    s.bytes -= item.0.bytes.count
+                    s.busy = true
+                    if s.head > 64 && s.head * 2 > s.queue.count {
+                        s.queue.removeFirst(s.head)
+                        s.head = 0
+                    }
+                    return .some(item)
+                }
+                return s.finishing ? .some(nil) : nil
+            }
+            if let item { return item }
+            signal.withLock {
+                let empty = state.withLock { $0.head == $0.queue.count && !$0.finishing }
+                if empty { signal.wait(seconds: 1) }
+            }
+        }
+    }
+
+    private func loop() {
+        while let (batch, ack) = next() {
+            control.emit(batch, ack: ack)
+            state.withLock { $0.busy = false }
+            signal.withLock { signal.broadcast() }  // room for the tail thread
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import AnduinCore
+import Logging
+
+/// The checkpoints of one tail input: files not open right now ("parked": closed idle, drained after
+/// rotation, not found yet, or unreadable), files closed while some of their batches were still on
+/// their way ("retired"), and persisting it all with the open files' acknowledged positions.
+///
+/// An entry is never dropped because a glob stopped matching its file: a parked file is looked for
+/// by identity in the directories it was last seen in (rotated names included), and dropped only
+/// once it was seen nowhere for `checkpoint_ttl`. Owned by the tail thread.
+final class CheckpointRegistry {
+    struct Parked {
+        var checkpoint: FileCheckpoint
+        /// Size and mtime when it was closed; nil when loaded from disk (unknown: open to check).
+        var size: Int64?
+        var mtime: Int64?
+        /// Wall-clock seconds it was last seen at a path (found by a scan or a search).
+        var lastSeen: Double
+        /// Monotonic time of the next directory search while it is not matched by the globs.
+        var nextSearch: Double
+        /// Given up by the per-directory bound on rotated files: reopened only if a glob matches it.
+        var givenUp = false
+    }
+
+    private let store: CheckpointStore
+    private let ttl: Double
+    private let startedWall = Double(wallClockNanos()) / 1e9
+    private(set) var parked: [FileKey: Parked] = [:]
+    /// Closed files (or truncated generations) whose batches are still on their way.
+    private var retired: [Int: (checkpoint: FileCheckpoint, size: Int64?, mtime: Int64?, givenUp: Bool)] = [:]
+    private var lastSaveFailed = false
+    /// Parked entries changed since the last save.
+    private(set) var changed = false
+    let searchInterval: Double = 10
+
+    init(store: CheckpointStore, ttl: Double) {
+        self.store = store
+        self.ttl = ttl
+    }
+
+    var path: String { store.path }
+
+    /// A new file is followed: save soon, so a crash does not forget it.
+    func fileOpened() { changed = true }
+
+    func load(logger: Logger) {
+        switch store.load() {
+        case .success(let list):
+            let now = Double(wallClockNanos()) / 1e9
+            for c in list {
+                parked[FileKey(device: c.device, inode: c.inode)] =
+                    Parked(checkpoint: c, size: nil, mtime: nil, lastSeen: c.seen.map(Double.init) ?? now, nextSearch: 0)
+            }
+        case .failure(let e):
+            logger.error("\(e)")
+        }
+    }
+
+    /// The checkpoint to resume `key` from, removed from the parked set (the file is being opened).
+    func take(_ key: FileKey) -> FileCheckpoint? {
+        guard let p = parked.removeValue(forKey: key) else { return nil }
+        changed = true
+        return p.checkpoint
+    }
+
+    /// Puts a closed file's position back; `size`/`mtime` tell later scans whether it changed.
+    func park(_ cp: FileCheckpoint, size: Int64?, mtime: Int64?, givenUp: Bool = false) {
+        var c = cp
+        let now = Double(wallClockNanos()) / 1e9
+        c.seen = Int64(now)
+        changed = true
+        parked[FileKey(device: cp.device, inode: cp.inode)] =
+            Parked(checkpoint: c, size: size, mtime: mtime, lastSeen: now, nextSearch: monotonicSeconds() + searchInterval, givenUp: givenUp)
+    }
+
+    /// A scan or search saw the parked file `f`. Returns true when it should be opened: it changed
+    /// since it was closed, or its state is unknown (loaded at start-up).
+    func seen(_ f: FoundFile, matchedByGlob: Bool) -> Bool {
+        guard var p = parked[f.key] else { return false }
+        p.lastSeen = Double(wallClockNanos()) / 1e9
+        p.checkpoint.seen = Int64(p.lastSeen)
+        defer { parked[f.key] = p }
+        if p.givenUp && !matchedByGlob { return false }
+        guard let size = p.size, let mtime = p.mtime else {
+            // Loaded from disk: a matched file is followed again; one found by a search only when
+            // something is left to read in it.
+            return matchedByGlob || f.size != p.checkpoint.offset
+        }
+        if f.size == size && f.mtime == mtime { return false }
+        return true
+    }
+
+    /// Parked files the globs did not match whose directory search is due.
+    func dueForSearch(notIn matched: [FileKey: FoundFile], now: Double) -> [(FileKey, FileCheckpoint)] {
+        var out: [(FileKey, FileCheckpoint)] = []
+        for (key, p) in parked where matched[key] == nil && !p.givenUp && p.nextSearch <= now {
+            out.append((key, p.checkpoint))
+        }
+        for (key, _) in out { parked[key]?.nextSearch = now + searchInterval }
+        return out
+    }
+
+    /// Drops parked entries of files seen nowhere for `ttl` (counted from start-up at the earliest:
+    /// a long downtime does not expire them before they were looked for). Returns the dropped paths.
+    func expire() -> [String] {
+        let now = Double(wallClockNanos()) / 1e9
+        var dropped: [String] = []
+        for (key, p) in parked where now - max(p.lastSeen, startedWall) > ttl {
+            parked[key] = nil
+            changed = true
+            dropped.append(p.checkpoint.path)
+        }
+        return dropped
+    }
+
+    func retire(id: Int, _ cp: FileCheckpoint, size: Int64?, mtime: Int64?, givenUp: Bool = false) {
+        retired[id] = (cp, size, mtime, givenUp)
+    }
+
+    /// Retired files whose batches all completed are parked at their final position (unless their
+    /// inode is open again: a truncated generation superseded by the restarted file).
+    func releaseRetired(_ tracker: AckTracker, isOpen: (FileKey) -> Bool) {
+        for (id, r) in retired where !tracker.hasOutstanding(id) {
+            var cp = r.checkpoint
+            if let acked = tracker.acked(id) { cp.apply(acked) }
+            retired[id] = nil
+            tracker.forget(id)
+            if !isOpen(FileKey(device: cp.device, inode: cp.inode)) {
+                park(cp, size: r.size, mtime: r.mtime, givenUp: r.givenUp)
+            }
+        }
+    }
+
+    /// Writes every position: the open files' (`open`), the retired and the parked ones.
+    /// Returns false (and logs once) when the write failed; it is retried at the next interval.
+    @discardableResult
+    func save(open: [FileCheckpoint], tracker: AckTracker, logger: Logger) -> Bool {
+        var list = open
+        var keys = Set(open.map { FileKey(device: $0.device, inode: $0.inode) })
+        for (id, r) in retired {
+            var cp = r.checkpoint
+            if let acked = tracker.acked(id) { cp.apply(acked) }
+            // A retired copytruncated generation is superseded by its restarted entry.
+            if keys.insert(FileKey(device: cp.device, inode: cp.inode)).inserted { list.append(cp) }
+        }
+        for (key, p) in parked where keys.insert(key).inserted { list.append(p.checkpoint) }
+        list.sort { ($0.path, $0.inode) < ($1.path, $1.inode) }
+        do {
+            try store.save(list)
+            changed = false
+            if lastSaveFailed {
+                lastSaveFailed = false
+                logger.notice("checkpoints are written again")
+            }
+            return true
+        } catch {
+            if !lastSaveFailed {
+                lastSaveFailed = true
+                logger.error("cannot write checkpoints to \(store.path): \(error); retrying")
+            }
+            return false
+        }
+    }
+}
+
+extension FileCheckpoint {
+    mutating func apply(_ acked: AckTracker.Position) {
+        offset = acked.resume
+        delivered = acked.delivered > acked.resume ? acked.delivered : nil
+        held = HeldOffsets(acked.held)
+    }
+}

@@ -1,0 +1,358 @@
+import AnduinCore
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The lifecycle of followed files: open (resuming at a checkpoint), notice rotation and truncation,
+/// drain, close. Owned by the tail thread.
+///
+/// A rotated (renamed or deleted) file stays open until it was read to its end *and* everything
+/// read from it was acknowledged, then `rotate_wait` more. The descriptor keeps the file whatever
+/// happens to its name, so what the agent once followed is never lost to a rename or a glob.
+final class FileTable {
+    private let config: TailConfig
+    private let logger: Logger
+    let reader: LineReader
+    let registry: CheckpointRegistry
+    private let backend: any WatchBackend
+    private(set) var files: [FileKey: TailedFile] = [:]
+    private var byWatch: [Int32: FileKey] = [:]
+    private var nextID = 0
+    let maxOpen: Int
+    private var unreadable: Set<String> = []
+    private var compressed: Set<FileKey> = []
+    private var limitLogged = false
+    /// Files found but not opened in the current scan (limit reached, or no descriptor).
+    var waiting = 0
+    private let rotations, truncations, openErrors, fdShortages, idleClosed, givenUp, givenUpBytes: Counter
+    private let filesWatched, filesWaiting: Gauge
+
+    init(config: TailConfig, logger: Logger, reader: LineReader, registry: CheckpointRegistry,
+         backend: any WatchBackend, stats: ComponentStats) {
+        self.config = config
+        self.logger = logger
+        self.reader = reader
+        self.registry = registry
+        self.backend = backend
+        maxOpen = config.maxOpenFiles > 0 ? config.maxOpenFiles : TailConfig.defaultMaxOpenFiles()
+        rotations = stats.counter("rotations", "files that were renamed away or deleted and drained")
+        truncations = stats.counter("truncations", "files truncated in place (copytruncate) and read again from 0")
+        openErrors = stats.counter("open_errors", "files that could not be opened (retried)")
+        fdShortages = stats.counter("open_deferred", "opens deferred because max_open_files or the process's descriptor limit was reached (retried, never restarted at 0)")
+        idleClosed = stats.counter("idle_closed", "idle files closed to stay within max_open_files (reopened at their checkpoint when they change)")
+        givenUp = stats.counter("rotated_given_up", "rotated files closed before their end because more than max_rotated_files were held open in one directory")
+        givenUpBytes = stats.counter("rotated_bytes_given_up", "bytes left unread in rotated files that were given up")
+        filesWatched = stats.gauge("files_watched", "files being followed (open)")
+        filesWaiting = stats.gauge("files_waiting", "files found but not open yet (max_open_files or descriptor limit)")
+    }
+
+    var ordered: [TailedFile] { files.values.sorted { $0.id < $1.id } }
+
+    func file(watch: Int32) -> TailedFile? { byWatch[watch].flatMap { files[$0] } }
+
+    // MARK: opening
+
+    /// Opens `found` and resumes it at its checkpoint. `startAtEnd`: no checkpoint → start after
+    /// its last complete line. Returns the file, or nil (counted and logged; retried later).
+    @discardableResult
+    func open(_ found: FoundFile, startAtEnd: Bool) -> TailedFile? {
+        if files.count >= maxOpen && !closeIdle() {
+            deferOpen(found.path, "max_open_files (\(maxOpen)) files are open and none is idle")
+            return nil
+        }
+        var fd = Glibc.open(found.path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 && (errno == EMFILE || errno == ENFILE) && closeIdle() {
+            // The process limit is lower than max_open_files: give an idle file's descriptor.
+            fd = Glibc.open(found.path, O_RDONLY | O_CLOEXEC)
+        }
+        guard fd >= 0 else {
+            let err = errno
+            if err == EMFILE || err == ENFILE {
+                deferOpen(found.path, "the process has no file descriptor left (\(String(cString: strerror(err)))); raise the limit or lower max_open_files")
+            } else {
+                cannotOpen(found.path, err)
+            }
+            return nil
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            Glibc.close(fd)
+            return nil
+        }
+        let key = FileKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        if files[key] != nil || compressed.contains(key) {
+            Glibc.close(fd)
+            return nil
+        }
+        if Fingerprint.isGzip(fd: fd) {
+            Glibc.close(fd)
+            compressed.insert(key)
+            logger.info("\(found.path) is gzip-compressed (a compressed rotation): not read as text")
+            return nil
+        }
+        if unreadable.remove(found.path) != nil { logger.info("\(found.path) is readable now") }
+        let realPath = resolve(found.path)
+        let size = Int64(st.st_size)
+        var offset: Int64 = 0
+        var resumed: FileCheckpoint?
+        if let cp = registry.take(key) {
+            if cp.fingerprintLength == 0 {
+                offset = 0  // checkpointed before its first line was complete: read it from the start
+            } else if Fingerprint.hash(fd: fd, length: cp.fingerprintLength) == cp.fingerprint {
+                if cp.offset <= size {
+                    offset = cp.offset
+                    resumed = cp
+                } else {
+                    logger.warning("\(found.path): checkpoint offset \(cp.offset) is past the end (\(size) bytes): the file was truncated while it was not followed; reading it from the start")
+                }
+            } else {
+                logger.info("\(found.path): inode reused by a new file (content differs from the checkpoint); reading it from the start")
+            }
+        } else if startAtEnd {
+            offset = lineAlignedEnd(fd: fd, size: size)
+        }
+        let f = TailedFile(id: nextID, key: key, path: found.path, realPath: realPath, fd: fd, offset: offset,
+                           format: config.format, maxLineBytes: config.maxLineBytes)
+        nextID += 1
+        if let cp = resumed {
+            // Keep the identity the records were first shipped with: replays get the same event.id.
+            f.fingerprintLength = cp.fingerprintLength
+            f.fingerprint = cp.fingerprint
+            f.source = SourceInfo(path: found.path, sourceID: Fingerprint.sourceID(key: key, fingerprint: cp.fingerprint))
+            if let delivered = cp.delivered { f.replayUntil = delivered }
+            if let held = cp.held { f.replayHeld = held.heldFrom }
+            if let g = cp.generation { f.setGeneration(g) }
+        }
+        // Started at its end (start_at: end): take its identity now so the position is checkpointed
+        // even if no line comes before the next stop, or that stop would start it at the end again.
+        if resumed == nil && offset > 0 { _ = f.establishIdentity() }
+        reader.register(f)
+        registry.fileOpened()
+        files[key] = f
+        if let wd = backend.watchFile(found.path) {
+            f.watch = wd
+            byWatch[wd] = key
+        }
+        // New files in its real directory (a symlink's target) wake the scan at once.
+        backend.watchDirectory(f.directory)
+        filesWatched.set(files.count)
+        logger.info("following \(found.path) from offset \(offset)\(resumed != nil ? " (checkpoint)" : "")")
+        return f
+    }
+
+    private func resolve(_ path: String) -> String {
+        guard let p = realpath(path, nil) else { return path }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    private func cannotOpen(_ path: String, _ err: Int32) {
+        openErrors.add()
+        if unreadable.insert(path).inserted {
+            logger.warning("cannot open \(path): \(String(cString: strerror(err))); skipping it and trying again at each scan (its checkpoint is kept)")
+        }
+    }
+
+    private func deferOpen(_ path: String, _ why: String) {
+        fdShortages.add()
+        waiting += 1
+        if !limitLogged {
+            limitLogged = true
+            logger.warning("cannot open \(path) yet: \(why); such files are opened as soon as possible, at their checkpoint (logged once)")
+        }
+    }
+
+    /// End of a scan: publish how many files wait for a descriptor.
+    func scanDone() {
+        filesWaiting.set(waiting)
+        if waiting == 0 && limitLogged {
+            limitLogged = false
+            logger.notice("every file found is open again")
+        }
+        waiting = 0
+    }
+
+    /// For `start_at: end`: the offset just after the last complete line.
+    private func lineAlignedEnd(fd: Int32, size: Int64) -> Int64 {
+        guard size > 0 else { return 0 }
+        let want = Int(min(size, 64 * 1024))
+        var buf = [UInt8](repeating: 0, count: want)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(size - Int64(want))) }
+        guard n == want, let nl = buf.lastIndex(of: UInt8(ascii: "\n")) else { return size }
+        return size - Int64(want) + Int64(nl) + 1
+    }
+
+    // MARK: rotation and truncation
+
+    /// A followed file is rotated when its own path no longer leads to it (renamed away, deleted, or
+    /// a symlink re-pointed). Decided per file: a failing glob or stat (EMFILE, EACCES) concludes
+    /// nothing. `matched` (this scan's files) gives its new name when a glob matches it.
+    func checkRotation(now: Double, matched: [FileKey: FoundFile]) {
+        for f in files.values where f.rotatedAt == nil {
+            var st = stat()
+            if stat(f.path, &st) == 0 {
+                if UInt64(st.st_dev) == f.key.device && UInt64(st.st_ino) == f.key.inode { continue }
+            } else if errno != ENOENT {
+                continue  // cannot tell: change nothing
+            }
+            if let m = matched[f.key], m.path != f.path {
+                logger.info("file \(f.path) is now at \(m.path)")
+                f.renamed(to: m.path)
+            }
+            markRotated(f, now: now)
+        }
+    }
+
+    func markRotated(_ f: TailedFile, now: Double) {
+        guard f.rotatedAt == nil else { return }
+        f.rotatedAt = now
+        f.dirty = true
+        rotations.add()
+        logger.info("file \(f.path) was rotated or deleted: reading it to its end")
+    }
+
+    /// Reads `f`, first checking whether it was truncated in place (copytruncate).
+    func read(_ f: TailedFile, now: Double, isStopping: () -> Bool) -> Bool {
+        guard let size = f.size() else { return false }
+        // Truncated in place: shorter than what was read, or (if it grew back before we looked) its
+        // first line changed. The fingerprint is re-read at most once a second per file.
+        var truncated = size < f.readOffset
+        if !truncated && f.fingerprintLength > 0 && now - f.fingerprintCheckedAt >= 1 {
+            f.fingerprintCheckedAt = now
+            truncated = !f.fingerprintMatches()
+        }
+        if truncated {
+            truncations.add()
+            logger.warning("\(f.path) was truncated (copytruncate?): reading it again from the start")
+            restart(f)
+        }
+        return reader.read(f, isStopping: isStopping)
+    }
+
+    /// copytruncate: the same inode starts over with new content, under a new identity.
+    private func restart(_ f: TailedFile) {
+        if let acked = reader.tracker.acked(f.id), f.fingerprintLength > 0 {
+            registry.retire(id: f.id, checkpoint(f, acked), size: nil, mtime: nil)
+        } else {
+            reader.tracker.forget(f.id)
+        }
+        reader.forget(f.id)
+        f.restart()
+        f.id = nextID
+        nextID += 1
+        reader.register(f)
+    }
+
+    // MARK: draining and closing
+
+    /// Partial-record timeouts; closing rotated files once drained and acknowledged; the bound on
+    /// rotated files held open per directory.
+    func housekeeping(now: Double, isStopping: () -> Bool) {
+        let tracker = reader.tracker
+        var rotatedByDir: [String: [TailedFile]] = [:]
+        for f in ordered {
+            if let since = f.decoder.pendingSince, now - since >= config.partialTimeout, !f.dirty {
+                reader.flushPartial(f)
+            }
+            guard f.rotatedAt != nil else { continue }
+            guard f.atEnd && !f.dirty && !tracker.hasOutstanding(f.id) else {
+                f.drainedSince = nil
+                rotatedByDir[f.directory, default: []].append(f)
+                continue
+            }
+            guard let since = f.drainedSince else {
+                f.drainedSince = now
+                rotatedByDir[f.directory, default: []].append(f)
+                continue
+            }
+            if now - since < config.rotateWait {
+                rotatedByDir[f.directory, default: []].append(f)
+                continue
+            }
+            // One last read: a write whose inotify event is still queued must not be left behind.
+            if read(f, now: now, isStopping: isStopping) || f.drainedSince == nil {
+                f.dirty = true
+                rotatedByDir[f.directory, default: []].append(f)
+                continue
+            }
+            reader.readUnterminatedTail(f)
+            reader.flushPartial(f)
+            logger.info("closing \(f.path): rotated away, read to its end and acknowledged")
+            close(f)
+        }
+        for (dir, list) in rotatedByDir where list.count > config.maxRotatedFiles {
+            for f in list.sorted(by: { ($0.rotatedAt ?? 0) < ($1.rotatedAt ?? 0) }).prefix(list.count - config.maxRotatedFiles) {
+                let size = f.size() ?? 0
+                let unread = max(0, size - (tracker.acked(f.id)?.resume ?? f.readOffset))
+                givenUp.add()
+                givenUpBytes.add(Int(unread))
+                logger.warning("\(list.count) rotated files held open in \(dir) (max_rotated_files: \(config.maxRotatedFiles)): giving up \(f.path) with \(unread) bytes not yet read or acknowledged")
+                close(f, givenUp: true)
+            }
+        }
+    }
+
+    /// Closes an idle file (read to its end, all acknowledged, nothing pending) to make room for
+    /// another: the least recently active. Returns false when none is idle.
+    private func closeIdle() -> Bool {
+        let tracker = reader.tracker
+        var best: TailedFile?
+        for f in files.values where f.rotatedAt == nil && f.atEnd && !f.dirty && f.decoder.pendingStart == nil
+            && f.longLineStart == nil && !tracker.hasOutstanding(f.id) {
+            if best == nil || f.lastDataAt < best!.lastDataAt { best = f }
+        }
+        guard let f = best else { return false }
+        idleClosed.add()
+        close(f)
+        return true
+    }
+
+    /// Closes `f`; its position is parked in the registry (or retired until its last batches complete).
+    func close(_ f: TailedFile, givenUp: Bool = false) {
+        let tracker = reader.tracker
+        if let w = f.watch {
+            backend.unwatchFile(w)
+            byWatch[w] = nil
+            f.watch = nil
+        }
+        reader.forget(f.id)
+        let st = f.status()
+        if let acked = tracker.acked(f.id) {
+            let cp = checkpoint(f, acked)
+            if tracker.hasOutstanding(f.id) {
+                registry.retire(id: f.id, cp, size: st?.size, mtime: st?.mtime, givenUp: givenUp)
+            } else {
+                tracker.forget(f.id)
+                registry.park(cp, size: st?.size, mtime: st?.mtime, givenUp: givenUp)
+            }
+        }
+        files[f.key] = nil
+        filesWatched.set(files.count)
+    }
+
+    func checkpoint(_ f: TailedFile, _ acked: AckTracker.Position) -> FileCheckpoint {
+        var cp = FileCheckpoint(device: f.key.device, inode: f.key.inode, fingerprintLength: f.fingerprintLength,
+                                fingerprint: f.fingerprint, offset: 0, path: f.path,
+                                generation: f.generation > 0 ? f.generation : nil,
+                                realPath: f.realPath != f.path ? f.realPath : nil,
+                                seen: wallClockNanos() / 1_000_000_000)
+        cp.apply(acked)
+        return cp
+    }
+
+    /// The acknowledged positions of the open files.
+    func checkpoints() -> [FileCheckpoint] {
+        files.values.compactMap { f in reader.tracker.acked(f.id).map { checkpoint(f, $0) } }
+    }
+
+    /// Size minus acknowledged offset, summed: what this input still owes its outputs.
+    func bytesBehind() -> Int {
+        var behind: Int64 = 0
+        for f in files.values {
+            guard let size = f.size(), let acked = reader.tracker.acked(f.id) else { continue }
+            behind += max(0, size - acked.resume)
+        }
+        return Int(behind)
+    }
+}

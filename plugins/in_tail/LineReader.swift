@@ -1,0 +1,186 @@
+import AnduinCore
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reading: bytes of a file into decoded batches, handed on with the position they make safe.
+/// One read buffer for every file, so memory does not grow with the number of files. Owned by the
+/// tail thread.
+final class LineReader {
+    private let config: TailConfig
+    private let name: String
+    private let logger: Logger
+    let tracker: AckTracker
+    private let handoff: BatchHandoff
+    private var buffer: UnsafeMutableRawBufferPointer
+    /// Last position registered per file id: an empty read registers nothing new.
+    private var lastRegistered: [Int: AckTracker.Position] = [:]
+    private let recordsOut, bytesRead, decodeErrors, invalidTimes, truncatedLines, partsMerged: Counter
+
+    init(config: TailConfig, name: String, logger: Logger, tracker: AckTracker, handoff: BatchHandoff, stats: ComponentStats) {
+        self.config = config
+        self.name = name
+        self.logger = logger
+        self.tracker = tracker
+        self.handoff = handoff
+        buffer = .allocate(byteCount: 256 * 1024, alignment: 16)
+        recordsOut = stats.counter("records_out", "records read and passed on")
+        bytesRead = stats.counter("bytes_read", "bytes read from files")
+        decodeErrors = stats.counter("decode_errors", "lines that did not match the format (shipped as plain messages)")
+        invalidTimes = stats.counter("invalid_times", "lines whose time was not RFC 3339: kept, with the read time")
+        truncatedLines = stats.counter("truncated_records", "records cut at max_line_bytes")
+        partsMerged = stats.counter("partial_parts_merged", "Docker/CRI partial parts merged into records")
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// A file starts (or restarts) at its current position: nothing of it is in flight.
+    func register(_ f: TailedFile) {
+        tracker.setAcked(fileID: f.id, position: f.position)
+        lastRegistered[f.id] = f.position
+    }
+
+    func forget(_ id: Int) { lastRegistered[id] = nil }
+
+    /// Reads up to the per-file budget while the hand-off has room. Returns true when the file has
+    /// more to read right away.
+    func read(_ f: TailedFile, isStopping: () -> Bool) -> Bool {
+        guard let size = f.size() else { return false }
+        if size <= f.readOffset {
+            f.atEnd = true
+            return false
+        }
+        guard f.establishIdentity(), let source = f.source else { return false }
+        let now = monotonicSeconds()
+        var consumed = 0
+        while consumed < config.readBudget && !isStopping() {
+            if !handoff.hasRoom { return true }
+            let base = f.readOffset
+            let n = pread(f.fd, buffer.baseAddress, buffer.count, off_t(base))
+            if n <= 0 {
+                f.atEnd = true
+                return false
+            }
+            bytesRead.add(n)
+            f.lastDataAt = now
+            var batch = RecordBatch(source: source, inputName: name, recordCapacity: 1024, byteCapacity: n)
+            let full = n == buffer.count
+            let used = scan(f, base: base, count: n, full: full, readTime: wallClockNanos(), into: &batch)
+            consumed += max(used, 1)
+            if used > 0 { f.atEnd = false; f.drainedSince = nil }
+            emit(f, &batch)
+            if used == 0 {
+                // One incomplete line fills the buffer: grow it, up to max_line_bytes + 1.
+                if full && buffer.count <= config.maxLineBytes {
+                    grow()
+                    continue
+                }
+                f.atEnd = true  // only an unterminated last line is left
+                return false
+            }
+            if !full {
+                f.atEnd = f.readOffset >= size
+                return false
+            }
+        }
+        return !isStopping()
+    }
+
+    /// Splits a chunk into lines and decodes them. Returns how many bytes were consumed.
+    private func scan(_ f: TailedFile, base: Int64, count n: Int, full: Bool, readTime: Int64,
+                      into batch: inout RecordBatch) -> Int {
+        guard let p = buffer.baseAddress else { return 0 }
+        var pos = 0
+        if f.longLineStart != nil {
+            // Skipping the rest of an over-long line.
+            guard let nl = memchr(p, 0x0A, n) else {
+                f.readOffset = base + Int64(n)
+                return n
+            }
+            pos = p.distance(to: nl) + 1
+            f.longLineStart = nil
+        }
+        while pos < n {
+            guard let nl = memchr(p + pos, 0x0A, n - pos) else { break }
+            let end = p.distance(to: nl)
+            decode(f, UnsafeRawBufferPointer(start: p + pos, count: end - pos), at: base + Int64(pos),
+                   truncated: false, readTime: readTime, into: &batch)
+            pos = end + 1
+        }
+        if pos == 0 && full && n > config.maxLineBytes {
+            // No newline in max_line_bytes + 1 bytes: ship the first max_line_bytes, flagged, skip the rest.
+            decode(f, UnsafeRawBufferPointer(start: p, count: config.maxLineBytes), at: base,
+                   truncated: true, readTime: readTime, into: &batch)
+            f.longLineStart = base
+            f.readOffset = base + Int64(n)
+            logger.warning("\(f.path): line at offset \(base) is longer than max_line_bytes (\(config.maxLineBytes)); shipped cut and flagged truncated")
+            return n
+        }
+        f.readOffset = base + Int64(pos)
+        return pos
+    }
+
+    private func decode(_ f: TailedFile, _ line: UnsafeRawBufferPointer, at offset: Int64, truncated: Bool,
+                        readTime: Int64, into batch: inout RecordBatch) {
+        let before = batch.records.count
+        f.decoder.decode(line: line, offset: offset, truncated: truncated, readTime: readTime, into: &batch)
+        if batch.records.count > before, let r = batch.records.last, r.offset < f.replayHeld[r.stream],
+           offset < f.replayUntil || r.offset < f.replayHeld[through: r.stream] {
+            // The last run delivered it: it completed before that run's delivered position, or it
+            // was a line of a record a filter held across that position and then delivered. What
+            // a filter still held (at or after the stream's pending offset) is shipped again.
+            batch.records.removeLast(batch.records.count - before)
+        }
+    }
+
+    /// A rotated file about to be closed: its last line has no newline and never will. Ship it.
+    func readUnterminatedTail(_ f: TailedFile) {
+        guard f.longLineStart == nil, let size = f.size(), size > f.readOffset, let source = f.source,
+              let p = buffer.baseAddress else { return }
+        let want = Int(min(size - f.readOffset, Int64(min(buffer.count, config.maxLineBytes))))
+        let n = pread(f.fd, p, want, off_t(f.readOffset))
+        guard n > 0 else { return }
+        var batch = RecordBatch(source: source, inputName: name)
+        decode(f, UnsafeRawBufferPointer(start: p, count: n), at: f.readOffset, truncated: false,
+               readTime: wallClockNanos(), into: &batch)
+        f.readOffset = size
+        emit(f, &batch)
+    }
+
+    /// Ships a partial record whose last part never came.
+    func flushPartial(_ f: TailedFile) {
+        guard let source = f.source else { return }
+        var batch = RecordBatch(source: source, inputName: name)
+        f.decoder.flushPending(into: &batch)
+        emit(f, &batch)
+    }
+
+    private func grow() {
+        let newSize = min(buffer.count * 2, config.maxLineBytes + 1)
+        guard newSize > buffer.count else { return }
+        buffer.deallocate()
+        buffer = .allocate(byteCount: newSize, alignment: 16)
+    }
+
+    /// Hands a batch on and registers the offset it makes safe.
+    private func emit(_ f: TailedFile, _ batch: inout RecordBatch) {
+        let stats = f.decoder.takeStats()
+        if stats.decodeErrors > 0 { decodeErrors.add(stats.decodeErrors) }
+        if stats.invalidTimes > 0 { invalidTimes.add(stats.invalidTimes) }
+        if stats.truncated > 0 { truncatedLines.add(stats.truncated) }
+        if stats.partsMerged > 0 { partsMerged.add(stats.partsMerged) }
+        let position = f.position
+        if batch.isEmpty && lastRegistered[f.id] == position { return }
+        lastRegistered[f.id] = position
+        let ticket = tracker.register(fileID: f.id, position: position)
+        if batch.isEmpty {
+            tracker.complete(ticket)
+            return
+        }
+        recordsOut.add(batch.count)
+        let tracker = self.tracker
+        handoff.push(batch, AckToken { (held: HeldFrom) in tracker.complete(ticket, held: held) })
+        batch = RecordBatch(source: batch.source, inputName: name)
+    }
+}
