@@ -107,7 +107,9 @@ def check_agent_config(cfg, api_enabled=False):
         assert "api" not in cfg, "the agent does not know the api: key yet and would refuse the config"
     tail = cfg["inputs"]["containers"]
     assert tail["type"] == "tail"
-    assert tail["paths"] == ["/var/log/containers/*.log"]
+    # The lossless layout: kubelet's pods tree with rotated names, compressed rotations excluded.
+    assert tail["paths"] == ["/var/log/pods/*/*/*.log", "/var/log/pods/*/*/*.log.*"]
+    assert set(tail.get("exclude", [])) >= {"*.gz", "*.tmp"}
     assert tail.get("format", "auto") == "auto"
     k8s = cfg["filters"]["kubernetes"]
     assert (k8s["type"], k8s["from"], k8s["api"], k8s["annotations"]) == ("kubernetes", ["containers"], "in_cluster", False)
@@ -309,6 +311,7 @@ def test_values_defaults_match_the_plain_manifests():
     assert v["shutdownTimeout"] == cfg["shutdown_timeout"]
     assert v["dataDir"] == cfg["data_dir"]
     assert v["tail"]["paths"] == cfg["inputs"]["containers"]["paths"]
+    assert v["tail"]["exclude"] == cfg["inputs"]["containers"]["exclude"]
     assert v["kubernetes"]["annotations"] == cfg["filters"]["kubernetes"]["annotations"]
     assert v["parse"]["formats"] == cfg["filters"]["parse"]["formats"]
     assert v["elasticsearch"]["hosts"] == ["https://elasticsearch:9200"]

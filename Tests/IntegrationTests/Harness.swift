@@ -424,8 +424,10 @@ class AgentTestCase: XCTestCase {
 
     /// Starts `anduin run` on the sandbox config (from another working directory: relative paths
     /// must be resolved against the config's folder).
-    func startAgent() throws -> AgentProcess {
-        let a = try AgentProcess(binary: AnduinBinary.path!, arguments: ["run", "--config", sandbox.configPath],
+    /// `wrapper`: a command that execs the agent (`["/usr/bin/prlimit", "--nofile=4096:4096", "--"]`).
+    func startAgent(wrapper: [String] = []) throws -> AgentProcess {
+        let cmd = wrapper + [AnduinBinary.path!, "run", "--config", sandbox.configPath]
+        let a = try AgentProcess(binary: cmd[0], arguments: Array(cmd.dropFirst()),
                                  stderrPath: sandbox.path("agent-\(agents.count).stderr"),
                                  workingDirectory: NSTemporaryDirectory())
         agents.append(a)

@@ -15,7 +15,7 @@ import Glibc
 enum NodeLayout: String, CaseIterable {
     /// `var/log/containers/*.log`: symlinks that always name the live file.
     case containers
-    /// `var/log/pods/*/*/*.log`: the live files themselves.
+    /// `var/log/pods/*/*/*.log` and `*.log.*`: the files themselves, rotated names included.
     case pods
 }
 
@@ -119,11 +119,12 @@ final class KubeletNode: @unchecked Sendable {  // each container is written by 
         return c
     }
 
-    /// The glob for `layout`, as the agent's `paths` (absolute).
-    func glob(_ layout: NodeLayout) -> String {
+    /// The globs for `layout`, as the agent's `paths` (absolute). The pods layout is the DaemonSet's
+    /// default: live files and rotated names (compressed ones are never read).
+    func glob(_ layout: NodeLayout) -> [String] {
         switch layout {
-        case .containers: return root + "/var/log/containers/*.log"
-        case .pods: return root + "/var/log/pods/*/*/*.log"
+        case .containers: return [root + "/var/log/containers/*.log"]
+        case .pods: return [root + "/var/log/pods/*/*/*.log", root + "/var/log/pods/*/*/*.log.*"]
         }
     }
 

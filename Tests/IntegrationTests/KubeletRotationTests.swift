@@ -15,11 +15,11 @@ final class KubeletRotationTests: AgentTestCase {
         super.tearDown()
     }
 
-    private func tailYAML(_ glob: String, rotateWait: String = "1s") -> String {
+    private func tailYAML(_ globs: [String], rotateWait: String = "1s") -> String {
         """
           in:
             type: tail
-            paths: ["\(glob)"]
+            paths: [\(globs.map { "\"\($0)\"" }.joined(separator: ", "))]
             format: cri
             rotate_wait: \(rotateWait)
             glob_interval: 200ms

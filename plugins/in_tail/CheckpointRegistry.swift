@@ -11,7 +11,8 @@ import Logging
 final class CheckpointRegistry {
     struct Parked {
         var checkpoint: FileCheckpoint
-        /// Size and mtime when it was closed; nil when loaded from disk (unknown: open to check).
+        /// Bytes read when it was closed, and its mtime then (nil when it had grown past what was
+        /// read); nil when loaded from disk (unknown: open to check).
         var size: Int64?
         var mtime: Int64?
         /// Wall-clock seconds it was last seen at a path (found by a scan or a search).
@@ -81,13 +82,13 @@ final class CheckpointRegistry {
         p.checkpoint.seen = Int64(p.lastSeen)
         defer { parked[f.key] = p }
         if p.givenUp && !matchedByGlob { return false }
-        guard let size = p.size, let mtime = p.mtime else {
+        guard let size = p.size else {
             // Loaded from disk: a matched file is followed again; one found by a search only when
             // something is left to read in it.
             return matchedByGlob || f.size != p.checkpoint.offset
         }
-        if f.size == size && f.mtime == mtime { return false }
-        return true
+        // `size` is where reading stopped; mtime (when known) catches a rewrite to the same size.
+        return f.size != size || (p.mtime != nil && p.mtime != f.mtime)
     }
 
     /// Parked files the globs did not match whose directory search is due.

@@ -19,7 +19,8 @@ final class FileTable {
     private(set) var files: [FileKey: TailedFile] = [:]
     private var byWatch: [Int32: FileKey] = [:]
     private var nextID = 0
-    let maxOpen: Int
+    /// `max_open_files`, lowered when the process runs out of descriptors first (see `shortOfDescriptors`).
+    private(set) var maxOpen: Int
     private var unreadable: Set<String> = []
     private var compressed: Set<FileKey> = []
     private var limitLogged = false
@@ -69,6 +70,7 @@ final class FileTable {
         guard fd >= 0 else {
             let err = errno
             if err == EMFILE || err == ENFILE {
+                shortOfDescriptors()
                 deferOpen(found.path, "the process has no file descriptor left (\(String(cString: strerror(err)))); raise the limit or lower max_open_files")
             } else {
                 cannotOpen(found.path, err)
@@ -96,9 +98,13 @@ final class FileTable {
         let size = Int64(st.st_size)
         var offset: Int64 = 0
         var resumed: FileCheckpoint?
+        var generation: Int?
         if let cp = registry.take(key) {
             if cp.fingerprintLength == 0 {
-                offset = 0  // checkpointed before its first line was complete: read it from the start
+                // Checkpointed before its first line was complete: read it from the start, in the
+                // same truncation generation (so the event.ids are the ones already shipped).
+                offset = 0
+                generation = cp.generation
             } else if Fingerprint.hash(fd: fd, length: cp.fingerprintLength) == cp.fingerprint {
                 if cp.offset <= size {
                     offset = cp.offset
@@ -122,8 +128,9 @@ final class FileTable {
             f.source = SourceInfo(path: found.path, sourceID: Fingerprint.sourceID(key: key, fingerprint: cp.fingerprint))
             if let delivered = cp.delivered { f.replayUntil = delivered }
             if let held = cp.held { f.replayHeld = held.heldFrom }
-            if let g = cp.generation { f.setGeneration(g) }
+            generation = cp.generation
         }
+        if let g = generation { f.setGeneration(g) }
         // Started at its end (start_at: end): take its identity now so the position is checkpointed
         // even if no line comes before the next stop, or that stop would start it at the end again.
         if resumed == nil && offset > 0 { _ = f.establishIdentity() }
@@ -145,6 +152,19 @@ final class FileTable {
         guard let p = realpath(path, nil) else { return path }
         defer { free(p) }
         return String(cString: p)
+    }
+
+    /// The process ran out of descriptors (EMFILE/ENFILE from an open, a glob, a checkpoint write)
+    /// before max_open_files was reached: hold fewer files open, leaving a few descriptors for the
+    /// scans and checkpoints, by closing idle ones (reopened at their checkpoint when they change).
+    func shortOfDescriptors() {
+        let target = max(1, files.count - 8)
+        if target < maxOpen {
+            logger.warning("the process ran out of file descriptors with \(files.count) files open: holding at most \(target) open from now on (raise the descriptor limit, or set max_open_files)")
+            maxOpen = target
+        }
+        while files.count > maxOpen && closeIdle() {}
+        filesWatched.set(files.count)
     }
 
     private func cannotOpen(_ path: String, _ err: Int32) {
@@ -299,7 +319,7 @@ final class FileTable {
         let tracker = reader.tracker
         var best: TailedFile?
         for f in files.values where f.rotatedAt == nil && f.atEnd && !f.dirty && f.decoder.pendingStart == nil
-            && f.longLineStart == nil && !tracker.hasOutstanding(f.id) {
+            && f.longLineStart == nil && !tracker.hasOutstanding(f.id) && f.size() == f.readOffset {
             if best == nil || f.lastDataAt < best!.lastDataAt { best = f }
         }
         guard let f = best else { return false }
@@ -317,14 +337,17 @@ final class FileTable {
             f.watch = nil
         }
         reader.forget(f.id)
+        // Parked with the size read so far: a file that grew after the last read (its event still
+        // queued) differs at the next scan and is reopened.
         let st = f.status()
+        let mtime = st?.size == f.readOffset ? st?.mtime : nil
         if let acked = tracker.acked(f.id) {
             let cp = checkpoint(f, acked)
             if tracker.hasOutstanding(f.id) {
-                registry.retire(id: f.id, cp, size: st?.size, mtime: st?.mtime, givenUp: givenUp)
+                registry.retire(id: f.id, cp, size: f.readOffset, mtime: mtime, givenUp: givenUp)
             } else {
                 tracker.forget(f.id)
-                registry.park(cp, size: st?.size, mtime: st?.mtime, givenUp: givenUp)
+                registry.park(cp, size: f.readOffset, mtime: mtime, givenUp: givenUp)
             }
         }
         files[f.key] = nil

@@ -154,6 +154,7 @@ final class TailInput: Input, @unchecked Sendable {  // state owned by the input
                 let (what, err) = failures[0]
                 logger.warning("cannot look at \(what): \(String(cString: strerror(err))) (\(failures.count) failure(s) in this scan); files it hides are found at a later scan, followed files are unaffected (logged once)")
             }
+            if failures.contains(where: { $0.1 == EMFILE || $0.1 == ENFILE }) { table.shortOfDescriptors() }
         } else {
             scanFailureLogged = false
         }
