@@ -23,8 +23,10 @@ final class BatchHandoff: Sendable {
     private let maxBytes: Int
     private let thread = Locked<ThreadHandle?>(nil)
 
-    /// Room for `maxBatches` batches or `maxBytes` of record bytes, whichever comes first.
-    init(control: InputControl, maxBatches: Int = 4, maxBytes: Int = 4 << 20) {
+    /// Room for `maxBatches` batches or `maxBytes` of record bytes, whichever comes first. Many
+    /// small files make many small batches: the count bound is generous, the byte bound is what
+    /// limits memory.
+    init(control: InputControl, maxBatches: Int = 1024, maxBytes: Int = 4 << 20) {
         self.control = control
         self.maxBatches = maxBatches
         self.maxBytes = maxBytes

@@ -25,7 +25,9 @@ final class CheckpointRegistry {
 
     private let store: CheckpointStore
     private let ttl: Double
-    private let startedWall = Double(wallClockNanos()) / 1e9
+    /// Wall-clock seconds (a seam for tests).
+    private let wallClock: () -> Double
+    private let startedWall: Double
     private(set) var parked: [FileKey: Parked] = [:]
     /// Closed files (or truncated generations) whose batches are still on their way.
     private var retired: [Int: (checkpoint: FileCheckpoint, size: Int64?, mtime: Int64?, givenUp: Bool)] = [:]
@@ -34,9 +36,11 @@ final class CheckpointRegistry {
     private(set) var changed = false
     let searchInterval: Double = 10
 
-    init(store: CheckpointStore, ttl: Double) {
+    init(store: CheckpointStore, ttl: Double, wallClock: @escaping () -> Double = { Double(wallClockNanos()) / 1e9 }) {
         self.store = store
         self.ttl = ttl
+        self.wallClock = wallClock
+        startedWall = wallClock()
     }
 
     var path: String { store.path }
@@ -47,7 +51,7 @@ final class CheckpointRegistry {
     func load(logger: Logger) {
         switch store.load() {
         case .success(let list):
-            let now = Double(wallClockNanos()) / 1e9
+            let now = wallClock()
             for c in list {
                 parked[FileKey(device: c.device, inode: c.inode)] =
                     Parked(checkpoint: c, size: nil, mtime: nil, lastSeen: c.seen.map(Double.init) ?? now, nextSearch: 0)
@@ -67,7 +71,7 @@ final class CheckpointRegistry {
     /// Puts a closed file's position back; `size`/`mtime` tell later scans whether it changed.
     func park(_ cp: FileCheckpoint, size: Int64?, mtime: Int64?, givenUp: Bool = false) {
         var c = cp
-        let now = Double(wallClockNanos()) / 1e9
+        let now = wallClock()
         c.seen = Int64(now)
         changed = true
         parked[FileKey(device: cp.device, inode: cp.inode)] =
@@ -78,7 +82,7 @@ final class CheckpointRegistry {
     /// since it was closed, or its state is unknown (loaded at start-up).
     func seen(_ f: FoundFile, matchedByGlob: Bool) -> Bool {
         guard var p = parked[f.key] else { return false }
-        p.lastSeen = Double(wallClockNanos()) / 1e9
+        p.lastSeen = wallClock()
         p.checkpoint.seen = Int64(p.lastSeen)
         defer { parked[f.key] = p }
         if p.givenUp && !matchedByGlob { return false }
@@ -104,7 +108,7 @@ final class CheckpointRegistry {
     /// Drops parked entries of files seen nowhere for `ttl` (counted from start-up at the earliest:
     /// a long downtime does not expire them before they were looked for). Returns the dropped paths.
     func expire() -> [String] {
-        let now = Double(wallClockNanos()) / 1e9
+        let now = wallClock()
         var dropped: [String] = []
         for (key, p) in parked where now - max(p.lastSeen, startedWall) > ttl {
             parked[key] = nil

@@ -48,7 +48,14 @@ final class FileTable {
         filesWaiting = stats.gauge("files_waiting", "files found but not open yet (max_open_files or descriptor limit)")
     }
 
-    var ordered: [TailedFile] { files.values.sorted { $0.id < $1.id } }
+    /// Open files in the order they were opened (fair, and a container's files oldest first).
+    var ordered: [TailedFile] {
+        if let o = orderedCache { return o }
+        let o = files.values.sorted { $0.id < $1.id }
+        orderedCache = o
+        return o
+    }
+    private var orderedCache: [TailedFile]?
 
     func file(watch: Int32) -> TailedFile? { byWatch[watch].flatMap { files[$0] } }
 
@@ -111,9 +118,13 @@ final class FileTable {
                     resumed = cp
                 } else {
                     logger.warning("\(found.path): checkpoint offset \(cp.offset) is past the end (\(size) bytes): the file was truncated while it was not followed; reading it from the start")
+                    generation = (cp.generation ?? 0) + 1
                 }
             } else {
-                logger.info("\(found.path): inode reused by a new file (content differs from the checkpoint); reading it from the start")
+                logger.info("\(found.path): content differs from the checkpoint (truncated and rewritten, or the inode reused by a new file); reading it from the start")
+                // As a live truncation would: the next generation, so ids match those a previous
+                // run may already have shipped for this content after seeing the truncation.
+                generation = (cp.generation ?? 0) + 1
             }
         } else if startAtEnd {
             offset = lineAlignedEnd(fd: fd, size: size)
@@ -137,6 +148,7 @@ final class FileTable {
         reader.register(f)
         registry.fileOpened()
         files[key] = f
+        orderedCache = nil
         if let wd = backend.watchFile(found.path) {
             f.watch = wd
             byWatch[wd] = key
@@ -185,6 +197,7 @@ final class FileTable {
 
     /// End of a scan: publish how many files wait for a descriptor.
     func scanDone() {
+        idleCandidates = nil
         filesWaiting.set(waiting)
         if waiting == 0 && limitLogged {
             limitLogged = false
@@ -261,7 +274,9 @@ final class FileTable {
         f.restart()
         f.id = nextID
         nextID += 1
+        orderedCache = nil
         reader.register(f)
+        registry.fileOpened()  // saved soon: a crash must not resume the old generation's identity
     }
 
     // MARK: draining and closing
@@ -315,18 +330,28 @@ final class FileTable {
 
     /// Closes an idle file (read to its end, all acknowledged, nothing pending) to make room for
     /// another: the least recently active. Returns false when none is idle.
+    /// The candidates are listed once per scan (least recently active last), so opening thousands
+    /// of files past the limit costs one pass over the open ones, not one per file.
     private func closeIdle() -> Bool {
-        let tracker = reader.tracker
-        var best: TailedFile?
-        for f in files.values where f.rotatedAt == nil && f.atEnd && !f.dirty && f.decoder.pendingStart == nil
-            && f.longLineStart == nil && !tracker.hasOutstanding(f.id) && f.size() == f.readOffset {
-            if best == nil || f.lastDataAt < best!.lastDataAt { best = f }
+        if idleCandidates == nil {
+            let tracker = reader.tracker
+            idleCandidates = files.values.filter { f in
+                f.rotatedAt == nil && f.atEnd && !f.dirty && f.decoder.pendingStart == nil && f.longLineStart == nil
+                    && !tracker.hasOutstanding(f.id)
+            }.sorted { $0.lastDataAt > $1.lastDataAt }
         }
-        guard let f = best else { return false }
-        idleClosed.add()
-        close(f)
-        return true
+        while let f = idleCandidates?.popLast() {
+            // Still idle: open, nothing new since it was listed.
+            guard files[f.key] === f, f.atEnd, !f.dirty, f.size() == f.readOffset else { continue }
+            idleClosed.add()
+            close(f)
+            return true
+        }
+        return false
     }
+
+    /// Idle files that may be closed for room, listed at the first need in a scan.
+    private var idleCandidates: [TailedFile]?
 
     /// Closes `f`; its position is parked in the registry (or retired until its last batches complete).
     func close(_ f: TailedFile, givenUp: Bool = false) {
@@ -351,6 +376,7 @@ final class FileTable {
             }
         }
         files[f.key] = nil
+        orderedCache = nil
         filesWatched.set(files.count)
     }
 

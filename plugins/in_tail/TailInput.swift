@@ -82,6 +82,7 @@ final class TailInput: Input, @unchecked Sendable {  // state owned by the input
 
         var lastScan = -Double.infinity
         var lastSweep = -Double.infinity
+        var lastHousekeeping = -Double.infinity
         var lastSave = monotonicSeconds()
         var events = WatchEvents()
         let stopping = { control.isStopping }
@@ -108,8 +109,12 @@ final class TailInput: Input, @unchecked Sendable {  // state owned by the input
                     }
                 }
             }
-            table.housekeeping(now: now, isStopping: stopping)
-            registry.releaseRetired(tracker) { table.files[$0] != nil }
+            // A pass over every file: at most ten times a second, however busy the loop is.
+            if now - lastHousekeeping >= 0.1 {
+                table.housekeeping(now: now, isStopping: stopping)
+                registry.releaseRetired(tracker) { table.files[$0] != nil }
+                lastHousekeeping = now
+            }
             // A file opened or closed is saved at once (at most every 100 ms): a crash right after
             // must not forget a file that is then rotated away while the agent is down.
             if now - lastSave >= config.checkpointInterval || (registry.changed && now - lastSave >= 0.1) {
