@@ -9,12 +9,12 @@ import AnduinCore
 /// Order is kept (one emitting thread, FIFO), so acknowledgement order is unchanged.
 final class BatchHandoff: Sendable {
     private struct State {
-        var queue: [(RecordBatch, AckToken)] = []
+        /// Taken slots are set to nil at once: a token is released (and may complete) as soon as the
+        /// pipeline is done with it, never kept alive by this queue.
+        var queue: [(RecordBatch, AckToken)?] = []
         var head = 0
         var bytes = 0
         var finishing = false
-        /// The emitting thread is inside `control.emit` with a batch.
-        var busy = false
     }
     private let state = Locked(State())
     private let signal = ConditionLock()
@@ -41,9 +41,6 @@ final class BatchHandoff: Sendable {
     var hasRoom: Bool {
         state.withLock { s in s.queue.count - s.head < maxBatches && s.bytes < maxBytes }
     }
-
-    /// True when nothing is queued or being emitted (everything pushed reached the pipeline).
-    var isIdle: Bool { state.withLock { s in s.queue.count == s.head && !s.busy } }
 
     /// Queues a batch. Never blocks: the caller checks `hasRoom` before reading, so the queue exceeds
     /// its bound by at most one read plus small flushes.
@@ -74,11 +71,10 @@ final class BatchHandoff: Sendable {
     private func next() -> (RecordBatch, AckToken)? {
         while true {
             let item: (RecordBatch, AckToken)?? = state.withLock { s in
-                if s.head < s.queue.count {
-                    let item = s.queue[s.head]
+                if s.head < s.queue.count, let item = s.queue[s.head] {
+                    s.queue[s.head] = nil
                     s.head += 1
                     s.bytes -= item.0.bytes.count
-                    s.busy = true
                     if s.head > 64 && s.head * 2 > s.queue.count {
                         s.queue.removeFirst(s.head)
                         s.head = 0
@@ -98,7 +94,6 @@ final class BatchHandoff: Sendable {
     private func loop() {
         while let (batch, ack) = next() {
             control.emit(batch, ack: ack)
-            state.withLock { $0.busy = false }
             signal.withLock { signal.broadcast() }  // room for the tail thread
         }
     }
