@@ -23,7 +23,7 @@ public final class DataDirLock: Sendable {
             throw StartupError("data_dir \(dir): cannot create it: \(describeFileError(error))")
         }
         let path = dir + "/anduin.lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw StartupError("data_dir \(dir) is not writable (cannot open \(path): \(String(cString: strerror(errno)))): checkpoints and buffers live there; give the agent write access or set data_dir")
         }
