@@ -97,13 +97,30 @@ public struct DiskRingOptions: Sendable {
 
 /// A position in the ring that the reader can commit: a byte offset in a segment, always at a block
 /// boundary when it comes from `read`. (s, size of s) and (next segment, 0) denote the same point.
+/// Positions from `read` also carry the number of the next record, which makes a commit's accounting
+/// exact; equality and order look at (segment, offset) only.
 public struct RingPosition: Sendable, Comparable, Hashable, CustomStringConvertible {
     public var segment: UInt64
     public var offset: Int64
+    /// Sequence number of the first record after this position; 0 when unknown (not from `read`).
+    var seq: UInt64 = 0
 
     public init(segment: UInt64, offset: Int64) {
         self.segment = segment
         self.offset = offset
+    }
+
+    init(segment: UInt64, offset: Int64, seq: UInt64) {
+        self.segment = segment
+        self.offset = offset
+        self.seq = seq
+    }
+
+    public static func == (a: RingPosition, b: RingPosition) -> Bool { a.segment == b.segment && a.offset == b.offset }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(segment)
+        h.combine(offset)
     }
 
     public static func < (a: RingPosition, b: RingPosition) -> Bool {
@@ -274,6 +291,15 @@ public final class DiskRing: Sendable {
             ledger.broadcast()
         }
         stopFlusher()
+    }
+
+    /// Test and debugging aid: the ledger's positions and segments.
+    var ledgerSummary: String {
+        ledger.withState { s in
+            "commit \(s.commitPos)#\(s.commitSeq) read \(s.readPos)#\(s.readSeq) high \(s.readHigh)#\(s.readHighSeq) "
+                + "next #\(s.nextSeq) counted #\(s.corruptCountedSeq) segments "
+                + s.segments.map { "\($0.id):\($0.size)#\($0.firstSeq)" }.joined(separator: " ")
+        }
     }
 
     // MARK: Background flusher

@@ -8,7 +8,8 @@
 ///
 /// Lock order: `lock` (this type's) → ledger. The writer takes it while holding its own lock.
 /// A segment is deleted only after it left the ledger and after a cursor at or past its end was written,
-/// so a crash in between leaves a segment that recovery finds wholly delivered and deletes.
+/// and after that cursor was fsynced, so a crash in between leaves a segment that recovery finds wholly
+/// delivered and deletes, and the cursor on disk is never older than a deleted segment.
 final class RingCursor: @unchecked Sendable {  // mutable fields are guarded by `lock`
     private let io: any RingStorage
     private let ledger: RingLedger
@@ -65,11 +66,15 @@ final class RingCursor: @unchecked Sendable {  // mutable fields are guarded by 
     }
 
     private func collectLocked() {
-        guard let done = written?.position else { return }
+        guard let done = written?.position, ledger.withState({ $0.firstSegmentDeletable(before: done) }) else { return }
+        // Recovery trusts the cursor's record number because no segment goes before a cursor past it is
+        // durable: one fsync per deleted segment. Not durable yet: the next commit tries again.
+        syncLocked()
+        if dirty { return }
         let victims: [UInt64] = ledger.withState { s in
             var victims: [UInt64] = []
             while s.firstSegmentDeletable(before: done) { victims.append(s.segments.removeFirst().id) }
-            if !victims.isEmpty { ledger.broadcast() }
+            ledger.broadcast()
             return victims
         }
         for id in victims {

@@ -13,18 +13,12 @@
 ///   `firstSeq ..< next.firstSeq`).
 /// - `commitPos <= readPos <= readHigh` (positions), and `commitSeq <= readSeq <= readHighSeq <= nextSeq`
 ///   (the numbers of the first record after each). `bufferedRecords = nextSeq - commitSeq`.
-/// - `inflight` lists, per `read`, the end position and end sequence number past `commitPos`, in order.
 /// - Damage is counted once: only records numbered `>= corruptCountedSeq` are counted again.
 struct RingLedgerState {
     struct Segment {
         let id: UInt64
         var size: Int
         var firstSeq: UInt64
-    }
-
-    struct InFlight {
-        var end: RingPosition
-        var endSeq: UInt64
     }
 
     var segments: [Segment]
@@ -35,8 +29,6 @@ struct RingLedgerState {
     var readSeq: UInt64
     var readHigh: RingPosition
     var readHighSeq: UInt64
-    var inflight: [InFlight] = []
-    var inflightHead = 0
     var corruptCountedSeq: UInt64
     /// Bumped by every write; the flusher fsyncs when it moved.
     var writeGen: UInt64 = 0
@@ -66,15 +58,13 @@ struct RingLedgerState {
         return first.id < p.segment || (first.id == p.segment && p.offset >= Int64(first.size))
     }
 
-    /// Moves `readPos` off deleted segments and off the end of sealed ones. Entering a segment because
-    /// the one being read was deleted (drop_oldest) also moves `readSeq` to that segment's first record:
-    /// the records skipped were counted as dropped, not lost to damage.
+    /// Moves `readPos` off deleted segments and off the end of sealed ones. `readSeq` stays: a segment
+    /// is deleted under the reader only when wholly read (committed), and drop_oldest moves both itself.
     mutating func normalizeReadPosition() {
         while let first = segments.first {
             guard let i = index(of: readPos.segment) else {
                 let next = segments.first(where: { $0.id > readPos.segment }) ?? first
                 readPos = RingPosition(segment: next.id, offset: 0)
-                readSeq = max(readSeq, next.firstSeq)
                 continue
             }
             guard i < segments.count - 1, Int(readPos.offset) >= segments[i].size else { return }
@@ -82,19 +72,16 @@ struct RingLedgerState {
         }
     }
 
-    /// Moves the commit position to `p` (clamped to what was read); false if it does not advance.
+    /// Moves the commit position to `position` (clamped to what was read); false if it does not
+    /// advance. The record number comes with positions from `read`; for others (seq 0) it is known only
+    /// at the furthest read position, else the count is left as it was (too high, never too low).
     mutating func commit(_ position: RingPosition) -> Bool {
-        let p = min(position, readHigh)
+        let clamped = position > readHigh
+        let p = clamped ? readHigh : position
         guard p > commitPos else { return false }
         commitPos = p
-        while inflightHead < inflight.count && inflight[inflightHead].end <= p {
-            commitSeq = max(commitSeq, inflight[inflightHead].endSeq)
-            inflightHead += 1
-        }
-        if inflightHead > 256 && inflightHead * 2 > inflight.count {
-            inflight.removeFirst(inflightHead)
-            inflightHead = 0
-        }
+        let seq = clamped || p == readHigh ? readHighSeq : position.seq
+        commitSeq = max(commitSeq, seq)
         if readPos < p {
             readPos = p
             readSeq = max(readSeq, commitSeq)
@@ -121,7 +108,6 @@ struct RingLedgerState {
             commitPos = floor
             commitSeq = max(commitSeq, floorSeq)
         }
-        while inflightHead < inflight.count && inflight[inflightHead].end <= floor { inflightHead += 1 }
         if readPos < floor {
             readPos = floor
             readSeq = max(readSeq, floorSeq)

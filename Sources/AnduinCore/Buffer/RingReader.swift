@@ -115,18 +115,18 @@ final class RingReader: @unchecked Sendable {  // mutable fields are guarded by 
             if ioError != 0 && pos == span.start {
                 return waitAfterError("reading \(io.path(name)) at offset \(pos) failed: \(errnoText(ioError))", until: deadline)
             }
-            let end = RingPosition(segment: span.segment, offset: Int64(pos))
+            var end = RingPosition(segment: span.segment, offset: Int64(pos))
             let fresh: [Damage]? = ledger.withState { s in
                 // Rewound, or the segment was dropped (its unread records were counted as dropped)
                 // while this read ran: this result is stale.
                 guard s.readPos == RingPosition(segment: span.segment, offset: Int64(span.start)),
                       s.index(of: span.segment) != nil else { return nil }
-                s.readPos = end
                 if seq != 0 { s.readSeq = seq }
+                end.seq = s.readSeq
+                s.readPos = end
                 if end > s.readHigh {
                     s.readHigh = end
                     s.readHighSeq = max(s.readHighSeq, s.readSeq)
-                    s.inflight.append(RingLedgerState.InFlight(end: end, endSeq: s.readSeq))
                 }
                 var fresh: [Damage] = []
                 for var d in damage {

@@ -36,6 +36,10 @@ struct RingRecovery {
         }
         (found, cursor) = LegacySegment.convertAll(io: io, found: found, cursor: cursor, options: options, counters: counters, log: log)
 
+        // Segments are deleted only after a cursor past them is durable (RingCursor, drop_oldest), so
+        // the cursor's record number is right even when its segment is gone.
+        let cursorSeq = cursor?.seq ?? 0
+
         // Segments wholly before the cursor were delivered: a crash between persisting the cursor and
         // deleting them leaves them behind.
         if let c = cursor?.position {
@@ -56,9 +60,6 @@ struct RingRecovery {
         }
 
         var commit = cursor?.position ?? RingPosition(segment: found.first?.id ?? 1, offset: 0)
-        // The cursor's record number counts only while its segment is still here; otherwise whatever
-        // came before the first segment left was delivered (or dropped) and is not damage.
-        let cursorSeq = cursor.map { $0.position.segment >= (found.first?.id ?? 0) ? $0.seq : 0 } ?? 0
         var scanner = SegmentScanner()
         var walked: [(id: UInt64, size: Int, first: UInt64, end: UInt64)] = []
         var active: RingFile?

@@ -186,7 +186,7 @@ final class RingWriter: @unchecked Sendable {  // mutable fields are guarded by 
                 }
                 // The cursor moves past the dropped segments before they go, so a restart never counts
                 // their records again (as damage).
-                cursor.persistAndCollect(durable: false)
+                cursor.persistAndCollect(durable: true)
                 for v in victims {
                     do { try io.remove(SegmentName.make(v)) } catch { log("cannot delete \(io.path(SegmentName.make(v))): \(error)") }
                 }
