@@ -252,7 +252,8 @@ enum BlockCodec {
 
 /// The `cursor` file: the delivered position, rewritten in place at every commit (a positional write of
 /// one slot, no new file). Two 64-byte slots, written alternately, each
-/// `[u32 magic][u32 version 2][u64 generation][u64 segment][i64 offset][u64 seq][u32 crc32c of bytes 0..<40]`;
+/// `[u32 magic][u32 version 2][u64 generation][u64 segment][i64 offset][u64 seq][u32 records into the block]`
+/// `[u32 crc32c of bytes 0..<44]`;
 /// the valid slot with the higher generation wins, so a write torn by a power failure falls back to the
 /// previous position (a replay, never a loss). Format 1 was one 28-byte record without generation or seq.
 struct CursorRecord: Equatable {
@@ -279,8 +280,9 @@ enum CursorFile {
             out.storeBytes(of: c.position.segment.littleEndian, toByteOffset: 16, as: UInt64.self)
             out.storeBytes(of: c.position.offset.littleEndian, toByteOffset: 24, as: Int64.self)
             out.storeBytes(of: c.seq.littleEndian, toByteOffset: 32, as: UInt64.self)
-            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[0..<40]))
-            out.storeBytes(of: crc.littleEndian, toByteOffset: 40, as: UInt32.self)
+            out.storeBytes(of: UInt32(clamping: c.position.record).littleEndian, toByteOffset: 40, as: UInt32.self)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[0..<44]))
+            out.storeBytes(of: crc.littleEndian, toByteOffset: 44, as: UInt32.self)
             n = slotSize
         }
     }
@@ -298,13 +300,14 @@ enum CursorFile {
                 let b = UnsafeRawBufferPointer(rebasing: all[(slot * slotSize)..<((slot + 1) * slotSize)])
                 guard b.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian == magic,
                       b.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian == 2,
-                      CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<40]))
-                        == b.loadUnaligned(fromByteOffset: 40, as: UInt32.self).littleEndian
+                      CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<44]))
+                        == b.loadUnaligned(fromByteOffset: 44, as: UInt32.self).littleEndian
                 else { return nil }
                 let offset = b.loadUnaligned(fromByteOffset: 24, as: Int64.self).littleEndian
                 guard offset >= 0 else { return nil }
                 return CursorRecord(
-                    position: RingPosition(segment: b.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian, offset: offset),
+                    position: RingPosition(segment: b.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian, offset: offset,
+                                           record: Int(b.loadUnaligned(fromByteOffset: 40, as: UInt32.self).littleEndian)),
                     seq: b.loadUnaligned(fromByteOffset: 32, as: UInt64.self).littleEndian,
                     generation: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian)
             }

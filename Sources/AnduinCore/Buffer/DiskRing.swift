@@ -95,13 +95,16 @@ public struct DiskRingOptions: Sendable {
     }
 }
 
-/// A position in the ring that the reader can commit: a byte offset in a segment, always at a block
-/// boundary when it comes from `read`. (s, size of s) and (next segment, 0) denote the same point.
-/// Positions from `read` also carry the number of the next record, which makes a commit's accounting
-/// exact; equality and order look at (segment, offset) only.
+/// A position in the ring that the reader can commit: a byte offset in a segment at a block boundary,
+/// plus, when a read stopped inside a block (a block holds a whole input batch; an output batch may be
+/// smaller), the number of the block's records before it. (s, size of s) and (next segment, 0) denote
+/// the same point. Positions from `read` also carry the number of the next record, which makes a
+/// commit's accounting exact; equality and order look at (segment, offset, record) only.
 public struct RingPosition: Sendable, Comparable, Hashable, CustomStringConvertible {
     public var segment: UInt64
     public var offset: Int64
+    /// Records of the block at `offset` that come before this position.
+    var record: Int = 0
     /// Sequence number of the first record after this position; 0 when unknown (not from `read`).
     var seq: UInt64 = 0
 
@@ -110,24 +113,28 @@ public struct RingPosition: Sendable, Comparable, Hashable, CustomStringConverti
         self.offset = offset
     }
 
-    init(segment: UInt64, offset: Int64, seq: UInt64) {
+    init(segment: UInt64, offset: Int64, record: Int, seq: UInt64 = 0) {
         self.segment = segment
         self.offset = offset
+        self.record = record
         self.seq = seq
     }
 
-    public static func == (a: RingPosition, b: RingPosition) -> Bool { a.segment == b.segment && a.offset == b.offset }
+    public static func == (a: RingPosition, b: RingPosition) -> Bool {
+        a.segment == b.segment && a.offset == b.offset && a.record == b.record
+    }
 
     public func hash(into h: inout Hasher) {
         h.combine(segment)
         h.combine(offset)
+        h.combine(record)
     }
 
     public static func < (a: RingPosition, b: RingPosition) -> Bool {
-        (a.segment, a.offset) < (b.segment, b.offset)
+        (a.segment, a.offset, a.record) < (b.segment, b.offset, b.record)
     }
 
-    public var description: String { "\(SegmentName.make(segment))@\(offset)" }
+    public var description: String { "\(SegmentName.make(segment))@\(offset)" + (record > 0 ? "+\(record)" : "") }
 }
 
 /// A disk ring that cannot be opened: the directory cannot be created or written, or bad options.

@@ -20,6 +20,17 @@ final class RingReader: @unchecked Sendable {  // mutable fields are guarded by 
     private var stored: [UInt8] = []
     private var plain: [UInt8] = []
     private var lastErrorLog = -Double.infinity
+    /// The block a read stopped inside, decoded, until a read takes its last record.
+    private var held: HeldBlock?
+
+    private struct HeldBlock {
+        var segment: UInt64
+        var offset: Int
+        var records: EncodedBatch
+        /// Records decoded before damage (all of them when `reason` is nil).
+        var decoded: Int
+        var reason: String?
+    }
 
     init(io: any RingStorage, ledger: RingLedger, counters: RingCounters, log: @escaping @Sendable (String) -> Void) {
         self.io = io
@@ -35,6 +46,8 @@ final class RingReader: @unchecked Sendable {  // mutable fields are guarded by 
         var start: Int
         var end: Int
         var sealed: Bool
+        /// Records of the block at `start` already taken.
+        var record: Int
         /// The number of the first record expected at `start` (0: unknown, take the next block's).
         var seq: UInt64
     }
@@ -72,6 +85,7 @@ final class RingReader: @unchecked Sendable {  // mutable fields are guarded by 
             var seq = span.seq
             var damage: [Damage] = []
             var ioError: Int32 = 0
+            var stopRecord = 0
             scan: while pos < span.end {
                 switch scanner.probe(io, f, at: pos, end: span.end) {
                 case .failed(let e):
@@ -80,46 +94,76 @@ final class RingReader: @unchecked Sendable {  // mutable fields are guarded by 
                 case .garbage(let next):
                     pos = next  // what it held is counted by the next block's number
                 case .block(let h):
-                    if seq != 0 && h.firstSeq < seq {
+                    // Resuming inside a block (a previous read stopped there): skip what was taken.
+                    let skip = seq != 0 ? (h.firstSeq < seq ? Int(min(seq - h.firstSeq, UInt64(Int32.max))) : 0)
+                                        : (pos == span.start ? span.record : 0)
+                    if skip >= h.recordCount {
                         // Never written by this ring's writer (numbers only grow): not ours to deliver.
                         log("skipped a block in \(io.path(name)) at offset \(pos): numbered \(h.firstSeq) where \(seq) was expected")
                         pos += h.blockLength
                         continue
                     }
-                    if !batch.isEmpty && (batch.count + h.recordCount > maxRecords
-                                          || batch.documents.count + h.plainLength > maxBytes) { break scan }
+                    let fits = batch.count + h.recordCount - skip <= maxRecords
+                        && batch.documents.count + h.plainLength <= maxBytes
+                    if !batch.isEmpty && !fits { break scan }
                     if seq != 0 && h.firstSeq > seq {
                         damage.append(Damage(offset: pos, seqs: seq..<h.firstSeq, reason: "damaged bytes before this block"))
                     }
-                    let n = h.storedLength
-                    if stored.count < n { stored = [UInt8](repeating: 0, count: n) }
-                    let outcome = stored.withUnsafeMutableBytes {
-                        io.read(f, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: pos + h.headerSize)
-                    }
-                    if case .failed(let e) = outcome {
-                        ioError = e
-                        break scan
-                    }
-                    let result: BlockCodec.Decoded = outcome == .eof
-                        ? .corrupt(decoded: 0, reason: "the file ends inside the block")
-                        : stored.withUnsafeBytes {
-                            BlockCodec.decode(h, stored: UnsafeRawBufferPointer(rebasing: $0[0..<n]), scratch: &plain, into: &batch)
+                    let decoded: Int
+                    var reason: String?
+                    if skip == 0 && fits {
+                        // The common case: the whole block goes into the batch, decoded in place.
+                        switch decodeBlock(h, f, at: pos, into: &batch) {
+                        case .failure(let e):
+                            ioError = e.code
+                            break scan
+                        case .success(let d):
+                            (decoded, reason) = d
                         }
-                    if case .corrupt(let decoded, let reason) = result {
-                        damage.append(Damage(offset: pos, seqs: (h.firstSeq + UInt64(decoded))..<h.endSeq, reason: reason))
+                    } else {
+                        // Only part of the block fits (or part was taken): decode it once, hand it out
+                        // in pieces.
+                        if held?.segment != span.segment || held?.offset != pos {
+                            var records = EncodedBatch()
+                            switch decodeBlock(h, f, at: pos, into: &records) {
+                            case .failure(let e):
+                                ioError = e.code
+                                break scan
+                            case .success(let d):
+                                held = HeldBlock(segment: span.segment, offset: pos, records: records, decoded: d.decoded, reason: d.reason)
+                            }
+                        }
+                        guard let b = held else { break scan }
+                        var next = skip
+                        while next < b.decoded && batch.count < maxRecords
+                                && (batch.isEmpty || batch.documents.count + b.records.records[next].document.count <= maxBytes) {
+                            let r = b.records.records[next]
+                            b.records.withDocument(next) { batch.append(document: $0, timestamp: r.timestamp, sourceID: r.sourceID, offset: r.offset) }
+                            next += 1
+                        }
+                        if next < b.decoded {
+                            stopRecord = next
+                            seq = h.firstSeq + UInt64(next)
+                            break scan
+                        }
+                        held = nil
+                        (decoded, reason) = (b.decoded, b.reason)
+                    }
+                    if let reason {
+                        damage.append(Damage(offset: pos, seqs: (h.firstSeq + UInt64(max(decoded, skip)))..<h.endSeq, reason: reason))
                     }
                     pos += h.blockLength
                     seq = h.endSeq
                 }
             }
-            if ioError != 0 && pos == span.start {
+            if ioError != 0 && pos == span.start && stopRecord == 0 {
                 return waitAfterError("reading \(io.path(name)) at offset \(pos) failed: \(errnoText(ioError))", until: deadline)
             }
-            var end = RingPosition(segment: span.segment, offset: Int64(pos))
+            var end = RingPosition(segment: span.segment, offset: Int64(pos), record: stopRecord)
             let fresh: [Damage]? = ledger.withState { s in
                 // Rewound, or the segment was dropped (its unread records were counted as dropped)
                 // while this read ran: this result is stale.
-                guard s.readPos == RingPosition(segment: span.segment, offset: Int64(span.start)),
+                guard s.readPos == RingPosition(segment: span.segment, offset: Int64(span.start), record: span.record),
                       s.index(of: span.segment) != nil else { return nil }
                 if seq != 0 { s.readSeq = seq }
                 end.seq = s.readSeq
@@ -146,6 +190,26 @@ final class RingReader: @unchecked Sendable {  // mutable fields are guarded by 
         }
     }
 
+    /// Reads and decodes the block at `pos`, appending its intact records to `out`: how many records were
+    /// decoded and, if the block is damaged, why the rest were not.
+    private func decodeBlock(_ h: BlockHeader, _ f: RingFile, at pos: Int,
+                             into out: inout EncodedBatch) -> Result<(decoded: Int, reason: String?), POSIXFailure> {
+        let n = h.storedLength
+        if stored.count < n { stored = [UInt8](repeating: 0, count: n) }
+        let outcome = stored.withUnsafeMutableBytes {
+            io.read(f, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: pos + h.headerSize)
+        }
+        if case .failed(let e) = outcome { return .failure(POSIXFailure("read", code: e)) }
+        if outcome == .eof { return .success((0, "the file ends inside the block")) }
+        let result = stored.withUnsafeBytes {
+            BlockCodec.decode(h, stored: UnsafeRawBufferPointer(rebasing: $0[0..<n]), scratch: &plain, into: &out)
+        }
+        switch result {
+        case .intact: return .success((h.recordCount, nil))
+        case .corrupt(let decoded, let reason): return .success((decoded, reason))
+        }
+    }
+
     /// Waits until there is something to read after `readPos`; the readable range of its segment.
     private func waitForData(until deadline: Double) -> Span? {
         ledger.withState { s in
@@ -154,7 +218,7 @@ final class RingReader: @unchecked Sendable {  // mutable fields are guarded by 
                 s.normalizeReadPosition()
                 if let i = s.index(of: s.readPos.segment), Int(s.readPos.offset) < s.segments[i].size {
                     return Span(segment: s.readPos.segment, start: Int(s.readPos.offset), end: s.segments[i].size,
-                                sealed: i < s.segments.count - 1, seq: s.readSeq)
+                                sealed: i < s.segments.count - 1, record: s.readPos.record, seq: s.readSeq)
                 }
                 let left = deadline - monotonicSeconds()
                 if left <= 0 { return nil }
@@ -171,7 +235,7 @@ final class RingReader: @unchecked Sendable {  // mutable fields are guarded by 
         let outcome: Outcome = ledger.withState { s in
             guard s.index(of: span.segment) != nil else { return .vanished }  // deleted meanwhile
             guard span.sealed else { return .active }
-            if s.readPos == RingPosition(segment: span.segment, offset: Int64(span.start)) {
+            if s.readPos == RingPosition(segment: span.segment, offset: Int64(span.start), record: span.record) {
                 s.readPos = RingPosition(segment: span.segment, offset: Int64(span.end))
             }
             return .skipped

@@ -70,7 +70,7 @@ struct RingRecovery {
             var size = seg.size
             if seg.id == commit.segment && commit.offset > Int64(size) {
                 log("cursor \(commit) is past the end of \(io.path(name)) (\(size) bytes; blocks lost in a power failure?): resuming at its end")
-                commit.offset = Int64(size)
+                commit = RingPosition(segment: commit.segment, offset: Int64(size))
                 // New blocks must not land below the stale cursor on disk, or a restart before the next
                 // persist would take them for delivered.
                 if isLast { needNewSegment = true }
