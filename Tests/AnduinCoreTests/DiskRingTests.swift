@@ -689,6 +689,52 @@ final class DiskRingTests: XCTestCase {
         again.shutdown()
     }
 
+    /// A format 1 block (28-byte header, no record number) made from a format 2 one.
+    private func legacyBlock(_ b: EncodedBatch) -> [UInt8] {
+        let v2 = BlockCodec.encode(b, 0..<b.count, compress: false)
+        var v1 = Array(v2[0..<24]) + [0, 0, 0, 0] + Array(v2[BlockHeader.size...])
+        v1[4] = 1
+        let crc = v1.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<24])) }
+        withUnsafeBytes(of: crc.littleEndian) { for i in 0..<4 { v1[24 + i] = $0[i] } }
+        return v1
+    }
+
+    /// Segments and cursor written by an earlier version are converted at start-up: what was delivered
+    /// stays delivered, everything else is read, damaged format 1 blocks are counted.
+    func testFormatOneSegmentsAreConverted() throws {
+        let dir = tempDir()
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let blocks = ["a", "b", "c"].map { legacyBlock(batch($0, 3)) }
+        var seg1 = blocks[0] + blocks[1]
+        seg1[blocks[0].count + 28 + 10] ^= 0xFF  // b's payload is damaged
+        try Data(seg1).write(to: URL(fileURLWithPath: dir + "/" + SegmentName.make(1)))
+        try Data(blocks[2]).write(to: URL(fileURLWithPath: dir + "/" + SegmentName.make(2)))
+        // A format 1 cursor: a was delivered.
+        var cursor = [UInt8](repeating: 0, count: 28)
+        cursor.withUnsafeMutableBytes { out in
+            out.storeBytes(of: CursorFile.magic.littleEndian, toByteOffset: 0, as: UInt32.self)
+            out.storeBytes(of: UInt32(1).littleEndian, toByteOffset: 4, as: UInt32.self)
+            out.storeBytes(of: UInt64(1).littleEndian, toByteOffset: 8, as: UInt64.self)
+            out.storeBytes(of: Int64(blocks[0].count).littleEndian, toByteOffset: 16, as: Int64.self)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[0..<24]))
+            out.storeBytes(of: crc.littleEndian, toByteOffset: 24, as: UInt32.self)
+        }
+        try Data(cursor).write(to: URL(fileURLWithPath: dir + "/cursor"))
+
+        let (ring, stats, log) = try openRing(dir, smallOptions())
+        XCTAssertTrue(log.contains("converted"), "\(log.lines.current)")
+        XCTAssertEqual(counter(stats, "buffer_corrupt_records"), 3, "b's records")
+        XCTAssertEqual(ring.bufferedRecords, 3)
+        let all = readAll(ring)
+        XCTAssertEqual(all.tags, expected("c", 3))
+        ring.commit(try XCTUnwrap(all.end))
+        XCTAssertTrue(ring.append(batch("d", 1)))
+        ring.shutdown()
+        let (again, _, _) = try openRing(dir, smallOptions())
+        XCTAssertEqual(readAll(again).tags, ["d-0"])
+        again.shutdown()
+    }
+
     /// An input batch is one block; an output batch may be smaller: reads stop inside the block, commits
     /// name the record, and a crash resumes exactly after the last committed record.
     func testCommitsInsideABlockResumeExactlyAfterACrash() throws {
