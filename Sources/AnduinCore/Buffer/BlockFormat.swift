@@ -1,7 +1,7 @@
 import CLZ4
 
 // The byte layouts of the disk ring (see the format description at the top of DiskRing.swift).
-// Blocks are written with sequence number 0 and numbered by `BlockHeader.setFirstSeq` under the writer lock.
+// Blocks are encoded before the writer lock and numbered (`BlockHeader.setFirstSeq`) under it.
 // All integers are little-endian.
 
 /// The header in front of every block's payload (format 2, 36 bytes; format 1 had 28 and no sequence

@@ -183,8 +183,9 @@ struct RingCounters: Sendable {
 /// `RingLedger` (positions and counts) and `RingRecovery` (start-up). One reader is expected (the
 /// output's thread); concurrent `read` calls are serialised. Any number of threads may `append`.
 ///
-/// Locks, outermost first: writer → cursor → ledger, and reader → ledger. The ledger's lock is never
-/// held across disk I/O, so a slow fsync does not stall the reader.
+/// Four locks, outermost first: writer → cursor → ledger, and reader → ledger (the reader never takes
+/// the cursor's or the writer's). The ledger's lock is never held across disk I/O, so a slow fsync does
+/// not stall the reader; the flusher thread sleeps on the ledger's condition.
 public final class DiskRing: Sendable {
     public let directory: String
     public let options: DiskRingOptions
@@ -195,8 +196,6 @@ public final class DiskRing: Sendable {
     private let cursor: RingCursor
     private let writer: RingWriter
     private let reader: RingReader
-    private let stopSignal = Locked<Bool>(false)
-    private let stopCondition = ConditionLock()
 
     /// Opens (creating) `directory` and recovers its content; see the type's documentation.
     /// Throws only for bad options or a directory it cannot create or write.
@@ -285,7 +284,6 @@ public final class DiskRing: Sendable {
             s.shuttingDown = true
             ledger.broadcast()
         }
-        stopFlusher()
         writer.syncActive()
         cursor.persistAndCollect(durable: true)
     }
@@ -297,7 +295,6 @@ public final class DiskRing: Sendable {
             s.shuttingDown = true
             ledger.broadcast()
         }
-        stopFlusher()
     }
 
     /// Test and debugging aid: the ledger's positions and segments.
@@ -323,24 +320,10 @@ public final class DiskRing: Sendable {
         }
     }
 
-    private func stopFlusher() {
-        stopCondition.withLock {
-            stopSignal.withLock { $0 = true }
-            stopCondition.broadcast()
-        }
-    }
-
+    /// Sleeps a period on the ledger's condition (woken early only to find it is not over yet, or by
+    /// shutdown), then fsyncs what was written and the cursor. False once shut down.
     private func flusherTick(period: Double) -> Bool {
-        let stop = stopCondition.withLock { () -> Bool in
-            let deadline = monotonicSeconds() + period
-            while !stopSignal.current {
-                let left = deadline - monotonicSeconds()
-                if left <= 0 { break }
-                stopCondition.wait(seconds: left)
-            }
-            return stopSignal.current
-        }
-        if stop { return false }
+        guard ledger.sleep(until: monotonicSeconds() + period) else { return false }
         syncActiveSegment()
         cursor.persistAndCollect(durable: false)
         cursor.syncIfDirty()
