@@ -735,6 +735,30 @@ final class DiskRingTests: XCTestCase {
         again.shutdown()
     }
 
+    /// A format 1 segment that cannot be converted is set aside and its records counted as lost; the
+    /// others are converted and delivered, and new segments never reuse its name.
+    func testUnconvertibleSegmentIsSetAsideAndCounted() throws {
+        let io = FaultyRingStorage()
+        for (id, tag) in [(UInt64(1), "a"), (2, "b")] {
+            let f = try io.open(SegmentName.make(id), create: true)
+            try io.write(f, bytes: legacyBlock(batch(tag, 3)), at: 0)
+            io.close(f)
+        }
+        io.inject(.rename, EIO, prefix: SegmentName.make(2))
+        let opts = smallOptions()
+        let log = RingLog()
+        let stats = ComponentStats(component: "t", kind: .output)
+        let ring = try DiskRing(storage: io, options: opts, stats: stats, log: log.sink)
+        XCTAssertTrue(log.contains("cannot convert"), "\(log.lines.current)")
+        XCTAssertEqual(counter(stats, "buffer_corrupt_records"), 3)
+        XCTAssertEqual(ring.bufferedRecords, 3)
+        XCTAssertTrue(ring.append(batch("c", 1)))
+        XCTAssertEqual(readAll(ring).tags, expected("a", 3) + ["c-0"])
+        XCTAssertTrue(io.names().contains(SegmentName.make(2) + ".format1"), "\(io.names())")
+        XCTAssertFalse(io.names().contains(SegmentName.make(2)), "a new segment does not take its name")
+        ring.shutdown()
+    }
+
     /// An input batch is one block; an output batch may be smaller: reads stop inside the block, commits
     /// name the record, and a crash resumes exactly after the last committed record.
     func testCommitsInsideABlockResumeExactlyAfterACrash() throws {

@@ -120,7 +120,8 @@ struct RingRecovery {
             if w.end != 0 { known = w.end } else if w.first != 0 { known = w.first }
         }
         if needNewSegment || active == nil {
-            let id = max(segments.last?.id ?? 0, cursor?.position.segment ?? 0) + 1
+            // Above every segment name in the directory, also one set aside or left unconverted.
+            let id = max(segments.last?.id ?? 0, cursor?.position.segment ?? 0, names.compactMap(SegmentName.parse).max() ?? 0) + 1
             do {
                 active = try io.open(SegmentName.make(id), create: true)
             } catch {
