@@ -135,12 +135,14 @@ final class RingReader: @unchecked Sendable {  // mutable fields are guarded by 
                         }
                         guard let b = held else { break scan }
                         var next = skip
-                        while next < b.decoded && batch.count < maxRecords
-                                && (batch.isEmpty || batch.documents.count + b.records.records[next].document.count <= maxBytes) {
-                            let r = b.records.records[next]
-                            b.records.withDocument(next) { batch.append(document: $0, timestamp: r.timestamp, sourceID: r.sourceID, offset: r.offset) }
+                        var bytes = batch.documents.count
+                        while next < b.decoded && batch.count + (next - skip) < maxRecords {
+                            let n = b.records.records[next].document.count
+                            if (!batch.isEmpty || next > skip) && bytes + n > maxBytes { break }
+                            bytes += n
                             next += 1
                         }
+                        Self.append(b.records, skip..<next, to: &batch)
                         if next < b.decoded {
                             stopRecord = next
                             seq = h.firstSeq + UInt64(next)
@@ -187,6 +189,22 @@ final class RingReader: @unchecked Sendable {  // mutable fields are guarded by 
                 log("skipped damaged data in \(io.path(name)) at offset \(d.offset) (\(d.reason)); \(d.seqs.count) records lost")
             }
             if !batch.isEmpty { return (batch, end) }
+        }
+    }
+
+    /// Appends `src.records[range]` with one copy of their documents (they lie back to back in a decoded
+    /// block, between their frame headers).
+    private static func append(_ src: EncodedBatch, _ range: Range<Int>, to dst: inout EncodedBatch) {
+        guard let first = range.first, let last = range.last else { return }
+        let lo = src.records[first].document.lowerBound
+        let hi = src.records[last].document.upperBound
+        let base = dst.documents.count - lo
+        dst.documents.append(contentsOf: src.documents[lo..<hi])
+        dst.records.reserveCapacity(dst.records.count + range.count)
+        for i in range {
+            var r = src.records[i]
+            r.document = (r.document.lowerBound + base)..<(r.document.upperBound + base)
+            dst.records.append(r)
         }
     }
 
