@@ -220,7 +220,8 @@ public final class DiskRing: Sendable {
             segments: rec.segments, nextSeq: rec.nextSeq, commitPos: rec.commitPos, commitSeq: rec.commitSeq,
             readPos: rec.commitPos, readSeq: rec.commitSeq, readHigh: rec.commitPos, readHighSeq: rec.commitSeq,
             corruptCountedSeq: rec.commitSeq, activeFile: rec.active, lastPersist: monotonicSeconds()))
-        cursor = RingCursor(io: storage, ledger: ledger, recovered: rec.cursor, log: logger)
+        cursor = RingCursor(io: storage, ledger: ledger, recovered: rec.cursor, fsync: options.fsync, log: logger)
+        cursor.prepare()
         let last = rec.segments[rec.segments.count - 1]
         writer = RingWriter(io: storage, ledger: ledger, cursor: cursor, options: options, counters: counters,
                             active: (rec.active, last.id, last.size), log: logger)

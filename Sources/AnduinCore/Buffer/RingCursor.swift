@@ -14,6 +14,7 @@ final class RingCursor: @unchecked Sendable {  // mutable fields are guarded by 
     private let io: any RingStorage
     private let ledger: RingLedger
     private let log: @Sendable (String) -> Void
+    private let fsync: FsyncPolicy
     static let fileName = "cursor"
 
     private let lock = ConditionLock()
@@ -24,8 +25,10 @@ final class RingCursor: @unchecked Sendable {  // mutable fields are guarded by 
     private var dirty = false
     private var failing = false
 
-    init(io: any RingStorage, ledger: RingLedger, recovered: CursorRecord?, log: @escaping @Sendable (String) -> Void) {
+    init(io: any RingStorage, ledger: RingLedger, recovered: CursorRecord?, fsync: FsyncPolicy,
+         log: @escaping @Sendable (String) -> Void) {
         self.io = io
+        self.fsync = fsync
         self.ledger = ledger
         self.log = log
         self.written = recovered
@@ -49,6 +52,15 @@ final class RingCursor: @unchecked Sendable {  // mutable fields are guarded by 
             }
             if durable { syncLocked() }
             collectLocked()
+        }
+    }
+
+    /// Opens (creating) the cursor file at start-up, so that commits only ever overwrite a slot.
+    /// A failure is logged; the next commit tries again.
+    func prepare() {
+        lock.withLock {
+            guard file == nil else { return }
+            do { file = try open() } catch { report("\(error)") }
         }
     }
 
@@ -114,9 +126,10 @@ final class RingCursor: @unchecked Sendable {  // mutable fields are guarded by 
             io.close(f)
         }
         let fresh = try io.open(Self.fileName, create: true)
-        io.syncDirectory()  // the name must outlive a power failure like the slots written into it
+        // The name must outlive a power failure like the slots written into it.
+        if fsync != .never { io.syncDirectory() }
         // Both slots get the last known position, so either may be overwritten next.
-        let base = written ?? CursorRecord(position: RingPosition(segment: 0, offset: 0), seq: 0, generation: 0)
+        let base = written ?? ledger.withState { CursorRecord(position: $0.commitPos, seq: $0.commitSeq, generation: 0) }
         for g in [generation, generation + 1] {
             var r = base
             r.generation = g
