@@ -135,10 +135,6 @@ final class BufferCorruptionTests: DGTestCase {
 }
 
 extension DG {
-    static func fileSize(_ path: String) -> Int {
-        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
-    }
-
     /// Overwrites `count` bytes at `offset` with zeros.
     static func zero(_ path: String, at offset: Int, count: Int) {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
