@@ -13,8 +13,7 @@ final class BufferCorruptionTests: DGTestCase {
     private var bufferDir: String { sandbox.path("data/buffers/out") }
 
     private func config(port: Int, buffer: String, batchRecords: Int = 500, concurrency: Int = 2) -> String {
-        "api: {address: \"127.0.0.1:0\"}\n"
-            + DG.config([DGOutput(name: "out", uri: DG.url(port), buffer: buffer, batchRecords: batchRecords, concurrency: concurrency)])
+        DG.config([DGOutput(name: "out", uri: DG.url(port), buffer: buffer, batchRecords: batchRecords, concurrency: concurrency)])
     }
 
     /// With the receiver down, `n` lines go into the ring and are checkpointed; then the agent is
