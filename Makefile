@@ -9,7 +9,7 @@ VENV := .venv-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps test-deps demo test build release bench bench-stages clean fuzz fuzz-build
+.PHONY: deps test-deps demo test test-model build release bench bench-stages clean fuzz fuzz-build
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -40,6 +40,17 @@ test: test-deps
 .PHONY: test-long
 test-long: test-deps
 	ANDUIN_LONG_TESTS=1 swift test $(SWIFT_BUILD_FLAGS)
+
+# Long random runs of the disk ring's model test (Tests/AnduinCoreTests/DiskRingModelTests.swift).
+# The seed is printed; repeat a run with ANDUIN_MODEL_SEED=<seed>.
+MODEL_RUNS ?= 10
+MODEL_STEPS ?= 20000
+test-model: deps
+	swift build --build-tests $(SWIFT_BUILD_FLAGS)
+	@for i in $$(seq 1 $(MODEL_RUNS)); do \
+	  ANDUIN_MODEL_SEED=$${ANDUIN_MODEL_SEED:-random} ANDUIN_MODEL_STEPS=$(MODEL_STEPS) \
+	    swift test --skip-build --filter DiskRingModelTests || exit 1; \
+	done
 
 clean:
 	rm -rf .build .build-fuzz $(VENV) examples/data examples/out examples/live

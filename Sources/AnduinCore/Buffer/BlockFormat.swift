@@ -1,18 +1,24 @@
 import CLZ4
 
 // The byte layouts of the disk ring (see the format description at the top of DiskRing.swift).
+// Blocks are encoded before the writer lock and numbered (`BlockHeader.setFirstSeq`) under it.
 // All integers are little-endian.
 
-/// The fixed 28-byte header in front of every block's payload.
+/// The header in front of every block's payload (format 2, 36 bytes; format 1 had 28 and no sequence
+/// number, see `LegacySegment`).
 ///
 /// Invariant (checked by `parse`): a header is only trusted when its own CRC matches, so a length read
-/// from it can be used to skip a block whose payload is damaged.
+/// from it can be used to skip a block whose payload is damaged. The magic, the version byte and the
+/// header CRC together are the block's sync marker: after damage the reader finds the next block by
+/// scanning for them.
 struct BlockHeader: Equatable {
-    static let size = 28
-    /// Bytes AD 55 49 4E on disk: a non-ASCII first byte, so JSON text never contains it.
+    static let size = 36
+    static let legacySize = 28
+    /// Bytes AD 55 49 4E on disk.
     static let magic: UInt32 = 0x4E49_55AD
     static let magicFirstByte: UInt8 = 0xAD
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
+    static let legacyVersion: UInt8 = 1
     static let flagLZ4: UInt8 = 1
     /// Largest payload written or accepted: LZ4 sizes are Int32, and a damaged length must not make the
     /// reader allocate gigabytes.
@@ -26,8 +32,15 @@ struct BlockHeader: Equatable {
     var storedLength: Int
     /// CRC32C of the stored payload: checked before decompressing, so LZ4 never sees damaged input.
     var payloadCRC: UInt32
+    /// Sequence number of the block's first record. Records are numbered 1, 2, 3… in append order across
+    /// all segments, so the gap between two valid blocks is exactly the number of records lost between
+    /// them, even when a header is destroyed. 0 only in format 1 blocks.
+    var firstSeq: UInt64 = 1
+    /// Header size on disk (28 for format 1).
+    var headerSize: Int = BlockHeader.size
 
-    var blockLength: Int { Self.size + storedLength }
+    var blockLength: Int { headerSize + storedLength }
+    var endSeq: UInt64 { firstSeq + UInt64(recordCount) }
 
     func write(to out: UnsafeMutableRawBufferPointer) {
         out.storeBytes(of: Self.magic.littleEndian, toByteOffset: 0, as: UInt32.self)
@@ -38,27 +51,38 @@ struct BlockHeader: Equatable {
         out.storeBytes(of: UInt32(plainLength).littleEndian, toByteOffset: 12, as: UInt32.self)
         out.storeBytes(of: UInt32(storedLength).littleEndian, toByteOffset: 16, as: UInt32.self)
         out.storeBytes(of: payloadCRC.littleEndian, toByteOffset: 20, as: UInt32.self)
-        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[0..<24]))
-        out.storeBytes(of: crc.littleEndian, toByteOffset: 24, as: UInt32.self)
+        Self.setFirstSeq(firstSeq, in: out)
     }
 
-    /// The header at the start of `b`, or nil if it is not a valid one.
-    static func parse(_ b: UnsafeRawBufferPointer) -> BlockHeader? {
-        guard b.count >= size, b.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian == magic,
-              CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<24]))
-                == b.loadUnaligned(fromByteOffset: 24, as: UInt32.self).littleEndian,
-              b[4] == version, b[5] & ~flagLZ4 == 0,
-              b.loadUnaligned(fromByteOffset: 6, as: UInt16.self) == 0
+    /// Stamps the sequence number into an encoded block and reseals its header: blocks are encoded
+    /// (compressed) before the writer lock, and numbered under it.
+    static func setFirstSeq(_ seq: UInt64, in out: UnsafeMutableRawBufferPointer) {
+        out.storeBytes(of: seq.littleEndian, toByteOffset: 24, as: UInt64.self)
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[0..<32]))
+        out.storeBytes(of: crc.littleEndian, toByteOffset: 32, as: UInt32.self)
+    }
+
+    /// The header at the start of `b` (format 2, or format 1 when `legacy`), or nil if it is not a
+    /// valid one.
+    static func parse(_ b: UnsafeRawBufferPointer, legacy: Bool = false) -> BlockHeader? {
+        let hs = legacy ? legacySize : size
+        guard b.count >= hs, b.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian == magic,
+              b[4] == (legacy ? legacyVersion : version),
+              CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<(hs - 4)]))
+                == b.loadUnaligned(fromByteOffset: hs - 4, as: UInt32.self).littleEndian,
+              b[5] & ~flagLZ4 == 0, b.loadUnaligned(fromByteOffset: 6, as: UInt16.self) == 0
         else { return nil }
         let h = BlockHeader(
             compressed: b[5] & flagLZ4 != 0,
             recordCount: Int(b.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian),
             plainLength: Int(b.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian),
             storedLength: Int(b.loadUnaligned(fromByteOffset: 16, as: UInt32.self).littleEndian),
-            payloadCRC: b.loadUnaligned(fromByteOffset: 20, as: UInt32.self).littleEndian)
+            payloadCRC: b.loadUnaligned(fromByteOffset: 20, as: UInt32.self).littleEndian,
+            firstSeq: legacy ? 0 : b.loadUnaligned(fromByteOffset: 24, as: UInt64.self).littleEndian,
+            headerSize: hs)
         guard h.recordCount >= 1, h.plainLength >= h.recordCount * BlockCodec.recordOverhead,
               h.plainLength <= maxPayload, h.storedLength >= 1, h.storedLength <= maxPayload,
-              h.compressed || h.storedLength == h.plainLength
+              h.compressed || h.storedLength == h.plainLength, legacy || h.firstSeq >= 1
         else { return nil }
         return h
     }
@@ -226,29 +250,75 @@ enum BlockCodec {
     }
 }
 
-/// The `cursor` file: `[u32 magic][u32 version][u64 segment][i64 offset][u32 crc32c of the first 24 bytes]`.
+/// The `cursor` file: the delivered position, rewritten in place at every commit (a positional write of
+/// one slot, no new file). Two 64-byte slots, written alternately, each
+/// `[u32 magic][u32 version 2][u64 generation][u64 segment][i64 offset][u64 seq][u32 records into the block]`
+/// `[u32 crc32c of bytes 0..<44]`;
+/// the valid slot with the higher generation wins, so a write torn by a power failure falls back to the
+/// previous position (a replay, never a loss). Format 1 was one 28-byte record without generation or seq.
+struct CursorRecord: Equatable {
+    var position: RingPosition
+    /// Sequence number of the first record after `position`; 0 when unknown (format 1).
+    var seq: UInt64
+    var generation: UInt64
+}
+
 enum CursorFile {
-    static let size = 28
+    static let slotSize = 64
+    static let fileSize = 2 * slotSize
+    static let legacySize = 28
     /// Bytes AD 55 43 52 on disk.
     static let magic: UInt32 = 0x5243_55AD
 
-    static func encode(_ p: RingPosition) -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: size) { buf, n in
+    static func encodeSlot(_ c: CursorRecord) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: slotSize) { buf, n in
             let out = UnsafeMutableRawBufferPointer(buf)
+            out.initializeMemory(as: UInt8.self, repeating: 0)
             out.storeBytes(of: magic.littleEndian, toByteOffset: 0, as: UInt32.self)
-            out.storeBytes(of: UInt32(1).littleEndian, toByteOffset: 4, as: UInt32.self)
-            out.storeBytes(of: p.segment.littleEndian, toByteOffset: 8, as: UInt64.self)
-            out.storeBytes(of: p.offset.littleEndian, toByteOffset: 16, as: Int64.self)
-            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[0..<24]))
-            out.storeBytes(of: crc.littleEndian, toByteOffset: 24, as: UInt32.self)
-            n = size
+            out.storeBytes(of: UInt32(2).littleEndian, toByteOffset: 4, as: UInt32.self)
+            out.storeBytes(of: c.generation.littleEndian, toByteOffset: 8, as: UInt64.self)
+            out.storeBytes(of: c.position.segment.littleEndian, toByteOffset: 16, as: UInt64.self)
+            out.storeBytes(of: c.position.offset.littleEndian, toByteOffset: 24, as: Int64.self)
+            out.storeBytes(of: c.seq.littleEndian, toByteOffset: 32, as: UInt64.self)
+            out.storeBytes(of: UInt32(clamping: c.position.record).littleEndian, toByteOffset: 40, as: UInt32.self)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[0..<44]))
+            out.storeBytes(of: crc.littleEndian, toByteOffset: 44, as: UInt32.self)
+            n = slotSize
         }
     }
 
-    /// The position, or why the bytes are not a cursor.
-    static func decode(_ bytes: [UInt8]) -> Result<RingPosition, CursorDecodeError> {
-        guard bytes.count == size else { return .failure(.init(reason: "has \(bytes.count) bytes instead of \(size)")) }
-        return bytes.withUnsafeBytes { b in
+    /// Where slot `generation % 2` lives.
+    static func slotOffset(_ generation: UInt64) -> Int { Int(generation % 2) * slotSize }
+
+    /// The newest valid position in a cursor file's bytes (format 2 or 1), or why there is none.
+    static func decode(_ bytes: [UInt8]) -> Result<CursorRecord, CursorDecodeError> {
+        if bytes.count == legacySize { return decodeLegacy(bytes) }
+        guard bytes.count >= slotSize else { return .failure(.init(reason: "has \(bytes.count) bytes instead of \(fileSize)")) }
+        var best: CursorRecord?
+        for slot in 0..<min(2, bytes.count / slotSize) {
+            let c: CursorRecord? = bytes.withUnsafeBytes { all in
+                let b = UnsafeRawBufferPointer(rebasing: all[(slot * slotSize)..<((slot + 1) * slotSize)])
+                guard b.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian == magic,
+                      b.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian == 2,
+                      CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<44]))
+                        == b.loadUnaligned(fromByteOffset: 44, as: UInt32.self).littleEndian
+                else { return nil }
+                let offset = b.loadUnaligned(fromByteOffset: 24, as: Int64.self).littleEndian
+                guard offset >= 0 else { return nil }
+                return CursorRecord(
+                    position: RingPosition(segment: b.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian, offset: offset,
+                                           record: Int(b.loadUnaligned(fromByteOffset: 40, as: UInt32.self).littleEndian)),
+                    seq: b.loadUnaligned(fromByteOffset: 32, as: UInt64.self).littleEndian,
+                    generation: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian)
+            }
+            if let c, c.generation >= (best?.generation ?? 0) { best = c }
+        }
+        guard let best else { return .failure(.init(reason: "has no slot with a valid magic number, version and checksum")) }
+        return .success(best)
+    }
+
+    private static func decodeLegacy(_ bytes: [UInt8]) -> Result<CursorRecord, CursorDecodeError> {
+        bytes.withUnsafeBytes { b in
             guard b.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian == magic,
                   b.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian == 1
             else { return .failure(.init(reason: "has an unknown magic number or version")) }
@@ -257,8 +327,9 @@ enum CursorFile {
             else { return .failure(.init(reason: "fails its checksum")) }
             let offset = b.loadUnaligned(fromByteOffset: 16, as: Int64.self).littleEndian
             guard offset >= 0 else { return .failure(.init(reason: "has a negative offset")) }
-            return .success(RingPosition(segment: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian,
-                                         offset: offset))
+            return .success(CursorRecord(
+                position: RingPosition(segment: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian, offset: offset),
+                seq: 0, generation: 0))
         }
     }
 

@@ -4,6 +4,10 @@ import Glibc
 import Darwin
 #endif
 
+// The disk ring's only contact with the filesystem. Everything the ring does to its directory goes
+// through `RingStorage`, so tests can run the ring on `FaultyRingStorage` (Tests/AnduinCoreTests): an
+// in-memory directory that injects errors (ENOSPC, EIO) and forgets unsynced writes to simulate a crash.
+
 enum ReadOutcome: Equatable {
     case ok
     /// The file ends before the requested bytes.
@@ -11,188 +15,164 @@ enum ReadOutcome: Equatable {
     case failed(Int32)
 }
 
-/// Reads exactly `buf.count` bytes at `offset`, retrying short reads and EINTR.
-func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawBufferPointer, at offset: Int) -> ReadOutcome {
-    guard let base = buf.baseAddress else { return .ok }
-    var done = 0
-    while done < buf.count {
-        let n = pread(fd, base + done, buf.count - done, off_t(offset + done))
-        if n < 0 {
-            if errno == EINTR { continue }
-            return .failed(errno)
+/// An open file of a `RingStorage`. Only meaningful to the storage that opened it.
+struct RingFile: Hashable, Sendable {
+    let raw: Int32
+}
+
+/// The ring directory's files. Names are plain file names inside `directory`. Failures carry errno.
+///
+/// Durability contract (what a crash may lose): bytes written to a file survive a power failure once
+/// `sync` of that file returned; a created or renamed name survives once `syncDirectory` returned;
+/// `remove` is durable at once. A process crash (kill -9) loses nothing that a call returned for.
+protocol RingStorage: Sendable {
+    var directory: String { get }
+    /// Creates the directory (and parents) and checks that it can be written.
+    func prepareDirectory() throws(POSIXFailure)
+    func list() throws(POSIXFailure) -> [String]
+    /// Opens `name` for reading and writing; `create` creates it, emptied.
+    func open(_ name: String, create: Bool) throws(POSIXFailure) -> RingFile
+    /// A second handle to the same file: it stays valid when the first is closed.
+    func duplicate(_ file: RingFile) throws(POSIXFailure) -> RingFile
+    func close(_ file: RingFile)
+    func size(_ file: RingFile) throws(POSIXFailure) -> Int
+    /// Reads exactly `buffer.count` bytes at `offset` (short reads and EINTR retried).
+    func read(_ file: RingFile, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> ReadOutcome
+    /// Writes every byte at `offset` (short writes and EINTR retried).
+    func write(_ file: RingFile, _ bytes: UnsafeRawBufferPointer, at offset: Int) throws(POSIXFailure)
+    /// Makes the file's data (and size) durable (fdatasync).
+    func sync(_ file: RingFile) throws(POSIXFailure)
+    func truncate(_ file: RingFile, to size: Int) throws(POSIXFailure)
+    /// Removes `name`; a missing file is not an error.
+    func remove(_ name: String) throws(POSIXFailure)
+    /// Replaces `to` with `from` atomically.
+    func rename(_ from: String, to: String) throws(POSIXFailure)
+    /// Makes created names durable. Best effort: some filesystems refuse it.
+    func syncDirectory()
+}
+
+extension RingStorage {
+    func path(_ name: String) -> String { directory + "/" + name }
+
+    func write(_ file: RingFile, bytes: [UInt8], at offset: Int) throws(POSIXFailure) {
+        let failure: POSIXFailure? = bytes.withUnsafeBytes { b in
+            do throws(POSIXFailure) { try write(file, b, at: offset) } catch { return error }
+            return nil
         }
-        if n == 0 { return .eof }
-        done += n
+        if let failure { throw failure }
     }
-    return .ok
 }
 
-/// Writes every byte at `offset`, retrying short writes and EINTR. Returns false (errno set) on failure.
-func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) -> Bool {
-    guard let base = bytes.baseAddress else { return true }
-    var done = 0
-    while done < bytes.count {
-        let n = pwrite(fd, base + done, bytes.count - done, off_t(offset + done))
-        if n < 0 {
-            if errno == EINTR { continue }
-            return false
+/// `RingStorage` on the real filesystem: pread/pwrite/fdatasync/ftruncate/unlink.
+struct PosixRingStorage: RingStorage {
+    let directory: String
+
+    func prepareDirectory() throws(POSIXFailure) {
+        var prefix = directory.hasPrefix("/") ? "" : "."
+        for part in directory.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += "/" + part
+            if mkdir(prefix, 0o700) != 0 && errno != EEXIST { throw POSIXFailure("cannot create directory \(prefix)") }
         }
-        done += n
+        var st = stat()
+        guard stat(directory, &st) == 0 else { throw POSIXFailure("cannot stat the directory") }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw POSIXFailure("exists but is not a directory", code: ENOTDIR) }
+        guard access(directory, W_OK | X_OK) == 0 else { throw POSIXFailure("directory is not writable") }
     }
-    return true
-}
 
-/// Flushes a file's data (and the size, which fdatasync includes) to stable storage.
-func syncData(_ fd: Int32) -> Bool {
-    #if os(Linux)
-    return fdatasync(fd) == 0
-    #else
-    return fsync(fd) == 0
-    #endif
-}
+    func list() throws(POSIXFailure) -> [String] {
+        guard let dir = opendir(directory) else { throw POSIXFailure("cannot list directory \(directory)") }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: &entry.pointee.d_name) {
+                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            names.append(name)
+        }
+        return names
+    }
 
-/// Makes a created or removed name in `dir` durable. Best effort: some filesystems refuse it.
-func syncDirectory(_ dir: String) {
-    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if fd >= 0 {
-        fsync(fd)
-        close(fd)
+    func open(_ name: String, create: Bool) throws(POSIXFailure) -> RingFile {
+        let flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0)
+        let fd = posixOpen(path(name), flags, 0o600)  // data_dir is private (README)
+        guard fd >= 0 else { throw POSIXFailure((create ? "create " : "open ") + path(name)) }
+        return RingFile(raw: fd)
+    }
+
+    func duplicate(_ file: RingFile) throws(POSIXFailure) -> RingFile {
+        let fd = dup(file.raw)
+        guard fd >= 0 else { throw POSIXFailure("dup") }
+        return RingFile(raw: fd)
+    }
+
+    func close(_ file: RingFile) { posixClose(file.raw) }
+
+    func size(_ file: RingFile) throws(POSIXFailure) -> Int {
+        var st = stat()
+        guard fstat(file.raw, &st) == 0 else { throw POSIXFailure("fstat") }
+        return Int(st.st_size)
+    }
+
+    func read(_ file: RingFile, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> ReadOutcome {
+        guard let base = buffer.baseAddress else { return .ok }
+        var done = 0
+        while done < buffer.count {
+            let n = pread(file.raw, base + done, buffer.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failed(errno)
+            }
+            if n == 0 { return .eof }
+            done += n
+        }
+        return .ok
+    }
+
+    func write(_ file: RingFile, _ bytes: UnsafeRawBufferPointer, at offset: Int) throws(POSIXFailure) {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(file.raw, base + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw POSIXFailure("write")
+            }
+            done += n
+        }
+    }
+
+    func sync(_ file: RingFile) throws(POSIXFailure) {
+        #if os(Linux)
+        guard fdatasync(file.raw) == 0 else { throw POSIXFailure("fsync") }
+        #else
+        guard fsync(file.raw) == 0 else { throw POSIXFailure("fsync") }
+        #endif
+    }
+
+    func truncate(_ file: RingFile, to size: Int) throws(POSIXFailure) {
+        guard ftruncate(file.raw, off_t(size)) == 0 else { throw POSIXFailure("truncate") }
+    }
+
+    func remove(_ name: String) throws(POSIXFailure) {
+        if unlink(path(name)) != 0 && errno != ENOENT { throw POSIXFailure("delete \(path(name))") }
+    }
+
+    func rename(_ from: String, to: String) throws(POSIXFailure) {
+        guard posixRename(path(from), path(to)) == 0 else { throw POSIXFailure("rename \(path(from)) to \(path(to))") }
+    }
+
+    func syncDirectory() {
+        let fd = posixOpen(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
+        if fd >= 0 {
+            fsync(fd)
+            posixClose(fd)
+        }
     }
 }
 
 func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
 
-/// Walks the blocks of one segment file. Holds the read buffers, so one scanner serves one thread.
-struct SegmentScanner {
-    private var header = [UInt8](repeating: 0, count: BlockHeader.size)
-    private var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-    private var payload: [UInt8] = []
-
-    enum Probe: Equatable {
-        /// A block with a valid header that lies wholly before `end` (its payload is not checked yet).
-        case block(BlockHeader)
-        /// No valid block starts here; the next one (or `end`) is at `next`.
-        case garbage(next: Int)
-        case failed(Int32)
-    }
-
-    /// What is at `pos`, looking no further than `end`.
-    mutating func probe(fd: Int32, at pos: Int, end: Int) -> Probe {
-        if end - pos >= BlockHeader.size {
-            switch header.withUnsafeMutableBytes({ preadFully(fd, $0, at: pos) }) {
-            case .ok:
-                if let h = header.withUnsafeBytes({ BlockHeader.parse($0) }), h.blockLength <= end - pos { return .block(h) }
-            case .eof: return .garbage(next: end)
-            case .failed(let e): return .failed(e)
-            }
-        }
-        switch findHeader(fd: fd, from: pos + 1, end: end) {
-        case .success(let next): return .garbage(next: next ?? end)
-        case .failure(let e): return .failed(e.code)
-        }
-    }
-
-    struct ScanFailure: Error { var code: Int32 }
-
-    /// The offset of the next valid header in `[from, end)` whose block also ends by `end`, or nil.
-    /// Only runs on damaged data, so a plain byte loop is fine.
-    mutating func findHeader(fd: Int32, from: Int, end: Int) -> Result<Int?, ScanFailure> {
-        let hs = BlockHeader.size
-        var at = from
-        while end - at >= hs {
-            let n = min(chunk.count, end - at)
-            switch chunk.withUnsafeMutableBytes({ preadFully(fd, UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: at) }) {
-            case .ok: break
-            case .eof: return .success(nil)
-            case .failed(let e): return .failure(ScanFailure(code: e))
-            }
-            let base = at
-            let hit: Int? = chunk.withUnsafeBytes { b in
-                var i = 0
-                while i + hs <= n {
-                    if b[i] == BlockHeader.magicFirstByte,
-                       let h = BlockHeader.parse(UnsafeRawBufferPointer(rebasing: b[i..<(i + hs)])),
-                       h.blockLength <= end - (base + i) {
-                        return i
-                    }
-                    i += 1
-                }
-                return nil
-            }
-            if let hit { return .success(at + hit) }
-            if n == end - at { break }
-            at += n - hs + 1  // overlap so a header straddling two chunks is seen
-        }
-        return .success(nil)
-    }
-
-    struct Walk {
-        /// Records in blocks with a valid header (damaged payloads included: the reader will skip and count
-        /// them, and a commit past them subtracts them).
-        var records = 0
-        /// With `verify`: the end of the last block whose payload checksum matches; everything after it is a
-        /// torn tail. Without: where the walk stopped.
-        var goodEnd: Int
-        var recordsAtGoodEnd = 0
-        var error: Int32 = 0
-    }
-
-    /// Walks `[from, end)`; with `verify`, also reads each payload and checks its CRC.
-    mutating func walk(fd: Int32, from: Int, end: Int, verify: Bool) -> Walk {
-        var w = Walk(goodEnd: from)
-        var pos = from
-        while pos < end {
-            switch probe(fd: fd, at: pos, end: end) {
-            case .failed(let e):
-                w.error = e
-                return w
-            case .garbage(let next):
-                pos = next
-            case .block(let h):
-                w.records += h.recordCount
-                if verify {
-                    if payload.count < h.storedLength { payload = [UInt8](repeating: 0, count: h.storedLength) }
-                    let n = h.storedLength
-                    let outcome = payload.withUnsafeMutableBytes {
-                        preadFully(fd, UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: pos + BlockHeader.size)
-                    }
-                    if case .failed(let e) = outcome {
-                        w.error = e
-                        return w
-                    }
-                    let good = outcome == .ok && payload.withUnsafeBytes {
-                        CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<n])) == h.payloadCRC
-                    }
-                    pos += h.blockLength
-                    if good {
-                        w.goodEnd = pos
-                        w.recordsAtGoodEnd = w.records
-                    }
-                } else {
-                    pos += h.blockLength
-                }
-            }
-        }
-        if !verify {
-            w.goodEnd = pos
-            w.recordsAtGoodEnd = w.records
-        }
-        return w
-    }
-}
-
-/// Up to `max` bytes from the start of a small file, or nil (errno set) on a read error.
-func readPrefix(_ fd: Int32, max: Int) -> [UInt8]? {
-    var buf = [UInt8](repeating: 0, count: max)
-    var done = 0
-    while done < max {
-        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress.map { $0 + done }, max - done, off_t(done)) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            return nil
-        }
-        if n == 0 { break }
-        done += n
-    }
-    return Array(buf[0..<done])
-}
+// The storage's methods are named like the system calls they wrap, which hides the globals inside it.
+private func posixOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { open(path, flags, mode) }
+private func posixClose(_ fd: Int32) { _ = close(fd) }
+private func posixRename(_ from: String, _ to: String) -> Int32 { rename(from, to) }

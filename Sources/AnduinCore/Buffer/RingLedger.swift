@@ -1,0 +1,152 @@
+/// The ring's positions and accounting, shared by its writer, reader and cursor: which segments exist,
+/// where the reader and the last commit are, and the sequence numbers that make every count exact.
+///
+/// All fields are guarded by `lock` (the innermost lock of the ring: never held while taking another,
+/// never held across disk I/O). Its condition wakes readers waiting for data, appenders waiting for
+/// room, and waits after errors.
+///
+/// Invariants (under `lock`):
+/// - `segments` is never empty, ids strictly increase, the last one is the writer's active segment;
+///   earlier ones are sealed (never written again). Bytes `[0, size)` of each are whole blocks as written.
+/// - Records are numbered 1, 2, 3… in append order; `nextSeq` is the next number to assign. Every segment
+///   knows `firstSeq`, the number of its first record (a sealed segment's records are
+///   `firstSeq ..< next.firstSeq`).
+/// - `commitPos <= readPos <= readHigh` (positions), and `commitSeq <= readSeq <= readHighSeq <= nextSeq`
+///   (the numbers of the first record after each). `bufferedRecords = nextSeq - commitSeq`.
+/// - Damage is counted once: only records numbered `>= corruptCountedSeq` are counted again.
+struct RingLedgerState {
+    struct Segment {
+        let id: UInt64
+        var size: Int
+        var firstSeq: UInt64
+    }
+
+    var segments: [Segment]
+    var nextSeq: UInt64
+    var commitPos: RingPosition
+    var commitSeq: UInt64
+    var readPos: RingPosition
+    var readSeq: UInt64
+    var readHigh: RingPosition
+    var readHighSeq: UInt64
+    var corruptCountedSeq: UInt64
+    /// Bumped by every write; the flusher fsyncs when it moved.
+    var writeGen: UInt64 = 0
+    var syncedGen: UInt64 = 0
+    var activeFile: RingFile
+    var lastPersist: Double
+    var shuttingDown = false
+
+    var diskBytes: Int { segments.reduce(0) { $0 + $1.size } }
+    var bufferedRecords: Int { Int(nextSeq - min(commitSeq, nextSeq)) }
+
+    /// Index of segment `id` (binary search).
+    func index(of id: UInt64) -> Int? {
+        var lo = 0
+        var hi = segments.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if segments[mid].id < id { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < segments.count && segments[lo].id == id ? lo : nil
+    }
+
+    /// Whether the oldest segment is sealed and wholly before `p`.
+    func firstSegmentDeletable(before p: RingPosition) -> Bool {
+        guard segments.count > 1 else { return false }
+        let first = segments[0]
+        return first.id < p.segment || (first.id == p.segment && p.offset >= Int64(first.size))
+    }
+
+    /// Moves `readPos` off deleted segments and off the end of sealed ones. `readSeq` stays: a segment
+    /// is deleted under the reader only when wholly read (committed), and drop_oldest moves both itself.
+    mutating func normalizeReadPosition() {
+        while let first = segments.first {
+            guard let i = index(of: readPos.segment) else {
+                let next = segments.first(where: { $0.id > readPos.segment }) ?? first
+                readPos = RingPosition(segment: next.id, offset: 0)
+                continue
+            }
+            guard i < segments.count - 1, Int(readPos.offset) >= segments[i].size else { return }
+            readPos = RingPosition(segment: segments[i + 1].id, offset: 0)
+        }
+    }
+
+    /// Moves the commit position to `position` (clamped to what was read); false if it does not
+    /// advance. The record number comes with positions from `read`; for others (seq 0) it is known only
+    /// at the furthest read position, else the count is left as it was (too high, never too low).
+    mutating func commit(_ position: RingPosition) -> Bool {
+        let clamped = position > readHigh
+        let p = clamped ? readHigh : position
+        guard p > commitPos else { return false }
+        commitPos = p
+        let seq = clamped || p == readHigh ? readHighSeq : position.seq
+        commitSeq = max(commitSeq, seq)
+        if readPos < p {
+            readPos = p
+            readSeq = max(readSeq, commitSeq)
+        }
+        return true
+    }
+
+    /// Removes the oldest segments until `bytes` more fit under `maxBytes` (drop_oldest). Returns the
+    /// removed ids and how many undelivered records they held that no reader has taken: records already
+    /// read are in a delivery thread's hands and will still be sent.
+    mutating func dropOldest(toFit bytes: Int, maxBytes: Int) -> (victims: [UInt64], dropped: Int) {
+        var victims: [UInt64] = []
+        var disk = diskBytes
+        while segments.count > 1 && disk + bytes > maxBytes {
+            let v = segments.removeFirst()
+            victims.append(v.id)
+            disk -= v.size
+        }
+        guard !victims.isEmpty else { return ([], 0) }
+        let floor = RingPosition(segment: segments[0].id, offset: 0)
+        let floorSeq = segments[0].firstSeq
+        let dropped = floorSeq > readHighSeq ? Int(floorSeq - readHighSeq) : 0
+        if commitPos < floor {
+            commitPos = floor
+            commitSeq = max(commitSeq, floorSeq)
+        }
+        if readPos < floor {
+            readPos = floor
+            readSeq = max(readSeq, floorSeq)
+        }
+        if readHigh < floor {
+            readHigh = floor
+            readHighSeq = max(readHighSeq, floorSeq)
+        }
+        corruptCountedSeq = max(corruptCountedSeq, floorSeq)
+        return (victims, dropped)
+    }
+}
+
+/// The ledger: its state and the lock that guards it.
+final class RingLedger: @unchecked Sendable {  // `state` is only touched inside `lock.withLock`
+    let lock = ConditionLock()
+    private var state: RingLedgerState
+
+    init(_ state: RingLedgerState) { self.state = state }
+
+    /// Runs `body` with the state, under the lock.
+    @inline(__always)
+    func withState<R>(_ body: (inout RingLedgerState) throws -> R) rethrows -> R {
+        try lock.withLock { try body(&state) }
+    }
+
+    /// Waits (with the lock held, inside `withState`) until signalled or `seconds` pass.
+    func wait(seconds: Double) { lock.wait(seconds: seconds) }
+    func broadcast() { lock.broadcast() }
+
+    /// Waits until `deadline` or shutdown, whichever comes first. False on shutdown.
+    func sleep(until deadline: Double) -> Bool {
+        withState { s in
+            while !s.shuttingDown {
+                let left = deadline - monotonicSeconds()
+                if left <= 0 { break }
+                lock.wait(seconds: left)
+            }
+            return !s.shuttingDown
+        }
+    }
+}
