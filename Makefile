@@ -2,9 +2,9 @@
 #   make demo   installs what is missing, builds, runs the bundled example end to end
 #   make test   installs what is missing, runs the whole test suite
 SHELL := /bin/bash
-APT_PACKAGES := zlib1g-dev liblz4-dev libcurl4-openssl-dev pkg-config python3-venv nginx-light
+APT_PACKAGES := zlib1g-dev libdeflate-dev liblz4-dev libcurl4-openssl-dev pkg-config python3-venv nginx-light
 # Only for `make bench-deflate` (the libraries it compares).
-BENCH_APT_PACKAGES := libdeflate-dev libisal-dev
+BENCH_APT_PACKAGES := libisal-dev
 # Test peers from PyPI, in a venv of the project's own (tests find it at .venv-test).
 PY_TEST_PACKAGES := osmem-server==0.1.6 prometheus-client==0.26.0
 VENV := .venv-test
