@@ -27,8 +27,10 @@ test-deps: deps
 build: deps
 	swift build $(SWIFT_BUILD_FLAGS)
 
+# The Swift runtime linked in, as in the image (deploy/Dockerfile): 4 MiB less idle RSS, a little less
+# CPU, a larger binary (README "Performance").
 release: deps
-	swift build -c release
+	swift build -c release --static-swift-stdlib
 
 demo: build
 	@bash examples/run-demo.sh "$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/anduin"
