@@ -2,15 +2,24 @@
 """End-to-end benchmark harness: the same corpus, the same measurement, for any shipper.
 
     python3 Benchmarks/harness/harness.py corpus --kind docker --lines 1000000 --out /tmp/bench
+    python3 Benchmarks/harness/harness.py bench --corpus /tmp/bench/docker.log --lines 1000000 --runs 5 \
+        --anduin .build/release/anduin [--fluentbit /path/to/fluent-bit]
     python3 Benchmarks/harness/harness.py run --corpus /tmp/bench/docker.log --lines 1000000 \
-        --sink count-file --runs 5 -- .build/release/anduin run --config {config}
+        --config-template Benchmarks/harness/p1-blackhole.yaml --sink count-file --runs 5 --idle \
+        -- .build/release/anduin run --config {config}
 
-`run` writes a config from a template ({corpus}, {data_dir}, {count_file}, {sink_url} are filled in),
-starts the shipper command ({config} is replaced by the config's path), waits until the sink has
-counted every line, reads the process's CPU time (utime+stime from /proc/PID/stat) and peak RSS
-(VmHWM from /proc/PID/status) at that moment, stops it with SIGTERM, and prints the median of N runs.
-Sinks: `count-file` (the shipper writes its running count to a file, e.g. Anduin's blackhole output)
-and `http` (a local HTTP server that counts the ndjson lines it receives, gzip or not).
+`run` writes a config from a template ({corpus}, {data_dir}, {count_file}, {sink_url}, {sink_port},
+{template_dir} are filled in), starts the shipper command ({config} is replaced by the config's path),
+samples its memory every 20 ms, waits until the sink has counted every line, reads the process's CPU
+time (utime+stime from /proc/PID/stat) and peak RSS (VmHWM, and RssAnon/RssFile of the largest
+sample) at that moment, stops it with SIGTERM, and prints the median of N runs, with wall-clock
+lines per second beside the CPU figures. Idle RSS: the shipper watching an empty folder, read after
+--idle-seconds (10). `bench` runs P1/P2/P3 and idle for Anduin and, when given, Fluent Bit
+(interleaved run by run) and prints the comparison table with ratios; without a Fluent Bit binary it
+prints the reference figures measured earlier on this machine kind, labelled as such.
+Sinks: `count-file` (the shipper writes its running count to a file, e.g. Anduin's blackhole output),
+`http` (a local HTTP server that counts the ndjson lines it receives, gzip or not; TCP_NODELAY, one
+write per response) and `stdout-total` (the shipper prints `total = N`, Fluent Bit's counter output).
 """
 import argparse
 import gzip
@@ -18,8 +27,10 @@ import http.server
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -73,20 +84,36 @@ def make_corpus(kind, lines, out_dir):
 
 
 class CountingSink(http.server.ThreadingHTTPServer):
+    """Counts the NDJSON lines it receives (gunzipping them); optionally keeps the first bodies."""
     daemon_threads = True
 
-    def __init__(self):
+    def __init__(self, save_dir=None, save_max=0):
         super().__init__(("127.0.0.1", 0), SinkHandler)
         self.count = 0
         self.bytes = 0
+        self.requests = 0
+        self.save_dir = save_dir
+        self.save_max = save_max
         self.lock = threading.Lock()
+
+
+REPLY = b'{"errors":false,"items":[]}'
+RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(REPLY)).encode() + b"\r\n\r\n" + REPLY)
 
 
 class SinkHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def setup(self):
+        super().setup()
+        # Nagle plus a delayed ACK on the client would add ~40 ms to every request: the sink would
+        # measure itself rather than the shipper.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length)
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         n = body.count(b"\n")
@@ -95,12 +122,13 @@ class SinkHandler(http.server.BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.count += n
             self.server.bytes += len(body)
-        reply = b'{"errors":false,"items":[]}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
+            self.server.requests += 1
+            seq = self.server.requests
+        if self.server.save_dir and seq <= self.server.save_max:
+            with open(os.path.join(self.server.save_dir, f"body-{seq:04d}.ndjson"), "wb") as f:
+                f.write(body)
+        # Status line, headers and body in one write (BaseHTTPRequestHandler would send two).
+        self.wfile.write(RESPONSE)
 
     do_PUT = do_POST
 
@@ -115,12 +143,18 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
 
 
-def proc_status_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
+def proc_status_kib(pid, *keys):
+    """Values (KiB) of /proc/PID/status lines, 0 for a missing key; None when the process is gone."""
+    values = dict.fromkeys(keys, 0)
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k = line.split(":", 1)[0]
+                if k in values:
+                    values[k] = int(line.split()[1])
+    except OSError:
+        return None
+    return [values[k] for k in keys]
 
 
 def fill(template, **values):
@@ -130,7 +164,39 @@ def fill(template, **values):
     return template
 
 
-def one_run(args, template, work):
+def write_config(template, work, name, **values):
+    values.setdefault("template_dir", HERE)
+    config = os.path.join(work, name)
+    with open(config, "w") as f:
+        f.write(fill(template, **values))
+    return config
+
+
+def start(command, config, work, stdout_pipe=False):
+    cmd = [c.replace("{config}", config) for c in command]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE if stdout_pipe else subprocess.DEVNULL,
+                            stderr=open(os.path.join(work, "stderr.log"), "w"))
+
+
+class StdoutTotal:
+    """Follows a shipper's stdout for `total = N` (Fluent Bit's `counter` output)."""
+
+    def __init__(self, proc):
+        self.count = 0
+        threading.Thread(target=self._read, args=(proc.stdout,), daemon=True).start()
+
+    def _read(self, stream):
+        for line in stream:
+            m = TOTAL.search(line)
+            if m:
+                self.count = int(m.group(1))
+
+
+TOTAL = re.compile(rb"total = (\d+)")
+
+
+def one_run(command, template, sink_kind, work, args, save_dir=None):
+    """One measured run: start, wait until the sink counted every line, sample CPU and memory."""
     data_dir = os.path.join(work, "data")
     shutil.rmtree(data_dir, ignore_errors=True)
     os.makedirs(data_dir)
@@ -138,70 +204,99 @@ def one_run(args, template, work):
     if os.path.exists(count_file):
         os.remove(count_file)
     sink = None
-    sink_url = ""
-    if args.sink == "http":
-        sink = CountingSink()
+    port = "9"
+    if sink_kind == "http":
+        sink = CountingSink(save_dir, args.save_bodies if save_dir else 0)
         threading.Thread(target=sink.serve_forever, daemon=True).start()
-        sink_url = f"http://127.0.0.1:{sink.server_address[1]}/"
-    config = os.path.join(work, "config.yaml")
-    with open(config, "w") as f:
-        f.write(fill(template, corpus=os.path.abspath(args.corpus), data_dir=data_dir, count_file=count_file,
-                     sink_url=sink_url))
-    cmd = [c.replace("{config}", config) for c in args.command]
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "stderr.log"), "w"))
+        port = str(sink.server_address[1])
+    config = write_config(template, work, "config", corpus=os.path.abspath(args.corpus), data_dir=data_dir,
+                          count_file=count_file, sink_url=f"http://127.0.0.1:{port}/", sink_port=port)
+    t0 = time.monotonic()
+    proc = start(command, config, work, stdout_pipe=(sink_kind == "stdout-total"))
+    total = StdoutTotal(proc) if sink_kind == "stdout-total" else None
 
     def counted():
         if sink is not None:
             with sink.lock:
                 return sink.count
+        if total is not None:
+            return total.count
         try:
             with open(count_file) as f:
                 return int(f.read().strip() or 0)
         except (OSError, ValueError):
             return 0
 
-    deadline = start + args.timeout
+    deadline = t0 + args.timeout
     n = 0
+    peak = (0, 0, 0)  # VmRSS, RssAnon, RssFile (KiB) of the sample with the highest VmRSS
     while time.monotonic() < deadline and proc.poll() is None:
+        mem = proc_status_kib(proc.pid, "VmRSS", "RssAnon", "RssFile")
+        if mem and mem[0] > peak[0]:
+            peak = tuple(mem)
         n = counted()
         if n >= args.lines:
             break
         time.sleep(0.02)
-    wall = time.monotonic() - start
-    cpu = proc_cpu_seconds(proc.pid) if proc.poll() is None else float("nan")
-    hwm = proc_status_kib(proc.pid, "VmHWM") if proc.poll() is None else 0
+    wall = time.monotonic() - t0
+    alive = proc.poll() is None
+    cpu = proc_cpu_seconds(proc.pid) if alive else float("nan")
+    hwm = (proc_status_kib(proc.pid, "VmHWM") or [0])[0] if alive else 0
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
     if sink is not None:
         sink.shutdown()
         sink.server_close()
     if n < args.lines:
-        raise SystemExit(f"only {n} of {args.lines} lines arrived in {args.timeout}s; see {work}/stderr.log")
-    return {"lines": n, "wall_s": wall, "cpu_s": cpu, "lines_per_cpu_s": n / cpu, "peak_rss_mib": hwm / 1024}
+        raise SystemExit(f"only {n} of {args.lines} lines arrived in {wall:.0f}s; see {work}/stderr.log")
+    return {"lines": n, "wall_s": wall, "cpu_s": cpu, "lines_per_cpu_s": n / cpu if cpu > 0 else float("nan"), "lines_per_wall_s": n / wall,
+            "peak_rss_mib": hwm / 1024, "peak_anon_mib": peak[1] / 1024, "peak_file_mib": peak[2] / 1024}
 
 
-def idle_rss(args, template, work):
-    """RSS of the shipper after it has started and settled with nothing to read."""
-    empty = os.path.join(work, "empty.log")
-    open(empty, "w").close()
+def idle_rss(command, template, work, settle):
+    """RSS of the shipper `settle` seconds after it started watching an empty folder."""
+    folder = os.path.join(work, "empty")
+    os.makedirs(folder, exist_ok=True)
     data_dir = os.path.join(work, "data-idle")
     shutil.rmtree(data_dir, ignore_errors=True)
     os.makedirs(data_dir)
-    config = os.path.join(work, "idle.yaml")
-    with open(config, "w") as f:
-        f.write(fill(template, corpus=empty, data_dir=data_dir, count_file=os.path.join(work, "idle-count"),
-                     sink_url="http://127.0.0.1:9/"))
-    proc = subprocess.Popen([c.replace("{config}", config) for c in args.command],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(3)
-    rss = proc_status_kib(proc.pid, "VmRSS") / 1024 if proc.poll() is None else float("nan")
+    config = write_config(template, work, "idle", corpus=os.path.join(folder, "*.log"), data_dir=data_dir,
+                          count_file=os.path.join(work, "idle-count"), sink_url="http://127.0.0.1:9/",
+                          sink_port="9")
+    proc = start(command, config, work)
+    time.sleep(settle)
+    mem = proc_status_kib(proc.pid, "VmRSS", "RssAnon", "RssFile") if proc.poll() is None else None
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    return rss
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if mem is None:
+        raise SystemExit(f"the shipper exited while idle; see {work}/stderr.log")
+    return {"idle_rss_mib": mem[0] / 1024, "idle_anon_mib": mem[1] / 1024, "idle_file_mib": mem[2] / 1024}
+
+
+def median(results):
+    return {k: statistics.median(r[k] for r in results) for k in results[0]}
+
+
+def fmt(res):
+    return ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in res.items())
+
+
+def warm(path):
+    """Page-cache the corpus so every run reads from memory, as in the reference figures."""
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main():
@@ -211,36 +306,58 @@ def main():
     c.add_argument("--kind", choices=["docker", "cri", "logfmt"], default="docker")
     c.add_argument("--lines", type=int, default=1_000_000)
     c.add_argument("--out", default="/tmp/anduin-bench")
-    r = sub.add_parser("run", help="measure a shipper command")
-    r.add_argument("--corpus", required=True)
-    r.add_argument("--lines", type=int, required=True, help="lines the sink must count")
-    r.add_argument("--config-template", required=True, help="config file with {corpus} {data_dir} {count_file} {sink_url}")
-    r.add_argument("--sink", choices=["count-file", "http"], default="count-file")
-    r.add_argument("--runs", type=int, default=5)
-    r.add_argument("--timeout", type=float, default=300)
-    r.add_argument("--idle", action="store_true", help="also measure idle RSS")
+
+    def common(q):
+        q.add_argument("--corpus", required=True)
+        q.add_argument("--lines", type=int, required=True, help="lines the sink must count")
+        q.add_argument("--runs", type=int, default=5)
+        q.add_argument("--timeout", type=float, default=300)
+        q.add_argument("--idle-seconds", type=float, default=10)
+
+    r = sub.add_parser("run", help="measure one shipper command")
+    common(r)
+    r.add_argument("--config-template", required=True,
+                   help="config file with {corpus} {data_dir} {count_file} {sink_url} {sink_port} {template_dir}")
+    r.add_argument("--sink", choices=["count-file", "http", "stdout-total"], default="count-file")
+    r.add_argument("--idle", action="store_true", help="also measure idle RSS (an empty watched folder)")
+    r.add_argument("--save-bodies", type=int, default=0, metavar="N",
+                   help="keep the first N (gunzipped) request bodies of the first run in --save-dir")
+    r.add_argument("--save-dir")
     r.add_argument("command", nargs="+", help="shipper command; {config} is replaced by the config path")
+    b = sub.add_parser("bench", help="P1/P2/P3 and idle for Anduin (and Fluent Bit), with the comparison table")
+    common(b)
+    b.add_argument("--anduin", required=True, help="path of the anduin binary")
+    b.add_argument("--fluentbit", default="", help="path of a fluent-bit binary (optional)")
+    b.add_argument("--scenarios", default="p1,p2,p3")
+    b.add_argument("--no-idle", action="store_true")
+    b.add_argument("--json", help="also write the medians to this file")
+    b.set_defaults(save_bodies=0)
     args = p.parse_args()
     if args.cmd == "corpus":
         make_corpus(args.kind, args.lines, args.out)
         return
+    if args.cmd == "bench":
+        from compare import bench
+        bench(args)
+        return
     template = open(args.config_template).read()
     work = tempfile.mkdtemp(prefix="anduin-harness-")
-    # Warm the page cache so every run reads from memory, as in the reference figure.
-    with open(args.corpus, "rb") as f:
-        while f.read(1 << 24):
-            pass
+    warm(args.corpus)
+    if args.save_dir:
+        os.makedirs(args.save_dir, exist_ok=True)
     results = []
     for i in range(args.runs):
-        res = one_run(args, template, work)
+        res = one_run(args.command, template, args.sink, work, args, args.save_dir if i == 0 else None)
         results.append(res)
-        print(f"run {i + 1}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in res.items()),
-              flush=True)
-    med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        print(f"run {i + 1}: {fmt(res)}", flush=True)
+    med = median(results)
     print("median: lines={lines:.0f} wall_s={wall_s:.3f} cpu_s={cpu_s:.3f} lines_per_cpu_s={lines_per_cpu_s:,.0f} "
-          "peak_rss_mib={peak_rss_mib:.1f}".format(**med))
+          "lines_per_wall_s={lines_per_wall_s:,.0f} peak_rss_mib={peak_rss_mib:.1f} "
+          "(anon {peak_anon_mib:.1f} / file {peak_file_mib:.1f})".format(**med))
     if args.idle:
-        print(f"idle_rss_mib={idle_rss(args, template, work):.1f}")
+        idle = idle_rss(args.command, template, work, args.idle_seconds)
+        print("idle_rss_mib={idle_rss_mib:.1f} (anon {idle_anon_mib:.1f} / file {idle_file_mib:.1f}) after "
+              "{s:.0f} s on an empty watched folder".format(s=args.idle_seconds, **idle))
     shutil.rmtree(work, ignore_errors=True)
 
 

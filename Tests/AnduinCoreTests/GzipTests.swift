@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import AnduinCore
+import CZlib
 
 final class GzipTests: XCTestCase {
     /// Deterministic, moderately compressible bytes (log-like text with varying numbers).
@@ -49,7 +50,7 @@ final class GzipTests: XCTestCase {
     func testAllLevels() throws {
         let input = sample(200_000)
         var sizes: [Int32: Int] = [:]
-        for level: Int32 in 0...9 {
+        for level: Int32 in 0...12 {
             var enc = try GzipEncoder(level: level)
             var out: [UInt8] = []
             try enc.compress(input, into: &out)
@@ -58,8 +59,61 @@ final class GzipTests: XCTestCase {
         }
         XCTAssertGreaterThan(sizes[0] ?? 0, input.count, "level 0 stores")
         XCTAssertLessThan(sizes[9] ?? .max, sizes[1] ?? 0, "9 compresses better than 1")
-        XCTAssertThrowsError(try GzipEncoder(level: 10))
+        XCTAssertLessThanOrEqual(sizes[12] ?? .max, sizes[9] ?? 0, "12 compresses at least as well as 9")
+        XCTAssertEqual(try GzipEncoder(level: -1).level, 6, "zlib's default means 6")
+        XCTAssertThrowsError(try GzipEncoder(level: 13))
         XCTAssertThrowsError(try GzipEncoder(level: -2))
+    }
+
+    /// An Elasticsearch bulk body like the benchmark's: action line, then a record.
+    private func bulkBody(records: Int) -> [UInt8] {
+        var s = ""
+        var state: UInt64 = 7
+        let words = ["lorem", "ipsum", "dolor", "sit", "amet", "elit", "sed", "tempor", "magna", "aliqua"]
+        for i in 0..<records {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let w = (0..<9).map { words[Int((state >> UInt64(8 + $0 * 4)) % 10)] }.joined(separator: " ")
+            s += #"{"create":{"_index":"logs-2026.11.18","_id":"4c43c6259d120dcc\#(String(format: "%016x", i))"}}"# + "\n"
+            s += #"{"@timestamp":"2026-11-18T11:06:56.\#(String(format: "%06d", i))123Z","stream":"stdout","level":"info","#
+            s += #""msg":"hello \#(i) \#(w)","user":"u\#(i % 1000)","log":{"file":{"path":"/var/log/pods/a/b/0.log"},"#
+            s += #""offset":\#(i * 191)},"event":{"id":"4c43c6259d120dcc\#(String(format: "%016x", i))"}}"# + "\n"
+        }
+        return Array(s.utf8)
+    }
+
+    /// zlib's own gzip of `input` at `level`, the size libdeflate's default must not exceed.
+    private func zlibGzip(_ input: [UInt8], level: Int32) throws -> [UInt8] {
+        var strm = z_stream()
+        XCTAssertEqual(deflateInit2_(&strm, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, zlibVersion(),
+                                     Int32(MemoryLayout<z_stream>.size)), Z_OK)
+        defer { deflateEnd(&strm) }
+        var out = [UInt8](repeating: 0, count: Int(deflateBound(&strm, uLong(input.count))))
+        var input = input
+        let produced = input.withUnsafeMutableBufferPointer { i in
+            out.withUnsafeMutableBufferPointer { o -> Int in
+                strm.next_in = i.baseAddress
+                strm.avail_in = uInt(i.count)
+                strm.next_out = o.baseAddress
+                strm.avail_out = uInt(o.count)
+                XCTAssertEqual(deflate(&strm, Z_FINISH), Z_STREAM_END)
+                return o.count - Int(strm.avail_out)
+            }
+        }
+        return Array(out.prefix(produced))
+    }
+
+    /// The wire format is unchanged (zlib inflates libdeflate's gzip to the same bytes) and the
+    /// default level's output is no larger than zlib level 6's on a bulk body.
+    func testLibdeflateOutputIsGzipAndNoLargerThanZlib6() throws {
+        let body = bulkBody(records: 5_000)
+        var enc = try GzipEncoder(level: 6)
+        var gz: [UInt8] = []
+        try enc.compress(body, into: &gz)
+        XCTAssertEqual(Array(gz.prefix(3)), [0x1F, 0x8B, 0x08])
+        XCTAssertEqual(try Gzip.decompress(gz), body, "zlib inflates it back")
+        let zlib6 = try zlibGzip(body, level: 6)
+        XCTAssertEqual(try Gzip.decompress(zlib6), body)
+        XCTAssertLessThanOrEqual(gz.count, zlib6.count, "libdeflate 6: \(gz.count) bytes, zlib 6: \(zlib6.count)")
     }
 
     func testReuseAppendsCompleteMembers() throws {
@@ -75,7 +129,7 @@ final class GzipTests: XCTestCase {
         // Concatenated members decode as one stream, as gunzip does.
         XCTAssertEqual(try Gzip.decompress(Array(out[1...])), a + b)
 
-        // A copy gets its own zlib state; both keep working.
+        // A copy gets its own compressor; both keep working.
         var copy = enc
         var o1: [UInt8] = [], o2: [UInt8] = []
         try copy.compress(a, into: &o1)

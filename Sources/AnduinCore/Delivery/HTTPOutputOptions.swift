@@ -61,7 +61,7 @@ public struct HTTPOutputOptions: Sendable {
         if schemes > 1 { r.error(nil, "choose one of user/password, api_key and token_file") }
         o.headers = r.stringMap("headers")
         o.compression = r.choice("compression", default: .gzip)
-        o.compressionLevel = Int32(r.int("compression_level", default: 6, range: 1...9))
+        o.compressionLevel = Int32(r.int("compression_level", default: 6, range: 1...12))
         return o
     }
 }
@@ -109,7 +109,8 @@ public struct HTTPAuthError: Error, CustomStringConvertible, Sendable {
     init(_ d: String) { description = d }
 }
 
-/// Compresses request bodies with a reused zlib stream; used by one delivery thread.
+/// Compresses request bodies with a reused libdeflate compressor (`GzipEncoder`); used by one
+/// delivery thread.
 public struct BodyEncoder {
     private var gzip: GzipEncoder?
     public private(set) var body: [UInt8] = []
