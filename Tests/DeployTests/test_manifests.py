@@ -3,8 +3,8 @@
 Run with `make deploy-test` (a venv with pytest and kubernetes-validate, which ships the Kubernetes
 JSON schemas, so nothing is fetched at test time).
 
-- every manifest in deploy/kubernetes validates against the Kubernetes 1.30 schemas, strict mode
-  (unknown fields are errors);
+- every manifest in deploy/kubernetes validates against the Kubernetes 1.30 schemas and the newest
+  kubernetes-validate ships (1.37), strict mode (unknown fields are errors);
 - the ClusterRole grants get/list/watch on pods and namespaces and nothing else;
 - the ConfigMap's anduin.yaml parses and names the expected components, and the DaemonSet wires
   the paths it uses (config, secret files, data_dir, /var/log);
@@ -59,14 +59,19 @@ def one(docs, kind):
     return found[0]
 
 
+# The oldest Kubernetes we support and the newest whose schemas kubernetes-validate ships.
+SCHEMA_VERSIONS = sorted({KUBERNETES_VERSION, kubernetes_validate.latest_version()})
+
+
 def validate_schema(doc, where):
-    try:
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as e:
-        path = ".".join(str(p) for p in e.path)
-        pytest.fail(f"{where}: {doc['kind']}/{doc['metadata']['name']}: {path}: {e.message}")
-    except kubernetes_validate.SchemaNotFoundError as e:
-        pytest.fail(f"{where}: {e.message}")
+    for version in SCHEMA_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            path = ".".join(str(p) for p in e.path)
+            pytest.fail(f"{where}: Kubernetes {version}: {doc['kind']}/{doc['metadata']['name']}: {path}: {e.message}")
+        except kubernetes_validate.SchemaNotFoundError as e:
+            pytest.fail(f"{where}: Kubernetes {version}: {e.message}")
 
 
 def duration_seconds(text):
