@@ -403,6 +403,11 @@ def validate_configmaps(tmp_path, docs):
         assert_validates(rc, output)
 
 
+def test_tools_are_the_pinned_versions():
+    assert "v4.1.4" in run_tool(tool("helm"), "version", "--short")
+    assert "Client Version: v1.33.9" in run_tool(tool("kubectl"), "version", "--client")
+
+
 def test_helm_lint():
     out = run_tool(tool("helm"), "lint", "--strict", str(CHART_DIR))
     assert "1 chart(s) linted, 0 chart(s) failed" in out, out
