@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -55,8 +56,13 @@ def osmem_binary():
 def http(method, url, body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        text = r.read().decode()
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            text = r.read().decode()
+    except urllib.error.HTTPError as e:
+        fail(f"{method} {url}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}")
+    except OSError as e:
+        fail(f"{method} {url}: {e}")
     return json.loads(text) if text.lstrip().startswith(("{", "[")) else text
 
 
