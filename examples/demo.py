@@ -5,7 +5,7 @@ free loopback port, copies the example node tree (examples/node: /var/log/pods f
 /var/log/containers symlinks, as a kubelet lays them out) to examples/.demo, runs `anduin run` with
 examples/anduin.yaml (tail → multiline → kubernetes → parse → elasticsearch with a disk buffer, and a
 file), appends lines while it runs, then shows what a user would check: the documents indexed, a search
-by namespace and level, the joined Java stack trace and the agent's own metrics. Stops everything it
+by namespace and level, the joined Java stack trace and `anduin status`. Stops everything it
 started, also on failure or Ctrl-C.
 
     python3 examples/demo.py PATH/TO/anduin [--dir WORK_DIR]
@@ -36,8 +36,6 @@ CONFIG = HERE / "anduin.yaml"
 INITIAL_DOCS = 10
 APPENDED = 2
 TIMEOUT = 60
-# The components of anduin.yaml in pipeline order, for the metrics summary.
-PIPELINE_ORDER = {name: i for i, name in enumerate(["containers", "traces", "kubernetes", "parse", "search", "archive"])}
 
 
 def fail(message):
@@ -167,17 +165,20 @@ class Demo:
         print(f"\nthe Java stack trace, {message.count(chr(10)) + 1} lines joined into one document:")
         print("  " + message.replace("\n", "\n  "))
 
-    def show_metrics(self):
+    def show_status(self):
         # Checkpoints are written about once a second: wait until they cover every byte read, so the
-        # summary shows a caught-up agent (bytes_behind 0), not the last second's lag.
+        # status shows a caught-up agent (BEHIND 0 B), not the last second's lag.
         def caught_up():
             text = http("GET", f"{self.api}/metrics")
             behind = [l for l in text.splitlines() if l.startswith("anduin_input_bytes_behind{")]
-            return text if behind and all(float(l.rsplit(" ", 1)[1]) == 0 for l in behind) else None
-        text = wait_for("the checkpoints to cover every line read (bytes_behind 0)", caught_up, timeout=15)
-        print(f"\nthe agent's metrics ({self.api}/metrics), summarised:")
-        for line in summarise_metrics(text):
-            print("  " + line)
+            return behind and all(float(l.rsplit(" ", 1)[1]) == 0 for l in behind)
+        wait_for("the checkpoints to cover every line read (bytes_behind 0)", caught_up, timeout=15)
+        p = subprocess.run([self.anduin, "status", "--config", str(CONFIG)], env=self.env,
+                           capture_output=True, text=True, timeout=30)
+        if p.returncode != 0:
+            fail(f"anduin status (exit {p.returncode}):\n{p.stdout}{p.stderr}")
+        print(f"\n$ anduin status --config {self.rel(CONFIG)}")
+        print(p.stdout.rstrip())
 
     def stop(self):
         if self.agent and self.agent.poll() is None:
@@ -208,36 +209,6 @@ class Demo:
             return str(path)
 
 
-def summarise_metrics(text):
-    """One line per component from the Prometheus text: its counters that are not zero."""
-    values = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#") or "{" not in line:
-            continue
-        name, rest = line.split("{", 1)
-        labels, value = rest.rsplit("}", 1)
-        if name.endswith(("_bucket", "_sum", "_count")):
-            continue
-        label = dict(part.split("=", 1) for part in labels.split(",") if "=" in part)
-        component = label.get("component", "").strip('"')
-        kind = name.split("_")[1] if name.count("_") > 1 else ""
-        short = name.removeprefix(f"anduin_{kind}_").removesuffix("_total")
-        try:
-            number = float(value)
-        except ValueError:
-            continue
-        if component and (number or short == "bytes_behind"):
-            values.setdefault((kind, component), []).append((short, number))
-    lines = []
-    rank = {"input": 0, "filter": 1, "output": 2}
-    for (kind, component), items in sorted(values.items(), key=lambda kv: (rank.get(kv[0][0], 3), PIPELINE_ORDER.get(kv[0][1], 99))):
-        first = {"records_in": 0, "records_out": 1}
-        items.sort(key=lambda kv: (first.get(kv[0], 2), kv[0]))
-        shown = ", ".join(f"{k} {int(v) if v == int(v) else round(v, 3)}" for k, v in items)
-        lines.append(f"{kind} {component}: {shown}")
-    return lines
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("anduin", help="the anduin binary")
@@ -254,7 +225,7 @@ def main():
         print(f"{INITIAL_DOCS} documents indexed from the files")
         demo.append_lines()
         demo.show_results()
-        demo.show_metrics()
+        demo.show_status()
     finally:
         demo.stop()
     if getattr(demo, "agent_rc", 0) != 0:

@@ -53,8 +53,13 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path):
         assert h["log"]["file"]["path"].endswith(".log")
     assert "the Java stack trace, 6 lines joined into one document:" in out, out
     assert "  \tat java.base/sun.nio.ch.Net.connect0(Native Method)" in out, out
-    assert re.search(r"^  output search: records_in 12, records_out 12", out, re.M), out
-    assert "  input containers: records_out 17, bytes_behind 0," in out, out
+    # `anduin status`: every line read and checkpointed, the trace's lines joined (not dropped), every
+    # record delivered to both outputs.
+    assert re.search(r"^containers +tail +2 +0 B +17$", out, re.M), out
+    assert re.search(r"^traces +multiline +17 +12 +0$", out, re.M), out
+    assert re.search(r"^search +elasticsearch +12 +0 +12 +0 +0 +0 +0 +0 ", out, re.M), out
+    assert re.search(r"^archive +file +12 +0 +12 ", out, re.M), out
+    assert "filters dropped 0 record(s); pending (queued, buffered, in flight, retrying) 0;" in out, out
     assert "stopped anduin with SIGTERM (exit 0); 12 records in" in out, out
     assert "stopped osmem-server" in out and "demo ok in" in out, out
 
