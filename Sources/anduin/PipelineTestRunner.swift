@@ -31,7 +31,7 @@ struct PipelineTestRunner {
             l[metadataKey: "component"] = "\(d.name)"
             let ctx = ComponentContext(name: d.name, kind: d.kind, dataDirectory: config.dataDirectory, logger: l,
                                        stats: stats.stats(for: d.name, kind: d.kind, type: d.type))
-            do { filters[d.name] = try fc.build(ctx) } catch { throw ConfigProblem("filter \"\(d.name)\": \(error)") }
+            do { filters[d.name] = try fc.build(ctx) } catch { throw PipelineTestError("filter \"\(d.name)\": \(error)") }
         }
         defer { for f in filters.values { f.close() } }
 
@@ -82,15 +82,12 @@ struct PipelineTestRunner {
         var out: [[String: Any]] = []
         var bytes: [UInt8] = []
         for (_, n, i) in order {
-            let b = captured[n]
-            do {
-                bytes.removeAll(keepingCapacity: true)
-                RecordEncoder.append(b, i, to: &bytes)
-                guard let obj = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
-                    throw ConfigProblem("a record is not a JSON object: \(String(decoding: bytes, as: UTF8.self))")
-                }
-                out.append(obj)
+            bytes.removeAll(keepingCapacity: true)
+            RecordEncoder.append(captured[n], i, to: &bytes)
+            guard let obj = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+                throw PipelineTestError("a record is not a JSON object: \(String(decoding: bytes, as: UTF8.self))")
             }
+            out.append(obj)
         }
         return out
     }
@@ -200,4 +197,10 @@ struct PipelineTestRunner {
     }
 
     static func quote(_ s: String) -> String { json(s) }
+}
+
+/// A test that could not run (a filter that cannot be built), as opposed to one that failed.
+struct PipelineTestError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
 }

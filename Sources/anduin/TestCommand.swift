@@ -33,7 +33,7 @@ struct TestCommand: ParsableCommand {
             do {
                 problems = PipelineTestRunner.compare(try runner.records(for: test), test)
             } catch {
-                problems = ["cannot run: \((error as? ConfigProblem)?.message ?? "\(error)")"]
+                problems = ["cannot run: \((error as? PipelineTestError)?.message ?? "\(error)")"]
             }
             if problems.isEmpty {
                 print("ok    \(test.name)")
