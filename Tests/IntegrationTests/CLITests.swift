@@ -4,7 +4,7 @@ import XCTest
 import Glibc
 #endif
 
-/// `anduin validate`, `anduin version`, and the exit status of `anduin run` on signals.
+/// `anduin validate`, `anduin test`, `anduin version`, and the exit status of `anduin run` on signals.
 final class CLITests: AgentTestCase {
     /// Runs the binary to completion; returns (status, stdout, stderr).
     private func runCLI(_ args: [String], timeout: Double = 60) throws -> (Int32, String, String) {
@@ -38,6 +38,14 @@ final class CLITests: AgentTestCase {
         let (status, out, err) = try runCLI(["validate", "--config", examplesConfig])
         XCTAssertEqual(status, 0, "stderr: \(err)")
         XCTAssertTrue(out.contains("ok"), "stdout: \(out)")
+    }
+
+    /// `anduin test` on the example's tests (examples/anduin.tests.yaml, next to the config); the
+    /// failing case and its diff are checked in Tests/DeployTests/test_examples.py.
+    func testPipelineTestsOfTheBundledExamplePass() throws {
+        let (status, out, err) = try runCLI(["test", "--config", examplesConfig])
+        XCTAssertEqual(status, 0, "stdout: \(out)\nstderr: \(err)")
+        XCTAssertEqual(out.split(separator: "\n").last, "4 tests: 4 passed, 0 failed", out)
     }
 
     /// Each broken config: exit 1, and a `FILE:LINE:COLUMN: message` line at the right place.

@@ -44,12 +44,14 @@ public enum StatusReport {
         for (i, s) in components.filter({ $0.kind == .filter }).enumerated() {
             if i > 0 { w.writeByte(UInt8(ascii: ",")) }
             let rin = value(s, "records_in"), rout = value(s, "records_out")
-            // A stateful filter (multiline) merges records: fewer out than in is not a loss there.
-            filtersDropped += max(0, rin - rout)
+            // A stateful filter (multiline) merges records and holds some: lines joined into the record
+            // before them and records still held are not dropped.
+            let dropped = max(0, rin - rout - value(s, "records_merged") - value(s, "records_pending"))
+            filtersDropped += dropped
             head(s)
             member("in", rin)
             member("out", rout)
-            member("dropped", max(0, rin - rout))
+            member("dropped", dropped)
             w.writeByte(UInt8(ascii: "}"))
         }
         w.writeRaw(#"],"outputs":["#)
