@@ -8,6 +8,8 @@
 /// What kind of value an option takes.
 public indirect enum OptionKind: Sendable {
     case string
+    /// A string of a given form (`shape`, e.g. `rate such as 1000/s`) the plugin checks itself.
+    case text(String)
     /// A file path or glob, made absolute against the config file's folder.
     case path
     case bool
@@ -29,13 +31,14 @@ public indirect enum OptionKind: Sendable {
     public var typeName: String {
         switch self {
         case .string: return "string"
+        case .text(let shape): return shape
         case .path: return "path"
         case .bool: return "bool"
         case .secret: return "secret"
         case .int(let r): return "integer \(r.lowerBound)–\(Self.count(r.upperBound))"
         case .size(let r): return "size \(ByteSize.format(r.lowerBound))–\(ByteSize.format(r.upperBound))"
         case .duration(let r): return "duration \(DurationText.format(r.lowerBound))–\(DurationText.format(r.upperBound))"
-        case .choice(let words): return words.joined(separator: " \\| ")
+        case .choice(let words): return words.joined(separator: " | ")
         case .list: return "list of strings"
         case .pathList: return "list of paths"
         case .free(let shape): return shape
@@ -133,6 +136,10 @@ public extension ConfigKey where Value == String? {
     /// An optional string; `required` reports its absence.
     static func string(_ key: String, required: Bool = false, _ doc: String, defaultText: String = "") -> Self {
         Self(key, .string, default: nil, defaultText: required ? "(required)" : defaultText, doc)
+    }
+    /// A string of a particular form, which the plugin checks.
+    static func text(_ key: String, _ shape: String, required: Bool = false, _ doc: String, defaultText: String = "") -> Self {
+        Self(key, .text(shape), default: nil, defaultText: required ? "(required)" : defaultText, doc)
     }
     static func path(_ key: String, required: Bool = false, _ doc: String, defaultText: String = "") -> Self {
         Self(key, .path, default: nil, defaultText: required ? "(required)" : defaultText, doc)
