@@ -168,6 +168,9 @@ public struct AgentConfig: Sendable {
                              config: built)
     }
 
+    /// The top level's option table; nil until the top level is read from declarations.
+    public static let options: [OptionSpec]? = nil
+
     /// The keys every component has besides its plugin's options.
     static func componentOptions(_ kind: ComponentKind) -> [OptionSpec] {
         var keys = [OptionSpec(key: "type", kind: .string, defaultText: "(required)", doc: "the plugin")]

@@ -263,7 +263,9 @@ public final class ConfigReader: @unchecked Sendable {
     }
 
     private func typeError(_ key: String, _ v: ConfigValue, _ expected: String) {
-        diagnostics.error(v.mark, "\(context): \(key): expected \(expected), got \(v.kindName)")
+        var got = v.kindName
+        if case .scalar(let s, _, _) = v { got = s.count > 60 ? "\"\(s.prefix(60))…\"" : "\"\(s)\"" }
+        diagnostics.error(v.mark, "\(context): \(key): expected \(expected), got \(got)")
     }
 }
 
