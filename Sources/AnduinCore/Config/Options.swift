@@ -104,14 +104,14 @@ public extension ConfigKey where Value == Int {
                     defaultText: String? = nil) -> Self {
         Self(key, .int(range), default: d, defaultText: defaultText ?? String(d), doc)
     }
-    static func size(_ key: String, default d: Int, _ range: ClosedRange<Int> = defaultSizeRange, _ doc: String,
+    static func size(_ key: String, default d: Int, _ range: ClosedRange<Int>, _ doc: String,
                      defaultText: String? = nil) -> Self {
         Self(key, .size(range), default: d, defaultText: defaultText ?? ByteSize.format(d), doc)
     }
 }
 
 public extension ConfigKey where Value == Double {
-    static func duration(_ key: String, default d: Double, _ range: ClosedRange<Double> = defaultDurationRange,
+    static func duration(_ key: String, default d: Double, _ range: ClosedRange<Double>,
                          _ doc: String, defaultText: String? = nil) -> Self {
         Self(key, .duration(range), default: d, defaultText: defaultText ?? DurationText.format(d), doc)
     }
