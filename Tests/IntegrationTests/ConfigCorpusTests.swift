@@ -170,6 +170,8 @@ final class ConfigCorpusTests: AgentTestCase {
         add("key-list", base + "[a, b]: c\n")
         add("key-map", base + "{a: b}: c\n")
         add("buffer-scalar", replacing("buffer: {type: disk, max_bytes: 1GiB, segment_bytes: 64MiB}", "buffer: disk"))
+        add("userinfo-bad-scheme", replacing("hosts: [\"http://127.0.0.1:9\"]", "hosts: [\"ftp://elastic:\(secret)@127.0.0.1:9\"]"))
+        add("userinfo-and-user", replacing("hosts: [\"http://127.0.0.1:9\"]", "hosts: [\"http://elastic:\(secret)@127.0.0.1:9\", \"http://h\"]"))
         add("segment-larger", replacing("segment_bytes: 64MiB", "segment_bytes: 2GiB"))
         // YAML syntax.
         add("tab-indent", base.replacingOccurrences(of: "    type: tail", with: "\ttype: tail"))

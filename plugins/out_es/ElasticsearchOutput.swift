@@ -50,6 +50,9 @@ public enum ElasticsearchPlugin {
         var hosts = r.stringList("hosts")
         if hosts.isEmpty, let h = r.string("host") { hosts = [h] }
         if hosts.isEmpty { r.error(r.has("hosts") ? "hosts" : nil, "needs hosts: [\"http://127.0.0.1:9200\"]") }
+        var http = HTTPOutputOptions.parse(r)
+        // user:password@ is taken out of the hosts before anything may show them.
+        hosts = http.takeUserinfo(hosts, key: "hosts", r)
         for h in hosts where !(h.hasPrefix("http://") || h.hasPrefix("https://")) {
             r.error("hosts", "\(HTTPClient.redactedURL(h)): must start with http:// or https://")
         }
@@ -76,7 +79,7 @@ public enum ElasticsearchPlugin {
         c.opType = opType
         c.id = r.choice("id", default: .event)
         c.pipeline = r.string("pipeline")
-        c.http = HTTPOutputOptions.parse(r)
+        c.http = http
         return c
     }
 }

@@ -22,14 +22,17 @@ public struct HTTPOutputConfig: EncodedOutputConfig {
 
 public enum HTTPOutputPlugin {
     public static let spec = PluginSpec.output("http", "send batches of records to an HTTP endpoint") { r in
-        guard let uri = r.requiredString("uri") else { return nil }
+        var http = HTTPOutputOptions.parse(r)
+        guard var uri = r.requiredString("uri") else { return nil }
+        // user:password@ is taken out of the URI before anything may show it.
+        uri = http.takeUserinfo([uri], key: "uri", r)[0]
         if !(uri.hasPrefix("http://") || uri.hasPrefix("https://")) {
             r.error("uri", "must start with http:// or https://")
         }
         var c = HTTPOutputConfig(uri: uri, delivery: DeliveryOptions.parse(r, defaultBuffer: .disk(DiskRingOptions(segmentBytes: 64 << 20))))
         c.method = r.choice("method", default: .POST)
         c.encoding = r.choice("encoding", default: .ndjson)
-        c.http = HTTPOutputOptions.parse(r)
+        c.http = http
         return c
     }
 }
