@@ -33,10 +33,18 @@ struct ConfigCommand: ParsableCommand {
                 return
             }
             if let top = tables["agent"] { print("### Top level\n\n" + top) }
+            var sharedShown = Set<String>()
             for kind in ComponentKind.allCases {
                 for type in allPlugins.types(kind) {
                     guard let table = tables[type], let spec = allPlugins.spec(kind, type) else { continue }
-                    print("### \(kind.rawValue.capitalized) `\(type)`: \(spec.summary)\n\n" + table)
+                    var text = "### \(kind.rawValue.capitalized) `\(type)`: \(spec.summary)\n\n" + table
+                    if let shared = spec.shared {
+                        text += "\nAnd the options in `\(shared.name)`.\n"
+                        if sharedShown.insert(shared.name).inserted, let t = tables[shared.name] {
+                            text += "\n### Options `\(shared.name)`: shared by the network outputs\n\n" + t
+                        }
+                    }
+                    print(text)
                 }
             }
         }
@@ -49,7 +57,9 @@ func referenceTables() -> [String: String] {
     if let top = AgentConfig.options { tables["agent"] = OptionReference.table(top) }
     for kind in ComponentKind.allCases {
         for type in allPlugins.types(kind) {
-            if let options = allPlugins.spec(kind, type)?.options { tables[type] = OptionReference.table(options) }
+            guard let spec = allPlugins.spec(kind, type), let options = spec.options else { continue }
+            tables[type] = OptionReference.table(options)
+            if let shared = spec.shared { tables[shared.name] = OptionReference.table(shared.options) }
         }
     }
     return tables

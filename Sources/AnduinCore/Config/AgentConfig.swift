@@ -131,7 +131,7 @@ public struct AgentConfig: Sendable {
             return nil
         }
         let typed = ConfigReader(value, context: "\(context) (\(type))", diagnostics: diags, baseDirectory: baseDir,
-                                 options: spec.options.map { componentOptions(kind) + $0 })
+                                 options: spec.allOptions.map { componentOptions(kind) + $0 })
         _ = typed.value("type")
         var from: [String] = []
         var fromMarks: [SourceMark] = []

@@ -176,6 +176,16 @@ public extension ConfigKey where Value == ConfigValue? {
     }
 }
 
+/// Options several plugin types share, documented in one table (`name` in `anduin config reference --type`).
+public struct OptionSection: Sendable {
+    public let name: String
+    public let options: [OptionSpec]
+    public init(name: String, options: [OptionSpec]) {
+        self.name = name
+        self.options = options
+    }
+}
+
 /// A group of nested options: `batch: {max_records: ..., timeout: ...}`. Read with `ConfigReader.group(_:)`.
 public struct ConfigGroup: Sendable {
     public let spec: OptionSpec

@@ -28,16 +28,17 @@ public struct HTTPOutputOptions: Sendable {
     public init() {}
 
     public static func parse(_ r: ConfigReader) -> HTTPOutputOptions {
+        typealias K = HTTPKeys
         var o = HTTPOutputOptions()
-        o.client.connectTimeout = r.duration("connect_timeout", default: 10)
-        o.client.requestTimeout = r.duration("request_timeout", default: 60)
-        o.client.http2 = r.bool("http2", default: true)
-        o.client.proxy = r.string("proxy")
-        if let t = r.mapping("tls") {
-            o.client.tls.caFile = t.path("ca_file")
-            o.client.tls.certFile = t.path("cert_file")
-            o.client.tls.keyFile = t.path("key_file")
-            o.client.tls.insecureSkipVerify = t.bool("insecure_skip_verify", default: false)
+        o.client.connectTimeout = r.get(K.connectTimeout)
+        o.client.requestTimeout = r.get(K.requestTimeout)
+        o.client.http2 = r.get(K.http2)
+        o.client.proxy = r.get(K.proxy)
+        if let t = r.group(K.tls) {
+            o.client.tls.caFile = t.get(K.caFile)
+            o.client.tls.certFile = t.get(K.certFile)
+            o.client.tls.keyFile = t.get(K.keyFile)
+            o.client.tls.insecureSkipVerify = t.get(K.insecureSkipVerify)
             if (o.client.tls.certFile == nil) != (o.client.tls.keyFile == nil) {
                 t.error(o.client.tls.certFile == nil ? "key_file" : "cert_file", "cert_file and key_file go together (client certificate)")
             }
@@ -48,11 +49,11 @@ public struct HTTPOutputOptions: Sendable {
                 }
             }
         }
-        o.auth.user = r.string("user")
-        o.auth.password = r.string("password").map(Secret.init)
-        o.auth.passwordFile = r.path("password_file")
-        o.auth.apiKey = r.string("api_key").map(Secret.init)
-        o.auth.tokenFile = r.path("token_file")
+        o.auth.user = r.get(K.user)
+        o.auth.password = r.get(K.password)
+        o.auth.passwordFile = r.get(K.passwordFile)
+        o.auth.apiKey = r.get(K.apiKey)
+        o.auth.tokenFile = r.get(K.tokenFile)
         if o.auth.password != nil && o.auth.passwordFile != nil {
             r.error("password_file", "give password or password_file, not both")
         }
@@ -61,9 +62,9 @@ public struct HTTPOutputOptions: Sendable {
         }
         let schemes = [o.auth.user != nil, o.auth.apiKey != nil, o.auth.tokenFile != nil].filter { $0 }.count
         if schemes > 1 { r.error(nil, "choose one of user/password, api_key and token_file") }
-        o.headers = r.stringMap("headers").map { ($0.0, Secret($0.1)) }
-        o.compression = r.choice("compression", default: .gzip)
-        o.compressionLevel = Int32(r.int("compression_level", default: 6, range: 1...9))
+        o.headers = r.stringMap(K.headers.key).map { ($0.0, Secret($0.1)) }
+        o.compression = r.get(K.compression)
+        o.compressionLevel = Int32(r.get(K.compressionLevel))
         return o
     }
 }

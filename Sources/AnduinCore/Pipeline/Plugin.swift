@@ -88,7 +88,7 @@ public protocol RecordOutputConfig: OutputConfig {
 }
 
 public extension RecordOutputConfig {
-    var queueRecords: Int { 50_000 }
+    var queueRecords: Int { DeliveryKeys.memoryMaxRecords.defaultValue }
 }
 
 public protocol EncodedOutputConfig: OutputConfig {
@@ -127,7 +127,12 @@ public struct PluginSpec: Sendable {
     /// The option table (without `type` and `from`); nil for a plugin still read in the older style,
     /// where unknown keys are the keys its parser did not read.
     public let options: [OptionSpec]?
+    /// Options shared with other plugin types (the network outputs' buffer, batch, TLS...), documented once.
+    public let shared: OptionSection?
     public let configure: Configure
+
+    /// Every option this type accepts besides `type` and `from`; nil for the older style.
+    public var allOptions: [OptionSpec]? { options.map { $0 + (shared?.options ?? []) } }
 
     public var kind: ComponentKind {
         switch configure {
@@ -139,15 +144,15 @@ public struct PluginSpec: Sendable {
 
     public static func input(_ type: String, _ summary: String, options: [OptionSpec]? = nil,
                              _ parse: @escaping @Sendable (ConfigReader) -> (any InputConfig)?) -> PluginSpec {
-        PluginSpec(type: type, summary: summary, options: options, configure: .input(parse))
+        PluginSpec(type: type, summary: summary, options: options, shared: nil, configure: .input(parse))
     }
     public static func filter(_ type: String, _ summary: String, options: [OptionSpec]? = nil,
                               _ parse: @escaping @Sendable (ConfigReader) -> (any FilterConfig)?) -> PluginSpec {
-        PluginSpec(type: type, summary: summary, options: options, configure: .filter(parse))
+        PluginSpec(type: type, summary: summary, options: options, shared: nil, configure: .filter(parse))
     }
-    public static func output(_ type: String, _ summary: String, options: [OptionSpec]? = nil,
+    public static func output(_ type: String, _ summary: String, options: [OptionSpec]? = nil, shared: OptionSection? = nil,
                               _ parse: @escaping @Sendable (ConfigReader) -> (any OutputConfig)?) -> PluginSpec {
-        PluginSpec(type: type, summary: summary, options: options, configure: .output(parse))
+        PluginSpec(type: type, summary: summary, options: options, shared: shared, configure: .output(parse))
     }
 }
 
