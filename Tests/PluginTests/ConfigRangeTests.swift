@@ -123,6 +123,12 @@ final class ConfigRangeTests: XCTestCase {
         XCTAssertEqual(k, ["a.yaml:4:55: filter \"k\" (kubernetes): retry: unknown key \"inital\" (did you mean \"initial\"?); known keys: initial, max"])
     }
 
+    func testAKeyOfAGroupWrittenOutsideItIsPlacedForTheUser() {
+        let e = errors("inputs:\n  in: {type: tail, paths: [x]}\nfilters:\n  k: {type: kubernetes, from: [in], api: off, initial: 1s}\noutputs:\n  o: {type: file, from: [k], path: x}\n")
+        XCTAssertEqual(e.count, 1)
+        XCTAssertTrue(e[0].contains("unknown key \"initial\" (it goes under retry:)"), e[0])
+    }
+
     func testDeclaredDefaultsAndReference() {
         let table = OptionReference.table([
             ConfigKey<Int>.size("max_bytes", default: 1 << 20, 64...(1 << 30), "a | b").spec,

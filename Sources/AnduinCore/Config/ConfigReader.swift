@@ -254,7 +254,13 @@ public final class ConfigReader: @unchecked Sendable {
         let known = declared.map { Set($0.map(\.key)) } ?? used
         for e in entries where !known.contains(e.key) {
             var msg = "\(context): unknown key \"\(e.key)\""
-            if let guess = closest(e.key, in: known) { msg += " (did you mean \"\(guess)\"?)" }
+            // `max_records` at the top of an output belongs under `batch:` or `buffer:`.
+            let groups = (declared ?? []).filter { $0.children?.contains { $0.key == e.key } ?? false }.map(\.key)
+            if !groups.isEmpty {
+                msg += " (it goes under \(groups.map { "\($0):" }.joined(separator: " or ")))"
+            } else if let guess = closest(e.key, in: known) {
+                msg += " (did you mean \"\(guess)\"?)"
+            }
             if !known.isEmpty { msg += "; known keys: \(known.sorted().joined(separator: ", "))" }
             diagnostics.error(e.keyMark, msg)
         }
