@@ -66,17 +66,17 @@ public struct AgentConfig: Sendable {
         }
         // Relative paths in the config are relative to the config file, so `anduin run` works from anywhere.
         let baseDir = absoluteDirectory(of: file)
-        let top = ConfigReader(root, context: "config", diagnostics: diags, baseDirectory: baseDir)
+        let top = ConfigReader(root, context: "config", diagnostics: diags, baseDirectory: baseDir, options: AgentKeys.all)
         var cfg = AgentConfig(
             file: file,
-            dataDirectory: top.resolvePath(top.string("data_dir", default: "./data")),
-            logLevel: top.choice("log_level", default: .info),
-            logFormat: top.choice("log_format", default: .text),
-            shutdownTimeout: top.duration("shutdown_timeout", default: 30),
+            dataDirectory: top.get(AgentKeys.dataDir),
+            logLevel: top.get(AgentKeys.logLevel),
+            logFormat: top.get(AgentKeys.logFormat),
+            shutdownTimeout: top.get(AgentKeys.shutdownTimeout),
             api: nil,
-            watchConfig: top.bool("watch_config", default: false),
+            watchConfig: top.get(AgentKeys.watchConfig),
             components: [])
-        if let api = top.mapping("api") {
+        if let api = top.group(APIKeys.group) {
             cfg.api = APIOptions.parse(api)
         }
 
@@ -168,8 +168,8 @@ public struct AgentConfig: Sendable {
                              config: built)
     }
 
-    /// The top level's option table; nil until the top level is read from declarations.
-    public static let options: [OptionSpec]? = nil
+    /// The top level's option table.
+    public static let options: [OptionSpec]? = AgentKeys.all
 
     /// The keys every component has besides its plugin's options.
     static func componentOptions(_ kind: ComponentKind) -> [OptionSpec] {
