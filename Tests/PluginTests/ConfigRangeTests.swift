@@ -94,7 +94,7 @@ final class ConfigRangeTests: XCTestCase {
         XCTAssertEqual(check(Array(("a: " + String(repeating: "[", count: 101)).utf8)), "f:1:104: nested more than 100 levels deep")
         XCTAssertEqual(check(Array(("a: " + String(repeating: "[", count: 100)).utf8)), nil)
         XCTAssertEqual(check(Array((String(repeating: "- ", count: 101) + "x").utf8))?.hasSuffix("nested more than 100 levels deep"), true)
-        XCTAssertEqual(check([UInt8](repeating: 0x20, count: ConfigText.maximumBytes + 1))?.contains("a config is at most 1MiB"), true)
+        XCTAssertEqual(check([UInt8](repeating: 0x20, count: ConfigText.maximumBytes + 1))?.contains("larger than 1MiB, the most a config may be"), true)
     }
 
     func testYAMLErrorsAreOneLineWithoutTheText() {

@@ -247,9 +247,12 @@ public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
 /// At most `ConfigText.maximumBytes + 1` bytes of the file (so `/dev/zero` or a huge file is
 /// refused, not read forever), or why it cannot be read.
 func readConfigBytes(_ path: String) -> Result<[UInt8], ConfigProblem> {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    // O_NONBLOCK: opening a FIFO nobody writes to would wait forever. Reads block again below (a
+    // pipe given on purpose, /dev/stdin, is read to its end).
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else { return .failure(ConfigProblem(String(cString: strerror(errno)))) }
     defer { close(fd) }
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
     var st = stat()
     if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
         return .failure(ConfigProblem("it is a directory"))

@@ -16,7 +16,7 @@ public enum ConfigText {
     public static func check(_ bytes: some Collection<UInt8>, file: String) -> ConfigDiagnostic? {
         if bytes.count > maximumBytes {
             return ConfigDiagnostic(SourceMark(file: file, line: 1, column: 1),
-                                    "config file is \(bytes.count) bytes; a config is at most \(ByteSize.format(maximumBytes))")
+                                    "the file is larger than \(ByteSize.format(maximumBytes)), the most a config may be: is it a config file?")
         }
         var line = 1, column = 1
         var atIndent = true, inMarkers = false, indent = 0, markers = 0, flow = 0
