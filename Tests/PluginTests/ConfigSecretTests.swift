@@ -32,7 +32,10 @@ final class ConfigSecretTests: XCTestCase {
         for output in [#"type: elasticsearch, hosts: ["ftp://u:hunter2-Zq9@h"]"#,
                        #"type: elasticsearch, hosts: ["https://u:hunter2-Zq9@a", "https://b"]"#,
                        #"type: elasticsearch, user: x, hosts: ["https://u:hunter2-Zq9@a"]"#,
-                       #"type: http, uri: "ftp://u:hunter2-Zq9@h""#] {
+                       #"type: http, uri: "ftp://u:hunter2-Zq9@h""#,
+                       #"type: elasticsearch, hosts: "https://u:hunter2-Zq9@h""#,
+                       #"type: http, uri: "http://h", headers: "Bearer hunter2-Zq9""#,
+                       #"type: http, uri: "http://h", api_key: [hunter2-Zq9]"#] {
             guard case .failure(let e) = load(output) else { XCTFail(output); continue }
             XCTAssertFalse(e.description.contains("hunter2"), e.description)
         }

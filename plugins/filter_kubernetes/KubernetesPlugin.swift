@@ -60,7 +60,7 @@ public enum KubernetesPlugin {
         if let apiURL {
             let lower = apiURL.lowercased()
             if !(lower.hasPrefix("http://") || lower.hasPrefix("https://")) {
-                reader.error("api_url", "\"\(apiURL)\" must start with http:// or https://")
+                reader.error("api_url", "\"\(URLUserinfo(apiURL).url)\" must start with http:// or https://")
             }
             c.api = .url(apiURL)
         }

@@ -270,7 +270,12 @@ public final class ConfigReader: @unchecked Sendable {
 
     private func typeError(_ key: String, _ v: ConfigValue, _ expected: String) {
         var got = v.kindName
-        if case .scalar(let s, _, _) = v { got = s.count > 60 ? "\"\(s.prefix(60))…\"" : "\"\(s)\"" }
+        // The value is quoted to help, unless it may be a secret: a secret option's, or a URL's userinfo.
+        let secret = declared?.first { $0.key == key }?.kind.isSecret ?? false
+        if case .scalar(let text, _, _) = v, !secret {
+            let s = text.contains("@") ? URLUserinfo(text).url : text
+            got = s.count > 60 ? "\"\(s.prefix(60))…\"" : "\"\(s)\""
+        }
         diagnostics.error(v.mark, "\(context): \(key): expected \(expected), got \(got)")
     }
 }

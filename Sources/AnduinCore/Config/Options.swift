@@ -27,6 +27,15 @@ public indirect enum OptionKind: Sendable {
     /// Nested options (`batch`, `retry`, `tls`, ...).
     case group([OptionSpec])
 
+    /// Values of this option are never quoted in messages.
+    public var isSecret: Bool {
+        switch self {
+        case .secret: return true
+        case .free(let shape): return shape.contains("secret")
+        default: return false
+        }
+    }
+
     /// How the reference names the type.
     public var typeName: String {
         switch self {

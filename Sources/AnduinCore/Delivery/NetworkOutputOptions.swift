@@ -15,7 +15,7 @@ public enum HTTPKeys {
     public static let passwordFile = ConfigKey<String?>.path("password_file", "basic auth password, re-read for every request")
     public static let apiKey = ConfigKey<Secret?>.secret("api_key", "`Authorization: ApiKey <key>` (Elasticsearch; a secret)")
     public static let tokenFile = ConfigKey<String?>.path("token_file", "`Authorization: Bearer <token>`, re-read when the file changes (rotated tokens)")
-    public static let headers = ConfigKey<ConfigValue?>.free("headers", "mapping: name → value", "extra request headers; every value is a secret (shown as `***`)", defaultText: "{}")
+    public static let headers = ConfigKey<ConfigValue?>.free("headers", "mapping: name → secret", "extra request headers; every value is a secret (shown as `***`)", defaultText: "{}")
     public static let compression = ConfigKey<Compression>.choice("compression", default: .gzip, "request bodies, sent as `Content-Encoding: gzip`")
     public static let compressionLevel = ConfigKey<Int>.int("compression_level", default: 6, 1...9, "gzip level")
 
