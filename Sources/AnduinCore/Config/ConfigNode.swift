@@ -33,7 +33,7 @@ public struct ConfigDiagnostic: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Collects every problem instead of stopping at the first: `anduin validate` shows them all.
-public final class Diagnostics: @unchecked Sendable {
+public final class Diagnostics {
     // Used from one thread during config loading only.
     public private(set) var items: [ConfigDiagnostic] = []
     public init() {}

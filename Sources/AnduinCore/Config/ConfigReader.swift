@@ -6,7 +6,7 @@ import Foundation
 /// parser did not ask for is reported as unknown by `finish()`.
 ///
 /// Used on one thread while a config loads.
-public final class ConfigReader: @unchecked Sendable {
+public final class ConfigReader {
     /// Human name of what is being read, e.g. `input "containers" (tail)`.
     public let context: String
     public let mark: SourceMark
