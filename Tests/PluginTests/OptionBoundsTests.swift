@@ -81,6 +81,11 @@ final class OptionBoundsTests: XCTestCase {
         XCTAssertGreaterThan(numeric, 40)
     }
 
+    /// No plugin is read in the older style any more: each declares its table.
+    func testEveryPluginDeclaresItsOptions() {
+        for s in Self.specs { XCTAssertNotNil(s.options, s.type) }
+    }
+
     /// Every default lies within its range.
     func testDefaultsAreInRange() {
         for (name, spec) in allOptions() {
