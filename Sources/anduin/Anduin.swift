@@ -12,7 +12,7 @@ struct Anduin: ParsableCommand {
         commandName: "anduin",
         abstract: "Ships container logs from a node to Elasticsearch or HTTP, without losing or duplicating a line.",
         version: anduinVersion,
-        subcommands: [Run.self, Validate.self, TestCommand.self, Tap.self, Status.self, DeadLetterCommand.self, Version.self]
+        subcommands: [Run.self, Validate.self, TestCommand.self, Tap.self, Status.self, DeadLetterCommand.self, ConfigCommand.self, Version.self]
     )
 }
 

@@ -156,7 +156,7 @@ final class ObservabilityTests: AgentTestCase {
         try writeConfig(base + "\n  broken: {type: file, from: [nowhere], path: x}\n")
         agent.signal(SIGHUP)
         XCTAssertTrue(poll { agent.stderr.contains("reload refused") }, agent.stderr)
-        XCTAssertTrue(agent.stderr.contains("anduin.yaml:6:3: output \"broken\": from: names \"nowhere\""), agent.stderr)
+        XCTAssertTrue(agent.stderr.contains("anduin.yaml:6:31: output \"broken\": from: names \"nowhere\""), "at the reference, not the component: \(agent.stderr)")
         appendText(sandbox.path("logs/a.log"), "still running\n")
         XCTAssertTrue(poll { output.refresh().count == 151 && second.refresh().count == 51 })
         agent.terminate()

@@ -73,9 +73,10 @@ final class ConfigValidationTests: XCTestCase {
         XCTAssertTrue(e.contains { $0.contains("unknown output type \"parse\"") && $0.contains("put it under filters:") }, "\(e)")
     }
 
+    /// The problem is the reference, so the position is the reference's (line 9, column 12), not the filter's name.
     func testFromNamingMissingComponent() {
         let e = errors(good.replacingOccurrences(of: "from: [containers]", with: "from: [contaners]"))
-        XCTAssertTrue(e.contains { $0.hasPrefix("/etc/anduin/a.yaml:7:3: filter \"parse\": from: names \"contaners\", which is not an input or filter (did you mean \"containers\"?)") }, "\(e)")
+        XCTAssertTrue(e.contains { $0.hasPrefix("/etc/anduin/a.yaml:9:12: filter \"parse\": from: names \"contaners\", which is not an input or filter (did you mean \"containers\"?)") }, "\(e)")
     }
 
     func testCycle() {

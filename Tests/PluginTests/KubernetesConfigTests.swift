@@ -88,7 +88,7 @@ final class KubernetesConfigTests: XCTestCase {
         XCTAssertTrue(errors("from: [x]\napi_url: ftp://a").contains("must start with http"))
         XCTAssertTrue(errors("from: [x]\nkubeconfig: /k\ntoken_file: /t").contains("set it in the kubeconfig"))
         XCTAssertTrue(errors("from: [x]\ninsecure_skip_verify: true").contains("only with api_url"))
-        XCTAssertTrue(errors("from: [x]\nwait_for_pod: 5m").contains("at most 60s"))
+        XCTAssertTrue(errors("from: [x]\nwait_for_pod: 5m").contains("5m is too long (at most 1m)"))
         XCTAssertTrue(errors("from: [x]\nnode_nme: a").contains("did you mean \"node_name\""))
         XCTAssertTrue(errors("from: [x]\nnamespaces: {exclud: [a]}").contains("unknown key \"exclud\""))
     }

@@ -424,7 +424,7 @@ final class MultilineTests: XCTestCase {
         XCTAssertTrue(parse("mode: custom").1.joined().contains("start_pattern"))
         XCTAssertTrue(parse("mode: java\nstart_pattern: x").1.joined().contains("only used with mode: custom"))
         XCTAssertTrue(parse("mode: custom\nstart_pattern: '(['").1.joined().contains("invalid regular expression"))
-        XCTAssertTrue(parse("mode: go\nflush_timeout: 0s").1.joined().contains("more than 0"))
+        XCTAssertTrue(parse("mode: go\nflush_timeout: 0s").1.joined().contains("too short (at least 1ms)"))
         let (cc, e2) = parse("mode: custom\nstart_pattern: '^\\d'\nmax_bytes: 64KiB\nseparator: ' '\nflush_timeout: 250ms")
         XCTAssertEqual(e2, [])
         XCTAssertEqual(cc?.maxBytes, 65536)

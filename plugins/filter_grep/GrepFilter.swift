@@ -13,7 +13,12 @@ import AnduinCore
 /// value unless anchored. A record without the field fails an `include` and passes an `exclude`.
 /// Numbers and booleans are matched as their JSON text, objects and arrays as compact JSON.
 public enum GrepPlugin {
-    public static let spec: PluginSpec = .filter("grep", "keep or drop records by field values (regular expressions)") { reader in
+    public static let options = [
+        ConfigKey<ConfigValue?>.free("include", "mapping: path → regex", "keep a record only when every field matches").spec,
+        ConfigKey<ConfigValue?>.free("exclude", "mapping: path → regex", "drop a record when any field matches").spec,
+    ]
+
+    public static let spec: PluginSpec = .filter("grep", "keep or drop records by field values (regular expressions)", options: options) { reader in
         let errorsBefore = reader.diagnostics.items.count
         let include = GrepPlugin.rules(reader, "include")
         let exclude = GrepPlugin.rules(reader, "exclude")

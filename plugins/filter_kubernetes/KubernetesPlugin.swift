@@ -26,17 +26,19 @@ import Foundation
 ///         retry: {initial: 500ms, max: 30s}
 public enum KubernetesPlugin {
     public static let spec: PluginSpec = .filter(
-        "kubernetes", "add pod metadata (namespace, pod, container, image, labels, owner) to container logs"
+        "kubernetes", "add pod metadata (namespace, pod, container, image, labels, owner) to container logs",
+        options: KubernetesOptions.all
     ) { reader in
+        typealias O = KubernetesOptions
         let errorsBefore = reader.diagnostics.items.count
         var c = KubernetesConfig()
 
-        let apiWord = reader.string("api")
-        let kubeconfig = reader.path("kubeconfig")
-        let apiURL = reader.string("api_url")
-        c.tokenFile = reader.path("token_file")
-        c.caFile = reader.path("ca_file")
-        c.insecureSkipVerify = reader.bool("insecure_skip_verify", default: false)
+        let apiWord = reader.get(O.api)
+        let kubeconfig = reader.get(O.kubeconfig)
+        let apiURL = reader.get(O.apiURL)
+        c.tokenFile = reader.get(O.tokenFile)
+        c.caFile = reader.get(O.caFile)
+        c.insecureSkipVerify = reader.get(O.insecureSkipVerify)
 
         if kubeconfig != nil && apiURL != nil {
             reader.error("api_url", "set either kubeconfig or api_url, not both")
@@ -58,7 +60,7 @@ public enum KubernetesPlugin {
         if let apiURL {
             let lower = apiURL.lowercased()
             if !(lower.hasPrefix("http://") || lower.hasPrefix("https://")) {
-                reader.error("api_url", "\"\(apiURL)\" must start with http:// or https://")
+                reader.error("api_url", "\"\(URLUserinfo(apiURL).url)\" must start with http:// or https://")
             }
             c.api = .url(apiURL)
         }
@@ -79,35 +81,26 @@ public enum KubernetesPlugin {
             break
         }
 
-        c.nodeName = reader.string("node_name")
+        c.nodeName = reader.get(O.nodeName)
         if let n = c.nodeName, n.isEmpty {
             reader.error("node_name", "is empty (is NODE_NAME set? In a DaemonSet set it from fieldRef spec.nodeName)")
         }
-        c.render.annotations = reader.bool("annotations", default: false)
-        c.render.namespaceLabels = reader.bool("namespace_labels", default: false)
-        if let ns = reader.mapping("namespaces") {
-            c.namespaces = NamespaceRules(include: ns.stringList("include"), exclude: ns.stringList("exclude"))
+        c.render.annotations = reader.get(O.annotations)
+        c.render.namespaceLabels = reader.get(O.namespaceLabels)
+        if let ns = reader.group(O.namespaces) {
+            c.namespaces = NamespaceRules(include: ns.get(O.include), exclude: ns.get(O.exclude))
             for p in c.namespaces.include + c.namespaces.exclude where p.isEmpty {
                 ns.error(nil, "an empty namespace name or pattern")
             }
         }
-        c.deleteGrace = reader.duration("delete_grace", default: 60)
-        c.waitForPod = reader.duration("wait_for_pod", default: 2)
-        if c.waitForPod > 60 { reader.error("wait_for_pod", "at most 60s: a longer wait stalls the input") }
-        let watchTimeout = reader.duration("watch_timeout", default: 300)
-        if watchTimeout < 1 || watchTimeout > 3600 {
-            reader.error("watch_timeout", "between 1s and 1h")
-        }
-        c.watchTimeout = max(1, Int(clampedSeconds(watchTimeout).rounded()))
-        c.connectTimeout = reader.duration("connect_timeout", default: 10)
-        c.requestTimeout = reader.duration("request_timeout", default: 60)
-        for (k, v) in [("connect_timeout", c.connectTimeout), ("request_timeout", c.requestTimeout)] where v <= 0 {
-            reader.error(k, "must be more than 0")
-        }
-        if let r = reader.mapping("retry") {
-            c.retryInitial = r.duration("initial", default: 0.5)
-            c.retryMax = r.duration("max", default: 30)
-            if c.retryInitial <= 0 { r.error("initial", "must be more than 0") }
+        c.deleteGrace = reader.get(O.deleteGrace)
+        c.waitForPod = reader.get(O.waitForPod)
+        c.watchTimeout = max(1, Int(reader.get(O.watchTimeout).rounded()))
+        c.connectTimeout = reader.get(O.connectTimeout)
+        c.requestTimeout = reader.get(O.requestTimeout)
+        if let r = reader.group(O.retry) {
+            c.retryInitial = r.get(O.retryInitial)
+            c.retryMax = r.get(O.retryMax)
             if c.retryMax < c.retryInitial { r.error("max", "must be at least initial") }
         }
 
@@ -135,13 +128,13 @@ public struct KubernetesConfig: FilterConfig {
     public var nodeName: String?
     public var render = KubernetesRender.Options()
     public var namespaces = NamespaceRules()
-    public var deleteGrace: Double = 60
-    public var waitForPod: Double = 2
-    public var watchTimeout = 300
-    public var connectTimeout: Double = 10
-    public var requestTimeout: Double = 60
-    public var retryInitial: Double = 0.5
-    public var retryMax: Double = 30
+    public var deleteGrace = KubernetesOptions.deleteGrace.defaultValue
+    public var waitForPod = KubernetesOptions.waitForPod.defaultValue
+    public var watchTimeout = Int(KubernetesOptions.watchTimeout.defaultValue)
+    public var connectTimeout = KubernetesOptions.connectTimeout.defaultValue
+    public var requestTimeout = KubernetesOptions.requestTimeout.defaultValue
+    public var retryInitial = KubernetesOptions.retryInitial.defaultValue
+    public var retryMax = KubernetesOptions.retryMax.defaultValue
 
     public init() {}
 

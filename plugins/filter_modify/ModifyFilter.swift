@@ -18,9 +18,16 @@ import AnduinCore
 /// or `true`/`false` (`"200"` in quotes stays a string). `message` may be set, renamed or removed;
 /// `@timestamp`, `stream`, `log.*` and `event.*` are the agent's own and may only be read (copied).
 public enum ModifyPlugin {
-    static let operations = ["set", "add", "remove", "rename", "copy"]
+    public static let options = [
+        ConfigKey<ConfigValue?>.free("set", "mapping: path → value", "set each field (a value is a string unless it is an unquoted JSON number or `true`/`false`)").spec,
+        ConfigKey<ConfigValue?>.free("add", "mapping: path → value", "set each field that is absent").spec,
+        ConfigKey<[String]>.list("remove", "remove each field").spec,
+        ConfigKey<ConfigValue?>.free("rename", "mapping: path → path", "move each field").spec,
+        ConfigKey<ConfigValue?>.free("copy", "mapping: path → path", "copy each field").spec,
+    ]
+    static let operations = options.map(\.key)
 
-    public static let spec: PluginSpec = .filter("modify", "set, add, remove, rename or copy fields") { reader in
+    public static let spec: PluginSpec = .filter("modify", "set, add, remove, rename or copy fields", options: options) { reader in
         let errorsBefore = reader.diagnostics.items.count
         var ops: [ModifyOperation] = []
         func path(_ op: String, _ text: String, writable: Bool) -> FieldPath? {

@@ -14,12 +14,17 @@ import AnduinCore
 /// `event`, `kubernetes`, and `message` when kept) is written as `_key`, so a record never has
 /// duplicate keys (Elasticsearch rejects those).
 public enum ParsePlugin {
-    public static let spec: PluginSpec = .filter("parse", "lift JSON or logfmt messages into fields") { reader in
+    static let formats = ConfigKey<[String]>.list("formats", default: ["json"], "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings; the first token must be `key=value`)")
+    static let target = ConfigKey<String>.string("target", default: "root", "`root`, or a field name to nest the parsed fields under")
+    static let keepMessage = ConfigKey<Bool>.bool("keep_message", default: false, "keep `message` even when it was lifted")
+    public static let options = [formats.spec, target.spec, keepMessage.spec]
+
+    public static let spec: PluginSpec = .filter("parse", "lift JSON or logfmt messages into fields", options: options) { reader in
         let errorsBefore = reader.diagnostics.items.count
 
         var formats: [ParseFormat] = []
         // Absent (or null) means the default; an explicit empty list is a mistake worth reporting.
-        let names = reader.stringList("formats", default: ["json"])
+        let names = reader.get(ParsePlugin.formats)
         if names.isEmpty {
             reader.error("formats", "list at least one format (json, logfmt)")
         }
@@ -35,10 +40,10 @@ public enum ParsePlugin {
             formats.append(f)
         }
 
-        let keepMessage = reader.bool("keep_message", default: false)
+        let keepMessage = reader.get(ParsePlugin.keepMessage)
 
         var target = ParseTarget.root
-        let targetName = reader.string("target", default: "root")
+        let targetName = reader.get(ParsePlugin.target)
         if targetName.isEmpty {
             reader.error("target", "must be root or a field name")
         } else if targetName != "root" {

@@ -16,31 +16,38 @@ import Logging
 /// A token bucket per key: each record takes a token, tokens refill at `rate`, a full bucket holds
 /// `burst`. Drops are counted in `records_dropped` and per key (`droppedCounts()`).
 public enum ThrottlePlugin {
-    public static let spec: PluginSpec = .filter("throttle", "limit the record rate per key (token bucket), dropping the excess") { reader in
+    static let key = ConfigKey<String?>.text("key", "field path", "records without it share the bucket `\"\"`", defaultText: "(one bucket)")
+    static let rate = ConfigKey<String?>.text("rate", "rate: N/s, N/m or N/h", required: true, "`1000/s`, `600/m`, `3600/h` (at most 1,000,000,000/s)")
+    static let burst = ConfigKey<Int>.int("burst", default: 1, 1...1_000_000_000, "records a key may send at once after a quiet period", defaultText: "rate per second (≥ 1)")
+    static let maxKeys = ConfigKey<Int>.int("max_keys", default: 10_000, 1...10_000_000, "buckets kept; idle ones are forgotten first, then the least recently used")
+    static let logInterval = ConfigKey<Double>.duration("log_interval", default: 10, 0.001...86_400, "one warning per key that dropped records in the interval, with the count")
+    public static let options = [key.spec, rate.spec, burst.spec, maxKeys.spec, logInterval.spec]
+    static let maximumRate = 1e9
+
+    public static let spec: PluginSpec = .filter("throttle", "limit the record rate per key (token bucket), dropping the excess", options: options) { reader in
         let errorsBefore = reader.diagnostics.items.count
         var key: FieldPath?
-        if let text = reader.string("key") {
+        if let text = reader.get(ThrottlePlugin.key) {
             switch FieldPath.parse(text) {
             case .success(let p): key = p
             case .failure(let problem): reader.error("key", problem.message)
             }
         }
         var rate = 0.0
-        if let text = reader.requiredString("rate", hint: " (such as 1000/s, 600/m or 3600/h)") {
-            if let r = ThrottleConfig.parseRate(text), r > 0 {
+        if let text = reader.get(ThrottlePlugin.rate) {
+            if let r = ThrottleConfig.parseRate(text), r > 0, r <= maximumRate {
                 rate = r
             } else {
-                reader.error("rate", "invalid rate \"\(text)\": use a positive number of records per s, m or h, such as 1000/s or 600/m")
+                reader.error("rate", "invalid rate \"\(text)\": use a positive number of records per s, m or h (at most 1000000000/s), such as 1000/s or 600/m")
             }
         }
         var burst: Double?
         if reader.has("burst") {
-            let b = reader.int("burst", default: 1, range: 1...1_000_000_000)
+            let b = reader.get(ThrottlePlugin.burst)
             burst = Double(b)
         }
-        let maxKeys = reader.int("max_keys", default: 10_000, range: 1...10_000_000)
-        let interval = reader.duration("log_interval", default: 10)
-        if interval <= 0 { reader.error("log_interval", "must be more than 0") }
+        let maxKeys = reader.get(ThrottlePlugin.maxKeys)
+        let interval = reader.get(logInterval)
         guard reader.diagnostics.items.count == errorsBefore else { return nil }
         return ThrottleConfig(key: key, rate: rate, burst: burst ?? max(1, rate.rounded(.down)), maxKeys: maxKeys, logInterval: interval)
     }

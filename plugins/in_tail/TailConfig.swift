@@ -10,27 +10,27 @@ public enum WatchMode: String, CaseIterable, Sendable { case auto, inotify, poll
 public struct TailConfig: InputConfig {
     public var paths: [String]
     public var exclude: [String] = []
-    public var format: LogFormat = .auto
-    public var startAt: StartAt = .beginning
-    public var maxLineBytes: Int = 1 << 20
-    public var watch: WatchMode = .auto
+    public var format = TailKeys.format.defaultValue
+    public var startAt = TailKeys.startAt.defaultValue
+    public var maxLineBytes = TailKeys.maxLineBytes.defaultValue
+    public var watch = TailKeys.watch.defaultValue
     /// How often files are checked for new data in poll mode (and files inotify could not watch).
-    public var pollInterval: Double = 0.25
+    public var pollInterval = TailKeys.pollInterval.defaultValue
     /// How often globs are re-evaluated to find new files (inotify also wakes the scan at once).
-    public var globInterval: Double = 1
+    public var globInterval = TailKeys.globInterval.defaultValue
     /// How long a rotated or deleted file keeps being read after its last data.
-    public var rotateWait: Double = 5
+    public var rotateWait = TailKeys.rotateWait.defaultValue
     /// Fairness: bytes read from one file before the next file gets its turn.
-    public var readBudget: Int = 1 << 20
+    public var readBudget = TailKeys.readBudget.defaultValue
     /// A partial (CRI `P` / Docker split) record whose last part never comes is shipped after this.
-    public var partialTimeout: Double = 5
-    public var checkpointInterval: Double = 1
+    public var partialTimeout = TailKeys.partialTimeout.defaultValue
+    public var checkpointInterval = TailKeys.checkpointInterval.defaultValue
     /// Checkpoints of files seen nowhere (no glob, no search of their directories) are dropped after this.
-    public var checkpointTTL: Double = 3600
+    public var checkpointTTL = TailKeys.checkpointTTL.defaultValue
     /// Files held open at once; 0: derived from RLIMIT_NOFILE (see `defaultMaxOpenFiles`).
-    public var maxOpenFiles: Int = 0
+    public var maxOpenFiles = TailKeys.maxOpenFiles.defaultValue
     /// Rotated files held open (draining) per directory; more are given up, oldest first, counted.
-    public var maxRotatedFiles: Int = 5
+    public var maxRotatedFiles = TailKeys.maxRotatedFiles.defaultValue
 
     public init(paths: [String]) { self.paths = paths }
 
@@ -49,30 +49,27 @@ public struct TailConfig: InputConfig {
 }
 
 public enum TailPlugin {
-    public static let spec = PluginSpec.input("tail", "follow log files (docker json-file, CRI, plain lines)") { r in
-        let paths = r.pathList("paths")
+    public static let spec = PluginSpec.input("tail", "follow log files (docker json-file, CRI, plain lines)", options: TailKeys.all) { r in
+        typealias K = TailKeys
+        let paths = r.has(K.paths.key) ? r.get(K.paths) : []
         if paths.isEmpty {
             r.error(r.has("paths") ? "paths" : nil, "needs at least one glob in paths, such as [\"/var/log/containers/*.log\"]")
         }
         var c = TailConfig(paths: paths)
-        c.exclude = r.stringList("exclude").map { $0.contains("/") ? r.resolvePath($0) : $0 }
-        c.format = r.choice("format", default: .auto)
-        c.startAt = r.choice("start_at", default: .beginning)
-        c.maxLineBytes = r.size("max_line_bytes", default: 1 << 20, minimum: 256)
-        c.watch = r.choice("watch", default: .auto)
-        c.pollInterval = r.duration("poll_interval", default: 0.25)
-        c.globInterval = r.duration("glob_interval", default: 1)
-        c.rotateWait = r.duration("rotate_wait", default: 5)
-        c.readBudget = r.size("read_budget", default: 1 << 20, minimum: 4096)
-        c.partialTimeout = r.duration("partial_timeout", default: 5)
-        c.checkpointInterval = r.duration("checkpoint_interval", default: 1)
-        c.checkpointTTL = r.duration("checkpoint_ttl", default: 3600)
-        c.maxOpenFiles = r.int("max_open_files", default: 0, range: 0...10_000_000)
-        c.maxRotatedFiles = r.int("max_rotated_files", default: 5, range: 1...1000)
-        for (key, v) in [("poll_interval", c.pollInterval), ("glob_interval", c.globInterval),
-                         ("checkpoint_interval", c.checkpointInterval)] where v <= 0 {
-            r.error(key, "must be more than 0")
-        }
+        c.exclude = r.get(K.exclude).map { $0.contains("/") ? r.resolvePath($0) : $0 }
+        c.format = r.get(K.format)
+        c.startAt = r.get(K.startAt)
+        c.maxLineBytes = r.get(K.maxLineBytes)
+        c.watch = r.get(K.watch)
+        c.pollInterval = r.get(K.pollInterval)
+        c.globInterval = r.get(K.globInterval)
+        c.rotateWait = r.get(K.rotateWait)
+        c.readBudget = r.get(K.readBudget)
+        c.partialTimeout = r.get(K.partialTimeout)
+        c.checkpointInterval = r.get(K.checkpointInterval)
+        c.checkpointTTL = r.get(K.checkpointTTL)
+        c.maxOpenFiles = r.get(K.maxOpenFiles)
+        c.maxRotatedFiles = r.get(K.maxRotatedFiles)
         return c
     }
 }

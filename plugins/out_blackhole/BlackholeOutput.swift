@@ -16,10 +16,14 @@ public struct BlackholeConfig: RecordOutputConfig {
 }
 
 public enum BlackholePlugin {
-    public static let spec = PluginSpec.output("blackhole", "count records and discard them (benchmarks)") { r in
+    static let countFile = ConfigKey<String?>.path("count_file", "keeps the running count there")
+    static let encode = ConfigKey<Bool>.bool("encode", default: false, "serialise each record as the other outputs would")
+    public static let options = [countFile.spec, encode.spec]
+
+    public static let spec = PluginSpec.output("blackhole", "count records and discard them (benchmarks)", options: options) { r in
         var c = BlackholeConfig()
-        c.countFile = r.path("count_file")
-        c.encode = r.bool("encode", default: false)
+        c.countFile = r.get(countFile)
+        c.encode = r.get(encode)
         return c
     }
 }

@@ -46,20 +46,35 @@ public struct ElasticsearchConfig: EncodedOutputConfig {
 }
 
 public enum ElasticsearchPlugin {
-    public static let spec = PluginSpec.output("elasticsearch", "index records with the Elasticsearch/OpenSearch Bulk API") { r in
-        var hosts = r.stringList("hosts")
-        if hosts.isEmpty, let h = r.string("host") { hosts = [h] }
+    static let hosts = ConfigKey<[String]>.list("hosts", "`[\"https://es-0:9200\", \"https://es-1:9200\"]`: a failed host hands over to the next; `https://user:pass@host` gives Basic credentials", defaultText: "(required)")
+    static let host = ConfigKey<String?>.text("host", "URL", "one host: the same as `hosts: [host]`")
+    static let index = ConfigKey<String>.string("index", default: "logs-%Y.%m.%d", "literal text, the record's time (`%Y %m %d %H`, UTC) and fields (`logs-{kubernetes.namespace_name}`); field values are lowercased, a missing field gives `unknown`")
+    static let dataset = ConfigKey<String>.string("dataset", default: "generic", "the `<dataset>` of `logs-<dataset>-<namespace>`")
+    static let namespace = ConfigKey<String>.string("namespace", default: "default", "the `<namespace>` of `logs-<dataset>-<namespace>`")
+    static let dataStream = ConfigGroup("data_stream", "write to the data stream `logs-<dataset>-<namespace>` with `op_type: create` (instead of `index`)", [dataset.spec, namespace.spec])
+    static let opType = ConfigKey<ESOpType>.choice("op_type", default: .create, "`create` makes a replayed record a 409, counted as delivered")
+    static let id = ConfigKey<ESIDMode>.choice("id", default: .event, "`event`: `_id` = the record's `event.id`; `none` lets the server choose")
+    static let pipeline = ConfigKey<String?>.string("pipeline", "ingest pipeline name")
+    public static let options = [hosts.spec, host.spec, index.spec, dataStream.spec, opType.spec, id.spec, pipeline.spec]
+
+    public static let spec = PluginSpec.output("elasticsearch", "index records with the Elasticsearch/OpenSearch Bulk API",
+                                               options: options, shared: networkOutputOptions) { r in
+        var hosts = r.get(ElasticsearchPlugin.hosts)
+        if hosts.isEmpty, let h = r.get(ElasticsearchPlugin.host) { hosts = [h] }
         if hosts.isEmpty { r.error(r.has("hosts") ? "hosts" : nil, "needs hosts: [\"http://127.0.0.1:9200\"]") }
+        var http = HTTPOutputOptions.parse(r)
+        // user:password@ is taken out of the hosts before anything may show them.
+        hosts = http.takeUserinfo(hosts, key: "hosts", r)
         for h in hosts where !(h.hasPrefix("http://") || h.hasPrefix("https://")) {
             r.error("hosts", "\(HTTPClient.redactedURL(h)): must start with http:// or https://")
         }
         hosts = hosts.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
-        var indexText = r.string("index", default: "logs-%Y.%m.%d")
-        var opType = r.choice("op_type", default: ESOpType.create)
-        if let ds = r.mapping("data_stream") {
+        var indexText = r.get(ElasticsearchPlugin.index)
+        var opType = r.get(ElasticsearchPlugin.opType)
+        if let ds = r.group(ElasticsearchPlugin.dataStream) {
             if r.has("index") { r.error("data_stream", "give index or data_stream, not both") }
-            let dataset = ds.string("dataset", default: "generic")
-            let namespace = ds.string("namespace", default: "default")
+            let dataset = ds.get(ElasticsearchPlugin.dataset)
+            let namespace = ds.get(ElasticsearchPlugin.namespace)
             indexText = "logs-\(dataset)-\(namespace)"
             if r.has("op_type") && opType != .create { r.error("op_type", "data streams take only op_type: create") }
             opType = .create
@@ -72,11 +87,11 @@ public enum ElasticsearchPlugin {
             return nil
         }
         var c = ElasticsearchConfig(hosts: hosts, index: pattern,
-                                    delivery: DeliveryOptions.parse(r, defaultBuffer: .disk(DiskRingOptions(segmentBytes: 64 << 20))))
+                                    delivery: DeliveryOptions.parse(r))
         c.opType = opType
-        c.id = r.choice("id", default: .event)
-        c.pipeline = r.string("pipeline")
-        c.http = HTTPOutputOptions.parse(r)
+        c.id = r.get(ElasticsearchPlugin.id)
+        c.pipeline = r.get(ElasticsearchPlugin.pipeline)
+        c.http = http
         return c
     }
 }

@@ -16,10 +16,15 @@ public struct FileOutputConfig: RecordOutputConfig {
 }
 
 public enum FileOutputPlugin {
-    public static let spec = PluginSpec.output("file", "append records to a file as newline-delimited JSON") { r in
-        guard let path = r.requiredString("path").map(r.resolvePath) else { return nil }
+    static let path = ConfigKey<String?>.path("path", required: true, "appended to, one JSON record a line")
+    static let fsync = ConfigKey<Bool>.bool("fsync", default: false, "fsync after each batch (survives power loss; kill -9 loses nothing either way)")
+    public static let options = [path.spec, fsync.spec]
+
+    public static let spec = PluginSpec.output("file", "append records to a file as newline-delimited JSON", options: options) { r in
+        let fsync = r.get(FileOutputPlugin.fsync)
+        guard let path = r.get(FileOutputPlugin.path) else { return nil }
         var c = FileOutputConfig(path: path)
-        c.fsync = r.bool("fsync", default: false)
+        c.fsync = fsync
         return c
     }
 }

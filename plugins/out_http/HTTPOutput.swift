@@ -21,15 +21,25 @@ public struct HTTPOutputConfig: EncodedOutputConfig {
 }
 
 public enum HTTPOutputPlugin {
-    public static let spec = PluginSpec.output("http", "send batches of records to an HTTP endpoint") { r in
-        guard let uri = r.requiredString("uri") else { return nil }
+    static let uri = ConfigKey<String?>.text("uri", "URL", required: true, "`http://` or `https://`; `https://user:pass@host/...` gives Basic credentials")
+    static let method = ConfigKey<HTTPMethod>.choice("method", default: .POST, "request method")
+    static let encoding = ConfigKey<HTTPEncoding>.choice("encoding", default: .ndjson, "`ndjson` (one record a line) | `json_array`")
+    public static let options = [uri.spec, method.spec, encoding.spec]
+
+    public static let spec = PluginSpec.output("http", "send batches of records to an HTTP endpoint",
+                                               options: options, shared: networkOutputOptions) { r in
+        var http = HTTPOutputOptions.parse(r)
+        let method = r.get(HTTPOutputPlugin.method), encoding = r.get(HTTPOutputPlugin.encoding)
+        guard var uri = r.get(HTTPOutputPlugin.uri) else { return nil }
+        // user:password@ is taken out of the URI before anything may show it.
+        uri = http.takeUserinfo([uri], key: "uri", r)[0]
         if !(uri.hasPrefix("http://") || uri.hasPrefix("https://")) {
             r.error("uri", "must start with http:// or https://")
         }
-        var c = HTTPOutputConfig(uri: uri, delivery: DeliveryOptions.parse(r, defaultBuffer: .disk(DiskRingOptions(segmentBytes: 64 << 20))))
-        c.method = r.choice("method", default: .POST)
-        c.encoding = r.choice("encoding", default: .ndjson)
-        c.http = HTTPOutputOptions.parse(r)
+        var c = HTTPOutputConfig(uri: uri, delivery: DeliveryOptions.parse(r))
+        c.method = method
+        c.encoding = encoding
+        c.http = http
         return c
     }
 }

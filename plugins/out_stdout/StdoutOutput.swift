@@ -9,7 +9,7 @@ public struct StdoutOutputConfig: RecordOutputConfig {
 }
 
 public enum StdoutOutputPlugin {
-    public static let spec = PluginSpec.output("stdout", "print records as newline-delimited JSON") { _ in
+    public static let spec = PluginSpec.output("stdout", "print records as newline-delimited JSON", options: []) { _ in
         StdoutOutputConfig()
     }
 }

@@ -6,24 +6,24 @@ import Foundation
 /// token.
 public struct APIOptions: Sendable, Equatable {
     /// `address`: /metrics, /health, /ready (and /tap when enabled without its own `tap_address`).
-    public var address = "127.0.0.1:2020"
+    public var address = APIKeys.address.defaultValue
     /// `tap: true` serves /tap.
-    public var tapEnabled = false
+    public var tapEnabled = APIKeys.tap.defaultValue
     /// `tap_address`: a separate listener for /tap only (e.g. loopback while `address` is the pod IP).
     public var tapAddress: String?
     /// `tap_token_file`: /tap requires `Authorization: Bearer <the file's content>`. Required when
     /// /tap listens off loopback.
     public var tapTokenFile: String?
     /// `max_connections`: open connections per listener; more are closed as soon as accepted.
-    public var maxConnections = 64
+    public var maxConnections = APIKeys.maxConnections.defaultValue
     /// `idle_timeout`: a kept-alive connection without a new request is closed after this long.
-    public var idleTimeout: Double = 60
+    public var idleTimeout = APIKeys.idleTimeout.defaultValue
     /// `header_timeout`: a request whose head has not fully arrived after this long is dropped.
-    public var headerTimeout: Double = 10
+    public var headerTimeout = APIKeys.headerTimeout.defaultValue
     /// `tap_queue_bytes` / `tap_queue_records`: what one /tap client may have queued, unsent; past
     /// either it is disconnected with a last line saying how many records it missed.
-    public var tapQueueBytes = 1 << 20
-    public var tapQueueRecords = 10_000
+    public var tapQueueBytes = APIKeys.tapQueueBytes.defaultValue
+    public var tapQueueRecords = APIKeys.tapQueueRecords.defaultValue
 
     public init() {}
 
@@ -31,24 +31,21 @@ public struct APIOptions: Sendable, Equatable {
     public var tapListenAddress: String? { tapEnabled ? (tapAddress ?? address) : nil }
 
     public static func parse(_ r: ConfigReader) -> APIOptions {
+        typealias K = APIKeys
         var o = APIOptions()
-        o.address = r.string("address", default: o.address)
-        o.tapEnabled = r.bool("tap", default: false)
-        o.tapAddress = r.string("tap_address")
-        o.tapTokenFile = r.path("tap_token_file")
-        o.maxConnections = r.int("max_connections", default: o.maxConnections, range: 1...10_000)
-        o.idleTimeout = r.duration("idle_timeout", default: o.idleTimeout)
-        o.headerTimeout = r.duration("header_timeout", default: o.headerTimeout)
-        o.tapQueueBytes = r.size("tap_queue_bytes", default: o.tapQueueBytes, minimum: 4096)
-        o.tapQueueRecords = r.int("tap_queue_records", default: o.tapQueueRecords, range: 1...10_000_000)
+        o.address = r.get(K.address)
+        o.tapEnabled = r.get(K.tap)
+        o.tapAddress = r.get(K.tapAddress)
+        o.tapTokenFile = r.get(K.tapTokenFile)
+        o.maxConnections = r.get(K.maxConnections)
+        o.idleTimeout = r.get(K.idleTimeout)
+        o.headerTimeout = r.get(K.headerTimeout)
+        o.tapQueueBytes = r.get(K.tapQueueBytes)
+        o.tapQueueRecords = r.get(K.tapQueueRecords)
         for (key, a) in [("address", Optional(o.address)), ("tap_address", o.tapAddress)] {
             if let a, (try? APIServer.split(a)) == nil {
                 r.error(key, "\"\(a)\" must be HOST:PORT, such as 127.0.0.1:2020 (port 0 picks a free port)")
             }
-        }
-        for key in ["idle_timeout", "header_timeout"] where r.has(key) {
-            let v = key == "idle_timeout" ? o.idleTimeout : o.headerTimeout
-            if !(v > 0) { r.error(key, "must be more than 0") }
         }
         if let tap = o.tapListenAddress, !APIOptions.isLoopback(tap) {
             if o.tapTokenFile == nil {
@@ -87,4 +84,19 @@ public struct APIOptions: Sendable, Equatable {
         guard let (host, _) = try? APIServer.split(address) else { return false }
         return host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
+}
+
+/// The `api:` options, declared once.
+public enum APIKeys {
+    public static let address = ConfigKey<String>.string("address", default: "127.0.0.1:2020", "HOST:PORT of `/metrics`, `/health`, `/ready` (and `/tap` without `tap_address`); `0.0.0.0:2020` in the DaemonSet; port 0 picks a free port")
+    public static let tap = ConfigKey<Bool>.bool("tap", default: false, "serve `/tap` (every record passing a component)")
+    public static let tapAddress = ConfigKey<String?>.text("tap_address", "HOST:PORT", "a separate listener for `/tap` only (loopback while `address` is the pod IP)")
+    public static let tapTokenFile = ConfigKey<String?>.path("tap_token_file", "`/tap` requires `Authorization: Bearer <the file's content>` (at least 16 characters); required when `/tap` listens off loopback")
+    public static let maxConnections = ConfigKey<Int>.int("max_connections", default: 64, 1...10_000, "open connections per listener; more are closed at once")
+    public static let idleTimeout = ConfigKey<Double>.duration("idle_timeout", default: 60, 0.001...86_400, "a kept-alive connection without a new request is closed after this long")
+    public static let headerTimeout = ConfigKey<Double>.duration("header_timeout", default: 10, 0.001...3600, "a request whose head has not arrived after this long is dropped")
+    public static let tapQueueBytes = ConfigKey<Int>.size("tap_queue_bytes", default: 1 << 20, 4096...(1 << 30), "what one `/tap` client may have queued; past it, it is disconnected with a line saying how many records it missed")
+    public static let tapQueueRecords = ConfigKey<Int>.int("tap_queue_records", default: 10_000, 1...10_000_000, "the same, in records")
+    public static let group = ConfigGroup("api", "the HTTP API; off when absent", [address.spec, tap.spec, tapAddress.spec, tapTokenFile.spec, maxConnections.spec,
+                                                                             idleTimeout.spec, headerTimeout.spec, tapQueueBytes.spec, tapQueueRecords.spec])
 }

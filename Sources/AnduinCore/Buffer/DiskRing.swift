@@ -67,8 +67,11 @@ public struct DiskRingOptions: Sendable {
 
     public static let minimumSegmentBytes = 1024
 
-    public init(maxBytes: Int = 1 << 30, segmentBytes: Int = 32 << 20, whenFull: WhenFull = .block,
-                fsync: FsyncPolicy = .interval(1), compress: Bool = true) {
+    /// The defaults are the config's (`DeliveryKeys`), declared once.
+    public init(maxBytes: Int = DeliveryKeys.diskMaxBytes.defaultValue, segmentBytes: Int = DeliveryKeys.segmentBytes.defaultValue,
+                whenFull: WhenFull = DeliveryKeys.whenFull.defaultValue,
+                fsync: FsyncPolicy = .interval(DeliveryKeys.fsyncInterval.defaultValue),
+                compress: Bool = DeliveryKeys.compress.defaultValue) {
         self.maxBytes = maxBytes
         self.segmentBytes = segmentBytes
         self.whenFull = whenFull

@@ -13,6 +13,8 @@ public struct ComponentDecl: Sendable {
     public let mark: SourceMark
     /// Upstream component names (`from:`); empty for inputs.
     public let from: [String]
+    /// Where each name of `from` is written, to point at a wrong one.
+    public let fromMarks: [SourceMark]
     public let config: Built
 }
 
@@ -42,15 +44,18 @@ public struct AgentConfig: Sendable {
     public static func load(path: String, registry: PluginRegistry,
                             environment: [String: String] = ProcessInfo.processInfo.environment)
         -> Result<AgentConfig, ConfigErrors> {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            let d = ConfigDiagnostic(SourceMark(file: path, line: 1, column: 1),
-                                     "cannot read config file: \(describeFileError(error))")
+        let bytes: [UInt8]
+        switch readConfigBytes(path) {
+        case .success(let b): bytes = b
+        case .failure(let problem):
+            let d = ConfigDiagnostic(SourceMark(file: path, line: 1, column: 1), "cannot read config file: \(problem.message)")
             return .failure(ConfigErrors(items: [d]))
         }
-        return parse(yaml: text, file: path, registry: registry, environment: environment)
+        // Checked as bytes first: decoding would silently replace what is not UTF-8.
+        if let problem = ConfigText.check(bytes, file: path) {
+            return .failure(ConfigErrors(items: [problem]))
+        }
+        return parse(yaml: String(decoding: bytes, as: UTF8.self), file: path, registry: registry, environment: environment)
     }
 
     public static func parse(yaml: String, file: String, registry: PluginRegistry,
@@ -61,17 +66,17 @@ public struct AgentConfig: Sendable {
         }
         // Relative paths in the config are relative to the config file, so `anduin run` works from anywhere.
         let baseDir = absoluteDirectory(of: file)
-        let top = ConfigReader(root, context: "config", diagnostics: diags, baseDirectory: baseDir)
+        let top = ConfigReader(root, context: "config", diagnostics: diags, baseDirectory: baseDir, options: AgentKeys.all)
         var cfg = AgentConfig(
             file: file,
-            dataDirectory: top.resolvePath(top.string("data_dir", default: "./data")),
-            logLevel: top.choice("log_level", default: .info),
-            logFormat: top.choice("log_format", default: .text),
-            shutdownTimeout: top.duration("shutdown_timeout", default: 30),
+            dataDirectory: top.get(AgentKeys.dataDir),
+            logLevel: top.get(AgentKeys.logLevel),
+            logFormat: top.get(AgentKeys.logFormat),
+            shutdownTimeout: top.get(AgentKeys.shutdownTimeout),
             api: nil,
-            watchConfig: top.bool("watch_config", default: false),
+            watchConfig: top.get(AgentKeys.watchConfig),
             components: [])
-        if let api = top.mapping("api") {
+        if let api = top.group(APIKeys.group) {
             cfg.api = APIOptions.parse(api)
         }
 
@@ -125,16 +130,23 @@ public struct AgentConfig: Sendable {
             diags.error(reader.markOf("type"), msg)
             return nil
         }
-        let typed = ConfigReader(value, context: "\(context) (\(type))", diagnostics: diags, baseDirectory: baseDir)
+        let typed = ConfigReader(value, context: "\(context) (\(type))", diagnostics: diags, baseDirectory: baseDir,
+                                 options: spec.allOptions.map { componentOptions(kind) + $0 })
         _ = typed.value("type")
         var from: [String] = []
+        var fromMarks: [SourceMark] = []
         if kind != .input {
             if let v = typed.value("from") {
                 switch v {
-                case .scalar(let s, _, _): from = [s]
+                case .scalar(let s, let m, _):
+                    from = [s]
+                    fromMarks = [m]
                 case .sequence(let items, _):
                     for item in items {
-                        if case .scalar(let s, _, _) = item { from.append(s) } else {
+                        if case .scalar(let s, let m, _) = item {
+                            from.append(s)
+                            fromMarks.append(m)
+                        } else {
                             diags.error(item.mark, "\(context): from: expected component names, got \(item.kindName)")
                         }
                     }
@@ -152,7 +164,20 @@ public struct AgentConfig: Sendable {
         }
         typed.finish()
         guard let built, diags.items.count == before else { return nil }
-        return ComponentDecl(name: name, type: type, kind: kind, mark: keyMark, from: from, config: built)
+        return ComponentDecl(name: name, type: type, kind: kind, mark: keyMark, from: from, fromMarks: fromMarks,
+                             config: built)
+    }
+
+    /// The top level's option table.
+    public static let options: [OptionSpec]? = AgentKeys.all
+
+    /// The keys every component has besides its plugin's options.
+    static func componentOptions(_ kind: ComponentKind) -> [OptionSpec] {
+        var keys = [OptionSpec(key: "type", kind: .string, defaultText: "(required)", doc: "the plugin")]
+        if kind != .input {
+            keys.append(OptionSpec(key: "from", kind: .list, defaultText: "(required)", doc: "the inputs and filters it reads"))
+        }
+        return keys
     }
 
     private static func validateGraph(_ cfg: AgentConfig, declared: [String: ComponentKind], diags: Diagnostics) {
@@ -167,21 +192,21 @@ public struct AgentConfig: Sendable {
             if c.from.isEmpty {
                 diags.error(c.mark, "\(c.kind.rawValue) \"\(c.name)\" has no inputs: add from: [<input or filter name>]")
             }
-            for upstream in c.from {
+            for (upstream, at) in zip(c.from, c.fromMarks) {
                 if byName[upstream] == nil, let kind = declared[upstream], kind != .output { continue }
                 guard let u = byName[upstream] else {
                     if declared[upstream] == .output {
-                        diags.error(c.mark, "\(c.kind.rawValue) \"\(c.name)\": from: names output \"\(upstream)\"; outputs cannot feed other components")
+                        diags.error(at, "\(c.kind.rawValue) \"\(c.name)\": from: names output \"\(upstream)\"; outputs cannot feed other components")
                         continue
                     }
                     var msg = "\(c.kind.rawValue) \"\(c.name)\": from: names \"\(upstream)\", which is not an input or filter"
                     let candidates = cfg.components.filter { $0.kind != .output }.map(\.name)
                     if let guess = closest(upstream, in: candidates) { msg += " (did you mean \"\(guess)\"?)" }
-                    diags.error(c.mark, msg)
+                    diags.error(at, msg)
                     continue
                 }
                 if u.kind == .output {
-                    diags.error(c.mark, "\(c.kind.rawValue) \"\(c.name)\": from: names output \"\(upstream)\"; outputs cannot feed other components")
+                    diags.error(at, "\(c.kind.rawValue) \"\(c.name)\": from: names output \"\(upstream)\"; outputs cannot feed other components")
                 }
             }
         }
@@ -217,6 +242,38 @@ public struct AgentConfig: Sendable {
 public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
     public var items: [ConfigDiagnostic]
     public var description: String { items.map(\.description).joined(separator: "\n") }
+}
+
+/// At most `ConfigText.maximumBytes + 1` bytes of the file (so `/dev/zero` or a huge file is
+/// refused, not read forever), or why it cannot be read.
+func readConfigBytes(_ path: String) -> Result<[UInt8], ConfigProblem> {
+    // O_NONBLOCK: opening a FIFO nobody writes to would wait forever. Reads block again below (a
+    // pipe given on purpose, /dev/stdin, is read to its end).
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+    guard fd >= 0 else { return .failure(ConfigProblem(String(cString: strerror(errno)))) }
+    defer { close(fd) }
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+    var st = stat()
+    if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+        return .failure(ConfigProblem("it is a directory"))
+    }
+    let limit = ConfigText.maximumBytes + 1
+    var out = [UInt8](repeating: 0, count: limit)
+    var filled = 0
+    while filled < limit {
+        let n = out.withUnsafeMutableBytes { buf -> Int in
+            guard let base = buf.baseAddress else { return 0 }
+            return read(fd, base + filled, limit - filled)
+        }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return .failure(ConfigProblem(String(cString: strerror(errno))))
+        }
+        if n == 0 { break }
+        filled += n
+    }
+    out.removeSubrange(filled...)
+    return .success(out)
 }
 
 func describeFileError(_ error: Error) -> String {

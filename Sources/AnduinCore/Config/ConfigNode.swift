@@ -21,38 +21,19 @@ public struct ConfigDiagnostic: Sendable, Hashable, CustomStringConvertible {
         self.mark = mark
         self.message = message
     }
-    public var description: String { "\(mark): \(message)" }
+    /// One line whatever the message holds: control characters and invalid text are escaped.
+    public var description: String { "\(printable(mark.description)): \(printable(message))" }
 
-    /// `text` as one log line: control and other non-printable characters escaped (`\n`, `\u{1b}`),
-    /// at most 500 characters. For messages that may quote config text.
+    /// `text` as one log line: non-printable characters escaped (as in `description`), at most 500
+    /// characters. For messages that may quote config text.
     public static func logSafe(_ text: String) -> String {
-        var out = ""
-        var count = 0
-        for scalar in text.unicodeScalars {
-            if count >= 500 {
-                out += "…"
-                break
-            }
-            switch scalar {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0xFFFD
-                    || scalar.properties.generalCategory == .format {
-                    out += "\\u{\(String(scalar.value, radix: 16))}"
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-            count += 1
-        }
-        return out
+        let line = printable(text)
+        return line.count > 500 ? String(line.prefix(500)) + "…" : line
     }
 }
 
 /// Collects every problem instead of stopping at the first: `anduin validate` shows them all.
-public final class Diagnostics: @unchecked Sendable {
+public final class Diagnostics {
     // Used from one thread during config loading only.
     public private(set) var items: [ConfigDiagnostic] = []
     public init() {}
@@ -89,26 +70,37 @@ public indirect enum ConfigValue: Sendable {
     /// YAML itself cannot be read.
     public static func parse(yaml: String, file: String, environment: [String: String],
                              diagnostics diags: Diagnostics) -> ConfigValue? {
+        if let problem = ConfigText.check(yaml.utf8, file: file) {
+            diags.error(problem.mark, problem.message)
+            return nil
+        }
         let node: Node?
         do {
             node = try Yams.compose(yaml: yaml)
-        } catch let error as YamlError {
-            diags.error(markOf(error, file: file), "YAML syntax error: \(describe(error))")
-            return nil
         } catch {
-            diags.error(SourceMark(file: file, line: 1, column: 1), "YAML syntax error: \(error)")
+            let d = ConfigText.diagnostic(for: error, yaml: yaml, file: file)
+            diags.error(d.mark, d.message)
             return nil
         }
         guard let node else { return .mapping([], SourceMark(file: file, line: 1, column: 1)) }
-        return convert(node, file: file, env: environment, diags: diags)
+        var budget = ConfigText.maximumValues
+        let value = convert(node, file: file, env: environment, diags: diags, budget: &budget)
+        return budget < 0 ? nil : value
     }
 
     private static func mark(_ m: Mark?, _ file: String) -> SourceMark {
         SourceMark(file: file, line: m?.line ?? 1, column: m?.column ?? 1)
     }
 
-    private static func convert(_ node: Node, file: String, env: [String: String], diags: Diagnostics) -> ConfigValue {
+    /// `budget` counts the values left: aliases may expand a small file into billions of them.
+    private static func convert(_ node: Node, file: String, env: [String: String], diags: Diagnostics,
+                                budget: inout Int) -> ConfigValue {
         let m = mark(node.mark, file)
+        budget -= 1
+        if budget == -1 {
+            diags.error(m, "more than \(ConfigText.maximumValues) values (do aliases repeat a large anchor?)")
+        }
+        if budget < 0 { return .null(m) }
         switch node {
         case .scalar(let s):
             if s.style == .plain && (s.string == "~" || s.string == "null" || s.string.isEmpty) {
@@ -124,7 +116,7 @@ public indirect enum ConfigValue: Sendable {
             for (k, v) in map {
                 let km = mark(k.mark, file)
                 guard case .scalar(let ks) = k else {
-                    diags.error(km, "a key must be a plain name, not \(k)")
+                    diags.error(km, "a key must be a plain name, not \(k.sequence != nil ? "a list" : "a mapping")")
                     continue
                 }
                 if let first = seen[ks.string] {
@@ -132,41 +124,17 @@ public indirect enum ConfigValue: Sendable {
                     continue
                 }
                 seen[ks.string] = km
-                entries.append((ks.string, km, convert(v, file: file, env: env, diags: diags)))
+                entries.append((ks.string, km, convert(v, file: file, env: env, diags: diags, budget: &budget)))
             }
             return .mapping(entries, m)
         case .sequence(let seq):
-            return .sequence(seq.map { convert($0, file: file, env: env, diags: diags) }, m)
+            var items: [ConfigValue] = []
+            for item in seq where budget >= 0 {
+                items.append(convert(item, file: file, env: env, diags: diags, budget: &budget))
+            }
+            return .sequence(items, m)
         case .alias:
             return .null(m)
-        }
-    }
-
-    private static func markOf(_ error: YamlError, file: String) -> SourceMark {
-        switch error {
-        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
-            return SourceMark(file: file, line: mark.line, column: mark.column)
-        case .duplicatedKeysInMapping(_, let context):
-            return SourceMark(file: file, line: context.mark.line, column: context.mark.column)
-        default:
-            return SourceMark(file: file, line: 1, column: 1)
-        }
-    }
-
-    private static func describe(_ error: YamlError) -> String {
-        switch error {
-        case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _),
-             .composer(let context, let problem, _, _):
-            if let context { return "\(problem) (\(context.text))" }
-            return problem
-        // Yams' own descriptions of these quote the YAML around the problem, which may hold an inline
-        // password: only the problem is shown.
-        case .reader(let problem, _, _, _):
-            return problem
-        case .duplicatedKeysInMapping(let duplicates, _):
-            return "duplicate key(s) \(duplicates.sorted().map { "\"\($0)\"" }.joined(separator: ", "))"
-        default:
-            return "\(error)"
         }
     }
 }

@@ -1,24 +1,29 @@
 import Foundation
 
 /// Reads one component's (or the top level's) mapping into typed values, reporting every problem
-/// with its position. A plugin's config parser asks for each key it knows; whatever is left is
-/// reported as an unknown key by `finish()`.
+/// with its position. With an option table (`options:`), a key is unknown exactly when it is not
+/// declared, and options are read with `get(_:)`; without one (the older style), whatever key the
+/// parser did not ask for is reported as unknown by `finish()`.
 ///
 /// Used on one thread while a config loads.
-public final class ConfigReader: @unchecked Sendable {
+public final class ConfigReader {
     /// Human name of what is being read, e.g. `input "containers" (tail)`.
     public let context: String
     public let mark: SourceMark
     public let diagnostics: Diagnostics
     private let entries: [(key: String, keyMark: SourceMark, value: ConfigValue)]
     private var used: Set<String> = []
+    /// The declared options, when this mapping has a table.
+    public let declared: [OptionSpec]?
 
     /// Folder of the config file: relative paths in options are relative to it, so a config means the
     /// same thing whatever the working directory.
     public let baseDirectory: String
 
-    public init(_ value: ConfigValue, context: String, diagnostics: Diagnostics, baseDirectory: String = "") {
+    public init(_ value: ConfigValue, context: String, diagnostics: Diagnostics, baseDirectory: String = "",
+                options: [OptionSpec]? = nil) {
         self.context = context
+        self.declared = options
         self.baseDirectory = baseDirectory
         self.mark = value.mark
         self.diagnostics = diagnostics
@@ -36,6 +41,9 @@ public final class ConfigReader: @unchecked Sendable {
 
     /// The raw value of `key`, marking it as known.
     public func value(_ key: String) -> ConfigValue? {
+        // Reading an option that is not in the table is a bug of the plugin: the reference and
+        // the unknown-key check would not know it.
+        assert(declared.map { $0.contains { $0.key == key } } ?? true, "\(context): option \"\(key)\" is read but not declared")
         used.insert(key)
         guard let v = entries.first(where: { $0.key == key })?.value else { return nil }
         if case .null = v { return nil }
@@ -100,8 +108,17 @@ public final class ConfigReader: @unchecked Sendable {
 
     public func int(_ key: String, default d: Int, range: ClosedRange<Int>? = nil) -> Int {
         guard let v = value(key) else { return d }
-        guard case .scalar(let s, _, let plain) = v, plain, let n = Int(s.replacingOccurrences(of: "_", with: "")) else {
+        guard case .scalar(let s, _, let plain) = v, plain else {
             typeError(key, v, "a whole number")
+            return d
+        }
+        let digits = s.replacingOccurrences(of: "_", with: "")
+        guard let n = Int(digits) else {
+            if !digits.isEmpty, digits.drop(while: { $0 == "-" || $0 == "+" }).allSatisfy({ ("0"..."9").contains($0) }) {
+                error(key, "\(s) is out of range\(range.map { " (\($0.lowerBound)...\($0.upperBound))" } ?? "")")
+            } else {
+                typeError(key, v, "a whole number")
+            }
             return d
         }
         if let range, !range.contains(n) {
@@ -112,7 +129,12 @@ public final class ConfigReader: @unchecked Sendable {
     }
 
     /// A byte size: a plain number of bytes or a binary unit (`64KiB`, `1MiB`, `1GiB`).
-    public func size(_ key: String, default d: Int, minimum: Int = 0) -> Int {
+    public func size(_ key: String, default d: Int, minimum: Int) -> Int {
+        size(key, default: d, range: minimum...defaultSizeRange.upperBound)
+    }
+
+    /// A byte size within `range`.
+    public func size(_ key: String, default d: Int, range: ClosedRange<Int> = defaultSizeRange) -> Int {
         guard let v = value(key) else { return d }
         guard case .scalar(let s, _, _) = v else {
             typeError(key, v, "a size such as 1MiB")
@@ -120,8 +142,12 @@ public final class ConfigReader: @unchecked Sendable {
         }
         switch ByteSize.parse(s) {
         case .success(let n):
-            if n < minimum {
-                error(key, "\(s) is too small (at least \(ByteSize.format(minimum)))")
+            if n < range.lowerBound {
+                error(key, "\(s) is too small (at least \(ByteSize.format(range.lowerBound)))")
+                return d
+            }
+            if n > range.upperBound {
+                error(key, "\(s) is too large (at most \(ByteSize.format(range.upperBound)))")
                 return d
             }
             return n
@@ -131,15 +157,25 @@ public final class ConfigReader: @unchecked Sendable {
         }
     }
 
-    /// A duration in seconds: `250ms`, `1s`, `5m`, `1h`, or a plain number of seconds.
-    public func duration(_ key: String, default d: Double) -> Double {
+    /// A duration in seconds: `250ms`, `1s`, `5m`, `1h`, `1d`, or a plain number of seconds, within
+    /// `range` (by default at most 7 days: longer ones are mistakes, and would overflow the
+    /// nanosecond clocks they end up in).
+    public func duration(_ key: String, default d: Double, range: ClosedRange<Double> = defaultDurationRange) -> Double {
         guard let v = value(key) else { return d }
         guard case .scalar(let s, _, _) = v else {
             typeError(key, v, "a duration such as 1s or 250ms")
             return d
         }
         guard let secs = DurationText.parse(s) else {
-            error(key, "invalid duration \"\(s)\": use a number with ms, s, m or h, such as 250ms or 5s")
+            error(key, "invalid duration \"\(s)\": use a number with ms, s, m, h or d, such as 250ms or 5s")
+            return d
+        }
+        if secs < range.lowerBound {
+            error(key, "\(s) is too short (at least \(DurationText.format(range.lowerBound)))")
+            return d
+        }
+        if secs > range.upperBound {
+            error(key, "\(s) is too long (at most \(DurationText.format(range.upperBound)))")
             return d
         }
         return secs
@@ -183,7 +219,12 @@ public final class ConfigReader: @unchecked Sendable {
             typeError(key, v, "a mapping")
             return nil
         }
-        let sub = ConfigReader(v, context: "\(context): \(key)", diagnostics: diagnostics, baseDirectory: baseDirectory)
+        var childOptions: [OptionSpec]?
+        if let declared {
+            childOptions = declared.first { $0.key == key }?.children
+        }
+        let sub = ConfigReader(v, context: "\(context): \(key)", diagnostics: diagnostics, baseDirectory: baseDirectory,
+                               options: childOptions)
         children.append(sub)
         return sub
     }
@@ -210,10 +251,16 @@ public final class ConfigReader: @unchecked Sendable {
 
     /// Reports every key nobody asked for, with the closest known key as a hint.
     public func finish() {
-        let known = used
+        let known = declared.map { Set($0.map(\.key)) } ?? used
         for e in entries where !known.contains(e.key) {
             var msg = "\(context): unknown key \"\(e.key)\""
-            if let guess = closest(e.key, in: known) { msg += " (did you mean \"\(guess)\"?)" }
+            // `max_records` at the top of an output belongs under `batch:` or `buffer:`.
+            let groups = (declared ?? []).filter { $0.children?.contains { $0.key == e.key } ?? false }.map(\.key)
+            if !groups.isEmpty {
+                msg += " (it goes under \(groups.map { "\($0):" }.joined(separator: " or ")))"
+            } else if let guess = closest(e.key, in: known) {
+                msg += " (did you mean \"\(guess)\"?)"
+            }
             if !known.isEmpty { msg += "; known keys: \(known.sorted().joined(separator: ", "))" }
             diagnostics.error(e.keyMark, msg)
         }
@@ -222,7 +269,14 @@ public final class ConfigReader: @unchecked Sendable {
     }
 
     private func typeError(_ key: String, _ v: ConfigValue, _ expected: String) {
-        diagnostics.error(v.mark, "\(context): \(key): expected \(expected), got \(v.kindName)")
+        var got = v.kindName
+        // The value is quoted to help, unless it may be a secret: a secret option's, or a URL's userinfo.
+        let secret = declared?.first { $0.key == key }?.kind.isSecret ?? false
+        if case .scalar(let text, _, _) = v, !secret {
+            let s = text.contains("@") ? URLUserinfo(text).url : text
+            got = s.count > 60 ? "\"\(s.prefix(60))…\"" : "\"\(s)\""
+        }
+        diagnostics.error(v.mark, "\(context): \(key): expected \(expected), got \(got)")
     }
 }
 
@@ -256,58 +310,3 @@ func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
     return d[a.count][b.count]
 }
 
-public struct ConfigProblem: Error, Sendable {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-}
-
-public enum ByteSize {
-    /// Parses `1024`, `64KiB`, `1MiB`, `1.5GiB`. Decimal units (`KB`, `MB`, `GB`) are refused on
-    /// purpose: `1GB` is ambiguous (10^9 or 2^30) and mistakes here size a disk buffer.
-    public static func parse(_ text: String) -> Result<Int, ConfigProblem> {
-        let s = text.trimmingCharacters(in: .whitespaces)
-        let digits = s.prefix { $0.isNumber || $0 == "." }
-        let unit = s.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
-        guard let number = Double(digits), number >= 0 else {
-            return .failure(ConfigProblem("invalid size \"\(text)\": use a number of bytes or a binary unit, such as 512KiB, 64MiB or 1GiB"))
-        }
-        let multipliers: [String: Double] = ["": 1, "B": 1, "KiB": 1024, "MiB": 1_048_576, "GiB": 1_073_741_824,
-                                             "TiB": 1_099_511_627_776]
-        guard let m = multipliers[unit] else {
-            let fix = ["K": "KiB", "KB": "KiB", "k": "KiB", "kB": "KiB", "M": "MiB", "MB": "MiB", "G": "GiB",
-                       "GB": "GiB", "T": "TiB", "TB": "TiB"][unit]
-            let hint = fix.map { "; did you mean \(digits)\($0)?" } ?? "; use B, KiB, MiB, GiB or TiB"
-            return .failure(ConfigProblem("invalid size \"\(text)\": unknown unit \"\(unit)\"\(hint) (sizes are binary: 1KiB = 1024 bytes)"))
-        }
-        // Int(_:) traps past Int.max (found by FuzzConfig: `99999999999TiB`).
-        let bytes = number * m
-        guard bytes < 0x1p62 else {
-            return .failure(ConfigProblem("invalid size \"\(text)\": too large (at most 4 EiB)"))
-        }
-        return .success(Int(bytes))
-    }
-
-    public static func format(_ n: Int) -> String {
-        for (unit, m) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where n >= m && n % m == 0 {
-            return "\(n / m)\(unit)"
-        }
-        return "\(n)B"
-    }
-}
-
-public enum DurationText {
-    /// Seconds from `250ms`, `1s`, `1.5s`, `5m`, `1h`, or a plain number of seconds.
-    public static func parse(_ text: String) -> Double? {
-        let s = text.trimmingCharacters(in: .whitespaces)
-        let digits = s.prefix { $0.isNumber || $0 == "." }
-        guard let n = Double(digits), n >= 0 else { return nil }
-        switch s.dropFirst(digits.count) {
-        case "": return n
-        case "ms": return n / 1000
-        case "s": return n
-        case "m": return n * 60
-        case "h": return n * 3600
-        default: return nil
-        }
-    }
-}

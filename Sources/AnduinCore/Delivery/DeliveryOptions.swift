@@ -9,84 +9,82 @@ public enum BufferOptions: Sendable {
     case disk(DiskRingOptions)
 }
 
-/// Batching, retries and concurrency of a network output.
+/// Batching, retries and concurrency of a network output. Defaults and ranges: `DeliveryKeys`.
 public struct DeliveryOptions: Sendable {
     public var buffer: BufferOptions
-    public var maxRecords = 5000
-    public var maxBytes = 5 << 20
+    public var maxRecords = DeliveryKeys.batchMaxRecords.defaultValue
+    public var maxBytes = DeliveryKeys.batchMaxBytes.defaultValue
     /// A batch is sent when it reaches `maxRecords` or `maxBytes`, or this long after its first record.
-    public var batchTimeout = 1.0
-    public var retryInitial = 0.1
-    public var retryMax = 30.0
+    public var batchTimeout = DeliveryKeys.batchTimeout.defaultValue
+    public var retryInitial = DeliveryKeys.retryInitial.defaultValue
+    public var retryMax = DeliveryKeys.retryMax.defaultValue
     /// How long, and how many times, a record refused with a retriable status is retried before it
     /// is dead-lettered (0: no limit). An outage (no answer at all) is not counted against it.
     public var budget = RetryBudget()
     /// Bytes of records waiting out their backoff in the retry lane (outside the in-flight window);
     /// past it, a failing request is retried in place.
-    public var laneMaxBytes = 64 << 20
+    public var laneMaxBytes = DeliveryKeys.laneMaxBytes.defaultValue
     public var deadLetter = DeadLetterOptions()
     /// `/ready` fails when this output made no progress for this long with records waiting, or
     /// has records failing for this long.
-    public var stallAfter = 300.0
+    public var stallAfter = DeliveryKeys.stallAfter.defaultValue
     /// Requests in flight at once. Acknowledgements still advance in order.
-    public var concurrency = 2
+    public var concurrency = DeliveryKeys.concurrency.defaultValue
 
     public init(buffer: BufferOptions) { self.buffer = buffer }
 
-    /// Reads `buffer:`, `batch:`, `retry:` and `concurrency` from an output's options.
-    /// `defaultBuffer` is the output type's documented default.
-    public static func parse(_ r: ConfigReader, defaultBuffer: BufferOptions) -> DeliveryOptions {
+    /// The buffer an output has when `buffer:` is not written: the disk ring with the declared defaults.
+    public static var defaultBuffer: BufferOptions { .disk(DiskRingOptions()) }
+
+    /// Reads `buffer:`, `batch:`, `retry:`, `dead_letter:`, `ready:` and `concurrency` from an output's options.
+    public static func parse(_ r: ConfigReader, defaultBuffer: BufferOptions = defaultBuffer) -> DeliveryOptions {
+        typealias K = DeliveryKeys
         var o = DeliveryOptions(buffer: defaultBuffer)
-        if let b = r.mapping("buffer") {
-            let type = b.string("type", default: "disk")
-            switch type {
-            case "memory":
-                o.buffer = .memory(maxRecords: b.int("max_records", default: 50_000, range: 1...100_000_000))
-            case "disk":
-                var d = DiskRingOptions(segmentBytes: 64 << 20)
-                d.maxBytes = b.size("max_bytes", default: d.maxBytes, minimum: 1 << 16)
-                d.segmentBytes = b.size("segment_bytes", default: min(d.segmentBytes, d.maxBytes), minimum: 1 << 12)
-                d.whenFull = b.choice("when_full", default: .block)
-                switch b.string("fsync", default: "interval") {
-                case "always": d.fsync = .always
-                case "never": d.fsync = .never
-                case "interval": d.fsync = .interval(b.duration("fsync_interval", default: 1))
-                case let other: b.error("fsync", "unknown value \"\(other)\"; expected interval | always | never")
+        if let b = r.group(K.buffer) {
+            switch b.get(K.bufferType) {
+            case .memory:
+                o.buffer = .memory(maxRecords: b.get(K.memoryMaxRecords))
+            case .disk:
+                var d = DiskRingOptions()
+                d.maxBytes = b.get(K.diskMaxBytes)
+                // A small ring gets one segment of its size rather than an error.
+                d.segmentBytes = b.has(K.segmentBytes.key) ? b.get(K.segmentBytes) : min(d.segmentBytes, d.maxBytes)
+                d.whenFull = b.get(K.whenFull)
+                switch b.get(K.fsync) {
+                case .always: d.fsync = .always
+                case .never: d.fsync = .never
+                case .interval: d.fsync = .interval(b.get(K.fsyncInterval))
                 }
                 if d.segmentBytes > d.maxBytes {
                     b.error("segment_bytes", "\(ByteSize.format(d.segmentBytes)) is larger than max_bytes (\(ByteSize.format(d.maxBytes))): the ring needs room for at least one segment")
                 } else if let problem = d.problem {
                     b.error("segment_bytes", problem)
                 }
-                d.compress = b.bool("compress", default: true)
+                d.compress = b.get(K.compress)
                 o.buffer = .disk(d)
-            default:
-                b.error("type", "unknown buffer type \"\(type)\"; expected disk | memory")
             }
         }
-        if let b = r.mapping("batch") {
-            o.maxRecords = b.int("max_records", default: o.maxRecords, range: 1...1_000_000)
-            o.maxBytes = b.size("max_bytes", default: o.maxBytes, minimum: 1024)
-            o.batchTimeout = b.duration("timeout", default: o.batchTimeout)
+        if let b = r.group(K.batch) {
+            o.maxRecords = b.get(K.batchMaxRecords)
+            o.maxBytes = b.get(K.batchMaxBytes)
+            o.batchTimeout = b.get(K.batchTimeout)
         }
-        if let b = r.mapping("retry") {
-            o.retryInitial = b.duration("initial", default: o.retryInitial)
-            o.retryMax = b.duration("max", default: o.retryMax)
-            if o.retryInitial <= 0 { b.error("initial", "must be more than 0") }
+        if let b = r.group(K.retry) {
+            o.retryInitial = b.get(K.retryInitial)
+            o.retryMax = b.get(K.retryMax)
             if o.retryMax < o.retryInitial { b.error("max", "must be at least retry.initial") }
-            o.budget.maxAge = b.duration("max_age", default: o.budget.maxAge)
-            o.budget.maxAttempts = b.int("max_attempts", default: o.budget.maxAttempts, range: 0...1_000_000_000)
-            o.laneMaxBytes = b.size("lane_max_bytes", default: o.laneMaxBytes, minimum: 1 << 16)
+            o.budget.maxAge = b.get(K.maxAge)
+            o.budget.maxAttempts = b.get(K.maxAttempts)
+            o.laneMaxBytes = b.get(K.laneMaxBytes)
         }
-        if let b = r.mapping("dead_letter") {
-            o.deadLetter.maxBytes = b.size("max_bytes", default: o.deadLetter.maxBytes, minimum: 1 << 16)
-            o.deadLetter.maxFiles = b.int("max_files", default: o.deadLetter.maxFiles, range: 2...10_000)
+        if let b = r.group(K.deadLetter) {
+            o.deadLetter.maxBytes = b.get(K.deadLetterMaxBytes)
+            o.deadLetter.maxFiles = b.get(K.deadLetterMaxFiles)
         }
-        if let b = r.mapping("ready") {
-            o.stallAfter = b.duration("stall_after", default: o.stallAfter)
-            if o.stallAfter <= 0 { b.error("stall_after", "must be more than 0") }
+        if let b = r.group(K.ready) {
+            o.stallAfter = b.get(K.stallAfter)
         }
-        o.concurrency = r.int("concurrency", default: o.concurrency, range: 1...64)
+        o.concurrency = r.get(K.concurrency)
         return o
     }
 }
@@ -95,11 +93,11 @@ public struct DeliveryOptions: Sendable {
 /// not a complete receipt) are retried with backoff until either limit, then dead-lettered.
 public struct RetryBudget: Sendable, Equatable {
     /// Seconds from the record's first failure; 0: no limit.
-    public var maxAge = 900.0
+    public var maxAge = DeliveryKeys.maxAge.defaultValue
     /// Attempts (the first send included); 0: no limit.
-    public var maxAttempts = 0
+    public var maxAttempts = DeliveryKeys.maxAttempts.defaultValue
 
-    public init(maxAge: Double = 900, maxAttempts: Int = 0) {
+    public init(maxAge: Double = DeliveryKeys.maxAge.defaultValue, maxAttempts: Int = DeliveryKeys.maxAttempts.defaultValue) {
         self.maxAge = maxAge
         self.maxAttempts = maxAttempts
     }
@@ -114,7 +112,7 @@ public struct RetryBudget: Sendable, Equatable {
 
 /// Bounds of an output's dead-letter store (`data_dir/dead-letter/<output>/`).
 public struct DeadLetterOptions: Sendable, Equatable {
-    public var maxBytes = 256 << 20
-    public var maxFiles = 8
+    public var maxBytes = DeliveryKeys.deadLetterMaxBytes.defaultValue
+    public var maxFiles = DeliveryKeys.deadLetterMaxFiles.defaultValue
     public init() {}
 }

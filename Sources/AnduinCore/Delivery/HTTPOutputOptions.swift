@@ -2,14 +2,14 @@ import Foundation
 
 public enum Compression: String, CaseIterable, Sendable { case gzip, none }
 
-/// Credentials of an HTTP-based output. Secrets are read from the config or from files and never
-/// written to logs or error messages.
+/// Credentials of an HTTP-based output. Secrets are read from the config or from files and held as
+/// `Secret` (printed as `***`); they are revealed only for libcurl.
 public struct HTTPAuthOptions: Sendable {
     public var user: String?
-    public var password: String?
+    public var password: Secret?
     public var passwordFile: String?
     /// Elasticsearch API key (the base64 `id:key`), sent as `Authorization: ApiKey …`.
-    public var apiKey: String?
+    public var apiKey: Secret?
     /// Bearer token file, re-read whenever it changes (Kubernetes rotates projected tokens).
     public var tokenFile: String?
     public init() {}
@@ -19,23 +19,26 @@ public struct HTTPAuthOptions: Sendable {
 public struct HTTPOutputOptions: Sendable {
     public var client = HTTPClientOptions()
     public var auth = HTTPAuthOptions()
-    public var headers: [(String, String)] = []
+    /// Extra headers. Every value is a `Secret`: values such as `Authorization`, `X-Api-Key` or a
+    /// tenant token are credentials, and telling them from harmless ones by name would miss some.
+    public var headers: [(String, Secret)] = []
     public var compression: Compression = .gzip
     public var compressionLevel: Int32 = 6
 
     public init() {}
 
     public static func parse(_ r: ConfigReader) -> HTTPOutputOptions {
+        typealias K = HTTPKeys
         var o = HTTPOutputOptions()
-        o.client.connectTimeout = r.duration("connect_timeout", default: 10)
-        o.client.requestTimeout = r.duration("request_timeout", default: 60)
-        o.client.http2 = r.bool("http2", default: true)
-        o.client.proxy = r.string("proxy")
-        if let t = r.mapping("tls") {
-            o.client.tls.caFile = t.path("ca_file")
-            o.client.tls.certFile = t.path("cert_file")
-            o.client.tls.keyFile = t.path("key_file")
-            o.client.tls.insecureSkipVerify = t.bool("insecure_skip_verify", default: false)
+        o.client.connectTimeout = r.get(K.connectTimeout)
+        o.client.requestTimeout = r.get(K.requestTimeout)
+        o.client.http2 = r.get(K.http2)
+        o.client.proxy = r.get(K.proxy)
+        if let t = r.group(K.tls) {
+            o.client.tls.caFile = t.get(K.caFile)
+            o.client.tls.certFile = t.get(K.certFile)
+            o.client.tls.keyFile = t.get(K.keyFile)
+            o.client.tls.insecureSkipVerify = t.get(K.insecureSkipVerify)
             if (o.client.tls.certFile == nil) != (o.client.tls.keyFile == nil) {
                 t.error(o.client.tls.certFile == nil ? "key_file" : "cert_file", "cert_file and key_file go together (client certificate)")
             }
@@ -46,11 +49,11 @@ public struct HTTPOutputOptions: Sendable {
                 }
             }
         }
-        o.auth.user = r.string("user")
-        o.auth.password = r.string("password")
-        o.auth.passwordFile = r.path("password_file")
-        o.auth.apiKey = r.string("api_key")
-        o.auth.tokenFile = r.path("token_file")
+        o.auth.user = r.get(K.user)
+        o.auth.password = r.get(K.password)
+        o.auth.passwordFile = r.get(K.passwordFile)
+        o.auth.apiKey = r.get(K.apiKey)
+        o.auth.tokenFile = r.get(K.tokenFile)
         if o.auth.password != nil && o.auth.passwordFile != nil {
             r.error("password_file", "give password or password_file, not both")
         }
@@ -59,9 +62,9 @@ public struct HTTPOutputOptions: Sendable {
         }
         let schemes = [o.auth.user != nil, o.auth.apiKey != nil, o.auth.tokenFile != nil].filter { $0 }.count
         if schemes > 1 { r.error(nil, "choose one of user/password, api_key and token_file") }
-        o.headers = r.stringMap("headers")
-        o.compression = r.choice("compression", default: .gzip)
-        o.compressionLevel = Int32(r.int("compression_level", default: 6, range: 1...12))
+        o.headers = r.stringMap(K.headers.key).map { ($0.0, Secret($0.1)) }
+        o.compression = r.get(K.compression)
+        o.compressionLevel = Int32(r.get(K.compressionLevel))
         return o
     }
 }
@@ -74,7 +77,7 @@ public final class HTTPAuthenticator {
 
     public init(_ options: HTTPAuthOptions) {
         self.options = options
-        password = options.password
+        password = options.password?.reveal()
     }
 
     /// Basic credentials for libcurl (never put in the URL), or nil.
@@ -92,7 +95,7 @@ public final class HTTPAuthenticator {
 
     /// Extra `Authorization` header for api_key / bearer token.
     public func header() throws -> (String, String)? {
-        if let key = options.apiKey { return ("Authorization", "ApiKey " + key) }
+        if let key = options.apiKey { return ("Authorization", "ApiKey " + key.reveal()) }
         guard let file = options.tokenFile else { return nil }
         let reader = tokenFile ?? SecretFile(path: file)
         tokenFile = reader
@@ -142,7 +145,8 @@ public final class HTTPRequester {
         client = try HTTPClient(options: options.client)
         auth = HTTPAuthenticator(options.auth)
         encoder = try BodyEncoder(options.compression, level: options.compressionLevel)
-        var h = options.headers
+        // Revealed here, once: this list goes to libcurl with every request.
+        var h = options.headers.map { ($0.0, $0.1.reveal()) }
         h.append(("Content-Type", contentType))
         if let ce = encoder.contentEncoding { h.append(("Content-Encoding", ce)) }
         headers = h
@@ -221,5 +225,52 @@ public struct CredentialScrubber: Sendable {
         let text = String(decoding: body, as: UTF8.self)
         let clean = scrub(text)
         return clean == text ? body : Array(clean.utf8)
+    }
+}
+
+/// `scheme://user:password@host/...`: the credentials a URL carries, taken out of it so the URL can be
+/// shown and logged, and the password held as a `Secret`.
+public struct URLUserinfo: Sendable, Equatable {
+    /// The URL without its userinfo.
+    public var url: String
+    public var user: String?
+    public var password: Secret?
+
+    public init(_ url: String) {
+        self.url = url
+        guard let schemeEnd = url.range(of: "://") else { return }
+        let rest = url[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return }
+        let info = rest[..<at]
+        self.url = String(url[..<schemeEnd.upperBound]) + rest[rest.index(after: at)...]
+        if let colon = info.firstIndex(of: ":") {
+            user = Self.decode(info[..<colon])
+            password = Secret(Self.decode(info[info.index(after: colon)...]))
+        } else {
+            user = Self.decode(info)
+        }
+    }
+
+    private static func decode(_ s: Substring) -> String { String(s).removingPercentEncoding ?? String(s) }
+}
+
+extension HTTPOutputOptions {
+    /// Takes the userinfo out of `urls` (ES `hosts`, HTTP `uri`) into Basic credentials. Returns the
+    /// URLs without it. Reports (without showing them) credentials that conflict with `user:` or
+    /// differ between hosts.
+    public mutating func takeUserinfo(_ urls: [String], key: String, _ r: ConfigReader) -> [String] {
+        let parts = urls.map(URLUserinfo.init)
+        let withInfo = parts.filter { $0.user != nil || $0.password != nil }
+        guard let first = withInfo.first else { return urls }
+        if auth.user != nil || auth.apiKey != nil || auth.tokenFile != nil || auth.passwordFile != nil {
+            r.error(key, "credentials in the URL and user/password, api_key or token_file: give one of them")
+        } else if withInfo.count != parts.count || withInfo.contains(where: { $0.user != first.user || $0.password != first.password }) {
+            r.error(key, "the hosts carry different credentials in their URLs: give user and password once instead")
+        } else {
+            auth.user = first.user
+            auth.password = first.password
+        }
+        return parts.map(\.url)
     }
 }

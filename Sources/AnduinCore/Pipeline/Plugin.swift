@@ -88,7 +88,7 @@ public protocol RecordOutputConfig: OutputConfig {
 }
 
 public extension RecordOutputConfig {
-    var queueRecords: Int { 50_000 }
+    var queueRecords: Int { DeliveryKeys.memoryMaxRecords.defaultValue }
 }
 
 public protocol EncodedOutputConfig: OutputConfig {
@@ -114,7 +114,7 @@ protocol OutputStage: AnyObject, Sendable {
 
 // MARK: registry
 
-/// A plugin type: its name in `type:` and how to read its options.
+/// A plugin type: its name in `type:`, its declared options and how to read them.
 public struct PluginSpec: Sendable {
     public enum Configure: Sendable {
         case input(@Sendable (ConfigReader) -> (any InputConfig)?)
@@ -124,7 +124,15 @@ public struct PluginSpec: Sendable {
 
     public let type: String
     public let summary: String
+    /// The option table (without `type` and `from`); nil for a plugin still read in the older style,
+    /// where unknown keys are the keys its parser did not read.
+    public let options: [OptionSpec]?
+    /// Options shared with other plugin types (the network outputs' buffer, batch, TLS...), documented once.
+    public let shared: OptionSection?
     public let configure: Configure
+
+    /// Every option this type accepts besides `type` and `from`; nil for the older style.
+    public var allOptions: [OptionSpec]? { options.map { $0 + (shared?.options ?? []) } }
 
     public var kind: ComponentKind {
         switch configure {
@@ -134,17 +142,17 @@ public struct PluginSpec: Sendable {
         }
     }
 
-    public static func input(_ type: String, _ summary: String,
+    public static func input(_ type: String, _ summary: String, options: [OptionSpec]? = nil,
                              _ parse: @escaping @Sendable (ConfigReader) -> (any InputConfig)?) -> PluginSpec {
-        PluginSpec(type: type, summary: summary, configure: .input(parse))
+        PluginSpec(type: type, summary: summary, options: options, shared: nil, configure: .input(parse))
     }
-    public static func filter(_ type: String, _ summary: String,
+    public static func filter(_ type: String, _ summary: String, options: [OptionSpec]? = nil,
                               _ parse: @escaping @Sendable (ConfigReader) -> (any FilterConfig)?) -> PluginSpec {
-        PluginSpec(type: type, summary: summary, configure: .filter(parse))
+        PluginSpec(type: type, summary: summary, options: options, shared: nil, configure: .filter(parse))
     }
-    public static func output(_ type: String, _ summary: String,
+    public static func output(_ type: String, _ summary: String, options: [OptionSpec]? = nil, shared: OptionSection? = nil,
                               _ parse: @escaping @Sendable (ConfigReader) -> (any OutputConfig)?) -> PluginSpec {
-        PluginSpec(type: type, summary: summary, configure: .output(parse))
+        PluginSpec(type: type, summary: summary, options: options, shared: shared, configure: .output(parse))
     }
 }
 
@@ -155,4 +163,8 @@ public struct PluginRegistry: Sendable {
     }
     public func spec(_ kind: ComponentKind, _ type: String) -> PluginSpec? { specs[kind]?[type] }
     public func types(_ kind: ComponentKind) -> [String] { (specs[kind] ?? [:]).keys.sorted() }
+    /// The spec of `type` whatever its kind (type names are unique across kinds in practice).
+    public func spec(named type: String) -> PluginSpec? {
+        ComponentKind.allCases.lazy.compactMap { specs[$0]?[type] }.first
+    }
 }
