@@ -278,22 +278,20 @@ final class RetryBudgetTests: DGTestCase {
         XCTAssertGreaterThanOrEqual(ratio, 0.9, "healthy records slowed down by the poisoned index")
     }
 
-    func testPoisonedIndexMemoryBufferConcurrency1() throws {
-        try poisonScenario(buffer: "{type: memory, max_records: 50000}", concurrency: 1)
+    static let long = ProcessInfo.processInfo.environment["ANDUIN_LONG_TESTS"] == "1"
+    static let memory = "{type: memory, max_records: 50000}"
+    static let disk = "{type: disk, max_bytes: 256MiB, segment_bytes: 4MiB}"
+
+    /// Memory buffer, concurrency 1 (and 2 with `make test-long`).
+    func testPoisonedIndexMemoryBuffer() throws {
+        try poisonScenario(buffer: Self.memory, concurrency: 1)
+        if Self.long { try poisonScenario(buffer: Self.memory, concurrency: 2) }
     }
 
-    func testPoisonedIndexDiskBufferConcurrency2() throws {
-        try poisonScenario(buffer: "{type: disk, max_bytes: 256MiB, segment_bytes: 4MiB}", concurrency: 2)
-    }
-
-    func testPoisonedIndexMemoryBufferConcurrency2Long() throws {
-        try XCTSkipUnless(ProcessInfo.processInfo.environment["ANDUIN_LONG_TESTS"] == "1", "long: make test-long")
-        try poisonScenario(buffer: "{type: memory, max_records: 50000}", concurrency: 2)
-    }
-
-    func testPoisonedIndexDiskBufferConcurrency1Long() throws {
-        try XCTSkipUnless(ProcessInfo.processInfo.environment["ANDUIN_LONG_TESTS"] == "1", "long: make test-long")
-        try poisonScenario(buffer: "{type: disk, max_bytes: 256MiB, segment_bytes: 4MiB}", concurrency: 1)
+    /// Disk buffer, concurrency 2 (and 1 with `make test-long`).
+    func testPoisonedIndexDiskBuffer() throws {
+        try poisonScenario(buffer: Self.disk, concurrency: 2)
+        if Self.long { try poisonScenario(buffer: Self.disk, concurrency: 1) }
     }
 
     // MARK: the retry lane across kill -9

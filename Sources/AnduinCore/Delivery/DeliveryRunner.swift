@@ -236,7 +236,10 @@ final class DeliveryRunner: OutputStage, Sendable {
             // After an abandon (stop timeout, reload) a newer ring may own this directory.
             if waiter.stopNow { return }
             // Under the lock: positions reach the ring in order.
-            if let p = $0.commits.finish(seq, end: end) { ring.commit(p) }
+            if let p = $0.commits.finish(seq, end: end) {
+                lane.syncBeforeCommit()  // a power cut must not leave the cursor past unjournaled refusals
+                ring.commit(p)
+            }
         }
     }
 

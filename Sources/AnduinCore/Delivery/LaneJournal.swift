@@ -12,6 +12,11 @@ final class LaneJournal {
     let path: String
     private let fsync: FsyncPolicy
     private var fd: Int32 = -1
+    /// A failed append left bytes that could not be truncated away: appends are refused.
+    private var torn = false
+    /// No entries are known to be on disk beyond what this object wrote: a missing file may be
+    /// created empty. False after `load` found entries, until a `rewrite` put them back.
+    private var mayStartEmpty = true
     private var fileBytes = 0
     private var lastSync = monotonicSeconds()
     private var dirty = false
@@ -27,6 +32,8 @@ final class LaneJournal {
     func load(log: (String) -> Void) -> [(id: UInt64, work: DeliveryWork)] {
         guard let data = FileManager.default.contents(atPath: path) else { return [] }
         let bytes = [UInt8](data)
+        // The file holds entries only it knows of now: never start it over empty (see `append`).
+        if !bytes.isEmpty { mayStartEmpty = false }
         var live: [UInt64: DeliveryWork] = [:]
         var order: [UInt64] = []
         var i = 0
@@ -61,8 +68,10 @@ final class LaneJournal {
         }
         if fd >= 0 { close(fd) }
         fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        torn = false
         fchmod(fd, 0o600)
         fileBytes = out.count
+        mayStartEmpty = fd >= 0
         return fd >= 0
     }
 
@@ -88,6 +97,12 @@ final class LaneJournal {
         if case .interval(let s) = fsync, dirty, monotonicSeconds() - lastSync >= s { sync() }
     }
 
+    /// Before the ring's delivered position moves past records this journal holds: the journal must
+    /// not be less durable than the ring's cursor (unless fsync is off altogether).
+    func syncBeforeCommit() {
+        if fsync != .never && dirty { sync() }
+    }
+
     func sync() {
         if fd >= 0 && dirty { _ = Glibc.fsync(fd) }
         dirty = false
@@ -95,8 +110,17 @@ final class LaneJournal {
     }
 
     private func append(_ out: [UInt8]) -> Bool {
-        if fd < 0 && !rewrite([]) { return false }
-        guard out.withUnsafeBytes({ writeAll(fd: fd, $0) }) else { return false }
+        // No file while entries loaded at start are not written back (the start-up rewrite failed), or a
+        // tear that could not be cut off: refuse, so the caller retries in place. Never start the file
+        // over from here then: the journal does not know the live groups.
+        if fd < 0 && !(mayStartEmpty && rewrite([])) { return false }
+        guard !torn else { return false }
+        guard out.withUnsafeBytes({ writeAll(fd: fd, $0) }) else {
+            // A partial frame would hide every later entry from `load` (it stops at the first bad
+            // CRC): cut it off, or stop appending.
+            if ftruncate(fd, off_t(fileBytes)) != 0 { torn = true }
+            return false
+        }
         fileBytes += out.count
         dirty = true
         if fsync == .always { sync() } else { syncIfDue() }

@@ -34,6 +34,8 @@ final class RetryLane: Sendable {
     private let recordsGauge: Gauge
     /// Records loaded from the journal at start (for the accounting identity).
     let recovered: Int
+    /// The lane is journaled (disk buffer), even after `abandon` closed the journal.
+    private let journaled: Bool
 
     /// `journalPath`: where to journal the lane (disk buffer), nil to keep it in memory.
     init(maxBytes: Int, journalPath: String?, fsync: FsyncPolicy, stats: ComponentStats, log: @escaping @Sendable (String) -> Void) {
@@ -58,6 +60,7 @@ final class RetryLane: Sendable {
             if s.liveRecords > 0 { log("retry lane: \(s.liveRecords) record(s) from the previous run resume their retries") }
         }
         s.journal = journal
+        journaled = journal != nil
         recovered = s.liveRecords
         recordsGauge.set(s.liveRecords)
         state = Mutex(s)
@@ -69,10 +72,12 @@ final class RetryLane: Sendable {
         let bytes = work.batch.documents.count
         return state.withLock { s in
             if s.abandoned {
-                // The runner gave up: not acknowledged, read again at the next start (a disk buffer's
-                // ring keeps them: its position is not committed any more).
+                // The runner gave up: not acknowledged. Memory buffer: read again at the next start.
+                // Disk buffer: the ring's position passed these records long ago, so they are safe only
+                // in the journal as it stands: refuse, so the caller gives up without settling the group
+                // they came from (its journal entry stays).
                 for t in tickets { t.abandon() }
-                return true
+                return !journaled
             }
             if !force && s.liveBytes > 0 && s.liveBytes + bytes > maxBytes { return false }
             let id = s.nextID
@@ -127,6 +132,9 @@ final class RetryLane: Sendable {
         state.withLock { s in
             s.abandoned = true
             for g in s.groups.values { for t in g.tickets { t.abandon() } }
+            // No journal I/O after giving up: a reload's new lane owns the file now, and a remove or a
+            // compaction from this one would erase what the new one wrote (or what is still undecided).
+            s.journal = nil
         }
     }
 
@@ -161,6 +169,9 @@ final class RetryLane: Sendable {
     }
 
     func sync() { state.withLock { $0.journal?.sync() } }
+
+    /// See `LaneJournal.syncBeforeCommit`.
+    func syncBeforeCommit() { state.withLock { $0.journal?.syncBeforeCommit() } }
 
     func syncIfDue() { state.withLock { $0.journal?.syncIfDue() } }
 }

@@ -96,7 +96,7 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
             logger.error("reload failed (\(error)); restarting the previous config")
             do {
                 let p = try Pipeline(config: config, logger: logger, stats: stats, tap: tap)
-                if api.isEmpty { try? startAPI(config.api) }  // the probes need it back
+                if api.isEmpty { try? startAPI(config.api, dataDirectory: config.dataDirectory) }  // the probes need it back
                 p.start()
                 lock.withLock { pipeline = p }
             } catch {
