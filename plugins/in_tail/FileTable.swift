@@ -39,7 +39,7 @@ final class FileTable {
         maxOpen = config.maxOpenFiles > 0 ? config.maxOpenFiles : TailConfig.defaultMaxOpenFiles()
         rotations = stats.counter("rotations", "files that were renamed away or deleted and drained")
         truncations = stats.counter("truncations", "files truncated in place (copytruncate) and read again from 0")
-        openErrors = stats.counter("open_errors", "files that could not be opened (retried)")
+        openErrors = stats.counter("open_errors", "failed attempts to open a file (one per scan while it cannot be opened; retried)")
         fdShortages = stats.counter("open_deferred", "opens deferred because max_open_files or the process's descriptor limit was reached (retried, never restarted at 0)")
         idleClosed = stats.counter("idle_closed", "idle files closed to stay within max_open_files (reopened at their checkpoint when they change)")
         givenUp = stats.counter("rotated_given_up", "rotated files closed before their end because more than max_rotated_files were held open in one directory")
