@@ -28,8 +28,8 @@ public enum BlackholePlugin {
     }
 }
 
-/// Used from the output's thread only.
-final class BlackholeOutput: Output, @unchecked Sendable {
+/// Owned by the output runner's thread (an `Output` is not shared).
+final class BlackholeOutput: Output {
     private let countFile: String?
     private let encode: Bool
     private var count = 0

@@ -29,8 +29,8 @@ public enum FileOutputPlugin {
     }
 }
 
-/// Used from the output's thread only.
-final class FileOutput: Output, @unchecked Sendable {
+/// Owned by the output runner's thread (an `Output` is not shared).
+final class FileOutput: Output {
     let path: String
     let fsync: Bool
     private var fd: Int32 = -1

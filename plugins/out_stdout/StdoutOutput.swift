@@ -14,8 +14,8 @@ public enum StdoutOutputPlugin {
     }
 }
 
-/// Used from the output's thread only.
-final class StdoutOutput: Output, @unchecked Sendable {
+/// Owned by the output runner's thread (an `Output` is not shared).
+final class StdoutOutput: Output {
     private var scratch: [UInt8] = []
 
     func write(_ batch: RecordBatch) throws {

@@ -4,24 +4,29 @@ import Prometheus
 
 /// The running agent: the current pipeline, and what outlives a config reload (the metrics registry,
 /// the tap hub, the API server).
-public final class Agent: APIProvider, @unchecked Sendable {  // mutable state under `lock`
+///
+/// `start`, `reload` and `stop` come from the CLI's main thread; the API's threads read the pipeline
+/// (`/ready`) and the progress thread waits on `stopping`: all mutable state is in `state`.
+public final class Agent: APIProvider {
     public let stats = StatsRegistry()
     public let tap = TapHub()
     private let logger: Logger
-    private let lock = ConditionLock()
-    private var pipeline: Pipeline?
-    private var config: AgentConfig
-    /// The API's listeners: one, or two when /tap has its own address.
-    private var api: [APIServer] = []
-    private var progress: ThreadHandle?
-    private var stopping = false
+    private struct State {
+        var pipeline: Pipeline?
+        var config: AgentConfig
+        /// The API's listeners: one, or two when /tap has its own address.
+        var api: [APIServer] = []
+        var progress: ThreadHandle?
+        var stopping = false
+        /// One agent per data_dir (see `DataDirLock`); kept across reloads of the same directory.
+        var dataLock: DataDirLock?
+    }
+    private let state: Locked<State>
     private let reloads: Prometheus.Counter
     private let reloadFailures: Prometheus.Counter
-    /// One agent per data_dir (see `DataDirLock`); kept across reloads of the same directory.
-    private var dataLock: DataDirLock?
 
     public init(config: AgentConfig, logger: Logger) {
-        self.config = config
+        self.state = Locked(State(config: config))
         self.logger = logger
         reloads = stats.prometheus.makeCounter(descriptor: MetricNameDescriptor(
             namespace: "anduin", metricName: "reloads", unitName: "total",
@@ -32,15 +37,17 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
     }
 
     /// The config currently running.
-    public var currentConfig: AgentConfig { lock.withLock { config } }
+    public var currentConfig: AgentConfig { state.withLock { $0.config } }
 
     /// Builds and starts the pipeline and, when configured, the API.
     public func start() throws {
-        dataLock = try DataDirLock.acquire(dataDirectory: config.dataDirectory)
+        let config = currentConfig
+        let dataLock = try DataDirLock.acquire(dataDirectory: config.dataDirectory)
+        state.withLock { $0.dataLock = dataLock }
         let p = try Pipeline(config: config, logger: logger, stats: stats, tap: tap)
-        try startAPI(config.api)
+        try startAPI(config.api, dataDirectory: config.dataDirectory)
         p.start()
-        lock.withLock { pipeline = p }
+        state.withLock { $0.pipeline = p }
         startProgress()
     }
 
@@ -69,7 +76,7 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
             for d in errors.items { logger.error("\(ConfigDiagnostic.logSafe(d.description))") }
             return false
         }
-        let old = lock.withLock { pipeline }
+        let (old, config) = state.withLock { ($0.pipeline, $0.config) }
         old?.stop()
         do {
             // A new data_dir is locked too; the old one's lock is kept until the new pipeline runs.
@@ -81,12 +88,12 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
                 try startAPI(next.api, dataDirectory: next.dataDirectory)
             }
             p.start()
-            lock.withLock {
-                pipeline = p
-                config = next
+            state.withLock {
+                $0.pipeline = p
+                $0.config = next
+                if let newLock { $0.dataLock = newLock }
             }
             reloads.increment()
-            if let newLock { dataLock = newLock }
             logger.info("reloaded \(configPath)")
             return true
         } catch {
@@ -96,38 +103,43 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
             logger.error("reload failed (\(error)); restarting the previous config")
             do {
                 let p = try Pipeline(config: config, logger: logger, stats: stats, tap: tap)
-                if api.isEmpty { try? startAPI(config.api, dataDirectory: config.dataDirectory) }  // the probes need it back
+                if state.withLock({ $0.api.isEmpty }) {  // the probes need it back
+                    try? startAPI(config.api, dataDirectory: config.dataDirectory)
+                }
                 p.start()
-                lock.withLock { pipeline = p }
+                state.withLock { $0.pipeline = p }
             } catch {
                 logger.critical("the previous config cannot start either: \(error)")
-                lock.withLock { pipeline = nil }
+                state.withLock { $0.pipeline = nil }
             }
             return false
         }
     }
 
     public func stop() {
-        lock.withLock {
-            stopping = true
-            lock.broadcast()
+        let (pipeline, progress) = state.withLock { s in
+            s.stopping = true
+            return (s.pipeline, s.progress)
         }
-        lock.withLock { pipeline }?.stop()
+        state.broadcast()
+        pipeline?.stop()
         stopAPI()
         progress?.join(timeout: 2)
     }
 
     private func stopAPI() {
-        for server in api { server.stop() }
-        api = []
+        let servers = state.withLock { s in
+            defer { s.api = [] }
+            return s.api
+        }
+        for server in servers { server.stop() }
     }
 
     /// Starts the API's listeners: the probes on `address`; /tap, when enabled, on the same one or on
     /// `tap_address`. Writes the bound addresses to data_dir (`api.address`, `tap.address`): `anduin
     /// tap` finds the agent through them when the config asked for port 0.
-    private func startAPI(_ options: APIOptions?, dataDirectory: String? = nil) throws {
+    private func startAPI(_ options: APIOptions?, dataDirectory dir: String) throws {
         guard let options else { return }
-        let dir = dataDirectory ?? config.dataDirectory
         var token: Secret?
         if let file = options.tapTokenFile, options.tapEnabled {
             switch APIOptions.readToken(file) {
@@ -138,7 +150,7 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
         let shared = options.tapEnabled && options.tapAddress == nil
         let main = try APIServer(address: options.address, routes: APIRoutes(probes: true, tap: shared),
                                  options: options, tapToken: token, provider: self)
-        api = [main]
+        state.withLock { $0.api = [main] }
         logger.info("API listening on http://\(main.boundAddress) (/metrics, /health, /ready\(shared ? ", /tap" : ""))")
         try? AtomicFile.write(Data((main.boundAddress + "\n").utf8), to: dir + "/api.address", durable: false)
         var tapBound = shared ? main.boundAddress : nil
@@ -146,7 +158,7 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
             do {
                 let tap = try APIServer(address: tapAddress, routes: APIRoutes(probes: false, tap: true),
                                         options: options, tapToken: token, provider: self)
-                api.append(tap)
+                state.withLock { $0.api.append(tap) }
                 tapBound = tap.boundAddress
                 logger.info("API /tap listening on http://\(tap.boundAddress)")
             } catch {
@@ -166,7 +178,7 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
     public func metricsText() -> String { stats.renderPrometheus() }
 
     public func notReadyReasons() -> [String] {
-        guard let p = lock.withLock({ pipeline }) else { return ["the pipeline is not running"] }
+        guard let p = state.withLock({ $0.pipeline }) else { return ["the pipeline is not running"] }
         return p.notReadyReasons()
     }
 
@@ -176,15 +188,12 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
     private func startProgress() {
         let tty = isatty(2) == 1
         let interval = tty ? 5.0 : 60.0
-        progress = startThread(name: "progress") { [self] in
+        let handle = startThread(name: "progress") { [self] in
             var last = totals()
             var lastTime = monotonicSeconds()
             while true {
-                let stop: Bool = lock.withLock {
-                    if !stopping { lock.wait(seconds: interval) }
-                    return stopping
-                }
-                if stop { return }
+                let deadline = monotonicSeconds() + interval
+                if state.withLock(waitingUntil: deadline, { $0.stopping ? true : nil }) == true { return }
                 let now = monotonicSeconds()
                 let t = totals()
                 let rate = Double(t.lines - last.lines) / max(0.001, now - lastTime)
@@ -198,6 +207,7 @@ public final class Agent: APIProvider, @unchecked Sendable {  // mutable state u
                 lastTime = now
             }
         }
+        state.withLock { $0.progress = handle }
     }
 
     private func totals() -> (files: Int, lines: Int, behind: Int, buffered: Int, errors: Int) {

@@ -6,12 +6,12 @@ import Synchronization
 ///
 /// Invariant: the runner keeps a batch's ack token until `write` succeeded, then lets it go; when the
 /// agent gives up at shutdown it abandons every token it holds, so the input does not checkpoint them.
-final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state only under `lock`
+/// The output itself is not shared: it waits in `pending` until `start` moves it to the runner's
+/// thread, which alone uses it from then on.
+final class OutputRunner: OutputStage {
     let name: String
-    private let output: any Output
     private let capacity: Int
     private let logger: Logger
-    private let lock = ConditionLock()
     private struct State {
         /// Taken entries are cleared (nil) so the queue never keeps a token past its hand-over.
         var queue: [(RecordBatch, AckToken)?] = []
@@ -21,7 +21,8 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
         var abandon = false   // give up now (shutdown timeout)
         var failing = false
     }
-    private var s = State()
+    private let state = Locked(State())
+    private let pending: Mutex<(any Output)?>
     private let delivered: Counter
     private let deliveredBatches: Counter
     private let writeErrors: Counter
@@ -29,9 +30,9 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     private let blockedEvents: Counter
     private let threadBox = Mutex<ThreadHandle?>(nil)
 
-    init(name: String, output: any Output, capacity: Int, context: ComponentContext) {
+    init(name: String, output: sending any Output, capacity: Int, context: ComponentContext) {
         self.name = name
-        self.output = output
+        self.pending = Mutex(output)
         self.capacity = max(1, capacity)
         self.logger = context.logger
         delivered = context.stats.counter("records_out", "records delivered to the destination")
@@ -42,7 +43,12 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     }
 
     func start() {
-        let h = startThread(name: "out-\(name)") { [self] in loop() }
+        guard let output = pending.withLock({ slot -> sending (any Output)? in
+            let taken = slot
+            slot = nil
+            return taken
+        }) else { return }
+        let h = startThread(name: "out-\(name)") { [self] in loop(output) }
         threadBox.withLock { $0 = h }
     }
 
@@ -50,61 +56,59 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     func enqueue(_ batch: RecordBatch, _ ack: AckToken) {
         let n = batch.count
         var waited = false
-        lock.withLock {
-            while true {
-                if s.abandon {
-                    ack.abandon()
-                    return
-                }
-                // A batch larger than the capacity still goes into an empty queue: progress over strictness.
-                if s.queuedRecords == 0 || s.queuedRecords + n <= capacity { break }
+        state.withLockWaiting { s -> LockStep<Void> in
+            if s.abandon {
+                ack.abandon()
+                return .done(())
+            }
+            // A batch larger than the capacity still goes into an empty queue: progress over strictness.
+            guard s.queuedRecords == 0 || s.queuedRecords + n <= capacity else {
                 if !waited {
                     waited = true
                     blockedEvents.add()
                 }
-                lock.wait(seconds: 0.5)
+                return .wait(seconds: 0.5)
             }
             s.queue.append((batch, ack))
             s.queuedRecords += n
             queued.add(n)
-            lock.broadcast()
+            return .done(())
         }
+        state.broadcast()
     }
 
     private func next() -> (RecordBatch, AckToken)? {
-        lock.withLock {
-            while true {
-                if s.abandon { return nil }
-                if s.head < s.queue.count, let item = s.queue[s.head] {
-                    s.queue[s.head] = nil
-                    s.head += 1
-                    // Compact now and then instead of removeFirst per batch.
-                    if s.head > 64 && s.head * 2 > s.queue.count {
-                        s.queue.removeFirst(s.head)
-                        s.head = 0
-                    }
-                    return item
+        state.withLockWaiting { s -> LockStep<(RecordBatch, AckToken)?> in
+            if s.abandon { return .done(nil) }
+            if s.head < s.queue.count, let item = s.queue[s.head] {
+                s.queue[s.head] = nil
+                s.head += 1
+                // Compact now and then instead of removeFirst per batch.
+                if s.head > 64 && s.head * 2 > s.queue.count {
+                    s.queue.removeFirst(s.head)
+                    s.head = 0
                 }
-                if s.closing { return nil }
-                lock.wait(seconds: 1)
+                return .done(item)
             }
+            return s.closing ? .done(nil) : .wait(seconds: 1)
         }
     }
 
     private func dequeued(_ n: Int) {
-        lock.withLock {
+        state.withLock { s in
             s.queuedRecords -= n
             queued.add(-n)
-            lock.broadcast()
         }
+        state.broadcast()
     }
 
-    private func loop() {
+    /// The runner's thread: the only user of `output`.
+    private func loop(_ output: any Output) {
         defer { output.close() }  // also when abandoned mid-retry: no descriptor left behind
         var backoff = Backoff(initial: 0.1, max: 30, jitter: .none)
         while let (batch, ack) = next() {
             // The token stays referenced until the batch is written; abandoned if the runner gives up.
-            let written = withExtendedLifetime(ack) { write(batch, &backoff) }
+            let written = withExtendedLifetime(ack) { write(batch, to: output, &backoff) }
             guard written else {
                 ack.abandon()
                 return
@@ -116,19 +120,19 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     }
 
     /// Writes one batch, retrying with backoff. False when the runner must abandon.
-    private func write(_ batch: RecordBatch, _ backoff: inout Backoff) -> Bool {
+    private func write(_ batch: RecordBatch, to output: any Output, _ backoff: inout Backoff) -> Bool {
         while true {
             do {
                 try output.write(batch)
                 if backoff.attempt > 0 {
-                    lock.withLock { s.failing = false }
+                    state.withLock { $0.failing = false }
                     logger.notice("output \(name): delivering again after \(backoff.attempt) failed attempts")
                 }
                 backoff.reset()
                 return true
             } catch {
                 writeErrors.add()
-                lock.withLock { s.failing = true }
+                state.withLock { $0.failing = true }
                 let delay = backoff.next()
                 // One line per failure streak step, not per record: the backoff spaces them out.
                 logger.error("output \(name): write failed (attempt \(backoff.attempt)), retrying in \(clampedMillis(delay))ms: \(error)")
@@ -140,34 +144,38 @@ final class OutputRunner: OutputStage, @unchecked Sendable {  // mutable state o
     /// Returns true when the runner must abandon its work.
     private func sleepUnlessAbandoned(_ seconds: Double) -> Bool {
         let deadline = monotonicSeconds() + seconds
-        return lock.withLock { waitUntil(deadline, on: lock) { s.abandon } }
+        return state.withLock(waitingUntil: deadline) { $0.abandon ? true : nil } ?? false
     }
 
     /// No more batches will be queued: deliver what is queued, then stop.
     func close() {
-        lock.withLock {
-            s.closing = true
-            lock.broadcast()
-        }
+        state.withLock { $0.closing = true }
+        state.broadcast()
     }
 
     /// Stop now, leaving undelivered batches unacknowledged.
     func abandon() {
-        lock.withLock {
+        state.withLock { s in
             s.abandon = true
             for item in s.queue { item?.1.abandon() }
             s.queue = []
             s.head = 0
-            lock.broadcast()
         }
+        state.broadcast()
+        // Never started: the output was not handed to a thread; close it here.
+        pending.withLock { slot -> sending (any Output)? in
+            let taken = slot
+            slot = nil
+            return taken
+        }?.close()
     }
 
-    var pendingRecords: Int { lock.withLock { s.queuedRecords } }
+    var pendingRecords: Int { state.withLock { $0.queuedRecords } }
 
     /// A failing output whose queue is full (the inputs feeding it are paused); while it has room
     /// the queue is doing its job.
     var notReadyReason: String? {
-        let (failing, queued) = lock.withLock { (s.failing, s.queuedRecords) }
+        let (failing, queued) = state.withLock { ($0.failing, $0.queuedRecords) }
         guard failing && queued >= capacity else { return nil }
         return "output \(name): the destination is failing and its queue is full (\(queued) records waiting; inputs feeding it are paused)"
     }

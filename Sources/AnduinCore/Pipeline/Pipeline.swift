@@ -254,32 +254,31 @@ public final class Pipeline: Sendable {
     }
 
     /// The thread that calls `StatefulFilter.tick`, and its stop signal.
-    private final class Ticker: @unchecked Sendable {
-        // `stopped` and `handle` are guarded by `lock`.
-        private let lock = ConditionLock()
-        private var stopped = false
-        private var _handle: ThreadHandle?
+    private final class Ticker: Sendable {
+        private struct State {
+            var stopped = false
+            var handle: ThreadHandle?
+        }
+        private let state = Locked(State())
 
         var handle: ThreadHandle? {
-            get { lock.withLock { _handle } }
-            set { lock.withLock { _handle = newValue } }
+            get { state.withLock { $0.handle } }
+            set { state.withLock { $0.handle = newValue } }
         }
 
         /// Sleeps `seconds`; false once stopped.
         func sleep(_ seconds: Double) -> Bool {
-            lock.withLock {
-                if !stopped { lock.wait(seconds: seconds) }
-                return !stopped
-            }
+            let deadline = monotonicSeconds() + seconds
+            return state.withLock(waitingUntil: deadline) { $0.stopped ? true : nil } == nil
         }
 
         /// Stops the thread; true once it ended (or never started) within `timeout`.
         func stop(timeout: Double) -> Bool {
-            let h: ThreadHandle? = lock.withLock {
-                stopped = true
-                lock.broadcast()
-                return _handle
+            let h: ThreadHandle? = state.withLock {
+                $0.stopped = true
+                return $0.handle
             }
+            state.broadcast()
             return h?.join(timeout: timeout) ?? true
         }
     }

@@ -63,7 +63,9 @@ public protocol FilterConfig: Sendable {
 // MARK: outputs
 
 /// An output delivers batches to a destination, on its own thread, one batch at a time, in order.
-public protocol Output: AnyObject, Sendable {
+/// Not `Sendable`: an output belongs to the thread that drives it (`build` makes it, the runner moves
+/// it to its thread), so an implementation keeps plain `var`s and the compiler checks nobody shares it.
+public protocol Output: AnyObject {
     /// Returns when the destination has the batch (for a file: written; for a server: confirmed).
     /// Throwing means "not delivered": the runtime retries the same batch with backoff, so nothing is
     /// acknowledged to the input before it really arrived.

@@ -61,19 +61,60 @@ public final class ConditionLock: @unchecked Sendable {
     public func broadcast() { pthread_cond_broadcast(cond) }
 }
 
-/// A value guarded by a lock; small state shared between threads. Unlike `Mutex` it is a class, so
-/// closures and several owners can share it, and it offers `current`.
-/// `@unchecked Sendable`: `value` is touched only inside `withLock`, under `lock`; a non-Sendable
-/// `Value` must not be handed out of `withLock` to another thread (callers return copies of plain data).
+/// A value guarded by a lock, with a condition to wait on: the one way shared mutable state is kept
+/// in this project. A class whose mutable fields live in a `Locked` and whose other stored properties
+/// are `let`s of Sendable types is `Sendable` without `@unchecked`: the compiler checks it.
+///
+/// Unlike `Mutex` it is a class (closures and several owners share it), has a condition variable
+/// (`withLockWaiting`, `broadcast`), and offers `current`.
+///
+/// `@unchecked Sendable`: `value` is touched only inside `withLock`/`withLockWaiting`, under `lock`;
+/// waiting happens between calls of the body, never while it holds `inout` access to `value`.
+/// A non-Sendable `Value` must not be handed out of the lock to another thread (callers return copies
+/// of plain data).
 public final class Locked<Value>: @unchecked Sendable {
     private let lock = ConditionLock()
     private var value: Value
     public init(_ value: Value) { self.value = value }
+
     @inline(__always)
     public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
         try lock.withLock { try body(&value) }
     }
+
+    /// Runs `body` under the lock until it returns `.done`; after `.wait(seconds:)` the lock is
+    /// released until a `broadcast` or the time passes, then `body` runs again.
+    public func withLockWaiting<R>(_ body: (inout Value) throws -> LockStep<R>) rethrows -> R {
+        try lock.withLock {
+            while true {
+                switch try body(&value) {
+                case .done(let result): return result
+                case .wait(let seconds): lock.wait(seconds: seconds)
+                }
+            }
+        }
+    }
+
+    /// Runs `body` under the lock until it returns a value or `deadline` (monotonic seconds) passes;
+    /// nil means the deadline passed first.
+    public func withLock<R>(waitingUntil deadline: Double, _ body: (inout Value) throws -> R?) rethrows -> R? {
+        try withLockWaiting { value -> LockStep<R?> in
+            if let result = try body(&value) { return .done(result) }
+            let left = deadline - monotonicSeconds()
+            return left <= 0 ? .done(nil) : .wait(seconds: left)
+        }
+    }
+
+    /// Wakes every thread waiting in `withLockWaiting`. May be called with or without the lock held.
+    public func broadcast() { lock.broadcast() }
+
     public var current: Value { withLock { $0 } }
+}
+
+/// What a `withLockWaiting` body decides: finished with a result, or wait (lock released) and run again.
+public enum LockStep<Result> {
+    case done(Result)
+    case wait(seconds: Double)
 }
 
 /// Longest wait the runtime honours: about 31 years. A config may validly say `poll_interval: 1e300s`
@@ -112,7 +153,10 @@ public func wallClockNanos() -> Int64 {
 }
 
 /// Starts a named thread running `body`. Our stages are long-lived threads.
-public func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> ThreadHandle {
+///
+/// `body` is `sending`, not `@Sendable`: it may own non-Sendable state (an output, a reader) that
+/// from then on belongs to the new thread alone; the compiler checks that nobody else keeps it.
+public func startThread(name: String, _ body: sending @escaping () -> Void) -> ThreadHandle {
     let handle = ThreadHandle()
     let box = ThreadStart(name: name, body: body, handle: handle)
     let ptr = Unmanaged.passRetained(box).toOpaque()
@@ -126,8 +170,8 @@ public func startThread(name: String, _ body: @escaping @Sendable () -> Void) ->
     }, ptr)
     if rc != 0 {
         // Could not start a thread (resource limit): run inline so no work is silently skipped.
-        Unmanaged<ThreadStart>.fromOpaque(ptr).release()
-        body()
+        let start = Unmanaged<ThreadStart>.fromOpaque(ptr).takeRetainedValue()
+        start.body()
         handle.markDone()
     } else {
         pthread_detach(tid)
@@ -135,12 +179,12 @@ public func startThread(name: String, _ body: @escaping @Sendable () -> Void) ->
     return handle
 }
 
-/// `@unchecked Sendable`: immutable, and handed to the new thread exactly once (through `Unmanaged`).
-private final class ThreadStart: @unchecked Sendable {
+/// Handed to the new thread exactly once, through `Unmanaged` (not Sendable: it never needs to be).
+private final class ThreadStart {
     let name: String
-    let body: @Sendable () -> Void
+    let body: () -> Void
     let handle: ThreadHandle
-    init(name: String, body: @escaping @Sendable () -> Void, handle: ThreadHandle) {
+    init(name: String, body: sending @escaping () -> Void, handle: ThreadHandle) {
         self.name = name
         self.body = body
         self.handle = handle
@@ -148,22 +192,16 @@ private final class ThreadStart: @unchecked Sendable {
 }
 
 /// Lets another thread wait for a thread's end.
-/// `@unchecked Sendable`: `done` is read and written only under `lock`.
-public final class ThreadHandle: @unchecked Sendable {
-    private let lock = ConditionLock()
-    private var done = false
-    func markDone() { lock.withLock { done = true; lock.broadcast() } }
+public final class ThreadHandle: Sendable {
+    private let done = Locked(false)
+    func markDone() {
+        done.withLock { $0 = true }
+        done.broadcast()
+    }
     /// Returns true if the thread ended within `seconds`.
     @discardableResult
     public func join(timeout seconds: Double = .infinity) -> Bool {
-        let deadline = monotonicSeconds() + seconds
-        return lock.withLock {
-            while !done {
-                let left = deadline - monotonicSeconds()
-                if left <= 0 { return false }
-                lock.wait(seconds: min(left, 3600))
-            }
-            return true
-        }
+        let deadline = monotonicSeconds() + clampedSeconds(seconds)
+        return done.withLock(waitingUntil: deadline) { $0 ? true : nil } ?? false
     }
 }
