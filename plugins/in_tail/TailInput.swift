@@ -12,9 +12,9 @@ import Glibc
 /// `CheckpointRegistry` (positions, parked files, persistence) and `BatchHandoff` (emitting on a
 /// thread of its own, so a full output pauses reading but never discovery).
 ///
-/// Threading: `run` owns every component on the input's thread; `finish` runs after `run` returned.
-/// Only `tracker` and `handoff` are touched by other threads (they lock).
-final class TailInput: Input, @unchecked Sendable {  // state owned by the input thread (see above)
+/// Threading: the pipeline moves the input to its thread for `run` and takes it back for `finish`
+/// (it is not Sendable). Only `tracker` and `handoff` are reached from other threads (they lock).
+final class TailInput: Input {
     private let config: TailConfig
     private let name: String
     private let logger: Logger

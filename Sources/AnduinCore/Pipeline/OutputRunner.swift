@@ -22,7 +22,7 @@ final class OutputRunner: OutputStage {
         var failing = false
     }
     private let state = Locked(State())
-    private let pending: Mutex<(any Output)?>
+    private let pending: Handover<any Output>
     private let delivered: Counter
     private let deliveredBatches: Counter
     private let writeErrors: Counter
@@ -32,7 +32,7 @@ final class OutputRunner: OutputStage {
 
     init(name: String, output: sending any Output, capacity: Int, context: ComponentContext) {
         self.name = name
-        self.pending = Mutex(output)
+        self.pending = Handover(output)
         self.capacity = max(1, capacity)
         self.logger = context.logger
         delivered = context.stats.counter("records_out", "records delivered to the destination")
@@ -43,11 +43,7 @@ final class OutputRunner: OutputStage {
     }
 
     func start() {
-        guard let output = pending.withLock({ slot -> sending (any Output)? in
-            let taken = slot
-            slot = nil
-            return taken
-        }) else { return }
+        guard let output = pending.take() else { return }
         let h = startThread(name: "out-\(name)") { [self] in loop(output) }
         threadBox.withLock { $0 = h }
     }
@@ -163,11 +159,7 @@ final class OutputRunner: OutputStage {
         }
         state.broadcast()
         // Never started: the output was not handed to a thread; close it here.
-        pending.withLock { slot -> sending (any Output)? in
-            let taken = slot
-            slot = nil
-            return taken
-        }?.close()
+        pending.take()?.close()
     }
 
     var pendingRecords: Int { state.withLock { $0.queuedRecords } }

@@ -21,11 +21,11 @@ public final class Pipeline: Sendable {
     public let config: AgentConfig
     public let stats: StatsRegistry
     private let logger: Logger
-    private let inputs: [(name: String, input: any Input, control: InputControl)]
+    /// Each input lives on its own thread (`run`, then `finish` when `stop` says so).
+    private let inputs: [InputThread]
     private let outputs: [any OutputStage]
     /// Every filter, to close at stop (background work such as the Kubernetes watch).
     private let filters: [any Filter]
-    private let threads = Locked<[ThreadHandle]>([])
     /// Stateful filters in topological order (upstream first), each with the route from it.
     private let statefulFilters: [(filter: any StatefulFilter, emit: @Sendable (RecordBatch, AckToken) -> Void)]
     private let ticker = Ticker()
@@ -110,7 +110,7 @@ public final class Pipeline: Sendable {
             }
         }
 
-        var ins: [(String, any Input, InputControl)] = []
+        var ins: [InputThread] = []
         for d in config.components {
             guard case .input(let ic) = d.config else { continue }
             if routes[d.name] == nil {
@@ -119,7 +119,8 @@ public final class Pipeline: Sendable {
             let i: any Input
             do { i = try ic.build(context(d)) } catch { throw StartupError("input \"\(d.name)\": \(error)") }
             let name = d.name
-            ins.append((name, i, InputControl(name: name) { batch, ack in route(batch, ack, from: name) }))
+            ins.append(InputThread(name: name, input: i,
+                                   control: InputControl(name: name) { batch, ack in route(batch, ack, from: name) }))
         }
         self.inputs = ins
         self.outputs = outputs
@@ -194,19 +195,16 @@ public final class Pipeline: Sendable {
                 }
             }
         }
-        for (name, input, control) in inputs {
-            let h = startThread(name: "in-\(name)") { input.run(control) }
-            threads.withLock { $0.append(h) }
-        }
+        for input in inputs { input.start() }
         logger.info("anduin started: \(inputs.count) input(s), \(outputs.count) output(s), data_dir \(config.dataDirectory)")
     }
 
     /// Stops reading, delivers what was read (up to `shutdownTimeout`), then persists checkpoints.
     public func stop() {
         let deadline = monotonicSeconds() + config.shutdownTimeout
-        for (_, _, control) in inputs { control.requestStop() }
+        for input in inputs { input.control.requestStop() }
         var inputsDone = true
-        for h in threads.current where !h.join(timeout: max(0, deadline - monotonicSeconds())) { inputsDone = false }
+        for input in inputs where !input.waitReturned(until: deadline) { inputsDone = false }
         // Records held by stateful filters (a pending multiline trace) go out before the outputs close.
         // On a thread of its own: a flush blocked on a full output queue must not stop the shutdown
         // (the abandon below releases it). Skipped when an input or the ticker is still stuck inside a
@@ -232,22 +230,25 @@ public final class Pipeline: Sendable {
         }
         if !inputsDone {
             // Inputs blocked on a full queue are released by the abandon above.
-            for h in threads.current { h.join(timeout: 5) }
+            let grace = monotonicSeconds() + 5
+            for input in inputs { _ = input.waitReturned(until: grace) }
         }
-        // `finish` touches state the input's thread owns: never while that thread still runs.
-        let handles = threads.current
         // What a stateful filter still holds was not delivered: abandon its tokens before any input
         // writes its final checkpoint (dropped tokens would count as done). Skipped if an input is
         // still stuck inside a filter (it holds the filter's lock); that input writes no checkpoint.
-        if handles.allSatisfy({ $0.join(timeout: 0) }) {
+        let returned = inputs.map(\.hasReturned)
+        if returned.allSatisfy({ $0 }) {
             for (f, _) in statefulFilters { f.discardAll() }
         }
-        for (i, (name, input, _)) in inputs.enumerated() {
-            if i < handles.count, !handles[i].join(timeout: 0) {
-                logger.error("input \(name) did not stop: its final checkpoint is not written; it resumes from the previous one")
+        for (input, returned) in zip(inputs, returned) {
+            guard returned else {
+                input.settle(finish: false, timeout: 0)
+                logger.error("input \(input.name) did not stop: its final checkpoint is not written; it resumes from the previous one")
                 continue
             }
-            input.finish()
+            if !input.settle(finish: true, timeout: 30) {
+                logger.error("input \(input.name): its final checkpoint took over 30 s; it may resume from the previous one")
+            }
         }
         for f in filters { f.close() }
         logger.info("anduin stopped: \(summary())")

@@ -29,7 +29,10 @@ public struct ComponentContext: Sendable {
 // MARK: inputs
 
 /// An input reads records from somewhere and hands them to the pipeline.
-public protocol Input: AnyObject, Sendable {
+/// Not `Sendable`: the pipeline moves an input to its thread for `run` and takes it back for
+/// `finish` (see `Handover`), so an implementation keeps plain `var`s and the compiler checks that
+/// nothing else shares it. State other threads must reach (acknowledgements) lives in Sendable parts.
+public protocol Input: AnyObject {
     /// Runs on the input's own thread until `control.isStopping`. Hand records over with
     /// `control.emit`, which blocks while downstream buffers are full (backpressure).
     func run(_ control: InputControl)

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -115,6 +116,21 @@ public final class Locked<Value>: @unchecked Sendable {
 public enum LockStep<Result> {
     case done(Result)
     case wait(seconds: Double)
+}
+
+/// A non-Sendable value (an input, an output) waiting for the thread that will own it: `take` moves
+/// it out once (`sending`: the compiler checks the giver keeps no reference), later calls get nil.
+public final class Handover<Value>: Sendable {
+    private let slot: Mutex<Value?>
+    public init(_ value: sending Value?) { slot = Mutex(value) }
+
+    public func take() -> sending Value? {
+        slot.withLock { slot -> sending Value? in
+            let taken = slot
+            slot = nil
+            return taken
+        }
+    }
 }
 
 /// Longest wait the runtime honours: about 31 years. A config may validly say `poll_interval: 1e300s`
