@@ -42,19 +42,34 @@ final class DeliveryPartsTests: XCTestCase {
 
     /// A wait lasts until its deadline although the condition is broadcast meanwhile.
     func testWaitUntilResumesAfterUnrelatedWakeUps() {
-        let lock = ConditionLock()
         let stop = Locked(false)
         let waker = startThread(name: "waker") {
             for _ in 0..<30 {
                 usleep(5_000)
-                lock.withLock { lock.broadcast() }
+                stop.broadcast()
             }
         }
         let started = monotonicSeconds()
-        let stopped = lock.withLock { waitUntil(started + 0.3, on: lock) { stop.current } }
+        let stopped = stop.withLock(waitingUntil: started + 0.3) { $0 ? true : nil } ?? false
         XCTAssertFalse(stopped)
         XCTAssertGreaterThanOrEqual(monotonicSeconds() - started, 0.3, "the broadcasts cut the wait short")
         waker.join()
+    }
+
+    /// A stop signal ends a sleep at once, and every later sleep returns at once.
+    func testStopSignalEndsSleep() {
+        let signal = StopSignal()
+        XCTAssertFalse(signal.sleep(seconds: 0.01))
+        let setter = startThread(name: "setter") {
+            usleep(20_000)
+            signal.set()
+        }
+        let started = monotonicSeconds()
+        XCTAssertTrue(signal.sleep(seconds: 600))
+        XCTAssertLessThan(monotonicSeconds() - started, 300, "the sleep ran to its end")
+        XCTAssertTrue(signal.sleep(seconds: 600))
+        XCTAssertTrue(signal.isSet)
+        setter.join()
     }
 
     func testRetryBudget() {

@@ -17,8 +17,8 @@ final class DeliveryRunner: OutputStage, Sendable {
     let name: String
     private let options: DeliveryOptions
     private let logger: Logger
-    /// One per delivery thread, each used only by that thread.
-    private let senders: [SenderBox]
+    /// One per delivery thread, moved to that thread at `start` and used only there.
+    private let senders: [Handover<any BatchSender>]
     private let ring: DiskRing?
     private let queue: HandOffQueue
     private let lane: RetryLane
@@ -39,7 +39,7 @@ final class DeliveryRunner: OutputStage, Sendable {
         self.name = name
         self.options = options
         self.logger = context.logger
-        senders = try (0..<options.concurrency).map { _ in SenderBox(try makeSender()) }
+        senders = try (0..<options.concurrency).map { _ in Handover(try makeSender()) }
         let logger = context.logger
         let s = context.stats
         // A reload rebuilds the runner on the same stats: what the ring holds then was counted in already.
@@ -85,8 +85,9 @@ final class DeliveryRunner: OutputStage, Sendable {
         if ring != nil {
             hs.append(startThread(name: "buf-\(name)") { [self] in writerLoop() })
         }
-        for (i, box) in senders.enumerated() {
-            hs.append(startThread(name: "out-\(name)-\(i)") { [self] in workerLoop(slot: i, box.sender) })
+        for (i, slot) in senders.enumerated() {
+            guard let sender = slot.take() else { continue }  // started already
+            hs.append(startThread(name: "out-\(name)-\(i)") { [self] in workerLoop(slot: i, sender) })
         }
         state.withLock { $0.threads = hs }
     }
@@ -284,10 +285,4 @@ final class DeliveryRunner: OutputStage, Sendable {
         }
         return progress.oldestAgeSeconds(others: others)
     }
-}
-
-/// Moves a non-Sendable sender to the one thread that will use it.
-private final class SenderBox: @unchecked Sendable {  // handed over once, then used by one thread
-    let sender: any BatchSender
-    init(_ s: any BatchSender) { sender = s }
 }

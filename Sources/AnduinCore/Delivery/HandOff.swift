@@ -1,6 +1,6 @@
 /// The bounded queue between the inputs and an output's delivery: the memory buffer itself, or the
 /// small hand-off to the disk ring's writer. `enqueue` blocks while it is full (backpressure).
-final class HandOffQueue: @unchecked Sendable {  // everything under `lock`
+final class HandOffQueue: Sendable {
     enum Taken {
         case batches([(batch: RecordBatch, ack: AckToken)])
         /// Nothing came within the wait.
@@ -9,18 +9,20 @@ final class HandOffQueue: @unchecked Sendable {  // everything under `lock`
         case finished
     }
 
-    private let lock = ConditionLock()
-    private var queue: [(batch: RecordBatch, ack: AckToken, since: Double)] = []
-    private var head = 0
-    private(set) var queuedRecords = 0
+    private struct State {
+        var queue: [(batch: RecordBatch, ack: AckToken, since: Double)] = []
+        var head = 0
+        var queuedRecords = 0
+        var closing = false
+        var abandoned = false
+        /// Records taken and not yet decided (memory buffer), counted against the capacity.
+        var inflight = 0
+    }
+    private let state = Locked(State())
     let capacity: Int
     private let batchTimeout: Double
     /// Hand-off to a ring: take what is there at once (the ring does the batching).
     private let immediate: Bool
-    private var closing = false
-    private var abandoned = false
-    /// Records taken and not yet decided (memory buffer), counted against the capacity.
-    private var inflight = 0
     private let queued: Gauge
     private let queueFull: Counter
 
@@ -36,103 +38,100 @@ final class HandOffQueue: @unchecked Sendable {  // everything under `lock`
     @discardableResult
     func enqueue(_ batch: RecordBatch, _ ack: AckToken) -> Bool {
         let n = batch.count
-        return lock.withLock {
-            var waited = false
+        var waited = false
+        let queuedIt = state.withLockWaiting { s -> LockStep<Bool> in
             // A batch larger than the capacity still goes into an empty queue: progress over strictness.
-            while !abandoned && queuedRecords + inflight > 0 && queuedRecords + inflight + n > capacity {
+            let held = s.queuedRecords + s.inflight
+            if !s.abandoned && held > 0 && held + n > capacity {
                 if !waited {
                     waited = true
                     queueFull.add()
                 }
-                lock.wait(seconds: 0.5)
+                return .wait(seconds: 0.5)
             }
-            if abandoned {
-                ack.abandon()
-                return false
-            }
-            queue.append((batch, ack, monotonicSeconds()))
-            queuedRecords += n
+            if s.abandoned { return .done(false) }
+            s.queue.append((batch, ack, monotonicSeconds()))
+            s.queuedRecords += n
             queued.add(n)
-            lock.broadcast()
-            return true
+            return .done(true)
         }
+        if queuedIt { state.broadcast() } else { ack.abandon() }
+        return queuedIt
     }
 
     /// Up to `limitRecords` records (at least one batch): once that many wait, or the first waited
     /// the batch timeout, or at once for a ring hand-off or when closing. Waits at most `maxWait`
     /// for a first batch.
     func take(limitRecords: Int, maxWait: Double, countInflight: Bool) -> Taken {
-        lock.withLock {
-            let deadline = monotonicSeconds() + maxWait
-            while true {
-                if abandoned { return .finished }
-                if head < queue.count {
-                    let since = queue[head].since
-                    let due = monotonicSeconds() - since >= batchTimeout
-                    if queuedRecords >= limitRecords || due || closing || immediate { break }
-                    lock.wait(seconds: max(0.001, batchTimeout - (monotonicSeconds() - since)))
-                    continue
+        let deadline = monotonicSeconds() + maxWait
+        let taken = state.withLockWaiting { s -> LockStep<Taken> in
+            if s.abandoned { return .done(.finished) }
+            if s.head < s.queue.count {
+                let waited = monotonicSeconds() - s.queue[s.head].since
+                let due = waited >= batchTimeout
+                if !(s.queuedRecords >= limitRecords || due || s.closing || immediate) {
+                    return .wait(seconds: max(0.001, batchTimeout - waited))
                 }
-                if closing { return .finished }
+            } else {
+                if s.closing { return .done(.finished) }
                 let left = deadline - monotonicSeconds()
-                if left <= 0 { return .idle }
-                lock.wait(seconds: left)
+                return left <= 0 ? .done(.idle) : .wait(seconds: left)
             }
             var out: [(RecordBatch, AckToken)] = []
             var n = 0
-            while head < queue.count, out.isEmpty || n + queue[head].batch.count <= limitRecords {
-                let item = queue[head]
-                head += 1
+            while s.head < s.queue.count, out.isEmpty || n + s.queue[s.head].batch.count <= limitRecords {
+                let item = s.queue[s.head]
+                s.head += 1
                 n += item.batch.count
                 out.append((item.batch, item.ack))
             }
             // Compact now and then instead of removeFirst per batch.
-            if head > 64 && head * 2 > queue.count {
-                queue.removeFirst(head)
-                head = 0
-            } else if head == queue.count {
-                queue.removeAll(keepingCapacity: true)
-                head = 0
+            if s.head > 64 && s.head * 2 > s.queue.count {
+                s.queue.removeFirst(s.head)
+                s.head = 0
+            } else if s.head == s.queue.count {
+                s.queue.removeAll(keepingCapacity: true)
+                s.head = 0
             }
-            queuedRecords -= n
+            s.queuedRecords -= n
             queued.add(-n)
-            if countInflight { inflight += n }
-            lock.broadcast()
-            return .batches(out)
+            if countInflight { s.inflight += n }
+            return .done(.batches(out))
         }
+        if case .batches = taken { state.broadcast() }
+        return taken
     }
 
     /// Taken records were decided (or handed to the retry lane, which has its own bound).
     func done(_ n: Int) {
-        lock.withLock {
-            inflight -= n
-            lock.broadcast()
-        }
+        state.withLock { $0.inflight -= n }
+        state.broadcast()
     }
 
     func close() {
-        lock.withLock {
-            closing = true
-            lock.broadcast()
-        }
+        state.withLock { $0.closing = true }
+        state.broadcast()
     }
 
     func abandon() {
-        lock.withLock {
-            abandoned = true
-            for item in queue[head...] { item.ack.abandon() }
-            queue = []
-            head = 0
-            lock.broadcast()
+        let dropped = state.withLock { s -> [AckToken] in
+            s.abandoned = true
+            let acks = s.queue[s.head...].map(\.ack)
+            s.queue = []
+            s.head = 0
+            return acks
         }
+        state.broadcast()
+        for ack in dropped { ack.abandon() }
     }
 
-    var isAbandoned: Bool { lock.withLock { abandoned } }
-    var isClosing: Bool { lock.withLock { closing } }
+    var isAbandoned: Bool { state.withLock { $0.abandoned } }
+    var isClosing: Bool { state.withLock { $0.closing } }
 
     /// Queued plus taken-and-undecided records.
-    var records: Int { lock.withLock { queuedRecords + inflight } }
-    var isFull: Bool { lock.withLock { queuedRecords + inflight >= capacity } }
+    var records: Int { state.withLock { $0.queuedRecords + $0.inflight } }
+    var queuedRecords: Int { state.withLock { $0.queuedRecords } }
+    var isFull: Bool { state.withLock { $0.queuedRecords + $0.inflight >= capacity } }
     /// When the oldest queued batch arrived (monotonic), if any.
-    var oldestSince: Double? { lock.withLock { head < queue.count ? queue[head].since : nil } }
+    var oldestSince: Double? { state.withLock { $0.head < $0.queue.count ? $0.queue[$0.head].since : nil } }
 }

@@ -162,35 +162,33 @@ struct RetryPolicy {
 }
 
 /// The stop signals and waits of one output, shared by its threads.
-final class RetryWaiter: @unchecked Sendable {  // flags under `lock`
-    private let lock = ConditionLock()
-    private var closing = false
-    private var abandoned = false
+final class RetryWaiter: Sendable {
+    private struct Flags {
+        var closing = false
+        var abandoned = false
+    }
+    private let flags = Locked(Flags())
     /// With a disk buffer, a stop does not wait for a failing destination.
     private let diskBuffered: Bool
 
     init(diskBuffered: Bool) { self.diskBuffered = diskBuffered }
 
-    var stopNow: Bool { lock.withLock { abandoned } }
-    var isClosing: Bool { lock.withLock { closing } }
-    var giveUpWhileFailing: Bool { lock.withLock { abandoned || (closing && diskBuffered) } }
+    var stopNow: Bool { flags.withLock { $0.abandoned } }
+    var isClosing: Bool { flags.withLock { $0.closing } }
+    var giveUpWhileFailing: Bool { flags.withLock { $0.abandoned || ($0.closing && diskBuffered) } }
 
     /// Sleeps until `deadline` (monotonic), resuming after any unrelated wake-up. True if abandoned.
     func wait(until deadline: Double) -> Bool {
-        lock.withLock { waitUntil(deadline, on: lock) { abandoned } }
+        flags.withLock(waitingUntil: deadline) { $0.abandoned ? true : nil } ?? false
     }
 
     func close() {
-        lock.withLock {
-            closing = true
-            lock.broadcast()
-        }
+        flags.withLock { $0.closing = true }
+        flags.broadcast()
     }
 
     func abandon() {
-        lock.withLock {
-            abandoned = true
-            lock.broadcast()
-        }
+        flags.withLock { $0.abandoned = true }
+        flags.broadcast()
     }
 }

@@ -14,9 +14,9 @@ enum CurlGlobal {
 /// A blocking HTTP/1.1 and HTTP/2 client on one libcurl easy handle, so consecutive requests
 /// reuse the connection (keep-alive).
 ///
-/// Thread safety: one thread at a time. `send` must not be called concurrently; the client may
-/// move between threads between calls (hence `Sendable`). Each output thread owns its own client.
-public final class HTTPClient: @unchecked Sendable {
+/// Not Sendable: a libcurl easy handle must not be used by two threads at once, so a client belongs
+/// to one owner (an output's delivery thread, a watch thread) and the compiler keeps it there.
+public final class HTTPClient {
     public let options: HTTPClientOptions
     private let handle: UnsafeMutableRawPointer
     private let errorBuffer: UnsafeMutablePointer<CChar>

@@ -55,15 +55,3 @@ public struct Backoff: Sendable {
     /// A success: the next failure starts again from `initial`.
     public mutating func reset() { attempt = 0 }
 }
-
-/// Waits on `lock` until `deadline` (monotonic seconds) or until `stop()` holds, whatever wakes the
-/// thread in between: a condition broadcast for other reasons (a new batch queued) resumes the
-/// wait instead of cutting it short. Call with `lock` held. Returns whether `stop()` held.
-public func waitUntil(_ deadline: Double, on lock: ConditionLock, unless stop: () -> Bool) -> Bool {
-    while !stop() {
-        let left = deadline - monotonicSeconds()
-        if left <= 0 { return false }
-        lock.wait(seconds: left)
-    }
-    return true
-}

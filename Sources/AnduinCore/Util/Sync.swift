@@ -133,6 +133,26 @@ public final class Handover<Value>: Sendable {
     }
 }
 
+/// A flag one thread sets to stop another, which sleeps on it between rounds of work.
+public final class StopSignal: Sendable {
+    private let stopped = Locked(false)
+    public init() {}
+
+    public var isSet: Bool { stopped.withLock { $0 } }
+
+    public func set() {
+        stopped.withLock { $0 = true }
+        stopped.broadcast()
+    }
+
+    /// Sleeps up to `seconds` unless set first (or meanwhile). True if set.
+    @discardableResult
+    public func sleep(seconds: Double) -> Bool {
+        let deadline = monotonicSeconds() + min(max(0, seconds), maximumWaitSeconds)
+        return stopped.withLock(waitingUntil: deadline) { $0 ? true : nil } ?? false
+    }
+}
+
 /// Longest wait the runtime honours: about 31 years. A config may validly say `poll_interval: 1e300s`
 /// or an infinite duration; every sleep, wait and conversion to integers goes through this so such a
 /// value means "very long", never a trap.
