@@ -59,6 +59,9 @@ struct CacheClock: Sendable {
 /// Pods (and namespaces) known from the API, and per source path the parsed path and the rendered
 /// metadata. Shared by the input threads (`resolve`, once per batch) and the watch thread(s)
 /// (updates); one lock guards it all, held for a few dictionary lookups per batch.
+///
+/// `@unchecked Sendable`: every `var` (and each `PathEntry`, a class for in-place updates) is touched
+/// only inside `lock.withLock`; `clock.wait` releases and re-takes that same lock.
 final class KubernetesCache: @unchecked Sendable {
     struct StoredPod {
         var meta: PodMeta

@@ -122,7 +122,9 @@ struct RingLedgerState {
 }
 
 /// The ledger: its state and the lock that guards it.
-final class RingLedger: @unchecked Sendable {  // `state` is only touched inside `lock.withLock`
+/// `@unchecked Sendable`: `state` is only touched inside `lock.withLock`; the lock is shared with the
+/// writer and reader, which wait on its condition for new blocks and free space.
+final class RingLedger: @unchecked Sendable {
     let lock = ConditionLock()
     private var state: RingLedgerState
 

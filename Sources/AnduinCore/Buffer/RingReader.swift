@@ -7,7 +7,9 @@
 /// counted once (`corruptCountedSeq`), also when a rewind reads the same bytes again.
 ///
 /// Lock order: `lock` (this type's; one read at a time) → ledger. Disk reads happen outside the ledger lock.
-final class RingReader: @unchecked Sendable {  // mutable fields are guarded by `lock`
+/// `@unchecked Sendable`: every `var` is touched only inside `lock.withLock` (one read at a time; the
+/// read buffers it reuses are why this is a lock around disk reads, not a `Locked` value).
+final class RingReader: @unchecked Sendable {
     private let io: any RingStorage
     private let ledger: RingLedger
     private let counters: RingCounters
