@@ -60,7 +60,7 @@ struct CacheClock: Sendable {
 /// metadata. Shared by the input threads (`resolve`, once per batch) and the watch thread(s)
 /// (updates); one lock guards it all, held for a few dictionary lookups per batch.
 ///
-/// `@unchecked Sendable`: every `var` (and each `PathEntry`, a class for in-place updates) is touched
+/// Why the Sendable conformance is unchecked: every `var` (and each `PathEntry`, a class for in-place updates) is touched
 /// only inside `lock.withLock`; `clock.wait` releases and re-takes that same lock.
 final class KubernetesCache: @unchecked Sendable {
     struct StoredPod {

@@ -10,7 +10,7 @@
 /// A segment is deleted only after it left the ledger and after a cursor at or past its end was written,
 /// and after that cursor was fsynced, so a crash in between leaves a segment that recovery finds wholly
 /// delivered and deletes, and the cursor on disk is never older than a deleted segment.
-/// `@unchecked Sendable`: every `var` is read and written only inside `lock.withLock`; kept so (not a
+/// Why the Sendable conformance is unchecked: every `var` is read and written only inside `lock.withLock`; kept so (not a
 /// `Locked`) because the cursor write and its fsync happen under that lock, in the documented lock order.
 final class RingCursor: @unchecked Sendable {
     private let io: any RingStorage

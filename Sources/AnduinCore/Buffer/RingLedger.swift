@@ -122,7 +122,7 @@ struct RingLedgerState {
 }
 
 /// The ledger: its state and the lock that guards it.
-/// `@unchecked Sendable`: `state` is only touched inside `lock.withLock`; the lock is shared with the
+/// Why the Sendable conformance is unchecked: `state` is only touched inside `lock.withLock`; the lock is shared with the
 /// writer and reader, which wait on its condition for new blocks and free space.
 final class RingLedger: @unchecked Sendable {
     let lock = ConditionLock()

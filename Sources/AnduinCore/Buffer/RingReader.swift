@@ -7,7 +7,7 @@
 /// counted once (`corruptCountedSeq`), also when a rewind reads the same bytes again.
 ///
 /// Lock order: `lock` (this type's; one read at a time) → ledger. Disk reads happen outside the ledger lock.
-/// `@unchecked Sendable`: every `var` is touched only inside `lock.withLock` (one read at a time; the
+/// Why the Sendable conformance is unchecked: every `var` is touched only inside `lock.withLock` (one read at a time; the
 /// read buffers it reuses are why this is a lock around disk reads, not a `Locked` value).
 final class RingReader: @unchecked Sendable {
     private let io: any RingStorage

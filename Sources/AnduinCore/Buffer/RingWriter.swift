@@ -4,7 +4,7 @@
 ///
 /// Lock order: `lock` (this type's, held for a whole append so that the blocks of one batch stay
 /// together and numbers follow file order) → cursor → ledger. Disk writes happen outside the ledger lock.
-/// `@unchecked Sendable`: every `var` is touched only inside `lock.withLock`, held for a whole append
+/// Why the Sendable conformance is unchecked: every `var` is touched only inside `lock.withLock`, held for a whole append
 /// (disk writes included) so a batch's blocks stay together; the other stored properties are `let`s.
 final class RingWriter: @unchecked Sendable {
     private let io: any RingStorage

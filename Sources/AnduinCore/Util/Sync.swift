@@ -10,7 +10,7 @@ import Darwin
 /// they block in read(2), inotify and libcurl.
 ///
 /// Invariant: `wait` is only called with the lock held (inside `withLock`).
-/// `@unchecked Sendable`: its only state is the pthread mutex and condition, which exist to be shared.
+/// Why the Sendable conformance is unchecked: its only state is the pthread mutex and condition, which exist to be shared.
 public final class ConditionLock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
@@ -69,7 +69,7 @@ public final class ConditionLock: @unchecked Sendable {
 /// Unlike `Mutex` it is a class (closures and several owners share it), has a condition variable
 /// (`withLockWaiting`, `broadcast`), and offers `current`.
 ///
-/// `@unchecked Sendable`: `value` is touched only inside `withLock`/`withLockWaiting`, under `lock`;
+/// Why the Sendable conformance is unchecked: `value` is touched only inside `withLock`/`withLockWaiting`, under `lock`;
 /// waiting happens between calls of the body, never while it holds `inout` access to `value`.
 /// A non-Sendable `Value` must not be handed out of the lock to another thread (callers return copies
 /// of plain data).
