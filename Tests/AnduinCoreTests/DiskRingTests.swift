@@ -371,7 +371,7 @@ final class DiskRingTests: XCTestCase, RingTestHelpers {
         ring.shutdown()
         XCTAssertTrue(a.join(timeout: 5))
         XCTAssertTrue(r.join(timeout: 5))
-        XCTAssertLessThan(monotonicSeconds() - start, 2)
+        XCTAssertLessThan(monotonicSeconds() - start, 10, "shutdown wakes the blocked read (which would wait 30 s)")
         XCTAssertEqual(appended.current, false)
         XCTAssertEqual(readResult.current, false)
     }

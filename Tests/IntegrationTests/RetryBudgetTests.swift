@@ -158,6 +158,10 @@ final class RetryBudgetTests: DGTestCase {
     struct PoisonRun {
         var healthyPerSecond: Double
         var seconds: Double
+        /// From the writer's last append to the last healthy document stored (same monotonic clock):
+        /// how far delivery fell behind the writer. Throughput ratios between two runs depend on how
+        /// busy the machine was in each; this does not, beyond the noise of one batch.
+        var lag: Double
     }
 
     /// One run: a steady flow of lines (`perTick` every 10 ms for `ticks` ticks), one in
@@ -199,6 +203,9 @@ final class RetryBudgetTests: DGTestCase {
             }
             usleep(10_000)  // paces the writer (~5,000 lines a second); nothing relies on the timing
         }
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)  // the receiver's clock (Python's time.monotonic)
+        let writerEnd = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
         let total = good
         waitFor("\(total) healthy documents", timeout: 120) {
             ((try? bulk(r).docs.filter { $0.index == "idx-good" }.count) ?? 0) >= total
@@ -209,7 +216,7 @@ final class RetryBudgetTests: DGTestCase {
         let t0 = healthy.map(\.t).min() ?? 0
         let t1 = healthy.filter { $0.index == "idx-good" }.map(\.t).max() ?? 0
         let seconds = max(0.001, t1 - t0)
-        let run = PoisonRun(healthyPerSecond: Double(good) / seconds, seconds: seconds)
+        let run = PoisonRun(healthyPerSecond: Double(good) / seconds, seconds: seconds, lag: t1 - writerEnd)
         guard poisoned else {
             waitFor("the idx-bad documents too") { ((try? bulk(r).docs.count) ?? 0) >= good + bad }
             assertAccounted(api, "es", delivered: good + bad, deadLettered: 0)
@@ -267,15 +274,18 @@ final class RetryBudgetTests: DGTestCase {
         return run
     }
 
-    /// The poisoned-index scenario with a given buffer and concurrency: healthy throughput keeps at
-    /// least 90% of the unpoisoned run's.
+    /// The poisoned-index scenario with a given buffer and concurrency: healthy records keep pace
+    /// with the writer. Every batch holds idx-bad items and the retry budget is 3 s, so delivery that
+    /// waited for them would fall behind by seconds per batch; the bound allows 2 s over the
+    /// unpoisoned run's lag, less than one budget, for a loaded machine's noise.
     func poisonScenario(buffer: String, concurrency: Int) throws {
         let clean = try poisonRun(0, buffer: buffer, concurrency: concurrency, poisoned: false)
         let poisoned = try poisonRun(1, buffer: buffer, concurrency: concurrency, poisoned: true)
-        let ratio = poisoned.healthyPerSecond / clean.healthyPerSecond
-        print(String(format: "poison index, buffer %@, concurrency %d: healthy %.0f/s (%.2f s) vs unpoisoned %.0f/s (%.2f s): %.0f%%",
-                     buffer, concurrency, poisoned.healthyPerSecond, poisoned.seconds, clean.healthyPerSecond, clean.seconds, ratio * 100))
-        XCTAssertGreaterThanOrEqual(ratio, 0.9, "healthy records slowed down by the poisoned index")
+        print(String(format: "poison index, buffer %@, concurrency %d: healthy %.0f/s (%.2f s, %.2f s behind the writer) vs unpoisoned %.0f/s (%.2f s, %.2f s behind)",
+                     buffer, concurrency, poisoned.healthyPerSecond, poisoned.seconds, poisoned.lag,
+                     clean.healthyPerSecond, clean.seconds, clean.lag))
+        XCTAssertLessThanOrEqual(poisoned.lag, clean.lag + 2.0,
+                                 "healthy records waited behind the poisoned index: the last one was stored \(poisoned.lag) s after it was written, \(clean.lag) s without poison")
     }
 
     static let long = ProcessInfo.processInfo.environment["ANDUIN_LONG_TESTS"] == "1"
