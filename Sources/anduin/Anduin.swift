@@ -114,6 +114,11 @@ struct Run: ParsableCommand {
         }
         watcher.start()
         if flag || cfg.watchConfig { logger.info("watching \(path) for changes") }
+        // Once the pipeline's threads are past their start-up code (a first scan of the inputs).
+        _ = startThread(name: "release-pages") {
+            sleep(5)
+            releaseStartupPages()
+        }
 
         var sig: Int32 = 0
         while true {
@@ -125,6 +130,7 @@ struct Run: ParsableCommand {
                 logger.info("received SIGHUP: reloading \(path)")
             }
             agent.reload(configPath: path, registry: allPlugins, precheck: validateInChild)
+            releaseStartupPages()  // the parser and plugin set-up code again
         }
         watcher.stop()
         logger.info("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"): stopping reads, delivering what was read, writing checkpoints")
