@@ -72,6 +72,33 @@ final class DeliveryPartsTests: XCTestCase {
         setter.join()
     }
 
+    /// A memory buffer smaller than about three batches: an input waiting for room makes the queued
+    /// records due at once instead of after the batch timeout (it was one timeout per batch: P2 with
+    /// `max_records: 5000` took 58 s instead of 8).
+    func testBlockedInputMakesPartialBatchDue() {
+        let queue = HandOffQueue(capacity: 10, batchTimeout: 120, immediate: false,
+                                 stats: ComponentStats(component: "q", kind: .output))
+        let source = SourceInfo(path: "/x.log", sourceID: 1)
+        func records(_ n: Int) -> RecordBatch {
+            var b = RecordBatch(source: source, inputName: "in")
+            for i in 0..<n { b.records.append(Record(timestamp: 0, offset: Int64(i), message: 0..<0, stream: .stdout)) }
+            return b
+        }
+        XCTAssertTrue(queue.enqueue(records(6), AckToken {}))
+        let more = records(6)
+        let second = startThread(name: "blocked-input") { _ = queue.enqueue(more, AckToken {}) }  // 6 + 6 > 10: waits
+        let start = monotonicSeconds()
+        guard case .batches(let items) = queue.take(limitRecords: 100, maxWait: 60, countInflight: true) else {
+            return XCTFail("nothing was taken")
+        }
+        // Without the rule the take returns only at the batch timeout (120 s).
+        XCTAssertLessThan(monotonicSeconds() - start, 60, "the partial batch waited for its timeout")
+        XCTAssertEqual(items.map(\.batch.count), [6], "the queued records, without the blocked batch")
+        queue.done(6)
+        XCTAssertTrue(second.join(timeout: 30))
+        XCTAssertEqual(queue.queuedRecords, 6, "the waiting input got its room")
+    }
+
     func testRetryBudget() {
         let s = Int64(1_000_000_000)
         let budget = RetryBudget(maxAge: 3, maxAttempts: 5)
