@@ -96,7 +96,7 @@ struct Run: ParsableCommand {
 
         // The argument and YAML parsing code, before any thread runs (none races the page-out) and
         // before the inputs fill the queues: P2's peak is then the running agent's, not the running
-        // agent's plus start-up's (peak file-backed RSS 27 -> 20 MiB).
+        // agent's plus start-up's (peak file-backed RSS 27 -> 16.5 MiB).
         releaseStartupPages()
         let agent = Agent(config: cfg, logger: logger)
         do {
