@@ -99,6 +99,64 @@ final class DeliveryPartsTests: XCTestCase {
         XCTAssertEqual(queue.queuedRecords, 6, "the waiting input got its room")
     }
 
+    /// A taken batch must not stay referenced by the queue: the memory buffer's queue with a moving
+    /// head kept up to 64 sent batches alive (15 MB at P2's peak).
+    func testTakenBatchIsReleasedByTheQueue() {
+        let queue = HandOffQueue(capacity: 1000, batchTimeout: 0, immediate: true,
+                                 stats: ComponentStats(component: "q", kind: .output))
+        weak var firstSource: SourceInfo?
+        do {
+            for n in 0..<3 {
+                let source = SourceInfo(path: "/x\(n).log", sourceID: UInt64(n))
+                if n == 0 { firstSource = source }
+                var b = RecordBatch(source: source, inputName: "in")
+                b.records.append(Record(timestamp: 0, offset: 0, message: 0..<0, stream: .stdout))
+                XCTAssertTrue(queue.enqueue(b, AckToken {}))
+            }
+            guard case .batches(let items) = queue.take(limitRecords: 1, maxWait: 1, countInflight: true) else {
+                return XCTFail("nothing was taken")
+            }
+            XCTAssertEqual(items.count, 1)
+            queue.done(1)
+        }
+        XCTAssertNil(firstSource, "the queue still holds a batch it handed out")
+        XCTAssertEqual(queue.queuedRecords, 2)
+    }
+
+    func testCompactKeepsRecordsAndGivesBackCapacity() {
+        var b = RecordBatch(source: SourceInfo(path: "/x.log", sourceID: 1), inputName: "in",
+                            recordCapacity: 1024, byteCapacity: 256 * 1024)
+        for i in 0..<100 {
+            let range = Array("line \(i)".utf8).withUnsafeBytes { b.append(bytes: $0) }
+            b.records.append(Record(timestamp: Int64(i), offset: Int64(i * 10), message: range, stream: .stdout))
+        }
+        let before = b
+        b.compact()
+        XCTAssertLessThan(b.records.capacity, 200)
+        XCTAssertLessThan(b.bytes.capacity, 2048)
+        XCTAssertEqual(b.bytes, before.bytes)
+        XCTAssertEqual(b.records.map(\.offset), before.records.map(\.offset))
+        XCTAssertEqual(b.records.map(\.message), before.records.map(\.message))
+    }
+
+    /// The HTTP output sends a batch built by `append` as it is; anything else gets no NDJSON view.
+    func testEncodedBatchIsItsOwnNDJSONBody() throws {
+        let built = batch(3)
+        let body = try XCTUnwrap(built.withNDJSON { Array($0) })
+        var expected: [UInt8] = []
+        for i in 0..<3 { built.withDocument(i) { expected += $0 }; expected.append(0x0A) }
+        XCTAssertEqual(body, expected)
+        XCTAssertEqual(body.split(separator: 0x0A).count, 3)
+        // Subsets and splits are rebuilt by `append`: still contiguous.
+        XCTAssertNotNil(built.subset([2, 0]).withNDJSON { $0.count })
+        // Documents with other bytes between them (as read back from the disk ring) are not.
+        var framed = built
+        framed.documents.insert(0x20, at: 0)
+        framed.records = framed.records.map { var r = $0; r.document = (r.document.lowerBound + 1)..<(r.document.upperBound + 1); return r }
+        XCTAssertNil(framed.withNDJSON { $0.count })
+        XCTAssertEqual(EncodedBatch().withNDJSON { $0.count }, 0, "an empty batch is an empty body")
+    }
+
     func testRetryBudget() {
         let s = Int64(1_000_000_000)
         let budget = RetryBudget(maxAge: 3, maxAttempts: 5)

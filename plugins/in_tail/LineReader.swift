@@ -179,6 +179,7 @@ final class LineReader {
             return
         }
         recordsOut.add(batch.count)
+        batch.compact()
         let tracker = self.tracker
         handoff.push(batch, AckToken { (held: HeldFrom) in tracker.complete(ticket, held: held) })
         batch = RecordBatch(source: batch.source, inputName: name)

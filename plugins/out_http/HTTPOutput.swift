@@ -57,6 +57,15 @@ final class HTTPSender: BatchSender {
     }
 
     func send(_ batch: EncodedBatch) -> SendResult {
+        do {
+            if config.encoding == .ndjson, let response = try batch.withNDJSON({
+                try requester.send(method: config.method.rawValue, url: config.uri, body: $0)
+            }) {
+                return HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
+            }
+        } catch {
+            return .unreachable("\(error)")
+        }
         raw.removeAll(keepingCapacity: true)
         switch config.encoding {
         case .ndjson:

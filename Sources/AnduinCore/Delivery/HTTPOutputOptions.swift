@@ -124,12 +124,14 @@ public struct BodyEncoder {
 
     public var contentEncoding: String? { gzip == nil ? nil : "gzip" }
 
-    /// Returns the bytes to send for `raw` (itself, or its gzip).
-    public mutating func encode(_ raw: [UInt8]) throws -> [UInt8] {
-        guard gzip != nil else { return raw }
+    /// Calls `send` with the bytes to send for `raw`: itself, or its gzip (in a buffer reused for
+    /// every request).
+    public mutating func withEncoded<R>(_ raw: UnsafeRawBufferPointer,
+                                        _ send: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard gzip != nil else { return try send(raw) }
         body.removeAll(keepingCapacity: true)
-        try raw.withUnsafeBytes { try gzip?.compress($0, into: &body) }
-        return body
+        try gzip?.compress(raw, into: &body)
+        return try body.withUnsafeBytes(send)
     }
 }
 
@@ -158,11 +160,15 @@ public final class HTTPRequester {
     /// (see `CredentialScrubber`): receivers echo requests into their error bodies, and those bodies
     /// end up in logs, errors and dead-letter files.
     public func send(method: String, url: String, body raw: [UInt8]) throws -> HTTPResponse {
-        let body = try encoder.encode(raw)
+        try raw.withUnsafeBytes { try send(method: method, url: url, body: $0) }
+    }
+
+    /// As above, for a body that is not an array of its own (a run of an `EncodedBatch`).
+    public func send(method: String, url: String, body raw: UnsafeRawBufferPointer) throws -> HTTPResponse {
         var h = headers
         if let a = try auth.header() { h.append(a) }
         let basic = try auth.basic()
-        var response = try body.withUnsafeBytes {
+        var response = try encoder.withEncoded(raw) {
             try client.send(method: method, url: url, headers: h, body: $0, basicAuth: basic)
         }
         if !(200..<300).contains(response.status), !response.body.isEmpty {

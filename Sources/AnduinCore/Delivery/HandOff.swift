@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The bounded queue between the inputs and an output's delivery: the memory buffer itself, or the
 /// small hand-off to the disk ring's writer. `enqueue` blocks while it is full (backpressure).
 final class HandOffQueue: Sendable {
@@ -10,8 +12,9 @@ final class HandOffQueue: Sendable {
     }
 
     private struct State {
-        var queue: [(batch: RecordBatch, ack: AckToken, since: Double)] = []
-        var head = 0
+        /// A taken batch leaves the queue at once: the array with a moving head kept up to 64 taken
+        /// batches referenced until it compacted (P2's peak: ~60 batches, 15 MB, already sent).
+        var queue = CircularBuffer<(batch: RecordBatch, ack: AckToken, since: Double)>()
         var queuedRecords = 0
         var closing = false
         var abandoned = false
@@ -71,8 +74,8 @@ final class HandOffQueue: Sendable {
         let deadline = monotonicSeconds() + maxWait
         let taken = state.withLockWaiting { s -> LockStep<Taken> in
             if s.abandoned { return .done(.finished) }
-            if s.head < s.queue.count {
-                let waited = monotonicSeconds() - s.queue[s.head].since
+            if let first = s.queue.first {
+                let waited = monotonicSeconds() - first.since
                 // Without this, a queue smaller than about three batches idled a whole batch
                 // timeout per batch (P2 with max_records 5,000: 58 s instead of 8 s wall-clock).
                 let due = waited >= batchTimeout || s.blockedEnqueues > 0
@@ -86,19 +89,10 @@ final class HandOffQueue: Sendable {
             }
             var out: [(RecordBatch, AckToken)] = []
             var n = 0
-            while s.head < s.queue.count, out.isEmpty || n + s.queue[s.head].batch.count <= limitRecords {
-                let item = s.queue[s.head]
-                s.head += 1
-                n += item.batch.count
-                out.append((item.batch, item.ack))
-            }
-            // Compact now and then instead of removeFirst per batch.
-            if s.head > 64 && s.head * 2 > s.queue.count {
-                s.queue.removeFirst(s.head)
-                s.head = 0
-            } else if s.head == s.queue.count {
-                s.queue.removeAll(keepingCapacity: true)
-                s.head = 0
+            while let first = s.queue.first, out.isEmpty || n + first.batch.count <= limitRecords {
+                s.queue.removeFirst()
+                n += first.batch.count
+                out.append((first.batch, first.ack))
             }
             s.queuedRecords -= n
             queued.add(-n)
@@ -123,9 +117,8 @@ final class HandOffQueue: Sendable {
     func abandon() {
         let dropped = state.withLock { s -> [AckToken] in
             s.abandoned = true
-            let acks = s.queue[s.head...].map(\.ack)
-            s.queue = []
-            s.head = 0
+            let acks = s.queue.map(\.ack)
+            s.queue.removeAll()
             return acks
         }
         state.broadcast()
@@ -140,5 +133,5 @@ final class HandOffQueue: Sendable {
     var queuedRecords: Int { state.withLock { $0.queuedRecords } }
     var isFull: Bool { state.withLock { $0.queuedRecords + $0.inflight >= capacity } }
     /// When the oldest queued batch arrived (monotonic), if any.
-    var oldestSince: Double? { state.withLock { $0.head < $0.queue.count ? $0.queue[$0.head].since : nil } }
+    var oldestSince: Double? { state.withLock { $0.queue.first?.since } }
 }

@@ -101,6 +101,23 @@ public struct RecordBatch: Sendable {
     @inlinable public var count: Int { records.count }
     @inlinable public var isEmpty: Bool { records.isEmpty }
 
+    /// Gives back the arena's and the record array's unused capacity when more than a quarter is
+    /// unused. A batch is sized for a whole read (every byte, 1,024 records) and may then wait in a
+    /// buffer for a long time: a 256 KiB read of docker lines fills ~56% of its arena and grows the
+    /// record array to 2,048 slots for ~1,370 records.
+    public mutating func compact() {
+        if records.capacity - records.count > records.count / 4 + 16 {
+            records = Array(unsafeUninitializedCapacity: records.count) { buf, n in
+                n = buf.initialize(fromContentsOf: records)
+            }
+        }
+        if bytes.capacity - bytes.count > bytes.count / 4 + 256 {
+            bytes = Array(unsafeUninitializedCapacity: bytes.count) { buf, n in
+                n = buf.initialize(fromContentsOf: bytes)
+            }
+        }
+    }
+
     /// Appends bytes to the arena and returns their range.
     @inlinable
     public mutating func append(bytes src: UnsafeRawBufferPointer) -> Range<Int> {
