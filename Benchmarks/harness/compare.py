@@ -14,7 +14,9 @@ SHIPPERS = {
     "anduin": {"command": ["{bin}", "run", "--config", "{config}"],
                "p1": ("p1-blackhole.yaml", "count-file"), "p2": ("p2-http.yaml", "http"),
                "p3": ("p3-http-disk.yaml", "http"), "idle": "p1-blackhole.yaml"},
-    "fluent-bit": {"command": ["{bin}", "-c", "{config}"],
+    # stdbuf: the counter output printf()s without flushing, and a pipe is block-buffered, so the
+    # last counts would wait in Fluent Bit's buffer (it execs the binary: same process, same figures).
+    "fluent-bit": {"command": ["stdbuf", "-oL", "{bin}", "-c", "{config}"],
                    "p1": ("fluentbit-p1.conf", "stdout-total"), "p2": ("fluentbit-p2.conf", "http"),
                    "p3": ("fluentbit-p3.conf", "http"), "idle": "fluentbit-p1.conf"},
 }

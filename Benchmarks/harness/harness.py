@@ -97,9 +97,18 @@ class CountingSink(http.server.ThreadingHTTPServer):
         self.lock = threading.Lock()
 
 
-REPLY = b'{"errors":false,"items":[]}'
-RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-            + str(len(REPLY)).encode() + b"\r\n\r\n" + REPLY)
+def response(reply):
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(reply)).encode() + b"\r\n\r\n" + reply)
+
+
+RESPONSE = response(b'{"errors":false,"items":[]}')
+BULK_ITEM = b'{"create":{"status":201}}'
+
+
+def bulk_response(actions):
+    """An Elasticsearch bulk answer accounting for every action (Anduin trusts no less)."""
+    return response(b'{"errors":false,"items":[' + b",".join([BULK_ITEM] * actions) + b"]}")
 
 
 class SinkHandler(http.server.BaseHTTPRequestHandler):
@@ -128,7 +137,8 @@ class SinkHandler(http.server.BaseHTTPRequestHandler):
             with open(os.path.join(self.server.save_dir, f"body-{seq:04d}.ndjson"), "wb") as f:
                 f.write(body)
         # Status line, headers and body in one write (BaseHTTPRequestHandler would send two).
-        self.wfile.write(RESPONSE)
+        # A bulk body is an action line and a document per record.
+        self.wfile.write(bulk_response(n // 2) if self.path.endswith("/_bulk") else RESPONSE)
 
     do_PUT = do_POST
 
@@ -179,7 +189,9 @@ def start(command, config, work, stdout_pipe=False):
 
 
 class StdoutTotal:
-    """Follows a shipper's stdout for `total = N` (Fluent Bit's `counter` output)."""
+    """Follows a shipper's stdout for its count (Fluent Bit's `counter` output): before 5.x a
+    running `total = N`; from 5.x one `{"ts":…,"log_records":N,"total":N}` line per flush, counting
+    that flush only, so those are summed."""
 
     def __init__(self, proc):
         self.count = 0
@@ -187,12 +199,17 @@ class StdoutTotal:
 
     def _read(self, stream):
         for line in stream:
-            m = TOTAL.search(line)
+            m = PER_FLUSH.search(line)
+            if m:
+                self.count += int(m.group(1))
+                continue
+            m = RUNNING_TOTAL.search(line)
             if m:
                 self.count = int(m.group(1))
 
 
-TOTAL = re.compile(rb"total = (\d+)")
+RUNNING_TOTAL = re.compile(rb"total = (\d+)")
+PER_FLUSH = re.compile(rb'"log_records":(\d+)')
 
 
 def one_run(command, template, sink_kind, work, args, save_dir=None):
