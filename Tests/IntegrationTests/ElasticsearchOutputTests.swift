@@ -350,6 +350,45 @@ final class ElasticsearchOutputTests: AgentTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: sandbox.path("data/buffers/mem")), "no disk ring for the memory buffer")
     }
 
+    // MARK: metadata off
+
+    /// `metadata: {file_path: false, offset: false, event_id: false}` leaves `log` and `event` out
+    /// of the documents, for both buffer types, while `_id` still comes from the source position: a
+    /// replay of everything (checkpoints removed after kill -9) adds no document.
+    func testMetadataOffKeepsPositionIDs() throws {
+        let path = sandbox.path("logs/meta.log")
+        let lines = logLines("meta", 0..<400)
+        appendText(path, joinedLines(lines))
+        let off = "metadata: {file_path: false, offset: false, event_id: false}"
+        try writeConfig(deliveryConfig(outputs: [
+            es("mem", index: "meta-memory", ["buffer: {type: memory}", off]),
+            es("disk", index: "meta-disk", [off]),
+        ]))
+        var agent = try startAgent()
+        waitForCount("meta-memory", 400)
+        waitForCount("meta-disk", 400)
+        var ids: [String: Set<String>] = [:]
+        for index in ["meta-memory", "meta-disk"] {
+            let docs = try os.search(index)
+            XCTAssertEqual(Set(docs.compactMap { $0.source["message"] as? String }), Set(lines), index)
+            XCTAssertTrue(docs.allSatisfy { $0.source["log"] == nil && $0.source["event"] == nil }, "\(index): no log/event object")
+            XCTAssertTrue(docs.allSatisfy { $0.id.count == 32 && $0.id.allSatisfy(\.isHexDigit) }, "\(index): position ids")
+            ids[index] = Set(docs.map(\.id))
+        }
+        XCTAssertEqual(ids["meta-memory"], ids["meta-disk"], "the same line has the same _id in both")
+        killAgent(agent)
+        try FileManager.default.removeItem(atPath: sandbox.path("data/checkpoints"))
+        agent = try startAgent()
+        let more = logLines("meta-after", 0..<10)
+        appendText(path, joinedLines(more))
+        waitForCount("meta-memory", 410)
+        waitForCount("meta-disk", 410)
+        stopAgent(agent)
+        for index in ["meta-memory", "meta-disk"] {
+            XCTAssertEqual(count(index), 410, "\(index): the replay of 400 lines added nothing")
+        }
+    }
+
     // MARK: 413
 
     /// Through nginx with `client_max_body_size 32k`: a whole-request 413 splits the batch until the

@@ -9,21 +9,23 @@ import Synchronization
 public struct BlackholeConfig: RecordOutputConfig {
     public var countFile: String?
     public var encode = false
+    public var metadata = DocumentMetadata.all
 
     public func build(_ context: ComponentContext) throws -> any Output {
-        BlackholeOutput(countFile: countFile, encode: encode)
+        BlackholeOutput(countFile: countFile, encode: encode, metadata: metadata)
     }
 }
 
 public enum BlackholePlugin {
     static let countFile = ConfigKey<String?>.path("count_file", "keeps the running count there")
     static let encode = ConfigKey<Bool>.bool("encode", default: false, "serialise each record as the other outputs would")
-    public static let options = [countFile.spec, encode.spec]
+    public static let options = [countFile.spec, encode.spec, MetadataKeys.group.spec]
 
     public static let spec = PluginSpec.output("blackhole", "count records and discard them (benchmarks)", options: options) { r in
         var c = BlackholeConfig()
         c.countFile = r.get(countFile)
         c.encode = r.get(encode)
+        c.metadata = MetadataKeys.parse(r)
         return c
     }
 }
@@ -32,19 +34,21 @@ public enum BlackholePlugin {
 final class BlackholeOutput: Output {
     private let countFile: String?
     private let encode: Bool
+    private let metadata: DocumentMetadata
     private var count = 0
     private var scratch: [UInt8] = []
 
-    init(countFile: String?, encode: Bool) {
+    init(countFile: String?, encode: Bool, metadata: DocumentMetadata) {
         self.countFile = countFile
         self.encode = encode
+        self.metadata = metadata
     }
 
     func write(_ batch: RecordBatch) throws {
         count += batch.count
         if encode {
             scratch.removeAll(keepingCapacity: true)
-            RecordEncoder.appendNDJSON(batch, to: &scratch)
+            RecordEncoder.appendNDJSON(batch, metadata: metadata, to: &scratch)
         }
         // Every batch (about one per 1,300 lines): a reader must see the final count without waiting
         // for another batch.

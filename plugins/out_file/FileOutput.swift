@@ -9,22 +9,24 @@ import Foundation
 public struct FileOutputConfig: RecordOutputConfig {
     public var path: String
     public var fsync = false
+    public var metadata = DocumentMetadata.all
 
     public func build(_ context: ComponentContext) throws -> any Output {
-        try FileOutput(path: path, fsync: fsync)
+        try FileOutput(path: path, fsync: fsync, metadata: metadata)
     }
 }
 
 public enum FileOutputPlugin {
     static let path = ConfigKey<String?>.path("path", required: true, "appended to, one JSON record a line")
     static let fsync = ConfigKey<Bool>.bool("fsync", default: false, "fsync after each batch (survives power loss; kill -9 loses nothing either way)")
-    public static let options = [path.spec, fsync.spec]
+    public static let options = [path.spec, fsync.spec, MetadataKeys.group.spec]
 
     public static let spec = PluginSpec.output("file", "append records to a file as newline-delimited JSON", options: options) { r in
         let fsync = r.get(FileOutputPlugin.fsync)
         guard let path = r.get(FileOutputPlugin.path) else { return nil }
         var c = FileOutputConfig(path: path)
         c.fsync = fsync
+        c.metadata = MetadataKeys.parse(r)
         return c
     }
 }
@@ -33,12 +35,14 @@ public enum FileOutputPlugin {
 final class FileOutput: Output {
     let path: String
     let fsync: Bool
+    let metadata: DocumentMetadata
     private var fd: Int32 = -1
     private var scratch: [UInt8] = []
 
-    init(path: String, fsync: Bool) throws {
+    init(path: String, fsync: Bool, metadata: DocumentMetadata) throws {
         self.path = path
         self.fsync = fsync
+        self.metadata = metadata
         try reopen()
     }
 
@@ -53,7 +57,7 @@ final class FileOutput: Output {
     func write(_ batch: RecordBatch) throws {
         if fd < 0 { try reopen() }
         scratch.removeAll(keepingCapacity: true)
-        RecordEncoder.appendNDJSON(batch, to: &scratch)
+        RecordEncoder.appendNDJSON(batch, metadata: metadata, to: &scratch)
         let ok = scratch.withUnsafeBytes { writeAll(fd: fd, $0) }
         if !ok || (fsync && Foundation.fsync(fd) != 0) {
             let failure = POSIXFailure("write \(path)")

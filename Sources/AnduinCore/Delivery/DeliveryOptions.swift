@@ -30,6 +30,8 @@ public struct DeliveryOptions: Sendable {
     public var stallAfter = DeliveryKeys.stallAfter.defaultValue
     /// Requests in flight at once. Acknowledgements still advance in order.
     public var concurrency = DeliveryKeys.concurrency.defaultValue
+    /// Source-position fields written into each document (encoded before the buffer for `disk`).
+    public var metadata = DocumentMetadata.all
 
     public init(buffer: BufferOptions) { self.buffer = buffer }
 
@@ -40,6 +42,7 @@ public struct DeliveryOptions: Sendable {
     public static func parse(_ r: ConfigReader, defaultBuffer: BufferOptions = defaultBuffer) -> DeliveryOptions {
         typealias K = DeliveryKeys
         var o = DeliveryOptions(buffer: defaultBuffer)
+        o.metadata = MetadataKeys.parse(r)
         if let b = r.group(K.buffer) {
             switch b.get(K.bufferType) {
             case .memory:

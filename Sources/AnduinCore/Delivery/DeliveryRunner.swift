@@ -111,7 +111,7 @@ final class DeliveryRunner: OutputStage, Sendable {
                 let unwritten = withExtendedLifetime(items) {
                     items.firstIndex { item in
                         var encoded = EncodedBatch()
-                        encoded.append(item.batch)
+                        encoded.append(item.batch, metadata: options.metadata)
                         return !ring.append(encoded)
                     }
                 }
@@ -190,7 +190,7 @@ final class DeliveryRunner: OutputStage, Sendable {
                 var batch = EncodedBatch()
                 var n = 0
                 for (b, _) in items {
-                    batch.append(b)
+                    batch.append(b, metadata: options.metadata)
                     n += b.count
                 }
                 return .memory(DeliveryWork(batch), DeliveryTicket(items.map(\.ack)), records: n)

@@ -38,11 +38,11 @@ public struct EncodedBatch: Sendable {
     public var isEmpty: Bool { records.isEmpty }
 
     /// Serialises every record of `batch` and appends it.
-    public mutating func append(_ batch: RecordBatch) {
+    public mutating func append(_ batch: RecordBatch, metadata: DocumentMetadata = .all) {
         records.reserveCapacity(records.count + batch.count)
         for i in batch.records.indices {
             let start = documents.count
-            RecordEncoder.append(batch, i, to: &documents)
+            RecordEncoder.append(batch, i, metadata: metadata, to: &documents)
             let r = batch.records[i]
             records.append(EncodedRecord(document: start..<documents.count, timestamp: r.timestamp,
                                          sourceID: batch.source.sourceID, offset: r.offset))

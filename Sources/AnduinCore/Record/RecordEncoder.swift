@@ -4,10 +4,12 @@
 ///      "log":{"file":{"path":"…"},"offset":N},"event":{"id":"…"}}
 ///
 /// `message` is left out when a filter lifted it into fields; `stream` when the format has none;
-/// `"truncated":true` is added under `log` when the line was cut.
+/// `"truncated":true` is added under `log` when the line was cut. `metadata` leaves out
+/// `log.file.path`, `log.offset` and `event.id` (an empty `log` or `event` object is not written).
 public enum RecordEncoder {
     /// Appends record `index` of `batch` to `out`.
-    public static func append(_ batch: RecordBatch, _ index: Int, to out: inout [UInt8]) {
+    public static func append(_ batch: RecordBatch, _ index: Int, metadata: DocumentMetadata = .all,
+                              to out: inout [UInt8]) {
         let r = batch.records[index]
         out.append(contentsOf: #"{"@timestamp":""#.utf8)
         Timestamp.appendRFC3339Nano(r.timestamp, to: &out)
@@ -32,23 +34,58 @@ public enum RecordEncoder {
             out.append(UInt8(ascii: ","))
             out.append(contentsOf: batch.sharedFields)
         }
-        out.append(contentsOf: #","log":{"file":{"path":"#.utf8)
-        out.append(contentsOf: batch.source.pathJSON)
-        out.append(contentsOf: #"},"offset":"#.utf8)
-        JSONWriter.appendInt(r.offset, to: &out)
-        if r.flags.contains(.truncated) {
-            out.append(contentsOf: #","truncated":true"#.utf8)
+        if metadata == .all {
+            // The default, in one run of literals.
+            out.append(contentsOf: #","log":{"file":{"path":"#.utf8)
+            out.append(contentsOf: batch.source.pathJSON)
+            out.append(contentsOf: #"},"offset":"#.utf8)
+            JSONWriter.appendInt(r.offset, to: &out)
+            if r.flags.contains(.truncated) { out.append(contentsOf: #","truncated":true"#.utf8) }
+            out.append(contentsOf: #"},"event":{"id":""#.utf8)
+            appendEventID(batch, r, to: &out)
+            out.append(contentsOf: #""}}"#.utf8)
+            return
         }
-        out.append(contentsOf: #"},"event":{"id":""#.utf8)
+        let truncated = r.flags.contains(.truncated)
+        if metadata.filePath || metadata.offset || truncated {
+            out.append(contentsOf: #","log":{"#.utf8)
+            var comma = false
+            if metadata.filePath {
+                out.append(contentsOf: #""file":{"path":"#.utf8)
+                out.append(contentsOf: batch.source.pathJSON)
+                out.append(UInt8(ascii: "}"))
+                comma = true
+            }
+            if metadata.offset {
+                if comma { out.append(UInt8(ascii: ",")) }
+                out.append(contentsOf: #""offset":"#.utf8)
+                JSONWriter.appendInt(r.offset, to: &out)
+                comma = true
+            }
+            if truncated {
+                if comma { out.append(UInt8(ascii: ",")) }
+                out.append(contentsOf: #""truncated":true"#.utf8)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        if metadata.eventID {
+            out.append(contentsOf: #","event":{"id":""#.utf8)
+            appendEventID(batch, r, to: &out)
+            out.append(contentsOf: #""}"#.utf8)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    @inline(__always)
+    static func appendEventID(_ batch: RecordBatch, _ r: Record, to out: inout [UInt8]) {
         RecordBatch.appendHex(batch.source.sourceID, to: &out)
         RecordBatch.appendHex(UInt64(bitPattern: r.offset), to: &out)
-        out.append(contentsOf: #""}}"#.utf8)
     }
 
     /// Appends every record of `batch` as newline-delimited JSON.
-    public static func appendNDJSON(_ batch: RecordBatch, to out: inout [UInt8]) {
+    public static func appendNDJSON(_ batch: RecordBatch, metadata: DocumentMetadata = .all, to out: inout [UInt8]) {
         for i in batch.records.indices {
-            append(batch, i, to: &out)
+            append(batch, i, metadata: metadata, to: &out)
             out.append(UInt8(ascii: "\n"))
         }
     }
