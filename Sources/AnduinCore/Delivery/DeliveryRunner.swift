@@ -111,6 +111,7 @@ final class DeliveryRunner: OutputStage, Sendable {
                 let unwritten = withExtendedLifetime(items) {
                     items.firstIndex { item in
                         var encoded = EncodedBatch()
+                        encoded.documents.reserveCapacity(RecordEncoder.estimatedSize(item.batch, metadata: options.metadata))
                         encoded.append(item.batch, metadata: options.metadata)
                         return !ring.append(encoded)
                     }
@@ -188,6 +189,8 @@ final class DeliveryRunner: OutputStage, Sendable {
             case .finished: return .finished
             case .batches(let items):
                 var batch = EncodedBatch()
+                batch.documents.reserveCapacity(items.reduce(0) { $0 + RecordEncoder.estimatedSize($1.batch, metadata: options.metadata) })
+                batch.records.reserveCapacity(items.reduce(0) { $0 + $1.batch.count })
                 var n = 0
                 for (b, _) in items {
                     batch.append(b, metadata: options.metadata)

@@ -82,6 +82,18 @@ public enum RecordEncoder {
         RecordBatch.appendHex(UInt64(bitPattern: r.offset), to: &out)
     }
 
+    /// About how many bytes `batch`'s documents take (a newline each included), for reserving a
+    /// buffer once: growing it by doubling touched up to 3x the final size (old and new buffers
+    /// during the copy), in every delivery thread. Errs high for plain messages that need escapes.
+    public static func estimatedSize(_ batch: RecordBatch, metadata: DocumentMetadata = .all) -> Int {
+        // `{"@timestamp":"…30…","stream":"stdout","message":"",` and braces, commas, newline.
+        var perRecord = 80 + batch.sharedFields.count
+        if metadata.filePath { perRecord += 24 + batch.source.pathJSON.count }
+        if metadata.offset { perRecord += 30 }
+        if metadata.eventID { perRecord += 48 }
+        return batch.bytes.count + batch.count * perRecord
+    }
+
     /// Appends every record of `batch` as newline-delimited JSON.
     public static func appendNDJSON(_ batch: RecordBatch, metadata: DocumentMetadata = .all, to out: inout [UInt8]) {
         for i in batch.records.indices {
