@@ -345,7 +345,7 @@ def main():
     common(b)
     b.add_argument("--anduin", required=True, help="path of the anduin binary")
     b.add_argument("--fluentbit", default="", help="path of a fluent-bit binary (optional)")
-    b.add_argument("--scenarios", default="p1,p2,p3")
+    b.add_argument("--scenarios", default="p1,p2,p2m,p3")
     b.add_argument("--no-idle", action="store_true")
     b.add_argument("--json", help="also write the medians to this file")
     b.set_defaults(save_bodies=0)
