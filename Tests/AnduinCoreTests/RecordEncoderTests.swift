@@ -54,3 +54,55 @@ final class RecordEncoderTests: XCTestCase {
         ((d["log"] as? [String: Any])?["file"] as? [String: Any])?["path"] as? String
     }
 }
+
+/// `JSONWriter.appendEscaped` (8 bytes at a time) against a byte-by-byte reference, on random
+/// strings full of the bytes it must stop at, at every length and alignment up to 40.
+final class JSONEscapeTests: XCTestCase {
+    private func reference(_ s: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        var i = 0
+        while i < s.count {
+            let c = s[i]
+            if c >= 0x80 {
+                let len = s.withUnsafeBufferPointer { JSONWriter.validUTF8Length($0.baseAddress!, i, s.count) }
+                if len > 0 { out += s[i..<(i + len)]; i += len } else { out += [0xEF, 0xBF, 0xBD]; i += 1 }
+                continue
+            }
+            switch c {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x0A: out += Array(#"\n"#.utf8)
+            case 0x0D: out += Array(#"\r"#.utf8)
+            case 0x09: out += Array(#"\t"#.utf8)
+            case 0x08: out += Array(#"\b"#.utf8)
+            case 0x0C: out += Array(#"\f"#.utf8)
+            case 0..<0x20: out += Array(String(format: "\\u%04x", Int(c)).utf8)
+            default: out.append(c)
+            }
+            i += 1
+        }
+        return out
+    }
+
+    func testMatchesTheByteByByteReference() {
+        var rng = SystemRandomNumberGenerator()
+        let interesting: [UInt8] = [0x00, 0x01, 0x08, 0x09, 0x0A, 0x1F, 0x20, 0x21, 0x22, 0x5B, 0x5C, 0x5D, 0x7E, 0x7F,
+                                    0x80, 0xBF, 0xC2, 0xC3, 0xE2, 0x82, 0xAC, 0xED, 0xA0, 0xF0, 0x9F, 0x98, 0x80, 0xFF]
+        for length in 0...40 {
+            for _ in 0..<300 {
+                let s: [UInt8] = (0..<length).map { _ in
+                    Bool.random(using: &rng) ? UInt8(ascii: "a") + UInt8.random(in: 0..<26, using: &rng)
+                                             : interesting.randomElement(using: &rng)! }
+                for offset in [0, 3] {  // unaligned starts too
+                    let padded = [UInt8](repeating: 0x41, count: offset) + s
+                    var out: [UInt8] = []
+                    padded.withUnsafeBytes { JSONWriter.appendEscaped(UnsafeRawBufferPointer(rebasing: $0[offset...]), to: &out) }
+                    XCTAssertEqual(out, reference(s), "input \(s)")
+                }
+            }
+        }
+        var plain: [UInt8] = []
+        Array("a plain ASCII log line, with no escapes at all".utf8).withUnsafeBytes { JSONWriter.appendEscaped($0, to: &plain) }
+        XCTAssertEqual(String(decoding: plain, as: UTF8.self), "a plain ASCII log line, with no escapes at all")
+    }
+}

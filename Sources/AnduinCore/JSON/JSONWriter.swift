@@ -59,13 +59,30 @@ public struct JSONWriter: Sendable {
     /// Appends the escaped body of a JSON string (no quotes).
     ///
     /// Runs of bytes that need no escaping are copied in one append; this keeps the common case
-    /// (ASCII log text) at memcpy speed.
+    /// (ASCII log text) at memcpy speed. They are found 8 bytes at a time: a word with no quote,
+    /// backslash, control byte or byte >= 0x80 is skipped whole.
     public static func appendEscaped(_ s: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         let n = s.count
         guard n > 0, let base = s.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        let raw = UnsafeRawPointer(base)
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
         var runStart = 0
         var i = 0
         while i < n {
+            if n - i >= 8 {
+                let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                let q = w ^ (ones &* 0x22), b = w ^ (ones &* 0x5C)
+                // Zero-byte tests for quote and backslash, "less than 0x20", and the high bit. Each
+                // term's lowest flag is exact (only borrows from a real hit below make false ones
+                // above it), so the lowest flag of all is the first byte that needs a look.
+                let hit = ((q &- ones) & ~q | (b &- ones) & ~b | (w &- ones &* 0x20) & ~w | w) & highs
+                if hit == 0 {
+                    i += 8
+                    continue
+                }
+                i += hit.trailingZeroBitCount >> 3
+            }
             let c = base[i]
             if c >= 0x20 && c != 0x22 && c != 0x5C && c < 0x80 {
                 i += 1
