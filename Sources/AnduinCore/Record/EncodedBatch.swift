@@ -19,8 +19,7 @@ public struct EncodedRecord: Sendable, Equatable {
 
     /// Appends the 32 hex digits of `event.id`.
     public func appendEventID(to out: inout [UInt8]) {
-        RecordBatch.appendHex(sourceID, to: &out)
-        RecordBatch.appendHex(UInt64(bitPattern: offset), to: &out)
+        RecordBatch.appendEventID(sourceID: sourceID, offset: offset, to: &out)
     }
 }
 

@@ -264,8 +264,7 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
         case .timestamp: Timestamp.appendRFC3339Nano(r.timestamp, to: &out)
         case .offset: JSONWriter.appendInt(r.offset, to: &out)
         case .eventID:
-            RecordBatch.appendHex(batch.source.sourceID, to: &out)
-            RecordBatch.appendHex(UInt64(bitPattern: r.offset), to: &out)
+            RecordBatch.appendEventID(sourceID: batch.source.sourceID, offset: r.offset, to: &out)
         case .filePath:
             if quoted { out.append(contentsOf: batch.source.pathJSON) } else { out.append(contentsOf: batch.source.path.utf8) }
         default: break

@@ -34,18 +34,6 @@ public enum RecordEncoder {
             out.append(UInt8(ascii: ","))
             out.append(contentsOf: batch.sharedFields)
         }
-        if metadata == .all {
-            // The default, in one run of literals.
-            put(#","log":{"file":{"path":"#, &out)
-            out.append(contentsOf: batch.source.pathJSON)
-            put(#"},"offset":"#, &out)
-            JSONWriter.appendInt(r.offset, to: &out)
-            if r.flags.contains(.truncated) { put(#","truncated":true"#, &out) }
-            put(#"},"event":{"id":""#, &out)
-            appendEventID(batch, r, to: &out)
-            put(#""}}"#, &out)
-            return
-        }
         let truncated = r.flags.contains(.truncated)
         if metadata.filePath || metadata.offset || truncated {
             put(#","log":{"#, &out)
@@ -70,7 +58,7 @@ public enum RecordEncoder {
         }
         if metadata.eventID {
             put(#","event":{"id":""#, &out)
-            appendEventID(batch, r, to: &out)
+            RecordBatch.appendEventID(sourceID: batch.source.sourceID, offset: r.offset, to: &out)
             put(#""}"#, &out)
         }
         out.append(UInt8(ascii: "}"))
@@ -83,15 +71,10 @@ public enum RecordEncoder {
         s.withUTF8Buffer { out.append(contentsOf: $0) }
     }
 
-    @inline(__always)
-    static func appendEventID(_ batch: RecordBatch, _ r: Record, to out: inout [UInt8]) {
-        RecordBatch.appendHex(batch.source.sourceID, to: &out)
-        RecordBatch.appendHex(UInt64(bitPattern: r.offset), to: &out)
-    }
-
     /// About how many bytes `batch`'s documents take (a newline each included), for reserving a
     /// buffer once: growing it by doubling touched up to 3x the final size (old and new buffers
-    /// during the copy), in every delivery thread. Errs high for plain messages that need escapes.
+    /// during the copy), in every delivery thread. Errs low for messages that need escaping: the
+    /// buffer then grows as before.
     public static func estimatedSize(_ batch: RecordBatch, metadata: DocumentMetadata = .all) -> Int {
         // `{"@timestamp":"…30…","stream":"stdout","message":"",` and braces, commas, newline.
         var perRecord = 80 + batch.sharedFields.count
