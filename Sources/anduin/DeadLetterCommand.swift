@@ -25,7 +25,7 @@ struct DeadLetterCommand: ParsableCommand {
                 if let ns = Array(since.utf8).withUnsafeBytes({ Timestamp.parseRFC3339($0) }) {
                     cutoff = ns
                 } else if let age = DurationText.parse(since) {
-                    cutoff = wallClockNanos() - Int64(age * 1e9)
+                    cutoff = wallClockNanos().subtractingSaturating(Int64(saturating: age * 1e9))
                 } else {
                     throw ValidationError("--since \(since): expected RFC 3339 (2026-12-01T08:00:00Z) or an age such as 30m")
                 }

@@ -47,7 +47,7 @@ final class DeliveryProgress: Sendable {
     func delivered(_ work: DeliveryWork) {
         guard !work.isEmpty else { return }
         recordsOut.add(work.count)
-        if let t = work.oldestTimestamp { deliveryLag.observe(seconds: Double(wallClockNanos() - t) / 1e9) }
+        if let t = work.oldestTimestamp { deliveryLag.observe(seconds: max(0, secondsBetween(t, wallClockNanos()))) }
         let now = monotonicSeconds()
         let wasFailing: String? = state.withLock {
             $0.lastDelivery = now
@@ -87,9 +87,9 @@ final class DeliveryProgress: Sendable {
                 + (why.map { " (last failure: \($0))" } ?? "")
         }
         if lane.records > 0 && lane.firstFailure > 0 {
-            let age = Double(wallClockNanos() - lane.firstFailure) / 1e9
+            let age = secondsBetween(lane.firstFailure, wallClockNanos())
             if age >= stallAfter {
-                return "output \(name): \(lane.records) record(s) refused for \(Int(age))s and still retrying (\(lane.reason)); "
+                return "output \(name): \(lane.records) record(s) refused for \(Int(saturating: age))s and still retrying (\(lane.reason)); "
                     + "they are dead-lettered once their retry budget is spent"
             }
         }
@@ -105,7 +105,7 @@ final class DeliveryProgress: Sendable {
     func oldestAgeSeconds(others: [Int64?]) -> Int {
         let oldest = (state.withLock { Array($0.inflight.values) } + others.compactMap { $0 }).min()
         guard let oldest else { return 0 }
-        return max(0, Int((wallClockNanos() - oldest) / 1_000_000_000))
+        return Int(max(0, wallClockNanos().subtractingSaturating(oldest) / 1_000_000_000))
     }
 
     // MARK: logging

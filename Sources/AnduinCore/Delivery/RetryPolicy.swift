@@ -146,7 +146,7 @@ struct RetryPolicy {
             let s = work.state(i)
             var reason = s.reason
             if budgetSpent {
-                let age = s.firstFailure > 0 ? Int(Double(now - s.firstFailure) / 1e9) : 0
+                let age = s.firstFailure > 0 ? Int(saturating: secondsBetween(s.firstFailure, now)) : 0
                 reason = "retry budget spent (\(s.attempts) attempts over \(age)s): " + reason
             }
             return DeadLetterStore.Entry(index: i, status: s.status, reason: reason, attempts: s.attempts)
