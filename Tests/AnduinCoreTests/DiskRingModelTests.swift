@@ -22,6 +22,11 @@ final class DiskRingModelTests: XCTestCase {
         var compress: Bool
         var powerLoss: Bool
         var damage: Bool
+        var segmentBytes = 1024
+        /// Random hex padding (LZ4 cannot shrink it) instead of repeated bytes.
+        var incompressible = false
+        /// Now and then a record larger than a segment.
+        var bigRecords = false
     }
 
     static let configs = [
@@ -29,6 +34,10 @@ final class DiskRingModelTests: XCTestCase {
         Config(name: "interval+kill", fsync: .interval(0.02), compress: false, powerLoss: false, damage: false),
         Config(name: "never+kill+damage", fsync: .never, compress: false, powerLoss: false, damage: true),
         Config(name: "always+power-loss+damage", fsync: .always, compress: true, powerLoss: true, damage: true),
+        Config(name: "min-segment+incompressible+big+kill", fsync: .never, compress: true, powerLoss: false, damage: false,
+               segmentBytes: DiskRingOptions.minimumSegmentBytes, incompressible: true, bigRecords: true),
+        Config(name: "4KiB+incompressible+big+power-loss+damage", fsync: .always, compress: true, powerLoss: true, damage: true,
+               segmentBytes: 4096, incompressible: true, bigRecords: true),
     ]
 
     func testRandomOperationsMatchTheModel() throws {
@@ -91,7 +100,7 @@ struct RingModel {
     static let verbose = ProcessInfo.processInfo.environment["ANDUIN_MODEL_LOG"] != nil
 
     static func options(_ c: DiskRingModelTests.Config) -> DiskRingOptions {
-        DiskRingOptions(maxBytes: 64 << 20, segmentBytes: 1024, whenFull: .block, fsync: c.fsync, compress: c.compress)
+        DiskRingOptions(maxBytes: 64 << 20, segmentBytes: c.segmentBytes, whenFull: .block, fsync: c.fsync, compress: c.compress)
     }
 
     static func open(_ io: FaultyRingStorage, _ c: DiskRingModelTests.Config) -> (DiskRing, ComponentStats) {
@@ -157,7 +166,9 @@ struct RingModel {
         case "append":
             var b = EncodedBatch()
             for _ in 0..<(pick(4) == 0 ? 1 + pick(12) : 1 + pick(4)) {
-                let doc = Array("{\"i\":\(appended + b.count),\"pad\":\"\(String(repeating: "x", count: pick(120)))\"}".utf8)
+                let size = config.bigRecords && pick(20) == 0 ? config.segmentBytes + pick(2 * config.segmentBytes) : pick(120)
+                let pad = config.incompressible ? String((0..<size).map { _ in Self.hex[pick(16)] }) : String(repeating: "x", count: size)
+                let doc = Array("{\"i\":\(appended + b.count),\"pad\":\"\(pad)\"}".utf8)
                 doc.withUnsafeBytes { b.append(document: $0, timestamp: Int64(step), sourceID: 1, offset: 0) }
             }
             XCTAssertTrue(ring.append(b), "append at step \(step)")
@@ -280,6 +291,8 @@ struct RingModel {
         }
         XCTAssertEqual(readIndex, appended, "drained everything")
     }
+
+    static let hex = Array("0123456789abcdef")
 
     static func index(of doc: UnsafeRawBufferPointer) -> Int {
         // {"i":N,...

@@ -85,6 +85,15 @@ final class FaultyRingStorage: RingStorage, @unchecked Sendable {  // all state 
 
     func contents(_ name: String) -> [UInt8]? { state.withLock { $0.names[name]?.data } }
 
+    /// The directory is deleted (`rm -rf`) while the ring runs: every name goes; open handles keep
+    /// their (now nameless) files, as on a real filesystem.
+    func removeAll() {
+        state.withLock { s in
+            s.names = [:]
+            s.durable = [:]
+        }
+    }
+
     // MARK: RingStorage
 
     private func take(_ s: inout State, _ op: Op, _ name: String) -> POSIXFailure? {
@@ -97,6 +106,13 @@ final class FaultyRingStorage: RingStorage, @unchecked Sendable {  // all state 
     }
 
     func prepareDirectory() throws(POSIXFailure) {}
+
+    func isLinked(_ file: RingFile) -> Bool {
+        state.withLock { s in
+            guard let h = s.handles[file.raw] else { return true }
+            return s.names.values.contains { $0 === h.file }
+        }
+    }
 
     func list() throws(POSIXFailure) -> [String] { names() }
 

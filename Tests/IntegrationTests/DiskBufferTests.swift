@@ -108,6 +108,114 @@ final class DiskBufferTests: DGTestCase {
         assertNoLossNoDuplicateAfterDedup(t)
     }
 
+    /// Lines `<prefix> <hex> line <i>` whose 60 random hex digits LZ4 cannot shrink: with compressible
+    /// lines a segment holds so many records that short tests never delete one.
+    private func incompressibleLines(_ prefix: String, _ range: Range<Int>) -> [String] {
+        let hex = Array("0123456789abcdef")
+        var rng = SystemRandomNumberGenerator()
+        return range.map { i in "\(prefix) " + String((0..<60).map { _ in hex[Int(rng.next() % 16)] }) + " line \(i)" }
+    }
+
+    /// Issue 24 (5): the output healthy, a disk buffer with 1 MiB segments, two files written at about
+    /// 600 lines/s each with incompressible lines: segments fill, are delivered and deleted while the
+    /// delivery threads wait for data. The release build trapped at the first deletion (the reader
+    /// waited for data while holding the ledger's state `inout`). Every line arrives, the agent lives.
+    func testHealthyOutputWithSmallSegmentsAndIncompressibleLines() throws {
+        let recv = try receiver()
+        try writeConfig(DG.config([DGOutput(name: "out", uri: DG.url(recv.port),
+                                            buffer: "{type: disk, max_bytes: 64MiB, segment_bytes: 1MiB}")]))
+        let agent = try startAgent()
+        waitForLog(agent, "anduin started")
+        var expected: [String] = []
+        for tick in 0..<60 {
+            for f in ["inc-a", "inc-b"] {
+                let lines = incompressibleLines(f, (tick * 150)..<(tick * 150 + 150))
+                appendText(sandbox.path("logs/\(f).log"), joinedLines(lines))
+                expected += lines
+            }
+            usleep(250_000)
+            XCTAssertNil(agent.exit, "the agent died: \(agent.stderr.suffix(2000))")
+            if agent.exit != nil { return }
+        }
+        waitForReceived(expected, timeout: 120) { (try? recv.dgRecords()) ?? [] }
+        XCTAssertNil(agent.exit, "the agent died: \(agent.stderr.suffix(2000))")
+        stopAgent(agent)
+        XCTAssertEqual(agent.exit?.signalled, false)
+        let t = DG.tally(try recv.dgRecords(), expected: expected)
+        assertNoLossNoDuplicateAfterDedup(t)
+        XCTAssertGreaterThan(expected.count * 150, 2 << 20, "the lines fill more than two segments")
+    }
+
+    /// Issue 24 (1): the output refused, 64 KiB segments, incompressible lines (the first reproduction:
+    /// exit 132 within seconds); then the destination comes up and everything arrives.
+    func testRefusedOutputWithSmallSegmentsThenDelivers() throws {
+        let port = try DG.freePort()
+        try writeConfig(DG.config([DGOutput(name: "out", uri: DG.url(port),
+                                            buffer: "{type: disk, max_bytes: 64MiB, segment_bytes: 64KiB}")]))
+        let lines = incompressibleLines("refused", 0..<6000)
+        appendText(sandbox.path("logs/refused.log"), joinedLines(lines))
+        let agent = try startAgent()
+        let size = Int64(lines.reduce(0) { $0 + $1.utf8.count + 1 })
+        waitFor("every line checkpointed (so in the ring)", timeout: 120) { checkpointTotal() == size || agent.exit != nil }
+        XCTAssertNil(agent.exit, "the agent died: \(agent.stderr.suffix(2000))")
+        let recv = try receiver(port: port)
+        waitForReceived(lines, timeout: 120) { (try? recv.dgRecords()) ?? [] }
+        XCTAssertNil(agent.exit, "the agent died: \(agent.stderr.suffix(2000))")
+        stopAgent(agent)
+        assertNoLossNoDuplicateAfterDedup(DG.tally(try recv.dgRecords(), expected: lines))
+    }
+
+    /// Issue 24 (6): `rm -rf` of the output's buffer folder while the destination is down. The agent
+    /// recreates the folder and the segment it was writing (from its open file), counts the records of
+    /// the deleted sealed segments as lost, keeps reading, and delivers every other line when the
+    /// destination comes up: each line arrives or is counted, never both, never neither; the input
+    /// does not pause for good; a restart adds nothing.
+    func testBufferFolderDeletedWhileRunning() throws {
+        let port = try DG.freePort()
+        // Small batches, one thread: most records wait in sealed segments, not in a delivery thread.
+        try writeConfig(DG.config([DGOutput(name: "out", uri: DG.url(port),
+                                            buffer: "{type: disk, max_bytes: 64MiB, segment_bytes: 8KiB, compress: false}",
+                                            batchRecords: 50, concurrency: 1)]))
+        let before = logLines("rm-before", 0..<600)
+        appendText(sandbox.path("logs/rm.log"), joinedLines(before))
+        var agent = try startAgent()
+        let size1 = Int64(600 * lineLength("rm-before"))
+        waitFor("every line checkpointed (so in the ring)", timeout: 60) { checkpointTotal() == size1 }
+        XCTAssertGreaterThan(DG.segmentFiles(bufferDir).count, 3, "several segments")
+        try FileManager.default.removeItem(atPath: bufferDir)
+        let after = logLines("rm-after", 0..<600)
+        appendText(sandbox.path("logs/rm.log"), joinedLines(after))
+        let size2 = size1 + Int64(600 * lineLength("rm-after"))
+        waitFor("the lines after the deletion checkpointed (the input did not pause for good)", timeout: 60) { checkpointTotal() == size2 }
+        waitForLog(agent, "was deleted while in use")
+        XCTAssertFalse(DG.segmentFiles(bufferDir).isEmpty, "segments are made again")
+
+        let recv = try receiver(port: port)
+        waitForReceived(after, timeout: 60) { (try? recv.dgRecords()) ?? [] }
+        let accounted = waitStable(quiet: 2, timeout: 30) { (try? recv.dgRecords().count) ?? 0 }
+        XCTAssertNotNil(accounted)
+        stopAgent(agent)
+        let c = DG.stopCounters(agent.stderr, output: "out")
+        let got = Set(try recv.dgRecords().map(\.message))
+        let deliveredBefore = before.filter { got.contains($0) }.count
+        XCTAssertGreaterThan(c["buffer_corrupt_records"] ?? 0, 0, "sealed segments were deleted; counters \(c)")
+        XCTAssertEqual(deliveredBefore + (c["buffer_corrupt_records"] ?? 0), before.count,
+                       "each line of before the deletion is delivered or counted as lost; counters \(c)")
+        XCTAssertTrue(after.allSatisfy { got.contains($0) }, "every line written after the deletion arrives")
+        let t = DG.tally(try recv.dgRecords(), expected: before + after)
+        XCTAssertTrue(t.severalIDs.isEmpty && t.extra.isEmpty, "\(t)")
+
+        // A restart delivers nothing again and loses nothing new.
+        let count = try recv.dgRecords().count
+        agent = try startAgent()
+        waitForLog(agent, "anduin started")
+        let fresh = logLines("rm-restart", 0..<50)
+        appendText(sandbox.path("logs/rm.log"), joinedLines(fresh))
+        waitForReceived(fresh, timeout: 60) { (try? recv.dgRecords()) ?? [] }
+        stopAgent(agent)
+        XCTAssertEqual(try recv.dgRecords().count, count + 50, "nothing delivered twice after the restart")
+    }
+
     /// Starts the agent expecting a startup failure: exit status 1, a "cannot start" line with `texts`.
     private func expectStartFailure(_ texts: [String], file: StaticString = #filePath, line: UInt = #line) throws {
         let agent = try startAgent()

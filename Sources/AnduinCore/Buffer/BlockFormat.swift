@@ -40,7 +40,7 @@ struct BlockHeader: Equatable {
     var headerSize: Int = BlockHeader.size
 
     var blockLength: Int { headerSize + storedLength }
-    var endSeq: UInt64 { firstSeq + UInt64(recordCount) }
+    var endSeq: UInt64 { firstSeq.addingSaturating(UInt64(recordCount)) }
 
     func write(to out: UnsafeMutableRawBufferPointer) {
         out.storeBytes(of: Self.magic.littleEndian, toByteOffset: 0, as: UInt32.self)

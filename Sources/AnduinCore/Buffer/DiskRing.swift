@@ -186,8 +186,8 @@ struct RingCounters: Sendable {
 /// `RingLedger` (positions and counts) and `RingRecovery` (start-up). One reader is expected (the
 /// output's thread); concurrent `read` calls are serialised. Any number of threads may `append`.
 ///
-/// Four locks, outermost first: writer → cursor → ledger, and reader → ledger (the reader never takes
-/// the cursor's or the writer's). The ledger's lock is never held across disk I/O, so a slow fsync does
+/// Four locks, outermost first: writer → cursor → ledger, and reader → ledger (the reader never waits
+/// for the cursor's or the writer's; it takes the writer's only when free, `repairIfUnlinked`). The ledger's lock is never held across disk I/O, so a slow fsync does
 /// not stall the reader; the flusher thread sleeps on the ledger's condition.
 public final class DiskRing: Sendable {
     public let directory: String
@@ -228,7 +228,8 @@ public final class DiskRing: Sendable {
         let last = rec.segments[rec.segments.count - 1]
         writer = RingWriter(io: storage, ledger: ledger, cursor: cursor, options: options, counters: counters,
                             active: (rec.active, last.id, last.size), log: logger)
-        reader = RingReader(io: storage, ledger: ledger, counters: counters, log: logger)
+        reader = RingReader(io: storage, ledger: ledger, counters: counters, log: logger,
+                            repairActive: { [writer] in writer.repairIfUnlinked() })
         ledger.withState { counters.update($0) }
         if options.fsync != .always { startFlusher() }
     }
@@ -328,6 +329,7 @@ public final class DiskRing: Sendable {
     /// shutdown), then fsyncs what was written and the cursor. False once shut down.
     private func flusherTick(period: Double) -> Bool {
         guard ledger.sleep(until: monotonicSeconds() + period) else { return false }
+        writer.repairIfUnlinked()
         syncActiveSegment()
         cursor.persistAndCollect(durable: false)
         cursor.syncIfDirty()

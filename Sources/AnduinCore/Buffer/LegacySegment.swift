@@ -67,7 +67,7 @@ enum LegacySegment {
                 // Never leave a format 1 file where the ring would take it for damaged format 2 (and cut
                 // it): set it aside, counted, for an operator to look at.
                 try? io.remove(temp)
-                let kept = Int(seq - first)
+                let kept = seq >= first ? Int(clamping: seq - first) : 0
                 seq = first
                 let aside = name + ".format1"
                 let moved = (try? io.rename(name, to: aside)) != nil

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Persists the delivered position (the `cursor` file) and deletes segments wholly before it.
 ///
 /// Every commit overwrites one 64-byte slot of the cursor file in place (`CursorFile`): a positional
@@ -99,7 +105,7 @@ final class RingCursor: @unchecked Sendable {
     /// Writes one slot (opening or creating the file first if needed). Under `lock`.
     private func write(_ record: CursorRecord) -> Bool {
         do {
-            let f: RingFile
+            var f: RingFile
             if let file {
                 f = file
             } else {
@@ -108,6 +114,17 @@ final class RingCursor: @unchecked Sendable {
             }
             let bytes = CursorFile.encodeSlot(record)
             try io.write(f, bytes: bytes, at: CursorFile.slotOffset(record.generation))
+            if !io.isLinked(f) {
+                // Deleted behind the ring's back (the buffer directory removed): a position written
+                // only to the nameless file would be forgotten at the next start.
+                io.close(f)
+                file = nil
+                try io.prepareDirectory()
+                f = try open()
+                file = f
+                try io.write(f, bytes: bytes, at: CursorFile.slotOffset(record.generation))
+                log("\(io.path(Self.fileName)) was deleted while in use: recreated it")
+            }
             generation = record.generation
             written = record
             dirty = true

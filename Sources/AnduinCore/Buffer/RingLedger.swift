@@ -34,11 +34,16 @@ struct RingLedgerState {
     var writeGen: UInt64 = 0
     var syncedGen: UInt64 = 0
     var activeFile: RingFile
+    /// The last segment whose file `RingWriter` made again under the same name (it was deleted behind
+    /// the ring's back while active), and how many times that happened: a reader holding the old file
+    /// of that segment opens the name again. Other segments keep their files.
+    var recreatedSegment: UInt64 = 0
+    var recreations: UInt64 = 0
     var lastPersist: Double
     var shuttingDown = false
 
     var diskBytes: Int { segments.reduce(0) { $0 + $1.size } }
-    var bufferedRecords: Int { Int(nextSeq - min(commitSeq, nextSeq)) }
+    var bufferedRecords: Int { Int(clamping: nextSeq - min(commitSeq, nextSeq)) }
 
     /// Index of segment `id` (binary search).
     func index(of id: UInt64) -> Int? {
@@ -103,7 +108,7 @@ struct RingLedgerState {
         guard !victims.isEmpty else { return ([], 0) }
         let floor = RingPosition(segment: segments[0].id, offset: 0)
         let floorSeq = segments[0].firstSeq
-        let dropped = floorSeq > readHighSeq ? Int(floorSeq - readHighSeq) : 0
+        let dropped = floorSeq > readHighSeq ? Int(clamping: floorSeq - readHighSeq) : 0
         if commitPos < floor {
             commitPos = floor
             commitSeq = max(commitSeq, floorSeq)
@@ -130,25 +135,36 @@ final class RingLedger: @unchecked Sendable {
 
     init(_ state: RingLedgerState) { self.state = state }
 
-    /// Runs `body` with the state, under the lock.
+    /// Runs `body` with the state, under the lock. `body` must not wait: another thread changes the
+    /// state while the lock is released, and `body` holds it `inout` (the optimizer may keep what it
+    /// loaded from it, such as an array's count, across the wait). Waits go through `withStateWaiting`.
     @inline(__always)
     func withState<R>(_ body: (inout RingLedgerState) throws -> R) rethrows -> R {
         try lock.withLock { try body(&state) }
     }
 
-    /// Waits (with the lock held, inside `withState`) until signalled or `seconds` pass.
-    func wait(seconds: Double) { lock.wait(seconds: seconds) }
+    /// Runs `body` under the lock until it returns `.done`; after `.wait(seconds:)` the lock is released
+    /// until a `broadcast` or the time passes, and `body` runs again on the state as it is then. The
+    /// wait happens between calls, never while `body` holds the state.
+    func withStateWaiting<R>(_ body: (inout RingLedgerState) throws -> LockStep<R>) rethrows -> R {
+        try lock.withLock {
+            while true {
+                switch try body(&state) {
+                case .done(let result): return result
+                case .wait(let seconds): lock.wait(seconds: seconds)
+                }
+            }
+        }
+    }
+
     func broadcast() { lock.broadcast() }
 
     /// Waits until `deadline` or shutdown, whichever comes first. False on shutdown.
     func sleep(until deadline: Double) -> Bool {
-        withState { s in
-            while !s.shuttingDown {
-                let left = deadline - monotonicSeconds()
-                if left <= 0 { break }
-                lock.wait(seconds: left)
-            }
-            return !s.shuttingDown
+        withStateWaiting { s in
+            if s.shuttingDown { return .done(false) }
+            let left = deadline - monotonicSeconds()
+            return left <= 0 ? .done(true) : .wait(seconds: left)
         }
     }
 }

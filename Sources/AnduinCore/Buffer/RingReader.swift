@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Reads whole blocks after the read position, skipping damage and counting exactly what it cost.
 ///
 /// Damage accounting uses the records' sequence numbers: the reader knows the number of the next record
@@ -14,10 +20,14 @@ final class RingReader: @unchecked Sendable {
     private let ledger: RingLedger
     private let counters: RingCounters
     private let log: @Sendable (String) -> Void
+    /// Asks the writer to recreate the active segment when its name is gone (never waits for the
+    /// writer); true if it did.
+    private let repairActive: @Sendable () -> Bool
 
     private let lock = ConditionLock()
     private var file: RingFile?
     private var fileSegment: UInt64 = 0
+    private var fileGeneration: UInt64 = 0
     private var scanner = SegmentScanner()
     private var stored: [UInt8] = []
     private var plain: [UInt8] = []
@@ -34,11 +44,13 @@ final class RingReader: @unchecked Sendable {
         var reason: String?
     }
 
-    init(io: any RingStorage, ledger: RingLedger, counters: RingCounters, log: @escaping @Sendable (String) -> Void) {
+    init(io: any RingStorage, ledger: RingLedger, counters: RingCounters, log: @escaping @Sendable (String) -> Void,
+         repairActive: @escaping @Sendable () -> Bool = { false }) {
         self.io = io
         self.ledger = ledger
         self.counters = counters
         self.log = log
+        self.repairActive = repairActive
     }
 
     deinit { if let file { io.close(file) } }
@@ -52,6 +64,9 @@ final class RingReader: @unchecked Sendable {
         var record: Int
         /// The number of the first record expected at `start` (0: unknown, take the next block's).
         var seq: UInt64
+        /// How many times the segment's file was made again (the ledger's `recreations` for the
+        /// recreated segment, 0 for others): a file opened at another generation is reopened.
+        var generation: UInt64
     }
 
     /// Records lost in `seqs`, found at `offset`.
@@ -70,14 +85,16 @@ final class RingReader: @unchecked Sendable {
         while true {
             guard let span = waitForData(until: deadline) else { return nil }
             let name = SegmentName.make(span.segment)
-            if file == nil || fileSegment != span.segment {
+            if file == nil || fileSegment != span.segment || fileGeneration != span.generation {
                 if let file { io.close(file) }
                 file = nil
                 do {
                     file = try io.open(name, create: false)
                     fileSegment = span.segment
+                    fileGeneration = span.generation
                 } catch {
                     if skipUnreadable(span, error: error) { continue }
+                    if error.code == ENOENT && repairActive() { continue }
                     return waitAfterError("cannot open \(io.path(name)): \(errnoText(error.code))", until: deadline)
                 }
             }
@@ -147,14 +164,14 @@ final class RingReader: @unchecked Sendable {
                         Self.append(b.records, skip..<next, to: &batch)
                         if next < b.decoded {
                             stopRecord = next
-                            seq = h.firstSeq + UInt64(next)
+                            seq = h.firstSeq.addingSaturating(UInt64(next))
                             break scan
                         }
                         held = nil
                         (decoded, reason) = (b.decoded, b.reason)
                     }
                     if let reason {
-                        damage.append(Damage(offset: pos, seqs: (h.firstSeq + UInt64(max(decoded, skip)))..<h.endSeq, reason: reason))
+                        damage.append(Damage(offset: pos, seqs: min(h.firstSeq.addingSaturating(UInt64(max(decoded, skip))), h.endSeq)..<h.endSeq, reason: reason))
                     }
                     pos += h.blockLength
                     seq = h.endSeq
@@ -187,8 +204,8 @@ final class RingReader: @unchecked Sendable {
             guard let fresh else { continue }
             for d in fresh where !d.seqs.isEmpty {
                 counters.corruptBlocks.add()
-                counters.corruptRecords.add(d.seqs.count)
-                log("skipped damaged data in \(io.path(name)) at offset \(d.offset) (\(d.reason)); \(d.seqs.count) records lost")
+                counters.corruptRecords.add(Int(clamping: d.seqs.upperBound - d.seqs.lowerBound))
+                log("skipped damaged data in \(io.path(name)) at offset \(d.offset) (\(d.reason)); \(d.seqs.upperBound - d.seqs.lowerBound) records lost")
             }
             if !batch.isEmpty { return (batch, end) }
         }
@@ -232,18 +249,16 @@ final class RingReader: @unchecked Sendable {
 
     /// Waits until there is something to read after `readPos`; the readable range of its segment.
     private func waitForData(until deadline: Double) -> Span? {
-        ledger.withState { s in
-            while true {
-                if s.shuttingDown { return nil }
-                s.normalizeReadPosition()
-                if let i = s.index(of: s.readPos.segment), Int(s.readPos.offset) < s.segments[i].size {
-                    return Span(segment: s.readPos.segment, start: Int(s.readPos.offset), end: s.segments[i].size,
-                                sealed: i < s.segments.count - 1, record: s.readPos.record, seq: s.readSeq)
-                }
-                let left = deadline - monotonicSeconds()
-                if left <= 0 { return nil }
-                ledger.wait(seconds: left)
+        ledger.withStateWaiting { s -> LockStep<Span?> in
+            if s.shuttingDown { return .done(nil) }
+            s.normalizeReadPosition()
+            if let i = s.index(of: s.readPos.segment), Int(s.readPos.offset) < s.segments[i].size {
+                return .done(Span(segment: s.readPos.segment, start: Int(s.readPos.offset), end: s.segments[i].size,
+                                  sealed: i < s.segments.count - 1, record: s.readPos.record, seq: s.readSeq,
+                                  generation: s.readPos.segment == s.recreatedSegment ? s.recreations : 0))
             }
+            let left = deadline - monotonicSeconds()
+            return left <= 0 ? .done(nil) : .wait(seconds: left)
         }
     }
 

@@ -121,7 +121,12 @@ struct RingRecovery {
         }
         if needNewSegment || active == nil {
             // Above every segment name in the directory, also one set aside or left unconverted.
-            let id = max(segments.last?.id ?? 0, cursor?.position.segment ?? 0, names.compactMap(SegmentName.parse).max() ?? 0) + 1
+            let highest = max(segments.last?.id ?? 0, cursor?.position.segment ?? 0, names.compactMap(SegmentName.parse).max() ?? 0)
+            guard highest < UInt64.max else {
+                throw DiskRingError(path: io.directory, message: "segment numbers are used up (a file or the cursor names segment \(highest)); "
+                                    + "move the directory aside to start an empty buffer")
+            }
+            let id = highest + 1
             do {
                 active = try io.open(SegmentName.make(id), create: true)
             } catch {

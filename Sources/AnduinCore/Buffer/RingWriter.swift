@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Appends blocks to the active segment: numbers their records, rolls to a new segment when one is
 /// full, makes room (waits, or drops the oldest segments), and retries failed writes without ever
 /// leaving half a block behind.
@@ -59,6 +65,21 @@ final class RingWriter: @unchecked Sendable {
         }
     }
 
+    /// Recreates the active segment if its name is gone; see `relinkActive`. Does nothing when an
+    /// append holds the writer (it checks after each block itself): callers such as the reader may be
+    /// what that append waits for.
+    @discardableResult
+    func repairIfUnlinked() -> Bool {
+        lock.withLockIfFree {
+            guard !io.isLinked(file) else { return false }
+            if let failure = relinkActive(length: size) {
+                log("\(failure); will retry")
+                return false
+            }
+            return true
+        } ?? false
+    }
+
     /// fsyncs the active segment (shutdown).
     func syncActive() {
         lock.withLock {
@@ -101,11 +122,17 @@ final class RingWriter: @unchecked Sendable {
                                  failures: &failures) else { return false }
                 continue
             }
+            // Checked before the block counts as written: a block in a file without a name would be
+            // acknowledged, checkpointed upstream, and gone at the next start.
+            if !io.isLinked(file), let failure = relinkActive(length: size + block.count) {
+                guard retryAfter(failure, failures: &failures) else { return false }
+                continue
+            }
             if failures > 0 { log("writing to \(io.path(SegmentName.make(id))) works again after \(failures) failed attempts") }
             size += block.count
             ledger.withState { s in
                 s.segments[s.segments.count - 1].size += block.count
-                s.nextSeq = seq + UInt64(records)
+                s.nextSeq = seq.addingSaturating(UInt64(records))
                 s.writeGen &+= 1
                 counters.update(s)
                 ledger.broadcast()
@@ -126,6 +153,12 @@ final class RingWriter: @unchecked Sendable {
 
     /// Seals the active segment (fsynced unless `.never`) and starts the next one.
     private func roll() -> POSIXFailure? {
+        // Sealing a segment whose name is gone would close the last handle to its records.
+        if !io.isLinked(file), let failure = relinkActive(length: size) { return failure }
+        guard id < UInt64.max else {
+            return POSIXFailure("starting a segment after \(io.path(SegmentName.make(id))): segment numbers are used up "
+                                + "(move the directory aside to start an empty buffer)", code: EOVERFLOW)
+        }
         let next = id + 1
         let fresh: RingFile
         do {
@@ -151,26 +184,83 @@ final class RingWriter: @unchecked Sendable {
         return nil
     }
 
+    /// The active segment's name is gone: its directory was deleted while the ring ran. Makes the
+    /// directory again and the segment under the same name, holding its first `length` bytes (still
+    /// readable through the open handle), so that nothing acknowledged from it is lost. Sealed segments
+    /// deleted with it are gone; the reader counts their records as lost (the gap in record numbers).
+    /// Under `lock`.
+    private func relinkActive(length: Int) -> POSIXFailure? {
+        let name = SegmentName.make(id)
+        let fresh: RingFile
+        do {
+            try io.prepareDirectory()
+            fresh = try io.open(name, create: true)
+        } catch {
+            return POSIXFailure("\(error.operation) (recreating \(io.path(name)), deleted while in use)", code: error.code)
+        }
+        var chunk = [UInt8](repeating: 0, count: min(max(length, 1), 1 << 20))
+        var at = 0
+        while at < length {
+            let n = min(chunk.count, length - at)
+            let outcome = chunk.withUnsafeMutableBytes { io.read(file, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: at) }
+            var failure: POSIXFailure?
+            switch outcome {
+            case .ok:
+                do { try io.write(fresh, bytes: Array(chunk[0..<n]), at: at) } catch { failure = error }
+            case .eof:
+                failure = POSIXFailure("read (copying \(io.path(name)), deleted while in use): the file is short", code: EIO)
+            case .failed(let code):
+                failure = POSIXFailure("read (copying \(io.path(name)), deleted while in use)", code: code)
+            }
+            if let failure {
+                io.close(fresh)
+                return failure
+            }
+            at += n
+        }
+        if options.fsync != .never {
+            do { try io.sync(fresh) } catch {
+                io.close(fresh)
+                return error
+            }
+            io.syncDirectory()
+        }
+        io.close(file)
+        file = fresh
+        needsTruncate = false
+        ledger.withState { s in
+            s.activeFile = fresh
+            s.recreatedSegment = id
+            s.recreations &+= 1
+        }
+        counters.writeErrors.add()
+        log("\(io.path(name)) was deleted while in use (the buffer directory removed?): recreated it with its "
+            + "\(length) bytes; records of older segments deleted with it are counted as lost (buffer_corrupt_records)")
+        return nil
+    }
+
     /// Waits (`.block`) or drops oldest segments (`.drop_oldest`) until `bytes` more fit under maxBytes.
     /// A block always fits once only the active segment is left: segmentBytes <= maxBytes, and the one
     /// exception (a lone record larger than a segment) is admitted into an otherwise empty ring.
     private func makeRoom(for bytes: Int, fullCounted: inout Bool) -> Bool {
         while true {
             enum Step { case fits, shutdown, full, waited, dropped([UInt64], records: Int) }
-            let step: Step = ledger.withState { s in
-                if s.shuttingDown { return .shutdown }
+            var waited = false
+            let step: Step = ledger.withStateWaiting { s -> LockStep<Step> in
+                if s.shuttingDown { return .done(.shutdown) }
                 let disk = s.diskBytes
-                if disk + bytes <= options.maxBytes || disk == s.segments[s.segments.count - 1].size { return .fits }
+                if disk + bytes <= options.maxBytes || disk == s.segments[s.segments.count - 1].size { return .done(.fits) }
                 if options.whenFull == .block {
                     // Count and log before the first wait; the check above runs under the lock before
                     // every wait, so a commit's wake-up cannot be missed.
-                    if !fullCounted { return .full }
-                    ledger.wait(seconds: 1)
-                    return .waited
+                    if !fullCounted { return .done(.full) }
+                    if waited { return .done(.waited) }
+                    waited = true
+                    return .wait(seconds: 1)
                 }
                 let d = s.dropOldest(toFit: bytes, maxBytes: options.maxBytes)
                 counters.update(s)
-                return .dropped(d.victims, records: d.dropped)
+                return .done(.dropped(d.victims, records: d.dropped))
             }
             switch step {
             case .fits: return true
@@ -180,6 +270,7 @@ final class RingWriter: @unchecked Sendable {
             case .waited:
                 // Retries a cursor write that failed (a full disk): a pending deletion may free room.
                 cursor.persistAndCollect(durable: false)
+                if !io.isLinked(file), let failure = relinkActive(length: size) { log("\(failure); will retry") }
             case .dropped(let victims, let lost):
                 counters.dropped.add(lost)
                 noteFull(&fullCounted) {

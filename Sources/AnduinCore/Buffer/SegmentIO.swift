@@ -49,6 +49,9 @@ protocol RingStorage: Sendable {
     func rename(_ from: String, to: String) throws(POSIXFailure)
     /// Makes created names durable. Best effort: some filesystems refuse it.
     func syncDirectory()
+    /// False when the open file no longer has a name (its directory was deleted behind the ring's
+    /// back); true when it has one or when that cannot be told.
+    func isLinked(_ file: RingFile) -> Bool
 }
 
 extension RingStorage {
@@ -159,6 +162,11 @@ struct PosixRingStorage: RingStorage {
 
     func rename(_ from: String, to: String) throws(POSIXFailure) {
         guard posixRename(path(from), path(to)) == 0 else { throw POSIXFailure("rename \(path(from)) to \(path(to))") }
+    }
+
+    func isLinked(_ file: RingFile) -> Bool {
+        var st = stat()
+        return fstat(file.raw, &st) != 0 || st.st_nlink > 0
     }
 
     func syncDirectory() {

@@ -42,6 +42,14 @@ public final class ConditionLock: @unchecked Sendable {
         return try body()
     }
 
+    /// Runs `body` under the lock if it is free at once; nil (without running it) if another thread
+    /// holds it. For callers that must not wait behind a holder that may be waiting for them.
+    public func withLockIfFree<R>(_ body: () throws -> R) rethrows -> R? {
+        guard pthread_mutex_trylock(mutex) == 0 else { return nil }
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+
     /// Waits until signalled or `seconds` pass. Call with the lock held.
     public func wait(seconds: Double) {
         var ts = timespec()
