@@ -280,6 +280,34 @@ final class KubernetesFilterTests: AgentTestCase {
         XCTAssertEqual(stopCounter(agent, "records_enriched_path_only"), nil, "every record had API metadata")
     }
 
+    /// Issue 24 (10): `wait_for_pod` is per pod. A gone pod's file (never in the API) waits and times
+    /// out; a pod whose ADDED event comes 0.5 s after its file still gets its wait, and its labels.
+    func testWaitForPodIsPerPodAfterAnotherPodTimedOut() throws {
+        let api = try startAPI()
+        try writeConfig(config(api: api, extra: "wait_for_pod: 8s", paths: ["./pods/*/*/*.log"]))
+        let agent = try startAgent()
+        waitForWatch(api)
+
+        let goneUID = UUID().uuidString.lowercased()
+        try sandbox.mkdir("pods/shop_gone-1_\(goneUID)/app")
+        writeLines(sandbox.path("pods/shop_gone-1_\(goneUID)/app/0.log"), "gone", 0..<5)
+        waitForMessages(logLines("gone", 0..<5), timeout: 60)
+        for r in records("gone") { XCTAssertNil(labels(r), "never in the API: path metadata only") }
+
+        var late = KubeAPIServer.Pod(name: "late-1", namespace: "shop")
+        late.labels = ["app": "late"]
+        late.uid = UUID().uuidString.lowercased()
+        let file = try logFile(["metadata": ["namespace": "shop", "name": "late-1", "uid": late.uid ?? ""]], "app", layout: .pods)
+        writeLines(file, "late", 0..<20)
+        Thread.sleep(forTimeInterval: 0.5)
+        try api.addPods([late])
+        waitForMessages(logLines("late", 0..<20), timeout: 60)
+        let unlabelled = records("late").filter { labels($0) != ["app": "late"] }
+        XCTAssertEqual(unlabelled.count, 0, "\(unlabelled.count) of 20 lines of the late pod without its labels")
+        finish(agent)
+        assertWellFormed()
+    }
+
     /// 410 Gone as an ERROR event and as HTTP 410 both lead to a re-list, after which changes still
     /// flow; a BOOKMARK moves the resourceVersion the next watch starts from.
     func testRelistOn410AndBookmarkAdvancesResourceVersion() throws {
