@@ -86,6 +86,43 @@ final class CLITests: AgentTestCase {
         XCTAssertTrue(err.contains(sandbox.path("nope.yaml") + ":1:1:"), err)
     }
 
+    /// An input (or filter) nothing reads: `validate` and `run` exit 1 with `FILE:LINE:COLUMN:` at its
+    /// name and what to add; nothing is read, so nothing is checkpointed.
+    func testInputNothingReadsIsRefusedAtItsName() throws {
+        try sandbox.mkdir("logs")
+        try sandbox.mkdir("spare")
+        appendText(sandbox.path("spare/s.log"), joinedLines(logLines("s", 0..<5)))
+        let yaml = """
+            data_dir: ./data
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"]}
+              spare: {type: tail, paths: ["./spare/*.log"]}
+            filters:
+              p: {type: parse, from: [in]}
+              idle: {type: parse, from: [spare]}
+            outputs:
+              out: {type: file, from: [p], path: ./o.ndjson}
+            """
+        let path = try sandbox.write("unread.yaml", yaml)
+        let (status, out, err) = try runCLI(["validate", "--config", path])
+        XCTAssertEqual(status, 1, "stdout: \(out)")
+        XCTAssertTrue(err.contains("\(path):7:3: filter \"idle\": nothing reads its records"), err)
+        XCTAssertTrue(err.contains("add \"idle\" to the from: of output \"out\""), err)
+        XCTAssertFalse(err.contains("input \"spare\""), "spare is read by idle: \(err)")
+
+        let (runStatus, _, runErr) = try runCLI(["run", "--config", path])
+        XCTAssertEqual(runStatus, 1, runErr)
+        XCTAssertTrue(runErr.contains("\(path):7:3: "), runErr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sandbox.path("data")) &&
+                       ((try? FileManager.default.subpathsOfDirectory(atPath: sandbox.path("data"))) ?? []).contains { $0.contains("checkpoint") },
+                       "nothing was read, nothing checkpointed")
+
+        let wired = try sandbox.write("wired.yaml", yaml.replacingOccurrences(of: "from: [p]", with: "from: [p, idle]"))
+        let (okStatus, okOut, okErr) = try runCLI(["validate", "--config", wired])
+        XCTAssertEqual(okStatus, 0, okErr)
+        XCTAssertTrue(okOut.contains("ok"), okOut)
+    }
+
     func testVersion() throws {
         let (status, out, _) = try runCLI(["version"])
         XCTAssertEqual(status, 0)

@@ -206,6 +206,108 @@ final class KubernetesFilterTests: AgentTestCase {
         XCTAssertTrue(stats.requests.filter { $0["resource"] == "pods" }.allSatisfy { $0["fieldSelector"] == "spec.nodeName=node-a" })
     }
 
+    /// Issue 24 (10): a short-lived pod is deleted (and the kubelet removes its log) while the output
+    /// is down and the input is paused on the full buffer; its backlog, read from the still-open file
+    /// long after delete_grace, ships with the pod's labels, every line of it.
+    func testDeletedPodsBacklogReadAfterAnOutageKeepsItsMetadata() throws {
+        let api = try startAPI()
+        var job = KubeAPIServer.Pod(name: "report-28514-x7k2q", namespace: "batch")
+        job.labels = ["app": "report", "run": "28514"]
+        job.owner = ("Job", "report-28514")
+        job.containers = [.init(name: "main", image: "acme/report:3")]
+        let pod = try XCTUnwrap(try api.addPods([job]).first)
+        let uid = try XCTUnwrap((pod["metadata"] as? [String: Any])?["uid"] as? String)
+        let file = try logFile(pod, "main")
+
+        let receiver = try ReceiverPeer()
+        defer { receiver.stop() }
+        try receiver.script([], then: "503")
+        var y = config(api: api, extra: "delete_grace: 1s\nwait_for_pod: 0s")
+        y = y.replacingOccurrences(of: "outputs:\n  local: {type: file, from: [k8s], path: ./out/records.ndjson}\n", with: """
+            outputs:
+              sink:
+                type: http
+                from: [k8s]
+                uri: \(receiver.url)
+                buffer: {type: memory, max_records: 20}
+                batch: {max_records: 10, timeout: 50ms}
+                retry: {initial: 50ms, max: 200ms}
+
+            """)
+        y = "api: {address: \"127.0.0.1:0\"}\n" + y
+        try writeConfig(y)
+        let agent = try startAgent()
+        waitForWatch(api)
+        let address = try XCTUnwrap(apiAddress(), "the agent wrote no data/api.address")
+        let filtered = "anduin_filter_records_in_total{component=k8s,type=kubernetes}"
+        func filteredCount() -> Double { scrapeMetrics(address)?[filtered] ?? -1 }
+
+        // Lines that fill the buffer while every delivery is refused, then lines the input reads and
+        // then holds, paused on the full buffer; then the backlog, which it cannot read yet.
+        writeLines(file, "job", 0..<50)
+        waitFor("deliveries refused by the receiver") { ((try? receiver.snapshot())?.requests ?? 0) >= 3 }
+        writeLines(file, "job", 50..<100)
+        waitFor("the filter seeing 100 records") { filteredCount() >= 100 }
+        writeLines(file, "job", 100..<2_000)
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertEqual(filteredCount(), 100, "the input is paused: the backlog is not read yet")
+
+        // The pod ends; the kubelet removes its log (the agent still holds the file open).
+        try api.deletePod("batch", "report-28514-x7k2q")
+        let links = try FileManager.default.contentsOfDirectory(atPath: sandbox.path("containers"))
+        for l in links { unlink(sandbox.path("containers/\(l)")) }
+        unlink(file)
+        // Well past delete_grace (1 s) with nothing of the pod passing the filter.
+        Thread.sleep(forTimeInterval: 4)
+        XCTAssertTrue(agent.isRunning)
+
+        try receiver.script([], then: "200")
+        let expected = Set(logLines("job", 0..<2_000))
+        var got: [[String: Any]] = []
+        waitFor("all 2,000 lines of the deleted pod at the receiver", timeout: 120) {
+            got = (try? receiver.snapshot())?.records ?? []
+            return expected.isSubset(of: Set(got.compactMap { $0["message"] as? String }))
+        }
+        var unlabelled: [String] = []
+        for r in got {
+            let k = r["kubernetes"] as? [String: Any] ?? [:]
+            if k["labels"] as? [String: String] != ["app": "report", "run": "28514"] || k["pod_id"] as? String != uid {
+                unlabelled.append(r["message"] as? String ?? "?")
+            }
+        }
+        XCTAssertEqual(unlabelled.count, 0, "\(unlabelled.count) of \(got.count) lines without the pod's metadata, e.g. \(unlabelled.prefix(3))")
+        finish(agent)
+        XCTAssertEqual(stopCounter(agent, "records_enriched_path_only"), nil, "every record had API metadata")
+    }
+
+    /// Issue 24 (10): `wait_for_pod` is per pod. A gone pod's file (never in the API) waits and times
+    /// out; a pod whose ADDED event comes 0.5 s after its file still gets its wait, and its labels.
+    func testWaitForPodIsPerPodAfterAnotherPodTimedOut() throws {
+        let api = try startAPI()
+        try writeConfig(config(api: api, extra: "wait_for_pod: 8s", paths: ["./pods/*/*/*.log"]))
+        let agent = try startAgent()
+        waitForWatch(api)
+
+        let goneUID = UUID().uuidString.lowercased()
+        try sandbox.mkdir("pods/shop_gone-1_\(goneUID)/app")
+        writeLines(sandbox.path("pods/shop_gone-1_\(goneUID)/app/0.log"), "gone", 0..<5)
+        waitForMessages(logLines("gone", 0..<5), timeout: 60)
+        for r in records("gone") { XCTAssertNil(labels(r), "never in the API: path metadata only") }
+
+        var late = KubeAPIServer.Pod(name: "late-1", namespace: "shop")
+        late.labels = ["app": "late"]
+        late.uid = UUID().uuidString.lowercased()
+        let file = try logFile(["metadata": ["namespace": "shop", "name": "late-1", "uid": late.uid ?? ""]], "app", layout: .pods)
+        writeLines(file, "late", 0..<20)
+        Thread.sleep(forTimeInterval: 0.5)
+        try api.addPods([late])
+        waitForMessages(logLines("late", 0..<20), timeout: 60)
+        let unlabelled = records("late").filter { labels($0) != ["app": "late"] }
+        XCTAssertEqual(unlabelled.count, 0, "\(unlabelled.count) of 20 lines of the late pod without its labels")
+        finish(agent)
+        assertWellFormed()
+    }
+
     /// 410 Gone as an ERROR event and as HTTP 410 both lead to a re-list, after which changes still
     /// flow; a BOOKMARK moves the resourceVersion the next watch starts from.
     func testRelistOn410AndBookmarkAdvancesResourceVersion() throws {

@@ -61,6 +61,11 @@ final class ReloadSafetyTests: AgentTestCase {
                 for i in 1..<9 { lines.append("a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]") }
                 try self.writeConfig(lines.joined(separator: "\n") + "\ninputs: *a8\n")
             }),
+            // Its lines would be read and checkpointed unshipped: lost once a later config wires it up.
+            ("an input nothing reads", {
+                try self.writeConfig(self.base().replacingOccurrences(
+                    of: "checkpoint_interval: 200ms}\n", with: "checkpoint_interval: 200ms}\n  spare: {type: tail, paths: [\"./logs/*.log\"]}\n"))
+            }),
             ("a reference to nowhere", { try self.writeConfig(self.base() + "\n  broken: {type: file, from: [nowhere], path: x}\n") }),
             ("unreadable (a directory)", {
                 try FileManager.default.removeItem(atPath: self.sandbox.configPath)

@@ -1,4 +1,6 @@
 import AnduinCore
+import Foundation
+import Logging
 import XCTest
 import filter_parse
 import in_tail
@@ -100,6 +102,66 @@ final class ConfigValidationTests: XCTestCase {
         XCTAssertTrue(e.contains { $0.hasPrefix("/etc/anduin/a.yaml:11:3: output \"local\" has no inputs") }, "\(e)")
     }
 
+    /// An input or filter nothing reads would be read, dropped and checkpointed: its lines would be
+    /// lost for good, even after a later config wires it up.
+    func testInputOrFilterThatNothingReadsIsRefusedAtItsName() {
+        let yaml = """
+            inputs:
+              in: {type: tail, paths: ["/x/*.log"]}
+              spare: {type: tail, paths: ["/y/*.log"]}
+            filters:
+              p: {type: parse, from: [in]}
+              unused: {type: parse, from: [in]}
+            outputs:
+              o: {type: stdout, from: [p]}
+            """
+        let e = errors(yaml)
+        XCTAssertEqual(e, [
+            "/etc/anduin/a.yaml:3:3: input \"spare\": nothing reads its records (no filter or output names it in from:); add \"spare\" to the from: of output \"o\" or of a filter, or remove the input",
+            "/etc/anduin/a.yaml:6:3: filter \"unused\": nothing reads its records (no filter or output names it in from:); add \"unused\" to the from: of output \"o\" or of another filter, or remove the filter",
+        ])
+        // With several outputs the hint names none of them.
+        let two = yaml + "\n  o2: {type: stdout, from: [p]}"
+        XCTAssertTrue(errors(two).contains { $0.hasPrefix("/etc/anduin/a.yaml:3:3: input \"spare\": nothing reads its records") && $0.contains("to the from: of an output or of a filter") }, "\(errors(two))")
+        // Wired up, it loads.
+        let wired = yaml.replacingOccurrences(of: "from: [p]}", with: "from: [p, spare, unused]}")
+        XCTAssertNoThrow(try load(wired).get())
+    }
+
+    /// An output with an error of its own still counts as reading what its from: names: the input
+    /// is not reported as unread on top of the output's real problem.
+    func testOutputWithErrorsStillConsumesItsInputs() {
+        let yaml = """
+            inputs:
+              in: {type: tail, paths: ["/x/*.log"]}
+            outputs:
+              o: {type: file, from: [in]}
+            """
+        XCTAssertEqual(errors(yaml).count, 1, "only the missing path: \(errors(yaml))")
+        XCTAssertTrue(errors(yaml)[0].contains("missing required key \"path\""), "\(errors(yaml))")
+    }
+
+    /// Defence in depth: a pipeline given such a config some other way refuses to start rather than
+    /// read the input and checkpoint records no output received.
+    func testPipelineRefusesAnInputNoOutputReceives() throws {
+        let dir = NSTemporaryDirectory() + "anduin-unread-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let yaml = """
+            data_dir: \(dir)
+            inputs:
+              a: {type: tail, paths: ["\(dir)/a/*.log"]}
+              b: {type: tail, paths: ["\(dir)/b/*.log"]}
+            outputs:
+              oa: {type: blackhole, from: [a]}
+              ob: {type: blackhole, from: [b]}
+            """
+        var cfg = try load(yaml).get()
+        cfg.components.removeAll { $0.name == "ob" }
+        XCTAssertThrowsError(try Pipeline(config: cfg, logger: Logger(label: "test"))) { error in
+            XCTAssertTrue("\(error)".contains("input \"b\": no output receives its records"), "\(error)")
+        }
+    }
+
     func testDecimalSizeIsRefusedWithBinarySuggestion() {
         let e = errors(good.replacingOccurrences(of: "    paths:", with: "    max_line_bytes: 1GB\n    paths:"))
         XCTAssertEqual(e.count, 1, "\(e)")
@@ -141,9 +203,10 @@ final class ConfigValidationTests: XCTestCase {
             bogus: 1
             """
         let e = errors(yaml)
-        // Not reported: o's `from: [nothere]`. A component that fails to parse is left out of the graph
-        // check, so its references are checked only once its own errors are fixed.
-        XCTAssertEqual(e.count, 5, "\(e)")
+        // A component with errors of its own is still in the graph check: o's `from: [nothere]` is
+        // reported now, not only once its missing path is fixed.
+        XCTAssertEqual(e.count, 6, "\(e)")
+        XCTAssertTrue(e.contains { $0.hasPrefix("/etc/anduin/a.yaml:4:26: output \"o\": from: names \"nothere\", which is not an input or filter") }, "\(e)")
         XCTAssertTrue(e.contains { $0.contains("needs at least one glob") }, "\(e)")
         XCTAssertTrue(e.contains { $0.contains("format: unknown value \"json\"") }, "\(e)")
         XCTAssertTrue(e.contains { $0.contains("missing required key \"path\"") }, "\(e)")

@@ -56,6 +56,36 @@ struct CacheClock: Sendable {
     static let monotonic = CacheClock(now: { monotonicSeconds() }, wait: { lock, seconds in lock.wait(seconds: seconds) })
 }
 
+/// The files this process has open (their paths as the kernel resolved them, unlinked ones
+/// included): the tail input keeps a file open until it has read it to its end and its records
+/// were acknowledged, even after the kubelet deleted it. Tests substitute a fixed list.
+enum OpenFiles {
+    @Sendable static func ofThisProcess() -> [String] {
+        #if os(Linux)
+        guard let dir = opendir("/proc/self/fd") else { return [] }
+        defer { closedir(dir) }
+        var out: [String] = []
+        var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard let first = name.utf8.first, first >= UInt8(ascii: "0"), first <= UInt8(ascii: "9") else { continue }
+            let n = target.withUnsafeMutableBufferPointer { buf -> Int in
+                guard let base = buf.baseAddress else { return -1 }
+                return readlink("/proc/self/fd/" + name, base, buf.count - 1)
+            }
+            guard n > 0, n < target.count else { continue }
+            let link = target.prefix(n).map { UInt8(bitPattern: $0) }
+            if link.first == UInt8(ascii: "/") { out.append(String(decoding: link, as: UTF8.self)) }
+        }
+        return out
+        #else
+        return []
+        #endif
+    }
+}
+
 /// Pods (and namespaces) known from the API, and per source path the parsed path and the rendered
 /// metadata. Shared by the input threads (`resolve`, once per batch) and the watch thread(s)
 /// (updates); one lock guards it all, held for a few dictionary lookups per batch.
@@ -68,6 +98,9 @@ final class KubernetesCache: @unchecked Sendable {
         /// Unique across every change of every pod: a path's rendered bytes are valid while it matches.
         var generation: UInt64
         var deletedAt: Double?
+        /// Deleted pods: the last sign that its lines are still being read (its deletion, a record of
+        /// it, one of its files open). It is forgotten `delete_grace` after that.
+        var lastActive: Double = 0
     }
 
     struct StoredNamespace {
@@ -96,11 +129,19 @@ final class KubernetesCache: @unchecked Sendable {
     let options: KubernetesRender.Options
     let rules: NamespaceRules
     let podsGauge: Gauge?
-    /// After a wait that timed out, no new waits for this long: files of pods that are gone (left on
-    /// the node after a deletion) must not stall an input thread wait_for_pod each, one after another.
-    let waitCooldown: Double
+    /// Waits that timed out spend this budget (seconds, at most `waitBudgetMax`, refilled at
+    /// `waitBudgetRefill` per second): files of pods that are gone (left on the node after a deletion)
+    /// must not stall an input thread `wait_for_pod` each, one after another; a pod that is only late
+    /// still gets its wait after another one timed out.
+    let waitBudgetMax: Double
+    let waitBudgetRefill: Double
+    /// A pod is waited for once; again only after this long (a pod re-created under the same name).
+    let waitAgainAfter: Double = 600
     /// Path entries not used for this long are forgotten (files of pods long gone).
     let pathIdleLimit: Double = 600
+    /// At most this many deleted pods are kept (the least recently active go first): memory stays
+    /// bounded when many short-lived pods end while their logs cannot be shipped.
+    let maxDeletedPods: Int
 
     private let lock = ConditionLock()
     private let clock: CacheClock
@@ -108,24 +149,36 @@ final class KubernetesCache: @unchecked Sendable {
     private var byName: [PodRef: String] = [:]
     private var namespaces: [String: StoredNamespace] = [:]
     private var paths: [String: PathEntry] = [:]
-    private var waited: Set<PodRef> = []
+    /// When each pod was waited for.
+    private var waited: [PodRef: Double] = [:]
     private var generation: UInt64 = 0
     private var state: APIState
     private let startedAt: Double
-    private var cooldownUntil: Double = 0
+    private var waitBudget: Double
+    private var waitBudgetAt: Double
     private var lastSweep: Double
+    private let openFiles: @Sendable () -> [String]
 
+    /// `waitBudget` defaults to 5 × `waitForPod`, refilled at 0.1 s per second.
     init(apiEnabled: Bool, deleteGrace: Double, waitForPod: Double, options: KubernetesRender.Options,
-         rules: NamespaceRules, podsGauge: Gauge?, waitCooldown: Double = 30, clock: CacheClock = .monotonic) {
+         rules: NamespaceRules, podsGauge: Gauge?, waitBudget: Double? = nil, waitBudgetRefill: Double = 0.1,
+         maxDeletedPods: Int = 1024, clock: CacheClock = .monotonic,
+         openFiles: @escaping @Sendable () -> [String] = OpenFiles.ofThisProcess) {
         self.deleteGrace = deleteGrace
         self.waitForPod = waitForPod
         self.options = options
         self.rules = rules
         self.podsGauge = podsGauge
-        self.waitCooldown = waitCooldown
+        let budget = waitBudget ?? waitForPod * 5
+        self.waitBudgetMax = budget
+        self.waitBudgetRefill = waitBudgetRefill
+        self.maxDeletedPods = max(0, maxDeletedPods)
         self.state = apiEnabled ? .starting : .disabled
         self.clock = clock
+        self.openFiles = openFiles
         self.startedAt = clock.now()
+        self.waitBudget = budget
+        self.waitBudgetAt = startedAt
         self.lastSweep = startedAt
     }
 
@@ -149,16 +202,24 @@ final class KubernetesCache: @unchecked Sendable {
             guard let info = entry.info else { return .notKubernetes }
             guard entry.namespaceAllowed else { return .drop }
 
-            var found = lookup(info, now)
+            var found = lookup(info)
             if found == nil, let deadline = waitDeadline(info.pod, now) {
                 // The watch may lag the file's creation by a moment: wait for it, once per pod.
+                let waitStart = now
+                let budgeted = state == .synced
                 while found == nil && (state == .synced || state == .starting) && now < deadline {
                     clock.wait(lock, deadline - now)
                     now = clock.now()
-                    found = lookup(info, now)
+                    found = lookup(info)
                 }
-                // Timed out while the API was fine: the pod is probably gone, not late.
-                if found == nil && state == .synced { cooldownUntil = now + waitCooldown }
+                // Timed out: the pod is probably gone, not late; that time comes out of the budget.
+                if found == nil && budgeted {
+                    waitBudget = max(0, waitBudget - max(0, now - waitStart))
+                }
+            }
+            if let f = found, f.deletedAt != nil, f.lastActive < now {
+                // Its lines are still being read: keep its metadata for them (see `purgeLocked`).
+                pods[f.meta.uid]?.lastActive = now
             }
             if let pod = found?.meta {
                 if pod.excluded || pod.excludedContainers.contains(info.containerName) { return .drop }
@@ -176,38 +237,39 @@ final class KubernetesCache: @unchecked Sendable {
         }
     }
 
-    /// Call with the lock held.
-    private func lookup(_ info: KubernetesPathInfo, _ now: Double) -> StoredPod? {
-        func alive(_ p: StoredPod) -> Bool {
-            guard let d = p.deletedAt else { return true }
-            return now - d <= deleteGrace
-        }
+    /// Call with the lock held. A deleted pod counts until `purgeLocked` forgets it.
+    private func lookup(_ info: KubernetesPathInfo) -> StoredPod? {
         if let uid = info.podUID {
-            if let p = pods[uid], alive(p) { return p }
+            if let p = pods[uid] { return p }
             // A static pod's folder is named after its config hash; its mirror pod says which.
-            if let u = byName[info.pod], let p = pods[u], p.meta.mirrorUID == uid, alive(p) { return p }
+            if let u = byName[info.pod], let p = pods[u], p.meta.mirrorUID == uid { return p }
             return nil
         }
-        if let u = byName[info.pod], let p = pods[u], alive(p) { return p }
+        if let u = byName[info.pod], let p = pods[u] { return p }
         return nil
     }
 
     /// Call with the lock held. nil: do not wait.
     private func waitDeadline(_ ref: PodRef, _ now: Double) -> Double? {
-        guard waitForPod > 0, !waited.contains(ref) else { return nil }
+        guard waitForPod > 0 else { return nil }
+        if let at = waited[ref], now - at < waitAgainAfter { return nil }
         let deadline: Double
         switch state {
         case .starting:
             // Before the first list: every pod is unknown, so all share one window from the start.
             deadline = startedAt + waitForPod
         case .synced:
-            guard now >= cooldownUntil else { return nil }
-            deadline = now + waitForPod
+            let elapsed = max(0, now - waitBudgetAt)
+            waitBudget = min(waitBudgetMax, waitBudget + elapsed * waitBudgetRefill)
+            waitBudgetAt = now
+            // A wait too short to let a watch event arrive is not worth taking.
+            guard waitBudget >= min(waitForPod, 0.05) else { return nil }
+            deadline = now + min(waitForPod, waitBudget)
         case .disabled, .unreachable:
             return nil
         }
         guard now < deadline else { return nil }
-        waited.insert(ref)
+        waited[ref] = now
         return deadline
     }
 
@@ -215,7 +277,8 @@ final class KubernetesCache: @unchecked Sendable {
         lastSweep = now
         let limit = pathIdleLimit
         paths = paths.filter { now - $0.value.lastUsed < limit }
-        if waited.count > 10_000 { waited.removeAll() }
+        let again = waitAgainAfter
+        waited = waited.filter { now - $0.value < again }
     }
 
     // MARK: updates (watch threads)
@@ -243,8 +306,10 @@ final class KubernetesCache: @unchecked Sendable {
             }
             for (uid, p) in pods where p.deletedAt == nil && !seen.contains(uid) {
                 pods[uid]?.deletedAt = now
+                pods[uid]?.lastActive = now
             }
-            purgeLocked(now)
+            capDeletedLocked()
+            podsGauge?.set(pods.count)
             lock.broadcast()
         }
     }
@@ -265,14 +330,18 @@ final class KubernetesCache: @unchecked Sendable {
                     existing.meta = p
                     existing.generation = generation
                 }
-                if existing.deletedAt == nil { existing.deletedAt = now }
+                if existing.deletedAt == nil {
+                    existing.deletedAt = now
+                    existing.lastActive = now
+                }
                 pods[p.uid] = existing
             } else {
                 // Added and deleted between two looks: still worth its last lines.
                 generation += 1
-                pods[p.uid] = StoredPod(meta: p, generation: generation, deletedAt: now)
+                pods[p.uid] = StoredPod(meta: p, generation: generation, deletedAt: now, lastActive: now)
                 if byName[p.ref] == nil { byName[p.ref] = p.uid }
             }
+            capDeletedLocked()
             podsGauge?.set(pods.count)
             lock.broadcast()
         }
@@ -289,20 +358,62 @@ final class KubernetesCache: @unchecked Sendable {
         podsGauge?.set(pods.count)
     }
 
-    /// Forgets pods deleted longer than `delete_grace` ago.
+    /// Forgets deleted pods whose lines are no longer being read: `delete_grace` after their deletion
+    /// or their last record, whichever is later, and none of their files open (an open file of a
+    /// deleted pod is one the tail input has not finished: its backlog, read after an outage, still
+    /// gets the pod's metadata). The watch thread calls it about once a second.
     func purgeExpired() {
-        lock.withLock { purgeLocked(clock.now()) }
+        let due: Bool = lock.withLock {
+            let now = clock.now()
+            return pods.values.contains { $0.deletedAt != nil && now - $0.lastActive > deleteGrace }
+        }
+        guard due else { return }
+        // Outside the lock: looking at the process's open files takes a syscall per file.
+        let open = openFiles()
+        lock.withLock { purgeLocked(clock.now(), openFiles: open) }
     }
 
-    private func purgeLocked(_ now: Double) {
+    /// Call with the lock held.
+    private func purgeLocked(_ now: Double, openFiles open: [String]) {
         let grace = deleteGrace
-        let expired = pods.filter { if let d = $0.value.deletedAt { return now - d > grace } else { return false } }
-        guard !expired.isEmpty else { return }
-        for (uid, p) in expired {
+        var changed = false
+        for (uid, p) in pods {
+            guard p.deletedAt != nil, now - p.lastActive > grace else { continue }
+            if open.contains(where: { KubernetesCache.isFile($0, of: p.meta) }) {
+                pods[uid]?.lastActive = now
+                continue
+            }
+            pods[uid] = nil
+            if byName[p.meta.ref] == uid { byName[p.meta.ref] = nil }
+            changed = true
+        }
+        if changed { podsGauge?.set(pods.count) }
+    }
+
+    /// Call with the lock held. Keeps at most `maxDeletedPods` deleted pods, the most recently active.
+    private func capDeletedLocked() {
+        let deleted = pods.filter { $0.value.deletedAt != nil }
+        guard deleted.count > maxDeletedPods else { return }
+        let oldest = deleted.sorted { $0.value.lastActive < $1.value.lastActive }.prefix(deleted.count - maxDeletedPods)
+        for (uid, p) in oldest {
             pods[uid] = nil
             if byName[p.meta.ref] == uid { byName[p.meta.ref] = nil }
         }
-        podsGauge?.set(pods.count)
+    }
+
+    /// Whether `path` (resolved by the kernel) is a log file of `pod`: the kubelet writes them under
+    /// a folder ending in `_<uid>` (a static pod's: its config hash), and Docker's under the
+    /// container id.
+    static func isFile(_ path: String, of pod: PodMeta) -> Bool {
+        func hasDirectory(endingWith suffix: String) -> Bool {
+            !suffix.isEmpty && (path.contains("_\(suffix)/") || path.contains("/\(suffix)/"))
+        }
+        if hasDirectory(endingWith: pod.uid) { return true }
+        if let m = pod.mirrorUID, hasDirectory(endingWith: m) { return true }
+        return pod.containers.values.contains { c in
+            guard let id = c.id, id.utf8.count >= 12 else { return false }
+            return path.contains("/\(id)/")
+        }
     }
 
     func replaceNamespaces(_ list: [NamespaceMeta]) {

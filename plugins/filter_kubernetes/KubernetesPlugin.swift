@@ -166,7 +166,7 @@ public struct KubernetesConfig: FilterConfig {
 
     func build(_ context: ComponentContext, environment: [String: String]) throws(KubernetesSetupError) -> KubernetesFilter {
         let stats = context.stats
-        let gauge = stats.gauge("cache_pods", "pods in the metadata cache (deleted ones within delete_grace included)")
+        let gauge = stats.gauge("cache_pods", "pods in the metadata cache (deleted ones still kept for their last lines included)")
         do throws(KubernetesSetupError) {
             guard let ep = try endpoint(context, environment: environment) else {
                 return KubernetesFilter(cache: pathOnlyCache(gauge), watchers: [], stats: stats)

@@ -84,6 +84,9 @@ public struct AgentConfig: Sendable {
         // Every declared component, valid or not: an invalid one is reported once, not again by
         // every `from:` that names it.
         var declared: [String: ComponentKind] = [:]
+        // The graph as written, invalid components included: their `from:` still consumes and is
+        // still checked, so fixing one error does not reveal another.
+        var nodes: [GraphNode] = []
         for kind in ComponentKind.allCases {
             guard let section = top.value(kind.section) else { continue }
             guard case .mapping(let entries, _) = section else {
@@ -104,10 +107,14 @@ public struct AgentConfig: Sendable {
                                         registry: registry, diags: diags, baseDir: baseDir) {
                     cfg.components.append(decl)
                 }
+                if case .mapping = entry.value {
+                    let (from, marks) = kind == .input ? ([], []) : fromNames(entry.value, context: "", diags: nil)
+                    nodes.append(GraphNode(name: entry.key, kind: kind, mark: entry.keyMark, from: from, fromMarks: marks))
+                }
             }
         }
         top.finish()
-        validateGraph(cfg, declared: declared, diags: diags)
+        validateGraph(cfg, nodes: nodes, declared: declared, diags: diags)
         if !diags.isEmpty { return .failure(ConfigErrors(items: diags.sorted)) }
         return .success(cfg)
     }
@@ -136,24 +143,8 @@ public struct AgentConfig: Sendable {
         var from: [String] = []
         var fromMarks: [SourceMark] = []
         if kind != .input {
-            if let v = typed.value("from") {
-                switch v {
-                case .scalar(let s, let m, _):
-                    from = [s]
-                    fromMarks = [m]
-                case .sequence(let items, _):
-                    for item in items {
-                        if case .scalar(let s, let m, _) = item {
-                            from.append(s)
-                            fromMarks.append(m)
-                        } else {
-                            diags.error(item.mark, "\(context): from: expected component names, got \(item.kindName)")
-                        }
-                    }
-                default:
-                    diags.error(v.mark, "\(context): from: expected a list of component names, got \(v.kindName)")
-                }
-            }
+            _ = typed.value("from")  // known key; read (and its shape checked) below
+            (from, fromMarks) = fromNames(value, context: context, diags: diags)
         }
         let built: ComponentDecl.Built?
         let before = diags.items.count
@@ -168,6 +159,42 @@ public struct AgentConfig: Sendable {
                              config: built)
     }
 
+    /// A component as the graph check sees it: declared, whether or not its options are valid.
+    struct GraphNode {
+        let name: String
+        let kind: ComponentKind
+        let mark: SourceMark
+        let from: [String]
+        let fromMarks: [SourceMark]
+    }
+
+    /// The names in a component's `from:` and where each is written; shape problems go to `diags`
+    /// when given (once per component: the graph check reads it again quietly).
+    private static func fromNames(_ value: ConfigValue, context: String, diags: Diagnostics?) -> ([String], [SourceMark]) {
+        guard case .mapping(let entries, _) = value, let v = entries.first(where: { $0.key == "from" })?.value else {
+            return ([], [])
+        }
+        var from: [String] = []
+        var marks: [SourceMark] = []
+        switch v {
+        case .scalar(let s, let m, _):
+            from = [s]
+            marks = [m]
+        case .sequence(let items, _):
+            for item in items {
+                if case .scalar(let s, let m, _) = item {
+                    from.append(s)
+                    marks.append(m)
+                } else {
+                    diags?.error(item.mark, "\(context): from: expected component names, got \(item.kindName)")
+                }
+            }
+        default:
+            diags?.error(v.mark, "\(context): from: expected a list of component names, got \(v.kindName)")
+        }
+        return (from, marks)
+    }
+
     /// The top level's option table.
     public static let options: [OptionSpec]? = AgentKeys.all
 
@@ -180,37 +207,50 @@ public struct AgentConfig: Sendable {
         return keys
     }
 
-    private static func validateGraph(_ cfg: AgentConfig, declared: [String: ComponentKind], diags: Diagnostics) {
-        let byName = Dictionary(cfg.components.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    private static func validateGraph(_ cfg: AgentConfig, nodes: [GraphNode], declared: [String: ComponentKind],
+                                      diags: Diagnostics) {
         if !declared.values.contains(.input) {
             diags.error(SourceMark(file: cfg.file, line: 1, column: 1), "config has no inputs: add one under inputs:")
         }
         if !declared.values.contains(.output) {
             diags.error(SourceMark(file: cfg.file, line: 1, column: 1), "config has no outputs: add one under outputs:")
         }
-        for c in cfg.components where c.kind != .input {
+        var consumed = Set<String>()
+        for c in nodes where c.kind != .input {
             if c.from.isEmpty {
                 diags.error(c.mark, "\(c.kind.rawValue) \"\(c.name)\" has no inputs: add from: [<input or filter name>]")
             }
             for (upstream, at) in zip(c.from, c.fromMarks) {
-                if byName[upstream] == nil, let kind = declared[upstream], kind != .output { continue }
-                guard let u = byName[upstream] else {
-                    if declared[upstream] == .output {
-                        diags.error(at, "\(c.kind.rawValue) \"\(c.name)\": from: names output \"\(upstream)\"; outputs cannot feed other components")
-                        continue
-                    }
+                consumed.insert(upstream)
+                switch declared[upstream] {
+                case .input?, .filter?:
+                    continue
+                case .output?:
+                    diags.error(at, "\(c.kind.rawValue) \"\(c.name)\": from: names output \"\(upstream)\"; outputs cannot feed other components")
+                case nil:
                     var msg = "\(c.kind.rawValue) \"\(c.name)\": from: names \"\(upstream)\", which is not an input or filter"
-                    let candidates = cfg.components.filter { $0.kind != .output }.map(\.name)
+                    let candidates = nodes.filter { $0.kind != .output }.map(\.name)
                     if let guess = closest(upstream, in: candidates) { msg += " (did you mean \"\(guess)\"?)" }
                     diags.error(at, msg)
-                    continue
-                }
-                if u.kind == .output {
-                    diags.error(at, "\(c.kind.rawValue) \"\(c.name)\": from: names output \"\(upstream)\"; outputs cannot feed other components")
                 }
             }
         }
+        // Records of a component nothing reads would be read, dropped and checkpointed: lost for good
+        // once a later config wires it up. Every input and filter feeding something, and no cycle
+        // (below), means every record reaches an output.
+        let outputs = nodes.filter { $0.kind == .output }.map(\.name)
+        for c in nodes where c.kind != .output && !consumed.contains(c.name) {
+            var msg = "\(c.kind.rawValue) \"\(c.name)\": nothing reads its records (no filter or output names it in from:)"
+            if let o = outputs.first, outputs.count == 1 {
+                msg += "; add \"\(c.name)\" to the from: of output \"\(o)\""
+            } else {
+                msg += "; add \"\(c.name)\" to the from: of an output"
+            }
+            msg += c.kind == .input ? " or of a filter, or remove the input" : " or of another filter, or remove the filter"
+            diags.error(c.mark, msg)
+        }
         // Cycles can only run through filters.
+        let byName = Dictionary(nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var state: [String: Int] = [:]  // 1 = on the current path, 2 = done
         var reported = Set<String>()
         func visit(_ name: String, path: [String]) {
@@ -227,7 +267,7 @@ public struct AgentConfig: Sendable {
             for u in c.from { visit(u, path: path + [name]) }
             state[name] = 2
         }
-        for c in cfg.components where c.kind == .filter { visit(c.name, path: []) }
+        for c in nodes where c.kind == .filter { visit(c.name, path: []) }
     }
 
     static func absoluteDirectory(of file: String) -> String {

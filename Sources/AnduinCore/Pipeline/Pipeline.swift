@@ -113,8 +113,10 @@ public final class Pipeline: Sendable {
         var ins: [InputThread] = []
         for d in config.components {
             guard case .input(let ic) = d.config else { continue }
-            if routes[d.name] == nil {
-                logger.warning("input \(d.name) feeds no filter or output: its records go nowhere")
+            // Config validation refuses this; a pipeline built some other way must not read such an
+            // input either: its records would be dropped and their checkpoints advanced.
+            if !Pipeline.reachesOutput(d.name, in: config.components) {
+                throw StartupError("input \"\(d.name)\": no output receives its records; add it (or a filter it feeds) to the from: of an output")
             }
             let i: any Input
             do { i = try ic.build(context(d)) } catch { throw StartupError("input \"\(d.name)\": \(error)") }
@@ -149,6 +151,21 @@ public final class Pipeline: Sendable {
             }))
         }
         self.statefulFilters = ordered
+    }
+
+    /// Whether records of `name` reach at least one output through the `from:` graph.
+    static func reachesOutput(_ name: String, in components: [ComponentDecl]) -> Bool {
+        var next: [String: [ComponentDecl]] = [:]
+        for d in components { for u in d.from { next[u, default: []].append(d) } }
+        var seen: Set<String> = [name]
+        var todo = [name]
+        while let n = todo.popLast() {
+            for d in next[n] ?? [] {
+                if d.kind == .output { return true }
+                if seen.insert(d.name).inserted { todo.append(d.name) }
+            }
+        }
+        return false
     }
 
     /// Component names, each after every component in its `from:` (the config has no cycles).

@@ -53,9 +53,12 @@ final class KubeAPIServer {
         var annotations: [String: String] = [:]
         var containers = [Container(name: "app", image: "nginx:1.25")]
         var owner: (kind: String, name: String)?
+        /// Set to name the pod's /var/log/pods folder before the pod is added; the server makes one otherwise.
+        var uid: String?
         var json: [String: Any] {
             var j: [String: Any] = ["name": name, "namespace": namespace, "node": node, "labels": labels,
                                     "annotations": annotations, "containers": containers.map(\.json)]
+            if let uid { j["uid"] = uid }
             if let owner { j["owner"] = ["kind": owner.kind, "name": owner.name]; j["extra_owner"] = true }
             return j
         }
