@@ -40,6 +40,39 @@ final class RestartEdgeTests: AgentTestCase {
         XCTAssertEqual(output.refresh().count, 3, "nothing twice, old lines never shipped")
     }
 
+    /// A checkpoint file edited or damaged to hold a negative offset and the largest generation: the
+    /// file is read again from its start (a new generation, saturated), never at a negative offset,
+    /// and the agent does not trap (issue 24, item 2).
+    func testCheckpointWithNegativeOffsetAndLargestGeneration() throws {
+        try sandbox.mkdir("logs")
+        appendText(sandbox.path("logs/a.log"), "a 1\na 2\n")
+        try writeConfig(config(startAt: "beginning"))
+        let first = try startAgent()
+        XCTAssertTrue(poll { output.refresh().count == 2 && sandbox.checkpoints("in").values.first == 8 }, first.stderr)
+        first.terminate()
+        XCTAssertTrue(first.waitExit())
+        let cpPath = sandbox.path("data/checkpoints/in.json")
+        var text = try String(contentsOfFile: cpPath, encoding: .utf8)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        var files = try XCTUnwrap(obj["files"] as? [[String: Any]])
+        files[0]["offset"] = -5
+        files[0]["generation"] = Int.max
+        var edited = obj
+        edited["files"] = files
+        text = String(decoding: try JSONSerialization.data(withJSONObject: edited), as: UTF8.self)
+        try text.write(toFile: cpPath, atomically: true, encoding: .utf8)
+
+        let second = try startAgent()
+        XCTAssertTrue(poll { output.refresh().count == 4 }, "read again from the start: \(second.stderr)")
+        XCTAssertTrue(second.stderr.contains("is outside the file"), second.stderr)
+        appendText(sandbox.path("logs/a.log"), "a 3\n")
+        XCTAssertTrue(poll { output.refresh().count == 5 }, second.stderr)
+        second.terminate()
+        XCTAssertTrue(second.waitExit())
+        XCTAssertEqual(second.exit?.signalled, false, second.stderr)
+        XCTAssertEqual(output.refresh().compactMap(\.message), ["a 1", "a 2", "a 1", "a 2", "a 3"])
+    }
+
     /// copytruncate whose new content starts with the same line as the old: the new records must not
     /// reuse the old records' event.id (a destination would drop them as replays).
     func testCopytruncateWithTheSameFirstLineGetsNewEventIDs() throws {

@@ -113,18 +113,18 @@ final class FileTable {
                 offset = 0
                 generation = cp.generation
             } else if Fingerprint.hash(fd: fd, length: cp.fingerprintLength) == cp.fingerprint {
-                if cp.offset <= size {
+                if cp.offset >= 0 && cp.offset <= size {
                     offset = cp.offset
                     resumed = cp
                 } else {
-                    logger.warning("\(found.path): checkpoint offset \(cp.offset) is past the end (\(size) bytes): the file was truncated while it was not followed; reading it from the start")
-                    generation = (cp.generation ?? 0) + 1
+                    logger.warning("\(found.path): checkpoint offset \(cp.offset) is outside the file (\(size) bytes): the file was truncated while it was not followed; reading it from the start")
+                    generation = (cp.generation ?? 0).addingSaturating(1)
                 }
             } else {
                 logger.info("\(found.path): content differs from the checkpoint (truncated and rewritten, or the inode reused by a new file); reading it from the start")
                 // As a live truncation would: the next generation, so ids match those a previous
                 // run may already have shipped for this content after seeing the truncation.
-                generation = (cp.generation ?? 0) + 1
+                generation = (cp.generation ?? 0).addingSaturating(1)
             }
         } else if startAtEnd {
             offset = lineAlignedEnd(fd: fd, size: size)

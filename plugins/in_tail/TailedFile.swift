@@ -133,7 +133,7 @@ final class TailedFile {
         readOffset = 0
         replayUntil = 0
         replayHeld = .nothing
-        generation += 1
+        generation = generation.addingSaturating(1)
         decoder.reset()
         longLineStart = nil
         fingerprintLength = 0
