@@ -35,6 +35,24 @@ final class SaturatingTests: XCTestCase {
         XCTAssertEqual(secondsBetween(1_000_000_000, 3_000_000_000), 2)
     }
 
+    /// A count read from disk (records in a damaged buffer block numbered near the top) added to a
+    /// counter: found by the FuzzRing target, Counter.add trapped on overflow.
+    func testCountersAndGaugesSaturate() {
+        let c = Counter(name: "c", help: "")
+        c.add(5)
+        c.add(Int.max)
+        XCTAssertEqual(c.current, .max)
+        c.add(1)
+        XCTAssertEqual(c.current, .max)
+        let g = Gauge(name: "g", help: "")
+        g.add(-5)
+        g.add(Int.min)
+        XCTAssertEqual(g.current, .min)
+        g.set(3)
+        g.add(-1)
+        XCTAssertEqual(g.current, 2)
+    }
+
     /// The crash of issue 24 (2): a delivered record timestamped year 0001 (clamped to Int64.min) made
     /// `delivered` subtract it from the clock and trap. Also the far future, and a retry lane whose
     /// first failure (read from its journal) is anything.

@@ -15,9 +15,17 @@ public enum FuzzLines {
             start = i + 1
         }
         decoder.flushPending(into: &batch)
+        var text: [UInt8] = []
         for r in batch.records {
             precondition(r.message.lowerBound >= 0 && r.message.upperBound <= batch.bytes.count, "record outside the arena")
             precondition(r.message.count <= 4096, "record above maxRecordBytes")
+            // What later stages do with a record's time (any year the runtime wrote, clamped): format
+            // it, and measure the delivery lag against the clock.
+            text.removeAll(keepingCapacity: true)
+            Timestamp.appendRFC3339Nano(r.timestamp, to: &text)
+            precondition(text.count == 30, "timestamp text of \(text.count) bytes")
+            _ = secondsBetween(r.timestamp, wallClockNanos())
+            _ = secondsBetween(wallClockNanos(), r.timestamp)
         }
         _ = decoder.takeStats()
     }

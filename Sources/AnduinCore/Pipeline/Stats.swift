@@ -11,8 +11,23 @@ public final class Counter: Sendable {
         self.name = name
         self.help = help
     }
-    @inline(__always) public func add(_ n: Int = 1) { value.add(n, ordering: .relaxed) }
+    /// Saturates at Int.max: counts can come from disk (records in a damaged buffer).
+    @inline(__always) public func add(_ n: Int = 1) { value.saturatingAdd(n) }
     public var current: Int { value.load(ordering: .relaxed) }
+}
+
+extension Atomic where Value == Int {
+    /// Adds `n`, pinning the value to Int's bounds instead of trapping on overflow (the checked
+    /// `add` traps). Relaxed ordering: counts and gauges, not synchronisation.
+    @inline(__always)
+    func saturatingAdd(_ n: Int) {
+        let (old, new) = wrappingAdd(n, ordering: .relaxed)
+        if n > 0 && new < old {
+            store(.max, ordering: .relaxed)
+        } else if n < 0 && new > old {
+            store(.min, ordering: .relaxed)
+        }
+    }
 }
 
 /// A value that goes up and down (files watched, bytes buffered), or one computed when read (ages).
@@ -26,7 +41,7 @@ public final class Gauge: Sendable {
         self.help = help
     }
     public func set(_ n: Int) { value.store(n, ordering: .relaxed) }
-    public func add(_ n: Int) { value.add(n, ordering: .relaxed) }
+    public func add(_ n: Int) { value.saturatingAdd(n) }
     /// Computes the value at each read (a scrape) instead; replaces an earlier function (a reload).
     public func computed(_ f: @escaping @Sendable () -> Int) { compute.withLock { $0 = f } }
     public var current: Int {
