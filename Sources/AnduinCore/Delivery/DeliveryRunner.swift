@@ -25,6 +25,11 @@ final class DeliveryRunner: OutputStage, Sendable {
     private let deadLetters: DeadLetterStore
     private let progress: DeliveryProgress
     private let waiter: RetryWaiter
+    /// The senders' requests poll it (`ComponentContext.requestAbort`).
+    private let requestAbort: RequestAbort
+    /// With a disk buffer, how long a stop lets a request in flight finish before abandoning it (the
+    /// ring keeps its records for the next start; a replay is deduplicated by `_id` with Elasticsearch).
+    static let stopGrace = 2.0
     private struct State {
         var commits = RingCommitOrder()
         var writerDone = false
@@ -68,6 +73,7 @@ final class DeliveryRunner: OutputStage, Sendable {
                                       fsync: fsync, stats: s)
         progress = DeliveryProgress(name: name, stallAfter: options.stallAfter, logger: logger, stats: s)
         waiter = RetryWaiter(diskBuffered: ring != nil)
+        requestAbort = context.requestAbort
         // What this run found buffered from the previous one: the "in" side of the accounting for
         // records this process never received.
         let recovered = s.counter("records_recovered", "records found in the disk buffer and retry lane at start (from a previous run)")
@@ -252,9 +258,13 @@ final class DeliveryRunner: OutputStage, Sendable {
     func close() {
         queue.close()
         waiter.close()
+        // Memory buffer: the records are nowhere else, so requests run to their end (the stop waits up
+        // to shutdown_timeout, then `abandon` ends them).
+        if ring != nil { requestAbort.abort(after: Self.stopGrace) }
     }
 
     func abandon() {
+        requestAbort.abortNow()
         waiter.abandon()
         queue.abandon()
         lane.abandon()
@@ -275,6 +285,10 @@ final class DeliveryRunner: OutputStage, Sendable {
     // MARK: state
 
     var pendingRecords: Int { queue.records + (ring?.bufferedRecords ?? 0) + lane.records }
+
+    /// Undelivered records that the disk buffer keeps for the next start (the ring and the lane's
+    /// journal); 0 with a memory buffer.
+    var keptRecords: Int { ring.map { $0.bufferedRecords + lane.records } ?? 0 }
 
     var notReadyReason: String? {
         progress.notReadyReason(pending: pendingRecords, lane: lane.summary)

@@ -142,8 +142,12 @@ public final class HTTPRequester {
     private let auth: HTTPAuthenticator
     private var encoder: BodyEncoder
     private let headers: [(String, String)]
+    private let abort: RequestAbort?
 
-    public init(_ options: HTTPOutputOptions, contentType: String) throws {
+    /// `abort`: the output's stop signal (`ComponentContext.requestAbort`), nil for requests that
+    /// always run to their end or timeout.
+    public init(_ options: HTTPOutputOptions, contentType: String, abort: RequestAbort? = nil) throws {
+        self.abort = abort
         client = try HTTPClient(options: options.client)
         auth = HTTPAuthenticator(options.auth)
         encoder = try BodyEncoder(options.compression, level: options.compressionLevel)
@@ -168,8 +172,10 @@ public final class HTTPRequester {
         var h = headers
         if let a = try auth.header() { h.append(a) }
         let basic = try auth.basic()
+        let started = monotonicSeconds()
+        let shouldAbort = abort.map { a in { a.shouldAbort(startedAt: started) } }
         var response = try encoder.withEncoded(raw) {
-            try client.send(method: method, url: url, headers: h, body: $0, basicAuth: basic)
+            try client.send(method: method, url: url, headers: h, body: $0, basicAuth: basic, shouldAbort: shouldAbort)
         }
         if !(200..<300).contains(response.status), !response.body.isEmpty {
             let scrubber = CredentialScrubber(url: url, headers: h, basicAuth: basic)

@@ -15,7 +15,8 @@ import Glibc
 /// - no answer at all (an outage) and 401/403 (credentials): retried in place, with backoff, for
 ///   as long as it lasts: that is what the buffer is for.
 ///
-/// Every wait lasts until its deadline whatever wakes the thread (`RetryWaiter`).
+/// Every wait lasts until its deadline whatever wakes the thread (`RetryWaiter`), except that a
+/// disk-buffered output that is stopping gives up waiting at once.
 struct RetryPolicy {
     let options: DeliveryOptions
     let sender: any BatchSender
@@ -175,11 +176,14 @@ final class RetryWaiter: Sendable {
 
     var stopNow: Bool { flags.withLock { $0.abandoned } }
     var isClosing: Bool { flags.withLock { $0.closing } }
-    var giveUpWhileFailing: Bool { flags.withLock { $0.abandoned || ($0.closing && diskBuffered) } }
+    var giveUpWhileFailing: Bool { flags.withLock { Self.giveUp($0, diskBuffered) } }
 
-    /// Sleeps until `deadline` (monotonic), resuming after any unrelated wake-up. True if abandoned.
+    private static func giveUp(_ f: Flags, _ diskBuffered: Bool) -> Bool { f.abandoned || (f.closing && diskBuffered) }
+
+    /// Sleeps until `deadline` (monotonic), resuming after any unrelated wake-up. True if the caller
+    /// must stop instead: abandoned, or stopping with a disk buffer (which keeps the records).
     func wait(until deadline: Double) -> Bool {
-        flags.withLock(waitingUntil: deadline) { $0.abandoned ? true : nil } ?? false
+        flags.withLock(waitingUntil: deadline) { Self.giveUp($0, diskBuffered) ? true : nil } ?? false
     }
 
     func close() {

@@ -164,6 +164,8 @@ final class OutputRunner: OutputStage {
 
     var pendingRecords: Int { state.withLock { $0.queuedRecords } }
 
+    var keptRecords: Int { 0 }
+
     /// A failing output whose queue is full (the inputs feeding it are paused); while it has room
     /// the queue is doing its job.
     var notReadyReason: String? {

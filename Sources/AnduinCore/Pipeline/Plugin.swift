@@ -16,6 +16,8 @@ public struct ComponentContext: Sendable {
     public let dataDirectory: String
     public let logger: Logger
     public let stats: ComponentStats
+    /// Network outputs: set by the output's runner when it stops, polled by its senders' requests.
+    public let requestAbort = RequestAbort()
 
     public init(name: String, kind: ComponentKind, dataDirectory: String, logger: Logger, stats: ComponentStats) {
         self.name = name
@@ -113,6 +115,8 @@ protocol OutputStage: AnyObject, Sendable {
     func abandon()
     func join(timeout: Double) -> Bool
     var pendingRecords: Int { get }
+    /// Of `pendingRecords`, those a disk buffer keeps for the next start.
+    var keptRecords: Int { get }
     /// For `/ready`: why this output is not ready (stalled), or nil.
     var notReadyReason: String? { get }
 }
