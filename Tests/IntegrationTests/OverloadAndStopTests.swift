@@ -4,13 +4,16 @@ import XCTest
 import FoundationNetworking
 #endif
 
-/// Issue 24 (9): a stop with a disk buffer does not wait for a destination that never answers
-/// (receiver.py in bulk mode).
+/// Issue 24 (8) and (9): an overloaded destination (per-item 429 with `Retry-After`) is not hit
+/// harder than a healthy one, and a stop with a disk buffer does not wait for a destination that
+/// never answers. Both against receiver.py in bulk mode.
 final class OverloadAndStopTests: DGTestCase {
     struct Bulk {
         /// (_id, message) of every stored document.
         var docs: [(id: String, message: String)]
         var requests: Int
+        var overloadRequests: Int
+        var overloadItems: Int
     }
 
     func bulk(_ r: ReceiverPeer) throws -> Bulk {
@@ -18,7 +21,18 @@ final class OverloadAndStopTests: DGTestCase {
         let docs = (j["docs"] as? [[String: Any]] ?? []).map { d -> (id: String, message: String) in
             (d["_id"] as? String ?? "", (d["doc"] as? [String: Any])?["message"] as? String ?? "")
         }
-        return Bulk(docs: docs, requests: j["requests"] as? Int ?? 0)
+        let o = j["overload"] as? [String: Any] ?? [:]
+        return Bulk(docs: docs, requests: j["requests"] as? Int ?? 0,
+                    overloadRequests: (o["requests"] as? NSNumber)?.intValue ?? -1,
+                    overloadItems: (o["items"] as? NSNumber)?.intValue ?? -1)
+    }
+
+    func lineCount(_ path: String) -> Int {
+        ((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data()).reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+    }
+
+    func script(_ r: ReceiverPeer, _ body: [String: Any]) throws {
+        _ = try httpJSON("POST", "http://127.0.0.1:\(r.port)/_control/script", body: body)
     }
 
     /// Every written line stored once: one document per line, one `_id` per document.
@@ -46,6 +60,67 @@ final class OverloadAndStopTests: DGTestCase {
             """
         for e in extra { y += "    \(e)\n" }
         return y
+    }
+
+    // MARK: (8) overload amplification
+
+    /// 200 lines a second; for 15 s every bulk item is refused 429 es_rejected_execution_exception
+    /// with `Retry-After: 5`. The agent must send less while the destination says it is overloaded,
+    /// not more: fewer item attempts than twice the lines written meanwhile (before the fix, each
+    /// refused item was retried every few hundred ms: 5-8x the input), and no more requests than
+    /// one a second (a healthy run of this config sends about ten: batch timeout 100 ms). Then
+    /// every line arrives once.
+    func testPerItem429WithRetryAfterIsNotAmplified() throws {
+        let r = try receiver()
+        try writeConfig(esConfig(r.port, buffer: "{type: disk, max_bytes: 64MiB, segment_bytes: 1MiB}", extra: [
+            "concurrency: 2", "batch: {max_records: 500, timeout: 100ms}", "retry: {initial: 100ms, max: 10s}",
+        ]))
+        let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress())
+        let writer = startWriter(["ovl"], linesPerTick: 2, tickMicros: 10_000)
+        waitFor("the first documents, healthy") { ((try? bulk(r).docs.count) ?? 0) >= 200 }
+        let window = 15.0
+        let path = sandbox.path("logs/ovl.log")
+        let before = lineCount(path)
+        try script(r, ["responses": [String](), "then": "200", "overload_seconds": window, "retry_after": "5"])
+        usleep(UInt32(window * 1_000_000))
+        let during = try bulk(r)
+        // Lines written during the window, as the writer managed on this box.
+        let inWindow = lineCount(path) - before
+        let writtenSoFar = DG.expectedLines(writer.stop())
+        print(String(format: "overload: %d requests, %d item attempts in %.0f s for %d new lines",
+                     during.overloadRequests, during.overloadItems, window, inWindow))
+        XCTAssertGreaterThan(during.overloadRequests, 0, "the overload window was hit")
+        XCTAssertLessThanOrEqual(during.overloadItems, 2 * inWindow,
+                                 "item attempts while overloaded: \(during.overloadItems) for \(inWindow) lines written")
+        XCTAssertLessThanOrEqual(during.overloadRequests, Int(window),
+                                 "requests while overloaded: \(during.overloadRequests) in \(window) s")
+        waitForReceived(writtenSoFar, timeout: 120) { ((try? bulk(r).docs) ?? []).map { DGRecord(message: $0.message, eventID: $0.id, path: "", offset: 0) } }
+        try assertEachLineOnce(r, writtenSoFar)
+        assertAccounted(api, "es", delivered: writtenSoFar.count, deadLettered: 0)
+        stopAgent(agent)
+        XCTAssertTrue(deadLetters(sandbox, "es").isEmpty)
+    }
+
+    /// A whole request refused 429 with `Retry-After: 2` is not retried before those 2 s (the
+    /// configured backoff alone would retry after 50-100 ms).
+    func testWholeRequest429WaitsOutRetryAfter() throws {
+        let r = try receiver()
+        try script(r, ["responses": ["429", "429"], "then": "200", "retry_after": "2"])
+        let lines = logLines("whole", 0..<50)
+        appendText(sandbox.path("logs/app.log"), joinedLines(lines))
+        try writeConfig(esConfig(r.port, buffer: "{type: memory, max_records: 1000}", extra: [
+            "concurrency: 1", "batch: {max_records: 500, timeout: 100ms}", "retry: {initial: 100ms, max: 10s}",
+        ]))
+        let agent = try startAgent()
+        waitFor("50 documents") { ((try? bulk(r).docs.count) ?? 0) >= 50 }
+        let times = try r.snapshot().requestTimes
+        let gaps = zip(times.dropFirst(), times).map { $0 - $1 }
+        print("whole-request 429 with Retry-After 2: gaps \(gaps.map { String(format: "%.2f", $0) })")
+        XCTAssertGreaterThanOrEqual(times.count, 3)
+        XCTAssertTrue(gaps.prefix(2).allSatisfy { $0 >= 1.9 }, "retried before Retry-After: \(gaps)")
+        try assertEachLineOnce(r, lines)
+        stopAgent(agent)
     }
 
     // MARK: (9) a stop that outlives the grace period

@@ -118,6 +118,9 @@ final class ElasticsearchSender: BatchSender {
         host = Int.random(in: 0..<max(1, config.hosts.count))
     }
 
+    /// Of a 429/503 answer, and of a 200 whose items were refused 429: the runner applies it to them.
+    var retryAfter: String? { requester.retryAfter }
+
     private var url: String {
         var u = config.hosts[host % config.hosts.count] + "/_bulk"
         if let p = config.pipeline { u += "?pipeline=" + (p.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? p) }

@@ -57,6 +57,8 @@ final class HTTPSender: BatchSender {
                                       abort: abort)
     }
 
+    var retryAfter: String? { requester.retryAfter }
+
     func send(_ batch: EncodedBatch) -> SendResult {
         do {
             if config.encoding == .ndjson, let response = try batch.withNDJSON({

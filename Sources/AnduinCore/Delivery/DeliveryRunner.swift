@@ -72,7 +72,7 @@ final class DeliveryRunner: OutputStage, Sendable {
         deadLetters = DeadLetterStore(dataDirectory: context.dataDirectory, output: name, options: options.deadLetter,
                                       fsync: fsync, stats: s)
         progress = DeliveryProgress(name: name, stallAfter: options.stallAfter, logger: logger, stats: s)
-        waiter = RetryWaiter(diskBuffered: ring != nil)
+        waiter = RetryWaiter(diskBuffered: ring != nil, retryInitial: options.retryInitial, retryMax: options.retryMax)
         requestAbort = context.requestAbort
         // What this run found buffered from the previous one: the "in" side of the accounting for
         // records this process never received.

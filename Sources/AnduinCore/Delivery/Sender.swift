@@ -7,6 +7,13 @@ import Synchronization
 /// A sender is used by one thread at a time (the runner makes one per concurrent request slot).
 public protocol BatchSender: AnyObject {
     func send(_ batch: EncodedBatch) -> SendResult
+    /// The `Retry-After` header of the answer to the last `send`, as the destination wrote it (nil
+    /// when it sent none, or sent no answer). The runner reads it for 429/503 answers and per-item 429s.
+    var retryAfter: String? { get }
+}
+
+public extension BatchSender {
+    var retryAfter: String? { nil }
 }
 
 /// Tells the requests of one output to give up: set by its runner when it stops. With a disk buffer a
