@@ -15,11 +15,12 @@ import Glibc
 /// - no answer at all (an outage) and 401/403 (credentials): retried in place, with backoff, for
 ///   as long as it lasts: that is what the buffer is for.
 ///
-/// An answer saying the destination is overloaded (429 or 503 for the request, 429 for items) pauses
-/// every thread of the output (`RetryWaiter.overloaded`): for its `Retry-After` if it gave one, else
-/// for a backoff that grows with each such answer in a row, and until an answer without overload,
-/// requests go out one per pause. Refused items also wait at least `Retry-After` in the lane. So an
-/// overloaded destination gets fewer requests than a healthy one, not a retry storm.
+/// An answer saying the destination is overloaded (429 or 503 for the request, 429 for every item of
+/// fresh records) pauses every thread of the output (`RetryWaiter.overloaded`): for its `Retry-After`
+/// if it gave one, else for a backoff that grows with each such answer in a row, and until an answer
+/// without overload, requests go out one per pause. Items refused 429 also wait at least
+/// `Retry-After` in the lane. So an overloaded destination gets fewer requests than a healthy one,
+/// not a retry storm, while one index refusing its items does not slow the others.
 ///
 /// Every wait lasts until its deadline whatever wakes the thread (`RetryWaiter`), except that a
 /// disk-buffered output that is stopping gives up waiting at once.
@@ -55,13 +56,17 @@ struct RetryPolicy {
                 switch result {
                 case .retryAll(429, _), .retryAll(503, _):
                     retryAfter = retryAfterSeconds(now)
-                    waiter.overloaded(retryAfter: retryAfter, nothingPassed: true)
+                    waiter.overloaded(retryAfter: retryAfter)
                 case .perRecord(let outcomes) where outcomes.contains(where: { if case .retry(429, _) = $0 { true } else { false } }):
-                    // Retry-After applies to the refused items; the whole output pauses for it only
-                    // when nothing of the request got through.
+                    // Retry-After applies to the refused items. The whole output pauses only when
+                    // nothing of a fresh request got through: a request of lane retries refused again
+                    // may be one index refusing its items, which must not hold up the others.
                     retryAfter = retryAfterSeconds(now)
-                    let nothingPassed = !outcomes.contains(.delivered)
-                    waiter.overloaded(retryAfter: nothingPassed ? retryAfter : 0, nothingPassed: nothingPassed)
+                    if outcomes.contains(.delivered) {
+                        waiter.answeredNormally(sentAt: started)
+                    } else if !fromLane {
+                        waiter.overloaded(retryAfter: retryAfter)
+                    }
                 case .delivered, .perRecord, .tooLarge:
                     waiter.answeredNormally(sentAt: started)
                 default:
@@ -248,14 +253,11 @@ final class RetryWaiter: Sendable {
     }
 
     /// An answer saying the destination is overloaded: no request from any thread for `retryAfter`
-    /// seconds (0: none given), and at least a backoff that grows with each such answer in a row
-    /// through which nothing passed. An answer that delivered part of its request (some items refused
-    /// 429) brings the backoff back to `retry.initial`: a cluster that steadily refuses a few items
-    /// is still making progress and must not be throttled to one request per `retry.max`.
-    func overloaded(retryAfter: Double, nothingPassed: Bool) {
+    /// seconds (0: none given), and at least a backoff that grows with each such answer in a row.
+    func overloaded(retryAfter: Double) {
         let (initial, most) = (retryInitial, retryMax)
         flags.withLock { f in
-            f.overloads = nothingPassed ? min(f.overloads + 1, 64) : 1
+            f.overloads = min(f.overloads + 1, 64)
             let nominal = Backoff.nominal(attempt: f.overloads, initial: initial, max: most)
             let jittered = nominal / 2 + Double.random(in: 0...(nominal / 2))
             f.pause = min(most, max(jittered, retryAfter))
