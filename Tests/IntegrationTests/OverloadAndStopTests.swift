@@ -161,6 +161,44 @@ final class OverloadAndStopTests: DGTestCase {
         stopAgent(agent)
     }
 
+    /// The same with a disk buffer that filled up while the destination did not answer: the writer
+    /// waits for room in the ring and the input for room in the hand-off queue. A stop ends within
+    /// seconds all the same (before: shutdown_timeout, 30 s); what the input had not handed over is
+    /// read again, what the ring holds is delivered after the restart, every line once.
+    func testStopWithAFullDiskBufferDoesNotWaitEither() throws {
+        let r = try receiver()
+        try r.script([], then: "hang", hangSeconds: 120)
+        let lines = logLines("full", 0..<20_000)
+        appendText(sandbox.path("logs/app.log"), joinedLines(lines))
+        try writeConfig(esConfig(r.port, buffer: "{type: disk, max_bytes: 64KiB, segment_bytes: 16KiB}", extra: [
+            "concurrency: 1", "batch: {max_records: 200, timeout: 100ms}", "retry: {initial: 100ms, max: 10s}",
+        ]))
+        var agent = try startAgent()
+        waitFor("a hanging request") { ((try? r.snapshot().requests) ?? 0) >= 1 }
+        // The ring is full and the input paused: its checkpoint stops short of the file's end.
+        let paused = waitStable(quiet: 1.5, timeout: 60) { checkpointTotal() }
+        let total = Int64(lines.count * lineLength("full"))
+        XCTAssertNotNil(paused)
+        XCTAssertLessThan(paused ?? total, total, "the 64 KiB ring did not fill up")
+        let start = Date()
+        agent.terminate()
+        XCTAssertTrue(agent.waitExit(timeout: 60), "no exit within 60 s of SIGTERM")
+        let took = Date().timeIntervalSince(start)
+        print(String(format: "stop with a hanging destination and a full disk buffer: exit after %.2f s (checkpoint %lld of %lld bytes)",
+                     took, paused ?? -1, total))
+        XCTAssertEqual(agent.exit?.signalled, false)
+        XCTAssertEqual(agent.exit?.status, 0)
+        XCTAssertLessThan(took, 8, "SIGTERM took \(took) s with a full disk buffer")
+        XCTAssertTrue(agent.stderr.contains("kept in the disk buffer for the next start"), String(agent.stderr.suffix(1500)))
+
+        try r.script([], then: "200")
+        agent = try startAgent()
+        waitFor("\(lines.count) documents after the restart", timeout: 120) { ((try? bulk(r).docs.count) ?? 0) >= lines.count }
+        usleep(500_000)
+        try assertEachLineOnce(r, lines)
+        stopAgent(agent)
+    }
+
     /// Memory buffer: a stop still waits for delivery up to shutdown_timeout (the records are not
     /// kept anywhere else), and says that what was not delivered will be read again.
     func testStopWithMemoryBufferWaitsUpToShutdownTimeout() throws {

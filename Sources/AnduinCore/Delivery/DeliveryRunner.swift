@@ -33,7 +33,8 @@ final class DeliveryRunner: OutputStage, Sendable {
     private struct State {
         var commits = RingCommitOrder()
         var writerDone = false
-        var threads: [ThreadHandle] = []
+        var writer: ThreadHandle?
+        var workers: [ThreadHandle] = []
     }
     private let state = Mutex(State())
     /// Serialises gathering a batch from the ring (see `takeFromRing`); never held with `lock` waiting.
@@ -87,15 +88,19 @@ final class DeliveryRunner: OutputStage, Sendable {
     }
 
     func start() {
+        var writer: ThreadHandle?
         var hs: [ThreadHandle] = []
         if ring != nil {
-            hs.append(startThread(name: "buf-\(name)") { [self] in writerLoop() })
+            writer = startThread(name: "buf-\(name)") { [self] in writerLoop() }
         }
         for (i, slot) in senders.enumerated() {
             guard let sender = slot.take() else { continue }  // started already
             hs.append(startThread(name: "out-\(name)-\(i)") { [self] in workerLoop(slot: i, sender) })
         }
-        state.withLock { $0.threads = hs }
+        state.withLock {
+            $0.writer = writer
+            $0.workers = hs
+        }
     }
 
     // MARK: input side
@@ -123,8 +128,10 @@ final class DeliveryRunner: OutputStage, Sendable {
                     }
                 }
                 if let first = unwritten {
-                    // Shut down: those not in the ring are not acknowledged, read again at the next start.
+                    // Shut down: those not in the ring are not acknowledged, read again at the next
+                    // start, nor are the batches still queued.
                     for item in items[first...] { item.ack.abandon() }
+                    queue.abandon()
                     return
                 }
             }
@@ -273,13 +280,26 @@ final class DeliveryRunner: OutputStage, Sendable {
 
     func join(timeout: Double) -> Bool {
         let deadline = monotonicSeconds() + timeout
-        for h in state.withLock({ $0.threads }) where !h.join(timeout: max(0, deadline - monotonicSeconds())) {
+        let (writer, workers) = state.withLock { ($0.writer, $0.workers) }
+        for h in workers where !h.join(timeout: max(0, deadline - monotonicSeconds())) {
             return false
         }
         lane.sync()
         deadLetters.sync()
+        // Nothing reads the ring any more. A writer still waiting for room in a full ring (the
+        // destination failed until the end) gives up now: the batches it did not write are not
+        // acknowledged, so the input reads them again at the next start.
         ring?.shutdown()
+        if let writer, !writer.join(timeout: max(0, deadline - monotonicSeconds())) { return false }
+        ring?.shutdown()  // again: syncs what the writer appended while the first one ran
         return true
+    }
+
+    /// With a disk buffer, an input waiting for room while the agent stops gives up: its batch is not
+    /// acknowledged and is read again at the next start, instead of holding the stop until
+    /// shutdown_timeout (a full ring empties only as fast as the destination takes records).
+    func inputsStopping() {
+        if ring != nil { queue.refuseWhenFull() }
     }
 
     // MARK: state

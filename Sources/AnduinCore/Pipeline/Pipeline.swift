@@ -203,6 +203,7 @@ public final class Pipeline: Sendable {
     public func stop() {
         let deadline = monotonicSeconds() + config.shutdownTimeout
         for input in inputs { input.control.requestStop() }
+        for o in outputs { o.inputsStopping() }
         var inputsDone = true
         for input in inputs where !input.waitReturned(until: deadline) { inputsDone = false }
         // Records held by stateful filters (a pending multiline trace) go out before the outputs close.

@@ -111,6 +111,9 @@ protocol OutputStage: AnyObject, Sendable {
     /// Takes a batch and keeps a reference to its ack until the batch is safe (or abandons the ack
     /// when giving up); may block (backpressure). Abandoned already: abandons `ack` at once.
     func enqueue(_ batch: RecordBatch, _ ack: AckToken)
+    /// The inputs were told to stop: an input waiting for room in this output's queue may give up
+    /// (its batch is read again at the next start) where the output keeps what it has anyway.
+    func inputsStopping()
     func close()
     func abandon()
     func join(timeout: Double) -> Bool
