@@ -67,7 +67,7 @@ final class OverloadAndStopTests: DGTestCase {
     /// 200 lines a second; for 15 s every bulk item is refused 429 es_rejected_execution_exception
     /// (with `retryAfter` as its Retry-After header, if given). The agent must send less while the
     /// destination says it is overloaded, not more: fewer item attempts than twice the lines written
-    /// meanwhile (before the fix, each refused item was retried every few hundred ms: 4.8x the
+    /// meanwhile (before the fix, each refused item was retried every few hundred ms: about 5x the
     /// input), and no more requests than in a healthy stretch of the same length (before: 284 in
     /// 15 s, about twice the healthy rate). Then every line arrives once. Returns the requests
     /// during the overload.
