@@ -313,6 +313,31 @@ final class HTTPClientTests: XCTestCase {
         XCTAssertEqual(try c.send(method: "GET", url: srv.base + "/status/200").status, 200)
     }
 
+    /// Issue 24 (9): a request the server never answers ends as soon as `shouldAbort` says so, long
+    /// before the request timeout; the client then works again, and the same client without
+    /// `shouldAbort` is not affected by the last one.
+    func testShouldAbortEndsARequestTheServerNeverAnswers() throws {
+        let srv = try server()
+        let c = try client(timeout: 60)
+        let start = Date()
+        let body: [UInt8] = Array("x".utf8)
+        XCTAssertThrowsError(try body.withUnsafeBytes { b in
+            try c.send(method: "POST", url: srv.base + "/hang", headers: [], body: b, basicAuth: nil,
+                       shouldAbort: { Date().timeIntervalSince(start) > 0.5 })
+        }) { e in
+            guard case HTTPClientError.aborted(let url) = e else { return XCTFail("\(e)") }
+            XCTAssertEqual(url, srv.base + "/hang")
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        XCTAssertGreaterThan(elapsed, 0.4)
+        XCTAssertLessThan(elapsed, 5, "aborted late")
+        XCTAssertEqual(try c.send(method: "GET", url: srv.base + "/status/200").status, 200)
+        let never = try body.withUnsafeBytes { b in
+            try c.send(method: "POST", url: srv.base + "/status/201", headers: [], body: b, basicAuth: nil, shouldAbort: { false })
+        }
+        XCTAssertEqual(never.status, 201)
+    }
+
     func testConnectionRefused() throws {
         let port = try closedPort()
         let c = try client()

@@ -21,7 +21,7 @@ public struct ElasticsearchConfig: EncodedOutputConfig {
     public var delivery: DeliveryOptions
 
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
-        try ElasticsearchSender(config: self)
+        try ElasticsearchSender(config: self, abort: context.requestAbort)
     }
 
     /// Appends the `_bulk` NDJSON body for `batch`: an action line (index, and `_id` = event.id unless
@@ -111,12 +111,15 @@ final class ElasticsearchSender: BatchSender {
     private var raw: [UInt8] = []
     private var host = 0
 
-    init(config: ElasticsearchConfig) throws {
+    init(config: ElasticsearchConfig, abort: RequestAbort) throws {
         self.config = config
         // Plain x-ndjson: OpenSearch refuses Elasticsearch 8's vendor media type.
-        requester = try HTTPRequester(config.http, contentType: "application/x-ndjson")
+        requester = try HTTPRequester(config.http, contentType: "application/x-ndjson", abort: abort)
         host = Int.random(in: 0..<max(1, config.hosts.count))
     }
+
+    /// Of a 429/503 answer, and of a 200 whose items were refused 429: the runner applies it to them.
+    var retryAfter: String? { requester.retryAfter }
 
     private var url: String {
         var u = config.hosts[host % config.hosts.count] + "/_bulk"

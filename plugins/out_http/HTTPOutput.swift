@@ -16,7 +16,7 @@ public struct HTTPOutputConfig: EncodedOutputConfig {
     public var delivery: DeliveryOptions
 
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
-        try HTTPSender(config: self)
+        try HTTPSender(config: self, abort: context.requestAbort)
     }
 }
 
@@ -50,11 +50,14 @@ final class HTTPSender: BatchSender {
     private let requester: HTTPRequester
     private var raw: [UInt8] = []
 
-    init(config: HTTPOutputConfig) throws {
+    init(config: HTTPOutputConfig, abort: RequestAbort) throws {
         self.config = config
         requester = try HTTPRequester(config.http,
-                                      contentType: config.encoding == .ndjson ? "application/x-ndjson" : "application/json")
+                                      contentType: config.encoding == .ndjson ? "application/x-ndjson" : "application/json",
+                                      abort: abort)
     }
+
+    var retryAfter: String? { requester.retryAfter }
 
     func send(_ batch: EncodedBatch) -> SendResult {
         do {

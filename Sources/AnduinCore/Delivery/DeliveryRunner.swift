@@ -25,10 +25,16 @@ final class DeliveryRunner: OutputStage, Sendable {
     private let deadLetters: DeadLetterStore
     private let progress: DeliveryProgress
     private let waiter: RetryWaiter
+    /// The senders' requests poll it (`ComponentContext.requestAbort`).
+    private let requestAbort: RequestAbort
+    /// With a disk buffer, how long a stop lets a request in flight finish before abandoning it (the
+    /// ring keeps its records for the next start; a replay is deduplicated by `_id` with Elasticsearch).
+    static let stopGrace = 2.0
     private struct State {
         var commits = RingCommitOrder()
         var writerDone = false
-        var threads: [ThreadHandle] = []
+        var writer: ThreadHandle?
+        var workers: [ThreadHandle] = []
     }
     private let state = Mutex(State())
     /// Serialises gathering a batch from the ring (see `takeFromRing`); never held with `lock` waiting.
@@ -67,7 +73,8 @@ final class DeliveryRunner: OutputStage, Sendable {
         deadLetters = DeadLetterStore(dataDirectory: context.dataDirectory, output: name, options: options.deadLetter,
                                       fsync: fsync, stats: s)
         progress = DeliveryProgress(name: name, stallAfter: options.stallAfter, logger: logger, stats: s)
-        waiter = RetryWaiter(diskBuffered: ring != nil)
+        waiter = RetryWaiter(diskBuffered: ring != nil, retryInitial: options.retryInitial, retryMax: options.retryMax)
+        requestAbort = context.requestAbort
         // What this run found buffered from the previous one: the "in" side of the accounting for
         // records this process never received.
         let recovered = s.counter("records_recovered", "records found in the disk buffer and retry lane at start (from a previous run)")
@@ -81,15 +88,19 @@ final class DeliveryRunner: OutputStage, Sendable {
     }
 
     func start() {
+        var writer: ThreadHandle?
         var hs: [ThreadHandle] = []
         if ring != nil {
-            hs.append(startThread(name: "buf-\(name)") { [self] in writerLoop() })
+            writer = startThread(name: "buf-\(name)") { [self] in writerLoop() }
         }
         for (i, slot) in senders.enumerated() {
             guard let sender = slot.take() else { continue }  // started already
             hs.append(startThread(name: "out-\(name)-\(i)") { [self] in workerLoop(slot: i, sender) })
         }
-        state.withLock { $0.threads = hs }
+        state.withLock {
+            $0.writer = writer
+            $0.workers = hs
+        }
     }
 
     // MARK: input side
@@ -117,8 +128,10 @@ final class DeliveryRunner: OutputStage, Sendable {
                     }
                 }
                 if let first = unwritten {
-                    // Shut down: those not in the ring are not acknowledged, read again at the next start.
+                    // Shut down: those not in the ring are not acknowledged, read again at the next
+                    // start, nor are the batches still queued.
                     for item in items[first...] { item.ack.abandon() }
+                    queue.abandon()
                     return
                 }
             }
@@ -252,9 +265,13 @@ final class DeliveryRunner: OutputStage, Sendable {
     func close() {
         queue.close()
         waiter.close()
+        // Memory buffer: the records are nowhere else, so requests run to their end (the stop waits up
+        // to shutdown_timeout, then `abandon` ends them).
+        if ring != nil { requestAbort.abort(after: Self.stopGrace) }
     }
 
     func abandon() {
+        requestAbort.abortNow()
         waiter.abandon()
         queue.abandon()
         lane.abandon()
@@ -263,18 +280,35 @@ final class DeliveryRunner: OutputStage, Sendable {
 
     func join(timeout: Double) -> Bool {
         let deadline = monotonicSeconds() + timeout
-        for h in state.withLock({ $0.threads }) where !h.join(timeout: max(0, deadline - monotonicSeconds())) {
+        let (writer, workers) = state.withLock { ($0.writer, $0.workers) }
+        for h in workers where !h.join(timeout: max(0, deadline - monotonicSeconds())) {
             return false
         }
         lane.sync()
         deadLetters.sync()
+        // Nothing reads the ring any more. A writer still waiting for room in a full ring (the
+        // destination failed until the end) gives up now: the batches it did not write are not
+        // acknowledged, so the input reads them again at the next start.
         ring?.shutdown()
+        if let writer, !writer.join(timeout: max(0, deadline - monotonicSeconds())) { return false }
+        ring?.shutdown()  // again: syncs what the writer appended while the first one ran
         return true
+    }
+
+    /// With a disk buffer, an input waiting for room while the agent stops gives up: its batch is not
+    /// acknowledged and is read again at the next start, instead of holding the stop until
+    /// shutdown_timeout (a full ring empties only as fast as the destination takes records).
+    func inputsStopping() {
+        if ring != nil { queue.refuseWhenFull() }
     }
 
     // MARK: state
 
     var pendingRecords: Int { queue.records + (ring?.bufferedRecords ?? 0) + lane.records }
+
+    /// Undelivered records that the disk buffer keeps for the next start (the ring and the lane's
+    /// journal); 0 with a memory buffer.
+    var keptRecords: Int { ring.map { $0.bufferedRecords + lane.records } ?? 0 }
 
     var notReadyReason: String? {
         progress.notReadyReason(pending: pendingRecords, lane: lane.summary)

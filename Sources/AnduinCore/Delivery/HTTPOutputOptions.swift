@@ -142,8 +142,14 @@ public final class HTTPRequester {
     private let auth: HTTPAuthenticator
     private var encoder: BodyEncoder
     private let headers: [(String, String)]
+    private let abort: RequestAbort?
+    /// The `Retry-After` header of the last response, if it had one.
+    public private(set) var retryAfter: String?
 
-    public init(_ options: HTTPOutputOptions, contentType: String) throws {
+    /// `abort`: the output's stop signal (`ComponentContext.requestAbort`), nil for requests that
+    /// always run to their end or timeout.
+    public init(_ options: HTTPOutputOptions, contentType: String, abort: RequestAbort? = nil) throws {
+        self.abort = abort
         client = try HTTPClient(options: options.client)
         auth = HTTPAuthenticator(options.auth)
         encoder = try BodyEncoder(options.compression, level: options.compressionLevel)
@@ -168,9 +174,13 @@ public final class HTTPRequester {
         var h = headers
         if let a = try auth.header() { h.append(a) }
         let basic = try auth.basic()
+        retryAfter = nil
+        let started = monotonicSeconds()
+        let shouldAbort = abort.map { a in { a.shouldAbort(startedAt: started) } }
         var response = try encoder.withEncoded(raw) {
-            try client.send(method: method, url: url, headers: h, body: $0, basicAuth: basic)
+            try client.send(method: method, url: url, headers: h, body: $0, basicAuth: basic, shouldAbort: shouldAbort)
         }
+        retryAfter = response.header("retry-after")
         if !(200..<300).contains(response.status), !response.body.isEmpty {
             let scrubber = CredentialScrubber(url: url, headers: h, basicAuth: basic)
             response.body = scrubber.scrub(response.body)

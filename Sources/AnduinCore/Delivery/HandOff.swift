@@ -22,6 +22,8 @@ final class HandOffQueue: Sendable {
         var inflight = 0
         /// Inputs waiting for room: nothing more can arrive, so a partial batch is due at once.
         var blockedEnqueues = 0
+        /// A batch that finds no room is refused (abandoned) instead of waiting (`refuseWhenFull`).
+        var refuseWhenFull = false
     }
     private let state = Locked(State())
     let capacity: Int
@@ -39,7 +41,8 @@ final class HandOffQueue: Sendable {
         queueFull = stats.counter("queue_full_events", "times an input waited because this output's queue was full")
     }
 
-    /// Queues a batch, keeping a reference to its ack; once abandoned, abandons the ack and returns false.
+    /// Queues a batch, keeping a reference to its ack; once abandoned (or refusing a batch that does
+    /// not fit, see `refuseWhenFull`), abandons the ack and returns false.
     @discardableResult
     func enqueue(_ batch: RecordBatch, _ ack: AckToken) -> Bool {
         let n = batch.count
@@ -48,6 +51,10 @@ final class HandOffQueue: Sendable {
             // A batch larger than the capacity still goes into an empty queue: progress over strictness.
             let held = s.queuedRecords + s.inflight
             if !s.abandoned && held > 0 && held + n > capacity {
+                if s.refuseWhenFull {
+                    if waited { s.blockedEnqueues -= 1 }
+                    return .done(false)
+                }
                 if !waited {
                     waited = true
                     queueFull.add()
@@ -123,6 +130,13 @@ final class HandOffQueue: Sendable {
         }
         state.broadcast()
         for ack in dropped { ack.abandon() }
+    }
+
+    /// From now on a batch that does not fit is refused at once (its ack abandoned), and inputs
+    /// waiting for room give up.
+    func refuseWhenFull() {
+        state.withLock { $0.refuseWhenFull = true }
+        state.broadcast()
     }
 
     var isAbandoned: Bool { state.withLock { $0.abandoned } }

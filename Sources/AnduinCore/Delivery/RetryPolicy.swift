@@ -15,7 +15,15 @@ import Glibc
 /// - no answer at all (an outage) and 401/403 (credentials): retried in place, with backoff, for
 ///   as long as it lasts: that is what the buffer is for.
 ///
-/// Every wait lasts until its deadline whatever wakes the thread (`RetryWaiter`).
+/// An answer saying the destination is overloaded (429 or 503 for the request, 429 for every item of
+/// fresh records) pauses every thread of the output (`RetryWaiter.overloaded`): for its `Retry-After`
+/// if it gave one, else for a backoff that grows with each such answer in a row, and until an answer
+/// without overload, requests go out one per pause. Items refused 429 also wait at least
+/// `Retry-After` in the lane. So an overloaded destination gets fewer requests than a healthy one,
+/// not a retry storm, while one index refusing its items does not slow the others.
+///
+/// Every wait lasts until its deadline whatever wakes the thread (`RetryWaiter`), except that a
+/// disk-buffered output that is stopping gives up waiting at once.
 struct RetryPolicy {
     let options: DeliveryOptions
     let sender: any BatchSender
@@ -37,12 +45,33 @@ struct RetryPolicy {
         defer { progress.sending(slot: slot, nil) }
         while var pending = stack.popLast() {
             while !pending.isEmpty {
-                if waiter.stopNow { return false }
+                if waiter.stopNow || !waiter.beforeRequest() { return false }
                 progress.sending(slot: slot, pending)
                 let started = monotonicSeconds()
                 let result = sender.send(pending.batch)
                 progress.requestDuration.observe(seconds: monotonicSeconds() - started)
                 let now = wallClockNanos()
+                // Read for the answers it applies to only: 0 when absent, garbage or in the past.
+                var retryAfter = 0.0
+                switch result {
+                case .retryAll(429, _), .retryAll(503, _):
+                    retryAfter = retryAfterSeconds(now)
+                    waiter.overloaded(retryAfter: retryAfter)
+                case .perRecord(let outcomes) where outcomes.contains(where: { if case .retry(429, _) = $0 { true } else { false } }):
+                    // Retry-After applies to the refused items. The whole output pauses only when
+                    // nothing of a fresh request got through: a request of lane retries refused again
+                    // may be one index refusing its items, which must not hold up the others.
+                    retryAfter = retryAfterSeconds(now)
+                    if outcomes.contains(.delivered) {
+                        waiter.answeredNormally(sentAt: started)
+                    } else if !fromLane {
+                        waiter.overloaded(retryAfter: retryAfter)
+                    }
+                case .delivered, .perRecord, .tooLarge:
+                    waiter.answeredNormally(sentAt: started)
+                default:
+                    break
+                }
                 var failure: String?
                 var loud = false
                 switch result {
@@ -89,7 +118,8 @@ struct RetryPolicy {
                     // Rounded up to a grid so that groups refused around the same time are retried
                     // together, in one request (never earlier than their backoff).
                     let grid = max(0.1, options.retryInitial)
-                    let due = ((monotonicSeconds() + backoff.delay(attempt: rest.maxAttempts)) / grid).rounded(.up) * grid
+                    let delay = max(backoff.delay(attempt: rest.maxAttempts), retryAfter)
+                    let due = ((monotonicSeconds() + delay) / grid).rounded(.up) * grid
                     if lane.add(rest, due: due, tickets: tickets, force: fromLane) {
                         pending = DeliveryWork(EncodedBatch())
                     } else {
@@ -126,12 +156,18 @@ struct RetryPolicy {
                 // destination does not hold up a stop or reload.
                 if waiter.giveUpWhileFailing { return false }
                 progress.retries.add()
-                let delay = backoff.next()
+                let delay = max(backoff.next(), retryAfter)
                 progress.logRateLimited("delivery failed, retrying in \(clampedMillis(delay))ms: \(failure)", loud: loud)
                 if waiter.wait(until: monotonicSeconds() + delay) { return false }
             }
         }
         return true
+    }
+
+    /// The last answer's `Retry-After` in seconds, within 0...retry.max (0: none or unusable).
+    private func retryAfterSeconds(_ nowNanos: Int64) -> Double {
+        guard let text = sender.retryAfter else { return 0 }
+        return RetryAfter.seconds(text, nowSeconds: nowNanos / 1_000_000_000, max: options.retryMax) ?? 0
     }
 
     private func budgetSpent(_ s: ItemState, _ now: Int64) -> Bool {
@@ -161,25 +197,87 @@ struct RetryPolicy {
     }
 }
 
-/// The stop signals and waits of one output, shared by its threads.
+/// The stop signals and waits of one output, shared by its threads, and the pause an overloaded
+/// destination asked for.
 final class RetryWaiter: Sendable {
     private struct Flags {
         var closing = false
         var abandoned = false
+        /// No request before this (monotonic seconds).
+        var notBefore = 0.0
+        /// Overloaded answers in a row (0: not overloaded).
+        var overloads = 0
+        /// The pause between requests while overloaded.
+        var pause = 0.0
+        /// When the latest overloaded answer came.
+        var lastOverload = -Double.infinity
     }
     private let flags = Locked(Flags())
     /// With a disk buffer, a stop does not wait for a failing destination.
     private let diskBuffered: Bool
+    private let retryInitial: Double
+    private let retryMax: Double
 
-    init(diskBuffered: Bool) { self.diskBuffered = diskBuffered }
+    init(diskBuffered: Bool, retryInitial: Double = 0.1, retryMax: Double = 30) {
+        self.diskBuffered = diskBuffered
+        self.retryInitial = retryInitial
+        self.retryMax = max(retryInitial, retryMax)
+    }
 
     var stopNow: Bool { flags.withLock { $0.abandoned } }
     var isClosing: Bool { flags.withLock { $0.closing } }
-    var giveUpWhileFailing: Bool { flags.withLock { $0.abandoned || ($0.closing && diskBuffered) } }
+    var giveUpWhileFailing: Bool { flags.withLock { Self.giveUp($0, diskBuffered) } }
 
-    /// Sleeps until `deadline` (monotonic), resuming after any unrelated wake-up. True if abandoned.
+    private static func giveUp(_ f: Flags, _ diskBuffered: Bool) -> Bool { f.abandoned || (f.closing && diskBuffered) }
+
+    /// Sleeps until `deadline` (monotonic), resuming after any unrelated wake-up. True if the caller
+    /// must stop instead: abandoned, or stopping with a disk buffer (which keeps the records).
     func wait(until deadline: Double) -> Bool {
-        flags.withLock(waitingUntil: deadline) { $0.abandoned ? true : nil } ?? false
+        flags.withLock(waitingUntil: deadline) { Self.giveUp($0, diskBuffered) ? true : nil } ?? false
+    }
+
+    /// Holds a request while the destination's pause lasts; while it is overloaded, lets one request
+    /// through per pause, whichever thread asks. False if the caller must stop instead (as `wait`).
+    func beforeRequest() -> Bool {
+        let diskBuffered = self.diskBuffered
+        return flags.withLockWaiting { f -> LockStep<Bool> in
+            if f.abandoned { return .done(false) }
+            let now = monotonicSeconds()
+            if now >= f.notBefore {
+                if f.overloads > 0 { f.notBefore = now + f.pause }
+                return .done(true)
+            }
+            if f.closing && diskBuffered { return .done(false) }
+            return .wait(seconds: f.notBefore - now)
+        }
+    }
+
+    /// An answer saying the destination is overloaded: no request from any thread for `retryAfter`
+    /// seconds (0: none given), and at least a backoff that grows with each such answer in a row.
+    func overloaded(retryAfter: Double) {
+        let (initial, most) = (retryInitial, retryMax)
+        flags.withLock { f in
+            f.overloads = min(f.overloads + 1, 64)
+            let nominal = Backoff.nominal(attempt: f.overloads, initial: initial, max: most)
+            let jittered = nominal / 2 + Double.random(in: 0...(nominal / 2))
+            f.pause = min(most, max(jittered, retryAfter))
+            let now = monotonicSeconds()
+            f.notBefore = max(f.notBefore, now + f.pause)
+            f.lastOverload = now
+        }
+    }
+
+    /// An answer without overload to a request sent at `sentAt`: the pause ends, unless an overloaded
+    /// answer came after that request was sent.
+    func answeredNormally(sentAt: Double) {
+        let reopened = flags.withLock { f -> Bool in
+            guard f.overloads > 0, sentAt > f.lastOverload else { return false }
+            f.overloads = 0
+            f.pause = 0
+            f.notBefore = 0
+            return true
+        }
+        if reopened { flags.broadcast() }
     }
 
     func close() {

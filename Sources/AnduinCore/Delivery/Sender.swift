@@ -1,3 +1,5 @@
+import Synchronization
+
 /// What a network output (Elasticsearch, HTTP) implements: send one batch of encoded records and say
 /// what became of each. The runner around it does the batching, buffering, retries, backoff,
 /// dead-lettering and acknowledgements, the same way for every such output.
@@ -5,6 +7,50 @@
 /// A sender is used by one thread at a time (the runner makes one per concurrent request slot).
 public protocol BatchSender: AnyObject {
     func send(_ batch: EncodedBatch) -> SendResult
+    /// The `Retry-After` header of the answer to the last `send`, as the destination wrote it (nil
+    /// when it sent none, or sent no answer). The runner reads it for 429/503 answers and per-item 429s.
+    var retryAfter: String? { get }
+}
+
+public extension BatchSender {
+    var retryAfter: String? { nil }
+}
+
+/// Tells the requests of one output to give up: set by its runner when it stops. With a disk buffer a
+/// stop does not wait for a destination that does not answer (the ring keeps the records for the next
+/// start): a request still unanswered `grace` seconds after the stop began, or after it was sent if
+/// later, is abandoned. Once the runner gives up (shutdown_timeout, reload), every request is.
+public final class RequestAbort: Sendable {
+    private struct State {
+        var closedAt: Double?
+        var grace = 0.0
+        var now = false
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Whether a request sent at `startedAt` (monotonic seconds) should be abandoned now.
+    public func shouldAbort(startedAt: Double) -> Bool {
+        state.withLock { s in
+            if s.now { return true }
+            guard let closedAt = s.closedAt else { return false }
+            return monotonicSeconds() - max(closedAt, startedAt) >= s.grace
+        }
+    }
+
+    /// From now on, requests unanswered for `grace` seconds are abandoned.
+    func abort(after grace: Double) {
+        state.withLock { s in
+            if s.closedAt == nil {
+                s.closedAt = monotonicSeconds()
+                s.grace = max(0, grace)
+            }
+        }
+    }
+
+    /// Every request is abandoned at once.
+    func abortNow() { state.withLock { $0.now = true } }
 }
 
 public enum SendResult: Sendable, Equatable {

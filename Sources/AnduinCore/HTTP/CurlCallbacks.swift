@@ -148,6 +148,26 @@ let streamWriteCallback: curl_write_callback = { data, size, count, ctx in
     return n
 }
 
+/// What `send`'s progress callback asks, reached through an unretained pointer; lives on the
+/// caller's stack frame for the whole transfer.
+final class AbortContext {
+    let shouldAbort: () -> Bool
+    var aborted = false
+    init(_ shouldAbort: @escaping () -> Bool) { self.shouldAbort = shouldAbort }
+}
+
+/// libcurl calls this about once a second or more often, also while no byte moves (a server that
+/// never answers): returning non-zero ends the transfer with CURLE_ABORTED_BY_CALLBACK.
+let sendProgressCallback: curl_xferinfo_callback = { ctx, _, _, _, _ in
+    guard let ctx else { return 0 }
+    let c = Unmanaged<AbortContext>.fromOpaque(ctx).takeUnretainedValue()
+    if c.shouldAbort() {
+        c.aborted = true
+        return 1
+    }
+    return 0
+}
+
 let streamProgressCallback: curl_xferinfo_callback = { ctx, _, _, _, _ in
     guard let ctx else { return 0 }
     let c = Unmanaged<StreamContext>.fromOpaque(ctx).takeUnretainedValue()

@@ -114,8 +114,12 @@ public final class HTTPClient {
     /// - GET and HEAD send no body; any other method sends `body` (possibly empty).
     /// - `basicAuth` (user, password) is sent as HTTP Basic auth, never via the URL.
     /// - Redirects are not followed; 3xx, 4xx and 5xx come back as responses.
+    /// - `shouldAbort` is polled about once a second (more often while data moves) until the response
+    ///   is complete; returning true ends the request at once with `.aborted` (a stop must not wait
+    ///   for a server that never answers).
     public func send(method: String, url: String, headers: [(String, String)],
-                     body: UnsafeRawBufferPointer, basicAuth: (String, String)?) throws(HTTPClientError) -> HTTPResponse {
+                     body: UnsafeRawBufferPointer, basicAuth: (String, String)?,
+                     shouldAbort: (() -> Bool)? = nil) throws(HTTPClientError) -> HTTPResponse {
         let shownURL = HTTPClient.redactedURL(url)
         try validate(method: method, url: url, shownURL: shownURL, headers: headers, body: body)
 
@@ -159,11 +163,21 @@ public final class HTTPClient {
             check("USERNAME", anduin_setopt_str(handle, CURLOPT_USERNAME, nil))
             check("PASSWORD", anduin_setopt_str(handle, CURLOPT_PASSWORD, nil))
         }
+        let abort = shouldAbort.map(AbortContext.init)
+        if let abort {
+            check("XFERINFOFUNCTION", anduin_setopt_xferinfofn(handle, CURLOPT_XFERINFOFUNCTION, sendProgressCallback))
+            check("XFERINFODATA", anduin_setopt_ptr(handle, CURLOPT_XFERINFODATA, Unmanaged.passUnretained(abort).toOpaque()))
+            check("NOPROGRESS", anduin_setopt_long(handle, CURLOPT_NOPROGRESS, 0))
+        }
         defer {
             // Drop pointers to memory that is freed or owned by the caller once we return.
             _ = anduin_setopt_slist(handle, CURLOPT_HTTPHEADER, nil)
             _ = anduin_setopt_ptr(handle, CURLOPT_POSTFIELDS, emptyBody)
             _ = anduin_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, 0)
+            if abort != nil {
+                _ = anduin_setopt_long(handle, CURLOPT_NOPROGRESS, 1)
+                _ = anduin_setopt_ptr(handle, CURLOPT_XFERINFODATA, nil)
+            }
         }
         if case let (name, rc)? = failed {
             throw .invalidRequest(url: shownURL,
@@ -171,9 +185,13 @@ public final class HTTPClient {
         }
 
         let started = monotonicSeconds()
-        let rc = curl_easy_perform(handle)
+        let rc = withExtendedLifetime(abort) { curl_easy_perform(handle) }
         let elapsed = monotonicSeconds() - started
         guard rc == CURLE_OK else {
+            if rc == CURLE_ABORTED_BY_CALLBACK, abort?.aborted == true {
+                sink.reset()
+                throw .aborted(url: shownURL)
+            }
             var secrets: [String] = []
             if case let (_, password)? = basicAuth, !password.isEmpty { secrets.append(password) }
             throw mapError(rc, url: url, shownURL: shownURL, elapsed: elapsed, secrets: secrets)

@@ -87,6 +87,8 @@ public enum HTTPClientError: Error, CustomStringConvertible, Sendable {
     case invalidRequest(url: String, detail: String)
     /// The client could not be created (libcurl init, unreadable TLS files).
     case setup(detail: String)
+    /// `shouldAbort` said to give up before the response was complete (the agent is stopping).
+    case aborted(url: String)
 
     public var description: String {
         switch self {
@@ -104,6 +106,8 @@ public enum HTTPClientError: Error, CustomStringConvertible, Sendable {
             return "invalid HTTP request to \(url): \(detail)"
         case .setup(let detail):
             return "HTTP client setup failed: \(detail)"
+        case .aborted(let url):
+            return "request to \(url) abandoned: the output is stopping"
         }
     }
 }

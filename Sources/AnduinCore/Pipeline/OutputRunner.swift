@@ -164,6 +164,11 @@ final class OutputRunner: OutputStage {
 
     var pendingRecords: Int { state.withLock { $0.queuedRecords } }
 
+    var keptRecords: Int { 0 }
+
+    /// Nothing to do: what waits for this output's queue is delivered up to shutdown_timeout.
+    func inputsStopping() {}
+
     /// A failing output whose queue is full (the inputs feeding it are paused); while it has room
     /// the queue is doing its job.
     var notReadyReason: String? {

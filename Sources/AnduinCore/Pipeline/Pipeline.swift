@@ -220,6 +220,7 @@ public final class Pipeline: Sendable {
     public func stop() {
         let deadline = monotonicSeconds() + config.shutdownTimeout
         for input in inputs { input.control.requestStop() }
+        for o in outputs { o.inputsStopping() }
         var inputsDone = true
         for input in inputs where !input.waitReturned(until: deadline) { inputsDone = false }
         // Records held by stateful filters (a pending multiline trace) go out before the outputs close.
@@ -241,8 +242,21 @@ public final class Pipeline: Sendable {
             }
         }
         for o in outputs { o.close() }
-        for o in outputs where !o.join(timeout: max(0, deadline - monotonicSeconds())) {
-            logger.warning("output \(o.name): \(o.pendingRecords) record(s) not delivered within shutdown_timeout; they were not checkpointed and will be read again at the next start")
+        for o in outputs {
+            if o.join(timeout: max(0, deadline - monotonicSeconds())) {
+                let kept = o.keptRecords
+                if kept > 0 { logger.info("output \(o.name): \(kept) undelivered record(s) kept in the disk buffer for the next start") }
+                continue
+            }
+            // Records in a disk buffer are safe there; only those not yet in it are read again.
+            let kept = o.keptRecords
+            let lost = max(0, o.pendingRecords - kept)
+            var text = "output \(o.name): "
+            if kept > 0 { text += "\(kept) undelivered record(s) kept in the disk buffer for the next start" }
+            if lost > 0 || kept == 0 {
+                text += (kept > 0 ? "; " : "") + "\(lost) record(s) not delivered within shutdown_timeout; they were not checkpointed and will be read again at the next start"
+            }
+            logger.warning("\(text)")
             o.abandon()
         }
         if !inputsDone {

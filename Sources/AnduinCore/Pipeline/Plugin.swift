@@ -16,6 +16,8 @@ public struct ComponentContext: Sendable {
     public let dataDirectory: String
     public let logger: Logger
     public let stats: ComponentStats
+    /// Network outputs: set by the output's runner when it stops, polled by its senders' requests.
+    public let requestAbort = RequestAbort()
 
     public init(name: String, kind: ComponentKind, dataDirectory: String, logger: Logger, stats: ComponentStats) {
         self.name = name
@@ -109,10 +111,15 @@ protocol OutputStage: AnyObject, Sendable {
     /// Takes a batch and keeps a reference to its ack until the batch is safe (or abandons the ack
     /// when giving up); may block (backpressure). Abandoned already: abandons `ack` at once.
     func enqueue(_ batch: RecordBatch, _ ack: AckToken)
+    /// The inputs were told to stop: an input waiting for room in this output's queue may give up
+    /// (its batch is read again at the next start) where the output keeps what it has anyway.
+    func inputsStopping()
     func close()
     func abandon()
     func join(timeout: Double) -> Bool
     var pendingRecords: Int { get }
+    /// Of `pendingRecords`, those a disk buffer keeps for the next start.
+    var keptRecords: Int { get }
     /// For `/ready`: why this output is not ready (stalled), or nil.
     var notReadyReason: String? { get }
 }

@@ -24,7 +24,11 @@ record). Each scripted answer applies to the whole request:
                    malformed HTTP 200 answers ("errors":false with no items / [] / one item too
                    many; truncated JSON; an HTML page): nothing is stored
   other statuses and "hang" as above
-  POST /_control/script also takes "poison_index" (null heals it) and "poison_status" (503).
+  POST /_control/script also takes "poison_index" (null heals it) and "poison_status" (503), and
+  "overload_seconds": for that long from now every bulk item is answered 429
+  es_rejected_execution_exception (HTTP 200), with the header `Retry-After: <retry_after>` when
+  "retry_after" is given (it is also sent with scripted 429 and 503 answers); counted in
+  "overload": {"requests": N, "items": N} of GET /_control/bulk.
   GET  /_control/bulk     {"docs": [{"_id", "_index", "doc", "t": stored at, monotonic}], "dup_attempts": N, "requests": N,
                            "request_times": [monotonic seconds...], "item_attempts": {index: N}}
 """
@@ -39,7 +43,8 @@ lock = threading.Lock()
 state = {"records": [], "requests": 0, "gzip_requests": 0, "auth": [], "content_types": [], "batches": [],
          "responses": [], "then": "200", "hang_seconds": 30.0, "request_times": [],
          "docs": {}, "doc_order": [], "dup_attempts": 0, "item_attempts": {},
-         "poison_index": None, "poison_status": 503}
+         "poison_index": None, "poison_status": 503, "overload_until": 0.0, "retry_after": None,
+         "overload": {"requests": 0, "items": 0}}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -48,9 +53,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def reply(self, status, body=b"{}", ctype="application/json"):
+    def reply(self, status, body=b"{}", ctype="application/json", retry_after=None):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -71,7 +78,8 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 out = {"docs": [state["docs"][i] for i in state["doc_order"]],
                        "dup_attempts": state["dup_attempts"], "requests": state["requests"],
-                       "request_times": state["request_times"], "item_attempts": state["item_attempts"]}
+                       "request_times": state["request_times"], "item_attempts": state["item_attempts"],
+                       "overload": state["overload"]}
             self.reply(200, json.dumps(out).encode())
         else:
             self.reply(404)
@@ -88,11 +96,16 @@ class Handler(BaseHTTPRequestHandler):
                     state["poison_index"] = cfg["poison_index"]
                 if "poison_status" in cfg:
                     state["poison_status"] = int(cfg["poison_status"])
+                if "overload_seconds" in cfg:
+                    state["overload_until"] = time.monotonic() + float(cfg["overload_seconds"])
+                if "retry_after" in cfg:
+                    state["retry_after"] = cfg["retry_after"]
             return self.reply(200)
         if self.path.startswith("/_control/reset"):
             with lock:
                 state.update(records=[], requests=0, gzip_requests=0, auth=[], content_types=[], batches=[],
-                             request_times=[], docs={}, doc_order=[], dup_attempts=0, item_attempts={})
+                             request_times=[], docs={}, doc_order=[], dup_attempts=0, item_attempts={},
+                             overload={"requests": 0, "items": 0})
             return self.reply(200)
         with lock:
             state["requests"] += 1
@@ -102,16 +115,19 @@ class Handler(BaseHTTPRequestHandler):
             state["request_times"].append(time.monotonic())
             answer = state["responses"].pop(0) if state["responses"] else state["then"]
             hang = state["hang_seconds"]
+            retry_after = state["retry_after"]
         if answer == "hang":
             time.sleep(hang)
             return
         if self.path.endswith("/_bulk"):
-            return self.bulk(data, answer)
+            return self.bulk(data, answer, retry_after)
         if answer.endswith("echo"):
             # A receiver that quotes the request in its error body, credentials included.
             echoed = {"error": "refused", "path": self.path, "headers": dict(self.headers.items())}
             return self.reply(int(answer[:-4]), json.dumps(echoed).encode())
         status = int(answer)
+        if status in (429, 503):
+            return self.reply(status, json.dumps({"status": status}).encode(), retry_after=retry_after)
         if 200 <= status < 300:
             text = data.decode("utf-8")
             if text.lstrip().startswith("["):
@@ -125,7 +141,7 @@ class Handler(BaseHTTPRequestHandler):
 
     do_PUT = do_POST
 
-    def bulk(self, data, answer):
+    def bulk(self, data, answer, retry_after):
         lines = [l for l in data.decode("utf-8").split("\n") if l.strip()]
         actions = []
         for i in range(0, len(lines) - 1, 2):
@@ -142,7 +158,19 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, b"<html><body><h1>Service temporarily unavailable</h1></body></html>", "text/html")
         if answer not in ("200", "extra_items"):
             status = int(answer)
-            return self.reply(status, json.dumps({"error": {"type": "scripted", "reason": answer}, "status": status}).encode())
+            return self.reply(status, json.dumps({"error": {"type": "scripted", "reason": answer}, "status": status}).encode(),
+                              retry_after=retry_after if status in (429, 503) else None)
+        with lock:
+            overloaded = time.monotonic() < state["overload_until"]
+            if overloaded:
+                state["overload"]["requests"] += 1
+                state["overload"]["items"] += len(actions)
+        if overloaded:
+            items = [{op: {"_index": index, "_id": _id, "status": 429,
+                           "error": {"type": "es_rejected_execution_exception",
+                                     "reason": "rejected execution of coordinating operation"}}}
+                     for op, index, _id, _ in actions]
+            return self.reply(200, json.dumps({"took": 1, "errors": True, "items": items}).encode(), retry_after=retry_after)
         items = []
         errors = False
         with lock:
