@@ -164,6 +164,9 @@ final class DuplicateKeyTests: XCTestCase {
         let docs = try lifted([#"{"a":1,"a":2}"#], fields: #""parsed":"old","k":1"#, target: .field("parsed"))
         XCTAssertEqual(docs[0]["parsed"]?["a"], .number("2"))
         XCTAssertEqual(docs[0]["k"], .number("1"))
+        // A name that JSON escapes.
+        let quoted = try lifted([#"{"a":1}"#], fields: #""p\"q":"old""#, target: .field(#"p"q"#))
+        XCTAssertEqual(quoted[0][#"p"q"#]?["a"], .number("1"))
         var b = FilterTestBatch.make([(#"{"a":1}"#, ""), ("plain", "")], shared: #""parsed":"shared""#)
         try parse(target: .field("parsed")).process(&b)
         let shared = try documents(b)

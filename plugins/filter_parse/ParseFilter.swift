@@ -175,7 +175,10 @@ public final class ParseFilter: Filter {
                     if format != nil {
                         // The last writer wins: a lifted key replaces the record's own or the shared one.
                         if let targetName {
-                            if !old.isEmpty, JSONScan.lookup(old, path: [targetName]) != nil { drop.append(targetName[...]) }
+                            if !old.isEmpty, JSONScan.lookup(old, path: [targetName]) != nil, let targetPrefix {
+                                // The key as written (escaped): `"NAME":{` without its quotes, colon and brace.
+                                drop.append(targetPrefix.dropFirst().dropLast(3))
+                            }
                             if !batch.sharedFields.isEmpty, FieldPath.hasMember(batch.sharedFields, 0..<batch.sharedFields.count, [targetName]),
                                !overriddenShared.contains(targetName) {
                                 overriddenShared.append(targetName)
