@@ -203,6 +203,60 @@ final class ElasticsearchOutputTests: AgentTestCase {
         XCTAssertEqual(indexed.count, 398)
     }
 
+    /// Issue 24 (7): lines whose lifted fields would repeat a key (a reserved-key rename next to the
+    /// same name with `_`, a `modify set` of a key the line lifts too, keys repeated in the input at
+    /// any depth, as zap writes them) are indexed, none dead-lettered: osmem-server, like
+    /// Elasticsearch, refuses a document with a key twice.
+    func testDocumentsNeverCarryAKeyTwice() throws {
+        let kinds: [(String) -> String] = [
+            { #"{"msg":"\#($0)","log":"x","_log":"y"}"# },
+            { #"{"msg":"\#($0)","env":"from-log"}"# },
+            { #"{"msg":"\#($0)","level":"info","level":"warn","ctx":{"a":1,"b":[{"c":1,"c":2}],"a":2}}"# },
+            { #"{"msg":"\#($0)","stream":"s","_stream":"t","@timestamp":"t0","event":1,"_event":2,"__event":3}"# },
+            { "msg=\"\($0)\" stream=s1 _stream=s2 env=lf" },
+            { #"{"msg":"\#($0)"}"# },
+        ]
+        let perKind = 20
+        var lines: [String] = []
+        for i in 0..<perKind { for (k, make) in kinds.enumerated() { lines.append(make(logLine("dup\(k)", i))) } }
+        appendText(sandbox.path("logs/app.log"), joinedLines(lines))
+        try writeConfig("""
+            data_dir: ./data
+            shutdown_timeout: 30s
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
+            filters:
+              mod: {type: modify, from: [in], set: {env: prod}}
+              parse: {type: parse, from: [mod], formats: [json, logfmt]}
+            outputs:
+              es: {type: elasticsearch, from: [parse], hosts: ["\(os.url)"], index: dupkeys}
+            """)
+        let agent = try startAgent()
+        waitForCount("dupkeys", lines.count)
+        stopAgent(agent)
+        XCTAssertEqual(count("dupkeys"), lines.count)
+        XCTAssertEqual(deadLetters(sandbox, "es").count, 0, "dead letters: \(deadLetters(sandbox, "es").prefix(3))")
+        let docs = Dictionary(try os.search("dupkeys").map { ($0.source["msg"] as? String ?? "?", $0.source) }, uniquingKeysWith: { a, _ in a })
+        XCTAssertEqual(docs.count, lines.count)
+        for i in 0..<perKind {
+            let d = (0..<kinds.count).map { docs[logLine("dup\($0)", i)] ?? [:] }
+            XCTAssertEqual(d[0]["_log"] as? String, "y")
+            XCTAssertEqual(d[0]["__log"] as? String, "x")
+            XCTAssertEqual(d[0]["env"] as? String, "prod")
+            XCTAssertEqual(d[1]["env"] as? String, "from-log", "the lift is the last writer")
+            XCTAssertEqual(d[2]["level"] as? String, "warn")
+            XCTAssertEqual((d[2]["ctx"] as? [String: Any])?["a"] as? Int, 2)
+            XCTAssertEqual(((d[2]["ctx"] as? [String: Any])?["b"] as? [[String: Any]])?.first?["c"] as? Int, 2)
+            XCTAssertEqual(d[3]["_stream"] as? String, "t")
+            XCTAssertEqual(d[3]["__stream"] as? String, "s")
+            XCTAssertEqual(d[3]["_@timestamp"] as? String, "t0")
+            XCTAssertEqual(d[3]["___event"] as? Int, 1)
+            XCTAssertEqual(d[4]["__stream"] as? String, "s1")
+            XCTAssertEqual(d[4]["env"] as? String, "lf")
+            XCTAssertEqual(d[5]["env"] as? String, "prod")
+        }
+    }
+
     // MARK: 3
 
     /// Lines written continuously to two files; the agent is SIGKILLed three times mid-stream

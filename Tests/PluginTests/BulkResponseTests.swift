@@ -1,3 +1,4 @@
+import Foundation
 import AnduinCore
 import XCTest
 
@@ -12,6 +13,28 @@ final class BulkResponseTests: XCTestCase {
     private func isRetryAll(_ r: SendResult, file: StaticString = #filePath, line: UInt = #line) {
         guard case .retryAll(let status, _) = r else { return XCTFail("expected a failed request, got \(r)", file: file, line: line) }
         XCTAssertEqual(status, 200, file: file, line: line)
+    }
+
+    /// Issue 24 (3): a per-item reason that quotes the request's credentials is scrubbed, also when
+    /// it is longer than what is kept of it, and also when the JSON escapes the credential.
+    func testItemReasonsAreScrubbedBeforeTheyAreCut() {
+        let key = Data("id-1:very-secret-key-22".utf8).base64EncodedString()
+        let s = CredentialScrubber(url: "http://h/_bulk", headers: [("Authorization", "ApiKey " + key)], basicAuth: nil)
+        let pad = String(repeating: "x", count: 480)
+        // The credential straddles byte 500 of the decoded reason; `\u0041`-style escapes hide it from a raw scan.
+        let escapedKey = key.unicodeScalars.map { String(format: "\\u%04x", $0.value) }.joined()
+        let body = #"{"errors":true,"items":[{"create":{"status":400,"error":{"type":"security_exception","reason":"request auth was ApiKey "# + key + #""}}},"#
+            + #"{"create":{"status":400,"error":{"type":"x","reason":""# + pad + escapedKey + #""}}}]}"#
+        let r = BulkResponse.read(Array(body.utf8), actions: 2, conflictIsDelivered: true, scrubber: s)
+        guard case .perRecord(let o) = r, o.count == 2,
+              case .deadLetter(400, let first) = o[0], case .deadLetter(400, let second) = o[1] else { return XCTFail("\(r)") }
+        XCTAssertEqual(first, "security_exception: request auth was ***")
+        XCTAssertFalse(second.contains(String(key.prefix(6))), second)
+        // A body that is not a receipt: its start is shown, scrubbed.
+        let bad = BulkResponse.read(Array(("<html>auth " + key + " was refused").utf8), actions: 1, conflictIsDelivered: true, scrubber: s)
+        guard case .retryAll(_, let why) = bad else { return XCTFail("\(bad)") }
+        XCTAssertFalse(why.contains(key), why)
+        XCTAssertTrue(why.contains("***"), why)
     }
 
     func testCompleteReceiptsAreDelivered() {

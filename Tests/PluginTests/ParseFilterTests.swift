@@ -302,18 +302,21 @@ final class ParseFilterTests: XCTestCase {
     }
 
     func testLogfmtDuplicateKeysLastWins() throws {
-        // Few keys (pairwise check) and many keys (hash table); renamed `stream` clashes with `_stream`.
+        // Few keys (pairwise check) and many keys (hash table); renamed `stream` does not take the
+        // name of `_stream`: it becomes `__stream`.
         var many = (0..<40).map { "k\($0)=\($0)" }.joined(separator: " ")
         many += " k3=again k39=last stream=s1 _stream=s2"
         let docs = try run(logfmt, ["a=1 b=2 a=3 b", "stream=s1 _stream=s2 x=1", many])
         XCTAssertEqual(docs[0]["a"] as? String, "3")
         XCTAssertEqual(docs[0]["b"] as? Bool, true)
         XCTAssertEqual(docs[1]["_stream"] as? String, "s2")
+        XCTAssertEqual(docs[1]["__stream"] as? String, "s1")
         XCTAssertEqual(docs[2]["k3"] as? String, "again")
         XCTAssertEqual(docs[2]["k39"] as? String, "last")
         XCTAssertEqual(docs[2]["k0"] as? String, "0")
         XCTAssertEqual(docs[2]["_stream"] as? String, "s2")
-        XCTAssertEqual(docs[2].count, 40 + 1 + 4)   // k0...k39, _stream, and @timestamp, stream, log, event
+        XCTAssertEqual(docs[2]["__stream"] as? String, "s1")
+        XCTAssertEqual(docs[2].count, 40 + 2 + 4)   // k0...k39, _stream, __stream, and @timestamp, stream, log, event
     }
 
     // MARK: formats

@@ -34,13 +34,22 @@ struct LogfmtScratch {
 /// - the first token must be `key=…`, so prose like `user logged in id=5` is not logfmt;
 /// - values are always written as JSON strings (bare keys as `true`): guessing numbers would give
 ///   one field different types from line to line, which Elasticsearch mappings reject;
-/// - duplicate keys: the last one wins (as when decoding into a map); no key is written twice.
+/// - duplicate keys: the last one wins (as when decoding into a map); no key is written twice, and a
+///   renamed reserved key never takes the name of another (`_stream` stays, `stream` becomes `__stream`).
 enum Logfmt {
     /// Appends the members of `src` to `out` and returns how many were written, or returns nil and
     /// leaves `out` untouched when `src` is not logfmt. Keys for which `renameKey` returns true are
     /// written with a `_` prefix.
     static func lift(_ src: UnsafeRawBufferPointer, into out: inout [UInt8], scratch: inout LogfmtScratch,
                      renameKey: (UnsafeRawBufferPointer) -> Bool) -> Int? {
+        var keys = MemberKeys()
+        return lift(src, into: &out, scratch: &scratch, keys: &keys, renameKey: renameKey)
+    }
+
+    /// As above; `keys` also keeps a renamed key clear of the other keys and of its outside names
+    /// (`MemberKeys`), and reports the keys that equal an outside name.
+    static func lift(_ src: UnsafeRawBufferPointer, into out: inout [UInt8], scratch: inout LogfmtScratch,
+                     keys: inout MemberKeys, renameKey: (UnsafeRawBufferPointer) -> Bool) -> Int? {
         guard tokenize(src, &scratch.pairs) else { return nil }
         let pairs = scratch.pairs.count
         for i in 0..<pairs {
@@ -50,11 +59,14 @@ enum Logfmt {
         markDuplicates(src, &scratch)
 
         var written = 0
+        var frame = keys.begin(at: out.count, top: true)
         for p in scratch.pairs where !p.dropped {
             if written > 0 { out.append(UInt8(ascii: ",")) }
+            let member = out.count
             out.append(UInt8(ascii: "\""))
             if p.renamed { out.append(UInt8(ascii: "_")) }
             JSONWriter.appendEscaped(UnsafeRawBufferPointer(rebasing: src[p.key]), to: &out)
+            keys.note(&frame, member: member, keyEnd: out.count, renamed: p.renamed, in: &out)
             out.append(contentsOf: #"":"#.utf8)
             switch p.kind {
             case .bare:
@@ -70,7 +82,7 @@ enum Logfmt {
             }
             written += 1
         }
-        return written
+        return keys.finish(frame, &out)
     }
 
     // MARK: tokens
@@ -186,8 +198,10 @@ enum Logfmt {
         }
     }
 
-    /// Whether two pairs are written with the same key (a renamed `stream` and a literal `_stream` are).
+    /// Whether two pairs are the same key (a renamed `stream` and a literal `_stream` are not: the
+    /// renamed one takes another underscore, see `MemberKeys`).
     static func sameKey(_ src: UnsafeRawBufferPointer, _ a: LogfmtScratch.Pair, _ b: LogfmtScratch.Pair) -> Bool {
+        if a.renamed != b.renamed { return false }
         let la = a.key.count + (a.renamed ? 1 : 0)
         let lb = b.key.count + (b.renamed ? 1 : 0)
         if la != lb { return false }

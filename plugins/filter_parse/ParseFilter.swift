@@ -11,8 +11,9 @@ import AnduinCore
 ///         keep_message: false
 ///
 /// With `target: root`, a lifted key that the agent writes itself (`@timestamp`, `stream`, `log`,
-/// `event`, `kubernetes`, and `message` when kept) is written as `_key`, so a record never has
-/// duplicate keys (Elasticsearch rejects those).
+/// `event`, `kubernetes`, and `message` when kept) is written as `_key` (`__key`, … when that is
+/// taken), and a lifted key replaces a field of the same name the record or its batch had: a
+/// record never has duplicate keys (Elasticsearch rejects those). See `MemberKeys`.
 public enum ParsePlugin {
     static let formats = ConfigKey<[String]>.list("formats", default: ["json"], "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings; the first token must be `key=value`)")
     static let target = ConfigKey<String>.string("target", default: "root", "`root`, or a field name to nest the parsed fields under")
@@ -98,6 +99,8 @@ public final class ParseFilter: Filter {
     let targetPrefix: [UInt8]?
     /// Names renamed to `_name` when lifted to the root; empty for a nested target (no clash there).
     let reserved: [[UInt8]]
+    /// The nested target's name (its key in the record), nil for root.
+    let targetName: [UInt8]?
 
     let parsedJSON: Counter
     let parsedLogfmt: Counter
@@ -109,12 +112,14 @@ public final class ParseFilter: Filter {
         switch config.target {
         case .root:
             targetPrefix = nil
+            targetName = nil
             reserved = ParseConfig.reservedNames(keepMessage: config.keepMessage).map { Array($0.utf8) }
         case .field(let name):
             var w = JSONWriter()
             w.writeString(name)
             w.writeRaw(":{")
             targetPrefix = w.bytes
+            targetName = Array(name.utf8)
             reserved = []
         }
         parsedJSON = stats.counter("parsed_json", "records whose message was lifted from JSON")
@@ -127,6 +132,17 @@ public final class ParseFilter: Filter {
         var lifted: [UInt8] = []
         lifted.reserveCapacity(1024)
         var logfmt = LogfmtScratch()
+        // The names a lifted key must not repeat: the batch's shared fields (then the record's own).
+        var keys = MemberKeys()
+        if targetPrefix == nil && !batch.sharedFields.isEmpty {
+            batch.sharedFields.withUnsafeBytes { _ = keys.addOutsideNames(of: $0) }
+        }
+        let sharedNames = keys.outsideNameCount
+        // Whether the outside names hold a record's own fields after the shared ones.
+        var recordNames = false
+        // Shared keys that some record lifted a value of its own for (rare; see `unshare`).
+        var overriddenShared: [[UInt8]] = []
+        var drop: [ArraySlice<UInt8>] = []
         var nJSON = 0, nLogfmt = 0, nNone = 0
         // From the first lift on, records are rewritten into a new arena holding only the bytes still
         // used: a lifted message is dropped. Appending to the old arena instead copied it whole (the
@@ -142,9 +158,41 @@ public final class ParseFilter: Filter {
                 if record.fields.lowerBound < 0 || record.fields.upperBound > src.count { record.fields = 0..<0 }
                 // A message already lifted by an earlier filter is not there any more to lift again.
                 var format: ParseFormat? = nil
+                if !drop.isEmpty { drop.removeAll(keepingCapacity: true) }
                 if !record.flags.contains(.messageLifted) {
                     lifted.removeAll(keepingCapacity: true)
-                    format = lift(UnsafeRawBufferPointer(rebasing: src[record.message]), into: &lifted, logfmt: &logfmt)
+                    if recordNames {
+                        keys.removeOutsideNames(from: sharedNames)
+                        recordNames = false
+                    }
+                    let old = UnsafeRawBufferPointer(rebasing: src[record.fields])
+                    if targetPrefix == nil && !old.isEmpty {
+                        keys.addOutsideNames(of: old)
+                        recordNames = true
+                    }
+                    format = lift(UnsafeRawBufferPointer(rebasing: src[record.message]), into: &lifted,
+                                  logfmt: &logfmt, keys: &keys)
+                    if format != nil {
+                        // The last writer wins: a lifted key replaces the record's own or the shared one.
+                        if let targetName {
+                            if !old.isEmpty, JSONScan.lookup(old, path: [targetName]) != nil, let targetPrefix {
+                                // The key as written (escaped): `"NAME":{` without its quotes, colon and brace.
+                                drop.append(targetPrefix.dropFirst().dropLast(3))
+                            }
+                            if !batch.sharedFields.isEmpty, FieldPath.hasMember(batch.sharedFields, 0..<batch.sharedFields.count, [targetName]),
+                               !overriddenShared.contains(targetName) {
+                                overriddenShared.append(targetName)
+                            }
+                        } else if keys.hasOverridden {
+                            for k in keys.overridden {
+                                if k >= sharedNames {
+                                    drop.append(keys.outsideName(k))
+                                } else if !overriddenShared.contains(where: { $0[...] == keys.outsideName(k) }) {
+                                    overriddenShared.append(Array(keys.outsideName(k)))
+                                }
+                            }
+                        }
+                    }
                     switch format {
                     case .json: nJSON += 1
                     case .logfmt: nLogfmt += 1
@@ -167,7 +215,7 @@ public final class ParseFilter: Filter {
                 let dropMessage = record.flags.contains(.messageLifted) || (format != nil && !keepMessage)
                 record.message = dropMessage ? out.count..<out.count : Self.copy(record.message, from: src, to: &out)
                 if format != nil {
-                    record.fields = commit(lifted, after: record.fields, from: src, to: &out)
+                    record.fields = commit(lifted, after: record.fields, dropping: drop, from: src, to: &out)
                     if !keepMessage { record.flags.insert(.messageLifted) }
                 } else {
                     record.fields = Self.copy(record.fields, from: src, to: &out)
@@ -177,6 +225,7 @@ public final class ParseFilter: Filter {
             }
         }
         if let arena { batch.bytes = arena }
+        for key in overriddenShared { Self.unshare(key, &batch) }
         // One atomic add per batch, not per record.
         if nJSON > 0 { parsedJSON.add(nJSON) }
         if nLogfmt > 0 { parsedLogfmt.add(nLogfmt) }
@@ -185,19 +234,20 @@ public final class ParseFilter: Filter {
 
     /// Tries each format in order; on success `out` holds the members (at least one) and the format
     /// is returned.
-    func lift(_ message: UnsafeRawBufferPointer, into out: inout [UInt8], logfmt: inout LogfmtScratch) -> ParseFormat? {
+    func lift(_ message: UnsafeRawBufferPointer, into out: inout [UInt8], logfmt: inout LogfmtScratch,
+              keys: inout MemberKeys) -> ParseFormat? {
         for format in formats {
             switch format {
             case .json:
                 // Cheap rejection: most plain-text lines never reach the JSON scanner.
                 guard let first = message.first(where: { !isJSONSpace($0) }), first == UInt8(ascii: "{") else { continue }
-                if let n = JSONScan.liftObject(message, into: &out, renameKey: isReserved) {
+                if let n = JSONScan.liftObject(message, into: &out, keys: &keys, renameKey: isReserved) {
                     // `{}` has nothing to lift: keep the message rather than leave an empty record.
                     if n > 0 { return .json }
                     out.removeAll(keepingCapacity: true)
                 }
             case .logfmt:
-                if Logfmt.lift(message, into: &out, scratch: &logfmt, renameKey: isReserved) != nil {
+                if Logfmt.lift(message, into: &out, scratch: &logfmt, keys: &keys, renameKey: isReserved) != nil {
                     return .logfmt
                 }
             }
@@ -205,16 +255,81 @@ public final class ParseFilter: Filter {
         return nil
     }
 
-    /// Appends the record's fields to `out`: the ones it had (`old`, in `src`) first, then the
-    /// lifted members, so the range stays one contiguous run of members.
-    func commit(_ lifted: [UInt8], after old: Range<Int>, from src: UnsafeRawBufferPointer,
-                to out: inout [UInt8]) -> Range<Int> {
+    /// Appends the record's fields to `out`: the ones it had (`old`, in `src`) first, except the keys
+    /// in `dropping` (lifted again: the last writer wins), then the lifted members, so the range
+    /// stays one contiguous run of members.
+    func commit(_ lifted: [UInt8], after old: Range<Int>, dropping: [ArraySlice<UInt8>],
+                from src: UnsafeRawBufferPointer, to out: inout [UInt8]) -> Range<Int> {
         let start = out.count
-        if !Self.copy(old, from: src, to: &out).isEmpty { out.append(UInt8(ascii: ",")) }
+        if dropping.isEmpty {
+            if !Self.copy(old, from: src, to: &out).isEmpty { out.append(UInt8(ascii: ",")) }
+        } else if old.lowerBound >= 0 && old.upperBound <= src.count {
+            Self.copyMembers(UnsafeRawBufferPointer(rebasing: src[old]), except: dropping, to: &out)
+            if out.count > start { out.append(UInt8(ascii: ",")) }
+        }
         if let targetPrefix { out.append(contentsOf: targetPrefix) }
         out.append(contentsOf: lifted)
         if targetPrefix != nil { out.append(UInt8(ascii: "}")) }
         return start..<out.count
+    }
+
+    /// Appends the members of `members` whose key is not in `except` (canonical keys, as the lift
+    /// and `FieldEdit` write them), comma-separated.
+    static func copyMembers(_ members: UnsafeRawBufferPointer, except: [ArraySlice<UInt8>], to out: inout [UInt8]) {
+        guard let p = members.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        let n = members.count
+        let mark = out.count
+        var i = JSONScan.skipWS(p, 0, n)
+        var wrote = false
+        while i < n {
+            guard p[i] == 0x22 else { break }
+            let start = i
+            var k = i + 1
+            guard JSONScan.scanString(p, &k, n) != nil else { break }
+            let key = UnsafeRawBufferPointer(start: p + start + 1, count: k - 1 - (start + 1))
+            i = JSONScan.skipWS(p, k, n)
+            guard i < n, p[i] == 0x3A else { break }
+            i = JSONScan.skipWS(p, i + 1, n)
+            guard JSONScan.skipValue(p, &i, n) else { break }
+            if !except.contains(where: { $0.elementsEqual(key) }) {
+                if wrote { out.append(UInt8(ascii: ",")) }
+                out.append(contentsOf: UnsafeRawBufferPointer(start: p + start, count: i - start))
+                wrote = true
+            }
+            i = JSONScan.skipWS(p, i, n)
+            guard i < n, p[i] == 0x2C else { return }
+            i = JSONScan.skipWS(p, i + 1, n)
+        }
+        // Not valid members (a bug upstream): kept whole rather than cut.
+        if i < n {
+            out.removeLast(out.count - mark)
+            out.append(contentsOf: members)
+        }
+    }
+
+    /// Moves the shared member `key` into the fields of each record that has no `key` of its own: a
+    /// record lifted its own value for it, and a document must not carry both.
+    static func unshare(_ key: [UInt8], _ batch: inout RecordBatch) {
+        var value: [UInt8] = []
+        let found: Bool = batch.sharedFields.withUnsafeBytes { shared in
+            guard let r = JSONScan.lookup(shared, path: [key]) else { return false }
+            value.append(contentsOf: shared[r])
+            return true
+        }
+        guard found else { return }
+        var scratch: [UInt8] = []
+        let removed = batch.sharedFields.withUnsafeBytes { FieldEdit.apply(.remove, at: [key][...], in: $0, to: &scratch) }
+        guard removed == .changed else { return }
+        batch.sharedFields = scratch
+        for i in batch.records.indices {
+            let r = batch.records[i]
+            guard r.fields.lowerBound >= 0, r.fields.upperBound <= batch.bytes.count else { continue }
+            scratch.removeAll(keepingCapacity: true)
+            let outcome = value.withUnsafeBytes { v in
+                batch.bytes.withUnsafeBytes { FieldEdit.apply(.add(v), at: [key][...], in: UnsafeRawBufferPointer(rebasing: $0[r.fields]), to: &scratch) }
+            }
+            if outcome == .changed { batch.records[i].fields = scratch.withUnsafeBytes { batch.append(bytes: $0) } }
+        }
     }
 
     /// Appends the bytes of `range` in `src` to `out` and returns where they are now; a range

@@ -13,15 +13,21 @@ public enum BulkResponse {
     /// Per item: 2xx is delivered; 409 is delivered when `conflictIsDelivered` (op_type create with
     /// our own `_id`: the document is already there, a replay); 429 and 5xx are retried; any other
     /// status is dead-lettered with the error's type and reason.
-    public static func read(_ body: [UInt8], actions: Int, conflictIsDelivered: Bool) -> SendResult {
-        body.withUnsafeBytes { read($0, actions: actions, conflictIsDelivered: conflictIsDelivered) }
+    ///
+    /// Every text taken from the body (reasons, the start of an unreadable body) is passed through
+    /// `scrubber` before it is cut to length, so no part of a credential survives the cut.
+    public static func read(_ body: [UInt8], actions: Int, conflictIsDelivered: Bool,
+                            scrubber: CredentialScrubber = .none) -> SendResult {
+        body.withUnsafeBytes { read($0, actions: actions, conflictIsDelivered: conflictIsDelivered, scrubber: scrubber) }
     }
 
-    public static func read(_ body: UnsafeRawBufferPointer, actions: Int, conflictIsDelivered: Bool) -> SendResult {
-        var scan = Scanner(body)
+    public static func read(_ body: UnsafeRawBufferPointer, actions: Int, conflictIsDelivered: Bool,
+                            scrubber: CredentialScrubber = .none) -> SendResult {
+        var scan = Scanner(body, scrubber: scrubber)
         switch scan.document(actions: actions, conflictIsDelivered: conflictIsDelivered) {
         case .failure(let problem):
-            return .retryAll(status: 200, reason: "\(problem): \(HTTPStatusClass.snippet(Array(body.prefix(300))))")
+            let clean = scrubber.scrub(Array(body))
+            return .retryAll(status: 200, reason: "\(problem): \(HTTPStatusClass.snippet(Array(clean.prefix(300))))")
         case .success(let outcomes):
             if let outcomes { return outcomes.allSatisfy({ $0 == .delivered }) ? .delivered : .perRecord(outcomes) }
             return .delivered
@@ -37,11 +43,13 @@ public enum BulkResponse {
     struct Scanner {
         let p: UnsafePointer<UInt8>?
         let n: Int
+        let scrubber: CredentialScrubber
         var i = 0
 
-        init(_ body: UnsafeRawBufferPointer) {
+        init(_ body: UnsafeRawBufferPointer, scrubber: CredentialScrubber) {
             p = body.baseAddress?.assumingMemoryBound(to: UInt8.self)
             n = body.count
+            self.scrubber = scrubber
         }
 
         /// The outcomes, or nil when `"errors":false` came first and the item count matched.
@@ -148,7 +156,7 @@ public enum BulkResponse {
                 let start = i
                 guard JSONScan.skipValue(p, &i, n) else { return .failure(Problem("invalid JSON in bulk response items")) }
                 out.append(Scanner.item(UnsafeRawBufferPointer(start: p + start, count: i - start),
-                                        conflictIsDelivered: conflictIsDelivered))
+                                        conflictIsDelivered: conflictIsDelivered, scrubber: scrubber))
                 i = JSONScan.skipWS(p, i, n)
                 guard i < n else { return .failure(Problem("truncated bulk response items")) }
                 if p[i] == 0x5D { i += 1; return .success(out) }
@@ -158,7 +166,8 @@ public enum BulkResponse {
         }
 
         /// One item object (its bytes, braces included).
-        static func item(_ raw: UnsafeRawBufferPointer, conflictIsDelivered: Bool) -> RecordOutcome {
+        static func item(_ raw: UnsafeRawBufferPointer, conflictIsDelivered: Bool,
+                         scrubber: CredentialScrubber = .none) -> RecordOutcome {
             // The members fragment inside the braces, as `JSONScan.lookup` takes it.
             guard raw.count >= 2 else { return .retry(status: 0, reason: "bulk item without a status") }
             let inner = UnsafeRawBufferPointer(rebasing: raw[1..<(raw.count - 1)])
@@ -187,8 +196,8 @@ public enum BulkResponse {
             case 409 where conflictIsDelivered: return .delivered  // this _id is already indexed: a replay
             default: break
             }
-            let type = string(result, ["error", "type"]) ?? "error"
-            let why = string(result, ["error", "reason"]) ?? ""
+            let type = string(result, ["error", "type"], scrubber) ?? "error"
+            let why = string(result, ["error", "reason"], scrubber) ?? ""
             let reason = why.isEmpty && type == "error" ? "HTTP \(status)" : "\(type): \(why)"
             switch status {
             case 429, 500..<600: return .retry(status: status, reason: reason)
@@ -196,15 +205,16 @@ public enum BulkResponse {
             }
         }
 
-        /// A string member at `path`, decoded (at most 500 bytes of it).
-        static func string(_ members: UnsafeRawBufferPointer, _ path: [String]) -> String? {
+        /// A string member at `path`, decoded and scrubbed (at most 500 bytes of it).
+        static func string(_ members: UnsafeRawBufferPointer, _ path: [String],
+                           _ scrubber: CredentialScrubber = .none) -> String? {
             guard let r = JSONScan.lookup(members, path: path.map { Array($0.utf8) }),
                   r.count >= 2, members[r.lowerBound] == 0x22 else { return nil }
             var out: [UInt8] = []
             var k = 1
             let value = UnsafeRawBufferPointer(rebasing: members[r])
             guard JSONScan.appendUnescapedString(value, from: &k, to: &out) else { return nil }
-            return String(decoding: out.prefix(500), as: UTF8.self)
+            return String(decoding: scrubber.scrub(out).prefix(500), as: UTF8.self)
         }
     }
 }

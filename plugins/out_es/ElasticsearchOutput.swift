@@ -127,7 +127,12 @@ final class ElasticsearchSender: BatchSender {
         return u
     }
 
+    /// Every text in the result went through the scrubber of the request's credentials.
     func send(_ batch: EncodedBatch) -> SendResult {
+        requester.scrubber.scrub(sendUnscrubbed(batch))
+    }
+
+    private func sendUnscrubbed(_ batch: EncodedBatch) -> SendResult {
         raw.removeAll(keepingCapacity: true)
         config.appendBulkBody(batch, into: &raw)
         let response: HTTPResponse
@@ -143,7 +148,8 @@ final class ElasticsearchSender: BatchSender {
         case .delivered:
             // HTTP 200 says nothing about the items: every one is read.
             return BulkResponse.read(response.body, actions: batch.count,
-                                     conflictIsDelivered: config.id == .event && config.opType == .create)
+                                     conflictIsDelivered: config.id == .event && config.opType == .create,
+                                     scrubber: requester.scrubber)
         case .retryAll:
             if response.status >= 500 { failOver() }
             return whole

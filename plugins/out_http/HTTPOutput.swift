@@ -59,7 +59,12 @@ final class HTTPSender: BatchSender {
 
     var retryAfter: String? { requester.retryAfter }
 
+    /// Every text in the result went through the scrubber of the request's credentials.
     func send(_ batch: EncodedBatch) -> SendResult {
+        requester.scrubber.scrub(sendUnscrubbed(batch))
+    }
+
+    private func sendUnscrubbed(_ batch: EncodedBatch) -> SendResult {
         do {
             if config.encoding == .ndjson, let response = try batch.withNDJSON({
                 try requester.send(method: config.method.rawValue, url: config.uri, body: $0)

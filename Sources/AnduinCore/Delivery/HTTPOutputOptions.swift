@@ -160,11 +160,19 @@ public final class HTTPRequester {
         headers = h
     }
 
+    /// The scrubber for the credentials of the last request sent: a sender passes every text it
+    /// builds from the answer through it (per-item reasons come from 2xx bodies too).
+    public private(set) var scrubber = CredentialScrubber.none
+    /// What `scrubber` was built from: rebuilt only when the credentials change (a rotated token).
+    private var scrubberKey: [String]?
+
     /// Compresses `raw` as configured and sends it with the credentials of the moment.
     ///
     /// The body of a response that is not 2xx is scrubbed of every credential this request carried
     /// (see `CredentialScrubber`): receivers echo requests into their error bodies, and those bodies
-    /// end up in logs, errors and dead-letter files.
+    /// end up in logs, errors and dead-letter files. A 2xx body is left as it is (scanning every
+    /// bulk receipt would cost more than the rare text taken from it): a sender scrubs what it takes
+    /// from one (per-item reasons) with `scrubber`.
     public func send(method: String, url: String, body raw: [UInt8]) throws -> HTTPResponse {
         try raw.withUnsafeBytes { try send(method: method, url: url, body: $0) }
     }
@@ -177,70 +185,19 @@ public final class HTTPRequester {
         retryAfter = nil
         let started = monotonicSeconds()
         let shouldAbort = abort.map { a in { a.shouldAbort(startedAt: started) } }
+        let key = [url, basic?.0 ?? "", basic?.1 ?? ""] + h.map(\.1)
+        if key != scrubberKey {
+            scrubber = CredentialScrubber(url: url, headers: h, basicAuth: basic)
+            scrubberKey = key
+        }
         var response = try encoder.withEncoded(raw) {
             try client.send(method: method, url: url, headers: h, body: $0, basicAuth: basic, shouldAbort: shouldAbort)
         }
         retryAfter = response.header("retry-after")
         if !(200..<300).contains(response.status), !response.body.isEmpty {
-            let scrubber = CredentialScrubber(url: url, headers: h, basicAuth: basic)
             response.body = scrubber.scrub(response.body)
         }
         return response
-    }
-}
-
-/// Every form in which a request's credentials may come back in a response: the Basic password,
-/// `user:password` and its base64, header values (`Authorization`, API keys, custom headers) and the
-/// token inside `Bearer …`/`ApiKey …`, and the userinfo of the URL (raw and percent-decoded).
-public struct CredentialScrubber: Sendable {
-    public let secrets: [Secret]
-
-    public init(url: String, headers: [(String, String)], basicAuth: (String, String)?) {
-        var s: [String] = []
-        if let (user, password) = basicAuth {
-            s.append(password)
-            s.append(user + ":" + password)
-            s.append(Data((user + ":" + password).utf8).base64EncodedString())
-        }
-        for (name, value) in headers {
-            let lower = name.lowercased()
-            if lower == "content-type" || lower == "content-encoding" || lower == "expect" { continue }
-            s.append(value)
-            // `Bearer TOKEN`, `ApiKey KEY`, `Basic B64`: the credential alone may be echoed too.
-            if let space = value.firstIndex(of: " ") { s.append(String(value[value.index(after: space)...])) }
-        }
-        if let info = CredentialScrubber.userinfo(of: url) {
-            s.append(info)
-            if let decoded = info.removingPercentEncoding { s.append(decoded) }
-            if let colon = info.firstIndex(of: ":") {
-                let password = String(info[info.index(after: colon)...])
-                s.append(password)
-                if let decoded = password.removingPercentEncoding { s.append(decoded) }
-            }
-            let plain = info.removingPercentEncoding ?? info
-            s.append(Data(plain.utf8).base64EncodedString())
-        }
-        // Longest first, so `user:password` is replaced whole before `password` alone.
-        secrets = Set(s).sorted { $0.count > $1.count }.map(Secret.init)
-    }
-
-    /// `user:password` of `scheme://user:password@host/...`, nil when there is none.
-    static func userinfo(of url: String) -> String? {
-        guard let schemeEnd = url.range(of: "://") else { return nil }
-        let rest = url[schemeEnd.upperBound...]
-        let authEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
-        let authority = rest[..<authEnd]
-        guard let at = authority.lastIndex(of: "@") else { return nil }
-        let info = String(authority[..<at])
-        return info.isEmpty ? nil : info
-    }
-
-    public func scrub(_ text: String) -> String { Secret.scrub(text, secrets) }
-
-    public func scrub(_ body: [UInt8]) -> [UInt8] {
-        let text = String(decoding: body, as: UTF8.self)
-        let clean = scrub(text)
-        return clean == text ? body : Array(clean.utf8)
     }
 }
 

@@ -15,8 +15,20 @@ public enum JSONScan {
     /// there were (0 for `{}`, nothing appended). Strings are re-escaped (invalid UTF-8 becomes
     /// U+FFFD), numbers are validated and copied verbatim, whitespace is dropped. A key for which
     /// `renameKey(decodedKey)` is true is written as `"_" + key` (only top-level keys).
+    ///
+    /// No object written has a key twice (`MemberKeys`): a key repeated in the input keeps its last
+    /// value, at any depth; a renamed key takes more leading underscores (`__log`) when `_log` is
+    /// another key of the object or one of `keys`' outside names. The top-level keys that equal an
+    /// outside name are left in `keys.overridden`.
     /// On failure returns nil and leaves `out` as it was.
     public static func liftObject(_ src: UnsafeRawBufferPointer, into out: inout [UInt8],
+                                  renameKey: (UnsafeRawBufferPointer) -> Bool) -> Int? {
+        var keys = MemberKeys()
+        return liftObject(src, into: &out, keys: &keys, renameKey: renameKey)
+    }
+
+    /// As above, with working memory reused from line to line (`keys`).
+    public static func liftObject(_ src: UnsafeRawBufferPointer, into out: inout [UInt8], keys: inout MemberKeys,
                                   renameKey: (UnsafeRawBufferPointer) -> Bool) -> Int? {
         let n = src.count
         guard n > 0, let p = src.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
@@ -28,6 +40,7 @@ public enum JSONScan {
         // Decoded key bytes, only needed for keys with escapes (rare): empty arrays don't allocate.
         var keyScratch: [UInt8] = []
         var ok = false
+        var frame = keys.begin(at: out.count, top: true)
         members: while true {
             i = skipWS(p, i, n)
             guard i < n else { break }
@@ -50,16 +63,18 @@ public enum JSONScan {
                 rename = renameKey(UnsafeRawBufferPointer(start: p + keyStart, count: k - 1 - keyStart))
             }
             if count > 0 { out.append(0x2C) }
+            let member = out.count
             out.append(0x22)
             if rename { out.append(0x5F) }
             var j = keyStart
             guard appendReescaped(p, &j, n, &out) else { break }
+            keys.note(&frame, member: member, keyEnd: out.count, renamed: rename, in: &out)
             out.append(0x22)
             i = skipWS(p, k, n)
             guard i < n, p[i] == 0x3A else { break }
             out.append(0x3A)
             i = skipWS(p, i + 1, n)
-            guard copyValue(p, &i, n, &out, depth: 1) else { break }
+            guard copyValue(p, &i, n, &out, depth: 1, keys: &keys) else { break }
             count += 1
             i = skipWS(p, i, n)
             guard i < n else { break }
@@ -67,7 +82,8 @@ public enum JSONScan {
             if p[i] == 0x7D { i += 1; ok = true }
             break
         }
-        if ok && skipWS(p, i, n) == n { return count }
+        if ok && skipWS(p, i, n) == n { return keys.finish(frame, &out) }
+        keys.abandon(frame)
         out.removeLast(out.count - mark)
         return nil
     }
@@ -75,7 +91,7 @@ public enum JSONScan {
     /// Copies the JSON value at `p[i]` to `out` in compact form; `depth` is the level of the
     /// container holding it.
     static func copyValue(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ n: Int, _ out: inout [UInt8],
-                          depth: Int) -> Bool {
+                          depth: Int, keys: inout MemberKeys) -> Bool {
         guard i < n else { return false }
         switch p[i] {
         case 0x22:
@@ -89,20 +105,28 @@ public enum JSONScan {
             out.append(0x7B)
             i = skipWS(p, i + 1, n)
             if i < n && p[i] == 0x7D { i += 1; out.append(0x7D); return true }
+            var frame = keys.begin(at: out.count, top: false)
             while true {
                 guard i < n, p[i] == 0x22 else { return false }
                 i += 1
+                let member = out.count
                 out.append(0x22)
                 guard appendReescaped(p, &i, n, &out) else { return false }
+                keys.note(&frame, member: member, keyEnd: out.count, renamed: false, in: &out)
                 out.append(0x22)
                 i = skipWS(p, i, n)
                 guard i < n, p[i] == 0x3A else { return false }
                 out.append(0x3A)
                 i = skipWS(p, i + 1, n)
-                guard copyValue(p, &i, n, &out, depth: depth + 1) else { return false }
+                guard copyValue(p, &i, n, &out, depth: depth + 1, keys: &keys) else { return false }
                 i = skipWS(p, i, n)
                 guard i < n else { return false }
-                if p[i] == 0x7D { i += 1; out.append(0x7D); return true }
+                if p[i] == 0x7D {
+                    i += 1
+                    _ = keys.finish(frame, &out)
+                    out.append(0x7D)
+                    return true
+                }
                 guard p[i] == 0x2C else { return false }
                 out.append(0x2C)
                 i = skipWS(p, i + 1, n)
@@ -113,7 +137,7 @@ public enum JSONScan {
             i = skipWS(p, i + 1, n)
             if i < n && p[i] == 0x5D { i += 1; out.append(0x5D); return true }
             while true {
-                guard copyValue(p, &i, n, &out, depth: depth + 1) else { return false }
+                guard copyValue(p, &i, n, &out, depth: depth + 1, keys: &keys) else { return false }
                 i = skipWS(p, i, n)
                 guard i < n else { return false }
                 if p[i] == 0x5D { i += 1; out.append(0x5D); return true }

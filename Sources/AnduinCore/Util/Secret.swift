@@ -3,8 +3,8 @@
 ///
 /// It prints as `***` wherever it is interpolated (logs, errors, `validate`, metrics labels, dead-letter
 /// reasons); the only way to the text is `reveal()`, called where the value is handed to libcurl or
-/// compared. `Secret.scrub(_:in:)` removes revealed values from text the agent did not write itself
-/// (a receiver's error body that echoes the credentials it was sent).
+/// compared. `CredentialScrubber` removes revealed values, in every form they were sent, from text the
+/// agent did not write itself (a receiver's answer that echoes the credentials it was sent).
 public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
     private let value: String
 
@@ -17,16 +17,6 @@ public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugSt
 
     public var description: String { "***" }
     public var debugDescription: String { "Secret(***)" }
-
-    /// `text` with every occurrence of each non-trivial secret replaced by `***`. Secrets shorter than
-    /// 4 characters are left alone: replacing them would mangle unrelated text and hide nothing.
-    public static func scrub(_ text: String, _ secrets: [Secret]) -> String {
-        var out = text
-        for s in secrets where s.value.count >= 4 && out.contains(s.value) {
-            out = out.replacingAll(s.value, with: "***")
-        }
-        return out
-    }
 }
 
 extension String {

@@ -23,7 +23,9 @@ record). Each scripted answer applies to the whole request:
   "no_items", "empty_items", "extra_items", "invalid_json", "html"
                    malformed HTTP 200 answers ("errors":false with no items / [] / one item too
                    many; truncated JSON; an HTML page): nothing is stored
-  other statuses and "hang" as above
+  "item400echo"    ("item" + status + "echo") HTTP 200 with every item refused with that status and
+                   the reason "request auth was <the Authorization header>", as Elasticsearch words it
+  other statuses, "400echo" and "hang" as above
   POST /_control/script also takes "poison_index" (null heals it) and "poison_status" (503), and
   "overload_seconds": for that long from now every bulk item is answered 429
   es_rejected_execution_exception (HTTP 200), with the header `Retry-After: <retry_after>` when
@@ -156,6 +158,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, b'{"took":1,"errors":false,"items":[{"create":{"status":201}')
         if answer == "html":
             return self.reply(200, b"<html><body><h1>Service temporarily unavailable</h1></body></html>", "text/html")
+        if answer.startswith("item") and answer.endswith("echo"):
+            st = int(answer[4:-4])
+            why = "request auth was %s" % self.headers.get("Authorization", "")
+            items = [{op: {"_index": index, "_id": _id, "status": st,
+                           "error": {"type": "security_exception", "reason": why}}}
+                     for op, index, _id, _ in actions]
+            return self.reply(200, json.dumps({"took": 1, "errors": True, "items": items}).encode())
+        if answer.endswith("echo"):
+            echoed = {"error": "refused", "path": self.path, "headers": dict(self.headers.items())}
+            return self.reply(int(answer[:-4]), json.dumps(echoed).encode())
         if answer not in ("200", "extra_items"):
             status = int(answer)
             return self.reply(status, json.dumps({"error": {"type": "scripted", "reason": answer}, "status": status}).encode(),
