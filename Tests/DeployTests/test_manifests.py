@@ -718,3 +718,16 @@ def test_helm_service_monitor_and_prometheus_rule(tmp_path):
                         "--set", "api.enabled=false"], capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and "serviceMonitor.enabled needs" in p.stderr
     validate_configmaps(tmp_path, docs)
+
+
+def test_helm_notes_name_the_secret_keys_each_mode_reads():
+    def notes(*args):
+        out = run_tool(tool("helm"), "install", "anduin", str(CHART_DIR), "--namespace", "logging",
+                       "--dry-run=client", *args)
+        return out[out.index("NOTES:"):]
+    assert "--from-literal=password='<password>'" in notes() and "--from-file=ca.crt=./ca.crt" in notes()
+    api_key = notes("-f", str(VALUES_DIR / "auth-api-key.yaml"))
+    assert "create secret generic es-credentials" in api_key and "--from-literal=key=" in api_key
+    assert "--from-file=token=./token" in notes("-f", str(VALUES_DIR / "auth-bearer.yaml"))
+    for name in ("auth-none.yaml", "auth-bearer-projected.yaml"):
+        assert "create secret" not in notes("-f", str(VALUES_DIR / name)), name
