@@ -230,3 +230,29 @@ def test_image_runs_as_the_chart_runs_it(tmp_path, osmem):
         assert code == 0, agent.logs()
     finally:
         agent.remove()
+
+
+def test_image_chowns_the_data_dir_as_the_non_root_init_container_does(tmp_path):
+    """values/non-root.yaml's init container: `chown -R 10001:10001 <dataDir>` in the image, root with
+    CAP_CHOWN only."""
+    if os.geteuid() != 0 or not shutil.which("podman"):
+        cannot_run("not root, or no podman")
+    if subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, timeout=60).returncode != 0:
+        cannot_run(f"no image {IMAGE}")
+    docs = helm_template("-f", str(pathlib.Path(__file__).parent / "values" / "non-root.yaml"))
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    sc = init["securityContext"]
+    data = tmp_path / "data"
+    (data / "checkpoints").mkdir(parents=True)
+    (data / "checkpoints" / "tail.json").write_text("{}")
+    (m,) = init["volumeMounts"]
+    p = podman("run", "--rm", "--runtime", "runc", "--network=host",
+               "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=1000:1000", "--read-only",
+               "--cap-drop=ALL", *[f"--cap-add={c}" for c in sc["capabilities"]["add"]],
+               "--user", f"{sc['runAsUser']}:0", "--entrypoint", json.dumps(init["command"]),
+               "-v", f"{data}:{m['mountPath']}:rw", IMAGE, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for path in (data, data / "checkpoints", data / "checkpoints" / "tail.json"):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid) == (10001, 10001), f"{path}: {st.st_uid}:{st.st_gid}"
