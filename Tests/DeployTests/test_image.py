@@ -121,7 +121,8 @@ class Container:
         self.run_args = [
             "--runtime", "runc", "--network=host",
             "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=1000:1000",
-            "--read-only", "--cap-drop=ALL", "--security-opt", "no-new-privileges",
+            # As readOnlyRootFilesystem: no writable /tmp or /run either (podman adds them by default).
+            "--read-only", "--read-only-tmpfs=false", "--cap-drop=ALL", "--security-opt", "no-new-privileges",
             "--user", f"{sc['runAsUser']}:{sc['runAsGroup']}",
             "--stop-signal", "SIGTERM", "--stop-timeout", str(self.grace),
             "--entrypoint", json.dumps(c["command"]),
