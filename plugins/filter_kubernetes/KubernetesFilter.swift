@@ -54,8 +54,7 @@ public final class KubernetesFilter: Filter {
                 // Shares the cached array (copy-on-write): no copy, no allocation.
                 batch.sharedFields = fields
             } else {
-                batch.sharedFields.append(UInt8(ascii: ","))
-                batch.sharedFields.append(contentsOf: fields)
+                batch.sharedFields = KubernetesMerge.adding(fields, to: batch.sharedFields)
             }
             (fromAPI ? enrichedAPI : enrichedPathOnly).add(batch.count)
         }
