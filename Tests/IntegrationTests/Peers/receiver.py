@@ -24,7 +24,9 @@ record). Each scripted answer applies to the whole request:
                    malformed HTTP 200 answers ("errors":false with no items / [] / one item too
                    many; truncated JSON; an HTML page): nothing is stored
   other statuses and "hang" as above
-  POST /_control/script also takes "poison_index" (null heals it) and "poison_status" (503).
+  POST /_control/script also takes "poison_index" (null heals it), "poison_status" (503) and
+  "poison_echo" (false): true quotes the request's headers (Authorization included) in each poisoned
+  item's reason, as a proxy or server that echoes the request in its errors would.
   GET  /_control/bulk     {"docs": [{"_id", "_index", "doc", "t": stored at, monotonic}], "dup_attempts": N, "requests": N,
                            "request_times": [monotonic seconds...], "item_attempts": {index: N}}
 """
@@ -39,7 +41,7 @@ lock = threading.Lock()
 state = {"records": [], "requests": 0, "gzip_requests": 0, "auth": [], "content_types": [], "batches": [],
          "responses": [], "then": "200", "hang_seconds": 30.0, "request_times": [],
          "docs": {}, "doc_order": [], "dup_attempts": 0, "item_attempts": {},
-         "poison_index": None, "poison_status": 503}
+         "poison_index": None, "poison_status": 503, "poison_echo": False}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -88,6 +90,8 @@ class Handler(BaseHTTPRequestHandler):
                     state["poison_index"] = cfg["poison_index"]
                 if "poison_status" in cfg:
                     state["poison_status"] = int(cfg["poison_status"])
+                if "poison_echo" in cfg:
+                    state["poison_echo"] = bool(cfg["poison_echo"])
             return self.reply(200)
         if self.path.startswith("/_control/reset"):
             with lock:
@@ -150,9 +154,11 @@ class Handler(BaseHTTPRequestHandler):
                 state["item_attempts"][index] = state["item_attempts"].get(index, 0) + 1
                 if state["poison_index"] is not None and index == state["poison_index"]:
                     st = state["poison_status"]
+                    reason = "[%s][0] primary shard is not active" % index
+                    if state["poison_echo"]:
+                        reason += "; request headers were " + json.dumps(dict(self.headers.items()))
                     items.append({op: {"_index": index, "_id": _id, "status": st,
-                                       "error": {"type": "unavailable_shards_exception",
-                                                 "reason": "[%s][0] primary shard is not active" % index}}})
+                                       "error": {"type": "unavailable_shards_exception", "reason": reason}}})
                     errors = True
                 elif _id is not None and _id in state["docs"]:
                     state["dup_attempts"] += 1
