@@ -55,7 +55,8 @@ RECEIVER = os.path.join(ROOT, "Tests", "IntegrationTests", "Peers", "receiver.py
 ID_RE = re.compile(rb"Q[0-9a-f]{4}f\d{3}n\d{6}Z")
 RSS_BOUND_MIB = 256
 STOP_SLACK = 10.0
-DRAIN_SECONDS = 40.0
+DRAIN_SECONDS = 120.0
+STALL_SECONDS = 20
 
 
 def log(*a):
@@ -693,6 +694,7 @@ class Run:
         self.dir = os.path.join(args.workdir, "%d-%d" % (master, k))
         self.failures, self.harness_bugs, self.notes = [], [], []
         self.mounted = False
+        self.ctl = threading.RLock()  # starting and stopping the agent: faults vs the crash restart
 
     def fail(self, msg):
         self.failures.append(msg)
@@ -864,6 +866,7 @@ class Run:
             if not ok:
                 self.harness_bugs.append("validate refused the drawn config: %s" % msg.replace("\n", " | ")[:600])
                 return
+            self.good_config = open(self.cfg_path).read()
             self.agent = Agent(self.args.bin, self.dir, self.cfg_path, data_dir)
             self._drive()
         finally:
@@ -878,6 +881,8 @@ class Run:
             self.seconds = time.monotonic() - t_start
 
     def _start_agent(self, nofile=None):
+        with open(self.cfg_path, "w") as f:
+            f.write(self.good_config)  # a bad config of a hup_bad fault may still be in place
         self.agent.start(nofile)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -890,18 +895,19 @@ class Run:
         writer = Writer(os.path.join(self.dir, "logs"), self.files, self.write_seconds)
         self.writer = writer
         stop_sampling = threading.Event()
-        crashes = []
+        crashes = self.crashes = []
 
         def sampler():
             while not stop_sampling.is_set():
                 agent.sample()
-                a = agent.cur
-                if a is not None and a.p.poll() is not None and not a.expected_exit:
-                    crashes.append((a.p.returncode, a.log, time.monotonic() - a.started))
-                    a.expected_exit = True  # counted once
-                    if len(crashes) <= 1:
-                        time.sleep(1.0)  # a DaemonSet's restart, once
-                        self._start_agent()
+                with self.ctl:
+                    a = agent.cur
+                    if a is not None and a.p.poll() is not None and not a.expected_exit:
+                        crashes.append((a.p.returncode, a.log, time.monotonic() - a.started))
+                        a.expected_exit = True  # counted once
+                        if len(crashes) <= 1:
+                            time.sleep(1.0)  # a DaemonSet's restart, once
+                            self._start_agent()
                 stop_sampling.wait(0.5)
 
         nofile0 = None
@@ -924,7 +930,8 @@ class Run:
                 undo()
             while pending and pending[0][0] <= now:
                 at, dur, name, oi = pending.pop(0)
-                undo = self._fault(name, oi, filler)
+                with self.ctl:
+                    undo = self._fault(name, oi, filler)
                 if undo:
                     active.append((now + dur, undo))
             if writer.done.is_set() and not pending and active and now > self.write_seconds + 6:
@@ -935,8 +942,13 @@ class Run:
         if writer.error:
             self.harness_bugs.append("writer: " + writer.error)
         # Every fault healed: the agent must be running and drain.
-        if agent.cur.p.poll() is not None:
-            self._start_agent()
+        with self.ctl:
+            a = agent.cur
+            if a.p.poll() is not None:
+                if not a.expected_exit:
+                    crashes.append((a.p.returncode, a.log, time.monotonic() - a.started))
+                    a.expected_exit = True
+                self._start_agent()
         self._drain()
         stop_sampling.set()
         time.sleep(0.6)
@@ -950,20 +962,34 @@ class Run:
             elif a.p.returncode != 0:
                 self.fail("SIGTERM at the end: exit status %d" % a.p.returncode)
         for rc, logp, age in crashes:
-            what = "killed by signal %d" % -rc if rc < 0 else "exit status %d" % rc
+            if rc < 0:
+                what = "killed by %s%s" % (signal.Signals(-rc).name, " (a Swift trap)" if -rc in (4, 5) else "")
+            else:
+                what = "exit status %d" % rc
             self.fail("agent exited on its own (%s) %.1f s after start; log %s: %s" %
-                      (what, age, logp, tail_of(logp)))
+                      (what, age, logp, fatal_line(logp) or tail_of(logp, 1)))
         if len(crashes) > 1:
             self.fail("restart loop: %d unrequested exits" % len(crashes))
         self._check(metrics)
 
     def _drain(self):
-        deadline = time.monotonic() + self.args.drain_seconds
-        quiet = 0
-        while time.monotonic() < deadline:
+        """Waits until every output has nothing pending and every file is checkpointed at its end. A run that
+        keeps making progress may take up to --drain-seconds; one that makes none for STALL_SECONDS with
+        records waiting is stalled (a failure); one still progressing at the cap is inconclusive."""
+        t0 = time.monotonic()
+        deadline = t0 + self.args.drain_seconds
+        quiet, last_progress, last_sum = 0, t0, None
+        self.drain_state = "drained"
+        while True:
             self.agent.sample()
-            s = self.agent.cur.status if self.agent.cur else None
-            if self.agent.cur.p.poll() is not None:
+            a = self.agent.cur
+            s = a.status
+            if a.p.poll() is not None:
+                with self.ctl:
+                    if not a.expected_exit:
+                        self.crashes.append((a.p.returncode, a.log, time.monotonic() - a.started))
+                        a.expected_exit = True
+                self.drain_state = "agent exited"
                 return
             if s and all(o["pending"] == 0 for o in s["outputs"]) and all(i["bytes_behind"] == 0 for i in s["inputs"]):
                 quiet += 1
@@ -971,8 +997,23 @@ class Run:
                     return
             else:
                 quiet = 0
+            now = time.monotonic()
+            if s:
+                total = sum(o["delivered"] + o["dead_lettered"] + o["dropped"]["drop_oldest"] + o["dropped"]["corrupt"]
+                            for o in s["outputs"]) + sum(i["records"] for i in s["inputs"])
+                if total != last_sum:
+                    last_sum, last_progress = total, now
+            if now - last_progress > STALL_SECONDS:
+                self.drain_state = "stalled"
+                self.fail("stalled: no record read, delivered, dead-lettered or dropped for %d s after every fault was "
+                          "healed; outputs %s; inputs %s" % (STALL_SECONDS, brief_outputs(s), brief_inputs(s)))
+                return
+            if now > deadline:
+                self.drain_state = "inconclusive"
+                self.notes.append("INCONCLUSIVE: still draining (slowly) after %.0f s: %s" % (
+                    self.args.drain_seconds, brief_outputs(s)))
+                return
             time.sleep(0.5)
-        self.notes.append("did not drain within %.0f s" % self.args.drain_seconds)
 
     # -- faults
     def _fault(self, name, oi, filler):
@@ -1012,13 +1053,14 @@ class Run:
                 self.write_config(self.cfg, self.cfg_path)
             else:
                 self.cfg = cfg
+                self.good_config = open(self.cfg_path).read()
                 agent.signal(signal.SIGHUP, False)
         elif name == "hup_bad":
             bad = self.cfg_path + ".bad"
             with open(self.cfg_path) as f:
                 text = f.read()
             text = text.replace("concurrency: ", "concurrency: 1000", 1) if rng.random() < 0.5 else text + "\nbogus_key: [\n"
-            good = open(self.cfg_path).read()
+            good = self.good_config
             with open(self.cfg_path, "w") as f:
                 f.write(text)
             agent.signal(signal.SIGHUP, False)
@@ -1028,7 +1070,9 @@ class Run:
                     f.write(good)
             return undo
         elif name in ("refuse", "blackhole", "slow"):
-            self.had_timeout_fault = self.had_timeout_fault or name != "refuse"
+            # Connections are cut (refuse, blackhole) or answers come late (slow): a request the destination
+            # stored may be retried, so an http output may receive it twice (at least once).
+            self.had_timeout_fault = True
             peer.proxy.set_mode(name, rng.uniform(0.3, 3.0))
             return lambda: peer.proxy.set_mode("pass")
         elif name.startswith("items_") or name.startswith("req_") or name == "malformed":
@@ -1086,23 +1130,6 @@ class Run:
         for i, a in enumerate(agent.procs):
             if a.hwm_kib > bound:
                 self.fail("peak RSS of agent process %d: %d MiB > bound %d MiB" % (i + 1, a.hwm_kib // 1024, bound // 1024))
-        final = agent.procs[-1].status if agent.procs else None
-        if final is None:
-            self.fail("no /status from the last agent process")
-            return
-        # Accounting identity of every output, at the end.
-        for o in final["outputs"]:
-            lhs = o["in"] + o["recovered"]
-            rhs = o["delivered"] + o["dead_lettered"] + o["dropped"]["drop_oldest"] + o["dropped"]["corrupt"] + o["pending"]
-            if lhs != rhs or o["unaccounted"] != 0 or o["pending"] != 0:
-                self.fail("accounting of output %s at the end: in %d + recovered %d != delivered %d + dead-lettered %d "
-                          "+ drop_oldest %d + corrupt %d + pending %d (unaccounted %d)" %
-                          (o["name"], o["in"], o["recovered"], o["delivered"], o["dead_lettered"],
-                           o["dropped"]["drop_oldest"], o["dropped"]["corrupt"], o["pending"], o["unaccounted"]))
-        for i in final["inputs"]:
-            if i["bytes_behind"] != 0:
-                self.notes.append("input %s: %d bytes behind at the end" % (i["name"], i["bytes_behind"]))
-        filt_dropped = sum(a.status["totals"]["dropped"]["filters"] for a in agent.procs if a.status)
         # Secrets.
         forms = []
         for s in self.secrets.values():
@@ -1119,6 +1146,31 @@ class Run:
                 if f in text:
                     self.fail("secret leaked in %s: ...%s..." % (where, context(text, f)))
                     break
+        final = agent.procs[-1].status if agent.procs else None
+        if final is None:
+            self.fail("no /status from the last agent process")
+            return
+        if self.drain_state != "drained":
+            return  # stalled (a failure already), the agent exited (reported), or inconclusive (a note)
+        # Accounting identity of every output, at the end.
+        for o in final["outputs"]:
+            lhs = o["in"] + o["recovered"]
+            rhs = o["delivered"] + o["dead_lettered"] + o["dropped"]["drop_oldest"] + o["dropped"]["corrupt"] + o["pending"]
+            if lhs != rhs or o["unaccounted"] != 0 or o["pending"] != 0:
+                self.fail("accounting of output %s at the end: in %d + recovered %d != delivered %d + dead-lettered %d "
+                          "+ drop_oldest %d + corrupt %d + pending %d (unaccounted %d)" %
+                          (o["name"], o["in"], o["recovered"], o["delivered"], o["dead_lettered"],
+                           o["dropped"]["drop_oldest"], o["dropped"]["corrupt"], o["pending"], o["unaccounted"]))
+        for i in final["inputs"]:
+            if i["bytes_behind"] != 0:
+                self.notes.append("input %s: %d bytes behind at the end" % (i["name"], i["bytes_behind"]))
+        # Lines a filter dropped, and lines cut off a multiline record at max_bytes (merged, so not counted as
+        # dropped; at most one partly kept line per truncated record loses its id).
+        filt_dropped = sum(a.status["totals"]["dropped"]["filters"] for a in agent.procs if a.status)
+        filt_dropped += sum(c.get("counters", {}).get("records_truncated", 0) for a in agent.procs if a.status
+                            for c in a.status.get("components", []) if c.get("kind") == "filter")
+        gave_up = any(b"not delivered within shutdown_timeout" in open(a.log, "rb").read() for a in agent.procs)
+        lines_fail = self.fail if not self.crashes else (lambda m: self.notes.append("after a crash: " + m))
         # Lines: every written id at each destination exactly once, or dead-lettered, or counted dropped.
         for dest in self.peers:
             oname = dest.name
@@ -1151,7 +1203,7 @@ class Run:
                             dl_400.append(str(e.get("reason"))[:200])
             foreign = set(found) - written
             if foreign:
-                self.fail("output %s: %d ids at the destination that were never written (e.g. %s)" %
+                lines_fail("output %s: %d ids at the destination that were never written (e.g. %s)" %
                           (oname, len(foreign), sorted(foreign)[:3]))
             missing = written - set(found) - dl_ids
             excused = missing & w.at_risk
@@ -1160,23 +1212,37 @@ class Run:
                 self.notes.append("output %s: %d lines written before a copytruncate not shipped (README known limit)" %
                                   (oname, len(excused)))
             if len(missing) > agg:
-                self.fail("output %s: %d of %d lines neither delivered nor dead-lettered, and only %d counted as dropped "
+                lines_fail("output %s: %d of %d lines neither delivered nor dead-lettered, and only %d counted as dropped "
                           "(e.g. %s)" % (oname, len(missing), len(written), agg, sorted(missing)[:4]))
             both = set(found) & dl_ids
             if both and not self.had_kill9:
-                self.fail("output %s: %d lines both delivered and dead-lettered (e.g. %s)" % (oname, len(both), sorted(both)[:3]))
+                lines_fail("output %s: %d lines both delivered and dead-lettered (e.g. %s)" % (oname, len(both), sorted(both)[:3]))
             dups = [t for t, c in found.items() if c > 1]
             if dups:
                 if dest.es:
                     self.fail("output %s: %d lines in the index more than once (e.g. %s)" % (oname, len(dups), sorted(dups)[:3]))
-                elif not (self.had_kill9 or self.had_timeout_fault):
+                elif not (self.had_kill9 or self.had_timeout_fault or gave_up or self.crashes):
                     self.fail("output %s (http): %d lines delivered more than once without a kill -9 or timeout (e.g. %s)" %
                               (oname, len(dups), sorted(dups)[:3]))
                 else:
-                    self.notes.append("output %s (http): %d lines delivered twice (kill -9/timeout replays)" % (oname, len(dups)))
+                    self.notes.append("output %s (http): %d lines delivered twice (replays after a kill -9, a cut connection or a stop at shutdown_timeout)" % (oname, len(dups)))
             if dl_400:
                 self.fail("output %s: %d documents refused with 400 though no 400 was scripted: %s" %
                           (oname, len(dl_400), dl_400[0]))
+
+
+def brief_outputs(s):
+    if not s:
+        return "(no /status)"
+    return ", ".join("%s: in %d recovered %d delivered %d dead-lettered %d dropped %d/%d pending %d unaccounted %d" % (
+        o["name"], o["in"], o["recovered"], o["delivered"], o["dead_lettered"], o["dropped"]["drop_oldest"],
+        o["dropped"]["corrupt"], o["pending"], o["unaccounted"]) for o in s["outputs"])
+
+
+def brief_inputs(s):
+    if not s:
+        return "(no /status)"
+    return ", ".join("%s: %d records, %d bytes behind" % (i["name"], i["records"], i["bytes_behind"]) for i in s["inputs"])
 
 
 def tail_of(path, n=3):
@@ -1187,6 +1253,18 @@ def tail_of(path, n=3):
         return " | ".join(l[:300] for l in lines)
     except OSError:
         return "(no log)"
+
+
+def fatal_line(path):
+    """A Swift runtime error's message (debug builds print file and line; release builds trap silently)."""
+    try:
+        with open(path, "rb") as f:
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                if "Fatal error" in line or "Precondition failed" in line or "Assertion failed" in line:
+                    return line.strip()[:400]
+    except OSError:
+        pass
+    return None
 
 
 def context(text, needle):
@@ -1211,6 +1289,7 @@ def main():
     args = ap.parse_args()
     if args.allow_mount and os.geteuid() != 0:
         args.allow_mount = False
+    args.bin = os.path.abspath(args.bin)
     if not os.access(args.bin, os.X_OK):
         raise SystemExit("no agent binary at %s (make release, or --bin)" % args.bin)
     master = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10 ** 9)
@@ -1219,7 +1298,7 @@ def main():
     log("torture: master seed %d, %d run(s), binary %s%s" % (master, len(runs), args.bin,
                                                              "" if args.allow_mount else " (disk_full fault off: no tmpfs)"))
     os.makedirs(args.workdir, exist_ok=True)
-    failed, bugs, t0 = [], [], time.monotonic()
+    failed, bugs, inconclusive, t0 = [], [], [], time.monotonic()
     for k in runs:
         r = Run(args, tables, master, k)
         if args.plan:
@@ -1252,13 +1331,17 @@ def main():
             for b in r.harness_bugs:
                 log("    - " + b)
             log("  reproduce: " + repro)
+        elif getattr(r, "drain_state", "") == "inconclusive":
+            inconclusive.append(k)
+            log("  INCONCLUSIVE run %d in %.0f s (too slow to drain; dir %s)" % (k, r.seconds, r.dir))
         else:
             log("  ok run %d in %.0f s" % (k, r.seconds))
             if not args.keep:
                 shutil.rmtree(r.dir, ignore_errors=True)
-    log("torture: master seed %d: %d run(s) in %.0f s, %d failed%s, %d harness bug(s)%s" % (
+    log("torture: master seed %d: %d run(s) in %.0f s, %d failed%s, %d harness bug(s)%s, %d inconclusive%s" % (
         master, len(runs), time.monotonic() - t0, len(failed), (" (runs %s)" % failed) if failed else "",
-        len(bugs), (" (runs %s)" % bugs) if bugs else ""))
+        len(bugs), (" (runs %s)" % bugs) if bugs else "", len(inconclusive),
+        (" (runs %s)" % inconclusive) if inconclusive else ""))
     sys.exit(1 if failed or bugs else 0)
 
 

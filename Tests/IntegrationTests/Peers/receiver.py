@@ -109,12 +109,12 @@ class Handler(BaseHTTPRequestHandler):
         if answer == "hang":
             time.sleep(hang)
             return
-        if self.path.endswith("/_bulk"):
-            return self.bulk(data, answer)
         if answer.endswith("echo"):
             # A receiver that quotes the request in its error body, credentials included.
             echoed = {"error": "refused", "path": self.path, "headers": dict(self.headers.items())}
             return self.reply(int(answer[:-4]), json.dumps(echoed).encode())
+        if self.path.endswith("/_bulk"):
+            return self.bulk(data, answer)
         status = int(answer)
         if 200 <= status < 300:
             text = data.decode("utf-8")
