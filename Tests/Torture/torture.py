@@ -579,6 +579,21 @@ class Peer:
 
 # ---------------------------------------------------------------- the agent
 
+def agent_env():
+    """The agent's environment: the Swift backtracer switched on, so that a trap names its source line in
+    the agent's log (a binary linked with the static stdlib needs to be told where the backtracer is)."""
+    env = dict(os.environ)
+    if "SWIFT_BACKTRACE" not in env:
+        swift = shutil.which("swift")
+        if swift:
+            libexec = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(swift))), "libexec", "swift", "linux")
+            for name in ("swift-backtrace-static", "swift-backtrace"):
+                if os.access(os.path.join(libexec, name), os.X_OK):
+                    env["SWIFT_BACKTRACE"] = "enable=yes,color=no,swift-backtrace=" + os.path.join(libexec, name)
+                    break
+    return env
+
+
 class AgentProc:
     def __init__(self, popen, logpath, nofile):
         self.p, self.log, self.nofile = popen, logpath, nofile
@@ -612,7 +627,8 @@ class Agent:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         p = subprocess.Popen([self.bin, "run", "--config", self.config], stdin=subprocess.DEVNULL,
-                             stdout=open(logpath, "wb"), stderr=subprocess.STDOUT, preexec_fn=pre, cwd=self.rundir)
+                             stdout=open(logpath, "wb"), stderr=subprocess.STDOUT, preexec_fn=pre, cwd=self.rundir,
+                             env=agent_env())
         with self.lock:
             self.procs.append(AgentProc(p, logpath, nofile))
 
@@ -1256,14 +1272,29 @@ def tail_of(path, n=3):
 
 
 def fatal_line(path):
-    """A Swift runtime error's message (debug builds print file and line; release builds trap silently)."""
+    """The Swift runtime's message and the crashing frame in the project's sources, when the backtracer
+    printed them (debug builds; a release build with the static stdlib usually traps without a word)."""
     try:
         with open(path, "rb") as f:
-            for line in f.read().decode("utf-8", "replace").splitlines():
-                if "Fatal error" in line or "Precondition failed" in line or "Assertion failed" in line:
-                    return line.strip()[:400]
+            lines = f.read().decode("utf-8", "replace").splitlines()
     except OSError:
-        pass
+        return None
+    what, where, crashed = None, None, False
+    for line in lines:
+        if what is None and ("Swift runtime failure" in line or "Fatal error" in line or "Precondition failed" in line):
+            what = line.strip(" *")[:200]
+        if re.match(r"Thread \d+ crashed:", line):
+            crashed = True
+        elif crashed and where is None and "/Sources/" in line or crashed and where is None and "/plugins/" in line:
+            m = re.search(r"0x[0-9a-f]+ (.*?)(?: \+ \d+)? in \S+ at (\S+)", line)
+            if m:
+                path = m.group(2)
+                path = path[path.find("/Sources/") + 1:] if "/Sources/" in path else path[path.find("/plugins/") + 1:]
+                where = "%s at %s" % (m.group(1), path)
+            else:
+                where = line.strip()[:200]
+    if what or where:
+        return "%s; %s" % (what or "crash", where or "no frame in the project's sources")
     return None
 
 
