@@ -153,7 +153,7 @@ torture: release test-deps
 
 # The fixed-seed short pass of `make test` (the debug binary `swift test` built): runs that include
 # disk buffers with minimum-size segments, incompressible data and year 0001/9999 runtime times.
-CI_TORTURE_SEED ?= 24
+CI_TORTURE_SEED ?= 30
 CI_TORTURE_RUNS ?= 6
 torture-ci: build test-deps
 	python3 Tests/Torture/torture.py --bin "$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/anduin" \
