@@ -545,15 +545,12 @@ class Peer:
         out = []
         if self.kind == "osmem":
             http("POST", self.url + "/torture*/_refresh", {})
-            frm, size = 0, 5000
-            while True:
-                j = json.loads(http("POST", self.url + "/torture*/_search",
-                                    {"size": size, "from": frm, "query": {"match_all": {}}, "sort": ["_doc"]}, 60))
-                hits = j["hits"]["hits"]
-                out += [json.dumps(h["_source"]).encode() for h in hits]
-                if len(hits) < size:
-                    break
-                frm += size
+            # The scroll API: from + size stops at index.max_result_window (10,000).
+            j = json.loads(http("POST", self.url + "/torture*/_search?scroll=1m",
+                                {"size": 5000, "query": {"match_all": {}}, "sort": ["_doc"]}, 60))
+            while j["hits"]["hits"]:
+                out += [json.dumps(h["_source"]).encode() for h in j["hits"]["hits"]]
+                j = json.loads(http("POST", self.url + "/_search/scroll", {"scroll": "1m", "scroll_id": j["_scroll_id"]}, 60))
             total = json.loads(http("GET", self.url + "/torture*/_count"))["count"]
             if total != len(out):
                 raise RuntimeError("osmem: _count %d but _search paged %d documents" % (total, len(out)))
@@ -1282,18 +1279,19 @@ def fatal_line(path):
         return None
     what, where, crashed = None, None, False
     for line in lines:
-        if what is None and ("Swift runtime failure" in line or "Fatal error" in line or "Precondition failed" in line):
-            what = line.strip(" *")[:200]
-        if re.match(r"Thread \d+ crashed:", line):
+        m = re.search(r"(Swift runtime failure: [^*]*?)(?: in \S+ at |\s*\*\*\*|$)|(Fatal error: .*)|(Precondition failed.*)", line)
+        if what is None and m:
+            what = next(g for g in m.groups() if g)[:200]
+        if re.match(r"Thread \d+ (\".*\" )?crashed:", line):
             crashed = True
         elif crashed and where is None and "/Sources/" in line or crashed and where is None and "/plugins/" in line:
-            m = re.search(r"0x[0-9a-f]+ (.*?)(?: \+ \d+)? in \S+ at (\S+)", line)
-            if m:
+            m = re.search(r"0x[0-9a-f]+ (.*?)(?: \+ \d+)? in \S+ at (\S+:\d+)", line)
+            if m and not m.group(1).startswith("Swift runtime failure"):
                 path = m.group(2)
                 path = path[path.find("/Sources/") + 1:] if "/Sources/" in path else path[path.find("/plugins/") + 1:]
                 where = "%s at %s" % (m.group(1), path)
             else:
-                where = line.strip()[:200]
+                continue
     if what or where:
         return "%s; %s" % (what or "crash", where or "no frame in the project's sources")
     return None
