@@ -1317,6 +1317,8 @@ def main():
     ap.add_argument("--plan", action="store_true", help="print each run's draw (config, corpus, faults) without running")
     ap.add_argument("--make", default="make torture", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    # SIGTERM (a CI timeout) unwinds like an exception, so the running agent and peers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.allow_mount and os.geteuid() != 0:
         args.allow_mount = False
     args.bin = os.path.abspath(args.bin)
