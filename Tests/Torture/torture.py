@@ -1183,6 +1183,10 @@ class Run:
         filt_dropped = sum(a.status["totals"]["dropped"]["filters"] for a in agent.procs if a.status)
         filt_dropped += sum(c.get("counters", {}).get("records_truncated", 0) for a in agent.procs if a.status
                             for c in a.status.get("components", []) if c.get("kind") == "filter")
+        # Drop counters count records; a multiline record holds several lines. When records were dropped,
+        # every merged line may have been in one of them.
+        merged = sum(c.get("counters", {}).get("records_merged", 0) for a in agent.procs if a.status
+                     for c in a.status.get("components", []) if c.get("kind") == "filter")
         gave_up = any(b"not delivered within shutdown_timeout" in open(a.log, "rb").read() for a in agent.procs)
         lines_fail = self.fail if not self.crashes else (lambda m: self.notes.append("after a crash: " + m))
         # Lines: every written id at each destination exactly once, or dead-lettered, or counted dropped.
@@ -1190,7 +1194,8 @@ class Run:
             oname = dest.name
             ostat = [a.status for a in agent.procs if a.status]
             agg = sum(next((o["dropped"]["drop_oldest"] + o["dropped"]["corrupt"] + o["dead_letter_dropped"]
-                            for o in s["outputs"] if o["name"] == oname), 0) for s in ostat) + filt_dropped
+                            for o in s["outputs"] if o["name"] == oname), 0) for s in ostat)
+            agg = agg + filt_dropped + (merged if agg else 0)
             try:
                 docs = dest.peer.docs(dest.es)
             except Exception as e:  # noqa: BLE001
