@@ -1179,22 +1179,18 @@ class Run:
             if i["bytes_behind"] != 0:
                 self.notes.append("input %s: %d bytes behind at the end" % (i["name"], i["bytes_behind"]))
         # Lines a filter dropped, and lines cut off a multiline record at max_bytes (merged, so not counted as
-        # dropped; at most one partly kept line per truncated record loses its id).
-        filt_dropped = sum(a.status["totals"]["dropped"]["filters"] for a in agent.procs if a.status)
-        filt_dropped += sum(c.get("counters", {}).get("records_truncated", 0) for a in agent.procs if a.status
-                            for c in a.status.get("components", []) if c.get("kind") == "filter")
-        # Drop counters count records; a multiline record holds several lines. When records were dropped,
-        # every merged line may have been in one of them.
-        merged = sum(c.get("counters", {}).get("records_merged", 0) for a in agent.procs if a.status
-                     for c in a.status.get("components", []) if c.get("kind") == "filter")
+        # dropped; at most one partly kept line per truncated record loses its id). Drop counters count
+        # records; a multiline record holds several lines: when records were dropped, every merged line may
+        # have been in one of them.
+        counts = [process_counts(a) for a in agent.procs]
+        filt_dropped = sum(c["filt_dropped"] + c["truncated"] for c in counts)
+        merged = sum(c["merged"] for c in counts)
         gave_up = any(b"not delivered within shutdown_timeout" in open(a.log, "rb").read() for a in agent.procs)
         lines_fail = self.fail if not self.crashes else (lambda m: self.notes.append("after a crash: " + m))
         # Lines: every written id at each destination exactly once, or dead-lettered, or counted dropped.
         for dest in self.peers:
             oname = dest.name
-            ostat = [a.status for a in agent.procs if a.status]
-            agg = sum(next((o["dropped"]["drop_oldest"] + o["dropped"]["corrupt"] + o["dead_letter_dropped"]
-                            for o in s["outputs"] if o["name"] == oname), 0) for s in ostat)
+            agg = sum(c["outputs"].get(oname, 0) for c in counts)
             agg = agg + filt_dropped + (merged if agg else 0)
             try:
                 docs = dest.peer.docs(dest.es)
@@ -1248,6 +1244,44 @@ class Run:
             if dl_400:
                 self.fail("output %s: %d documents refused with 400 though no 400 was scripted: %s" %
                           (oname, len(dl_400), dl_400[0]))
+
+
+def process_counts(a):
+    """What one agent process dropped, per output (drop_oldest + corrupt + dead-letter store drops), and its
+    filters' dropped, merged and truncated records: from its stop line (`anduin stopped: …`, the final
+    counters) when it stopped cleanly, else from its last /status sample (kill -9, crash)."""
+    line = None
+    try:
+        with open(a.log, "rb") as f:
+            for ln in f:
+                if b"anduin stopped: " in ln:
+                    line = ln.decode("utf-8", "replace")
+    except OSError:
+        pass
+    res = {"outputs": {}, "filt_dropped": 0, "merged": 0, "truncated": 0}
+    if line is not None:
+        text = line.split("anduin stopped: ", 1)[1].rstrip().rstrip('"}').rstrip()
+        for part in text.split("; "):
+            head, _, kv = part.partition(": ")
+            kind, _, name = head.partition(" ")
+            c = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", kv)}
+            if kind == "output":
+                res["outputs"][name] = (c.get("buffer_records_dropped", 0) + c.get("buffer_corrupt_records", 0) +
+                                        c.get("dead_letter_dropped_records", 0))
+            elif kind == "filter":
+                res["filt_dropped"] += max(0, c.get("records_in", 0) - c.get("records_out", 0) - c.get("records_merged", 0))
+                res["merged"] += c.get("records_merged", 0)
+                res["truncated"] += c.get("records_truncated", 0)
+        return res
+    if a.status:
+        for o in a.status["outputs"]:
+            res["outputs"][o["name"]] = o["dropped"]["drop_oldest"] + o["dropped"]["corrupt"] + o["dead_letter_dropped"]
+        res["filt_dropped"] = a.status["totals"]["dropped"]["filters"]
+        for c in a.status.get("components", []):
+            if c.get("kind") == "filter":
+                res["merged"] += c.get("counters", {}).get("records_merged", 0)
+                res["truncated"] += c.get("counters", {}).get("records_truncated", 0)
+    return res
 
 
 def brief_outputs(s):
