@@ -973,7 +973,7 @@ class Run:
                 self.fail("SIGTERM at the end: still running after %.0f s (shutdown_timeout %s), killed" %
                           (limit, self.cfg["shutdown_timeout"]))
             elif a.p.returncode != 0:
-                self.fail("SIGTERM at the end: exit status %d" % a.p.returncode)
+                self.fail("SIGTERM at the end: %s" % exit_text(a))
         for rc, logp, age in crashes:
             if rc < 0:
                 what = "killed by %s%s" % (signal.Signals(-rc).name, " (a Swift trap)" if -rc in (4, 5) else "")
@@ -1049,7 +1049,7 @@ class Run:
                               (limit, self.cfg["shutdown_timeout"]))
                     self.had_kill9 = True
                 elif a.p.returncode != 0:
-                    self.fail("SIGTERM: exit status %d" % a.p.returncode)
+                    self.fail("SIGTERM: %s" % exit_text(a))
             self._start_agent()
         elif name == "hup_good":
             # Another valid draw of the batch and concurrency; the buffers stay the same.
@@ -1253,6 +1253,13 @@ class Run:
             if dl_400:
                 self.fail("output %s: %d documents refused with 400 though no 400 was scripted: %s" %
                           (oname, len(dl_400), dl_400[0]))
+
+
+def exit_text(a):
+    rc = a.p.returncode
+    if rc >= 0:
+        return "exit status %d" % rc
+    return "killed by %s during the stop; log %s: %s" % (signal.Signals(-rc).name, a.log, fatal_line(a.log) or tail_of(a.log, 1))
 
 
 def process_counts(a):
