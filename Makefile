@@ -13,7 +13,7 @@ VENV := .venv-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps test-deps demo demo-local test test-model build release image image-if-root dist bench bench-corpus bench-stages bench-deflate clean fuzz fuzz-build
+.PHONY: deps test-deps demo demo-local test test-model build release image image-if-root dist bench bench-corpus bench-stages bench-deflate clean fuzz fuzz-build torture torture-ci
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES) $(EXTRA_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -62,6 +62,7 @@ test: test-deps
 	swift test $(SWIFT_BUILD_FLAGS)
 	$(MAKE) deploy-test
 	$(MAKE) fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS) FUZZ_SEED=1
+	$(MAKE) torture-ci
 
 # The long variants of the fault scenarios (more kills, longer runs), on top of the default suite.
 .PHONY: test-long
@@ -154,3 +155,23 @@ fuzz: fuzz-build
 	    || { tail -40 .build-fuzz/$$t.log; echo "fuzz: $$t failed; reproduce with $$bin/$$t .build-fuzz/crashes/$$t-*"; exit 1; }; \
 	  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" .build-fuzz/$$t.log | tr '\n' ' '; echo; \
 	done
+
+# Randomized torture runs (Tests/Torture/torture.py; README "Torture"): RUNS runs of the release binary,
+# each a random valid config, an adversarial corpus and a fault schedule, checked at the end. The master
+# seed is printed; SEED=S repeats it, SEED=S RUN=K replays run K alone (the command is printed for each
+# failing run). Run directories of failing runs stay in /tmp/anduin-torture/<seed>-<run>.
+RUNS ?= 20
+SEED ?=
+RUN ?=
+TORTURE_ARGS ?=
+torture: release test-deps
+	python3 Tests/Torture/torture.py --bin .build/release/anduin --runs $(RUNS) \
+	  $(if $(SEED),--seed $(SEED)) $(if $(RUN),--run $(RUN)) $(TORTURE_ARGS)
+
+# The fixed-seed short pass of `make test` (the debug binary `swift test` built): runs that include
+# disk buffers with minimum-size segments, incompressible data and year 0001/9999 runtime times.
+CI_TORTURE_SEED ?= 30
+CI_TORTURE_RUNS ?= 6
+torture-ci: build test-deps
+	python3 Tests/Torture/torture.py --bin "$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/anduin" \
+	  --seed $(CI_TORTURE_SEED) --runs $(CI_TORTURE_RUNS) $(TORTURE_ARGS)

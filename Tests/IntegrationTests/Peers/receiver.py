@@ -26,7 +26,9 @@ record). Each scripted answer applies to the whole request:
   "item400echo"    ("item" + status + "echo") HTTP 200 with every item refused with that status and
                    the reason "request auth was <the Authorization header>", as Elasticsearch words it
   other statuses, "400echo" and "hang" as above
-  POST /_control/script also takes "poison_index" (null heals it) and "poison_status" (503), and
+  POST /_control/script also takes "poison_index" (null heals it), "poison_status" (503),
+  "poison_echo" (false): true quotes the request's headers (Authorization included) in each poisoned
+  item's reason, as a proxy or server that echoes the request in its errors would, and
   "overload_seconds": for that long from now every bulk item is answered 429
   es_rejected_execution_exception (HTTP 200), with the header `Retry-After: <retry_after>` when
   "retry_after" is given (it is also sent with scripted 429 and 503 answers); counted in
@@ -45,7 +47,7 @@ lock = threading.Lock()
 state = {"records": [], "requests": 0, "gzip_requests": 0, "auth": [], "content_types": [], "batches": [],
          "responses": [], "then": "200", "hang_seconds": 30.0, "request_times": [],
          "docs": {}, "doc_order": [], "dup_attempts": 0, "item_attempts": {},
-         "poison_index": None, "poison_status": 503, "overload_until": 0.0, "retry_after": None,
+         "poison_index": None, "poison_status": 503, "poison_echo": False, "overload_until": 0.0, "retry_after": None,
          "overload": {"requests": 0, "items": 0}}
 
 
@@ -98,6 +100,8 @@ class Handler(BaseHTTPRequestHandler):
                     state["poison_index"] = cfg["poison_index"]
                 if "poison_status" in cfg:
                     state["poison_status"] = int(cfg["poison_status"])
+                if "poison_echo" in cfg:
+                    state["poison_echo"] = bool(cfg["poison_echo"])
                 if "overload_seconds" in cfg:
                     state["overload_until"] = time.monotonic() + float(cfg["overload_seconds"])
                 if "retry_after" in cfg:
@@ -190,9 +194,11 @@ class Handler(BaseHTTPRequestHandler):
                 state["item_attempts"][index] = state["item_attempts"].get(index, 0) + 1
                 if state["poison_index"] is not None and index == state["poison_index"]:
                     st = state["poison_status"]
+                    reason = "[%s][0] primary shard is not active" % index
+                    if state["poison_echo"]:
+                        reason += "; request headers were " + json.dumps(dict(self.headers.items()))
                     items.append({op: {"_index": index, "_id": _id, "status": st,
-                                       "error": {"type": "unavailable_shards_exception",
-                                                 "reason": "[%s][0] primary shard is not active" % index}}})
+                                       "error": {"type": "unavailable_shards_exception", "reason": reason}}})
                     errors = True
                 elif _id is not None and _id in state["docs"]:
                     state["dup_attempts"] += 1
