@@ -111,15 +111,8 @@ final class DiskRingStressTests: XCTestCase {
         ring.shutdown()
     }
 
-    static func index(of doc: UnsafeRawBufferPointer) -> Int {
-        var n = 0
-        var p = 5
-        while p < doc.count, doc[p] >= 0x30, doc[p] <= 0x39 {
-            n = n * 10 + Int(doc[p] - 0x30)
-            p += 1
-        }
-        return n
-    }
+    /// The N of a `{"i":N,…}` document (the model test's reader).
+    static func index(of doc: UnsafeRawBufferPointer) -> Int { RingModel.index(of: doc) }
 
     // MARK: the directory deleted while running
 

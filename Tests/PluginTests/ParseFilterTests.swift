@@ -427,7 +427,8 @@ final class ParseFilterTests: XCTestCase {
 }
 
 /// Small deterministic generator, so a failing fuzz case reproduces.
-private struct SplitMix {
+/// A small deterministic generator shared by the plugin tests (SplitMix64).
+struct SplitMix {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
