@@ -46,7 +46,7 @@ public struct ElasticsearchConfig: EncodedOutputConfig {
 }
 
 public enum ElasticsearchPlugin {
-    static let hosts = ConfigKey<[String]>.list("hosts", "`[\"https://es-0:9200\", \"https://es-1:9200\"]`: a failed host hands over to the next; `https://user:pass@host` gives Basic credentials", defaultText: "(required)")
+    static let hosts = ConfigKey<[String]>.list("hosts", "`[\"https://es-0:9200\", \"https://es-1:9200\"]`: a failed host hands over to the next; `https://user:pass@host` gives Basic credentials", defaultText: "(required, or `host`)")
     static let host = ConfigKey<String?>.text("host", "URL", "one host: the same as `hosts: [host]`")
     static let index = ConfigKey<String>.string("index", default: "logs-%Y.%m.%d", "literal text, the record's time (`%Y %m %d %H`, UTC) and fields (`logs-{kubernetes.namespace_name}`); field values are lowercased, a missing field gives `unknown`")
     static let dataset = ConfigKey<String>.string("dataset", default: "generic", "the `<dataset>` of `logs-<dataset>-<namespace>`")
@@ -61,7 +61,8 @@ public enum ElasticsearchPlugin {
                                                options: options, shared: networkOutputOptions) { r in
         var hosts = r.get(ElasticsearchPlugin.hosts)
         if hosts.isEmpty, let h = r.get(ElasticsearchPlugin.host) { hosts = [h] }
-        if hosts.isEmpty { r.error(r.has("hosts") ? "hosts" : nil, "needs hosts: [\"http://127.0.0.1:9200\"]") }
+        if hosts.isEmpty { r.error(r.has("hosts") ? "hosts" : nil, "needs hosts: [\"http://127.0.0.1:9200\"] (or host: \"http://127.0.0.1:9200\")") }
+        if r.has("hosts") && r.has("host") { r.error("host", "give hosts or host, not both") }
         var http = HTTPOutputOptions.parse(r)
         // user:password@ is taken out of the hosts before anything may show them.
         hosts = http.takeUserinfo(hosts, key: "hosts", r)
