@@ -6,7 +6,13 @@ import Foundation
 /// port 0), else the configured one; 0.0.0.0 becomes 127.0.0.1.
 func runningAgentAddress(_ cfg: AgentConfig, configPath: String) throws -> String {
     guard var address = cfg.apiAddress else {
-        throw ValidationError("\(configPath) has no api: section; the running agent must serve its API")
+        throw RuntimeError("""
+            \(configPath) has no api: section, so the agent serves no API to ask. Add these lines at its top level
+            and restart the agent (or send it SIGHUP):
+
+            api:
+              address: "127.0.0.1:2020"
+            """)
     }
     if let bound = try? String(contentsOfFile: cfg.dataDirectory + "/api.address", encoding: .utf8) {
         address = bound.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -30,15 +36,15 @@ struct Status: ParsableCommand {
         do {
             response = try client.send(method: "GET", url: url)
         } catch {
-            throw ValidationError("cannot reach the agent at \(url): \(error) (is it running with this config?)")
+            throw RuntimeError("cannot reach the agent at \(url): \(error) (is it running with this config?)")
         }
-        guard response.status == 200 else { throw ValidationError("the agent answered HTTP \(response.status) for \(url)") }
+        guard response.status == 200 else { throw RuntimeError("the agent answered HTTP \(response.status) for \(url)") }
         if json {
             _ = response.body.withUnsafeBytes { writeAll(fd: 1, $0) }
             return
         }
         guard let root = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
-            throw ValidationError("the agent's /status is not JSON")
+            throw RuntimeError("the agent's /status is not JSON")
         }
         print(StatusTable.render(root))
     }

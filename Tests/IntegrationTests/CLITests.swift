@@ -155,4 +155,59 @@ final class CLITests: AgentTestCase {
         XCTAssertEqual(c.exit?.status, 1, "run refuses a broken config")
         XCTAssertTrue(c.stderr.contains(sandbox.configPath + ":1:"), c.stderr)
     }
+
+    /// A command used correctly that fails at run time says why and exits 1, without a `Usage:`
+    /// trailer; a wrong argument exits 64 with the usage. A missing section is answered with the
+    /// lines to add.
+    func testRuntimeErrorsExitOneAndUsageErrorsSixtyFour() throws {
+        let base = """
+            data_dir: ./data
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"]}
+            outputs:
+              es: {type: elasticsearch, from: [in], hosts: ["http://127.0.0.1:9"]}
+              local: {type: file, from: [in], path: ./o.ndjson}
+
+            """
+        let noAPI = try sandbox.write("noapi.yaml", base)
+        var (status, out, err) = try runCLI(["status", "--config", noAPI])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertFalse(err.contains("Usage:"), err)
+        XCTAssertTrue(err.contains("has no api: section") && err.contains("\napi:\n  address: \"127.0.0.1:2020\"\n"), err)
+
+        (status, _, err) = try runCLI(["tap", "--config", noAPI])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertFalse(err.contains("Usage:"), err)
+        XCTAssertTrue(err.contains("\napi:\n  address: \"127.0.0.1:2020\"\n  tap: true"), err)
+
+        // An API on a port nobody listens on: the agent is not running.
+        let port = try DG.freePort()
+        let withAPI = try sandbox.write("api.yaml", base + "api: {address: \"127.0.0.1:\(port)\"}\n")
+        (status, _, err) = try runCLI(["status", "--config", withAPI])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("cannot reach the agent") && !err.contains("Usage:"), err)
+        (status, _, err) = try runCLI(["tap", "--config", withAPI])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("under its api: section") && err.contains("\n  tap: true") && !err.contains("Usage:"), err)
+
+        // The only output with dead letters is chosen without --output.
+        (status, out, err) = try runCLI(["dead-letter", "list", "--config", noAPI])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(err.contains("0 dead letter(s)") && err.contains("/es"), "\(out)\n\(err)")
+        // A wrong name is a usage error that lists the valid ones.
+        (status, _, err) = try runCLI(["dead-letter", "list", "--config", noAPI, "--output", "nope"])
+        XCTAssertEqual(status, 64, err)
+        XCTAssertTrue(err.contains("no output named \"nope\"") && err.contains("outputs with dead letters: \"es\"") && err.contains("Usage:"), err)
+        (status, _, err) = try runCLI(["dead-letter", "list", "--config", noAPI, "--output", "local"])
+        XCTAssertEqual(status, 64, err)
+        XCTAssertTrue(err.contains("output \"local\" has no dead letters") && err.contains("\"es\""), err)
+        (status, _, err) = try runCLI(["dead-letter", "list", "--config", noAPI, "--since", "yesterday"])
+        XCTAssertEqual(status, 64, err)
+        XCTAssertTrue(err.contains("Usage:"), err)
+        // Two such outputs: --output is needed, and the message names both.
+        let two = try sandbox.write("two.yaml", base + "  web: {type: http, from: [in], uri: \"http://127.0.0.1:9/x\"}\n")
+        (status, _, err) = try runCLI(["dead-letter", "list", "--config", two])
+        XCTAssertEqual(status, 64, err)
+        XCTAssertTrue(err.contains("\"es\", \"web\""), err)
+    }
 }
