@@ -210,4 +210,46 @@ final class CLITests: AgentTestCase {
         XCTAssertEqual(status, 64, err)
         XCTAssertTrue(err.contains("\"es\", \"web\""), err)
     }
+
+    /// `paths:` naming a folder and a data_dir that cannot be used are validate errors, said in
+    /// words (never a Foundation error code); `run` refuses the data_dir the same way.
+    func testValidateRefusesAFolderInPathsAndAnUnusableDataDir() throws {
+        let output = "outputs:\n  out: {type: file, from: [in], path: ./o.ndjson}\n"
+        let folder = try sandbox.write("folder.yaml", "data_dir: ./data\ninputs:\n  in: {type: tail, paths: [\"./logs\"]}\n" + output)
+        var (status, _, err) = try runCLI(["validate", "--config", folder])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("\(sandbox.path("logs")) is a directory: give a glob of the files in it, such as \"\(sandbox.path("logs"))/*.log\""), err)
+
+        _ = try sandbox.write("blocker", "a regular file\n")
+        let below = try sandbox.write("below.yaml", "data_dir: ./blocker/data\ninputs:\n  in: {type: tail, paths: [\"./logs/*.log\"]}\n" + output)
+        (status, _, err) = try runCLI(["validate", "--config", below])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("below.yaml:1:11: ") && err.contains("not a directory: \(sandbox.path("blocker"))"), err)
+        (status, _, err) = try runCLI(["run", "--config", below])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("not a directory: \(sandbox.path("blocker"))") && !err.contains("NSCocoaErrorDomain"), err)
+    }
+
+    /// A glob that matches nothing is said once (then every 10 minutes while it lasts), counted, and
+    /// said again when files appear.
+    func testAGlobMatchingNothingIsSaidOnceAndCounted() throws {
+        appendText(sandbox.path("logs/a.log"), joinedLines(logLines("a", 0..<3)))
+        var opts = TailOptions()
+        opts.paths = ["./logs/*.log", "./later/*.log"]
+        try writeConfig(agentConfig([("in", opts)]))
+        let a = try startAgent()
+        let pattern = sandbox.path("later/*.log")
+        waitForLog(a, "input in: paths: \(pattern) matches no file")
+        waitForMessages(logLines("a", 0..<3))
+        // Many scans (glob_interval 200ms) later, still said once.
+        Thread.sleep(forTimeInterval: 2)
+        XCTAssertEqual(a.stderr.components(separatedBy: "matches no file").count - 1, 1, a.stderr)
+        XCTAssertFalse(a.stderr.contains("\(sandbox.path("logs/*.log")) matches no file"), a.stderr)
+        try sandbox.mkdir("later")
+        appendText(sandbox.path("later/b.log"), joinedLines(logLines("b", 0..<2)))
+        waitForLog(a, "input in: paths: \(pattern) matches files again")
+        waitForMessages(logLines("a", 0..<3) + logLines("b", 0..<2))
+        stopAgent(a)
+        XCTAssertEqual(stopLineCounters(a.stderr, component: "in")["empty_glob_warnings"], 1, a.stderr)
+    }
 }

@@ -184,6 +184,7 @@ public final class Pipeline: Sendable {
     }
 
     static func prepareDataDirectory(_ dir: String) throws {
+        if let problem = DataDirectory.problem(dir) { throw StartupError("data_dir \(dir): \(problem)") }
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
