@@ -252,4 +252,18 @@ final class CLITests: AgentTestCase {
         stopAgent(a)
         XCTAssertEqual(stopLineCounters(a.stderr, component: "in")["empty_glob_warnings"], 1, a.stderr)
     }
+
+    /// The agent's own log lines carry UTC times to the millisecond, `Z`-suffixed.
+    func testLogLinesHaveMillisecondUTCTimes() throws {
+        try writeConfig(agentConfig([("in", TailOptions())]))
+        let a = try startAgent()
+        waitForLog(a, "anduin started")
+        stopAgent(a)
+        let lines = a.stderr.split(separator: "\n").map(String.init)
+        XCTAssertGreaterThan(lines.count, 1)
+        for line in lines {
+            XCTAssertNotNil(line.range(of: #"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (trace|debug|info|notice|warning|error|critical) anduin: "#,
+                                       options: .regularExpression), line)
+        }
+    }
 }
