@@ -4,7 +4,7 @@ import Foundation
 import Logging
 import Synchronization
 
-let anduinVersion = "0.1.0"
+let anduinVersion = BuildInfo.version
 
 @main
 struct Anduin: ParsableCommand {

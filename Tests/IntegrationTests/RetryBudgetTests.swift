@@ -431,6 +431,10 @@ final class RetryBudgetTests: DGTestCase {
         XCTAssertGreaterThanOrEqual((es["auth_failures"] as? Int) ?? 0, 1, json)
         XCTAssertTrue((es["last_error"] as? String)?.contains("HTTP 401") == true, json)
         XCTAssertNotNil(es["last_error_age_seconds"] as? Int, json)
+        // 401s are counted by status class in /metrics.
+        let metrics = try XCTUnwrap(scrapeMetrics(api))
+        XCTAssertGreaterThanOrEqual(metrics["anduin_output_requests_4xx_total{component=es,type=elasticsearch}"] ?? 0, 1, "\(metrics.keys.filter { $0.contains("requests_") })")
+        XCTAssertEqual(metrics["anduin_output_requests_2xx_total{component=es,type=elasticsearch}"] ?? 0, 0)
 
         try r.script([], then: "200")
         waitFor("status says caught up:\n\(text)") {

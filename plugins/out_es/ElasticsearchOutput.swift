@@ -21,7 +21,7 @@ public struct ElasticsearchConfig: EncodedOutputConfig {
     public var delivery: DeliveryOptions
 
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
-        try ElasticsearchSender(config: self)
+        try ElasticsearchSender(config: self, responses: ResponseCounters(context.stats))
     }
 
     /// Appends the `_bulk` NDJSON body for `batch`: an action line (index, and `_id` = event.id unless
@@ -111,9 +111,11 @@ final class ElasticsearchSender: BatchSender {
     private let requester: HTTPRequester
     private var raw: [UInt8] = []
     private var host = 0
+    private let responses: ResponseCounters
 
-    init(config: ElasticsearchConfig) throws {
+    init(config: ElasticsearchConfig, responses: ResponseCounters) throws {
         self.config = config
+        self.responses = responses
         // Plain x-ndjson: OpenSearch refuses Elasticsearch 8's vendor media type.
         requester = try HTTPRequester(config.http, contentType: "application/x-ndjson")
         host = Int.random(in: 0..<max(1, config.hosts.count))
@@ -131,7 +133,9 @@ final class ElasticsearchSender: BatchSender {
         let response: HTTPResponse
         do {
             response = try requester.send(method: "POST", url: url, body: raw)
+            responses.answered(response.status)
         } catch {
+            responses.noAnswer()
             failOver()
             // The host as written may carry user:password@: shown without it.
             return .unreachable("\(HTTPClient.redactedURL(config.hosts[host % config.hosts.count])): \(error)")

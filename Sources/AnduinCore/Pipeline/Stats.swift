@@ -202,6 +202,6 @@ public final class StatsRegistry: Sendable {
                 }
             }
         }
-        return prometheus.emitToString()
+        return prometheus.emitToString() + ProcessMetrics.text()
     }
 }
