@@ -266,4 +266,23 @@ final class CLITests: AgentTestCase {
                                        options: .regularExpression), line)
         }
     }
+
+    /// `format: auto` takes a file of plain JSON lines for Docker json-file: the lines are shipped as
+    /// plain messages, counted, and said once for the file with the offset, the first bytes and why.
+    func testDecodeErrorsAreSaidOncePerFileWithOffsetBytesAndReason() throws {
+        let first = #"{"level":"info","msg":"app started"}"#
+        appendText(sandbox.path("logs/app.log"), first + "\n" + #"{"level":"warn","msg":"slow"}"# + "\n")
+        var opts = TailOptions()
+        opts.format = "auto"
+        try writeConfig(agentConfig([("in", opts)]))
+        let a = try startAgent()
+        waitForMessages([first, #"{"level":"warn","msg":"slow"}"#])
+        appendText(sandbox.path("logs/app.log"), #"{"level":"info","msg":"later"}"# + "\n")
+        waitForMessages([#"{"level":"info","msg":"later"}"#])
+        waitForLog(a, "\(sandbox.path("logs/app.log")): line at offset 0 does not fit format docker, detected by format: auto")
+        XCTAssertTrue(a.stderr.contains(#"it begins "{"level":"info","msg":"app started"}""#) && a.stderr.contains("needs format: raw"), a.stderr)
+        stopAgent(a)
+        XCTAssertEqual(a.stderr.components(separatedBy: "does not fit").count - 1, 1, "said once for the file: \(a.stderr)")
+        XCTAssertEqual(stopLineCounters(a.stderr, component: "in")["decode_errors"], 3, a.stderr)
+    }
 }
