@@ -87,6 +87,10 @@ final class ObservabilityTests: AgentTestCase {
         XCTAssertTrue(start > now - 3600 && start <= now + 1, "process_start_time_seconds \(start), now \(now)")
         XCTAssertEqual(get("http://\(api)/health")?.status, 200)
         XCTAssertEqual(get("http://\(api)/ready")?.status, 200)
+        let unknown = get("http://\(api)/nope")
+        XCTAssertEqual(unknown?.status, 404)
+        XCTAssertTrue(unknown?.body.contains("/status") == true, "the index names every route: \(unknown?.body ?? "")")
+        XCTAssertTrue(agent.stderr.contains("(/metrics, /health, /ready, /status)"), agent.stderr)
         agent.terminate()
         XCTAssertTrue(agent.waitExit())
     }
