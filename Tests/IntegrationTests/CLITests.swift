@@ -228,6 +228,22 @@ final class CLITests: AgentTestCase {
         (status, _, err) = try runCLI(["run", "--config", below])
         XCTAssertEqual(status, 1, err)
         XCTAssertTrue(err.contains("not a directory: \(sandbox.path("blocker"))") && !err.contains("NSCocoaErrorDomain"), err)
+
+        // A data_dir still to be made under a folder this user cannot write: validate (which often
+        // runs elsewhere than the agent) lets it pass, the start refuses it in words. As root only a
+        // read-only mount makes such a folder.
+        guard getuid() == 0 else { return }
+        let ro = sandbox.path("ro")
+        try sandbox.mkdir("ro")
+        let (rc, text) = DG.tool("mount", ["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", ro])
+        guard rc == 0 else { return print("read-only part skipped: mount failed (\(text))") }
+        addTeardownBlock { _ = DG.tool("umount", ["-l", ro]) }
+        let later = try sandbox.write("later.yaml", "data_dir: ./ro/data\ninputs:\n  in: {type: tail, paths: [\"./logs/*.log\"]}\n" + output)
+        (status, _, err) = try runCLI(["validate", "--config", later])
+        XCTAssertEqual(status, 0, err)
+        (status, _, err) = try runCLI(["run", "--config", later])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("cannot create it: \(ro) is on a read-only file system"), err)
     }
 
     /// A glob that matches nothing is said once (then every 10 minutes while it lasts), counted, and

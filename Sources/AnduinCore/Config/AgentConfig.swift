@@ -76,7 +76,7 @@ public struct AgentConfig: Sendable {
             api: nil,
             watchConfig: top.get(AgentKeys.watchConfig),
             components: [])
-        if let problem = DataDirectory.problem(cfg.dataDirectory) {
+        if let problem = DataDirectory.problem(cfg.dataDirectory, checkCreatable: false) {
             top.error(top.has(AgentKeys.dataDir.key) ? AgentKeys.dataDir.key : nil,
                       "data_dir \(cfg.dataDirectory) cannot hold checkpoints and buffers: \(problem)")
         }

@@ -11,7 +11,10 @@ public enum DataDirectory {
     /// Why `dir` cannot be used as data_dir, in words, or nil. Nothing is created: a missing folder is
     /// fine when the nearest existing folder above it can take it. Checked by `validate` and again at
     /// start, so the operator reads `not a directory: /x/file` rather than an error code.
-    public static func problem(_ dir: String) -> String? {
+    /// `checkCreatable` false (validate): a missing folder whose parent this user cannot write to is
+    /// not reported, since `validate` often runs elsewhere (CI, a laptop) than the agent and as
+    /// another user; a file in the way, or an existing folder that cannot be written, is.
+    public static func problem(_ dir: String, checkCreatable: Bool = true) -> String? {
         var path = dir
         var missing = false
         while true {
@@ -19,6 +22,7 @@ public enum DataDirectory {
             if stat(path, &st) == 0 {
                 if (st.st_mode & S_IFMT) != S_IFDIR { return "not a directory: \(path)" }
                 if access(path, W_OK | X_OK) != 0 {
+                    if missing && !checkCreatable { return nil }
                     let why = errno == EROFS ? "on a read-only file system" : "not writable by this user"
                     return missing ? "cannot create it: \(path) is \(why)" : "\(path) is \(why)"
                 }
