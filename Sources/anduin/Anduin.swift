@@ -4,7 +4,7 @@ import Foundation
 import Logging
 import Synchronization
 
-let anduinVersion = "0.1.0"
+let anduinVersion = BuildInfo.version
 
 @main
 struct Anduin: ParsableCommand {
@@ -14,6 +14,29 @@ struct Anduin: ParsableCommand {
         version: anduinVersion,
         subcommands: [Run.self, Validate.self, TestCommand.self, Tap.self, Status.self, DeadLetterCommand.self, ConfigCommand.self, Version.self]
     )
+
+    /// ArgumentParser's own main, except that a `RuntimeError` is its message and exit 1: the command
+    /// was used correctly, so a `Usage:` trailer (and exit 64, EX_USAGE) would point at the wrong thing.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let e as RuntimeError {
+            FileHandle.standardError.write(Data((e.message + "\n").utf8))
+            Foundation.exit(1)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// A command that was given correct arguments failed (the agent is not reachable, the config lacks a
+/// section the command needs): printed as the message alone, exit 1. Wrong arguments stay
+/// `ValidationError`s: usage and exit 64.
+struct RuntimeError: Error, CustomStringConvertible {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
 }
 
 struct ConfigOption: ParsableArguments {

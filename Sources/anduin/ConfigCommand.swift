@@ -9,7 +9,7 @@ struct ConfigCommand: ParsableCommand {
     struct Reference: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the option reference (markdown tables), generated from the options' declarations.")
-        @Option(help: "Only this plugin type (e.g. tail, elasticsearch), or `agent` for the top level.")
+        @Option(help: "Only this plugin type (e.g. tail, elasticsearch) with the options it shares with others, or `agent` for the top level.")
         var type: String?
         @Option(help: "Rewrite the generated tables of this markdown file (the README) in place.")
         var updateReadme: String?
@@ -19,11 +19,17 @@ struct ConfigCommand: ParsableCommand {
             if let path = updateReadme {
                 let text = try String(contentsOfFile: path, encoding: .utf8)
                 let (updated, unknown) = OptionReference.update(readme: text, tables: tables)
-                if !unknown.isEmpty { throw ValidationError("\(path): no options declared for \(unknown.joined(separator: ", "))") }
+                if !unknown.isEmpty { throw RuntimeError("\(path): no options declared for \(unknown.joined(separator: ", "))") }
                 try updated.write(toFile: path, atomically: true, encoding: .utf8)
                 return
             }
             if let type {
+                // A type's own options and the ones it shares (an elasticsearch output's buffer, batch,
+                // TLS, password...): everything it accepts, in one table.
+                if let spec = allPlugins.spec(named: type), let options = spec.allOptions {
+                    print(OptionReference.table(options), terminator: "")
+                    return
+                }
                 guard let table = tables[type] else {
                     var msg = "no plugin type \"\(type)\""
                     if let guess = closest(type, in: tables.keys) { msg += " (did you mean \"\(guess)\"?)" }

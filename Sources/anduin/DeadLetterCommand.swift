@@ -10,15 +10,34 @@ struct DeadLetterCommand: ParsableCommand {
 
     struct Selection: ParsableArguments {
         @OptionGroup var options: ConfigOption
-        @Option(help: "The output (elasticsearch or http) whose dead letters to use.")
-        var output: String
+        @Option(help: "The output (elasticsearch or http) whose dead letters to use; may be left out when the config has only one.")
+        var output: String?
         @Option(help: "Only dead letters written at or after this time: RFC 3339 (2026-12-01T08:00:00Z) or an age (30m, 2h).")
         var since: String?
 
-        func load() throws -> (AgentConfig, String, Int64?) {
+        /// The config, the output's name, its dead-letter folder and the --since cutoff.
+        func load() throws -> (AgentConfig, String, String, Int64?) {
             guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
-            guard cfg.components(.output).contains(where: { $0.name == output }) else {
-                throw ValidationError("no output named \"\(output)\" in \(options.config)")
+            let candidates = DeadLetterReplay.outputsWithStore(cfg)
+            let names = candidates.map { "\"\($0)\"" }.joined(separator: ", ")
+            let output: String
+            if let given = self.output {
+                guard candidates.contains(given) else {
+                    if candidates.isEmpty {
+                        throw RuntimeError("\(options.config) has no elasticsearch or http output: only those have dead letters")
+                    }
+                    let other = cfg.components(.output).contains { $0.name == given }
+                        ? "output \"\(given)\" has no dead letters (only elasticsearch and http outputs have them)"
+                        : "no output named \"\(given)\" in \(options.config)"
+                    throw ValidationError("\(other); outputs with dead letters: \(names)")
+                }
+                output = given
+            } else {
+                switch candidates.count {
+                case 0: throw RuntimeError("\(options.config) has no elasticsearch or http output: only those have dead letters")
+                case 1: output = candidates[0]
+                default: throw ValidationError("\(options.config) has several outputs with dead letters: give --output with one of \(names)")
+                }
             }
             var cutoff: Int64?
             if let since {
@@ -30,7 +49,7 @@ struct DeadLetterCommand: ParsableCommand {
                     throw ValidationError("--since \(since): expected RFC 3339 (2026-12-01T08:00:00Z) or an age such as 30m")
                 }
             }
-            return (cfg, DeadLetterStore.directory(dataDirectory: cfg.dataDirectory, output: output), cutoff)
+            return (cfg, output, DeadLetterStore.directory(dataDirectory: cfg.dataDirectory, output: output), cutoff)
         }
     }
 
@@ -39,7 +58,7 @@ struct DeadLetterCommand: ParsableCommand {
         @OptionGroup var selection: Selection
 
         func run() throws {
-            let (_, dir, since) = try selection.load()
+            let (_, _, dir, since) = try selection.load()
             let all = DeadLetterReplay.read(directory: dir, since: since)
             for d in all {
                 let reason = d.reason.count > 160 ? String(d.reason.prefix(160)) + "…" : d.reason
@@ -56,10 +75,15 @@ struct DeadLetterCommand: ParsableCommand {
         @OptionGroup var selection: Selection
 
         func run() throws {
-            let (cfg, dir, since) = try selection.load()
-            let (sender, batch) = try DeadLetterReplay.sender(config: cfg, output: selection.output)
+            let (cfg, output, dir, since) = try selection.load()
+            let (sender, batch): (any BatchSender, Int)
+            do {
+                (sender, batch) = try DeadLetterReplay.sender(config: cfg, output: output)
+            } catch {
+                throw RuntimeError("cannot replay to \(output): \(error)")
+            }
             let r = DeadLetterReplay.replay(directory: dir, since: since, sender: sender, batchRecords: batch)
-            print("replayed \(r.delivered) record(s) to \(selection.output); \(r.refused.count) refused again")
+            print("replayed \(r.delivered) record(s) to \(output); \(r.refused.count) refused again")
             for line in r.refused.prefix(20) { print("  refused: \(line)") }
             if let why = r.stopped {
                 FileHandle.standardError.write(Data("replay stopped: \(why)\n".utf8))

@@ -14,7 +14,14 @@ struct Tap: ParsableCommand {
     func run() throws {
         guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
         guard let api = cfg.api, var address = api.tapListenAddress else {
-            throw ValidationError("\(options.config) does not turn /tap on: the running agent needs api: {tap: true} (see README, \"The API\")")
+            let lines = cfg.api == nil ? "api:\n  address: \"127.0.0.1:2020\"\n  tap: true" : "  tap: true"
+            let place = cfg.api == nil ? "at its top level" : "under its api: section"
+            throw RuntimeError("""
+                \(options.config) does not turn /tap on. Add \(cfg.api == nil ? "these lines" : "this line") \(place) and restart the \
+                agent (or send it SIGHUP):
+
+                \(lines)
+                """)
         }
         // The agent writes the address it really bound (the config may say port 0).
         if let bound = try? String(contentsOfFile: cfg.dataDirectory + "/tap.address", encoding: .utf8) {
@@ -25,11 +32,12 @@ struct Tap: ParsableCommand {
         if let file = api.tapTokenFile {
             switch APIOptions.readToken(file) {
             case .success(let token): headers.append(("Authorization", "Bearer " + token.reveal()))
-            case .failure(let p): throw ValidationError("api.tap_token_file: \(p.message)")
+            case .failure(let p): throw RuntimeError("api.tap_token_file: \(p.message)")
             }
         }
         if let c = component, !cfg.components.contains(where: { $0.name == c }) {
-            throw ValidationError("no component named \"\(c)\" in \(options.config)")
+            throw ValidationError("no component named \"\(c)\" in \(options.config); its components: "
+                                  + cfg.components.map { "\"\($0.name)\"" }.joined(separator: ", "))
         }
         var url = "http://\(address)/tap?limit=\(limit)"
         if let c = component { url += "&component=" + (c.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? c) }
@@ -39,7 +47,7 @@ struct Tap: ParsableCommand {
             return true  // keep reading until the agent ends the stream (the limit) or we are interrupted
         })
         if result.status != 200 {
-            throw ValidationError("the agent answered HTTP \(result.status) for \(url)")
+            throw RuntimeError("the agent answered HTTP \(result.status) for \(url)")
         }
     }
 }

@@ -55,11 +55,12 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path):
     assert "  \tat java.base/sun.nio.ch.Net.connect0(Native Method)" in out, out
     # `anduin status`: every line read and checkpointed, the trace's lines joined (not dropped), every
     # record delivered to both outputs.
-    assert re.search(r"^containers +tail +2 +0 B +17$", out, re.M), out
-    assert re.search(r"^traces +multiline +17 +12 +0$", out, re.M), out
+    assert re.search(r"^OK: caught up, every output delivering$", out, re.M), out
+    assert re.search(r"^containers +tail +2 +0 B +17 +0$", out, re.M), out
+    assert re.search(r"^traces +multiline +17 +12 +0 +0$", out, re.M), out
     assert re.search(r"^search +elasticsearch +12 +0 +12 +0 +0 +0 +0 +0 ", out, re.M), out
     assert re.search(r"^archive +file +12 +0 +12 ", out, re.M), out
-    assert "filters dropped 0 record(s); pending (queued, buffered, in flight, retrying) 0;" in out, out
+    assert "pending (queued, buffered, in flight, retrying) (holds); filters dropped 0 record(s)" in out, out
     assert "stopped anduin with SIGTERM (exit 0); 12 records in" in out, out
     assert "stopped osmem-server" in out and "demo ok in" in out, out
 

@@ -155,4 +155,150 @@ final class CLITests: AgentTestCase {
         XCTAssertEqual(c.exit?.status, 1, "run refuses a broken config")
         XCTAssertTrue(c.stderr.contains(sandbox.configPath + ":1:"), c.stderr)
     }
+
+    /// A command used correctly that fails at run time says why and exits 1, without a `Usage:`
+    /// trailer; a wrong argument exits 64 with the usage. A missing section is answered with the
+    /// lines to add.
+    func testRuntimeErrorsExitOneAndUsageErrorsSixtyFour() throws {
+        let base = """
+            data_dir: ./data
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"]}
+            outputs:
+              es: {type: elasticsearch, from: [in], hosts: ["http://127.0.0.1:9"]}
+              local: {type: file, from: [in], path: ./o.ndjson}
+
+            """
+        let noAPI = try sandbox.write("noapi.yaml", base)
+        var (status, out, err) = try runCLI(["status", "--config", noAPI])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertFalse(err.contains("Usage:"), err)
+        XCTAssertTrue(err.contains("has no api: section") && err.contains("\napi:\n  address: \"127.0.0.1:2020\"\n"), err)
+
+        (status, _, err) = try runCLI(["tap", "--config", noAPI])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertFalse(err.contains("Usage:"), err)
+        XCTAssertTrue(err.contains("\napi:\n  address: \"127.0.0.1:2020\"\n  tap: true"), err)
+
+        // An API on a port nobody listens on: the agent is not running.
+        let port = try DG.freePort()
+        let withAPI = try sandbox.write("api.yaml", base + "api: {address: \"127.0.0.1:\(port)\"}\n")
+        (status, _, err) = try runCLI(["status", "--config", withAPI])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("cannot reach the agent") && !err.contains("Usage:"), err)
+        (status, _, err) = try runCLI(["tap", "--config", withAPI])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("under its api: section") && err.contains("\n  tap: true") && !err.contains("Usage:"), err)
+
+        // The only output with dead letters is chosen without --output.
+        (status, out, err) = try runCLI(["dead-letter", "list", "--config", noAPI])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(err.contains("0 dead letter(s)") && err.contains("/es"), "\(out)\n\(err)")
+        // A wrong name is a usage error that lists the valid ones.
+        (status, _, err) = try runCLI(["dead-letter", "list", "--config", noAPI, "--output", "nope"])
+        XCTAssertEqual(status, 64, err)
+        XCTAssertTrue(err.contains("no output named \"nope\"") && err.contains("outputs with dead letters: \"es\"") && err.contains("Usage:"), err)
+        (status, _, err) = try runCLI(["dead-letter", "list", "--config", noAPI, "--output", "local"])
+        XCTAssertEqual(status, 64, err)
+        XCTAssertTrue(err.contains("output \"local\" has no dead letters") && err.contains("\"es\""), err)
+        (status, _, err) = try runCLI(["dead-letter", "list", "--config", noAPI, "--since", "yesterday"])
+        XCTAssertEqual(status, 64, err)
+        XCTAssertTrue(err.contains("Usage:"), err)
+        // Two such outputs: --output is needed, and the message names both.
+        let two = try sandbox.write("two.yaml", base + "  web: {type: http, from: [in], uri: \"http://127.0.0.1:9/x\"}\n")
+        (status, _, err) = try runCLI(["dead-letter", "list", "--config", two])
+        XCTAssertEqual(status, 64, err)
+        XCTAssertTrue(err.contains("\"es\", \"web\""), err)
+    }
+
+    /// `paths:` naming a folder and a data_dir that cannot be used are validate errors, said in
+    /// words (never a Foundation error code); `run` refuses the data_dir the same way.
+    func testValidateRefusesAFolderInPathsAndAnUnusableDataDir() throws {
+        let output = "outputs:\n  out: {type: file, from: [in], path: ./o.ndjson}\n"
+        let folder = try sandbox.write("folder.yaml", "data_dir: ./data\ninputs:\n  in: {type: tail, paths: [\"./logs\"]}\n" + output)
+        var (status, _, err) = try runCLI(["validate", "--config", folder])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("\(sandbox.path("logs")) is a directory: give a glob of the files in it, such as \"\(sandbox.path("logs"))/*.log\""), err)
+
+        _ = try sandbox.write("blocker", "a regular file\n")
+        let below = try sandbox.write("below.yaml", "data_dir: ./blocker/data\ninputs:\n  in: {type: tail, paths: [\"./logs/*.log\"]}\n" + output)
+        (status, _, err) = try runCLI(["validate", "--config", below])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("below.yaml:1:11: ") && err.contains("not a directory: \(sandbox.path("blocker"))"), err)
+        (status, _, err) = try runCLI(["run", "--config", below])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("not a directory: \(sandbox.path("blocker"))") && !err.contains("NSCocoaErrorDomain"), err)
+
+        // A data_dir still to be made under a folder this user cannot write: validate (which often
+        // runs elsewhere than the agent) lets it pass, the start refuses it in words. As root only a
+        // read-only mount makes such a folder.
+        guard getuid() == 0 else { return }
+        let ro = sandbox.path("ro")
+        try sandbox.mkdir("ro")
+        let (rc, text) = DG.tool("mount", ["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", ro])
+        guard rc == 0 else { return print("read-only part skipped: mount failed (\(text))") }
+        addTeardownBlock { _ = DG.tool("umount", ["-l", ro]) }
+        let later = try sandbox.write("later.yaml", "data_dir: ./ro/data\ninputs:\n  in: {type: tail, paths: [\"./logs/*.log\"]}\n" + output)
+        (status, _, err) = try runCLI(["validate", "--config", later])
+        XCTAssertEqual(status, 0, err)
+        (status, _, err) = try runCLI(["run", "--config", later])
+        XCTAssertEqual(status, 1, err)
+        XCTAssertTrue(err.contains("cannot create it: \(ro) is on a read-only file system"), err)
+    }
+
+    /// A glob that matches nothing is said once (then every 10 minutes while it lasts), counted, and
+    /// said again when files appear.
+    func testAGlobMatchingNothingIsSaidOnceAndCounted() throws {
+        appendText(sandbox.path("logs/a.log"), joinedLines(logLines("a", 0..<3)))
+        var opts = TailOptions()
+        opts.paths = ["./logs/*.log", "./later/*.log"]
+        try writeConfig(agentConfig([("in", opts)]))
+        let a = try startAgent()
+        let pattern = sandbox.path("later/*.log")
+        waitForLog(a, "input in: paths: \(pattern) matches no file")
+        waitForMessages(logLines("a", 0..<3))
+        // Many scans (glob_interval 200ms) later, still said once.
+        Thread.sleep(forTimeInterval: 2)
+        XCTAssertEqual(a.stderr.components(separatedBy: "matches no file").count - 1, 1, a.stderr)
+        XCTAssertFalse(a.stderr.contains("\(sandbox.path("logs/*.log")) matches no file"), a.stderr)
+        try sandbox.mkdir("later")
+        appendText(sandbox.path("later/b.log"), joinedLines(logLines("b", 0..<2)))
+        waitForLog(a, "input in: paths: \(pattern) matches files again")
+        waitForMessages(logLines("a", 0..<3) + logLines("b", 0..<2))
+        stopAgent(a)
+        XCTAssertEqual(stopLineCounters(a.stderr, component: "in")["empty_glob_warnings"], 1, a.stderr)
+    }
+
+    /// The agent's own log lines carry UTC times to the millisecond, `Z`-suffixed.
+    func testLogLinesHaveMillisecondUTCTimes() throws {
+        try writeConfig(agentConfig([("in", TailOptions())]))
+        let a = try startAgent()
+        waitForLog(a, "anduin started")
+        stopAgent(a)
+        let lines = a.stderr.split(separator: "\n").map(String.init)
+        XCTAssertGreaterThan(lines.count, 1)
+        for line in lines {
+            XCTAssertNotNil(line.range(of: #"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (trace|debug|info|notice|warning|error|critical) anduin: "#,
+                                       options: .regularExpression), line)
+        }
+    }
+
+    /// `format: auto` takes a file of plain JSON lines for Docker json-file: the lines are shipped as
+    /// plain messages, counted, and said once for the file with the offset, the first bytes and why.
+    func testDecodeErrorsAreSaidOncePerFileWithOffsetBytesAndReason() throws {
+        let first = #"{"level":"info","msg":"app started"}"#
+        appendText(sandbox.path("logs/app.log"), first + "\n" + #"{"level":"warn","msg":"slow"}"# + "\n")
+        var opts = TailOptions()
+        opts.format = "auto"
+        try writeConfig(agentConfig([("in", opts)]))
+        let a = try startAgent()
+        waitForMessages([first, #"{"level":"warn","msg":"slow"}"#])
+        appendText(sandbox.path("logs/app.log"), #"{"level":"info","msg":"later"}"# + "\n")
+        waitForMessages([#"{"level":"info","msg":"later"}"#])
+        waitForLog(a, "\(sandbox.path("logs/app.log")): line at offset 0 does not fit format docker, detected by format: auto")
+        XCTAssertTrue(a.stderr.contains(#"it begins "{"level":"info","msg":"app started"}""#) && a.stderr.contains("needs format: raw"), a.stderr)
+        stopAgent(a)
+        XCTAssertEqual(a.stderr.components(separatedBy: "does not fit").count - 1, 1, "said once for the file: \(a.stderr)")
+        XCTAssertEqual(stopLineCounters(a.stderr, component: "in")["decode_errors"], 3, a.stderr)
+    }
 }

@@ -294,15 +294,33 @@ final class ConfigCorpusTests: AgentTestCase {
         }
         XCTAssertGreaterThanOrEqual(names.count, 9, all)
         for name in names {
-            let (_, s, table, e) = try runCLI(["config", "reference", "--type", name])
-            XCTAssertEqual(s, 0, e)
             let begin = "<!-- anduin config reference \(name): generated, do not edit -->\n"
-            guard let start = readme.range(of: begin), let end = readme.range(of: "<!-- end of generated reference -->", range: start.upperBound..<readme.endIndex) else {
-                XCTFail("README.md has no generated table for \(name): add the markers and run `anduin config reference --update-readme README.md`")
-                continue
-            }
-            XCTAssertEqual(String(readme[start.upperBound..<end.lowerBound]), table,
-                           "README.md's table for \(name) differs from the declarations: run `anduin config reference --update-readme README.md`")
+            XCTAssertNotNil(readme.range(of: begin),
+                            "README.md has no generated table for \(name): add the markers and run `anduin config reference --update-readme README.md`")
         }
+        // Each block regenerated from the declarations: the copy must not change.
+        let copy = sandbox.path("README.md")
+        XCTAssertTrue(FileManager.default.createFile(atPath: copy, contents: Data(readme.utf8)))
+        let (_, s, _, e) = try runCLI(["config", "reference", "--update-readme", copy])
+        XCTAssertEqual(s, 0, e)
+        let regenerated = try String(contentsOfFile: copy, encoding: .utf8)
+        if regenerated != readme {
+            let a = readme.split(separator: "\n", omittingEmptySubsequences: false), b = regenerated.split(separator: "\n", omittingEmptySubsequences: false)
+            let at = zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(a.count, b.count)
+            XCTFail("README.md's tables differ from the declarations from line \(at + 1) (\(a.count > at ? a[at] : "end") ≠ \(b.count > at ? b[at] : "end")): "
+                    + "run `anduin config reference --update-readme README.md`")
+        }
+    }
+
+    /// `config reference --type X` is everything an X accepts: its own options and the shared ones.
+    func testReferenceOfATypeIncludesItsSharedOptions() throws {
+        let (_, s, es, e) = try runCLI(["config", "reference", "--type", "elasticsearch"])
+        XCTAssertEqual(s, 0, e)
+        for key in ["`hosts`", "`host`", "`password`", "`tls.ca_file`", "`buffer.type`", "`batch.max_records`", "`index`"] {
+            XCTAssertTrue(es.contains("| \(key) |"), "\(key) missing from:\n\(es)")
+        }
+        let (_, s2, tail, e2) = try runCLI(["config", "reference", "--type", "tail"])
+        XCTAssertEqual(s2, 0, e2)
+        XCTAssertTrue(tail.contains("| `paths` |") && !tail.contains("`password`"), tail)
     }
 }

@@ -217,26 +217,30 @@ final class DiskBufferTests: DGTestCase {
     }
 
     /// Starts the agent expecting a startup failure: exit status 1, a "cannot start" line with `texts`.
-    private func expectStartFailure(_ texts: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    /// `atValidation`: the config's check refuses it (FILE:LINE:COLUMN) before anything starts.
+    private func expectStartFailure(_ texts: [String], atValidation: Bool = false,
+                                    file: StaticString = #filePath, line: UInt = #line) throws {
         let agent = try startAgent()
         XCTAssertTrue(agent.waitExit(timeout: 30), "the agent exits", file: file, line: line)
         XCTAssertEqual(agent.exit?.signalled, false, file: file, line: line)
         XCTAssertEqual(agent.exit?.status, 1, "exit status; stderr: \(agent.stderr)", file: file, line: line)
         let err = agent.stderr
-        for t in ["cannot start"] + texts {
+        XCTAssertFalse(err.contains("NSCocoaErrorDomain"), err, file: file, line: line)
+        for t in [atValidation ? sandbox.configPath + ":1:" : "cannot start"] + texts {
             XCTAssertTrue(err.contains(t), "stderr should mention \"\(t)\": \(err)", file: file, line: line)
         }
     }
 
     /// A data_dir that cannot be used is a clear error at start and exit status 1: under a regular
-    /// file (ENOTDIR), a buffer folder that cannot be made, and a read-only data_dir.
+    /// file (ENOTDIR) and read-only, refused by the config check in words; a buffer folder that
+    /// cannot be made, at start.
     func testUnusableDataDirIsAClearStartupError() throws {
         appendText(sandbox.path("logs/x.log"), "x line 000000\n")
         let out = [DGOutput(name: "out", uri: DG.url(9))]
 
         try sandbox.write("plain-file", "not a directory\n")
         try writeConfig(DG.config(out, dataDir: sandbox.path("plain-file/data")))
-        try expectStartFailure(["data_dir", sandbox.path("plain-file/data")])
+        try expectStartFailure(["data_dir", sandbox.path("plain-file/data"), "not a directory: " + sandbox.path("plain-file")], atValidation: true)
 
         try sandbox.mkdir("data2")
         try sandbox.write("data2/buffers", "not a directory\n")
@@ -259,7 +263,7 @@ final class DiskBufferTests: DGTestCase {
             addTeardownBlock { chmod(ro, 0o755) }
         }
         try writeConfig(DG.config(out, dataDir: ro))
-        try expectStartFailure(["data_dir", ro, "not writable"])
+        try expectStartFailure(["data_dir", ro, getuid() == 0 ? "read-only file system" : "not writable"], atValidation: true)
     }
 
     /// max_bytes below segment_bytes: `validate` (and `run`) print FILE:LINE:COLUMN at segment_bytes's

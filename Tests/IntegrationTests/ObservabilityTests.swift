@@ -77,8 +77,20 @@ final class ObservabilityTests: AgentTestCase {
         XCTAssertEqual(samples["anduin_input_bytes_read_total{component=in,type=tail}"], Double(bytes))
         // Read-to-acknowledged latency: one observation per acknowledged batch.
         XCTAssertGreaterThan(samples["anduin_input_ack_latency_seconds_count{component=in,type=tail}"] ?? 0, 0, "\(samples.keys.sorted())")
+        // The build and the standard process metrics.
+        XCTAssertEqual(samples["anduin_build_info{commit=unknown,version=0.1.0}"], 1, "\(samples.keys.filter { $0.contains("build") })")
+        XCTAssertGreaterThan(samples["process_cpu_seconds_total{}"] ?? -1, 0)
+        XCTAssertGreaterThan(samples["process_resident_memory_bytes{}"] ?? -1, 1_048_576)
+        XCTAssertGreaterThan(samples["process_open_fds{}"] ?? -1, 3)
+        XCTAssertGreaterThan(samples["process_max_fds{}"] ?? -1, samples["process_open_fds{}"] ?? 0)
+        let start = samples["process_start_time_seconds{}"] ?? 0, now = Date().timeIntervalSince1970
+        XCTAssertTrue(start > now - 3600 && start <= now + 1, "process_start_time_seconds \(start), now \(now)")
         XCTAssertEqual(get("http://\(api)/health")?.status, 200)
         XCTAssertEqual(get("http://\(api)/ready")?.status, 200)
+        let unknown = get("http://\(api)/nope")
+        XCTAssertEqual(unknown?.status, 404)
+        XCTAssertTrue(unknown?.body.contains("/status") == true, "the index names every route: \(unknown?.body ?? "")")
+        XCTAssertTrue(agent.stderr.contains("(/metrics, /health, /ready, /status)"), agent.stderr)
         agent.terminate()
         XCTAssertTrue(agent.waitExit())
     }

@@ -398,6 +398,92 @@ final class RetryBudgetTests: DGTestCase {
         }
         stopAgent(agent)
     }
+
+    // MARK: anduin status
+
+    /// `status` of an agent whose Elasticsearch answers 401: its first line is `/ready`'s reason,
+    /// the output shows its errors, its last error with its age and `never` as last delivery; the
+    /// JSON has the same. Once the server accepts, the first line says caught up.
+    func testStatusSaysWhyAnOutputIsNotReady() throws {
+        let r = try receiver()
+        try r.script([], then: "401")
+        appendText(sandbox.path("logs/app.log"), joinedLines((0..<20).map { jsonLine("auth", $0) }))
+        try writeConfig(config([.elasticsearch("es", url: "http://127.0.0.1:\(r.port)", index: "idx",
+                                               ["buffer: {type: memory, max_records: 1000}", "retry: {initial: 100ms, max: 500ms}",
+                                                "ready: {stall_after: 2s}"])]))
+        let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress())
+        var text = ""
+        waitFor("status says NOT READY with the cause:\n\(text)") {
+            text = (try? runCLI(["status", "--config", sandbox.configPath]))?.1 ?? ""
+            return text.hasPrefix("NOT READY: output es: authentication refused")
+        }
+        let first = String(text.prefix { $0 != "\n" })
+        XCTAssertTrue(first.contains("HTTP 401") && first.contains("s; no record delivered for") && first.contains("20 record(s) wait"), first)
+        let ready = try XCTUnwrap(get("http://\(api)/ready"))
+        XCTAssertEqual(ready.status, 503)
+        XCTAssertTrue(ready.body.contains("output es: authentication refused (check user/password"), ready.body)
+        let header = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("OUTPUT ") })
+        XCTAssertTrue(header.contains("ERRORS") && header.contains("LAST DELIVERY") && header.contains("LAST ERROR"), String(header))
+        let row = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("es ") })
+        XCTAssertTrue(row.contains(" never ") && row.contains("s ago: authentication refused"), String(row))
+
+        let (code, json) = try runCLI(["status", "--config", sandbox.configPath, "--json"])
+        XCTAssertEqual(code, 0, json)
+        let root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        XCTAssertEqual(root["ready"] as? Bool, false)
+        XCTAssertTrue(((root["not_ready"] as? [String])?.first ?? "").hasPrefix("output es: authentication refused"), json)
+        let es = try XCTUnwrap((root["outputs"] as? [[String: Any]])?.first)
+        XCTAssertGreaterThanOrEqual((es["errors"] as? Int) ?? 0, 1, json)
+        XCTAssertGreaterThanOrEqual((es["auth_failures"] as? Int) ?? 0, 1, json)
+        XCTAssertTrue((es["last_error"] as? String)?.contains("HTTP 401") == true, json)
+        XCTAssertNotNil(es["last_error_age_seconds"] as? Int, json)
+        // 401s are counted by status class in /metrics.
+        let metrics = try XCTUnwrap(scrapeMetrics(api))
+        XCTAssertGreaterThanOrEqual(metrics["anduin_output_requests_4xx_total{component=es,type=elasticsearch}"] ?? 0, 1, "\(metrics.keys.filter { $0.contains("requests_") })")
+        XCTAssertEqual(metrics["anduin_output_requests_2xx_total{component=es,type=elasticsearch}"] ?? 0, 0)
+
+        try r.script([], then: "200")
+        waitFor("status says caught up:\n\(text)") {
+            text = (try? runCLI(["status", "--config", sandbox.configPath]))?.1 ?? ""
+            return text.hasPrefix("OK: caught up, every output delivering\n")
+        }
+        let healed = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("es ") })
+        XCTAssertFalse(healed.contains(" never "), String(healed))
+        XCTAssertTrue(healed.contains("s ago: authentication refused"), "the last error stays, with its age: \(healed)")
+        stopAgent(agent)
+    }
+
+    /// During a backlog nothing in flight is shown as dropped or unaccounted, in the JSON or in
+    /// the table's identity line.
+    func testStatusNeverCallsRecordsInFlightDroppedOrUnaccounted() throws {
+        let r = try receiver()
+        let n = 60_000
+        appendText(sandbox.path("logs/app.log"), joinedLines((0..<n).map { jsonLine("flow", $0) }))
+        try writeConfig(config([.http("web", uri: r.url, ["buffer: {type: memory, max_records: 2000}", "batch: {max_records: 200, timeout: 50ms}",
+                                                          "concurrency: 2"])]))
+        let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress())
+        var looks = 0, moving = 0, bad: [String] = []
+        waitFor("every record delivered", timeout: 180) {
+            guard let s = try? httpJSON("GET", "http://\(api)/status", body: nil) else { return false }
+            looks += 1
+            let filters = s["filters"] as? [[String: Any]] ?? [], outputs = s["outputs"] as? [[String: Any]] ?? []
+            let totals = s["totals"] as? [String: Any] ?? [:]
+            for f in filters where (f["dropped"] as? Int ?? 0) != 0 { bad.append("filter \(f)") }
+            for o in outputs where (o["unaccounted"] as? Int ?? 0) != 0 { bad.append("output \(o)") }
+            if (totals["unaccounted"] as? Int ?? 0) != 0 { bad.append("totals \(totals)") }
+            if (totals["pending"] as? Int ?? 0) > 0 || filters.contains(where: { ($0["in_flight"] as? Int ?? 0) > 0 }) { moving += 1 }
+            if looks % 5 == 0, let (_, table) = try? runCLI(["status", "--config", sandbox.configPath]) {
+                if table.contains("missing with") || table.contains("counted twice") { bad.append(table) }
+            }
+            return (outputs.first?["delivered"] as? Int ?? 0) >= n
+        }
+        XCTAssertEqual(bad.count, 0, "\(bad.count) looks showed records in flight as dropped or unaccounted, e.g. \(bad.prefix(3))")
+        XCTAssertGreaterThan(moving, 0, "status was looked at while records were moving (\(looks) looks)")
+        assertAccounted(api, "web", delivered: n)
+        stopAgent(agent)
+    }
 }
 
 extension DG {

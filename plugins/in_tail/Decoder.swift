@@ -16,7 +16,27 @@ public struct DecodeStats: Sendable {
     public var truncated = 0
     /// Partial parts appended to a record begun by an earlier line.
     public var partsMerged = 0
+    /// The first line invalid for its format since the last `takeStats()`: its offset, first bytes
+    /// and why, for the one warning per file that says so.
+    public var firstError: DecodeError?
     public init() {}
+}
+
+public struct DecodeError: Sendable, Equatable {
+    public var offset: Int64
+    public var head: [UInt8]
+    public var format: LogFormat
+    /// The format was found by `format: auto` from the file's first line.
+    public var detected: Bool
+
+    /// What the line should have looked like.
+    public var reason: String {
+        switch format {
+        case .docker: return "not a Docker json-file line ({\"log\":\"…\",\"stream\":\"…\",\"time\":\"…\"})"
+        case .cri: return "not a CRI line (TIME STREAM P|F MESSAGE)"
+        case .raw, .auto: return "not a line"
+        }
+    }
 }
 
 /// Decodes the lines of one file. One per tailed file, used by one thread.
@@ -74,16 +94,23 @@ public struct LineDecoder: Sendable {
             if Self.isBlank(line) { return }
             stats.lines += 1
             if !decodeDocker(line, offset: offset, flags: flags, readTime: readTime, into: &batch) {
-                stats.decodeErrors += 1
+                noteError(line, offset: offset, format: .docker)
                 emitRaw(line, offset: offset, flags: flags, readTime: readTime, into: &batch)
             }
         case .cri:
             if Self.isBlank(line) { return }
             stats.lines += 1
             if !decodeCRI(line, offset: offset, flags: flags, readTime: readTime, into: &batch) {
-                stats.decodeErrors += 1
+                noteError(line, offset: offset, format: .cri)
                 emitRaw(line, offset: offset, flags: flags, readTime: readTime, into: &batch)
             }
+        }
+    }
+
+    private mutating func noteError(_ line: UnsafeRawBufferPointer, offset: Int64, format fmt: LogFormat) {
+        stats.decodeErrors += 1
+        if stats.firstError == nil {
+            stats.firstError = DecodeError(offset: offset, head: Array(line.prefix(64)), format: fmt, detected: format == .auto)
         }
     }
 

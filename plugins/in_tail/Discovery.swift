@@ -22,13 +22,17 @@ struct Discovery {
     let exclude: [String]
 
     /// Every matched regular file, by identity (the first path wins when several lead to one file).
-    /// `failures` lists paths that could not be looked at (retried at the next scan).
-    func scan() -> (files: [FileKey: FoundFile], failures: [(String, Int32)]) {
+    /// `failures` lists paths that could not be looked at (retried at the next scan); `empty` the
+    /// patterns that matched no file to follow.
+    func scan() -> (files: [FileKey: FoundFile], failures: [(String, Int32)], empty: [String]) {
         var seen: [FileKey: FoundFile] = [:]
         var failures: [(String, Int32)] = []
+        var empty: [String] = []
         for pattern in patterns {
             let (paths, err) = glob(pattern)
             if let err { failures.append((pattern, err)) }
+            let before = seen.count
+            var matchedKnown = false
             for path in paths where !isExcluded(path) {
                 var st = stat()
                 guard stat(path, &st) == 0 else {
@@ -37,10 +41,11 @@ struct Discovery {
                     continue
                 }
                 guard let f = Discovery.found(path, st) else { continue }
-                if seen[f.key] == nil { seen[f.key] = f }
+                if seen[f.key] == nil { seen[f.key] = f } else { matchedKnown = true }
             }
+            if seen.count == before && !matchedKnown && err == nil { empty.append(pattern) }
         }
-        return (seen, failures)
+        return (seen, failures, empty)
     }
 
     /// Directories to watch for new files: each pattern's longest prefix without wildcards.

@@ -41,7 +41,29 @@ final class LineReader {
         lastRegistered[f.id] = f.position
     }
 
-    func forget(_ id: Int) { lastRegistered[id] = nil }
+    func forget(_ id: Int) {
+        lastRegistered[id] = nil
+        decodeWarned[id] = nil
+    }
+
+    /// Files (by id) whose decode errors were said, with the format they did not fit: once per file
+    /// and cause, the counter counts every line.
+    private var decodeWarned: [Int: LogFormat] = [:]
+
+    private func warnDecodeError(_ f: TailedFile, _ e: DecodeError, count: Int) {
+        guard decodeWarned[f.id] != e.format else { return }
+        decodeWarned[f.id] = e.format
+        var head = ""
+        for b in e.head {
+            if b >= 0x20 && b < 0x7F && b != UInt8(ascii: "\\") { head.append(Character(UnicodeScalar(b))) } else {
+                head += "\\x" + String(b, radix: 16, uppercase: false).leftPadded(2)
+            }
+        }
+        let how = e.detected ? "format \(e.format.rawValue), detected by format: auto from the file's first line" : "format: \(e.format.rawValue)"
+        let hint = e.detected && e.format == .docker && e.head.first == UInt8(ascii: "{")
+            ? "; a file of plain JSON lines (an application's own log) needs format: raw, and the parse filter lifts its fields" : ""
+        logger.warning("\(f.path): line at offset \(e.offset) does not fit \(how): \(e.reason); it begins \"\(head)\"\(e.head.count >= 64 ? "…" : "")\(hint). Shipped as a plain message; decode_errors counts every such line (\(count) in this read), this is said once per file")
+    }
 
     /// Reads up to the per-file budget while the hand-off has room. Returns true when the file has
     /// more to read right away.
@@ -167,6 +189,7 @@ final class LineReader {
     private func emit(_ f: TailedFile, _ batch: inout RecordBatch) {
         let stats = f.decoder.takeStats()
         if stats.decodeErrors > 0 { decodeErrors.add(stats.decodeErrors) }
+        if let e = stats.firstError { warnDecodeError(f, e, count: stats.decodeErrors) }
         if stats.invalidTimes > 0 { invalidTimes.add(stats.invalidTimes) }
         if stats.truncated > 0 { truncatedLines.add(stats.truncated) }
         if stats.partsMerged > 0 { partsMerged.add(stats.partsMerged) }
@@ -184,4 +207,8 @@ final class LineReader {
         handoff.push(batch, AckToken { (held: HeldFrom) in tracker.complete(ticket, held: held) })
         batch = RecordBatch(source: batch.source, inputName: name)
     }
+}
+
+private extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

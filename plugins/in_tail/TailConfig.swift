@@ -55,6 +55,14 @@ public enum TailPlugin {
         if paths.isEmpty {
             r.error(r.has("paths") ? "paths" : nil, "needs at least one glob in paths, such as [\"/var/log/containers/*.log\"]")
         }
+        // A folder named without a glob would be watched for nothing: its files are never matched.
+        for p in paths where !p.contains(where: { "*?[".contains($0) }) {
+            var st = stat()
+            if stat(p, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+                let dir = p.hasSuffix("/") ? String(p.dropLast()) : p
+                r.error("paths", "\(p) is a directory: give a glob of the files in it, such as \"\(dir)/*.log\"")
+            }
+        }
         var c = TailConfig(paths: paths)
         c.exclude = r.get(K.exclude).map { $0.contains("/") ? r.resolvePath($0) : $0 }
         c.format = r.get(K.format)

@@ -28,8 +28,13 @@ final class TailInput: Input {
     private var rescanRequested = true
     private var startupKeys: Set<FileKey>?
     private let checkpointErrors, searchesFound, checkpointsExpired, scanErrors, scans: Counter
-    private let inotifyMode, bytesBehind: Gauge
+    private let inotifyMode, bytesBehind, globsEmpty: Gauge
+    private let emptyGlobWarnings: Counter
     private var scanFailureLogged = false
+    /// Patterns matching nothing, and when that was last said: a typo in `paths:` ships nothing,
+    /// so it is said at once and again every `emptyGlobRepeat` while it lasts.
+    private var emptyGlobs: [String: Double] = [:]
+    static let emptyGlobRepeat: Double = 600
 
     init(config: TailConfig, context: ComponentContext) {
         self.config = config
@@ -50,6 +55,8 @@ final class TailInput: Input {
         scanErrors = s.counter("scan_errors", "globs or paths that could not be looked at (EMFILE, EACCES…); nothing is concluded from them")
         inotifyMode = s.gauge("inotify", "1 when inotify wakes the input, 0 when it polls")
         bytesBehind = s.gauge("bytes_behind", "bytes of the followed files not yet acknowledged (size minus checkpoint)")
+        globsEmpty = s.gauge("globs_matching_nothing", "patterns of paths that match no file at the last scan")
+        emptyGlobWarnings = s.counter("empty_glob_warnings", "warnings that a pattern of paths matches no file (at once, then every 10 minutes while it lasts)")
     }
 
     // MARK: main loop
@@ -148,10 +155,26 @@ final class TailInput: Input {
 
     // MARK: discovery
 
+    private func noteEmptyGlobs(_ empty: [String], now: Double) {
+        let current = Set(empty)
+        for pattern in emptyGlobs.keys where !current.contains(pattern) {
+            emptyGlobs[pattern] = nil
+            logger.info("input \(name): paths: \(pattern) matches files again")
+        }
+        for pattern in empty {
+            if let last = emptyGlobs[pattern], now - last < Self.emptyGlobRepeat { continue }
+            emptyGlobs[pattern] = now
+            emptyGlobWarnings.add()
+            logger.warning("input \(name): paths: \(pattern) matches no file; nothing is read from it until one appears (said again every 10 minutes while it matches nothing)")
+        }
+        globsEmpty.set(current.count)
+    }
+
     private func rescan(_ table: FileTable, now: Double) {
         scans.add()
         for dir in discovery.watchRoots { backend?.watchDirectory(dir) }
-        let (matched, failures) = discovery.scan()
+        let (matched, failures, empty) = discovery.scan()
+        noteEmptyGlobs(empty, now: now)
         if !failures.isEmpty {
             scanErrors.add(failures.count)
             if !scanFailureLogged {

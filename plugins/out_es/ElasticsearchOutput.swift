@@ -21,7 +21,7 @@ public struct ElasticsearchConfig: EncodedOutputConfig {
     public var delivery: DeliveryOptions
 
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
-        try ElasticsearchSender(config: self, abort: context.requestAbort)
+        try ElasticsearchSender(config: self, abort: context.requestAbort, responses: ResponseCounters(context.stats))
     }
 
     /// Appends the `_bulk` NDJSON body for `batch`: an action line (index, and `_id` = event.id unless
@@ -46,7 +46,7 @@ public struct ElasticsearchConfig: EncodedOutputConfig {
 }
 
 public enum ElasticsearchPlugin {
-    static let hosts = ConfigKey<[String]>.list("hosts", "`[\"https://es-0:9200\", \"https://es-1:9200\"]`: a failed host hands over to the next; `https://user:pass@host` gives Basic credentials", defaultText: "(required)")
+    static let hosts = ConfigKey<[String]>.list("hosts", "`[\"https://es-0:9200\", \"https://es-1:9200\"]`: a failed host hands over to the next; `https://user:pass@host` gives Basic credentials", defaultText: "(required, or `host`)")
     static let host = ConfigKey<String?>.text("host", "URL", "one host: the same as `hosts: [host]`")
     static let index = ConfigKey<String>.string("index", default: "logs-%Y.%m.%d", "literal text, the record's time (`%Y %m %d %H`, UTC) and fields (`logs-{kubernetes.namespace_name}`); field values are lowercased, a missing field gives `unknown`")
     static let dataset = ConfigKey<String>.string("dataset", default: "generic", "the `<dataset>` of `logs-<dataset>-<namespace>`")
@@ -61,7 +61,8 @@ public enum ElasticsearchPlugin {
                                                options: options, shared: networkOutputOptions) { r in
         var hosts = r.get(ElasticsearchPlugin.hosts)
         if hosts.isEmpty, let h = r.get(ElasticsearchPlugin.host) { hosts = [h] }
-        if hosts.isEmpty { r.error(r.has("hosts") ? "hosts" : nil, "needs hosts: [\"http://127.0.0.1:9200\"]") }
+        if hosts.isEmpty { r.error(r.has("hosts") ? "hosts" : nil, "needs hosts: [\"http://127.0.0.1:9200\"] (or host: \"http://127.0.0.1:9200\")") }
+        if r.has("hosts") && r.has("host") { r.error("host", "give hosts or host, not both") }
         var http = HTTPOutputOptions.parse(r)
         // user:password@ is taken out of the hosts before anything may show them.
         hosts = http.takeUserinfo(hosts, key: "hosts", r)
@@ -110,9 +111,11 @@ final class ElasticsearchSender: BatchSender {
     private let requester: HTTPRequester
     private var raw: [UInt8] = []
     private var host = 0
+    private let responses: ResponseCounters
 
-    init(config: ElasticsearchConfig, abort: RequestAbort) throws {
+    init(config: ElasticsearchConfig, abort: RequestAbort, responses: ResponseCounters) throws {
         self.config = config
+        self.responses = responses
         // Plain x-ndjson: OpenSearch refuses Elasticsearch 8's vendor media type.
         requester = try HTTPRequester(config.http, contentType: "application/x-ndjson", abort: abort)
         host = Int.random(in: 0..<max(1, config.hosts.count))
@@ -138,7 +141,9 @@ final class ElasticsearchSender: BatchSender {
         let response: HTTPResponse
         do {
             response = try requester.send(method: "POST", url: url, body: raw)
+            responses.answered(response.status)
         } catch {
+            responses.noAnswer()
             failOver()
             // The host as written may carry user:password@: shown without it.
             return .unreachable("\(HTTPClient.redactedURL(config.hosts[host % config.hosts.count])): \(error)")

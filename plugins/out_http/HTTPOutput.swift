@@ -16,7 +16,7 @@ public struct HTTPOutputConfig: EncodedOutputConfig {
     public var delivery: DeliveryOptions
 
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
-        try HTTPSender(config: self, abort: context.requestAbort)
+        try HTTPSender(config: self, abort: context.requestAbort, responses: ResponseCounters(context.stats))
     }
 }
 
@@ -49,9 +49,11 @@ final class HTTPSender: BatchSender {
     private let config: HTTPOutputConfig
     private let requester: HTTPRequester
     private var raw: [UInt8] = []
+    private let responses: ResponseCounters
 
-    init(config: HTTPOutputConfig, abort: RequestAbort) throws {
+    init(config: HTTPOutputConfig, abort: RequestAbort, responses: ResponseCounters) throws {
         self.config = config
+        self.responses = responses
         requester = try HTTPRequester(config.http,
                                       contentType: config.encoding == .ndjson ? "application/x-ndjson" : "application/json",
                                       abort: abort)
@@ -69,9 +71,11 @@ final class HTTPSender: BatchSender {
             if config.encoding == .ndjson, let response = try batch.withNDJSON({
                 try requester.send(method: config.method.rawValue, url: config.uri, body: $0)
             }) {
+                responses.answered(response.status)
                 return HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
             }
         } catch {
+            responses.noAnswer()
             return .unreachable("\(error)")
         }
         raw.removeAll(keepingCapacity: true)
@@ -91,8 +95,10 @@ final class HTTPSender: BatchSender {
         }
         do {
             let response = try requester.send(method: config.method.rawValue, url: config.uri, body: raw)
+            responses.answered(response.status)
             return HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
         } catch {
+            responses.noAnswer()
             return .unreachable("\(error)")
         }
     }

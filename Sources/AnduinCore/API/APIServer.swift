@@ -179,7 +179,7 @@ private final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             startTap(h, query: query, context: context)
         default:
             var known: [String] = []
-            if routes.probes { known += ["/metrics", "/health", "/ready"] }
+            if routes.probes { known += ["/metrics", "/health", "/ready", "/status"] }
             if routes.tap { known.append("/tap") }
             respond(context, h, .notFound, "text/plain", "not found: try \(known.joined(separator: ", "))\n")
         }

@@ -76,6 +76,10 @@ public struct AgentConfig: Sendable {
             api: nil,
             watchConfig: top.get(AgentKeys.watchConfig),
             components: [])
+        if let problem = DataDirectory.problem(cfg.dataDirectory, checkCreatable: false) {
+            top.error(top.has(AgentKeys.dataDir.key) ? AgentKeys.dataDir.key : nil,
+                      "data_dir \(cfg.dataDirectory) cannot hold checkpoints and buffers: \(problem)")
+        }
         if let api = top.group(APIKeys.group) {
             cfg.api = APIOptions.parse(api)
         }

@@ -27,15 +27,19 @@ public struct Accounting: Sendable, Equatable {
             }
         }
         var queued: Int?
+        var entering = 0
         for g in stats.gauges {
             switch g.name {
             case "pending_records": pending = g.current
             case "queued_records": queued = g.current
+            case "entering_records": entering = g.current
             default: break
             }
         }
         // Outputs without a delivery runner (file, stdout): what waits is their queue.
         if !stats.gauges.contains(where: { $0.name == "pending_records" }) { pending = queued ?? 0 }
+        // Records handed over but waiting for room in the queue.
+        pending = pending.addingSaturating(entering)
     }
 
     /// 0 when every record is accounted for.

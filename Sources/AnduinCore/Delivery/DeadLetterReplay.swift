@@ -147,6 +147,14 @@ public enum DeadLetterReplay {
     }
 
     /// The sender of output `name` of `config` (a network output), and its batch size.
+    /// The outputs of `config` that have a dead-letter store (elasticsearch, http), in config order.
+    public static func outputsWithStore(_ config: AgentConfig) -> [String] {
+        config.components(.output).compactMap { decl in
+            guard case .output(let oc) = decl.config, oc is any EncodedOutputConfig else { return nil }
+            return decl.name
+        }
+    }
+
     public static func sender(config: AgentConfig, output name: String) throws -> (any BatchSender, Int) {
         guard let decl = config.components(.output).first(where: { $0.name == name }) else {
             throw StartupError("no output named \"\(name)\" in \(config.file)")

@@ -14,6 +14,8 @@ final class DeliveryProgress: Sendable {
         var lastProgress = monotonicSeconds()
         var lastIdle = monotonicSeconds()
         var failure: String?
+        /// When the current run of failures began (monotonic seconds); nil while delivering.
+        var failingSince: Double?
         /// Oldest record timestamp (wall-clock ns) of what each thread is sending.
         var inflight: [Int: Int64] = [:]
         var lastLog = -Double.infinity
@@ -24,6 +26,8 @@ final class DeliveryProgress: Sendable {
     let recordsOut, retries, requestFailures, authFailures, splits: Counter
     let requestDuration, deliveryLag: Histogram
     let sinceDelivery, oldestAge: Gauge
+    /// The last failure's text, kept after the output recovers (`anduin status` shows it with its age).
+    let lastError: Note
 
     init(name: String, stallAfter: Double, logger: Logger, stats s: ComponentStats) {
         self.name = name
@@ -40,6 +44,7 @@ final class DeliveryProgress: Sendable {
                                   buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600])
         sinceDelivery = s.gauge("seconds_since_last_delivery", "seconds since the destination last confirmed a record (since start if never)")
         oldestAge = s.gauge("oldest_undelivered_age_seconds", "age (from its own timestamp) of the oldest record in flight or retrying; 0 when none")
+        lastError = s.note("last_error")
     }
 
     // MARK: events
@@ -54,6 +59,7 @@ final class DeliveryProgress: Sendable {
             $0.lastProgress = now
             let was = $0.failure
             $0.failure = nil
+            $0.failingSince = nil
             return was
         }
         if wasFailing != nil { logger.notice("output \(name): delivering again") }
@@ -70,7 +76,14 @@ final class DeliveryProgress: Sendable {
         state.withLock { $0.inflight[slot] = oldest }
     }
 
-    func failed(_ why: String) { state.withLock { $0.failure = why } }
+    func failed(_ why: String) {
+        let now = monotonicSeconds()
+        state.withLock {
+            $0.failure = why
+            if $0.failingSince == nil { $0.failingSince = now }
+        }
+        lastError.set(why)
+    }
 
     var isFailing: Bool { state.withLock { $0.failure != nil } }
 
@@ -81,10 +94,13 @@ final class DeliveryProgress: Sendable {
     /// matter: a stuck output is not ready even with room left.
     func notReadyReason(pending: Int, lane: (records: Int, firstFailure: Int64, oldestTimestamp: Int64?, reason: String)) -> String? {
         let now = monotonicSeconds()
-        let (since, why) = state.withLock { (max($0.lastProgress, $0.lastIdle), $0.failure) }
+        let (since, why, failingSince) = state.withLock { (max($0.lastProgress, $0.lastIdle), $0.failure, $0.failingSince) }
         if pending > 0 && now - since >= stallAfter {
+            // The cause first: it is what the operator has to act on.
+            if let why, let failingSince {
+                return "output \(name): \(why) since \(Int(now - failingSince))s; no record delivered for \(Int(now - since))s while \(pending) record(s) wait"
+            }
             return "output \(name): no record delivered for \(Int(now - since))s while \(pending) record(s) wait"
-                + (why.map { " (last failure: \($0))" } ?? "")
         }
         if lane.records > 0 && lane.firstFailure > 0 {
             let age = secondsBetween(lane.firstFailure, wallClockNanos())

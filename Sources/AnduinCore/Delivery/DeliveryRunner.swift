@@ -48,8 +48,10 @@ final class DeliveryRunner: OutputStage, Sendable {
         senders = try (0..<options.concurrency).map { _ in Handover(try makeSender()) }
         let logger = context.logger
         let s = context.stats
-        // A reload rebuilds the runner on the same stats: what the ring holds then was counted in already.
-        let firstRun = s.counters.isEmpty
+        // A reload rebuilds the runner on the same stats: what the ring holds then was counted in
+        // already, by the runner that made `records_recovered` (other parts may register counters on
+        // these stats before this runner, so their absence says nothing).
+        let firstRun = !s.hasCounter("records_recovered")
         var fsync = FsyncPolicy.interval(1)
         switch options.buffer {
         case .memory(let maxRecords):

@@ -151,7 +151,7 @@ public final class Agent: APIProvider {
         let main = try APIServer(address: options.address, routes: APIRoutes(probes: true, tap: shared),
                                  options: options, tapToken: token, provider: self)
         state.withLock { $0.api = [main] }
-        logger.info("API listening on http://\(main.boundAddress) (/metrics, /health, /ready\(shared ? ", /tap" : ""))")
+        logger.info("API listening on http://\(main.boundAddress) (/metrics, /health, /ready, /status\(shared ? ", /tap" : ""))")
         try? AtomicFile.write(Data((main.boundAddress + "\n").utf8), to: dir + "/api.address", durable: false)
         var tapBound = shared ? main.boundAddress : nil
         if options.tapEnabled, let tapAddress = options.tapAddress {

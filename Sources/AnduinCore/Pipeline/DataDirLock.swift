@@ -17,6 +17,7 @@ public final class DataDirLock: Sendable {
 
     /// Takes the lock, or throws a `StartupError` naming the pid that holds it.
     public static func acquire(dataDirectory dir: String) throws -> DataDirLock {
+        if let problem = DataDirectory.problem(dir) { throw StartupError("data_dir \(dir): \(problem)") }
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         } catch {

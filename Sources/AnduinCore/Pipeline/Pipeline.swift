@@ -15,7 +15,7 @@ public final class Pipeline: Sendable {
         case filter(name: String, filter: any Filter, recordsIn: Counter, recordsOut: Counter)
         /// A filter that may hold records across batches; what it emits is routed from its name.
         case stateful(name: String, filter: any StatefulFilter, recordsIn: Counter, recordsOut: Counter)
-        case output(any OutputStage, recordsIn: Counter)
+        case output(any OutputStage, recordsIn: Counter, entering: Gauge)
     }
 
     public let config: AgentConfig
@@ -79,7 +79,8 @@ public final class Pipeline: Sendable {
                     throw StartupError("output \"\(d.name)\": \(error)")
                 }
                 outputs.append(runner)
-                consumer = .output(runner, recordsIn: ctx.stats.counter("records_in", "records received"))
+                consumer = .output(runner, recordsIn: ctx.stats.counter("records_in", "records received"),
+                                   entering: ctx.stats.gauge("entering_records", "records received and waiting for room in the output's queue (backpressure)"))
             }
             for upstream in d.from { consumers[upstream, default: []].append(consumer) }
         }
@@ -102,10 +103,13 @@ public final class Pipeline: Sendable {
                         rout.add(b.count)
                         route(b, t, from: fname)
                     }
-                case .output(let runner, let rin):
+                case .output(let runner, let rin, let entering):
+                    // Received records wait here while the queue is full: pending, not unaccounted.
+                    entering.add(batch.count)
                     rin.add(batch.count)
                     tap.publish(component: runner.name, batch)
                     runner.enqueue(batch, ack)
+                    entering.add(-batch.count)
                 }
             }
         }
@@ -184,6 +188,7 @@ public final class Pipeline: Sendable {
     }
 
     static func prepareDataDirectory(_ dir: String) throws {
+        if let problem = DataDirectory.problem(dir) { throw StartupError("data_dir \(dir): \(problem)") }
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])

@@ -50,6 +50,24 @@ public final class Gauge: Sendable {
     }
 }
 
+/// A text an operator reads next to the counters (an output's last error), with when it was set.
+/// Shown by `/status`, not exported as a metric.
+public final class Note: Sendable {
+    public let name: String
+    /// The text and the monotonic second it was set.
+    private let value = Mutex<(text: String, at: Double)?>(nil)
+    public init(name: String) { self.name = name }
+    public func set(_ text: String) {
+        let now = monotonicSeconds()
+        value.withLock { $0 = (text, now) }
+    }
+    /// The text and its age in seconds, or nil when never set.
+    public var current: (text: String, age: Double)? {
+        let now = monotonicSeconds()
+        return value.withLock { v in v.map { ($0.text, max(0, now - $0.at)) } }
+    }
+}
+
 /// A distribution (request latency, delivery lag), recorded straight into Prometheus: these are
 /// observed per request, not per record.
 public final class Histogram: Sendable {
@@ -71,6 +89,7 @@ public final class ComponentStats: Sendable {
     public let type: String
     private let registry: StatsRegistry?
     private let state = Mutex<(counters: [Counter], gauges: [Gauge], histograms: [Histogram])>(([], [], []))
+    private let noteList = Mutex<[Note]>([])
 
     public init(component: String, kind: ComponentKind, type: String = "", registry: StatsRegistry? = nil) {
         self.component = component
@@ -78,6 +97,10 @@ public final class ComponentStats: Sendable {
         self.type = type
         self.registry = registry
     }
+
+    /// Whether a counter of that name was made on these stats (by this run or, after a reload,
+    /// by the one before).
+    public func hasCounter(_ name: String) -> Bool { state.withLock { $0.counters.contains { $0.name == name } } }
 
     public func counter(_ name: String, _ help: String) -> Counter {
         state.withLock { s in
@@ -96,6 +119,17 @@ public final class ComponentStats: Sendable {
             return g
         }
     }
+
+    public func note(_ name: String) -> Note {
+        noteList.withLock { list in
+            if let n = list.first(where: { $0.name == name }) { return n }
+            let n = Note(name: name)
+            list.append(n)
+            return n
+        }
+    }
+
+    public var notes: [Note] { noteList.withLock { $0 } }
 
     /// Seconds-valued histogram with the given bucket bounds.
     public func histogram(_ name: String, _ help: String, buckets: [Double]) -> Histogram {
@@ -187,6 +221,6 @@ public final class StatsRegistry: Sendable {
                 }
             }
         }
-        return prometheus.emitToString()
+        return prometheus.emitToString() + ProcessMetrics.text()
     }
 }
