@@ -455,6 +455,9 @@ class Proxy:
                     time.sleep(0.1)
 
     def _handle(self, c):
+        # Relayed pieces go on at once: with Nagle a small piece waits for the peer's delayed ACK
+        # (40 ms a request), which makes one-record batches crawl.
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.lock:
             self.conns.add(c)
             mode = self.mode
@@ -469,6 +472,7 @@ class Proxy:
         try:
             u = socket.create_connection(("127.0.0.1", self.target), timeout=5)
             u.settimeout(None)
+            u.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             c.close()
             return
