@@ -96,7 +96,7 @@ enum StatusTable {
                          "\(int(t, "pending"))", "", "", "", "", ""])
             out.append(table(rows))
             let unaccounted = int(t, "unaccounted")
-            var identity = "in + recovered = delivered + dead-lettered + dropped + pending (queued, buffered, in flight, retrying)"
+            var identity = "in + recovered = delivered + dead-lettered + dropped + returned + pending (queued, buffered, in flight, retrying)"
             if unaccounted == 0 {
                 identity += moving ? " (holds; records are moving, counted as pending)" : " (holds)"
             } else {

@@ -1182,12 +1182,14 @@ class Run:
             pass
         for o in final["outputs"]:
             lhs = o["in"] + o["recovered"] - offsets[o["name"]]
-            rhs = o["delivered"] + o["dead_lettered"] + o["dropped"]["drop_oldest"] + o["dropped"]["corrupt"] + o["pending"]
+            rhs = (o["delivered"] + o["dead_lettered"] + o["dropped"]["drop_oldest"] + o["dropped"]["corrupt"]
+                   + o.get("returned", 0) + o["pending"])
             if lhs != rhs or o["pending"] != 0:
                 self.fail("accounting of output %s at the end: in %d + recovered %d - given up at reloads %d != delivered %d "
-                          "+ dead-lettered %d + drop_oldest %d + corrupt %d + pending %d (unaccounted %d)" %
+                          "+ dead-lettered %d + drop_oldest %d + corrupt %d + returned %d + pending %d (unaccounted %d)" %
                           (o["name"], o["in"], o["recovered"], offsets[o["name"]], o["delivered"], o["dead_lettered"],
-                           o["dropped"]["drop_oldest"], o["dropped"]["corrupt"], o["pending"], o["unaccounted"]))
+                           o["dropped"]["drop_oldest"], o["dropped"]["corrupt"], o.get("returned", 0), o["pending"],
+                           o["unaccounted"]))
         for i in final["inputs"]:
             if i["bytes_behind"] != 0:
                 self.notes.append("input %s: %d bytes behind at the end" % (i["name"], i["bytes_behind"]))

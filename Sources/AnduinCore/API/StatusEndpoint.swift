@@ -84,7 +84,7 @@ public enum StatusReport {
             w.writeByte(UInt8(ascii: "}"))
         }
         w.writeRaw(#"],"outputs":["#)
-        var total = (received: 0, recovered: 0, delivered: 0, dead: 0, oldest: 0, corrupt: 0, pending: 0, unaccounted: 0)
+        var total = (received: 0, recovered: 0, delivered: 0, dead: 0, oldest: 0, corrupt: 0, returned: 0, pending: 0, unaccounted: 0)
         for (i, s) in components.filter({ $0.kind == .output }).enumerated() {
             if i > 0 { w.writeByte(UInt8(ascii: ",")) }
             let (a, unaccounted, settled) = settledAccounting(s)
@@ -94,6 +94,7 @@ public enum StatusReport {
             total.dead += a.deadLettered
             total.oldest += a.droppedOldest
             total.corrupt += a.droppedCorrupt
+            total.returned += a.returned
             total.pending += a.pending
             total.unaccounted += unaccounted
             head(s)
@@ -105,6 +106,7 @@ public enum StatusReport {
             member("drop_oldest", a.droppedOldest, first: true)
             member("corrupt", a.droppedCorrupt)
             w.writeByte(UInt8(ascii: "}"))
+            member("returned", a.returned)
             member("pending", a.pending)
             member("unaccounted", unaccounted)
             member("buffered", value(s, "buffer_records") + value(s, "queued_records"))
@@ -135,6 +137,7 @@ public enum StatusReport {
         member("corrupt", total.corrupt)
         member("filters", filtersDropped)
         w.writeByte(UInt8(ascii: "}"))
+        member("returned", total.returned)
         member("pending", total.pending)
         member("unaccounted", total.unaccounted)
         w.writeRaw(#"},"components":["#)

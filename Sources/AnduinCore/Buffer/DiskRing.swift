@@ -248,8 +248,16 @@ public final class DiskRing: Sendable {
     /// errors (ENOSPC…) logs, cuts back any partial block and retries until it succeeds. Returns false
     /// only if `shutdown()` came first; blocks of the batch written before that stay in the ring.
     public func append(_ batch: EncodedBatch) -> Bool {
+        var handled = 0
+        return append(batch, handled: &handled)
+    }
+
+    /// The same, also saying how many of the batch's records are in the ring (or counted as dropped)
+    /// when it returns: all of them after true, the blocks written before a shutdown after false.
+    public func append(_ batch: EncodedBatch, handled: inout Int) -> Bool {
+        handled = 0
         if batch.isEmpty { return true }
-        return writer.append(batch)
+        return writer.append(batch, handled: &handled)
     }
 
     /// The records after the last read (not the last commit), whole blocks of one segment, up to

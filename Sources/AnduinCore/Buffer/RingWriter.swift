@@ -43,23 +43,29 @@ final class RingWriter: @unchecked Sendable {
 
     deinit { io.close(file) }
 
-    /// See `DiskRing.append`.
-    func append(_ batch: EncodedBatch) -> Bool {
+    /// See `DiskRing.append`. `handled`: the batch's records that are in the ring (or were counted as
+    /// dropped) when it returns, also when it returns false.
+    func append(_ batch: EncodedBatch, handled: inout Int) -> Bool {
         var blocks: [(bytes: [UInt8], records: Int)] = []
+        handled = 0
         for run in BlockCodec.runs(batch, maxPayload: options.segmentBytes - BlockHeader.size) {
             let size = BlockCodec.plainLength(batch, run)
             if size > BlockHeader.maxPayload {
                 // Only a lone record can get here; it could never be read back, so it is not stored.
                 counters.dropped.add(run.count)
+                handled += run.count
                 log("dropped a record of \(size) bytes: larger than the largest block (\(BlockHeader.maxPayload) bytes)")
                 continue
             }
             blocks.append((BlockCodec.encode(batch, run, compress: options.compress), run.count))
         }
+        var written = 0
+        defer { handled += written }
         return lock.withLock {
             var fullCounted = false
-            for i in blocks.indices where !writeBlock(&blocks[i].bytes, records: blocks[i].records, fullCounted: &fullCounted) {
-                return false
+            for i in blocks.indices {
+                guard writeBlock(&blocks[i].bytes, records: blocks[i].records, fullCounted: &fullCounted) else { return false }
+                written += blocks[i].records
             }
             return true
         }

@@ -1,5 +1,5 @@
 /// Where an output's records went: records in = delivered + dead-lettered + dropped (by reason) +
-/// pending (queued, buffered, in flight, retrying). Read from the output's counters, so `/metrics`,
+/// returned (handed back to be read again) + pending (queued, buffered, in flight, retrying). Read from the output's counters, so `/metrics`,
 /// `/status` and `anduin status` agree.
 public struct Accounting: Sendable, Equatable {
     /// Records the pipeline handed to the output in this process.
@@ -12,6 +12,9 @@ public struct Accounting: Sendable, Equatable {
     public var droppedOldest = 0
     /// Lost in damaged disk buffer blocks.
     public var droppedCorrupt = 0
+    /// Received, then handed back to the inputs unacknowledged (a stop or reload with a disk buffer
+    /// that they had not entered yet): read again, so received again.
+    public var returned = 0
     public var pending = 0
 
     public init(output stats: ComponentStats) {
@@ -23,6 +26,7 @@ public struct Accounting: Sendable, Equatable {
             case "dead_lettered_records": deadLettered = c.current
             case "buffer_records_dropped": droppedOldest = c.current
             case "buffer_corrupt_records": droppedCorrupt = c.current
+            case "records_returned": returned = c.current
             default: break
             }
         }
@@ -44,6 +48,6 @@ public struct Accounting: Sendable, Equatable {
 
     /// 0 when every record is accounted for.
     public var unaccounted: Int {
-        received + recovered - (delivered + deadLettered + droppedOldest + droppedCorrupt + pending)
+        received + recovered - (delivered + deadLettered + droppedOldest + droppedCorrupt + returned + pending)
     }
 }

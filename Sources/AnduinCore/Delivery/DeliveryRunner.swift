@@ -27,6 +27,8 @@ final class DeliveryRunner: OutputStage, Sendable {
     private let waiter: RetryWaiter
     /// The senders' requests poll it (`ComponentContext.requestAbort`).
     private let requestAbort: RequestAbort
+    /// Records received and handed back to the inputs unacknowledged (see `enqueue`, `writerLoop`).
+    private let returned: Counter
     /// With a disk buffer, how long a stop lets a request in flight finish before abandoning it (the
     /// ring keeps its records for the next start; a replay is deduplicated by `_id` with Elasticsearch).
     static let stopGrace = 2.0
@@ -80,12 +82,13 @@ final class DeliveryRunner: OutputStage, Sendable {
         // What this run found buffered from the previous one: the "in" side of the accounting for
         // records this process never received.
         let recovered = s.counter("records_recovered", "records found in the disk buffer and retry lane at start (from a previous run)")
+        returned = s.counter("records_returned", "records received and handed back unacknowledged, to be read again (stopping or reloading with a disk buffer: not yet in it)")
         if firstRun { recovered.add((ring?.bufferedRecords ?? 0) + lane.recovered) }
         progress.sinceDelivery.computed { [weak self] in self?.progress.secondsSinceLastDelivery() ?? 0 }
         progress.oldestAge.computed { [weak self] in self?.oldestUndeliveredAge() ?? 0 }
         s.gauge("pending_records", "records received and not yet decided: queued, in the disk buffer, in flight or retrying")
             .computed { [weak self] in self?.pendingRecords ?? 0 }
-        s.gauge("unaccounted_records", "records_in + records_recovered - (records_out + dead_lettered_records + buffer_records_dropped + buffer_corrupt_records + pending_records): 0 when every record is accounted for (transiently off while records move)")
+        s.gauge("unaccounted_records", "records_in + records_recovered - (records_out + dead_lettered_records + buffer_records_dropped + buffer_corrupt_records + records_returned + pending_records): 0 when every record is accounted for (transiently off while records move)")
             .computed { [weak s] in s.map { Accounting(output: $0).unaccounted } ?? 0 }
     }
 
@@ -108,7 +111,9 @@ final class DeliveryRunner: OutputStage, Sendable {
     // MARK: input side
 
     func enqueue(_ batch: RecordBatch, _ ack: AckToken) {
-        queue.enqueue(batch, ack)  // abandons `ack` once the runner gave up: read again at the next start
+        // Refused once the runner gave up (or, stopping with a disk buffer, when there is no room):
+        // `ack` is abandoned, so the input reads the records again.
+        if !queue.enqueue(batch, ack) { returned.add(batch.count) }
     }
 
     // MARK: disk buffer writer
@@ -121,19 +126,22 @@ final class DeliveryRunner: OutputStage, Sendable {
             case .finished: break loop
             case .batches(let items):
                 // The acks stay referenced until their batches are in the ring, then go.
+                var inRing = 0
                 let unwritten = withExtendedLifetime(items) {
                     items.firstIndex { item in
                         var encoded = EncodedBatch()
                         encoded.documents.reserveCapacity(RecordEncoder.estimatedSize(item.batch, metadata: options.metadata))
                         encoded.append(item.batch, metadata: options.metadata)
-                        return !ring.append(encoded)
+                        return !ring.append(encoded, handled: &inRing)
                     }
                 }
                 if let first = unwritten {
                     // Shut down: those not in the ring are not acknowledged, read again at the next
-                    // start, nor are the batches still queued.
+                    // start, nor are the batches still queued. Blocks of the first one already in
+                    // the ring stay there (and are delivered) as well as read again.
                     for item in items[first...] { item.ack.abandon() }
-                    queue.abandon()
+                    let notInRing = items[first...].reduce(0) { $0 + $1.batch.count } - inRing
+                    returned.add(notInRing + queue.abandon())
                     return
                 }
             }

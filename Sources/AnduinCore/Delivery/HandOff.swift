@@ -121,15 +121,20 @@ final class HandOffQueue: Sendable {
         state.broadcast()
     }
 
-    func abandon() {
-        let dropped = state.withLock { s -> [AckToken] in
+    /// Drops what is queued (its acks abandoned: read again) and refuses what comes; the number of
+    /// records dropped.
+    @discardableResult
+    func abandon() -> Int {
+        let (dropped, records) = state.withLock { s -> ([AckToken], Int) in
             s.abandoned = true
             let acks = s.queue.map(\.ack)
+            let records = s.queue.reduce(0) { $0 + $1.batch.count }
             s.queue.removeAll()
-            return acks
+            return (acks, records)
         }
         state.broadcast()
         for ack in dropped { ack.abandon() }
+        return records
     }
 
     /// From now on a batch that does not fit is refused at once (its ack abandoned), and inputs
