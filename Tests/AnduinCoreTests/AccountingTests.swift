@@ -37,4 +37,14 @@ final class AccountingTests: XCTestCase {
         XCTAssertFalse(ring.append(b, handled: &handled))
         XCTAssertEqual(handled, 0)
     }
+
+    /// A damaged buffer's record count (read from disk) can be Int.max: the identity saturates.
+    func testHugeCountsDoNotTrap() {
+        let s = ComponentStats(component: "h", kind: .output)
+        s.counter("records_in", "").add(5)
+        s.counter("records_recovered", "").add(Int.max)
+        s.counter("records_out", "").add(Int.max)
+        s.counter("records_returned", "").add(Int.max)
+        XCTAssertEqual(Accounting(output: s).unaccounted, Int.max.addingSaturating(5).subtractingSaturating(Int.max))
+    }
 }

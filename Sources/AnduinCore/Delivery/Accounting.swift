@@ -48,6 +48,8 @@ public struct Accounting: Sendable, Equatable {
 
     /// 0 when every record is accounted for.
     public var unaccounted: Int {
-        received + recovered - (delivered + deadLettered + droppedOldest + droppedCorrupt + returned + pending)
+        // Saturating: a damaged buffer can report up to Int.max records (numbers read from disk).
+        let out = [deadLettered, droppedOldest, droppedCorrupt, returned, pending].reduce(delivered) { $0.addingSaturating($1) }
+        return received.addingSaturating(recovered).subtractingSaturating(out)
     }
 }

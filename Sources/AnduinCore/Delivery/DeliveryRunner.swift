@@ -83,7 +83,7 @@ final class DeliveryRunner: OutputStage, Sendable {
         // records this process never received.
         let recovered = s.counter("records_recovered", "records found in the disk buffer and retry lane at start (from a previous run)")
         returned = s.counter("records_returned", "records received and handed back unacknowledged, to be read again (stopping or reloading with a disk buffer: not yet in it)")
-        if firstRun { recovered.add((ring?.bufferedRecords ?? 0) + lane.recovered) }
+        if firstRun { recovered.add((ring?.bufferedRecords ?? 0).addingSaturating(lane.recovered)) }
         progress.sinceDelivery.computed { [weak self] in self?.progress.secondsSinceLastDelivery() ?? 0 }
         progress.oldestAge.computed { [weak self] in self?.oldestUndeliveredAge() ?? 0 }
         s.gauge("pending_records", "records received and not yet decided: queued, in the disk buffer, in flight or retrying")
