@@ -14,10 +14,16 @@ final class DeliveryTicket: Sendable {
 /// Disk buffer: the ring's delivered position advances in take order, whatever the concurrency and
 /// the order in which requests finish. A take is finished once each of its records is delivered,
 /// dead-lettered or journaled in the retry lane.
+///
+/// Records of finished takes wait here until the takes before them finish too: they are decided
+/// (counted delivered, dead-lettered or in the lane) but still in the ring's buffered count
+/// (`decidedUncommitted`), and a stop before their commit leaves them in the ring to be read again.
 struct RingCommitOrder {
     private var nextTake = 0
     private var nextCommit = 0
-    private var finished: [Int: RingPosition] = [:]
+    private var finished: [Int: (end: RingPosition, records: Int)] = [:]
+    /// Records of finished takes not committed yet.
+    private(set) var decidedUncommitted = 0
 
     /// The sequence number of the next take (call in ring order).
     mutating func begin() -> Int {
@@ -25,14 +31,27 @@ struct RingCommitOrder {
         return nextTake
     }
 
-    /// Take `seq` (ending at `end`) is finished; returns the position to commit now, if any.
-    mutating func finish(_ seq: Int, end: RingPosition) -> RingPosition? {
-        finished[seq] = end
+    /// Take `seq` (ending at `end`, holding `records`) is finished; returns the position to commit
+    /// now, if any.
+    mutating func finish(_ seq: Int, end: RingPosition, records: Int = 0) -> RingPosition? {
+        finished[seq] = (end, records)
+        decidedUncommitted = decidedUncommitted.addingSaturating(records)
         var last: RingPosition?
-        while let p = finished.removeValue(forKey: nextCommit) {
-            last = p
+        while let f = finished.removeValue(forKey: nextCommit) {
+            last = f.end
+            decidedUncommitted = decidedUncommitted.subtractingSaturating(f.records)
             nextCommit += 1
         }
         return last
+    }
+
+    /// Stopping: the finished takes will never be committed (a take before them was not); returns
+    /// their records, which the ring still holds and the next reader decides again.
+    mutating func abandonUncommitted() -> Int {
+        defer {
+            finished.removeAll()
+            decidedUncommitted = 0
+        }
+        return decidedUncommitted
     }
 }

@@ -29,11 +29,16 @@ final class DeliveryRunner: OutputStage, Sendable {
     private let requestAbort: RequestAbort
     /// Records received and handed back to the inputs unacknowledged (see `enqueue`, `writerLoop`).
     private let returned: Counter
+    /// Records found buffered at start, and records decided but left in the ring or the lane by a
+    /// stop, to be decided again by the next reader (see `settleUncommitted`).
+    private let recovered: Counter
     /// With a disk buffer, how long a stop lets a request in flight finish before abandoning it (the
     /// ring keeps its records for the next start; a replay is deduplicated by `_id` with Elasticsearch).
     static let stopGrace = 2.0
     private struct State {
         var commits = RingCommitOrder()
+        /// The stop counted what the ring keeps: later takes are not committed but counted at once.
+        var settled = false
         var writerDone = false
         var writer: ThreadHandle?
         var workers: [ThreadHandle] = []
@@ -81,7 +86,7 @@ final class DeliveryRunner: OutputStage, Sendable {
         requestAbort = context.requestAbort
         // What this run found buffered from the previous one: the "in" side of the accounting for
         // records this process never received.
-        let recovered = s.counter("records_recovered", "records found in the disk buffer and retry lane at start (from a previous run)")
+        recovered = s.counter("records_recovered", "records found in the disk buffer and retry lane at start (from a previous run), or decided and left there by a reload to be decided again")
         returned = s.counter("records_returned", "records received and handed back unacknowledged, to be read again (stopping or reloading with a disk buffer: not yet in it)")
         if firstRun { recovered.add((ring?.bufferedRecords ?? 0).addingSaturating(lane.recovered)) }
         progress.sinceDelivery.computed { [weak self] in self?.progress.secondsSinceLastDelivery() ?? 0 }
@@ -167,8 +172,12 @@ final class DeliveryRunner: OutputStage, Sendable {
             if !due.isEmpty {
                 var work = DeliveryWork(EncodedBatch())
                 for g in due { work.append(g.work) }
-                guard policy.deliver(work, tickets: due.flatMap(\.tickets), fromLane: true) else {
+                var decided = 0
+                guard policy.deliver(work, tickets: due.flatMap(\.tickets), fromLane: true, decided: &decided) else {
+                    // All of them go back, those decided already too (with a disk buffer, the
+                    // lane's journal keeps them for the next runner, which decides them again).
                     lane.putBack(due)
+                    if ring != nil { recovered.add(decided) }
                     return
                 }
                 lane.settle(due)
@@ -179,15 +188,25 @@ final class DeliveryRunner: OutputStage, Sendable {
             case .memory(let work, let ticket, let n):
                 // The ticket (the batches' acks) stays referenced until the records are decided;
                 // lane groups made from them keep their own reference.
-                let decided = withExtendedLifetime(ticket) { policy.deliver(work, tickets: [ticket], fromLane: false) }
-                guard decided else {
+                var decided = 0
+                let done = withExtendedLifetime(ticket) { policy.deliver(work, tickets: [ticket], fromLane: false, decided: &decided) }
+                guard done else {
+                    // Read again by the input: received again. The records decided already are
+                    // counted twice on both sides, the others only in `returned`.
                     ticket.abandon()
+                    returned.add(max(0, n - decided))
+                    queue.done(n)
                     return
                 }
                 queue.done(n)
             case .disk(let work, let seq, let end):
-                guard policy.deliver(work, tickets: [], fromLane: false) else { return }
-                commit(seq: seq, end: end)
+                var decided = 0
+                guard policy.deliver(work, tickets: [], fromLane: false, decided: &decided) else {
+                    // Not committed: the ring keeps the whole take for the next reader.
+                    recovered.add(decided)
+                    return
+                }
+                commit(seq: seq, end: end, records: work.count)
             case .idle:
                 // Nothing waits outside the lane (whose stalls are judged on their own): not stuck.
                 // Another thread may be stuck in a retry while this one finds nothing new.
@@ -257,16 +276,31 @@ final class DeliveryRunner: OutputStage, Sendable {
         }
     }
 
-    private func commit(seq: Int, end: RingPosition) {
+    private func commit(seq: Int, end: RingPosition, records: Int) {
         guard let ring else { return }
         state.withLock {
-            // After an abandon (stop timeout, reload) a newer ring may own this directory.
-            if waiter.stopNow { return }
+            // After an abandon (stop timeout, reload) a newer ring may own this directory: the
+            // take stays in the ring, decided again by its next reader.
+            if waiter.stopNow || $0.settled {
+                recovered.add(records)
+                return
+            }
             // Under the lock: positions reach the ring in order.
-            if let p = $0.commits.finish(seq, end: end) {
+            if let p = $0.commits.finish(seq, end: end, records: records) {
                 lane.syncBeforeCommit()  // a power cut must not leave the cursor past unjournaled refusals
                 ring.commit(p)
             }
+        }
+    }
+
+    /// Once no take will be committed any more: the records of finished takes stuck behind an
+    /// unfinished one stay in the ring. They were counted decided; the next reader (a reload's
+    /// runner on the same counters) decides them again, so they count as recovered too. Once.
+    private func settleUncommitted() {
+        state.withLock {
+            guard !$0.settled else { return }
+            $0.settled = true
+            recovered.add($0.commits.abandonUncommitted())
         }
     }
 
@@ -283,7 +317,11 @@ final class DeliveryRunner: OutputStage, Sendable {
     func abandon() {
         requestAbort.abortNow()
         waiter.abandon()
-        queue.abandon()
+        settleUncommitted()
+        // Memory buffer: what is queued or waits in the lane is read again by the inputs (its acks
+        // are abandoned). A disk buffer keeps the lane's records in its journal.
+        let dropped = queue.abandon() + (ring == nil ? lane.records : 0)
+        returned.add(dropped)
         lane.abandon()
         ring?.shutdown()
     }
@@ -294,6 +332,7 @@ final class DeliveryRunner: OutputStage, Sendable {
         for h in workers where !h.join(timeout: max(0, deadline - monotonicSeconds())) {
             return false
         }
+        settleUncommitted()
         lane.sync()
         deadLetters.sync()
         // Nothing reads the ring any more. A writer still waiting for room in a full ring (the
@@ -314,7 +353,11 @@ final class DeliveryRunner: OutputStage, Sendable {
 
     // MARK: state
 
-    var pendingRecords: Int { queue.records + (ring?.bufferedRecords ?? 0) + lane.records }
+    /// Records of finished takes still count in the ring until their commit, but they are decided.
+    var pendingRecords: Int {
+        let decided = state.withLock { $0.commits.decidedUncommitted }
+        return queue.records + max(0, (ring?.bufferedRecords ?? 0) - decided) + lane.records
+    }
 
     /// Undelivered records that the disk buffer keeps for the next start (the ring and the lane's
     /// journal); 0 with a memory buffer.

@@ -36,8 +36,9 @@ struct RetryPolicy {
     /// Decides every record of `work`: true once each is delivered, dead-lettered or in the lane;
     /// false when the runner stops first (nothing of it may be acknowledged then). Lane groups made
     /// from it hold `tickets` (memory buffer). `fromLane`: the records came from the lane, so they
-    /// go back to it whatever its fill.
-    func deliver(_ work: DeliveryWork, tickets: [DeliveryTicket], fromLane: Bool) -> Bool {
+    /// go back to it whatever its fill. `decided` grows by each record decided, also when it returns
+    /// false: those were counted, and are decided again when the whole work is read again.
+    func deliver(_ work: DeliveryWork, tickets: [DeliveryTicket], fromLane: Bool, decided: inout Int) -> Bool {
         // A buffer hands over what it holds (a whole input read, a whole ring block): the request
         // size limits are applied here, for every buffer kind. Sent in order (popLast).
         var stack = Array(work.chunked(maxRecords: options.maxRecords, maxBytes: options.maxBytes).reversed())
@@ -77,6 +78,7 @@ struct RetryPolicy {
                 switch result {
                 case .delivered:
                     progress.delivered(pending)
+                    decided += pending.count
                     pending = DeliveryWork(EncodedBatch())
                 case .tooLarge:
                     if pending.count > 1 {
@@ -87,7 +89,12 @@ struct RetryPolicy {
                         continue
                     }
                     pending.fail(0, status: 413, reason: "request entity too large: the record alone exceeds the server's limit", now: now)
-                    if let f = deadLetter(pending, [0], budgetSpent: false) { failure = f } else { pending = DeliveryWork(EncodedBatch()) }
+                    if let f = deadLetter(pending, [0], budgetSpent: false) {
+                        failure = f
+                    } else {
+                        decided += 1
+                        pending = DeliveryWork(EncodedBatch())
+                    }
                 case .perRecord(let outcomes):
                     var ok: [Int] = [], dead: [Int] = [], retry: [Int] = []
                     for i in 0..<pending.count {
@@ -105,11 +112,21 @@ struct RetryPolicy {
                     }
                     let spent = retry.filter { budgetSpent(pending.state($0), now) }
                     let keep = retry.filter { !budgetSpent(pending.state($0), now) }
-                    if let f = deadLetter(pending, dead, budgetSpent: false) ?? deadLetter(pending, spent, budgetSpent: true) {
-                        failure = f  // the local disk refused: everything again, in place (same _id: no duplicate)
+                    // The local disk refused: everything again, in place (same _id: no duplicate).
+                    if let f = deadLetter(pending, dead, budgetSpent: false) {
+                        failure = f
+                        break
+                    }
+                    if let f = deadLetter(pending, spent, budgetSpent: true) {
+                        // The rest go round again; those dead-lettered already do not.
+                        decided += dead.count
+                        let deadSet = Set(dead)
+                        pending = pending.subset((0..<pending.count).filter { !deadSet.contains($0) })
+                        failure = f
                         break
                     }
                     progress.delivered(pending.subset(ok))
+                    decided += ok.count + dead.count + spent.count
                     if keep.isEmpty {
                         pending = DeliveryWork(EncodedBatch())
                         break
@@ -121,6 +138,7 @@ struct RetryPolicy {
                     let delay = max(backoff.delay(attempt: rest.maxAttempts), retryAfter)
                     let due = ((monotonicSeconds() + delay) / grid).rounded(.up) * grid
                     if lane.add(rest, due: due, tickets: tickets, force: fromLane) {
+                        decided += rest.count
                         pending = DeliveryWork(EncodedBatch())
                     } else {
                         pending = rest
@@ -135,6 +153,7 @@ struct RetryPolicy {
                             failure = f
                             break
                         }
+                        decided += spent.count
                         let spentSet = Set(spent)
                         pending = pending.subset((0..<pending.count).filter { !spentSet.contains($0) })
                     }
