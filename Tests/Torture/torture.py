@@ -1271,8 +1271,11 @@ def exit_text(a):
 def process_counts(a):
     """What one agent process dropped, per output (drop_oldest + corrupt + dead-letter store drops), and its
     filters' dropped, merged and truncated records: from its stop line (`anduin stopped: …`, the final
-    counters) when it stopped cleanly, else from its last /status sample (kill -9, crash)."""
+    counters) when it stopped cleanly, else from its last /status sample (kill -9, crash). A reload writes a
+    stop line too (the old pipeline's counters, which go on counting in the new one): it is not final for a
+    process killed later."""
     line = None
+    killed = a.p.returncode is not None and a.p.returncode < 0
     try:
         with open(a.log, "rb") as f:
             for ln in f:
@@ -1294,7 +1297,9 @@ def process_counts(a):
                 res["filt_dropped"] += max(0, c.get("records_in", 0) - c.get("records_out", 0) - c.get("records_merged", 0))
                 res["merged"] += c.get("records_merged", 0)
                 res["truncated"] += c.get("records_truncated", 0)
-        return res
+        if not (killed and a.status):
+            return res
+        res = {"outputs": {}, "filt_dropped": 0, "merged": 0, "truncated": 0}
     if a.status:
         for o in a.status["outputs"]:
             res["outputs"][o["name"]] = o["dropped"]["drop_oldest"] + o["dropped"]["corrupt"] + o["dead_letter_dropped"]
