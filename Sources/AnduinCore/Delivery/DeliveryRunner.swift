@@ -173,7 +173,7 @@ final class DeliveryRunner: OutputStage, Sendable {
                 var work = DeliveryWork(EncodedBatch())
                 for g in due { work.append(g.work) }
                 var decided = 0
-                guard policy.deliver(work, tickets: due.flatMap(\.tickets), fromLane: true, decided: &decided) else {
+                guard policy.deliver(work, tickets: DeliveryTicket.distinct(due.flatMap(\.tickets)), fromLane: true, decided: &decided) else {
                     // All of them go back, those decided already too (with a disk buffer, the
                     // lane's journal keeps them for the next runner, which decides them again).
                     lane.putBack(due)
@@ -361,6 +361,9 @@ final class DeliveryRunner: OutputStage, Sendable {
 
     /// Undelivered records that the disk buffer keeps for the next start (the ring and the lane's
     /// journal); 0 with a memory buffer.
+    /// For tests: ticket references held by the retry lane.
+    var laneTicketReferences: Int { lane.ticketReferences }
+
     var keptRecords: Int { ring.map { $0.bufferedRecords + lane.records } ?? 0 }
 
     var notReadyReason: String? {

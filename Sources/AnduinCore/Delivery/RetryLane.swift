@@ -83,7 +83,7 @@ final class RetryLane: Sendable {
             let id = s.nextID
             s.nextID += 1
             if let journal = s.journal, !journal.add(id, work) { return false }
-            s.groups[id] = Group(id: id, work: work, due: due, tickets: tickets, bytes: bytes)
+            s.groups[id] = Group(id: id, work: work, due: due, tickets: DeliveryTicket.distinct(tickets), bytes: bytes)
             s.liveBytes += bytes
             s.liveRecords += work.count
             recordsGauge.set(s.liveRecords)
@@ -106,6 +106,9 @@ final class RetryLane: Sendable {
             return out
         }
     }
+
+    /// Ticket references held by the groups (each group holds each ticket at most once).
+    var ticketReferences: Int { state.withLock { s in s.groups.values.reduce(0) { $0 + $1.tickets.count } } }
 
     /// The checked-out groups were decided (delivered, dead-lettered, or re-added as new groups,
     /// which took their own reference to the tickets).
