@@ -231,12 +231,19 @@ final class KubernetesWatchSession {
         case 200..<300: return
         case 410: throw .gone(url: shown)
         case 401, 403:
+            let message = scrubbed(statusMessage(body), url: url)
             // The file may have been replaced within one mtime tick: read it again next time.
             tokenReader?.invalidate()
-            throw .unauthorized(url: shown, status: status, message: statusMessage(body))
+            throw .unauthorized(url: shown, status: status, message: message)
         default:
-            throw .status(url: shown, status: status, message: statusMessage(body))
+            throw .status(url: shown, status: status, message: scrubbed(statusMessage(body), url: url))
         }
+    }
+
+    /// An error body may quote the request (a proxy echoing its headers): the token never reaches
+    /// the log.
+    private func scrubbed(_ message: String, url: String) -> String {
+        CredentialScrubber(url: url, headers: (try? headers()) ?? [], basicAuth: nil).scrub(message)
     }
 
     /// The `message` of a Kubernetes `Status` body, else the start of the body.

@@ -234,7 +234,8 @@ class Handler(BaseHTTPRequestHandler):
             return True
         with cond:
             state["stats"]["unauthorized"] += 1
-        self.reply(401, status_obj(401, "Unauthorized", "Unauthorized"))
+        # Quotes what it was given, as a proxy in front of an API server may: the agent must not log it.
+        self.reply(401, status_obj(401, "Unauthorized", "Unauthorized (Authorization: %s)" % got))
         return False
 
     def do_GET(self):
