@@ -114,3 +114,21 @@ final class FuzzRegressionTests: XCTestCase {
         XCTAssertEqual(try ByteSize.parse("1024TiB").get(), 1 << 50)
     }
 }
+
+/// Threads carry their stage's name (`top -H`, gdb, /proc), cut to what Linux keeps.
+final class ThreadNameTests: XCTestCase {
+    func testThreadsAreNamed() throws {
+        #if os(Linux)
+        let seen = Locked("")
+        let h = startThread(name: "out-élan-shipper-9") {
+            let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+            seen.withLock { $0 = comm.trimmingCharacters(in: .whitespacesAndNewlines) }
+        }
+        XCTAssertTrue(h.join(timeout: 5))
+        XCTAssertEqual(seen.withLock { $0 }, "out-élan-shipp")
+        XCTAssertEqual(threadName("out-élan-shipper-9").utf8.count, 15)
+        XCTAssertEqual(threadName("日本語日本語"), "日本語日本")  // 3 bytes each: 5 fit
+        XCTAssertEqual(threadName("buf-o0"), "buf-o0")
+        #endif
+    }
+}

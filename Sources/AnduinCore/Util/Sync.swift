@@ -1,3 +1,4 @@
+import CSupport
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -208,6 +209,8 @@ public func startThread(name: String, _ body: sending @escaping () -> Void) -> T
     let rc = pthread_create(&tid, nil, { arg in
         guard let arg else { return nil }
         let start = Unmanaged<ThreadStart>.fromOpaque(arg).takeRetainedValue()
+        // `top -H`, gdb and /proc show it; the kernel keeps 15 bytes.
+        _ = anduin_name_this_thread(threadName(start.name))
         start.body()
         start.handle.markDone()
         return nil
@@ -221,6 +224,19 @@ public func startThread(name: String, _ body: sending @escaping () -> Void) -> T
         pthread_detach(tid)
     }
     return handle
+}
+
+/// `name` cut to the 15 bytes a Linux thread name holds, on a character boundary.
+func threadName(_ name: String) -> String {
+    var out = ""
+    var bytes = 0
+    for c in name.unicodeScalars {
+        let n = String(c).utf8.count
+        if bytes + n > 15 { break }
+        bytes += n
+        out.unicodeScalars.append(c)
+    }
+    return out
 }
 
 /// Handed to the new thread exactly once, through `Unmanaged` (not Sendable: it never needs to be).

@@ -10,4 +10,8 @@ int anduin_crc32c_hw_available(void);
 /// invert the result), with the SSE4.2 instruction. Only call when anduin_crc32c_hw_available().
 uint32_t anduin_crc32c_hw(uint32_t crc, const void *data, size_t len);
 
+/// Names the calling thread (Linux keeps 15 bytes; longer names are refused, so cut first).
+/// 0 on success. A no-op returning 0 where threads cannot be named.
+int anduin_name_this_thread(const char *name);
+
 #endif
