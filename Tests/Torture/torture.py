@@ -1245,7 +1245,12 @@ class Run:
                 lines_fail("output %s: %d of %d lines neither delivered nor dead-lettered, and only %d counted as dropped "
                           "(e.g. %s)" % (oname, len(missing), len(written), agg, sorted(missing)[:4]))
             both = set(found) & dl_ids
-            if both and not (self.had_kill9 or gave_up):
+            if both and self.had_timeout_fault and not (self.had_kill9 or gave_up):
+                # A request the destination stored before its connection was cut or timed out is sent
+                # again (at least once), and the answer to that retry may refuse it for good.
+                self.notes.append("output %s: %d lines delivered and dead-lettered after a cut connection" %
+                                  (oname, len(both)))
+            elif both and not (self.had_kill9 or gave_up):
                 lines_fail("output %s: %d lines both delivered and dead-lettered (e.g. %s)" % (oname, len(both), sorted(both)[:3]))
             dups = [t for t, c in found.items() if c > 1]
             if dups:
