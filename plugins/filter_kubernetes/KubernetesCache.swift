@@ -446,5 +446,4 @@ final class KubernetesCache: @unchecked Sendable {
     // MARK: for tests
 
     var podCount: Int { lock.withLock { pods.count } }
-    var pathCount: Int { lock.withLock { paths.count } }
 }

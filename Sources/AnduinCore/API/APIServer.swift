@@ -68,9 +68,6 @@ public final class APIServer: Sendable {
         boundAddress = "\(bound?.ipAddress ?? host):\(bound?.port ?? port)"
     }
 
-    /// Connections open now (for tests and metrics).
-    public var openConnections: Int { connections.current }
-
     public func stop() {
         try? channel.close().wait()
         try? group.syncShutdownGracefully()

@@ -85,8 +85,6 @@ final class DeliveryProgress: Sendable {
         lastError.set(why)
     }
 
-    var isFailing: Bool { state.withLock { $0.failure != nil } }
-
     // MARK: verdicts
 
     /// Why the output is not ready, or nil: no progress for `stall_after` while records wait, or

@@ -144,13 +144,11 @@ final class HandOffQueue: Sendable {
         state.broadcast()
     }
 
-    var isAbandoned: Bool { state.withLock { $0.abandoned } }
     var isClosing: Bool { state.withLock { $0.closing } }
 
     /// Queued plus taken-and-undecided records.
     var records: Int { state.withLock { $0.queuedRecords + $0.inflight } }
     var queuedRecords: Int { state.withLock { $0.queuedRecords } }
-    var isFull: Bool { state.withLock { $0.queuedRecords + $0.inflight >= capacity } }
     /// When the oldest queued batch arrived (monotonic), if any.
     var oldestSince: Double? { state.withLock { $0.queue.first?.since } }
 }

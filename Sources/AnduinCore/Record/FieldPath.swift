@@ -194,17 +194,6 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Where a `.field` path's top-level key lives for a record.
-    public enum Home: Sendable { case fields, shared, absent }
-
-    /// Whether the top-level key of this path is in the record's fields, the batch's shared fields, or neither.
-    public func home(_ batch: RecordBatch, _ index: Int) -> Home {
-        guard !topKey.isEmpty else { return .absent }
-        if inRecordFields(batch, index) { return .fields }
-        if FieldPath.hasMember(batch.sharedFields, 0..<batch.sharedFields.count, topKey) { return .shared }
-        return .absent
-    }
-
     /// Whether a `.field` path's top-level key is in the record's own fields. When it is not, the
     /// value comes from the shared fields and is the same for the whole batch: callers that read it
     /// per record can read it once (`withSharedValue`).
