@@ -132,3 +132,16 @@ final class ThreadNameTests: XCTestCase {
         #endif
     }
 }
+
+/// The descriptor headroom the tail keeps for the rest of the agent is read from /proc.
+final class ProcessDescriptorsTests: XCTestCase {
+    func testFreeDescriptorsCountOpenFiles() throws {
+        let before = try XCTUnwrap(ProcessDescriptors.free())
+        let fds = (0..<5).map { _ in open("/dev/null", O_RDONLY) }
+        defer { for fd in fds { close(fd) } }
+        let after = try XCTUnwrap(ProcessDescriptors.free())
+        // Other threads of the test process may open or close descriptors meanwhile.
+        XCTAssertLessThanOrEqual(after, before - 3)
+        XCTAssertGreaterThan(after, 0)
+    }
+}

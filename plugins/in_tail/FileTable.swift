@@ -37,6 +37,15 @@ final class FileTable {
         self.registry = registry
         self.backend = backend
         maxOpen = config.maxOpenFiles > 0 ? config.maxOpenFiles : TailConfig.defaultMaxOpenFiles()
+        // A limit set above what the descriptor limit allows would starve the outputs' sockets, the
+        // buffer's segments, the checkpoints and the API once every file is open.
+        if config.maxOpenFiles > 0, let limit = ProcessDescriptors.limit {
+            let most = max(8, limit - Self.descriptorReserve * 2)
+            if maxOpen > most {
+                logger.warning("max_open_files \(maxOpen) leaves too few of the process's \(limit) file descriptors to the rest of the agent: holding at most \(most) open (raise the descriptor limit to hold more)")
+                maxOpen = most
+            }
+        }
         rotations = stats.counter("rotations", "files that were renamed away or deleted and drained")
         truncations = stats.counter("truncations", "files truncated in place (copytruncate) and read again from 0")
         openErrors = stats.counter("open_errors", "failed attempts to open a file (one per scan while it cannot be opened; retried)")
@@ -169,8 +178,8 @@ final class FileTable {
     /// The process ran out of descriptors (EMFILE/ENFILE from an open, a glob, a checkpoint write)
     /// before max_open_files was reached: hold fewer files open, leaving a few descriptors for the
     /// scans and checkpoints, by closing idle ones (reopened at their checkpoint when they change).
-    func shortOfDescriptors() {
-        let target = max(1, files.count - 8)
+    func shortOfDescriptors(atLeast wanted: Int = 8) {
+        let target = max(1, files.count - max(8, wanted))
         if target < maxOpen {
             logger.warning("the process ran out of file descriptors with \(files.count) files open: holding at most \(target) open from now on (raise the descriptor limit, or set max_open_files)")
             maxOpen = target
@@ -195,8 +204,25 @@ final class FileTable {
         }
     }
 
+    /// Descriptors the tail leaves free for the rest of the agent (sockets, buffer segments,
+    /// checkpoints, dead letters, the API).
+    static let descriptorReserve = 16
+    private var lastHeadroomCheck = 0.0
+
+    /// Another part of the agent may be short of descriptors although every open of the tail
+    /// succeeded (it opened its files first): at most once a second, when fewer than
+    /// `descriptorReserve` are free, hold fewer files open.
+    private func keepDescriptorHeadroom() {
+        let now = monotonicSeconds()
+        guard now - lastHeadroomCheck >= 1, files.count > 1 else { return }
+        lastHeadroomCheck = now
+        guard let free = ProcessDescriptors.free(), free < Self.descriptorReserve else { return }
+        shortOfDescriptors(atLeast: Self.descriptorReserve - free)
+    }
+
     /// End of a scan: publish how many files wait for a descriptor.
     func scanDone() {
+        keepDescriptorHeadroom()
         idleCandidates = nil
         filesWaiting.set(waiting)
         if waiting == 0 && limitLogged {

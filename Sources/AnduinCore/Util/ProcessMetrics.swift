@@ -69,3 +69,26 @@ enum ProcessMetrics {
 
     private static func format(_ v: Double) -> String { String(format: "%.3f", v) }
 }
+
+/// The process's file descriptors: how many are free under the soft limit.
+public enum ProcessDescriptors {
+    /// The soft RLIMIT_NOFILE, nil when unlimited or unknown.
+    public static var limit: Int? {
+        var rl = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0, rl.rlim_cur != rlim_t.max else { return nil }
+        return Int(min(rl.rlim_cur, 1 << 30))
+    }
+
+    /// Descriptors free under the soft limit (0 when even listing them fails for want of one), nil
+    /// when there is no limit or /proc cannot tell.
+    public static func free() -> Int? {
+        guard let limit else { return nil }
+        guard let dir = opendir("/proc/self/fd") else { return errno == EMFILE || errno == ENFILE ? 0 : nil }
+        defer { closedir(dir) }
+        var open = -1  // the listing's own descriptor
+        while let e = readdir(dir) {
+            if UInt8(bitPattern: e.pointee.d_name.0) != UInt8(ascii: ".") { open += 1 }
+        }
+        return max(0, limit - max(0, open))
+    }
+}
