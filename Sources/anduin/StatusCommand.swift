@@ -27,11 +27,60 @@ struct Status: ParsableCommand {
     @OptionGroup var options: ConfigOption
     @Flag(help: "Print the agent's /status JSON as is.")
     var json = false
+    @Flag(help: "Refresh every --interval until Ctrl-C (in place on a terminal, one block after another otherwise).")
+    var watch = false
+    @Option(help: "Seconds between refreshes with --watch.")
+    var interval: Double = 2
+
+    func validate() throws {
+        guard interval.isFinite, interval >= 0.1, interval <= 3600 else {
+            throw ValidationError("--interval must be between 0.1 and 3600 seconds")
+        }
+    }
 
     func run() throws {
         guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
         let url = "http://\(try runningAgentAddress(cfg, configPath: options.config))/status"
         let client = try HTTPClient(options: HTTPClientOptions())
+        guard watch else {
+            let body = try fetch(client, url)
+            if json {
+                _ = body.withUnsafeBytes { writeAll(fd: 1, $0) }
+            } else {
+                print(try render(body))
+            }
+            return
+        }
+        // SIGINT and SIGTERM end the watch between refreshes: they are taken by sigtimedwait, which
+        // is also the wait between two refreshes.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        let terminal = isatty(1) == 1
+        let seconds = Int(interval), nanos = Int((interval - Double(seconds)) * 1e9)
+        while true {
+            let body: [UInt8]
+            do {
+                body = try fetch(client, url)
+            } catch {
+                throw RuntimeError("the agent went away: \(error); stopped watching")
+            }
+            var text = json ? String(decoding: body, as: UTF8.self) : try render(body)
+            let stamp = isoTimestamp(Date())
+            text = "anduin status \(stamp) (every \(formatSeconds(interval)), Ctrl-C to stop)\n\n" + text
+            // On a terminal: home the cursor and clear, like `top`; in a pipe or a file, blocks one
+            // after another, separated by a blank line.
+            let frame = terminal ? "\u{1B}[H\u{1B}[2J" + text + "\n" : text + "\n\n"
+            _ = Array(frame.utf8).withUnsafeBytes { writeAll(fd: 1, $0) }
+            var wait = timespec(tv_sec: seconds, tv_nsec: nanos)
+            let sig = sigtimedwait(&set, nil, &wait)
+            if sig == SIGINT || sig == SIGTERM { return }
+        }
+    }
+
+    private func fetch(_ client: HTTPClient, _ url: String) throws -> [UInt8] {
         let response: HTTPResponse
         do {
             response = try client.send(method: "GET", url: url)
@@ -39,14 +88,24 @@ struct Status: ParsableCommand {
             throw RuntimeError("cannot reach the agent at \(url): \(error) (is it running with this config?)")
         }
         guard response.status == 200 else { throw RuntimeError("the agent answered HTTP \(response.status) for \(url)") }
-        if json {
-            _ = response.body.withUnsafeBytes { writeAll(fd: 1, $0) }
-            return
-        }
-        guard let root = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
+        return Array(response.body)
+    }
+
+    private func render(_ body: [UInt8]) throws -> String {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
             throw RuntimeError("the agent's /status is not JSON")
         }
-        print(StatusTable.render(root))
+        return StatusTable.render(root)
+    }
+
+    private func isoTimestamp(_ d: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: d)
+    }
+
+    private func formatSeconds(_ s: Double) -> String {
+        s == s.rounded() ? "\(Int(s)) s" : String(format: "%.1f s", s)
     }
 }
 

@@ -42,6 +42,49 @@ final class ObservabilityTests: AgentTestCase {
         return (try JSONSerialization.jsonObject(with: data) as? [String: Double]) ?? [:]
     }
 
+    /// `anduin status --watch`: one block per --interval (plain blocks when stdout is not a
+    /// terminal), exit 0 on SIGINT; when the agent goes away, a message and exit 1.
+    func testStatusWatchRefreshesAndEndsCleanly() throws {
+        try sandbox.mkdir("logs")
+        try writeConfig("""
+            data_dir: ./data
+            api: {address: "127.0.0.1:0"}
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
+            outputs:
+              out: {type: file, from: [in], path: ./out/records.ndjson}
+            """)
+        let agent = try startAgent()
+        appendText(sandbox.path("logs/a.log"), "one\ntwo\n")
+        waitForRecordCount(2)
+        waitFor("the API address file") { FileManager.default.fileExists(atPath: sandbox.path("data/api.address")) }
+        func watch(_ name: String) throws -> (AgentProcess, String) {
+            let out = sandbox.path("\(name).out")
+            let p = try AgentProcess(binary: AnduinBinary.path!,
+                                     arguments: ["status", "--config", sandbox.configPath, "--watch", "--interval", "0.2"],
+                                     stderrPath: out + ".err", workingDirectory: NSTemporaryDirectory(), stdoutPath: out)
+            return (p, out)
+        }
+        func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+        let (first, out1) = try watch("watch1")
+        waitFor("three refreshes") { text(out1).components(separatedBy: "anduin status ").count - 1 >= 3 }
+        first.signal(SIGINT)
+        XCTAssertTrue(first.waitExit(timeout: 30))
+        XCTAssertEqual(first.exit?.status, 0, first.stderr)
+        XCTAssertEqual(first.exit?.signalled, false)
+        let blocks = text(out1).components(separatedBy: "anduin status ").dropFirst()
+        XCTAssertFalse(text(out1).contains("\u{1B}["), "no terminal escapes in a file")
+        for b in blocks.dropLast() { XCTAssertTrue(b.contains("OK: caught up") && b.contains("OUTPUT"), b) }
+
+        let (second, out2) = try watch("watch2")
+        waitFor("a refresh") { text(out2).contains("OUTPUT") }
+        stopAgent(agent)
+        XCTAssertTrue(second.waitExit(timeout: 30), "the watch ends when the agent goes away")
+        XCTAssertEqual(second.exit?.status, 1)
+        XCTAssertTrue(second.stderr.contains("the agent went away") && second.stderr.contains("stopped watching"), second.stderr)
+    }
+
     func testMetricsCountWhatWasWrittenAndParseAsPrometheusText() throws {
         try sandbox.mkdir("logs")
         try writeConfig("""
