@@ -319,6 +319,14 @@ final class FileTable {
         for (dir, list) in rotatedByDir where list.count > config.maxRotatedFiles {
             for f in list.sorted(by: { ($0.rotatedAt ?? 0) < ($1.rotatedAt ?? 0) }).prefix(list.count - config.maxRotatedFiles) {
                 let size = f.size() ?? 0
+                // Read to its end: closing it early loses nothing (records in flight are still
+                // acknowledged through the registry), so it is not given up, only closed sooner.
+                if f.atEnd && !f.dirty && f.readOffset >= size {
+                    reader.flushPartial(f)
+                    logger.info("closing \(f.path): rotated away and read to its end; \(list.count) rotated files held open in \(dir) (max_rotated_files: \(config.maxRotatedFiles))")
+                    close(f)
+                    continue
+                }
                 let unread = max(0, size - (tracker.acked(f.id)?.resume ?? f.readOffset))
                 givenUp.add()
                 givenUpBytes.add(Int(unread))
