@@ -116,12 +116,14 @@ enum StatusTable {
         func int(_ o: [String: Any], _ k: String) -> Int { (o[k] as? NSNumber)?.intValue ?? 0 }
         func dropped(_ o: [String: Any], _ k: String) -> Int { ((o["dropped"] as? [String: Any])?[k] as? NSNumber)?.intValue ?? 0 }
         var out: [String] = [verdict(root)]
-        var rows = [["INPUT", "TYPE", "FILES", "BEHIND", "RECORDS READ", "DECODE ERRORS"]]
+        var rows = [["INPUT", "TYPE", "FILES", "FILES BEHIND", "BEHIND", "CATCH UP", "RECORDS READ", "DECODE ERRORS"]]
         var emptyGlobs = 0
         for i in list("inputs") {
             emptyGlobs += int(i, "globs_matching_nothing")
             rows.append([i["name"] as? String ?? "", i["type"] as? String ?? "", "\(int(i, "files"))",
-                         ByteSize.human(int(i, "bytes_behind")), "\(int(i, "records"))", "\(int(i, "decode_errors"))"])
+                         "\(int(i, "files_behind"))", ByteSize.human(int(i, "bytes_behind")),
+                         catchUp(bytes: int(i, "bytes_behind"), seconds: int(i, "catch_up_seconds")),
+                         "\(int(i, "records"))", "\(int(i, "decode_errors"))"])
         }
         out.append(table(rows) + (emptyGlobs > 0 ? "\n\(emptyGlobs) pattern(s) of paths match no file (see the agent's log)" : ""))
         if !list("filters").isEmpty {
@@ -174,10 +176,31 @@ enum StatusTable {
             return "NOT READY: " + reasons.joined(separator: "; ")
         }
         let inputs = root["inputs"] as? [[String: Any]] ?? []
-        let behind = inputs.reduce(0) { $0 + ((($1["bytes_behind"] as? NSNumber)?.intValue) ?? 0) }
+        func sum(_ k: String) -> Int { inputs.reduce(0) { $0.addingSaturating((($1[k] as? NSNumber)?.intValue) ?? 0) } }
+        let behind = sum("bytes_behind"), files = sum("files_behind")
+        // The slowest input sets when all are caught up; one without an estimate leaves it unknown.
+        let seconds = inputs.map { (($0["catch_up_seconds"] as? NSNumber)?.intValue) ?? 0 }
+        let eta = seconds.contains(-1) ? -1 : seconds.max() ?? 0
         let pending = ((root["totals"] as? [String: Any])?["pending"] as? NSNumber)?.intValue ?? 0
         if behind == 0 && pending == 0 { return "OK: caught up, every output delivering" }
-        return "OK: every output delivering; \(ByteSize.human(behind)) behind in files, \(pending) record(s) pending"
+        var line = "OK: every output delivering; "
+        if behind > 0 {
+            line += "\(ByteSize.human(behind)) behind in \(files) file(s)"
+            line += eta < 0 ? " (no progress lately: no estimate)" : " (caught up in \(catchUp(bytes: behind, seconds: eta)) at the recent read rate)"
+            line += ", "
+        }
+        return line + "\(pending) record(s) pending"
+    }
+
+    /// `~1m30s` at the recent rate (bytes read and acknowledged); `-` when caught up; `?` with no
+    /// progress lately.
+    static func catchUp(bytes: Int, seconds: Int) -> String {
+        if bytes == 0 { return "-" }
+        if seconds < 0 { return "?" }
+        let s = max(1, seconds)
+        if s < 60 { return "~\(s)s" }
+        if s < 3600 { return "~\(s / 60)m\(s % 60 == 0 ? "" : "\(s % 60)s")" }
+        return "~\(s / 3600)h\((s % 3600) / 60)m"
     }
 
     static func table(_ rows: [[String]]) -> String {

@@ -403,13 +403,26 @@ final class FileTable {
         files.values.compactMap { f in reader.tracker.acked(f.id).map { checkpoint(f, $0) } }
     }
 
-    /// Size minus acknowledged offset, summed: what this input still owes its outputs.
-    func bytesBehind() -> Int {
-        var behind: Int64 = 0
+    /// Size minus acknowledged offset, summed: what this input still owes its outputs; how many
+    /// files owe something; and the bytes acknowledged since the last call (files open at both).
+    func behind() -> (bytes: Int, files: Int, acknowledged: Int) {
+        var behind: Int64 = 0, progressed: Int64 = 0
+        var count = 0
+        var acked: [Int: Int64] = [:]
+        acked.reserveCapacity(files.count)
         for f in files.values {
-            guard let size = f.size(), let acked = reader.tracker.acked(f.id) else { continue }
-            behind += max(0, size - acked.resume)
+            guard let position = reader.tracker.acked(f.id)?.resume else { continue }
+            acked[f.id] = position
+            if let before = lastAcked[f.id] { progressed = progressed.addingSaturating(max(0, position - before)) }
+            guard let size = f.size() else { continue }
+            let owed = max(0, size - position)
+            behind = behind.addingSaturating(owed)
+            if owed > 0 { count += 1 }
         }
-        return Int(behind)
+        lastAcked = acked
+        return (Int(behind), count, Int(progressed))
     }
+
+    /// The acknowledged positions at the last `behind()`.
+    private var lastAcked: [Int: Int64] = [:]
 }
