@@ -198,6 +198,36 @@ final class HTTPOutputTests: AgentTestCase {
 
     // MARK: 9
 
+    /// Bytes sent per output, as sent and before compression: with `compression: none` both equal
+    /// the bodies the receiver got; with gzip the uncompressed count equals the gunzipped bodies and
+    /// the sent count is smaller. Prometheus names anduin_output_bytes_sent{,_uncompressed}_total.
+    func testBytesSentPerOutputCompressedAndUncompressed() throws {
+        let gz = try receiver(), plain = try receiver()
+        let keys = (0..<300).map { logLine("bytes", $0) }
+        appendText(sandbox.path("logs/app.log"), joinedLines(keys))
+        try writeConfig("api: {address: \"127.0.0.1:0\"}\n" + deliveryConfig(outputs: [
+            .http("gz", uri: gz.url, ["compression: gzip"]),
+            .http("plain", uri: plain.url, ["compression: none"]),
+        ]))
+        let agent = try startAgent()
+        for r in [gz, plain] { waitForReceived(r, keys) }
+        let api = try XCTUnwrap(apiAddress())
+        func bodies(_ r: ReceiverPeer) throws -> Double { Double(try r.snapshot().batches.reduce(0) { $0 + $1.bytes }) }
+        let plainBytes = try bodies(plain), gzBytes = try bodies(gz)
+        var m: [String: Double] = [:]
+        waitFor("bytes sent counted") {
+            m = scrapeMetrics(api) ?? [:]
+            return m["anduin_output_bytes_sent_uncompressed_total{component=gz,type=http}"] == gzBytes
+                && m["anduin_output_bytes_sent_total{component=plain,type=http}"] == plainBytes
+        }
+        XCTAssertEqual(m["anduin_output_bytes_sent_uncompressed_total{component=plain,type=http}"], plainBytes)
+        XCTAssertEqual(m["anduin_output_bytes_sent_uncompressed_total{component=gz,type=http}"], gzBytes)
+        let gzSent = try XCTUnwrap(m["anduin_output_bytes_sent_total{component=gz,type=http}"])
+        XCTAssertGreaterThan(gzSent, 0)
+        XCTAssertLessThan(gzSent, gzBytes, "gzip bodies are smaller than the records")
+        stopAgent(agent)
+    }
+
     /// One agent, five outputs of the same records: gzip (level 9) and `compression: none` bodies
     /// decode to the same records; `encoding: json_array` + `method: PUT` + extra `headers` (through
     /// nginx, which copies the method and headers into the Authorization header the receiver
