@@ -196,9 +196,14 @@ final class ObservabilityTests: AgentTestCase {
         appendText(sandbox.path("logs/a.log"), (0..<100).map { "before \($0)" }.joined(separator: "\n") + "\n")
         XCTAssertTrue(poll { output.refresh().count == 100 })
 
-        try writeConfig(base + "\n  second: {type: file, from: [in], path: ./out/second.ndjson}\n")
+        try writeConfig(base.replacingOccurrences(of: "checkpoint_interval: 200ms", with: "checkpoint_interval: 300ms")
+                        + "\n  second: {type: file, from: [in], path: ./out/second.ndjson}\n")
         agent.signal(SIGHUP)
         XCTAssertTrue(poll { agent.stderr.contains("reloaded") }, agent.stderr)
+        // One line says what changed; the reload does not read like a stop and a start.
+        XCTAssertTrue(agent.stderr.contains("reloaded \(sandbox.configPath): added output second; changed in.checkpoint_interval 200ms → 300ms"), agent.stderr)
+        XCTAssertEqual(agent.stderr.components(separatedBy: "anduin stopped").count, 1, agent.stderr)
+        XCTAssertEqual(agent.stderr.components(separatedBy: "anduin started").count, 2, agent.stderr)
         appendText(sandbox.path("logs/a.log"), (0..<50).map { "after \($0)" }.joined(separator: "\n") + "\n")
         let second = OutputReader(path: sandbox.path("out/second.ndjson"))
         XCTAssertTrue(poll { output.refresh().count == 150 && second.refresh().count == 50 },

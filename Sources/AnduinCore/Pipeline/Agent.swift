@@ -77,7 +77,7 @@ public final class Agent: APIProvider {
             return false
         }
         let (old, config) = state.withLock { ($0.pipeline, $0.config) }
-        old?.stop()
+        old?.stop(reloading: true)
         do {
             // A new data_dir is locked too; the old one's lock is kept until the new pipeline runs.
             let newLock = next.dataDirectory != config.dataDirectory
@@ -87,14 +87,14 @@ public final class Agent: APIProvider {
                 stopAPI()
                 try startAPI(next.api, dataDirectory: next.dataDirectory)
             }
-            p.start()
+            p.start(reloading: true)
             state.withLock {
                 $0.pipeline = p
                 $0.config = next
                 if let newLock { $0.dataLock = newLock }
             }
             reloads.increment()
-            logger.info("reloaded \(configPath)")
+            logger.info("reloaded \(configPath): \(ConfigDiff.describe(old: config.settings, new: next.settings))")
             return true
         } catch {
             // The new config validated but could not start (a port taken, a directory not writable):
