@@ -198,6 +198,33 @@ final class HTTPOutputTests: AgentTestCase {
 
     // MARK: 9
 
+    /// `log_level: debug` tells a file's life (following, checkpoint, rotated, closing) and every
+    /// delivery decision with its reason, even those the warning lines fold together (three
+    /// failures within 10 s: one warning, three debug lines), and the dead-letter decision.
+    func testDebugLogTellsAFilesLifeAndEveryDeliveryDecision() throws {
+        let r = try receiver()
+        try r.script(["500", "503", "500", "400"])
+        let path = sandbox.path("logs/app.log")
+        appendText(path, joinedLines(logLines("dbg", 0..<10)))
+        try writeConfig("log_level: debug\n" + deliveryConfig(outputs: [
+            .http("web", uri: r.url, ["concurrency: 1", "retry: {initial: 50ms, max: 100ms}"])]))
+        let agent = try startAgent()
+        waitFor("a dead letter") { !deadLetters(sandbox, "web").isEmpty }
+        rename(path, path + ".1")
+        appendText(path, joinedLines(logLines("dbg", 10..<20)))
+        waitForReceived(r, logLines("dbg", 10..<20))
+        waitForLog(agent, "closing \(path)")
+        stopAgent(agent)
+        let log = agent.stderr
+        XCTAssertTrue(log.contains("following \(path) from offset 0"), log)
+        XCTAssertTrue(log.contains("checkpoint \(path): acknowledged up to offset"), log)
+        XCTAssertTrue(log.contains("file \(path) was rotated or deleted"), log)
+        let retries = log.split(separator: "\n").filter { $0.contains("output web: delivery failed, retrying in") }
+        XCTAssertEqual(retries.count, 3, "each retry with its reason: \(retries)")
+        XCTAssertTrue(retries.contains { $0.contains(" debug ") && $0.contains("HTTP 503") }, "\(retries)")
+        XCTAssertTrue(log.contains("output web: 10 record(s) dead-lettered (HTTP 400"), log)
+    }
+
     /// Bytes sent per output, as sent and before compression: with `compression: none` both equal
     /// the bodies the receiver got; with gzip the uncompressed count equals the gunzipped bodies and
     /// the sent count is smaller. Prometheus names anduin_output_bytes_sent{,_uncompressed}_total.

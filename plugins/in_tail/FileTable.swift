@@ -352,6 +352,7 @@ final class FileTable {
             // Still idle: open, nothing new since it was listed.
             guard files[f.key] === f, f.atEnd, !f.dirty, f.size() == f.readOffset else { continue }
             idleClosed.add()
+            logger.debug("closing \(f.path): idle (read to its end, acknowledged) to stay within max_open_files (\(maxOpen)); reopened at its checkpoint when it changes")
             close(f)
             return true
         }
@@ -413,7 +414,9 @@ final class FileTable {
         for f in files.values {
             guard let position = reader.tracker.acked(f.id)?.resume else { continue }
             acked[f.id] = position
-            if let before = lastAcked[f.id] { progressed = progressed.addingSaturating(max(0, position - before)) }
+            let before = lastAcked[f.id]
+            if let before { progressed = progressed.addingSaturating(max(0, position - before)) }
+            if position != before { logger.debug("checkpoint \(f.path): acknowledged up to offset \(position)") }
             guard let size = f.size() else { continue }
             let owed = max(0, size - position)
             behind = behind.addingSaturating(owed)

@@ -121,6 +121,7 @@ struct RetryPolicy {
                     let delay = max(backoff.delay(attempt: rest.maxAttempts), retryAfter)
                     let due = ((monotonicSeconds() + delay) / grid).rounded(.up) * grid
                     if lane.add(rest, due: due, tickets: tickets, force: fromLane) {
+                        progress.debug("\(keep.count) record(s) refused (HTTP \(rest.state(0).status): \(rest.state(0).reason)): retrying from the retry lane in \(clampedMillis(delay))ms")
                         pending = DeliveryWork(EncodedBatch())
                     } else {
                         pending = rest
