@@ -85,6 +85,46 @@ final class ObservabilityTests: AgentTestCase {
         XCTAssertTrue(second.stderr.contains("the agent went away") && second.stderr.contains("stopped watching"), second.stderr)
     }
 
+    /// The README's `status` examples (Observability) have the real binary's table headers and
+    /// identity line: a change of the table must come with a fresh capture.
+    func testReadmeStatusExamplesMatchTheRealOutput() throws {
+        try sandbox.mkdir("logs")
+        try writeConfig("""
+            data_dir: ./data
+            api: {address: "127.0.0.1:0"}
+            inputs:
+              containers: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
+            filters:
+              parse: {type: parse, from: [containers], formats: [json]}
+            outputs:
+              out: {type: file, from: [parse], path: ./out/records.ndjson}
+            """)
+        let agent = try startAgent()
+        appendText(sandbox.path("logs/a.log"), #"{"msg":"one"}"# + "\n")
+        waitForRecordCount(1)
+        waitFor("the API address file") { FileManager.default.fileExists(atPath: sandbox.path("data/api.address")) }
+        let out = sandbox.path("status.out")
+        let p = try AgentProcess(binary: AnduinBinary.path!, arguments: ["status", "--config", sandbox.configPath],
+                                 stderrPath: out + ".err", workingDirectory: NSTemporaryDirectory(), stdoutPath: out)
+        XCTAssertTrue(p.waitExit(timeout: 60))
+        let real = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        stopAgent(agent)
+        func fixed(_ lines: [String]) -> [String] {
+            lines.filter { ["INPUT ", "FILTER ", "OUTPUT ", "in + recovered"].contains(where: $0.hasPrefix) }
+                .map { $0.replacingOccurrences(of: "(holds; records are moving, counted as pending)", with: "(holds)")
+                    .split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }  // widths follow the content
+        }
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = readme.components(separatedBy: "An agent whose Elasticsearch refuses the credentials").dropFirst().first ?? ""
+        let examples = section.components(separatedBy: "```text").dropFirst().prefix(2).map { block in
+            (block.components(separatedBy: "```").first ?? "").split(separator: "\n").map { String($0.drop { $0 == " " }) }
+        }
+        XCTAssertEqual(examples.count, 2, "two examples in the README")
+        XCTAssertTrue(examples.first?.first?.hasPrefix("NOT READY: ") == true)
+        XCTAssertEqual(examples.last?.first, "OK: caught up, every output delivering")
+        for e in examples { XCTAssertEqual(fixed(e), fixed(real), "README example vs the real status:\n\(real.joined(separator: "\n"))") }
+    }
+
     func testMetricsCountWhatWasWrittenAndParseAsPrometheusText() throws {
         try sandbox.mkdir("logs")
         try writeConfig("""
