@@ -25,4 +25,19 @@ final class ConfigDiffTests: XCTestCase {
         new["outputs.es.batch.timeout"] = "1s"
         XCTAssertEqual(ConfigDiff.describe(old: old, new: new), "changed es.batch.timeout (unset) → 1s")
     }
+
+    /// A URL's credentials never reach the line: flatten leaves them out of `hosts` and `uri`.
+    func testURLCredentialsAreLeftOut() {
+        func settings(_ yaml: String) -> [String: String] {
+            let diags = Diagnostics()
+            guard let root = ConfigValue.parse(yaml: yaml, file: "t.yaml", environment: [:], diagnostics: diags) else { return [:] }
+            return ConfigDiff.flatten(root)
+        }
+        let a = settings("outputs:\n  es: {hosts: [\"https://elastic:hunter2@es:9200\"], batch: {max_records: 500}}\n")
+        let b = settings("outputs:\n  es: {hosts: [\"https://elastic:hunter3@es2:9200\"], batch: {max_records: 1000}}\n")
+        XCTAssertEqual(a["outputs.es.batch.max_records"], "500")
+        let line = ConfigDiff.describe(old: a, new: b)
+        XCTAssertEqual(line, "changed es.batch.max_records 500 → 1000, es.hosts [https://es:9200] → [https://es2:9200]")
+        XCTAssertFalse(line.contains("hunter"))
+    }
 }

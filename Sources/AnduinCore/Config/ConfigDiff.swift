@@ -20,7 +20,8 @@ public enum ConfigDiff {
 
     static func text(_ v: ConfigValue) -> String {
         switch v {
-        case .scalar(let s, _, _): return s
+        // A URL's user:password@ is left out (hosts, uri).
+        case .scalar(let s, _, _): return s.contains("://") && s.contains("@") ? URLUserinfo(s).url : s
         case .null: return "null"
         case .sequence(let items, _): return "[" + items.map(text).joined(separator: ", ") + "]"
         case .mapping(let entries, _): return "{" + entries.map { "\($0.key): \(text($0.value))" }.joined(separator: ", ") + "}"
