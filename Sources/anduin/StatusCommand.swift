@@ -27,7 +27,7 @@ struct Status: ParsableCommand {
     @OptionGroup var options: ConfigOption
     @Flag(help: "Print the agent's /status JSON as is.")
     var json = false
-    @Flag(help: "Refresh every --interval until Ctrl-C (in place on a terminal, one block after another otherwise).")
+    @Flag(help: "Refresh every --interval until Ctrl-C (in place on a terminal, one block after another otherwise; with --json, one JSON document a line).")
     var watch = false
     @Option(help: "Seconds between refreshes with --watch.")
     var interval: Double = 2
@@ -67,12 +67,17 @@ struct Status: ParsableCommand {
             } catch {
                 throw RuntimeError("the agent went away: \(error); stopped watching")
             }
-            var text = json ? String(decoding: body, as: UTF8.self) : try render(body)
-            let stamp = isoTimestamp(Date())
-            text = "anduin status \(stamp) (every \(formatSeconds(interval)), Ctrl-C to stop)\n\n" + text
-            // On a terminal: home the cursor and clear, like `top`; in a pipe or a file, blocks one
-            // after another, separated by a blank line.
-            let frame = terminal ? "\u{1B}[H\u{1B}[2J" + text + "\n" : text + "\n\n"
+            let frame: String
+            if json {
+                // One JSON document a line (the agent writes it on one line), for scripts.
+                frame = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .newlines) + "\n"
+            } else {
+                let text = "anduin status \(isoTimestamp(Date())) (every \(formatSeconds(interval)), Ctrl-C to stop)\n\n"
+                    + (try render(body))
+                // On a terminal: home the cursor and clear, like `top`; in a pipe or a file, blocks
+                // one after another, separated by a blank line.
+                frame = terminal ? "\u{1B}[H\u{1B}[2J" + text + "\n" : text + "\n\n"
+            }
             _ = Array(frame.utf8).withUnsafeBytes { writeAll(fd: 1, $0) }
             var wait = timespec(tv_sec: seconds, tv_nsec: nanos)
             let sig = sigtimedwait(&set, nil, &wait)

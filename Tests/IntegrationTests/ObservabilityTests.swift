@@ -77,6 +77,19 @@ final class ObservabilityTests: AgentTestCase {
         XCTAssertFalse(text(out1).contains("\u{1B}["), "no terminal escapes in a file")
         for b in blocks.dropLast() { XCTAssertTrue(b.contains("OK: caught up") && b.contains("OUTPUT"), b) }
 
+        // --json --watch: one JSON document a line.
+        let jsonOut = sandbox.path("watch-json.out")
+        let j = try AgentProcess(binary: AnduinBinary.path!,
+                                 arguments: ["status", "--config", sandbox.configPath, "--watch", "--json", "--interval", "0.2"],
+                                 stderrPath: jsonOut + ".err", workingDirectory: NSTemporaryDirectory(), stdoutPath: jsonOut)
+        waitFor("two JSON lines") { text(jsonOut).split(separator: "\n").count >= 2 }
+        j.signal(SIGINT)
+        XCTAssertTrue(j.waitExit(timeout: 30))
+        XCTAssertEqual(j.exit?.status, 0, j.stderr)
+        for l in text(jsonOut).split(separator: "\n") {
+            XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], String(l))
+        }
+
         let (second, out2) = try watch("watch2")
         waitFor("a refresh") { text(out2).contains("OUTPUT") }
         stopAgent(agent)
