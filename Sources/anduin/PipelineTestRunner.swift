@@ -146,9 +146,16 @@ struct PipelineTestRunner {
             var diff: [String] = []
             let r = records[i]
             for (p, want) in e.equals {
-                let got = lookup(r, p.path)
-                if got.map(text) != want {
-                    diff.append("  \(p.path): expected \(quote(want)), got \(got.map { quote(text($0)) } ?? "nothing (absent)")  (\(p.mark))")
+                guard let got = lookup(r, p.path) else {
+                    diff.append("  \(p.path): expected \(show(want)), got nothing (absent)  (\(p.mark))")
+                    continue
+                }
+                let typed = scalar(got)
+                if typed.map({ same($0, want) }) != true {
+                    let shown = typed.map(show) ?? json(got)
+                    let kinds = typed?.typeName != want.typeName
+                        ? " (expected \(want.typeName), got \(typed?.typeName ?? "an object or list"))" : ""
+                    diff.append("  \(p.path): expected \(show(want)), got \(shown)\(kinds)  (\(p.mark))")
                 }
             }
             for (p, regex, source) in e.matches {
@@ -172,6 +179,33 @@ struct PipelineTestRunner {
             for (i, r) in records.enumerated() { problems.append("  \(i + 1): \(json(r))") }
         }
         return problems
+    }
+
+    /// A JSON scalar with its type; nil for an object or a list.
+    static func scalar(_ value: Any) -> ExpectedScalar? {
+        if let s = value as? String { return .string(s) }
+        guard value is NSNumber else { return nil }
+        let t = json(value)
+        if t == "true" { return .bool(true) }
+        if t == "false" { return .bool(false) }
+        return .number(t)
+    }
+
+    /// Equal values of one type; numbers by value (`1.0` is `1`).
+    static func same(_ a: ExpectedScalar, _ b: ExpectedScalar) -> Bool {
+        if case .number(let x) = a, case .number(let y) = b {
+            return x == y || (Double(x).map { $0 == Double(y) } ?? false)
+        }
+        return a == b
+    }
+
+    /// As JSON writes it: strings quoted, numbers and booleans bare.
+    static func show(_ v: ExpectedScalar) -> String {
+        switch v {
+        case .string(let s): return quote(s)
+        case .number(let n): return n
+        case .bool(let b): return b ? "true" : "false"
+        }
     }
 
     static func lookup(_ record: [String: Any], _ path: FieldPath) -> Any? {

@@ -28,10 +28,38 @@ struct TestFieldPath {
 
 struct RecordExpectation {
     var mark: SourceMark
-    /// Scalars compare with strings as text, with numbers and booleans as their JSON text.
-    var equals: [(TestFieldPath, String)] = []
+    /// A quoted scalar expects a string; a plain one a number, boolean or string as YAML reads it
+    /// (`42` is a number, `"42"` a string: the difference is an Elasticsearch mapping conflict).
+    var equals: [(TestFieldPath, ExpectedScalar)] = []
     var matches: [(TestFieldPath, Regex<AnyRegexOutput>, String)] = []
     var absent: [TestFieldPath] = []
+}
+
+/// An `equals` value with its JSON type.
+enum ExpectedScalar: Equatable {
+    case string(String)
+    case number(String)
+    case bool(Bool)
+
+    init(yaml text: String, plain: Bool) {
+        guard plain else { self = .string(text); return }
+        switch text {
+        case "true": self = .bool(true)
+        case "false": self = .bool(false)
+        default:
+            // A YAML number (core schema): what JSON would read as one.
+            let isNumber = text.range(of: #"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$"#, options: .regularExpression) != nil
+            self = isNumber ? .number(text) : .string(text)
+        }
+    }
+
+    var typeName: String {
+        switch self {
+        case .string: return "a string"
+        case .number: return "a number"
+        case .bool: return "a boolean"
+        }
+    }
 }
 
 struct PipelineTestCase {
@@ -166,11 +194,11 @@ enum PipelineTestSpec {
             }
         }
         for (key, v) in entries(r.value("equals"), "equals", context, diags) {
-            guard case .scalar(let s, _, _) = v.value else {
+            guard case .scalar(let s, _, let plain) = v.value else {
                 diags.error(v.value.mark, "\(context): equals.\(key): expected a scalar (string, number, true/false), got \(v.value.kindName)")
                 continue
             }
-            if let p = fieldPath(key, v.keyMark) { e.equals.append((p, s)) }
+            if let p = fieldPath(key, v.keyMark) { e.equals.append((p, ExpectedScalar(yaml: s, plain: plain))) }
         }
         for (key, v) in entries(r.value("matches"), "matches", context, diags) {
             guard case .scalar(let s, _, _) = v.value else {

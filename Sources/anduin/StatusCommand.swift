@@ -27,11 +27,65 @@ struct Status: ParsableCommand {
     @OptionGroup var options: ConfigOption
     @Flag(help: "Print the agent's /status JSON as is.")
     var json = false
+    @Flag(help: "Refresh every --interval until Ctrl-C (in place on a terminal, one block after another otherwise; with --json, one JSON document a line).")
+    var watch = false
+    @Option(help: "Seconds between refreshes with --watch.")
+    var interval: Double = 2
+
+    func validate() throws {
+        guard interval.isFinite, interval >= 0.1, interval <= 3600 else {
+            throw ValidationError("--interval must be between 0.1 and 3600 seconds")
+        }
+    }
 
     func run() throws {
         guard let cfg = loadConfig(options.config) else { throw ExitCode(1) }
         let url = "http://\(try runningAgentAddress(cfg, configPath: options.config))/status"
         let client = try HTTPClient(options: HTTPClientOptions())
+        guard watch else {
+            let body = try fetch(client, url)
+            if json {
+                _ = body.withUnsafeBytes { writeAll(fd: 1, $0) }
+            } else {
+                print(try render(body))
+            }
+            return
+        }
+        // SIGINT and SIGTERM end the watch between refreshes: they are taken by sigtimedwait, which
+        // is also the wait between two refreshes.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        let terminal = isatty(1) == 1
+        let seconds = Int(interval), nanos = Int((interval - Double(seconds)) * 1e9)
+        while true {
+            let body: [UInt8]
+            do {
+                body = try fetch(client, url)
+            } catch {
+                throw RuntimeError("the agent went away: \(error); stopped watching")
+            }
+            let frame: String
+            if json {
+                // One JSON document a line (the agent writes it on one line), for scripts.
+                frame = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .newlines) + "\n"
+            } else {
+                let text = "anduin status \(isoTimestamp(Date())) (every \(formatSeconds(interval)), Ctrl-C to stop)\n\n"
+                    + (try render(body))
+                // On a terminal: home the cursor and clear, like `top`; in a pipe or a file, blocks
+                // one after another, separated by a blank line.
+                frame = terminal ? "\u{1B}[H\u{1B}[2J" + text + "\n" : text + "\n\n"
+            }
+            _ = Array(frame.utf8).withUnsafeBytes { writeAll(fd: 1, $0) }
+            var wait = timespec(tv_sec: seconds, tv_nsec: nanos)
+            let sig = sigtimedwait(&set, nil, &wait)
+            if sig == SIGINT || sig == SIGTERM { return }
+        }
+    }
+
+    private func fetch(_ client: HTTPClient, _ url: String) throws -> [UInt8] {
         let response: HTTPResponse
         do {
             response = try client.send(method: "GET", url: url)
@@ -39,14 +93,24 @@ struct Status: ParsableCommand {
             throw RuntimeError("cannot reach the agent at \(url): \(error) (is it running with this config?)")
         }
         guard response.status == 200 else { throw RuntimeError("the agent answered HTTP \(response.status) for \(url)") }
-        if json {
-            _ = response.body.withUnsafeBytes { writeAll(fd: 1, $0) }
-            return
-        }
-        guard let root = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
+        return Array(response.body)
+    }
+
+    private func render(_ body: [UInt8]) throws -> String {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
             throw RuntimeError("the agent's /status is not JSON")
         }
-        print(StatusTable.render(root))
+        return StatusTable.render(root)
+    }
+
+    private func isoTimestamp(_ d: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: d)
+    }
+
+    private func formatSeconds(_ s: Double) -> String {
+        s == s.rounded() ? "\(Int(s)) s" : String(format: "%.1f s", s)
     }
 }
 
@@ -57,12 +121,14 @@ enum StatusTable {
         func int(_ o: [String: Any], _ k: String) -> Int { (o[k] as? NSNumber)?.intValue ?? 0 }
         func dropped(_ o: [String: Any], _ k: String) -> Int { ((o["dropped"] as? [String: Any])?[k] as? NSNumber)?.intValue ?? 0 }
         var out: [String] = [verdict(root)]
-        var rows = [["INPUT", "TYPE", "FILES", "BEHIND", "RECORDS READ", "DECODE ERRORS"]]
+        var rows = [["INPUT", "TYPE", "FILES", "FILES BEHIND", "BEHIND", "CATCH UP", "RECORDS READ", "DECODE ERRORS"]]
         var emptyGlobs = 0
         for i in list("inputs") {
             emptyGlobs += int(i, "globs_matching_nothing")
             rows.append([i["name"] as? String ?? "", i["type"] as? String ?? "", "\(int(i, "files"))",
-                         ByteSize.human(int(i, "bytes_behind")), "\(int(i, "records"))", "\(int(i, "decode_errors"))"])
+                         "\(int(i, "files_behind"))", ByteSize.human(int(i, "bytes_behind")),
+                         catchUp(bytes: int(i, "bytes_behind"), seconds: int(i, "catch_up_seconds")),
+                         "\(int(i, "records"))", "\(int(i, "decode_errors"))"])
         }
         out.append(table(rows) + (emptyGlobs > 0 ? "\n\(emptyGlobs) pattern(s) of paths match no file (see the agent's log)" : ""))
         if !list("filters").isEmpty {
@@ -115,10 +181,31 @@ enum StatusTable {
             return "NOT READY: " + reasons.joined(separator: "; ")
         }
         let inputs = root["inputs"] as? [[String: Any]] ?? []
-        let behind = inputs.reduce(0) { $0 + ((($1["bytes_behind"] as? NSNumber)?.intValue) ?? 0) }
+        func sum(_ k: String) -> Int { inputs.reduce(0) { $0.addingSaturating((($1[k] as? NSNumber)?.intValue) ?? 0) } }
+        let behind = sum("bytes_behind"), files = sum("files_behind")
+        // The slowest input sets when all are caught up; one without an estimate leaves it unknown.
+        let seconds = inputs.map { (($0["catch_up_seconds"] as? NSNumber)?.intValue) ?? 0 }
+        let eta = seconds.contains(-1) ? -1 : seconds.max() ?? 0
         let pending = ((root["totals"] as? [String: Any])?["pending"] as? NSNumber)?.intValue ?? 0
         if behind == 0 && pending == 0 { return "OK: caught up, every output delivering" }
-        return "OK: every output delivering; \(ByteSize.human(behind)) behind in files, \(pending) record(s) pending"
+        var line = "OK: every output delivering; "
+        if behind > 0 {
+            line += "\(ByteSize.human(behind)) behind in \(files) file(s)"
+            line += eta < 0 ? " (no progress lately: no estimate)" : " (caught up in \(catchUp(bytes: behind, seconds: eta)) at the recent read rate)"
+            line += ", "
+        }
+        return line + "\(pending) record(s) pending"
+    }
+
+    /// `~1m30s` at the recent rate (bytes read and acknowledged); `-` when caught up; `?` with no
+    /// progress lately.
+    static func catchUp(bytes: Int, seconds: Int) -> String {
+        if bytes == 0 { return "-" }
+        if seconds < 0 { return "?" }
+        let s = max(1, seconds)
+        if s < 60 { return "~\(s)s" }
+        if s < 3600 { return "~\(s / 60)m\(s % 60 == 0 ? "" : "\(s % 60)s")" }
+        return "~\(s / 3600)h\((s % 3600) / 60)m"
     }
 
     static func table(_ rows: [[String]]) -> String {

@@ -48,6 +48,37 @@ final class CLITests: AgentTestCase {
         XCTAssertEqual(out.split(separator: "\n").last, "4 tests: 4 passed, 0 failed", out)
     }
 
+    /// `equals` compares types: a quoted `"42"` is not the number 42, a plain `true` is not the
+    /// string "true"; the diff names both types. Same-typed values still pass.
+    func testPipelineTestComparesTypes() throws {
+        let line = #"2026-11-21T10:00:00.2Z stdout F {"level":"error","order":42,"ok":true,"code":"7"}"#
+        func tests(_ equals: String) -> String {
+            """
+            tests:
+              - name: typed
+                input:
+                  component: containers
+                  format: cri
+                  path: /var/log/containers/api-7d9f8b6c5-x2k4q_payments_server-3f1e9a7c5b2d4e6f8a0c1b3d5e7f9a2c4b6d8e0f1a3c5e7b9d2f4a6c8e0b1d3f.log
+                  lines: ['\(line)']
+                expect:
+                  component: parse
+                  records:
+                    - equals: \(equals)
+
+            """
+        }
+        let good = try sandbox.write("good.tests.yaml", tests(#"{level: error, order: 42, ok: true, code: "7"}"#))
+        var (status, out, err) = try runCLI(["test", "--config", examplesConfig, "--tests", good])
+        XCTAssertEqual(status, 0, "stdout: \(out)\nstderr: \(err)")
+        let bad = try sandbox.write("bad.tests.yaml", tests(#"{order: "42", ok: "true", code: 7}"#))
+        (status, out, err) = try runCLI(["test", "--config", examplesConfig, "--tests", bad])
+        XCTAssertEqual(status, 1, "stdout: \(out)\nstderr: \(err)")
+        XCTAssertTrue(out.contains(#"order: expected "42", got 42 (expected a string, got a number)"#), out)
+        XCTAssertTrue(out.contains(#"ok: expected "true", got true (expected a string, got a boolean)"#), out)
+        XCTAssertTrue(out.contains(#"code: expected 7, got "7" (expected a number, got a string)"#), out)
+    }
+
     /// Each broken config: exit 1, and a `FILE:LINE:COLUMN: message` line at the right place.
     func testValidateReportsProblemsWithPositions() throws {
         let output = "outputs:\n  out: {type: file, from: [in], path: ./o.ndjson}\n"

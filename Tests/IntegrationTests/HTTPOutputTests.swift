@@ -198,6 +198,63 @@ final class HTTPOutputTests: AgentTestCase {
 
     // MARK: 9
 
+    /// `log_level: debug` tells a file's life (following, checkpoint, rotated, closing) and every
+    /// delivery decision with its reason, even those the warning lines fold together (three
+    /// failures within 10 s: one warning, three debug lines), and the dead-letter decision.
+    func testDebugLogTellsAFilesLifeAndEveryDeliveryDecision() throws {
+        let r = try receiver()
+        try r.script(["500", "503", "500", "400"])
+        let path = sandbox.path("logs/app.log")
+        appendText(path, joinedLines(logLines("dbg", 0..<10)))
+        try writeConfig("log_level: debug\n" + deliveryConfig(outputs: [
+            .http("web", uri: r.url, ["concurrency: 1", "retry: {initial: 50ms, max: 100ms}"])]))
+        let agent = try startAgent()
+        waitFor("a dead letter") { !deadLetters(sandbox, "web").isEmpty }
+        rename(path, path + ".1")
+        appendText(path, joinedLines(logLines("dbg", 10..<20)))
+        waitForReceived(r, logLines("dbg", 10..<20))
+        waitForLog(agent, "closing \(path)")
+        stopAgent(agent)
+        let log = agent.stderr
+        XCTAssertTrue(log.contains("following \(path) from offset 0"), log)
+        XCTAssertTrue(log.contains("checkpoint \(path): acknowledged up to offset"), log)
+        XCTAssertTrue(log.contains("file \(path) was rotated or deleted"), log)
+        let retries = log.split(separator: "\n").filter { $0.contains("output web: delivery failed, retrying in") }
+        XCTAssertEqual(retries.count, 3, "each retry with its reason: \(retries)")
+        XCTAssertTrue(retries.contains { $0.contains(" debug ") && $0.contains("HTTP 503") }, "\(retries)")
+        XCTAssertTrue(log.contains("output web: 10 record(s) dead-lettered (HTTP 400"), log)
+    }
+
+    /// Bytes sent per output, as sent and before compression: with `compression: none` both equal
+    /// the bodies the receiver got; with gzip the uncompressed count equals the gunzipped bodies and
+    /// the sent count is smaller. Prometheus names anduin_output_bytes_sent{,_uncompressed}_total.
+    func testBytesSentPerOutputCompressedAndUncompressed() throws {
+        let gz = try receiver(), plain = try receiver()
+        let keys = (0..<300).map { logLine("bytes", $0) }
+        appendText(sandbox.path("logs/app.log"), joinedLines(keys))
+        try writeConfig("api: {address: \"127.0.0.1:0\"}\n" + deliveryConfig(outputs: [
+            .http("gz", uri: gz.url, ["compression: gzip"]),
+            .http("plain", uri: plain.url, ["compression: none"]),
+        ]))
+        let agent = try startAgent()
+        for r in [gz, plain] { waitForReceived(r, keys) }
+        let api = try XCTUnwrap(apiAddress())
+        func bodies(_ r: ReceiverPeer) throws -> Double { Double(try r.snapshot().batches.reduce(0) { $0 + $1.bytes }) }
+        let plainBytes = try bodies(plain), gzBytes = try bodies(gz)
+        var m: [String: Double] = [:]
+        waitFor("bytes sent counted") {
+            m = scrapeMetrics(api) ?? [:]
+            return m["anduin_output_bytes_sent_uncompressed_total{component=gz,type=http}"] == gzBytes
+                && m["anduin_output_bytes_sent_total{component=plain,type=http}"] == plainBytes
+        }
+        XCTAssertEqual(m["anduin_output_bytes_sent_uncompressed_total{component=plain,type=http}"], plainBytes)
+        XCTAssertEqual(m["anduin_output_bytes_sent_uncompressed_total{component=gz,type=http}"], gzBytes)
+        let gzSent = try XCTUnwrap(m["anduin_output_bytes_sent_total{component=gz,type=http}"])
+        XCTAssertGreaterThan(gzSent, 0)
+        XCTAssertLessThan(gzSent, gzBytes, "gzip bodies are smaller than the records")
+        stopAgent(agent)
+    }
+
     /// One agent, five outputs of the same records: gzip (level 9) and `compression: none` bodies
     /// decode to the same records; `encoding: json_array` + `method: PUT` + extra `headers` (through
     /// nginx, which copies the method and headers into the Authorization header the receiver

@@ -149,6 +149,8 @@ struct TailOptions {
     var globInterval = "200ms"
     var rotateWait = "1s"
     var checkpointInterval = "200ms"
+    /// More `key: value` lines of the input, each ending in a newline.
+    var extra = ""
 
     func yaml(name: String) -> String {
         func list(_ xs: [String]) -> String { "[" + xs.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
@@ -165,7 +167,7 @@ struct TailOptions {
                 glob_interval: \(globInterval)
                 rotate_wait: \(rotateWait)
                 checkpoint_interval: \(checkpointInterval)
-
+            \(extra.split(separator: "\n").map { "    " + $0 + "\n" }.joined())
             """
     }
 }

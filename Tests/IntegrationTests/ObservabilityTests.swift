@@ -42,6 +42,102 @@ final class ObservabilityTests: AgentTestCase {
         return (try JSONSerialization.jsonObject(with: data) as? [String: Double]) ?? [:]
     }
 
+    /// `anduin status --watch`: one block per --interval (plain blocks when stdout is not a
+    /// terminal), exit 0 on SIGINT; when the agent goes away, a message and exit 1.
+    func testStatusWatchRefreshesAndEndsCleanly() throws {
+        try sandbox.mkdir("logs")
+        try writeConfig("""
+            data_dir: ./data
+            api: {address: "127.0.0.1:0"}
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
+            outputs:
+              out: {type: file, from: [in], path: ./out/records.ndjson}
+            """)
+        let agent = try startAgent()
+        appendText(sandbox.path("logs/a.log"), "one\ntwo\n")
+        waitForRecordCount(2)
+        waitFor("the API address file") { FileManager.default.fileExists(atPath: sandbox.path("data/api.address")) }
+        func watch(_ name: String) throws -> (AgentProcess, String) {
+            let out = sandbox.path("\(name).out")
+            let p = try AgentProcess(binary: AnduinBinary.path!,
+                                     arguments: ["status", "--config", sandbox.configPath, "--watch", "--interval", "0.2"],
+                                     stderrPath: out + ".err", workingDirectory: NSTemporaryDirectory(), stdoutPath: out)
+            return (p, out)
+        }
+        func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+        let (first, out1) = try watch("watch1")
+        waitFor("three refreshes") { text(out1).components(separatedBy: "anduin status ").count - 1 >= 3 }
+        first.signal(SIGINT)
+        XCTAssertTrue(first.waitExit(timeout: 30))
+        XCTAssertEqual(first.exit?.status, 0, first.stderr)
+        XCTAssertEqual(first.exit?.signalled, false)
+        let blocks = text(out1).components(separatedBy: "anduin status ").dropFirst()
+        XCTAssertFalse(text(out1).contains("\u{1B}["), "no terminal escapes in a file")
+        for b in blocks.dropLast() { XCTAssertTrue(b.contains("OK: caught up") && b.contains("OUTPUT"), b) }
+
+        // --json --watch: one JSON document a line.
+        let jsonOut = sandbox.path("watch-json.out")
+        let j = try AgentProcess(binary: AnduinBinary.path!,
+                                 arguments: ["status", "--config", sandbox.configPath, "--watch", "--json", "--interval", "0.2"],
+                                 stderrPath: jsonOut + ".err", workingDirectory: NSTemporaryDirectory(), stdoutPath: jsonOut)
+        waitFor("two JSON lines") { text(jsonOut).split(separator: "\n").count >= 2 }
+        j.signal(SIGINT)
+        XCTAssertTrue(j.waitExit(timeout: 30))
+        XCTAssertEqual(j.exit?.status, 0, j.stderr)
+        for l in text(jsonOut).split(separator: "\n") {
+            XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], String(l))
+        }
+
+        let (second, out2) = try watch("watch2")
+        waitFor("a refresh") { text(out2).contains("OUTPUT") }
+        stopAgent(agent)
+        XCTAssertTrue(second.waitExit(timeout: 30), "the watch ends when the agent goes away")
+        XCTAssertEqual(second.exit?.status, 1)
+        XCTAssertTrue(second.stderr.contains("the agent went away") && second.stderr.contains("stopped watching"), second.stderr)
+    }
+
+    /// The README's `status` examples (Observability) have the real binary's table headers and
+    /// identity line: a change of the table must come with a fresh capture.
+    func testReadmeStatusExamplesMatchTheRealOutput() throws {
+        try sandbox.mkdir("logs")
+        try writeConfig("""
+            data_dir: ./data
+            api: {address: "127.0.0.1:0"}
+            inputs:
+              containers: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
+            filters:
+              parse: {type: parse, from: [containers], formats: [json]}
+            outputs:
+              out: {type: file, from: [parse], path: ./out/records.ndjson}
+            """)
+        let agent = try startAgent()
+        appendText(sandbox.path("logs/a.log"), #"{"msg":"one"}"# + "\n")
+        waitForRecordCount(1)
+        waitFor("the API address file") { FileManager.default.fileExists(atPath: sandbox.path("data/api.address")) }
+        let out = sandbox.path("status.out")
+        let p = try AgentProcess(binary: AnduinBinary.path!, arguments: ["status", "--config", sandbox.configPath],
+                                 stderrPath: out + ".err", workingDirectory: NSTemporaryDirectory(), stdoutPath: out)
+        XCTAssertTrue(p.waitExit(timeout: 60))
+        let real = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        stopAgent(agent)
+        func fixed(_ lines: [String]) -> [String] {
+            lines.filter { ["INPUT ", "FILTER ", "OUTPUT ", "in + recovered"].contains(where: $0.hasPrefix) }
+                .map { $0.replacingOccurrences(of: "(holds; records are moving, counted as pending)", with: "(holds)")
+                    .split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }  // widths follow the content
+        }
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = readme.components(separatedBy: "An agent whose Elasticsearch refuses the credentials").dropFirst().first ?? ""
+        let examples = section.components(separatedBy: "```text").dropFirst().prefix(2).map { block in
+            (block.components(separatedBy: "```").first ?? "").split(separator: "\n").map { String($0.drop { $0 == " " }) }
+        }
+        XCTAssertEqual(examples.count, 2, "two examples in the README")
+        XCTAssertTrue(examples.first?.first?.hasPrefix("NOT READY: ") == true)
+        XCTAssertEqual(examples.last?.first, "OK: caught up, every output delivering")
+        for e in examples { XCTAssertEqual(fixed(e), fixed(real), "README example vs the real status:\n\(real.joined(separator: "\n"))") }
+    }
+
     func testMetricsCountWhatWasWrittenAndParseAsPrometheusText() throws {
         try sandbox.mkdir("logs")
         try writeConfig("""
@@ -153,9 +249,14 @@ final class ObservabilityTests: AgentTestCase {
         appendText(sandbox.path("logs/a.log"), (0..<100).map { "before \($0)" }.joined(separator: "\n") + "\n")
         XCTAssertTrue(poll { output.refresh().count == 100 })
 
-        try writeConfig(base + "\n  second: {type: file, from: [in], path: ./out/second.ndjson}\n")
+        try writeConfig(base.replacingOccurrences(of: "checkpoint_interval: 200ms", with: "checkpoint_interval: 300ms")
+                        + "\n  second: {type: file, from: [in], path: ./out/second.ndjson}\n")
         agent.signal(SIGHUP)
         XCTAssertTrue(poll { agent.stderr.contains("reloaded") }, agent.stderr)
+        // One line says what changed; the reload does not read like a stop and a start.
+        XCTAssertTrue(agent.stderr.contains("reloaded \(sandbox.configPath): added output second; changed in.checkpoint_interval 200ms → 300ms"), agent.stderr)
+        XCTAssertEqual(agent.stderr.components(separatedBy: "anduin stopped").count, 1, agent.stderr)
+        XCTAssertEqual(agent.stderr.components(separatedBy: "anduin started").count, 2, agent.stderr)
         appendText(sandbox.path("logs/a.log"), (0..<50).map { "after \($0)" }.joined(separator: "\n") + "\n")
         let second = OutputReader(path: sandbox.path("out/second.ndjson"))
         XCTAssertTrue(poll { output.refresh().count == 150 && second.refresh().count == 50 },

@@ -92,6 +92,49 @@ final class RetryBudgetTests: DGTestCase {
         XCTAssertEqual(c["request_failures"], 5, "each malformed answer is a failed request: \(c)")
     }
 
+    // MARK: status: files behind and the time to catch up
+
+    /// A slow destination (every answer 100 ms late, 250 records a request) behind two files of
+    /// 30,000 lines: `status` shows both files behind, the bytes, and an estimate from the recent
+    /// rate of reading (acknowledged; JSON `catch_up_seconds` > 0, the table `~…`), verdict OK; once
+    /// everything arrived, nothing is behind and the verdict says caught up.
+    func testStatusShowsFilesBehindAndTimeToCatchUp() throws {
+        let r = try receiver()
+        _ = try httpJSON("POST", "http://127.0.0.1:\(r.port)/_control/script", body: ["responses": [String](), "then": "200", "delay_seconds": 0.1])
+        let n = 30000
+        appendText(sandbox.path("logs/a.log"), joinedLines((0..<n).map { jsonLine("a", $0) }))
+        appendText(sandbox.path("logs/b.log"), joinedLines((0..<n).map { jsonLine("b", $0) }))
+        try writeConfig(config([.http("slow", uri: "http://127.0.0.1:\(r.port)/in",
+                                      ["buffer: {type: memory, max_records: 100}", "concurrency: 1",
+                                       "batch: {max_records: 250, timeout: 100ms}"])]))
+        let agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress())
+        func input() -> [String: Any] {
+            guard let s = get("http://\(api)/status"), s.status == 200,
+                  let j = try? JSONSerialization.jsonObject(with: Data(s.body.utf8)) as? [String: Any] else { return [:] }
+            return (j["inputs"] as? [[String: Any]])?.first ?? [:]
+        }
+        func int(_ o: [String: Any], _ k: String) -> Int { (o[k] as? NSNumber)?.intValue ?? -99 }
+        waitFor("both files behind with an estimate") {
+            let i = input()
+            return int(i, "files_behind") == 2 && int(i, "bytes_behind") > 0 && int(i, "catch_up_seconds") > 0
+                && int(i, "acked_bytes_per_second") > 0
+        }
+        let (code, table) = try runCLI(["status", "--config", sandbox.configPath])
+        XCTAssertEqual(code, 0, table)
+        let lines = table.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.first?.hasPrefix("OK: every output delivering; ") == true, table)
+        XCTAssertTrue(lines.first?.contains("behind in") == true && lines.first?.contains("at the recent read rate") == true, table)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("INPUT") && $0.contains("FILES BEHIND") && $0.contains("CATCH UP") }, table)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("in ") && $0.contains(" ~") }, table)
+
+        waitFor("every line delivered", timeout: 180) { let i = input(); return int(i, "bytes_behind") == 0 && int(i, "files_behind") == 0 }
+        let (_, after) = try runCLI(["status", "--config", sandbox.configPath])
+        XCTAssertTrue(after.hasPrefix("OK: caught up"), after)
+        XCTAssertEqual(int(input(), "catch_up_seconds"), 0)
+        stopAgent(agent)
+    }
+
     // MARK: (0) backoff under a steady flow
 
     /// A destination refusing every request (503) while lines keep coming: each retry waits out its
@@ -367,7 +410,7 @@ final class RetryBudgetTests: DGTestCase {
     func testDeadLetterStoreStaysWithinItsBoundUnderAFloodOf400s() throws {
         let r = try receiver()
         try r.script([], then: "400")
-        let n = 6000
+        let n = 30000
         appendText(sandbox.path("logs/app.log"), joinedLines((0..<n).map { jsonLine("flood", $0) }))
         let maxBytes = 256 * 1024
         try writeConfig(config([.http("web", uri: r.url, ["dead_letter: {max_bytes: 256KiB, max_files: 4}",

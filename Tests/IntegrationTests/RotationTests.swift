@@ -55,6 +55,32 @@ final class RotationTests: AgentTestCase {
         assertWellFormed()
     }
 
+    /// Fast rotation with more rotated files than max_rotated_files: a rotated file already read to
+    /// its end is closed early without being "given up" (no warning, rotated_given_up stays 0), and
+    /// every line arrives exactly once.
+    func testRotatedFilesReadToTheirEndAreNotGivenUp() throws {
+        let app = sandbox.path("logs/app.log")
+        var opts = TailOptions()
+        opts.rotateWait = "30s"
+        opts.extra = "max_rotated_files: 1\n"
+        try writeConfig(agentConfig([("in", opts)]))
+        let agent = try startAgent()
+        let rotations = 8, perFile = 20
+        for r in 0..<rotations {
+            appendText(app, joinedLines(logLines("app", (r * perFile)..<((r + 1) * perFile))))
+            waitForMessages(logLines("app", 0..<((r + 1) * perFile)))
+            rename(app, app + ".\(r)")
+        }
+        appendText(app, "last\n")
+        let expected = logLines("app", 0..<(rotations * perFile)) + ["last"]
+        waitForMessages(expected)
+        // Every rotated file but the newest was closed for room (read to its end).
+        waitForLog(agent, "rotated away and read to its end", count: rotations - 1)
+        stopAgent(agent)
+        XCTAssertFalse(agent.stderr.contains("giving up"), agent.stderr)
+        assertExactlyOnce(output.refresh(), expected)
+    }
+
     /// copytruncate: the first half is shipped, then the file is copied away and truncated in place,
     /// and the application keeps appending (in small bursts, as it would). The second half arrives
     /// completely, under a new identity (event.ids differ from the first half's at the same offsets).

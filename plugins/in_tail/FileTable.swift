@@ -345,6 +345,14 @@ final class FileTable {
         for (dir, list) in rotatedByDir where list.count > config.maxRotatedFiles {
             for f in list.sorted(by: { ($0.rotatedAt ?? 0) < ($1.rotatedAt ?? 0) }).prefix(list.count - config.maxRotatedFiles) {
                 let size = f.size() ?? 0
+                // Read to its end: closing it early loses nothing (records in flight are still
+                // acknowledged through the registry), so it is not given up, only closed sooner.
+                if f.atEnd && !f.dirty && f.readOffset >= size {
+                    reader.flushPartial(f)
+                    logger.info("closing \(f.path): rotated away and read to its end; \(list.count) rotated files held open in \(dir) (max_rotated_files: \(config.maxRotatedFiles))")
+                    close(f)
+                    continue
+                }
                 let unread = max(0, size - (tracker.acked(f.id)?.resume ?? f.readOffset))
                 givenUp.add()
                 givenUpBytes.add(Int(unread))
@@ -370,6 +378,7 @@ final class FileTable {
             // Still idle: open, nothing new since it was listed.
             guard files[f.key] === f, f.atEnd, !f.dirty, f.size() == f.readOffset else { continue }
             idleClosed.add()
+            logger.debug("closing \(f.path): idle (read to its end, acknowledged) to stay within max_open_files (\(maxOpen)); reopened at its checkpoint when it changes")
             close(f)
             return true
         }
@@ -421,13 +430,28 @@ final class FileTable {
         files.values.compactMap { f in reader.tracker.acked(f.id).map { checkpoint(f, $0) } }
     }
 
-    /// Size minus acknowledged offset, summed: what this input still owes its outputs.
-    func bytesBehind() -> Int {
-        var behind: Int64 = 0
+    /// Size minus acknowledged offset, summed: what this input still owes its outputs; how many
+    /// files owe something; and the bytes acknowledged since the last call (files open at both).
+    func behind() -> (bytes: Int, files: Int, acknowledged: Int) {
+        var behind: Int64 = 0, progressed: Int64 = 0
+        var count = 0
+        var acked: [Int: Int64] = [:]
+        acked.reserveCapacity(files.count)
         for f in files.values {
-            guard let size = f.size(), let acked = reader.tracker.acked(f.id) else { continue }
-            behind += max(0, size - acked.resume)
+            guard let position = reader.tracker.acked(f.id)?.resume else { continue }
+            acked[f.id] = position
+            let before = lastAcked[f.id]
+            if let before { progressed = progressed.addingSaturating(max(0, position - before)) }
+            if position != before { logger.debug("checkpoint \(f.path): acknowledged up to offset \(position)") }
+            guard let size = f.size() else { continue }
+            let owed = max(0, size - position)
+            behind = behind.addingSaturating(owed)
+            if owed > 0 { count += 1 }
         }
-        return Int(behind)
+        lastAcked = acked
+        return (Int(behind), count, Int(progressed))
     }
+
+    /// The acknowledged positions at the last `behind()`.
+    private var lastAcked: [Int: Int64] = [:]
 }

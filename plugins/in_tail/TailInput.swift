@@ -28,7 +28,10 @@ final class TailInput: Input {
     private var rescanRequested = true
     private var startupKeys: Set<FileKey>?
     private let checkpointErrors, searchesFound, checkpointsExpired, scanErrors, scans: Counter
-    private let inotifyMode, bytesBehind, globsEmpty: Gauge
+    private let inotifyMode, bytesBehind, filesBehind, ackedRate, globsEmpty: Gauge
+    /// (time, bytes acknowledged since start) at each checkpoint save of the last 10 seconds.
+    private var ackedSamples: [(time: Double, total: Int)] = []
+    private var ackedTotal = 0
     private let emptyGlobWarnings: Counter
     private var scanFailureLogged = false
     /// Patterns matching nothing, and when that was last said: a typo in `paths:` ships nothing,
@@ -55,8 +58,21 @@ final class TailInput: Input {
         scanErrors = s.counter("scan_errors", "globs or paths that could not be looked at (EMFILE, EACCES…); nothing is concluded from them")
         inotifyMode = s.gauge("inotify", "1 when inotify wakes the input, 0 when it polls")
         bytesBehind = s.gauge("bytes_behind", "bytes of the followed files not yet acknowledged (size minus checkpoint)")
+        filesBehind = s.gauge("files_behind", "followed files with bytes not yet acknowledged")
+        ackedRate = s.gauge("acked_bytes_per_second", "bytes of the followed files read and acknowledged per second over the last 10 seconds; status estimates the time to catch up as bytes_behind over it")
         globsEmpty = s.gauge("globs_matching_nothing", "patterns of paths that match no file at the last scan")
         emptyGlobWarnings = s.counter("empty_glob_warnings", "warnings that a pattern of paths matches no file (at once, then every 10 minutes while it lasts)")
+    }
+
+    /// The acknowledged bytes per second over the last 10 seconds (reading runs ahead of delivery
+    /// into the outputs' queues, so progress is measured where it is safe).
+    private func updateAckedRate(now: Double, acknowledged: Int) {
+        ackedTotal = ackedTotal.addingSaturating(acknowledged)
+        ackedSamples.append((now, ackedTotal))
+        // Keep one sample at least 10 s old as the base.
+        while ackedSamples.count > 2, now - ackedSamples[1].time >= 10 { ackedSamples.removeFirst() }
+        guard let base = ackedSamples.first, now - base.time >= 1 else { return }
+        ackedRate.set(Int(Double(ackedTotal - base.total) / (now - base.time)))
     }
 
     // MARK: main loop
@@ -126,7 +142,10 @@ final class TailInput: Input {
             // must not forget a file that is then rotated away while the agent is down.
             if now - lastSave >= config.checkpointInterval || (registry.changed && now - lastSave >= 0.1) {
                 saveCheckpoints(table)
-                bytesBehind.set(table.bytesBehind())
+                let behind = table.behind()
+                bytesBehind.set(behind.bytes)
+                filesBehind.set(behind.files)
+                updateAckedRate(now: now, acknowledged: behind.acknowledged)
                 lastSave = now
             }
             if control.isStopping { break }

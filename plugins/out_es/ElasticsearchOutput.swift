@@ -142,6 +142,7 @@ final class ElasticsearchSender: BatchSender {
         do {
             response = try requester.send(method: "POST", url: url, body: raw)
             responses.answered(response.status)
+            responses.sent(requester.lastBody)
         } catch {
             responses.noAnswer()
             failOver()

@@ -72,6 +72,7 @@ final class HTTPSender: BatchSender {
                 try requester.send(method: config.method.rawValue, url: config.uri, body: $0)
             }) {
                 responses.answered(response.status)
+                responses.sent(requester.lastBody)
                 return HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
             }
         } catch {
@@ -96,6 +97,7 @@ final class HTTPSender: BatchSender {
         do {
             let response = try requester.send(method: config.method.rawValue, url: config.uri, body: raw)
             responses.answered(response.status)
+            responses.sent(requester.lastBody)
             return HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
         } catch {
             responses.noAnswer()

@@ -59,7 +59,12 @@ public enum StatusReport {
             if i > 0 { w.writeByte(UInt8(ascii: ",")) }
             head(s)
             member("files", value(s, "files_watched"))
-            member("bytes_behind", value(s, "bytes_behind"))
+            let behind = value(s, "bytes_behind"), rate = value(s, "acked_bytes_per_second")
+            member("bytes_behind", behind)
+            member("files_behind", value(s, "files_behind"))
+            member("acked_bytes_per_second", rate)
+            // At the recent rate of reading (acknowledged); -1: behind with no progress lately.
+            member("catch_up_seconds", behind == 0 ? 0 : rate > 0 ? behind / rate : -1)
             member("records", value(s, "records_out"))
             member("decode_errors", value(s, "decode_errors"))
             member("globs_matching_nothing", value(s, "globs_matching_nothing"))

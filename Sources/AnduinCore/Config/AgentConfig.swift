@@ -37,6 +37,8 @@ public struct AgentConfig: Sendable {
     /// `watch_config: true`: reload when the config file's content changes (as `run --watch-config`).
     public var watchConfig = false
     public var components: [ComponentDecl]
+    /// Every setting as written (`outputs.es.batch.max_records` → `500`), for the reload's log line.
+    public var settings: [String: String] = [:]
 
     public func components(_ kind: ComponentKind) -> [ComponentDecl] { components.filter { $0.kind == kind } }
 
@@ -76,6 +78,7 @@ public struct AgentConfig: Sendable {
             api: nil,
             watchConfig: top.get(AgentKeys.watchConfig),
             components: [])
+        cfg.settings = ConfigDiff.flatten(root)
         if let problem = DataDirectory.problem(cfg.dataDirectory, checkCreatable: false) {
             top.error(top.has(AgentKeys.dataDir.key) ? AgentKeys.dataDir.key : nil,
                       "data_dir \(cfg.dataDirectory) cannot hold checkpoints and buffers: \(problem)")

@@ -124,6 +124,11 @@ final class DeliveryProgress: Sendable {
 
     // MARK: logging
 
+    /// A decision worth a line at debug level only.
+    func debug(_ message: @autoclosure () -> String) {
+        logger.debug("output \(name): \(message())")
+    }
+
     /// One line per 10 s at most, with how many were folded into it: a down destination must not
     /// flood the agent's own logs.
     func logRateLimited(_ message: String, loud: Bool) {
@@ -138,7 +143,11 @@ final class DeliveryProgress: Sendable {
             $0.suppressed += 1
             return (false, 0)
         }
-        guard emit else { return }
+        // At debug level every decision is said, folded or not.
+        guard emit else {
+            logger.debug("output \(name): \(message)")
+            return
+        }
         let suffix = folded > 0 ? " (\(folded) similar message(s) in the last 10s)" : ""
         if loud { logger.error("output \(name): \(message)\(suffix)") } else { logger.warning("output \(name): \(message)\(suffix)") }
     }

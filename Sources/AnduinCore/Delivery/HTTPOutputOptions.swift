@@ -145,6 +145,8 @@ public final class HTTPRequester {
     private let abort: RequestAbort?
     /// The `Retry-After` header of the last response, if it had one.
     public private(set) var retryAfter: String?
+    /// The last request's body: its size before compression, and as sent.
+    public private(set) var lastBody: (uncompressed: Int, sent: Int) = (0, 0)
 
     /// `abort`: the output's stop signal (`ComponentContext.requestAbort`), nil for requests that
     /// always run to their end or timeout.
@@ -190,8 +192,10 @@ public final class HTTPRequester {
             scrubber = CredentialScrubber(url: url, headers: h, basicAuth: basic)
             scrubberKey = key
         }
+        lastBody = (raw.count, raw.count)
         var response = try encoder.withEncoded(raw) {
-            try client.send(method: method, url: url, headers: h, body: $0, basicAuth: basic, shouldAbort: shouldAbort)
+            lastBody.sent = $0.count
+            return try client.send(method: method, url: url, headers: h, body: $0, basicAuth: basic, shouldAbort: shouldAbort)
         }
         retryAfter = response.header("retry-after")
         if !(200..<300).contains(response.status), !response.body.isEmpty {

@@ -16,6 +16,13 @@ public struct ResponseCounters: Sendable {
         stats.counter("requests_\(c)xx", "requests answered with HTTP \(c)xx").add()
     }
 
+    /// An answered request's body (see `HTTPRequester.lastBody`): bytes as sent (compressed when
+    /// compression is on) and before compression.
+    public func sent(_ body: (uncompressed: Int, sent: Int)) {
+        stats.counter("bytes_sent", "request body bytes sent to the destination, as sent (after compression) and answered").add(body.sent)
+        stats.counter("bytes_sent_uncompressed", "request body bytes sent to the destination, before compression").add(body.uncompressed)
+    }
+
     public func noAnswer() {
         stats.counter("requests_unanswered", "requests that got no answer (cannot connect, timeout, TLS)").add()
     }

@@ -136,6 +136,7 @@ struct RetryPolicy {
                     // together, in one request (never earlier than their backoff).
                     let grid = max(0.1, options.retryInitial)
                     let delay = max(backoff.delay(attempt: rest.maxAttempts), retryAfter)
+                    progress.debug("\(keep.count) record(s) refused (HTTP \(rest.state(0).status): \(rest.state(0).reason)): retried in \(clampedMillis(delay))ms")
                     let due = ((monotonicSeconds() + delay) / grid).rounded(.up) * grid
                     if lane.add(rest, due: due, tickets: tickets, force: fromLane) {
                         decided += rest.count

@@ -77,7 +77,7 @@ public final class Agent: APIProvider {
             return false
         }
         let (old, config) = state.withLock { ($0.pipeline, $0.config) }
-        old?.stop()
+        old?.stop(reloading: true)
         do {
             // A new data_dir is locked too; the old one's lock is kept until the new pipeline runs.
             let newLock = next.dataDirectory != config.dataDirectory
@@ -87,14 +87,14 @@ public final class Agent: APIProvider {
                 stopAPI()
                 try startAPI(next.api, dataDirectory: next.dataDirectory)
             }
-            p.start()
+            p.start(reloading: true)
             state.withLock {
                 $0.pipeline = p
                 $0.config = next
                 if let newLock { $0.dataLock = newLock }
             }
             reloads.increment()
-            logger.info("reloaded \(configPath)")
+            logger.info("reloaded \(configPath): \(ConfigDiff.describe(old: config.settings, new: next.settings))")
             return true
         } catch {
             // The new config validated but could not start (a port taken, a directory not writable):
@@ -184,53 +184,90 @@ public final class Agent: APIProvider {
 
     // MARK: progress
 
-    /// A one-line summary every 5 s on a terminal, or an info log line every minute otherwise.
+    /// A one-line summary every 5 s on a terminal (only when something changed), or an info log
+    /// line every minute otherwise.
     private func startProgress() {
         let tty = isatty(2) == 1
         let interval = tty ? 5.0 : 60.0
         let handle = startThread(name: "progress") { [self] in
-            var last = totals()
+            var progress = ProgressLine(start: totals())
             var lastTime = monotonicSeconds()
             while true {
                 let deadline = monotonicSeconds() + interval
                 if state.withLock(waitingUntil: deadline, { $0.stopping ? true : nil }) == true { return }
                 let now = monotonicSeconds()
-                let t = totals()
-                let rate = Double(t.lines - last.lines) / max(0.001, now - lastTime)
-                let line = "files \(t.files) | \(Int(rate)) lines/s | behind \(ByteSize.human(t.behind)) | buffered \(t.buffered) records | errors \(t.errors)"
+                let line = progress.next(totals(), seconds: now - lastTime, quietWhenUnchanged: tty)
+                lastTime = now
+                guard let line else { continue }
                 if tty {
                     FileHandle.standardError.write(Data(("anduin: " + line + "\n").utf8))
                 } else {
                     logger.info("\(line)")
                 }
-                last = t
-                lastTime = now
             }
         }
         state.withLock { $0.progress = handle }
     }
 
-    private func totals() -> (files: Int, lines: Int, behind: Int, buffered: Int, errors: Int) {
-        var t = (files: 0, lines: 0, behind: 0, buffered: 0, errors: 0)
+    private func totals() -> ProgressLine.Totals {
+        var t = ProgressLine.Totals()
         for s in stats.components {
             for g in s.gauges {
                 switch g.name {
-                case "files_watched": t.files += g.current
-                case "bytes_behind": t.behind += g.current
-                case "buffer_records", "queued_records": t.buffered += g.current
+                case "files_watched": t.files = t.files.addingSaturating(g.current)
+                case "bytes_behind": t.behind = t.behind.addingSaturating(g.current)
+                case "acked_bytes_per_second": t.ackedRate = t.ackedRate.addingSaturating(g.current)
+                case "buffer_records", "queued_records": t.buffered = t.buffered.addingSaturating(g.current)
                 default: break
                 }
             }
             for c in s.counters {
                 switch c.name {
-                case "records_out" where s.kind == .input: t.lines += c.current
+                case "records_out" where s.kind == .input: t.lines = t.lines.addingSaturating(c.current)
                 case "decode_errors", "write_errors", "request_failures", "dead_lettered_records", "open_errors":
-                    t.errors += c.current
+                    t.errors = t.errors.addingSaturating(c.current)
                 default: break
                 }
             }
         }
         return t
+    }
+}
+
+/// The progress line's text, and whether a terminal needs it: a line repeating the last one
+/// (nothing read, nothing behind or buffered changed) is left out.
+public struct ProgressLine {
+    public struct Totals: Equatable, Sendable {
+        public var files = 0, lines = 0, behind = 0, ackedRate = 0, buffered = 0, errors = 0
+        public init() {}
+    }
+
+    private var last: Totals
+    private var lastShown: (totals: Totals, rate: Int)?
+
+    public init(start: Totals) { last = start }
+
+    /// The line for `t`, `seconds` after the previous call; nil when `quietWhenUnchanged` and it
+    /// would say what the last line said.
+    public mutating func next(_ t: Totals, seconds: Double, quietWhenUnchanged: Bool) -> String? {
+        let rate = Int(Double(t.lines.subtractingSaturating(last.lines)) / max(0.001, seconds))
+        last = t
+        var same = t
+        same.ackedRate = lastShown?.totals.ackedRate ?? -1  // the estimate moves with the rate; not a change
+        if quietWhenUnchanged, let shown = lastShown, shown.totals == same, shown.rate == rate { return nil }
+        lastShown = (t, rate)
+        var behind = "behind \(ByteSize.human(t.behind))"
+        if t.behind > 0 && t.ackedRate > 0 {
+            behind += " (caught up in ~\(Self.duration(t.behind / t.ackedRate)))"
+        }
+        return "files \(t.files) | \(rate) lines/s | \(behind) | buffered \(t.buffered) records | errors \(t.errors)"
+    }
+
+    static func duration(_ seconds: Int) -> String {
+        let s = max(1, seconds)
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m\(s % 60 == 0 ? "" : "\(s % 60)s")" }
+        return "\(s / 3600)h\((s % 3600) / 60)m"
     }
 }
 

@@ -205,7 +205,8 @@ public final class Pipeline: Sendable {
         unlink(probe)
     }
 
-    public func start() {
+    /// `reloading`: the start is part of a reload, which logs one line of its own.
+    public func start(reloading: Bool = false) {
         for o in outputs { o.start() }
         if !statefulFilters.isEmpty {
             let filters = statefulFilters
@@ -218,11 +219,13 @@ public final class Pipeline: Sendable {
             }
         }
         for input in inputs { input.start() }
-        logger.info("anduin started: \(inputs.count) input(s), \(outputs.count) output(s), data_dir \(config.dataDirectory)")
+        let started = "anduin started: \(inputs.count) input(s), \(outputs.count) output(s), data_dir \(config.dataDirectory)"
+        if reloading { logger.debug("\(started)") } else { logger.info("\(started)") }
     }
 
     /// Stops reading, delivers what was read (up to `shutdownTimeout`), then persists checkpoints.
-    public func stop() {
+    /// `reloading`: the stop is part of a reload, which logs one line of its own.
+    public func stop(reloading: Bool = false) {
         let deadline = monotonicSeconds() + config.shutdownTimeout
         for input in inputs { input.control.requestStop() }
         for o in outputs { o.inputsStopping() }
@@ -287,7 +290,7 @@ public final class Pipeline: Sendable {
             }
         }
         for f in filters { f.close() }
-        logger.info("anduin stopped: \(summary())")
+        if reloading { logger.debug("pipeline stopped for a reload: \(summary())") } else { logger.info("anduin stopped: \(summary())") }
     }
 
     /// The thread that calls `StatefulFilter.tick`, and its stop signal.

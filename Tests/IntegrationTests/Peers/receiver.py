@@ -8,6 +8,7 @@ records (ndjson lines, or a JSON array), kept in memory, and answered according 
   POST /_control/script   {"responses": ["429", "500", "hang", "400", "200"], "then": "200"}
       each delivery takes the next scripted answer; when the list is used up, `then` applies.
       "hang" holds the request open for `hang_seconds` (default 30) without answering.
+      "delay_seconds" (default 0) waits that long before every answer (a slow destination).
       "400echo" (any status + "echo") answers that status with the request's path and headers
       (Authorization included) in the JSON body, as some receivers do in their errors.
       A refused delivery (anything but 2xx) is not kept.
@@ -46,7 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 state = {"records": [], "requests": 0, "gzip_requests": 0, "auth": [], "content_types": [], "batches": [],
-         "responses": [], "then": "200", "hang_seconds": 30.0, "request_times": [],
+         "responses": [], "then": "200", "hang_seconds": 30.0, "delay_seconds": 0.0, "request_times": [],
          "docs": {}, "doc_order": [], "dup_attempts": 0, "item_attempts": {},
          "poison_index": None, "poison_status": 503, "poison_echo": False, "overload_until": 0.0, "retry_after": None,
          "overload": {"requests": 0, "items": 0}}
@@ -103,6 +104,7 @@ class Handler(BaseHTTPRequestHandler):
                 state["responses"] = [str(r) for r in cfg.get("responses", [])]
                 state["then"] = str(cfg.get("then", "200"))
                 state["hang_seconds"] = float(cfg.get("hang_seconds", 30))
+                state["delay_seconds"] = float(cfg.get("delay_seconds", 0))
                 if "poison_index" in cfg:
                     state["poison_index"] = cfg["poison_index"]
                 if "poison_status" in cfg:
@@ -128,7 +130,10 @@ class Handler(BaseHTTPRequestHandler):
             state["request_times"].append(time.monotonic())
             answer = state["responses"].pop(0) if state["responses"] else state["then"]
             hang = state["hang_seconds"]
+            delay = state["delay_seconds"]
             retry_after = state["retry_after"]
+        if delay > 0:
+            time.sleep(delay)
         if answer == "hang":
             time.sleep(hang)
             return
