@@ -182,13 +182,14 @@ enum StatusTable {
         }
         let inputs = root["inputs"] as? [[String: Any]] ?? []
         func sum(_ k: String) -> Int { inputs.reduce(0) { $0.addingSaturating((($1[k] as? NSNumber)?.intValue) ?? 0) } }
-        let behind = sum("bytes_behind"), files = sum("files_behind")
+        let behind = sum("bytes_behind"), files = sum("files_behind"), waiting = sum("files_waiting")
         // The slowest input sets when all are caught up; one without an estimate leaves it unknown.
         let seconds = inputs.map { (($0["catch_up_seconds"] as? NSNumber)?.intValue) ?? 0 }
         let eta = seconds.contains(-1) ? -1 : seconds.max() ?? 0
         let pending = ((root["totals"] as? [String: Any])?["pending"] as? NSNumber)?.intValue ?? 0
-        if behind == 0 && pending == 0 { return "OK: caught up, every output delivering" }
+        if behind == 0 && pending == 0 && waiting == 0 { return "OK: caught up, every output delivering" }
         var line = "OK: every output delivering; "
+        if waiting > 0 { line += "\(waiting) file(s) waiting to be opened (max_open_files or the descriptor limit), " }
         if behind > 0 {
             line += "\(ByteSize.human(behind)) behind in \(files) file(s)"
             line += eta < 0 ? " (no progress lately: no estimate)" : " (caught up in \(catchUp(bytes: behind, seconds: eta)) at the recent read rate)"

@@ -1008,7 +1008,8 @@ class Run:
                         a.expected_exit = True
                 self.drain_state = "agent exited"
                 return
-            if s and all(o["pending"] == 0 for o in s["outputs"]) and all(i["bytes_behind"] == 0 for i in s["inputs"]):
+            if s and all(o["pending"] == 0 for o in s["outputs"]) and all(
+                    i["bytes_behind"] == 0 and i.get("files_waiting", 0) == 0 for i in s["inputs"]):
                 quiet += 1
                 if quiet >= 3:
                     return

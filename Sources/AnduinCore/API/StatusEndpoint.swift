@@ -62,6 +62,8 @@ public enum StatusReport {
             let behind = value(s, "bytes_behind"), rate = value(s, "acked_bytes_per_second")
             member("bytes_behind", behind)
             member("files_behind", value(s, "files_behind"))
+            // Found but not open yet (max_open_files, descriptor limit): not read, so not caught up.
+            member("files_waiting", value(s, "files_waiting"))
             member("acked_bytes_per_second", rate)
             // At the recent rate of reading (acknowledged); -1: behind with no progress lately.
             member("catch_up_seconds", behind == 0 ? 0 : rate > 0 ? behind / rate : -1)
