@@ -29,6 +29,7 @@ final class ReferenceCoverageTests: XCTestCase {
         switch type {
         case "tail": return key == "paths" ? [] : ["paths: [\"./logs/*.log\"]"]
         case "throttle": return key == "rate" ? [] : ["rate: 10/s"]
+        case "parse" where ["time_format", "time_zone", "max_future"].contains(key): return ["time_key: ts"]
         case "multiline" where key.hasSuffix("_pattern"): return ["mode: custom"]
         case "multiline": return key == "mode" ? [] : ["mode: java"]
         case "kubernetes" where key == "insecure_skip_verify": return ["api_url: \"https://127.0.0.1:6443\""]
@@ -61,6 +62,9 @@ final class ReferenceCoverageTests: XCTestCase {
             "tail.exclude": ["[\"./logs/skip-*.log\"]"],
             "parse.formats": ["[json]", "[logfmt]", "[json, logfmt]"],
             "parse.target": ["root", "parsed"],
+            "parse.time_key": ["ts"],
+            "parse.time_format": ["auto", "rfc3339", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns", "nginx", "klog", "syslog", "\"%Y-%m-%d %H:%M:%S\""],
+            "parse.time_zone": ["UTC", "\"+02:00\"", "Europe/Berlin"],
             "kubernetes.api": ["in_cluster", "off"],
             "kubernetes.api_url": ["\"https://127.0.0.1:6443\""],
             "kubernetes.kubeconfig": ["\"\(dir)/kubeconfig\""],

@@ -18,7 +18,13 @@ public enum ParsePlugin {
     static let formats = ConfigKey<[String]>.list("formats", default: ["json"], "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings; the first token must be `key=value`)")
     static let target = ConfigKey<String>.string("target", default: "root", "`root`, or a field name to nest the parsed fields under")
     static let keepMessage = ConfigKey<Bool>.bool("keep_message", default: false, "keep `message` even when it was lifted")
-    public static let options = [formats.spec, target.spec, keepMessage.spec]
+    static let timeKey = ConfigKey<String?>.string("time_key", "a parsed field holding the event's time, which becomes the record's time (`@timestamp`, index date, delivery lag); the field stays")
+    static let timeFormat = ConfigKey<String?>.text("time_format", "auto | rfc3339 | epoch_s | epoch_ms | epoch_us | epoch_ns | nginx | klog | syslog | %-pattern",
+                                                    "how `time_key` is read: `auto` is the matched format's own time (RFC 3339 or an epoch number by its size for json, logfmt and regex); a pattern takes %Y %m %d %e %H %M %S %f %b %z %s %T", defaultText: "auto")
+    static let timeZone = ConfigKey<String?>.text("time_zone", "UTC | ±hh:mm | tz name", "zone of times written without one (`Europe/Berlin`: daylight saving applies; a repeated hour is its first pass)", defaultText: "UTC")
+    static let maxFuture = ConfigKey<Double>.duration("max_future", default: 3600, defaultDurationRange,
+                                                      "a parsed time further ahead of the runtime's time is counted and not used")
+    public static let options = [formats.spec, target.spec, keepMessage.spec, timeKey.spec, timeFormat.spec, timeZone.spec, maxFuture.spec]
 
     public static let spec: PluginSpec = .filter("parse", "lift JSON or logfmt messages into fields", options: options) { reader in
         let errorsBefore = reader.diagnostics.items.count
@@ -55,13 +61,48 @@ public enum ParsePlugin {
             }
         }
 
+        var time: ParseTime? = nil
+        let timeKey = reader.get(ParsePlugin.timeKey)
+        var timeFormat = TimeFormat.auto
+        if let text = reader.get(ParsePlugin.timeFormat) {
+            switch TimeFormat.parse(text) {
+            case .success(let f): timeFormat = f
+            case .failure(let e): reader.error("time_format", e.message)
+            }
+        }
+        var zone = TimeZoneRule.utc
+        if let text = reader.get(ParsePlugin.timeZone) {
+            if let z = TimeZoneRule.parse(text) {
+                zone = z
+            } else {
+                reader.error("time_zone", "unknown zone \"\(text)\"; expected UTC, an offset like +02:00, or a tz database name like Europe/Berlin")
+            }
+        }
+        let maxFuture = reader.get(ParsePlugin.maxFuture)
+        if let timeKey {
+            if timeKey.isEmpty { reader.error("time_key", "must be a field name") }
+            time = ParseTime(key: timeKey, format: timeFormat, zone: zone,
+                             maxFutureNanos: Int64(saturating: maxFuture * 1e9))
+        } else {
+            for key in ["time_format", "time_zone", "max_future"] where reader.has(key) {
+                reader.error(key, "has no effect without time_key")
+            }
+        }
+
         guard reader.diagnostics.items.count == errorsBefore else { return nil }
-        return ParseConfig(formats: formats, target: target, keepMessage: keepMessage)
+        return ParseConfig(formats: formats, target: target, keepMessage: keepMessage, time: time)
     }
 }
 
 public enum ParseFormat: String, Sendable, CaseIterable {
     case json, logfmt
+
+    /// What `time_format: auto` reads for a record this format lifted.
+    var ownTimeFormat: TimeFormat {
+        switch self {
+        case .json, .logfmt: return .auto
+        }
+    }
 }
 
 public enum ParseTarget: Sendable, Equatable {
@@ -71,15 +112,32 @@ public enum ParseTarget: Sendable, Equatable {
     case field(String)
 }
 
+/// Where a parsed record's own time is read from (`time_key` and its options).
+public struct ParseTime: Sendable {
+    public var key: String
+    public var format: TimeFormat
+    public var zone: TimeZoneRule
+    public var maxFutureNanos: Int64
+
+    public init(key: String, format: TimeFormat = .auto, zone: TimeZoneRule = .utc, maxFutureNanos: Int64 = 3_600_000_000_000) {
+        self.key = key
+        self.format = format
+        self.zone = zone
+        self.maxFutureNanos = maxFutureNanos
+    }
+}
+
 public struct ParseConfig: FilterConfig {
     public var formats: [ParseFormat]
     public var target: ParseTarget
     public var keepMessage: Bool
+    public var time: ParseTime?
 
-    public init(formats: [ParseFormat], target: ParseTarget = .root, keepMessage: Bool = false) {
+    public init(formats: [ParseFormat], target: ParseTarget = .root, keepMessage: Bool = false, time: ParseTime? = nil) {
         self.formats = formats
         self.target = target
         self.keepMessage = keepMessage
+        self.time = time
     }
 
     /// Top-level names written by the agent (RecordEncoder and the inputs' shared fields).
@@ -105,9 +163,18 @@ public final class ParseFilter: Filter {
     let parsedJSON: Counter
     let parsedLogfmt: Counter
     let notParsed: Counter
+    let time: ParseTime?
+    /// `time.key` as a lookup path into the lifted members.
+    let timePath: [[UInt8]]
+    let timeParsed: Counter
+    let timeUnparsable: Counter
+    let timeMissing: Counter
+    let timeTooFarAhead: Counter
 
     init(config: ParseConfig, stats: ComponentStats) {
         formats = config.formats
+        time = config.time
+        timePath = config.time.map { [Array($0.key.utf8)] } ?? []
         keepMessage = config.keepMessage
         switch config.target {
         case .root:
@@ -125,6 +192,30 @@ public final class ParseFilter: Filter {
         parsedJSON = stats.counter("parsed_json", "records whose message was lifted from JSON")
         parsedLogfmt = stats.counter("parsed_logfmt", "records whose message was lifted from logfmt")
         notParsed = stats.counter("not_parsed", "records whose message matched no format and was kept as is")
+        timeParsed = stats.counter("time_parsed", "records whose time was set from time_key")
+        timeUnparsable = stats.counter("time_unparsable", "parsed records whose time_key value was not a time in time_format (the runtime's time is kept)")
+        timeMissing = stats.counter("time_missing", "parsed records without a time_key field (the runtime's time is kept)")
+        timeTooFarAhead = stats.counter("time_too_far_ahead", "parsed times more than max_future ahead of the runtime's time (the runtime's time is kept)")
+    }
+
+    enum TimeOutcome { case parsed, unparsable, missing, tooFarAhead }
+
+    /// Reads `time.key` from the lifted members and sets the record's time from it.
+    func applyTime(_ time: ParseTime, _ lifted: [UInt8], format: ParseFormat, to record: inout Record) -> TimeOutcome {
+        lifted.withUnsafeBytes { members -> TimeOutcome in
+            guard let r = JSONScan.lookup(members, path: timePath), !r.isEmpty else { return .missing }
+            let isString = members[r.lowerBound] == 0x22
+            let text = isString && r.count >= 2
+                ? UnsafeRawBufferPointer(rebasing: members[(r.lowerBound + 1)..<(r.upperBound - 1)])
+                : UnsafeRawBufferPointer(rebasing: members[r])
+            let fmt = time.format == .auto ? format.ownTimeFormat : time.format
+            guard let t = TimeParse.parse(text, format: fmt, isNumber: !isString, zone: time.zone,
+                                          reference: record.timestamp, maxFuture: time.maxFutureNanos)
+            else { return .unparsable }
+            if t > record.timestamp.addingSaturating(time.maxFutureNanos) { return .tooFarAhead }
+            record.timestamp = t
+            return .parsed
+        }
     }
 
     public func process(_ batch: inout RecordBatch) {
@@ -144,6 +235,7 @@ public final class ParseFilter: Filter {
         var overriddenShared: [[UInt8]] = []
         var drop: [ArraySlice<UInt8>] = []
         var nJSON = 0, nLogfmt = 0, nNone = 0
+        var nTime = 0, nTimeBad = 0, nTimeMissing = 0, nTimeAhead = 0
         // From the first lift on, records are rewritten into a new arena holding only the bytes still
         // used: a lifted message is dropped. Appending to the old arena instead copied it whole (the
         // stage before still holds it) and then doubled it for the new fields: P2's queued records
@@ -198,6 +290,14 @@ public final class ParseFilter: Filter {
                     case .logfmt: nLogfmt += 1
                     case nil: nNone += 1
                     }
+                    if let time, let format {
+                        switch applyTime(time, lifted, format: format, to: &record) {
+                        case .parsed: nTime += 1
+                        case .unparsable: nTimeBad += 1
+                        case .missing: nTimeMissing += 1
+                        case .tooFarAhead: nTimeAhead += 1
+                        }
+                    }
                 }
                 if format != nil && arena == nil {
                     // The first lift: the records before it move to the new arena too.
@@ -230,6 +330,10 @@ public final class ParseFilter: Filter {
         if nJSON > 0 { parsedJSON.add(nJSON) }
         if nLogfmt > 0 { parsedLogfmt.add(nLogfmt) }
         if nNone > 0 { notParsed.add(nNone) }
+        if nTime > 0 { timeParsed.add(nTime) }
+        if nTimeBad > 0 { timeUnparsable.add(nTimeBad) }
+        if nTimeMissing > 0 { timeMissing.add(nTimeMissing) }
+        if nTimeAhead > 0 { timeTooFarAhead.add(nTimeAhead) }
     }
 
     /// Tries each format in order; on success `out` holds the members (at least one) and the format
