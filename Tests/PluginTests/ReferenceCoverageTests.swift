@@ -60,7 +60,9 @@ final class ReferenceCoverageTests: XCTestCase {
         let table: [String: [String]] = [
             "tail.paths": ["[\"./logs/*.log\"]"],
             "tail.exclude": ["[\"./logs/skip-*.log\"]"],
-            "parse.formats": ["[json]", "[logfmt]", "[json, logfmt]"],
+            "parse.formats": ["[json]", "[logfmt]", "[json, logfmt]", "[nginx, apache_combined, klog, syslog_rfc5424, syslog_rfc3164]"],
+            "parse.regex": ["\"^(?<level>\\\\w+) (?<msg>.*)$\"", "'^(?<a>\\d+)'"],
+            "parse.types": ["{duration_ms: int, ratio: float, ok: bool, id: string}"],
             "parse.target": ["root", "parsed"],
             "parse.time_key": ["ts"],
             "parse.time_format": ["auto", "rfc3339", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns", "nginx", "klog", "syslog", "\"%Y-%m-%d %H:%M:%S\""],

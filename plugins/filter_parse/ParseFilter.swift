@@ -15,7 +15,10 @@ import AnduinCore
 /// taken), and a lifted key replaces a field of the same name the record or its batch had: a
 /// record never has duplicate keys (Elasticsearch rejects those). See `MemberKeys`.
 public enum ParsePlugin {
-    static let formats = ConfigKey<[String]>.list("formats", default: ["json"], "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings; the first token must be `key=value`)")
+    static let formats = ConfigKey<[String]>.list("formats", default: ["json"], "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings unless `types:` says otherwise; the first token must be `key=value`), `regex` (the `regex:` option), and the built-in `nginx`, `apache_combined`, `klog`, `syslog_rfc5424`, `syslog_rfc3164` (fields: README \"Built-in formats\")", defaultText: "[json], or [regex] with regex:")
+    static let regex = ConfigKey<String?>.text("regex", "PCRE2 pattern", "named groups `(?<name>…)` become fields; a line that does not match goes on to the next format")
+    static let types = ConfigKey<ConfigValue?>.free("types", "mapping: field → int | float | bool | string",
+                                                    "convert logfmt values and regex captures (`{duration_ms: int}`); a value that does not convert stays a string and is counted")
     static let target = ConfigKey<String>.string("target", default: "root", "`root`, or a field name to nest the parsed fields under")
     static let keepMessage = ConfigKey<Bool>.bool("keep_message", default: false, "keep `message` even when it was lifted")
     static let timeKey = ConfigKey<String?>.string("time_key", "a parsed field holding the event's time, which becomes the record's time (`@timestamp`, index date, delivery lag); the field stays")
@@ -24,20 +27,21 @@ public enum ParsePlugin {
     static let timeZone = ConfigKey<String?>.text("time_zone", "UTC | ±hh:mm | tz name", "zone of times written without one (`Europe/Berlin`: daylight saving applies; a repeated hour is its first pass)", defaultText: "UTC")
     static let maxFuture = ConfigKey<Double>.duration("max_future", default: 3600, defaultDurationRange,
                                                       "a parsed time further ahead of the runtime's time is counted and not used")
-    public static let options = [formats.spec, target.spec, keepMessage.spec, timeKey.spec, timeFormat.spec, timeZone.spec, maxFuture.spec]
+    public static let options = [formats.spec, regex.spec, types.spec, target.spec, keepMessage.spec, timeKey.spec, timeFormat.spec, timeZone.spec, maxFuture.spec]
 
     public static let spec: PluginSpec = .filter("parse", "lift JSON or logfmt messages into fields", options: options) { reader in
         let errorsBefore = reader.diagnostics.items.count
 
         var formats: [ParseFormat] = []
+        let regexText = reader.get(ParsePlugin.regex)
         // Absent (or null) means the default; an explicit empty list is a mistake worth reporting.
-        let names = reader.get(ParsePlugin.formats)
+        let names = reader.has("formats") || regexText == nil ? reader.get(ParsePlugin.formats) : ["regex"]
         if names.isEmpty {
-            reader.error("formats", "list at least one format (json, logfmt)")
+            reader.error("formats", "list at least one format (\(ParseFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         for name in names {
             guard let f = ParseFormat(rawValue: name) else {
-                reader.error("formats", "unknown format \"\(name)\"; expected json or logfmt")
+                reader.error("formats", "unknown format \"\(name)\"; expected one of \(ParseFormat.allCases.map(\.rawValue).joined(separator: ", "))")
                 continue
             }
             if formats.contains(f) {
@@ -45,6 +49,44 @@ public enum ParsePlugin {
                 continue
             }
             formats.append(f)
+        }
+
+        var types: [String: ValueType] = [:]
+        if let v = reader.get(ParsePlugin.types) {
+            if case .mapping(let entries, _) = v {
+                for e in entries {
+                    if case .scalar(let s, _, _) = e.value, let t = ValueType(rawValue: s) {
+                        types[e.key] = t
+                    } else {
+                        reader.diagnostics.error(e.value.mark, "\(reader.context): types: \(e.key): expected int, float, bool or string")
+                    }
+                }
+            } else {
+                reader.error("types", "expected a mapping of field names to int, float, bool or string")
+            }
+        }
+
+        var regex: CaptureFormat? = nil
+        if let regexText {
+            let mark = reader.markOf("regex")
+            var plain = false
+            if case .scalar(_, _, let p) = reader.value("regex") { plain = p }
+            do throws(CaptureRegex.CompileError) {
+                let compiled = try CaptureRegex(regexText)
+                if compiled.names.isEmpty {
+                    reader.diagnostics.error(mark, "\(reader.context): regex: the pattern has no named group (?<name>…); name the parts that become fields")
+                } else {
+                    regex = CaptureFormat(regex: compiled, types: types)
+                }
+            } catch {
+                reader.diagnostics.error(ParsePlugin.markInside(mark, regexText, offset: error.offset, plain: plain),
+                                         "\(reader.context): regex: invalid pattern: \(error.message) (at byte \(error.offset) of the pattern)")
+            }
+            if !formats.contains(.regex) && reader.has("formats") {
+                reader.error("regex", "formats does not list regex, so the pattern is never used")
+            }
+        } else if formats.contains(.regex) {
+            reader.error("formats", "regex is listed but the regex: option is not set")
         }
 
         let keepMessage = reader.get(ParsePlugin.keepMessage)
@@ -90,17 +132,66 @@ public enum ParsePlugin {
         }
 
         guard reader.diagnostics.items.count == errorsBefore else { return nil }
-        return ParseConfig(formats: formats, target: target, keepMessage: keepMessage, time: time)
+        return ParseConfig(formats: formats, target: target, keepMessage: keepMessage, time: time, regex: regex, types: types)
+    }
+
+    /// Where byte `offset` of a pattern written at `mark` is in the file: exact for a plain scalar
+    /// on one line, and for a quoted one without escapes; otherwise the start of the value.
+    static func markInside(_ mark: SourceMark, _ text: String, offset: Int, plain: Bool) -> SourceMark {
+        let prefix = text.utf8.prefix(max(0, offset))
+        guard !prefix.contains(UInt8(ascii: "\n")) else { return mark }
+        let chars = String(decoding: prefix, as: UTF8.self).count
+        var m = mark
+        if plain {
+            m.column += chars
+        } else if !text.contains("\\") && !text.contains("'") {
+            m.column += 1 + chars
+        }
+        return m
     }
 }
 
 public enum ParseFormat: String, Sendable, CaseIterable {
-    case json, logfmt
+    case json, logfmt, regex, nginx
+    case apacheCombined = "apache_combined"
+    case klog
+    case syslogRFC5424 = "syslog_rfc5424"
+    case syslogRFC3164 = "syslog_rfc3164"
 
-    /// What `time_format: auto` reads for a record this format lifted.
-    var ownTimeFormat: TimeFormat {
+    /// What `time_format: auto` reads for a record this format lifted (tried in order).
+    var ownTimeFormats: [TimeFormat] {
         switch self {
-        case .json, .logfmt: return .auto
+        case .json, .logfmt, .regex: return [.auto]
+        case .nginx, .apacheCombined: return [.nginx]
+        case .klog: return [.klog]
+        case .syslogRFC5424: return [.rfc3339]
+        case .syslogRFC3164: return [.syslog, .rfc3339]
+        }
+    }
+
+    /// Position in `allCases` (per-format counters).
+    var index: Int {
+        switch self {
+        case .json: 0
+        case .logfmt: 1
+        case .regex: 2
+        case .nginx: 3
+        case .apacheCombined: 4
+        case .klog: 5
+        case .syslogRFC5424: 6
+        case .syslogRFC3164: 7
+        }
+    }
+
+    /// The built-in pattern of a text format; nil for json, logfmt and regex.
+    var builtIn: CaptureFormat? {
+        switch self {
+        case .json, .logfmt, .regex: nil
+        case .nginx: BuiltInFormats.nginx
+        case .apacheCombined: BuiltInFormats.apacheCombined
+        case .klog: BuiltInFormats.klog
+        case .syslogRFC5424: BuiltInFormats.syslogRFC5424
+        case .syslogRFC3164: BuiltInFormats.syslogRFC3164
         }
     }
 }
@@ -132,12 +223,18 @@ public struct ParseConfig: FilterConfig {
     public var target: ParseTarget
     public var keepMessage: Bool
     public var time: ParseTime?
+    /// The `regex:` format (required when `formats` lists `regex`).
+    public var regex: CaptureFormat?
+    public var types: [String: ValueType]
 
-    public init(formats: [ParseFormat], target: ParseTarget = .root, keepMessage: Bool = false, time: ParseTime? = nil) {
+    public init(formats: [ParseFormat], target: ParseTarget = .root, keepMessage: Bool = false, time: ParseTime? = nil,
+                regex: CaptureFormat? = nil, types: [String: ValueType] = [:]) {
         self.formats = formats
         self.target = target
         self.keepMessage = keepMessage
         self.time = time
+        self.regex = regex
+        self.types = types
     }
 
     /// Top-level names written by the agent (RecordEncoder and the inputs' shared fields).
@@ -160,9 +257,14 @@ public final class ParseFilter: Filter {
     /// The nested target's name (its key in the record), nil for root.
     let targetName: [UInt8]?
 
-    let parsedJSON: Counter
-    let parsedLogfmt: Counter
+    /// `parsed_<format>`, by `ParseFormat.index`.
+    let parsed: [Counter]
     let notParsed: Counter
+    let typeErrors: Counter
+    /// The capture pattern of each entry of `formats` (nil for json and logfmt).
+    let captures: [CaptureFormat?]
+    /// `types:` as (key bytes, type), for logfmt.
+    let logfmtTypes: [([UInt8], ValueType)]
     let time: ParseTime?
     /// `time.key` as a lookup path into the lifted members.
     let timePath: [[UInt8]]
@@ -173,6 +275,8 @@ public final class ParseFilter: Filter {
 
     init(config: ParseConfig, stats: ComponentStats) {
         formats = config.formats
+        captures = config.formats.map { $0 == .regex ? config.regex : $0.builtIn }
+        logfmtTypes = config.types.sorted { $0.key < $1.key }.map { (Array($0.key.utf8), $0.value) }
         time = config.time
         timePath = config.time.map { [Array($0.key.utf8)] } ?? []
         keepMessage = config.keepMessage
@@ -189,8 +293,11 @@ public final class ParseFilter: Filter {
             targetName = Array(name.utf8)
             reserved = []
         }
-        parsedJSON = stats.counter("parsed_json", "records whose message was lifted from JSON")
-        parsedLogfmt = stats.counter("parsed_logfmt", "records whose message was lifted from logfmt")
+        parsed = ParseFormat.allCases.map { f in
+            stats.counter("parsed_\(f.rawValue)", f == .json ? "records whose message was lifted from JSON"
+                          : f == .regex ? "records whose message matched regex:" : "records whose message was lifted from \(f.rawValue)")
+        }
+        typeErrors = stats.counter("type_errors", "values types: could not convert (kept as strings)")
         notParsed = stats.counter("not_parsed", "records whose message matched no format and was kept as is")
         timeParsed = stats.counter("time_parsed", "records whose time was set from time_key")
         timeUnparsable = stats.counter("time_unparsable", "parsed records whose time_key value was not a time in time_format (the runtime's time is kept)")
@@ -208,10 +315,13 @@ public final class ParseFilter: Filter {
             let text = isString && r.count >= 2
                 ? UnsafeRawBufferPointer(rebasing: members[(r.lowerBound + 1)..<(r.upperBound - 1)])
                 : UnsafeRawBufferPointer(rebasing: members[r])
-            let fmt = time.format == .auto ? format.ownTimeFormat : time.format
-            guard let t = TimeParse.parse(text, format: fmt, isNumber: !isString, zone: time.zone,
-                                          reference: record.timestamp, maxFuture: time.maxFutureNanos)
-            else { return .unparsable }
+            var parsedTime: Int64? = nil
+            for fmt in time.format == .auto ? format.ownTimeFormats : [time.format] {
+                parsedTime = TimeParse.parse(text, format: fmt, isNumber: !isString, zone: time.zone,
+                                             reference: record.timestamp, maxFuture: time.maxFutureNanos)
+                if parsedTime != nil { break }
+            }
+            guard let t = parsedTime else { return .unparsable }
             if t > record.timestamp.addingSaturating(time.maxFutureNanos) { return .tooFarAhead }
             record.timestamp = t
             return .parsed
@@ -223,6 +333,9 @@ public final class ParseFilter: Filter {
         var lifted: [UInt8] = []
         lifted.reserveCapacity(1024)
         var logfmt = LogfmtScratch()
+        var capture = CaptureScratch(formats: formats.count)
+        var counts = [Int](repeating: 0, count: ParseFormat.allCases.count)
+        var nTypeErrors = 0
         // The names a lifted key must not repeat: the batch's shared fields (then the record's own).
         var keys = MemberKeys()
         if targetPrefix == nil && !batch.sharedFields.isEmpty {
@@ -234,7 +347,7 @@ public final class ParseFilter: Filter {
         // Shared keys that some record lifted a value of its own for (rare; see `unshare`).
         var overriddenShared: [[UInt8]] = []
         var drop: [ArraySlice<UInt8>] = []
-        var nJSON = 0, nLogfmt = 0, nNone = 0
+        var nNone = 0
         var nTime = 0, nTimeBad = 0, nTimeMissing = 0, nTimeAhead = 0
         // From the first lift on, records are rewritten into a new arena holding only the bytes still
         // used: a lifted message is dropped. Appending to the old arena instead copied it whole (the
@@ -263,7 +376,7 @@ public final class ParseFilter: Filter {
                         recordNames = true
                     }
                     format = lift(UnsafeRawBufferPointer(rebasing: src[record.message]), into: &lifted,
-                                  logfmt: &logfmt, keys: &keys)
+                                  logfmt: &logfmt, capture: &capture, keys: &keys, typeErrors: &nTypeErrors)
                     if format != nil {
                         // The last writer wins: a lifted key replaces the record's own or the shared one.
                         if let targetName {
@@ -285,11 +398,7 @@ public final class ParseFilter: Filter {
                             }
                         }
                     }
-                    switch format {
-                    case .json: nJSON += 1
-                    case .logfmt: nLogfmt += 1
-                    case nil: nNone += 1
-                    }
+                    if let format { counts[format.index] += 1 } else { nNone += 1 }
                     if let time, let format {
                         switch applyTime(time, lifted, format: format, to: &record) {
                         case .parsed: nTime += 1
@@ -327,8 +436,8 @@ public final class ParseFilter: Filter {
         if let arena { batch.bytes = arena }
         for key in overriddenShared { Self.unshare(key, &batch) }
         // One atomic add per batch, not per record.
-        if nJSON > 0 { parsedJSON.add(nJSON) }
-        if nLogfmt > 0 { parsedLogfmt.add(nLogfmt) }
+        for (i, n) in counts.enumerated() where n > 0 { parsed[i].add(n) }
+        if nTypeErrors > 0 { typeErrors.add(nTypeErrors) }
         if nNone > 0 { notParsed.add(nNone) }
         if nTime > 0 { timeParsed.add(nTime) }
         if nTimeBad > 0 { timeUnparsable.add(nTimeBad) }
@@ -339,8 +448,8 @@ public final class ParseFilter: Filter {
     /// Tries each format in order; on success `out` holds the members (at least one) and the format
     /// is returned.
     func lift(_ message: UnsafeRawBufferPointer, into out: inout [UInt8], logfmt: inout LogfmtScratch,
-              keys: inout MemberKeys) -> ParseFormat? {
-        for format in formats {
+              capture: inout CaptureScratch, keys: inout MemberKeys, typeErrors: inout Int) -> ParseFormat? {
+        for (k, format) in formats.enumerated() {
             switch format {
             case .json:
                 // Cheap rejection: most plain-text lines never reach the JSON scanner.
@@ -351,8 +460,20 @@ public final class ParseFilter: Filter {
                     out.removeAll(keepingCapacity: true)
                 }
             case .logfmt:
-                if Logfmt.lift(message, into: &out, scratch: &logfmt, keys: &keys, renameKey: isReserved) != nil {
+                if Logfmt.lift(message, into: &out, scratch: &logfmt, keys: &keys, renameKey: isReserved,
+                               types: logfmtTypes, typeErrors: &typeErrors) != nil {
                     return .logfmt
+                }
+            case .regex, .nginx, .apacheCombined, .klog, .syslogRFC5424, .syslogRFC3164:
+                guard let pattern = captures[k] else { continue }
+                let scratch: CaptureRegex.Scratch
+                if let s = capture.matches[k] { scratch = s } else {
+                    scratch = CaptureRegex.Scratch(for: pattern.regex)
+                    capture.matches[k] = scratch
+                }
+                if Captures.lift(message, format: pattern, match: scratch, ranges: &capture.ranges, into: &out,
+                                 keys: &keys, renameKey: isReserved, typeErrors: &typeErrors) != nil {
+                    return format
                 }
             }
         }

@@ -1,0 +1,223 @@
+import AnduinCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `types:` converts a logfmt value or a regex capture to.
+public enum ValueType: String, Sendable, CaseIterable {
+    case string, int, float, bool
+}
+
+/// How one captured group is written.
+enum FieldKind: Sendable, Equatable {
+    case value(ValueType)
+    /// klog's level letter: `I` `W` `E` `F` as `info` `warning` `error` `fatal`.
+    case klogLevel
+    /// A syslog PRI: `log.syslog.priority`, the facility and severity codes, and `log.level`.
+    case syslogPriority
+}
+
+struct CaptureField: Sendable {
+    /// The output key, as UTF-8 (dots are part of the key: `url.original`).
+    var key: [UInt8]
+    var group: Int
+    var kind: FieldKind
+}
+
+/// A regex whose named groups become fields (`regex:` or a built-in format).
+public struct CaptureFormat: Sendable {
+    let regex: CaptureRegex
+    let fields: [CaptureField]
+    /// A capture that is exactly `-` (the "no value" of access logs and syslog) is left out.
+    let dashIsAbsent: Bool
+
+    /// `regex:`: every named group is a field, converted by `types`.
+    public init(regex: CaptureRegex, types: [String: ValueType]) {
+        self.regex = regex
+        fields = regex.names.map { CaptureField(key: Array($0.name.utf8), group: $0.group, kind: .value(types[$0.name] ?? .string)) }
+        dashIsAbsent = false
+    }
+
+    /// A built-in format: group name -> (field name, kind).
+    init(builtIn pattern: String, _ names: [String: (String, FieldKind)]) {
+        // The built-in patterns are constants checked by the tests; a failure here is a bug in them.
+        guard let regex = try? CaptureRegex(pattern) else { preconditionFailure("built-in pattern does not compile: \(pattern)") }
+        self.regex = regex
+        fields = regex.names.compactMap { n in names[n.name].map { CaptureField(key: Array($0.0.utf8), group: n.group, kind: $0.1) } }
+        dashIsAbsent = true
+    }
+}
+
+/// Per-thread working memory of `Captures.lift`.
+struct CaptureScratch {
+    var matches: [CaptureRegex.Scratch?]
+    var ranges: [Range<Int>?] = []
+    init(formats: Int) { matches = Array(repeating: nil, count: formats) }
+}
+
+enum Captures {
+    static let levelNames: [UInt8: StaticString] = [0x49: "info", 0x57: "warning", 0x45: "error", 0x46: "fatal"]
+    static let severityNames: [StaticString] = ["emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug"]
+
+    /// Matches `src` against `format` and appends its captures as members; returns how many were
+    /// written, or nil (`out` untouched) when the line does not match or has no capture to write.
+    /// `typeErrors` counts values `types:` could not convert (kept as strings).
+    static func lift(_ src: UnsafeRawBufferPointer, format: CaptureFormat, match: CaptureRegex.Scratch,
+                     ranges: inout [Range<Int>?], into out: inout [UInt8], keys: inout MemberKeys,
+                     renameKey: (UnsafeRawBufferPointer) -> Bool, typeErrors: inout Int) -> Int? {
+        ranges.removeAll(keepingCapacity: true)
+        let matched = format.regex.match(src, match) { group in
+            for f in format.fields { ranges.append(group(f.group)) }
+        }
+        guard matched else { return nil }
+        let mark = out.count
+        var frame = keys.begin(at: out.count, top: true)
+        var written = 0
+        var errors = 0
+        for (i, f) in format.fields.enumerated() {
+            guard let r = ranges[i] else { continue }
+            let v = UnsafeRawBufferPointer(rebasing: src[r])
+            if format.dashIsAbsent && (v.isEmpty || (v.count == 1 && v[0] == UInt8(ascii: "-"))) { continue }
+            switch f.kind {
+            case .value(let type):
+                member(f.key, &out, &frame, &keys, renameKey, &written)
+                if !writeTyped(v, type, to: &out) { errors += 1 }
+            case .klogLevel:
+                member(f.key, &out, &frame, &keys, renameKey, &written)
+                if let name = levelNames[v[0]] {
+                    out.append(UInt8(ascii: "\""))
+                    out.append(contentsOf: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+                    out.append(UInt8(ascii: "\""))
+                } else {
+                    writeString(v, to: &out)
+                }
+            case .syslogPriority:
+                guard let pri = smallInt(v), pri <= 191 else {
+                    member(f.key, &out, &frame, &keys, renameKey, &written)
+                    writeString(v, to: &out)
+                    continue
+                }
+                member(f.key, &out, &frame, &keys, renameKey, &written)
+                JSONWriter.appendInt(pri, to: &out)
+                member(Array("log.syslog.facility.code".utf8), &out, &frame, &keys, renameKey, &written)
+                JSONWriter.appendInt(pri / 8, to: &out)
+                member(Array("log.syslog.severity.code".utf8), &out, &frame, &keys, renameKey, &written)
+                JSONWriter.appendInt(pri % 8, to: &out)
+                member(Array("log.level".utf8), &out, &frame, &keys, renameKey, &written)
+                let name = severityNames[Int(pri % 8)]
+                out.append(UInt8(ascii: "\""))
+                out.append(contentsOf: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+                out.append(UInt8(ascii: "\""))
+            }
+        }
+        guard written > 0 else {
+            keys.abandon(frame)
+            out.removeLast(out.count - mark)
+            return nil
+        }
+        typeErrors += errors
+        return keys.finish(frame, &out)
+    }
+
+    /// Writes `"key":` (a comma before all but the first), renamed with `_` when reserved.
+    @inline(__always)
+    static func member(_ key: [UInt8], _ out: inout [UInt8], _ frame: inout MemberKeys.Frame, _ keys: inout MemberKeys,
+                       _ renameKey: (UnsafeRawBufferPointer) -> Bool, _ written: inout Int) {
+        if written > 0 { out.append(UInt8(ascii: ",")) }
+        let start = out.count
+        out.append(UInt8(ascii: "\""))
+        let renamed = key.withUnsafeBytes { renameKey($0) }
+        if renamed { out.append(UInt8(ascii: "_")) }
+        key.withUnsafeBytes { JSONWriter.appendEscaped($0, to: &out) }
+        keys.note(&frame, member: start, keyEnd: out.count, renamed: renamed, in: &out)
+        out.append(contentsOf: #"":"#.utf8)
+        written += 1
+    }
+
+    @inline(__always)
+    static func writeString(_ v: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        JSONWriter.appendEscaped(v, to: &out)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// Writes `v` as `type`; false (and `v` written as a string) when it is not one.
+    static func writeTyped(_ v: UnsafeRawBufferPointer, _ type: ValueType, to out: inout [UInt8]) -> Bool {
+        switch type {
+        case .string:
+            writeString(v, to: &out)
+            return true
+        case .int:
+            if let n = int64(v) { JSONWriter.appendInt(n, to: &out); return true }
+        case .float:
+            if let d = double(v) {
+                // Integral values within 2^53 are written without a fraction (`12`, not `12.0`).
+                if d == d.rounded(), abs(d) < 9_007_199_254_740_992 {
+                    JSONWriter.appendInt(Int64(d), to: &out)
+                } else {
+                    out.append(contentsOf: "\(d)".utf8)
+                }
+                return true
+            }
+        case .bool:
+            switch v.count {
+            case 4 where v.elementsEqual("true".utf8) || v.elementsEqual("True".utf8) || v.elementsEqual("TRUE".utf8):
+                out.append(contentsOf: "true".utf8); return true
+            case 5 where v.elementsEqual("false".utf8) || v.elementsEqual("False".utf8) || v.elementsEqual("FALSE".utf8):
+                out.append(contentsOf: "false".utf8); return true
+            case 1 where v[0] == UInt8(ascii: "1"):
+                out.append(contentsOf: "true".utf8); return true
+            case 1 where v[0] == UInt8(ascii: "0"):
+                out.append(contentsOf: "false".utf8); return true
+            default: break
+            }
+        }
+        writeString(v, to: &out)
+        return false
+    }
+
+    /// A decimal integer (optional `-` or `+`) that fits Int64; nil otherwise.
+    static func int64(_ v: UnsafeRawBufferPointer) -> Int64? {
+        var i = 0
+        var negative = false
+        if i < v.count, v[i] == UInt8(ascii: "-") || v[i] == UInt8(ascii: "+") { negative = v[i] == UInt8(ascii: "-"); i += 1 }
+        guard i < v.count, v.count - i <= 20 else { return nil }
+        var n: Int64 = 0
+        while i < v.count {
+            let d = v[i] &- 48
+            guard d <= 9 else { return nil }
+            let (m, o1) = n.multipliedReportingOverflow(by: 10)
+            let (s, o2) = negative ? m.subtractingReportingOverflow(Int64(d)) : m.addingReportingOverflow(Int64(d))
+            guard !o1, !o2 else { return nil }
+            n = s
+            i += 1
+        }
+        return n
+    }
+
+    static func smallInt(_ v: UnsafeRawBufferPointer) -> Int64? {
+        guard !v.isEmpty, v.count <= 3 else { return nil }
+        return int64(v)
+    }
+
+    /// A finite decimal number (`1.5`, `-2`, `3e-4`); nil for anything else (hex, inf and nan too).
+    static func double(_ v: UnsafeRawBufferPointer) -> Double? {
+        guard !v.isEmpty, v.count < 64 else { return nil }
+        for c in v {
+            let ok = (c >= 48 && c <= 57) || c == UInt8(ascii: ".") || c == UInt8(ascii: "-") || c == UInt8(ascii: "+")
+                || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
+            if !ok { return nil }
+        }
+        var buf: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &buf) { b -> Double? in
+            guard let base = b.baseAddress else { return nil }
+            b.copyMemory(from: v)
+            b[v.count] = 0
+            let p = base.assumingMemoryBound(to: CChar.self)
+            var end: UnsafeMutablePointer<CChar>? = nil
+            let d = strtod(p, &end)
+            guard let end, end - p == v.count, d.isFinite else { return nil }
+            return d
+        }
+    }
+}
