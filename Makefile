@@ -135,7 +135,7 @@ bench-deflate: release bench-corpus
 # in Tests/Fuzz/Corpus); FUZZ_SEED=0 (the default) is a random seed, CI uses 1 so its runs repeat;
 # a crash stops the run and leaves .build-fuzz/crashes/<target>-crash-*. Leak detection is off: the
 # one-time registries and Swift runtime caches built on the first input are reported as leaks.
-FUZZ_TARGETS := FuzzDocker FuzzCRI FuzzJSON FuzzLogfmt FuzzConfig FuzzBulkResponse FuzzRing
+FUZZ_TARGETS := FuzzDocker FuzzCRI FuzzJSON FuzzLogfmt FuzzConfig FuzzBulkResponse FuzzRing FuzzCaptures FuzzTime
 FUZZ_SECONDS ?= 60
 CI_FUZZ_SECONDS ?= 15
 FUZZ_SEED ?= 0

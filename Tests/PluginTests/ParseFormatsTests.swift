@@ -37,7 +37,7 @@ final class ParseFormatsTests: XCTestCase {
     /// The fields of `doc` named in `expected` (numbers compared as numbers).
     func assertFields(_ doc: [String: Any], _ expected: [String: Any], file: StaticString = #filePath, line: UInt = #line) {
         for (k, v) in expected {
-            let got = doc[k]
+            let got = Self.value(doc, k)
             switch v {
             case let s as String: XCTAssertEqual(got as? String, s, "\(k) in \(doc)", file: file, line: line)
             case let n as Int: XCTAssertEqual((got as? NSNumber)?.int64Value, Int64(n), "\(k) in \(doc)", file: file, line: line)
@@ -47,6 +47,33 @@ final class ParseFormatsTests: XCTestCase {
             default: XCTFail("bad expectation", file: file, line: line)
             }
         }
+    }
+
+    /// `doc[path]`: a dotted key as written, else the path through nested objects.
+    static func value(_ doc: [String: Any], _ path: String) -> Any? {
+        if let v = doc[path] { return v }
+        var cur: Any? = doc
+        for part in path.split(separator: ".") { cur = (cur as? [String: Any])?[String(part)] }
+        return cur
+    }
+
+    func testFieldsNestExceptUnderTheAgentsOwnObjects() throws {
+        let (docs, _, _) = try run(ParseConfig(formats: [.nginx, .klog]), [
+            #"10.0.0.1 - - [06/Dec/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-""#,
+            "I1206 12:00:00.000000 1 a.go:1] hi",
+        ])
+        let http = try XCTUnwrap(docs[0]["http"] as? [String: Any], "\(docs[0])")
+        XCTAssertEqual((http["response"] as? [String: Any])?["status_code"] as? Int, 200)
+        XCTAssertEqual((http["request"] as? [String: Any])?["method"] as? String, "GET")
+        XCTAssertNil(docs[0]["http.response.status_code"])
+        // `log` is the agent's (log.file.path, log.offset): klog's log.* stay dotted beside it.
+        XCTAssertEqual(docs[1]["log.level"] as? String, "info")
+        XCTAssertEqual(docs[1]["log.origin.file.line"] as? Int, 1)
+        XCTAssertNotNil((docs[1]["log"] as? [String: Any])?["offset"])
+        XCTAssertEqual((docs[1]["process"] as? [String: Any]).flatMap { ($0["thread"] as? [String: Any])?["id"] as? Int }, 1)
+        // Under a nested target nothing clashes: everything nests.
+        let (nested, _, _) = try run(ParseConfig(formats: [.klog], target: .field("klog")), ["W1206 12:00:00.000000 1 a.go:1] hi"])
+        XCTAssertEqual(Self.value(nested[0], "klog.log.level") as? String, "warning")
     }
 
     // MARK: regex
@@ -266,7 +293,7 @@ final class ParseFormatsTests: XCTestCase {
             "duration_ms=12x ok=maybe",
         ])
         XCTAssertEqual(docs[0]["a"] as? Int, 1)
-        XCTAssertEqual(docs[1]["http.response.status_code"] as? Int, 200)
+        XCTAssertEqual(Self.value(docs[1], "http.response.status_code") as? Int, 200)
         XCTAssertEqual(docs[2]["message"] as? String, "hi")
         assertFields(docs[3], ["level": "info", "duration_ms": 12, "ratio": 0.5, "bad": "x"])
         XCTAssertEqual(docs[3]["ok"] as? Bool, true)

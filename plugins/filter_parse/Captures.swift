@@ -13,8 +13,12 @@ enum FieldKind: Sendable, Equatable {
     case value(ValueType)
     /// klog's level letter: `I` `W` `E` `F` as `info` `warning` `error` `fatal`.
     case klogLevel
-    /// A syslog PRI: `log.syslog.priority`, the facility and severity codes, and `log.level`.
+    /// A syslog PRI (0-191) as a number; the next three are derived from it, and absent when it is
+    /// not a valid PRI.
     case syslogPriority
+    case syslogFacility, syslogSeverity
+    /// The severity's name (`error`, `notice`, …) for `log.level`.
+    case syslogLevel
 }
 
 struct CaptureField: Sendable {
@@ -43,8 +47,54 @@ public struct CaptureFormat: Sendable {
         // The built-in patterns are constants checked by the tests; a failure here is a bug in them.
         guard let regex = try? CaptureRegex(pattern) else { preconditionFailure("built-in pattern does not compile: \(pattern)") }
         self.regex = regex
-        fields = regex.names.compactMap { n in names[n.name].map { CaptureField(key: Array($0.0.utf8), group: n.group, kind: $0.1) } }
+        var fields: [CaptureField] = []
+        for n in regex.names {
+            guard let (key, kind) = names[n.name] else { continue }
+            fields.append(CaptureField(key: Array(key.utf8), group: n.group, kind: kind))
+            if kind == .syslogPriority {
+                fields.append(CaptureField(key: Array("log.syslog.facility.code".utf8), group: n.group, kind: .syslogFacility))
+                fields.append(CaptureField(key: Array("log.syslog.severity.code".utf8), group: n.group, kind: .syslogSeverity))
+                fields.append(CaptureField(key: Array("log.level".utf8), group: n.group, kind: .syslogLevel))
+            }
+        }
+        self.fields = fields
         dashIsAbsent = true
+    }
+}
+
+/// How a format's fields nest: `http.response.status_code` is written as
+/// `"http":{"response":{"status_code":…}}`, as grep, modify and `anduin test` paths read it. A name
+/// whose first part is a field the agent writes itself (`log.level` at the root, where the agent
+/// writes `log`) stays one dotted key, which Elasticsearch merges into that object.
+struct CaptureLayout: Sendable {
+    struct Node: Sendable {
+        var key: [UInt8]
+        /// Index in the format's fields for a value; -1 for an object.
+        var field: Int
+        var children: [Int]
+    }
+    /// Parents before their children.
+    var nodes: [Node] = []
+    var roots: [Int] = []
+
+    init(_ format: CaptureFormat, keepDotted: [[UInt8]]) {
+        for (fi, f) in format.fields.enumerated() {
+            var parts = f.key.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map(Array.init)
+            if parts.count > 1 && (keepDotted.contains(parts[0]) || parts.contains(where: \.isEmpty)) { parts = [f.key] }
+            var level: Int? = nil   // nil: the roots
+            for (k, part) in parts.enumerated() {
+                let siblings = level.map { nodes[$0].children } ?? roots
+                let isLeaf = k == parts.count - 1
+                if !isLeaf, let existing = siblings.first(where: { nodes[$0].field < 0 && nodes[$0].key == part }) {
+                    level = existing
+                    continue
+                }
+                nodes.append(Node(key: part, field: isLeaf ? fi : -1, children: []))
+                let id = nodes.count - 1
+                if let level { nodes[level].children.append(id) } else { roots.append(id) }
+                level = id
+            }
+        }
     }
 }
 
@@ -52,6 +102,7 @@ public struct CaptureFormat: Sendable {
 struct CaptureScratch {
     var matches: [CaptureRegex.Scratch?]
     var ranges: [Range<Int>?] = []
+    var present: [Bool] = []
     init(formats: Int) { matches = Array(repeating: nil, count: formats) }
 }
 
@@ -59,74 +110,94 @@ enum Captures {
     static let levelNames: [UInt8: StaticString] = [0x49: "info", 0x57: "warning", 0x45: "error", 0x46: "fatal"]
     static let severityNames: [StaticString] = ["emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug"]
 
-    /// Matches `src` against `format` and appends its captures as members; returns how many were
-    /// written, or nil (`out` untouched) when the line does not match or has no capture to write.
-    /// `typeErrors` counts values `types:` could not convert (kept as strings).
-    static func lift(_ src: UnsafeRawBufferPointer, format: CaptureFormat, match: CaptureRegex.Scratch,
-                     ranges: inout [Range<Int>?], into out: inout [UInt8], keys: inout MemberKeys,
+    /// Matches `src` against `format` and appends its captures as members laid out by `layout`;
+    /// returns how many top-level members were written, or nil (`out` untouched) when the line does
+    /// not match or has no capture to write. `typeErrors` counts values `types:` could not convert
+    /// (kept as strings).
+    static func lift(_ src: UnsafeRawBufferPointer, format: CaptureFormat, layout: CaptureLayout, match: CaptureRegex.Scratch,
+                     ranges: inout [Range<Int>?], present: inout [Bool], into out: inout [UInt8], keys: inout MemberKeys,
                      renameKey: (UnsafeRawBufferPointer) -> Bool, typeErrors: inout Int) -> Int? {
         ranges.removeAll(keepingCapacity: true)
         let matched = format.regex.match(src, match) { group in
-            for f in format.fields { ranges.append(group(f.group)) }
-        }
-        guard matched else { return nil }
-        let mark = out.count
-        var frame = keys.begin(at: out.count, top: true)
-        var written = 0
-        var errors = 0
-        for (i, f) in format.fields.enumerated() {
-            guard let r = ranges[i] else { continue }
-            let v = UnsafeRawBufferPointer(rebasing: src[r])
-            if format.dashIsAbsent && (v.isEmpty || (v.count == 1 && v[0] == UInt8(ascii: "-"))) { continue }
-            switch f.kind {
-            case .value(let type):
-                member(f.key, &out, &frame, &keys, renameKey, &written)
-                if !writeTyped(v, type, to: &out) { errors += 1 }
-            case .klogLevel:
-                member(f.key, &out, &frame, &keys, renameKey, &written)
-                if let name = levelNames[v[0]] {
-                    out.append(UInt8(ascii: "\""))
-                    out.append(contentsOf: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-                    out.append(UInt8(ascii: "\""))
-                } else {
-                    writeString(v, to: &out)
-                }
-            case .syslogPriority:
-                guard let pri = smallInt(v), pri <= 191 else {
-                    member(f.key, &out, &frame, &keys, renameKey, &written)
-                    writeString(v, to: &out)
-                    continue
-                }
-                member(f.key, &out, &frame, &keys, renameKey, &written)
-                JSONWriter.appendInt(pri, to: &out)
-                member(Array("log.syslog.facility.code".utf8), &out, &frame, &keys, renameKey, &written)
-                JSONWriter.appendInt(pri / 8, to: &out)
-                member(Array("log.syslog.severity.code".utf8), &out, &frame, &keys, renameKey, &written)
-                JSONWriter.appendInt(pri % 8, to: &out)
-                member(Array("log.level".utf8), &out, &frame, &keys, renameKey, &written)
-                let name = severityNames[Int(pri % 8)]
-                out.append(UInt8(ascii: "\""))
-                out.append(contentsOf: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-                out.append(UInt8(ascii: "\""))
+            for f in format.fields {
+                var r = group(f.group)
+                if let range = r, format.dashIsAbsent,
+                   range.isEmpty || (range.count == 1 && src[range.lowerBound] == UInt8(ascii: "-")) { r = nil }
+                if let range = r, f.kind == .syslogFacility || f.kind == .syslogSeverity || f.kind == .syslogLevel,
+                   priority(UnsafeRawBufferPointer(rebasing: src[range])) == nil { r = nil }
+                ranges.append(r)
             }
         }
-        guard written > 0 else {
-            keys.abandon(frame)
-            out.removeLast(out.count - mark)
-            return nil
+        guard matched else { return nil }
+        // Which nodes have something to write (children come after their parents).
+        present.removeAll(keepingCapacity: true)
+        present.append(contentsOf: repeatElement(false, count: layout.nodes.count))
+        var any = false
+        for n in layout.nodes.indices.reversed() {
+            let node = layout.nodes[n]
+            present[n] = node.field >= 0 ? ranges[node.field] != nil : node.children.contains { present[$0] }
         }
+        for r in layout.roots where present[r] { any = true }
+        guard any else { return nil }
+        var errors = 0
+        let written = writeObject(layout.roots, top: true, src, format, layout, ranges, present, &out, &keys, renameKey, &errors)
         typeErrors += errors
+        return written
+    }
+
+    static func writeObject(_ members: [Int], top: Bool, _ src: UnsafeRawBufferPointer, _ format: CaptureFormat,
+                            _ layout: CaptureLayout, _ ranges: [Range<Int>?], _ present: [Bool], _ out: inout [UInt8],
+                            _ keys: inout MemberKeys, _ renameKey: (UnsafeRawBufferPointer) -> Bool, _ errors: inout Int) -> Int {
+        var frame = keys.begin(at: out.count, top: top)
+        var written = 0
+        for n in members where present[n] {
+            let node = layout.nodes[n]
+            member(node.key, top: top, &out, &frame, &keys, renameKey, &written)
+            guard node.field >= 0 else {
+                out.append(UInt8(ascii: "{"))
+                _ = writeObject(node.children, top: false, src, format, layout, ranges, present, &out, &keys, renameKey, &errors)
+                out.append(UInt8(ascii: "}"))
+                continue
+            }
+            guard let r = ranges[node.field] else { continue }
+            let v = UnsafeRawBufferPointer(rebasing: src[r])
+            switch format.fields[node.field].kind {
+            case .value(let type):
+                if !writeTyped(v, type, to: &out) { errors += 1 }
+            case .klogLevel:
+                if let name = levelNames[v[0]] { writeStatic(name, to: &out) } else { writeString(v, to: &out) }
+            case .syslogPriority:
+                if let pri = priority(v) { JSONWriter.appendInt(pri, to: &out) } else { writeString(v, to: &out) }
+            case .syslogFacility:
+                JSONWriter.appendInt((priority(v) ?? 0) / 8, to: &out)
+            case .syslogSeverity:
+                JSONWriter.appendInt((priority(v) ?? 0) % 8, to: &out)
+            case .syslogLevel:
+                writeStatic(severityNames[Int((priority(v) ?? 0) % 8)], to: &out)
+            }
+        }
         return keys.finish(frame, &out)
+    }
+
+    static func priority(_ v: UnsafeRawBufferPointer) -> Int64? {
+        guard let pri = smallInt(v), pri >= 0, pri <= 191 else { return nil }
+        return pri
+    }
+
+    static func writeStatic(_ s: StaticString, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+        out.append(UInt8(ascii: "\""))
     }
 
     /// Writes `"key":` (a comma before all but the first), renamed with `_` when reserved.
     @inline(__always)
-    static func member(_ key: [UInt8], _ out: inout [UInt8], _ frame: inout MemberKeys.Frame, _ keys: inout MemberKeys,
+    static func member(_ key: [UInt8], top: Bool, _ out: inout [UInt8], _ frame: inout MemberKeys.Frame, _ keys: inout MemberKeys,
                        _ renameKey: (UnsafeRawBufferPointer) -> Bool, _ written: inout Int) {
         if written > 0 { out.append(UInt8(ascii: ",")) }
         let start = out.count
         out.append(UInt8(ascii: "\""))
-        let renamed = key.withUnsafeBytes { renameKey($0) }
+        let renamed = top && key.withUnsafeBytes { renameKey($0) }
         if renamed { out.append(UInt8(ascii: "_")) }
         key.withUnsafeBytes { JSONWriter.appendEscaped($0, to: &out) }
         keys.note(&frame, member: start, keyEnd: out.count, renamed: renamed, in: &out)

@@ -263,11 +263,15 @@ public final class ParseFilter: Filter {
     let typeErrors: Counter
     /// The capture pattern of each entry of `formats` (nil for json and logfmt).
     let captures: [CaptureFormat?]
+    /// How each capture format's fields nest, for this filter's target.
+    let layouts: [CaptureLayout?]
     /// `types:` as (key bytes, type), for logfmt.
     let logfmtTypes: [([UInt8], ValueType)]
     let time: ParseTime?
     /// `time.key` as a lookup path into the lifted members.
     let timePath: [[UInt8]]
+    /// `time.key` split at dots, for a time inside a nested object.
+    let timeNestedPath: [[UInt8]]
     let timeParsed: Counter
     let timeUnparsable: Counter
     let timeMissing: Counter
@@ -276,9 +280,12 @@ public final class ParseFilter: Filter {
     init(config: ParseConfig, stats: ComponentStats) {
         formats = config.formats
         captures = config.formats.map { $0 == .regex ? config.regex : $0.builtIn }
+        let keepDotted: [[UInt8]] = config.target == .root ? ParseConfig.reservedNames(keepMessage: config.keepMessage).map { Array($0.utf8) } : []
+        layouts = captures.map { $0.map { CaptureLayout($0, keepDotted: keepDotted) } }
         logfmtTypes = config.types.sorted { $0.key < $1.key }.map { (Array($0.key.utf8), $0.value) }
         time = config.time
         timePath = config.time.map { [Array($0.key.utf8)] } ?? []
+        timeNestedPath = config.time.map { $0.key.split(separator: ".").map { Array($0.utf8) } } ?? []
         keepMessage = config.keepMessage
         switch config.target {
         case .root:
@@ -310,7 +317,8 @@ public final class ParseFilter: Filter {
     /// Reads `time.key` from the lifted members and sets the record's time from it.
     func applyTime(_ time: ParseTime, _ lifted: [UInt8], format: ParseFormat, to record: inout Record) -> TimeOutcome {
         lifted.withUnsafeBytes { members -> TimeOutcome in
-            guard let r = JSONScan.lookup(members, path: timePath), !r.isEmpty else { return .missing }
+            guard let r = JSONScan.lookup(members, path: timePath) ?? (timeNestedPath.count > 1 ? JSONScan.lookup(members, path: timeNestedPath) : nil),
+                  !r.isEmpty else { return .missing }
             let isString = members[r.lowerBound] == 0x22
             let text = isString && r.count >= 2
                 ? UnsafeRawBufferPointer(rebasing: members[(r.lowerBound + 1)..<(r.upperBound - 1)])
@@ -465,13 +473,14 @@ public final class ParseFilter: Filter {
                     return .logfmt
                 }
             case .regex, .nginx, .apacheCombined, .klog, .syslogRFC5424, .syslogRFC3164:
-                guard let pattern = captures[k] else { continue }
+                guard let pattern = captures[k], let layout = layouts[k] else { continue }
                 let scratch: CaptureRegex.Scratch
                 if let s = capture.matches[k] { scratch = s } else {
                     scratch = CaptureRegex.Scratch(for: pattern.regex)
                     capture.matches[k] = scratch
                 }
-                if Captures.lift(message, format: pattern, match: scratch, ranges: &capture.ranges, into: &out,
+                if Captures.lift(message, format: pattern, layout: layout, match: scratch, ranges: &capture.ranges,
+                                 present: &capture.present, into: &out,
                                  keys: &keys, renameKey: isReserved, typeErrors: &typeErrors) != nil {
                     return format
                 }
