@@ -24,17 +24,20 @@ public enum CaptureFuzzing {
         return CaptureFormat(regex: re, types: ["n": .float, "ok": .bool, "level": .int])
     }()
 
-    public static func lift(_ bytes: UnsafeRawBufferPointer) {
+    /// Every format with its layout and match state, built once (libFuzzer runs one input at a time).
+    nonisolated(unsafe) static let formats: [(CaptureFormat, CaptureLayout, CaptureRegex.Scratch)] = {
         var formats = ParseFormat.allCases.compactMap(\.builtIn)
         if let userRegex { formats.append(userRegex) }
+        return formats.map { ($0, CaptureLayout($0, keepDotted: [Array("log".utf8)]), CaptureRegex.Scratch(for: $0.regex)) }
+    }()
+
+    public static func lift(_ bytes: UnsafeRawBufferPointer) {
         var ranges: [Range<Int>?] = []
         var present: [Bool] = []
-        for format in formats {
+        for (format, layout, scratch) in formats {
             var out: [UInt8] = [UInt8(ascii: "{")]
             var keys = MemberKeys()
             var typeErrors = 0
-            let scratch = CaptureRegex.Scratch(for: format.regex)
-            let layout = CaptureLayout(format, keepDotted: [Array("log".utf8)])
             let written = Captures.lift(bytes, format: format, layout: layout, match: scratch, ranges: &ranges, present: &present,
                                         into: &out, keys: &keys,
                                         renameKey: { $0.first == UInt8(ascii: "m") }, typeErrors: &typeErrors)
