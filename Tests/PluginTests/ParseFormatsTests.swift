@@ -327,4 +327,30 @@ final class ParseFormatsTests: XCTestCase {
             XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(text.utf8), options: .fragmentsAllowed), text)
         }
     }
+
+    /// The README's sample table: each line, parsed by its format with `time_key: time` at 12:30Z, gives
+    /// the document shown (the agent's own fields aside).
+    func testReadmeSamples() throws {
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("README.md")
+        let text = try String(contentsOf: readme, encoding: .utf8)
+        let start = try XCTUnwrap(text.range(of: "Samples (`time_key: time`"))
+        var rows = 0
+        for row in text[start.upperBound...].split(separator: "\n").dropFirst(3) {
+            guard row.hasPrefix("| `") else { break }
+            let cells = row.dropFirst(2).dropLast(2).components(separatedBy: " | ")
+            guard cells.count == 3 else { XCTFail(String(row)); continue }
+            let name = String(cells[0].dropFirst().prefix { $0 != "`" })
+            let format = try XCTUnwrap(ParseFormat(rawValue: name), name)
+            let line = String(cells[1].dropFirst().dropLast())
+            let expected = String(cells[2].dropFirst().dropLast())
+            let (docs, _, _) = try run(ParseConfig(formats: [format], time: ParseTime(key: "time")), [line])
+            var got = docs[0]
+            for k in ["log", "event", "stream"] { got.removeValue(forKey: k) }
+            let want = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(expected.utf8)) as? [String: Any], expected)
+            XCTAssertEqual(NSDictionary(dictionary: got), NSDictionary(dictionary: want), name)
+            rows += 1
+        }
+        XCTAssertEqual(rows, 5)
+    }
 }
