@@ -228,10 +228,15 @@ final class ParseFormatsTests: XCTestCase {
             "W1206 11:59:58.000001       1 reflector.go:539] k8s.io/client-go/informers/factory.go:159: failed to list *v1.Pod: connection refused",
             "E1231 23:59:59.999999       1 leaderelection.go:332] error retrieving resource lock kube-system/kube-scheduler: context deadline exceeded\n\tgoroutine 1",
             "F1206 12:00:00.000000   42 server.go:1] fatal",
+            #"I1206 12:00:00.000000 1 a.go:1] "quoted \"msg\"" err="x \"y\"" stream=s log=l"#,
+            #"I1206 12:00:00.000000 1 a.go:1] "unterminated"#,
+            #"I1206 12:00:00.000000 1 a.go:1] "not pairs" = 3"#,
+            #"I1206 12:00:00.000000 1 a.go:1] "only a message""#,
         ], runtime: "2026-12-06T12:00:01Z")
         assertFields(docs[0], ["log.level": "info", "time": "1206 12:00:00.123456", "process.thread.id": 1,
                                "log.origin.file.name": "schedule_one.go", "log.origin.file.line": 286,
-                               "message": #""Successfully bound pod to node" pod="default/web-5d8f7c9b4-x2x7q" node="worker-1" evaluatedNodes=3 feasibleNodes=2"#])
+                               "message": "Successfully bound pod to node", "pod": "default/web-5d8f7c9b4-x2x7q", "node": "worker-1",
+                               "evaluatedNodes": "3", "feasibleNodes": "2"])
         XCTAssertEqual(b.records[0].timestamp, ns("2026-12-06T12:00:00.123456Z"))
         assertFields(docs[1], ["log.level": "warning", "log.origin.file.name": "reflector.go", "log.origin.file.line": 539,
                                "message": "k8s.io/client-go/informers/factory.go:159: failed to list *v1.Pod: connection refused"])
@@ -239,6 +244,11 @@ final class ParseFormatsTests: XCTestCase {
         assertFields(docs[2], ["log.level": "error", "message": "error retrieving resource lock kube-system/kube-scheduler: context deadline exceeded\n\tgoroutine 1"])
         XCTAssertEqual(b.records[2].timestamp, ns("2025-12-31T23:59:59.999999Z"))
         assertFields(docs[3], ["log.level": "fatal", "process.thread.id": 42])
+        // Structured messages: Go escapes decoded; pair keys the agent owns are renamed.
+        assertFields(docs[4], ["message": #"quoted "msg""#, "err": #"x "y""#, "_stream": "s", "_log": "l", "stream": "stdout"])
+        assertFields(docs[5], ["message": #""unterminated"#])
+        assertFields(docs[6], ["message": #""not pairs" = 3"#])
+        assertFields(docs[7], ["message": "only a message"])
     }
 
     func testRsyslogRFC3164() throws {

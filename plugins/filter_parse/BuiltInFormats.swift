@@ -59,7 +59,7 @@ enum BuiltInFormats {
             "tid": ("process.thread.id", .value(.int)),
             "file": ("log.origin.file.name", .value(.string)),
             "line": ("log.origin.file.line", .value(.int)),
-            "msg": ("message", .value(.string)),
+            "msg": ("message", .klogMessage),
         ])
 
     static let syslogFields: [String: (String, FieldKind)] = [

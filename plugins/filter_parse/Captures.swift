@@ -13,6 +13,9 @@ enum FieldKind: Sendable, Equatable {
     case value(ValueType)
     /// klog's level letter: `I` `W` `E` `F` as `info` `warning` `error` `fatal`.
     case klogLevel
+    /// klog's message: a structured one (`"msg" key="value" n=3`) is its quoted text, and its pairs
+    /// become fields beside it (strings; `types:` does not apply); any other is written as it is.
+    case klogMessage
     /// A syslog PRI (0-191) as a number; the next three are derived from it, and absent when it is
     /// not a valid PRI.
     case syslogPriority
@@ -166,6 +169,8 @@ enum Captures {
                 if !writeTyped(v, type, to: &out) { errors += 1 }
             case .klogLevel:
                 if let name = levelNames[v[0]] { writeStatic(name, to: &out) } else { writeString(v, to: &out) }
+            case .klogMessage:
+                writeKlogMessage(v, top: top, &out, &frame, &keys, renameKey, &written)
             case .syslogPriority:
                 if let pri = priority(v) { JSONWriter.appendInt(pri, to: &out) } else { writeString(v, to: &out) }
             case .syslogFacility:
@@ -177,6 +182,40 @@ enum Captures {
             }
         }
         return keys.finish(frame, &out)
+    }
+
+    /// Writes the message value (its key is written) and, for a structured message, its pairs.
+    static func writeKlogMessage(_ v: UnsafeRawBufferPointer, top: Bool, _ out: inout [UInt8], _ frame: inout MemberKeys.Frame,
+                                 _ keys: inout MemberKeys, _ renameKey: (UnsafeRawBufferPointer) -> Bool, _ written: inout Int) {
+        var pairs: [LogfmtScratch.Pair] = []
+        guard v.count >= 2, v[0] == UInt8(ascii: "\"") else { writeString(v, to: &out); return }
+        var j = 1
+        while j < v.count, v[j] != UInt8(ascii: "\"") { j += v[j] == UInt8(ascii: "\\") ? 2 : 1 }
+        guard j < v.count else { writeString(v, to: &out); return }
+        let text = UnsafeRawBufferPointer(rebasing: v[1..<j])
+        if j + 1 == v.count {
+            out.append(UInt8(ascii: "\""))
+            Logfmt.appendUnquoted(text, to: &out)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
+        let rest = UnsafeRawBufferPointer(rebasing: v[(j + 1)...])
+        guard Logfmt.isSpace(v[j + 1]), Logfmt.tokenize(rest, &pairs) else { writeString(v, to: &out); return }
+        out.append(UInt8(ascii: "\""))
+        Logfmt.appendUnquoted(text, to: &out)
+        out.append(UInt8(ascii: "\""))
+        for p in pairs {
+            member(Array(UnsafeRawBufferPointer(rebasing: rest[p.key])), top: top, &out, &frame, &keys, renameKey, &written)
+            let value = UnsafeRawBufferPointer(rebasing: rest[p.value])
+            switch p.kind {
+            case .bare: out.append(contentsOf: "true".utf8)
+            case .unquoted: writeString(value, to: &out)
+            case .quoted:
+                out.append(UInt8(ascii: "\""))
+                Logfmt.appendUnquoted(value, to: &out)
+                out.append(UInt8(ascii: "\""))
+            }
+        }
     }
 
     static func priority(_ v: UnsafeRawBufferPointer) -> Int64? {
