@@ -104,7 +104,8 @@ deploy-test: deploy-tools build image-if-root dist
 bench-stages: deps
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --no-progress
 
-# End-to-end P1/P2/P3 and idle RSS on a 1,000,000-line docker corpus, with the comparison table (see
+# End-to-end P1/P2/P3 and idle RSS on a 1,000,000-line docker corpus, and nginx parsing on a 1,000,000-line
+# nginx corpus, with the comparison table (see
 # README "Performance"). FLUENTBIT=/path/to/fluent-bit measures Fluent Bit too, interleaved run by run;
 # without it the table shows Fluent Bit's reference figures, labelled as not measured here.
 BENCH_DIR ?= /tmp/anduin-bench
@@ -113,6 +114,7 @@ FLUENTBIT ?=
 HARNESS := python3 Benchmarks/harness/harness.py
 bench-corpus:
 	@[ -f $(BENCH_DIR)/docker.log ] || $(HARNESS) corpus --kind docker --lines 1000000 --out $(BENCH_DIR)
+	@[ -f $(BENCH_DIR)/nginx.log ] || $(HARNESS) corpus --kind nginx --lines 1000000 --out $(BENCH_DIR)
 
 bench: release bench-corpus
 	$(HARNESS) bench --corpus $(BENCH_DIR)/docker.log --lines 1000000 --runs $(BENCH_RUNS) \
