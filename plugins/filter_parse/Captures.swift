@@ -204,7 +204,7 @@ enum Captures {
             case .value(let type):
                 if !writeTyped(v, type, to: &out) { errors += 1 }
             case .klogLevel:
-                if let name = levelNames[v[0]] { writeStatic(name, to: &out) } else { writeString(v, to: &out) }
+                if let c = v.first, let name = levelNames[c] { writeStatic(name, to: &out) } else { writeString(v, to: &out) }
             case .klogMessage:
                 writeKlogMessage(v, top: top, &out, &frame, &keys, renameKey, &written)
             case .syslogPriority:
