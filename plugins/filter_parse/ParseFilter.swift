@@ -1,13 +1,17 @@
 import AnduinCore
 
-/// The `parse` filter: lifts JSON or logfmt messages into fields.
+/// The `parse` filter: lifts JSON, logfmt, regex captures and the built-in text formats (nginx,
+/// Apache, klog, syslog) into fields, and optionally takes the record's time from one of them.
 ///
 ///     filters:
 ///       parse:
 ///         type: parse
 ///         from: [containers]
-///         formats: [json, logfmt]   # tried in order; default [json]
-///         target: root              # or a field name to nest the parsed fields under
+///         formats: [json, logfmt, nginx]   # tried in order; default [json] ([regex] with regex:)
+///         regex: '^(?<level>\w+) (?<msg>.*)$'  # PCRE2; the `regex` format
+///         types: {duration_ms: int}        # logfmt values and regex captures
+///         time_key: time                   # time_format, time_zone, max_future: see TimeParse
+///         target: root                     # or a field name to nest the parsed fields under
 ///         keep_message: false
 ///
 /// With `target: root`, a lifted key that the agent writes itself (`@timestamp`, `stream`, `log`,
