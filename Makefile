@@ -2,7 +2,7 @@
 #   make demo   installs what is missing, builds, runs the main job end to end (examples/demo.py)
 #   make test   installs what is missing, runs the whole test suite
 SHELL := /bin/bash
-APT_PACKAGES := zlib1g-dev libdeflate-dev liblz4-dev libcurl4-openssl-dev pkg-config python3-venv nginx-light
+APT_PACKAGES := zlib1g-dev libdeflate-dev liblz4-dev libpcre2-dev libcurl4-openssl-dev pkg-config python3-venv nginx-light
 # Only for `make image` and the image test (deploy/image/build.sh): Debian's tools, no registry needed.
 IMAGE_APT_PACKAGES := podman buildah mmdebstrap runc
 # Only for `make bench-deflate` (the libraries it compares).
@@ -104,7 +104,8 @@ deploy-test: deploy-tools build image-if-root dist
 bench-stages: deps
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --no-progress
 
-# End-to-end P1/P2/P3 and idle RSS on a 1,000,000-line docker corpus, with the comparison table (see
+# End-to-end P1/P2/P3 and idle RSS on a 1,000,000-line docker corpus, and nginx parsing on a 1,000,000-line
+# nginx corpus, with the comparison table (see
 # README "Performance"). FLUENTBIT=/path/to/fluent-bit measures Fluent Bit too, interleaved run by run;
 # without it the table shows Fluent Bit's reference figures, labelled as not measured here.
 BENCH_DIR ?= /tmp/anduin-bench
@@ -113,6 +114,7 @@ FLUENTBIT ?=
 HARNESS := python3 Benchmarks/harness/harness.py
 bench-corpus:
 	@[ -f $(BENCH_DIR)/docker.log ] || $(HARNESS) corpus --kind docker --lines 1000000 --out $(BENCH_DIR)
+	@[ -f $(BENCH_DIR)/nginx.log ] || $(HARNESS) corpus --kind nginx --lines 1000000 --out $(BENCH_DIR)
 
 bench: release bench-corpus
 	$(HARNESS) bench --corpus $(BENCH_DIR)/docker.log --lines 1000000 --runs $(BENCH_RUNS) \
@@ -135,7 +137,7 @@ bench-deflate: release bench-corpus
 # in Tests/Fuzz/Corpus); FUZZ_SEED=0 (the default) is a random seed, CI uses 1 so its runs repeat;
 # a crash stops the run and leaves .build-fuzz/crashes/<target>-crash-*. Leak detection is off: the
 # one-time registries and Swift runtime caches built on the first input are reported as leaks.
-FUZZ_TARGETS := FuzzDocker FuzzCRI FuzzJSON FuzzLogfmt FuzzConfig FuzzBulkResponse FuzzRing
+FUZZ_TARGETS := FuzzDocker FuzzCRI FuzzJSON FuzzLogfmt FuzzConfig FuzzBulkResponse FuzzRing FuzzCaptures FuzzTime
 FUZZ_SECONDS ?= 60
 CI_FUZZ_SECONDS ?= 15
 FUZZ_SEED ?= 0

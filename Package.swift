@@ -17,6 +17,10 @@ var targets: [Target] = [
                    providers: [.apt(["libdeflate-dev"])]),
     .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", pkgConfig: "liblz4",
                    providers: [.apt(["liblz4-dev"])]),
+    // PCRE2 (JIT): the parse filter's `regex:` and built-in formats; 89x faster than glibc's regexec
+    // with captures on an nginx corpus.
+    .systemLibrary(name: "CPCRE2", path: "Sources/CPCRE2", pkgConfig: "libpcre2-8",
+                   providers: [.apt(["libpcre2-dev"])]),
     .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
                    providers: [.apt(["libcurl4-openssl-dev"])]),
     // Small C helpers where Swift has no access to a CPU instruction (CRC32C).
@@ -24,7 +28,7 @@ var targets: [Target] = [
     .target(
         name: "AnduinCore",
         dependencies: [
-            "CZlib", "CDeflate", "CLZ4", "CCurl", "CSupport",
+            "CZlib", "CDeflate", "CLZ4", "CCurl", "CPCRE2", "CSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,5 +1,6 @@
 """`harness.py bench`: every scenario for Anduin and, when given, Fluent Bit, interleaved run by run,
 and the comparison table with ratios (Fluent Bit's reference figures when no binary is given)."""
+import argparse
 import json
 import os
 import shutil
@@ -14,12 +15,14 @@ SHIPPERS = {
     "anduin": {"command": ["{bin}", "run", "--config", "{config}"],
                "p1": ("p1-blackhole.yaml", "count-file"), "p2": ("p2-http.yaml", "http"),
                "p2m": ("p2-http-no-metadata.yaml", "http"),
-               "p3": ("p3-http-disk.yaml", "http"), "idle": "p1-blackhole.yaml"},
+               "p3": ("p3-http-disk.yaml", "http"), "nginx": ("nginx-parse.yaml", "count-file"),
+               "idle": "p1-blackhole.yaml"},
     # stdbuf: the counter output printf()s without flushing, and a pipe is block-buffered, so the
     # last counts would wait in Fluent Bit's buffer (it execs the binary: same process, same figures).
     "fluent-bit": {"command": ["stdbuf", "-oL", "{bin}", "-c", "{config}"],
                    "p1": ("fluentbit-p1.conf", "stdout-total"), "p2": ("fluentbit-p2.conf", "http"),
-                   "p3": ("fluentbit-p3.conf", "http"), "idle": "fluentbit-p1.conf"},
+                   "p3": ("fluentbit-p3.conf", "http"), "nginx": ("fluentbit-nginx.conf", "stdout-total"),
+                   "idle": "fluentbit-p1.conf"},
 }
 
 SCENARIOS = {
@@ -27,7 +30,11 @@ SCENARIOS = {
     "p2": "tail -> JSON lift -> gzip (default level) -> HTTP, memory buffer",
     "p2m": "P2 with metadata off (no log.file.path, log.offset, event.id), against Fluent Bit's P2",
     "p3": "P2 with the disk buffer",
+    "nginx": "tail (raw nginx combined lines) -> parse (nginx, time_key) -> discard; Fluent Bit: its nginx regex parser with Time_Key",
 }
+
+# Scenarios that read another corpus than --corpus: its file name, in the same folder.
+SCENARIO_CORPUS = {"nginx": "nginx.log"}
 
 # Scenarios a shipper does not run, compared with another of its scenarios: Fluent Bit's P2 records
 # carry none of the fields P2M turns off.
@@ -58,7 +65,13 @@ def bench(args):
                 template = open(os.path.join(HERE, tmpl_name)).read()
                 command = [c.replace("{bin}", binary) for c in spec["command"]]
                 work = tempfile.mkdtemp(prefix=f"harness-{name}-{scenario}-")
-                res = one_run(command, template, sink_kind, work, args)
+                run_args = args
+                if scenario in SCENARIO_CORPUS:
+                    run_args = argparse.Namespace(**vars(args))
+                    run_args.corpus = os.path.join(os.path.dirname(os.path.abspath(args.corpus)), SCENARIO_CORPUS[scenario])
+                    if i == 0:
+                        warm(run_args.corpus)
+                res = one_run(command, template, sink_kind, work, run_args)
                 shutil.rmtree(work, ignore_errors=True)
                 runs[name].append(res)
                 print(f"{scenario} {name} run {i + 1}: {fmt(res)}", flush=True)

@@ -54,9 +54,26 @@ def timestamp(i):
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{(i % 1000) * 1000 + 123:09d}Z"
 
 
+PATHS = ["/", "/api/v1/orders", "/api/v1/orders/12345?expand=items&page=2", "/static/app.3f2a1b.js", "/healthz",
+         "/login", "/images/logo.png", "/search?q=winter+boots&sort=price"]
+AGENTS = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+          "curl/8.5.0", "kube-probe/1.29",
+          "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"]
+
+
+def nginx_line(i, rnd):
+    """An nginx `combined` access line (plain lines, as nginx writes its own access.log)."""
+    t = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(1_795_000_000 + i // 1000))
+    ip = f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}"
+    return (f'{ip} - {rnd.choice(["-", "-", "-", "alice"])} [{t}] "{rnd.choice(["GET", "GET", "GET", "POST", "PUT"])} '
+            f'{rnd.choice(PATHS)} HTTP/1.1" {rnd.choice([200, 200, 200, 201, 301, 304, 404, 500])} {rnd.randrange(50000)} '
+            f'"{rnd.choice(["-", "https://shop.example.com/", "https://www.google.com/"])}" "{rnd.choice(AGENTS)}"')
+
+
 def make_corpus(kind, lines, out_dir):
     """docker: json-file lines whose log is a JSON object (~194 bytes a line, as in the reference
-    figure); cri: the same messages in CRI format; logfmt: CRI lines with logfmt messages."""
+    figure); cri: the same messages in CRI format; logfmt: CRI lines with logfmt messages; nginx:
+    plain nginx `combined` access lines."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{kind}.log")
     rnd = random.Random(42)
@@ -71,6 +88,8 @@ def make_corpus(kind, lines, out_dir):
                 buf.append(f"{timestamp(i)} stdout F " + json.dumps(m, separators=(",", ":")))
             elif kind == "logfmt":
                 buf.append(f'{timestamp(i)} stdout F level={m["level"]} msg="{m["msg"]}" user={m["user"]}')
+            elif kind == "nginx":
+                buf.append(nginx_line(i, rnd))
             else:
                 raise SystemExit(f"unknown corpus kind {kind}")
             if len(buf) == 10000:
@@ -320,7 +339,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("corpus", help="generate a corpus")
-    c.add_argument("--kind", choices=["docker", "cri", "logfmt"], default="docker")
+    c.add_argument("--kind", choices=["docker", "cri", "logfmt", "nginx"], default="docker")
     c.add_argument("--lines", type=int, default=1_000_000)
     c.add_argument("--out", default="/tmp/anduin-bench")
 
@@ -345,7 +364,7 @@ def main():
     common(b)
     b.add_argument("--anduin", required=True, help="path of the anduin binary")
     b.add_argument("--fluentbit", default="", help="path of a fluent-bit binary (optional)")
-    b.add_argument("--scenarios", default="p1,p2,p2m,p3")
+    b.add_argument("--scenarios", default="p1,p2,p2m,p3,nginx")
     b.add_argument("--no-idle", action="store_true")
     b.add_argument("--json", help="also write the medians to this file")
     b.set_defaults(save_bodies=0)

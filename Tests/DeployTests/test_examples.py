@@ -76,6 +76,13 @@ def test_anduin_test_passes_on_the_example_tests():
     assert p.stdout.splitlines()[-1] == "4 tests: 4 passed, 0 failed", p.stdout
 
 
+def test_anduin_test_passes_on_the_parsing_examples():
+    p = subprocess.run([anduin_binary(), "test", "--config", str(EXAMPLES / "parsing.yaml"),
+                        "--tests", str(EXAMPLES / "parsing.tests.yaml")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines()[-1] == "4 tests: 4 passed, 0 failed", p.stdout
+
+
 def test_anduin_test_fails_with_a_readable_diff(tmp_path):
     broken = tmp_path / "anduin.tests.yaml"
     text = (EXAMPLES / "anduin.tests.yaml").read_text()

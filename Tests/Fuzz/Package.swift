@@ -7,7 +7,7 @@
 // re-pointing one line here.
 import PackageDescription
 
-let targets = ["FuzzDocker", "FuzzCRI", "FuzzJSON", "FuzzLogfmt", "FuzzConfig", "FuzzBulkResponse", "FuzzRing"]
+let targets = ["FuzzDocker", "FuzzCRI", "FuzzJSON", "FuzzLogfmt", "FuzzConfig", "FuzzBulkResponse", "FuzzRing", "FuzzCaptures", "FuzzTime"]
 
 let package = Package(
     name: "anduin-fuzz",

@@ -406,8 +406,8 @@ final class ParseFilterTests: XCTestCase {
 
     func testConfigErrors() throws {
         let cases: [(String, String)] = [
-            ("formats: [json, xml]", #"formats: unknown format "xml"; expected json or logfmt"#),
-            ("formats: []", "formats: list at least one format (json, logfmt)"),
+            ("formats: [json, xml]", #"formats: unknown format "xml"; expected one of json, logfmt, regex, nginx"#),
+            ("formats: []", "formats: list at least one format (json, logfmt, regex, nginx"),
             ("formats: [json, json]", #"formats: "json" is listed twice"#),
             ("formats: json", "formats: expected a list of strings"),
             ("target: kubernetes", #"target: "kubernetes" is a field the agent writes itself"#),

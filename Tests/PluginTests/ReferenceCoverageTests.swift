@@ -29,6 +29,7 @@ final class ReferenceCoverageTests: XCTestCase {
         switch type {
         case "tail": return key == "paths" ? [] : ["paths: [\"./logs/*.log\"]"]
         case "throttle": return key == "rate" ? [] : ["rate: 10/s"]
+        case "parse" where ["time_format", "time_zone", "max_future"].contains(key): return ["time_key: ts"]
         case "multiline" where key.hasSuffix("_pattern"): return ["mode: custom"]
         case "multiline": return key == "mode" ? [] : ["mode: java"]
         case "kubernetes" where key == "insecure_skip_verify": return ["api_url: \"https://127.0.0.1:6443\""]
@@ -59,8 +60,13 @@ final class ReferenceCoverageTests: XCTestCase {
         let table: [String: [String]] = [
             "tail.paths": ["[\"./logs/*.log\"]"],
             "tail.exclude": ["[\"./logs/skip-*.log\"]"],
-            "parse.formats": ["[json]", "[logfmt]", "[json, logfmt]"],
+            "parse.formats": ["[json]", "[logfmt]", "[json, logfmt]", "[nginx, apache_combined, klog, syslog_rfc5424, syslog_rfc3164]"],
+            "parse.regex": ["\"^(?<level>\\\\w+) (?<msg>.*)$\"", "'^(?<a>\\d+)'"],
+            "parse.types": ["{duration_ms: int, ratio: float, ok: bool, id: string}"],
             "parse.target": ["root", "parsed"],
+            "parse.time_key": ["ts"],
+            "parse.time_format": ["auto", "rfc3339", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns", "nginx", "klog", "syslog", "\"%Y-%m-%d %H:%M:%S\""],
+            "parse.time_zone": ["UTC", "\"+02:00\"", "Europe/Berlin"],
             "kubernetes.api": ["in_cluster", "off"],
             "kubernetes.api_url": ["\"https://127.0.0.1:6443\""],
             "kubernetes.kubeconfig": ["\"\(dir)/kubeconfig\""],

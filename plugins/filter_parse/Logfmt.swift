@@ -43,13 +43,15 @@ enum Logfmt {
     static func lift(_ src: UnsafeRawBufferPointer, into out: inout [UInt8], scratch: inout LogfmtScratch,
                      renameKey: (UnsafeRawBufferPointer) -> Bool) -> Int? {
         var keys = MemberKeys()
-        return lift(src, into: &out, scratch: &scratch, keys: &keys, renameKey: renameKey)
+        var errors = 0
+        return lift(src, into: &out, scratch: &scratch, keys: &keys, renameKey: renameKey, typeErrors: &errors)
     }
 
     /// As above; `keys` also keeps a renamed key clear of the other keys and of its outside names
     /// (`MemberKeys`), and reports the keys that equal an outside name.
     static func lift(_ src: UnsafeRawBufferPointer, into out: inout [UInt8], scratch: inout LogfmtScratch,
-                     keys: inout MemberKeys, renameKey: (UnsafeRawBufferPointer) -> Bool) -> Int? {
+                     keys: inout MemberKeys, renameKey: (UnsafeRawBufferPointer) -> Bool,
+                     types: [([UInt8], ValueType)] = [], typeErrors: inout Int) -> Int? {
         guard tokenize(src, &scratch.pairs) else { return nil }
         let pairs = scratch.pairs.count
         for i in 0..<pairs {
@@ -68,6 +70,13 @@ enum Logfmt {
             JSONWriter.appendEscaped(UnsafeRawBufferPointer(rebasing: src[p.key]), to: &out)
             keys.note(&frame, member: member, keyEnd: out.count, renamed: p.renamed, in: &out)
             out.append(contentsOf: #"":"#.utf8)
+            // `types:` applies to values written as they are (unquoted, or quoted without escapes).
+            if !types.isEmpty, p.kind != .bare, let type = type(of: UnsafeRawBufferPointer(rebasing: src[p.key]), in: types),
+               p.kind == .unquoted || !src[p.value].contains(UInt8(ascii: "\\")) {
+                if !Captures.writeTyped(UnsafeRawBufferPointer(rebasing: src[p.value]), type, to: &out) { typeErrors += 1 }
+                written += 1
+                continue
+            }
             switch p.kind {
             case .bare:
                 out.append(contentsOf: "true".utf8)
@@ -83,6 +92,11 @@ enum Logfmt {
             written += 1
         }
         return keys.finish(frame, &out)
+    }
+
+    static func type(of key: UnsafeRawBufferPointer, in types: [([UInt8], ValueType)]) -> ValueType? {
+        for (k, t) in types where k.count == key.count && k.withUnsafeBytes({ $0.elementsEqual(key) }) { return t }
+        return nil
     }
 
     // MARK: tokens

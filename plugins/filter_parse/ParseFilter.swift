@@ -1,13 +1,17 @@
 import AnduinCore
 
-/// The `parse` filter: lifts JSON or logfmt messages into fields.
+/// The `parse` filter: lifts JSON, logfmt, regex captures and the built-in text formats (nginx,
+/// Apache, klog, syslog) into fields, and optionally takes the record's time from one of them.
 ///
 ///     filters:
 ///       parse:
 ///         type: parse
 ///         from: [containers]
-///         formats: [json, logfmt]   # tried in order; default [json]
-///         target: root              # or a field name to nest the parsed fields under
+///         formats: [json, logfmt, nginx]   # tried in order; default [json] ([regex] with regex:)
+///         regex: '^(?<level>\w+) (?<msg>.*)$'  # PCRE2; the `regex` format
+///         types: {duration_ms: int}        # logfmt values and regex captures
+///         time_key: time                   # time_format, time_zone, max_future: see TimeParse
+///         target: root                     # or a field name to nest the parsed fields under
 ///         keep_message: false
 ///
 /// With `target: root`, a lifted key that the agent writes itself (`@timestamp`, `stream`, `log`,
@@ -15,23 +19,33 @@ import AnduinCore
 /// taken), and a lifted key replaces a field of the same name the record or its batch had: a
 /// record never has duplicate keys (Elasticsearch rejects those). See `MemberKeys`.
 public enum ParsePlugin {
-    static let formats = ConfigKey<[String]>.list("formats", default: ["json"], "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings; the first token must be `key=value`)")
+    static let formats = ConfigKey<[String]>.list("formats", default: ["json"], "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings unless `types:` says otherwise; the first token must be `key=value`), `regex` (the `regex:` option), and the built-in `nginx`, `apache_combined`, `klog`, `syslog_rfc5424`, `syslog_rfc3164` (fields: README \"Built-in formats\")", defaultText: "[json], or [regex] with regex:")
+    static let regex = ConfigKey<String?>.text("regex", "PCRE2 pattern", "named groups `(?<name>…)` become fields; a line that does not match goes on to the next format")
+    static let types = ConfigKey<ConfigValue?>.free("types", "mapping: field → int | float | bool | string",
+                                                    "convert logfmt values and regex captures (`{duration_ms: int}`); a value that does not convert stays a string and is counted")
     static let target = ConfigKey<String>.string("target", default: "root", "`root`, or a field name to nest the parsed fields under")
     static let keepMessage = ConfigKey<Bool>.bool("keep_message", default: false, "keep `message` even when it was lifted")
-    public static let options = [formats.spec, target.spec, keepMessage.spec]
+    static let timeKey = ConfigKey<String?>.string("time_key", "a parsed field holding the event's time, which becomes the record's time (`@timestamp`, index date, delivery lag); the field stays")
+    static let timeFormat = ConfigKey<String?>.text("time_format", "auto | rfc3339 | epoch_s | epoch_ms | epoch_us | epoch_ns | nginx | klog | syslog | %-pattern",
+                                                    "how `time_key` is read: `auto` is the matched format's own time (RFC 3339 or an epoch number by its size for json, logfmt and regex); a pattern takes %Y %m %d %e %H %M %S %f %b %z %s %T", defaultText: "auto")
+    static let timeZone = ConfigKey<String?>.text("time_zone", "UTC | ±hh:mm | tz name", "zone of times written without one (`Europe/Berlin`: daylight saving applies; a repeated hour is its first pass)", defaultText: "UTC")
+    static let maxFuture = ConfigKey<Double>.duration("max_future", default: 3600, defaultDurationRange,
+                                                      "a parsed time further ahead of the runtime's time is counted and not used")
+    public static let options = [formats.spec, regex.spec, types.spec, target.spec, keepMessage.spec, timeKey.spec, timeFormat.spec, timeZone.spec, maxFuture.spec]
 
     public static let spec: PluginSpec = .filter("parse", "lift JSON or logfmt messages into fields", options: options) { reader in
         let errorsBefore = reader.diagnostics.items.count
 
         var formats: [ParseFormat] = []
+        let regexText = reader.get(ParsePlugin.regex)
         // Absent (or null) means the default; an explicit empty list is a mistake worth reporting.
-        let names = reader.get(ParsePlugin.formats)
+        let names = reader.has("formats") || regexText == nil ? reader.get(ParsePlugin.formats) : ["regex"]
         if names.isEmpty {
-            reader.error("formats", "list at least one format (json, logfmt)")
+            reader.error("formats", "list at least one format (\(ParseFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         for name in names {
             guard let f = ParseFormat(rawValue: name) else {
-                reader.error("formats", "unknown format \"\(name)\"; expected json or logfmt")
+                reader.error("formats", "unknown format \"\(name)\"; expected one of \(ParseFormat.allCases.map(\.rawValue).joined(separator: ", "))")
                 continue
             }
             if formats.contains(f) {
@@ -39,6 +53,44 @@ public enum ParsePlugin {
                 continue
             }
             formats.append(f)
+        }
+
+        var types: [String: ValueType] = [:]
+        if let v = reader.get(ParsePlugin.types) {
+            if case .mapping(let entries, _) = v {
+                for e in entries {
+                    if case .scalar(let s, _, _) = e.value, let t = ValueType(rawValue: s) {
+                        types[e.key] = t
+                    } else {
+                        reader.diagnostics.error(e.value.mark, "\(reader.context): types: \(e.key): expected int, float, bool or string")
+                    }
+                }
+            } else {
+                reader.error("types", "expected a mapping of field names to int, float, bool or string")
+            }
+        }
+
+        var regex: CaptureFormat? = nil
+        if let regexText {
+            let mark = reader.markOf("regex")
+            var plain = false
+            if case .scalar(_, _, let p) = reader.value("regex") { plain = p }
+            do throws(CaptureRegex.CompileError) {
+                let compiled = try CaptureRegex(regexText)
+                if compiled.names.isEmpty {
+                    reader.diagnostics.error(mark, "\(reader.context): regex: the pattern has no named group (?<name>…); name the parts that become fields")
+                } else {
+                    regex = CaptureFormat(regex: compiled, types: types)
+                }
+            } catch {
+                reader.diagnostics.error(ParsePlugin.markInside(mark, regexText, offset: error.offset, plain: plain),
+                                         "\(reader.context): regex: invalid pattern: \(error.message) (at byte \(error.offset) of the pattern)")
+            }
+            if !formats.contains(.regex) && reader.has("formats") {
+                reader.error("regex", "formats does not list regex, so the pattern is never used")
+            }
+        } else if formats.contains(.regex) {
+            reader.error("formats", "regex is listed but the regex: option is not set")
         }
 
         let keepMessage = reader.get(ParsePlugin.keepMessage)
@@ -55,13 +107,97 @@ public enum ParsePlugin {
             }
         }
 
+        var time: ParseTime? = nil
+        let timeKey = reader.get(ParsePlugin.timeKey)
+        var timeFormat = TimeFormat.auto
+        if let text = reader.get(ParsePlugin.timeFormat) {
+            switch TimeFormat.parse(text) {
+            case .success(let f): timeFormat = f
+            case .failure(let e): reader.error("time_format", e.message)
+            }
+        }
+        var zone = TimeZoneRule.utc
+        if let text = reader.get(ParsePlugin.timeZone) {
+            if let z = TimeZoneRule.parse(text) {
+                zone = z
+            } else {
+                reader.error("time_zone", "unknown zone \"\(text)\"; expected UTC, an offset like +02:00, or a tz database name like Europe/Berlin")
+            }
+        }
+        let maxFuture = reader.get(ParsePlugin.maxFuture)
+        if let timeKey {
+            if timeKey.isEmpty { reader.error("time_key", "must be a field name") }
+            time = ParseTime(key: timeKey, format: timeFormat, zone: zone,
+                             maxFutureNanos: Int64(saturating: maxFuture * 1e9))
+        } else {
+            for key in ["time_format", "time_zone", "max_future"] where reader.has(key) {
+                reader.error(key, "has no effect without time_key")
+            }
+        }
+
         guard reader.diagnostics.items.count == errorsBefore else { return nil }
-        return ParseConfig(formats: formats, target: target, keepMessage: keepMessage)
+        return ParseConfig(formats: formats, target: target, keepMessage: keepMessage, time: time, regex: regex, types: types)
+    }
+
+    /// Where byte `offset` of a pattern written at `mark` is in the file: exact for a plain scalar
+    /// on one line, and for a quoted one without escapes; otherwise the start of the value.
+    static func markInside(_ mark: SourceMark, _ text: String, offset: Int, plain: Bool) -> SourceMark {
+        let prefix = text.utf8.prefix(max(0, offset))
+        guard !prefix.contains(UInt8(ascii: "\n")) else { return mark }
+        let chars = String(decoding: prefix, as: UTF8.self).count
+        var m = mark
+        if plain {
+            m.column += chars
+        } else if !text.contains("\\") && !text.contains("'") {
+            m.column += 1 + chars
+        }
+        return m
     }
 }
 
 public enum ParseFormat: String, Sendable, CaseIterable {
-    case json, logfmt
+    case json, logfmt, regex, nginx
+    case apacheCombined = "apache_combined"
+    case klog
+    case syslogRFC5424 = "syslog_rfc5424"
+    case syslogRFC3164 = "syslog_rfc3164"
+
+    /// What `time_format: auto` reads for a record this format lifted (tried in order).
+    var ownTimeFormats: [TimeFormat] {
+        switch self {
+        case .json, .logfmt, .regex: return [.auto]
+        case .nginx, .apacheCombined: return [.nginx]
+        case .klog: return [.klog]
+        case .syslogRFC5424: return [.rfc3339]
+        case .syslogRFC3164: return [.syslog, .rfc3339]
+        }
+    }
+
+    /// Position in `allCases` (per-format counters).
+    var index: Int {
+        switch self {
+        case .json: 0
+        case .logfmt: 1
+        case .regex: 2
+        case .nginx: 3
+        case .apacheCombined: 4
+        case .klog: 5
+        case .syslogRFC5424: 6
+        case .syslogRFC3164: 7
+        }
+    }
+
+    /// The built-in pattern of a text format; nil for json, logfmt and regex.
+    var builtIn: CaptureFormat? {
+        switch self {
+        case .json, .logfmt, .regex: nil
+        case .nginx: BuiltInFormats.nginx
+        case .apacheCombined: BuiltInFormats.apacheCombined
+        case .klog: BuiltInFormats.klog
+        case .syslogRFC5424: BuiltInFormats.syslogRFC5424
+        case .syslogRFC3164: BuiltInFormats.syslogRFC3164
+        }
+    }
 }
 
 public enum ParseTarget: Sendable, Equatable {
@@ -71,15 +207,38 @@ public enum ParseTarget: Sendable, Equatable {
     case field(String)
 }
 
+/// Where a parsed record's own time is read from (`time_key` and its options).
+public struct ParseTime: Sendable {
+    public var key: String
+    public var format: TimeFormat
+    public var zone: TimeZoneRule
+    public var maxFutureNanos: Int64
+
+    public init(key: String, format: TimeFormat = .auto, zone: TimeZoneRule = .utc, maxFutureNanos: Int64 = 3_600_000_000_000) {
+        self.key = key
+        self.format = format
+        self.zone = zone
+        self.maxFutureNanos = maxFutureNanos
+    }
+}
+
 public struct ParseConfig: FilterConfig {
     public var formats: [ParseFormat]
     public var target: ParseTarget
     public var keepMessage: Bool
+    public var time: ParseTime?
+    /// The `regex:` format (required when `formats` lists `regex`).
+    public var regex: CaptureFormat?
+    public var types: [String: ValueType]
 
-    public init(formats: [ParseFormat], target: ParseTarget = .root, keepMessage: Bool = false) {
+    public init(formats: [ParseFormat], target: ParseTarget = .root, keepMessage: Bool = false, time: ParseTime? = nil,
+                regex: CaptureFormat? = nil, types: [String: ValueType] = [:]) {
         self.formats = formats
         self.target = target
         self.keepMessage = keepMessage
+        self.time = time
+        self.regex = regex
+        self.types = types
     }
 
     /// Top-level names written by the agent (RecordEncoder and the inputs' shared fields).
@@ -102,12 +261,35 @@ public final class ParseFilter: Filter {
     /// The nested target's name (its key in the record), nil for root.
     let targetName: [UInt8]?
 
-    let parsedJSON: Counter
-    let parsedLogfmt: Counter
+    /// `parsed_<format>`, by `ParseFormat.index`.
+    let parsed: [Counter]
     let notParsed: Counter
+    let typeErrors: Counter
+    /// The capture pattern of each entry of `formats` (nil for json and logfmt).
+    let captures: [CaptureFormat?]
+    /// How each capture format's fields nest, for this filter's target.
+    let layouts: [CaptureLayout?]
+    /// `types:` as (key bytes, type), for logfmt.
+    let logfmtTypes: [([UInt8], ValueType)]
+    let time: ParseTime?
+    /// `time.key` as a lookup path into the lifted members.
+    let timePath: [[UInt8]]
+    /// `time.key` split at dots, for a time inside a nested object.
+    let timeNestedPath: [[UInt8]]
+    let timeParsed: Counter
+    let timeUnparsable: Counter
+    let timeMissing: Counter
+    let timeTooFarAhead: Counter
 
     init(config: ParseConfig, stats: ComponentStats) {
         formats = config.formats
+        captures = config.formats.map { $0 == .regex ? config.regex : $0.builtIn }
+        let keepDotted: [[UInt8]] = config.target == .root ? ParseConfig.reservedNames(keepMessage: config.keepMessage).map { Array($0.utf8) } : []
+        layouts = captures.map { $0.map { CaptureLayout($0, keepDotted: keepDotted) } }
+        logfmtTypes = config.types.sorted { $0.key < $1.key }.map { (Array($0.key.utf8), $0.value) }
+        time = config.time
+        timePath = config.time.map { [Array($0.key.utf8)] } ?? []
+        timeNestedPath = config.time.map { $0.key.split(separator: ".").map { Array($0.utf8) } } ?? []
         keepMessage = config.keepMessage
         switch config.target {
         case .root:
@@ -122,9 +304,40 @@ public final class ParseFilter: Filter {
             targetName = Array(name.utf8)
             reserved = []
         }
-        parsedJSON = stats.counter("parsed_json", "records whose message was lifted from JSON")
-        parsedLogfmt = stats.counter("parsed_logfmt", "records whose message was lifted from logfmt")
+        parsed = ParseFormat.allCases.map { f in
+            stats.counter("parsed_\(f.rawValue)", f == .json ? "records whose message was lifted from JSON"
+                          : f == .regex ? "records whose message matched regex:" : "records whose message was lifted from \(f.rawValue)")
+        }
+        typeErrors = stats.counter("type_errors", "values types: could not convert (kept as strings)")
         notParsed = stats.counter("not_parsed", "records whose message matched no format and was kept as is")
+        timeParsed = stats.counter("time_parsed", "records whose time was set from time_key")
+        timeUnparsable = stats.counter("time_unparsable", "parsed records whose time_key value was not a time in time_format (the runtime's time is kept)")
+        timeMissing = stats.counter("time_missing", "parsed records without a time_key field (the runtime's time is kept)")
+        timeTooFarAhead = stats.counter("time_too_far_ahead", "parsed times more than max_future ahead of the runtime's time (the runtime's time is kept)")
+    }
+
+    enum TimeOutcome { case parsed, unparsable, missing, tooFarAhead }
+
+    /// Reads `time.key` from the lifted members and sets the record's time from it.
+    func applyTime(_ time: ParseTime, _ lifted: [UInt8], format: ParseFormat, to record: inout Record) -> TimeOutcome {
+        lifted.withUnsafeBytes { members -> TimeOutcome in
+            guard let r = JSONScan.lookup(members, path: timePath) ?? (timeNestedPath.count > 1 ? JSONScan.lookup(members, path: timeNestedPath) : nil),
+                  !r.isEmpty else { return .missing }
+            let isString = members[r.lowerBound] == 0x22
+            let text = isString && r.count >= 2
+                ? UnsafeRawBufferPointer(rebasing: members[(r.lowerBound + 1)..<(r.upperBound - 1)])
+                : UnsafeRawBufferPointer(rebasing: members[r])
+            var parsedTime: Int64? = nil
+            for fmt in time.format == .auto ? format.ownTimeFormats : [time.format] {
+                parsedTime = TimeParse.parse(text, format: fmt, isNumber: !isString, zone: time.zone,
+                                             reference: record.timestamp, maxFuture: time.maxFutureNanos)
+                if parsedTime != nil { break }
+            }
+            guard let t = parsedTime else { return .unparsable }
+            if t > record.timestamp.addingSaturating(time.maxFutureNanos) { return .tooFarAhead }
+            record.timestamp = t
+            return .parsed
+        }
     }
 
     public func process(_ batch: inout RecordBatch) {
@@ -132,6 +345,9 @@ public final class ParseFilter: Filter {
         var lifted: [UInt8] = []
         lifted.reserveCapacity(1024)
         var logfmt = LogfmtScratch()
+        var capture = CaptureScratch(formats: formats.count)
+        var counts = [Int](repeating: 0, count: ParseFormat.allCases.count)
+        var nTypeErrors = 0
         // The names a lifted key must not repeat: the batch's shared fields (then the record's own).
         var keys = MemberKeys()
         if targetPrefix == nil && !batch.sharedFields.isEmpty {
@@ -143,7 +359,8 @@ public final class ParseFilter: Filter {
         // Shared keys that some record lifted a value of its own for (rare; see `unshare`).
         var overriddenShared: [[UInt8]] = []
         var drop: [ArraySlice<UInt8>] = []
-        var nJSON = 0, nLogfmt = 0, nNone = 0
+        var nNone = 0
+        var nTime = 0, nTimeBad = 0, nTimeMissing = 0, nTimeAhead = 0
         // From the first lift on, records are rewritten into a new arena holding only the bytes still
         // used: a lifted message is dropped. Appending to the old arena instead copied it whole (the
         // stage before still holds it) and then doubled it for the new fields: P2's queued records
@@ -171,7 +388,7 @@ public final class ParseFilter: Filter {
                         recordNames = true
                     }
                     format = lift(UnsafeRawBufferPointer(rebasing: src[record.message]), into: &lifted,
-                                  logfmt: &logfmt, keys: &keys)
+                                  logfmt: &logfmt, capture: &capture, keys: &keys, typeErrors: &nTypeErrors)
                     if format != nil {
                         // The last writer wins: a lifted key replaces the record's own or the shared one.
                         if let targetName {
@@ -193,10 +410,14 @@ public final class ParseFilter: Filter {
                             }
                         }
                     }
-                    switch format {
-                    case .json: nJSON += 1
-                    case .logfmt: nLogfmt += 1
-                    case nil: nNone += 1
+                    if let format { counts[format.index] += 1 } else { nNone += 1 }
+                    if let time, let format {
+                        switch applyTime(time, lifted, format: format, to: &record) {
+                        case .parsed: nTime += 1
+                        case .unparsable: nTimeBad += 1
+                        case .missing: nTimeMissing += 1
+                        case .tooFarAhead: nTimeAhead += 1
+                        }
                     }
                 }
                 if format != nil && arena == nil {
@@ -227,16 +448,20 @@ public final class ParseFilter: Filter {
         if let arena { batch.bytes = arena }
         for key in overriddenShared { Self.unshare(key, &batch) }
         // One atomic add per batch, not per record.
-        if nJSON > 0 { parsedJSON.add(nJSON) }
-        if nLogfmt > 0 { parsedLogfmt.add(nLogfmt) }
+        for (i, n) in counts.enumerated() where n > 0 { parsed[i].add(n) }
+        if nTypeErrors > 0 { typeErrors.add(nTypeErrors) }
         if nNone > 0 { notParsed.add(nNone) }
+        if nTime > 0 { timeParsed.add(nTime) }
+        if nTimeBad > 0 { timeUnparsable.add(nTimeBad) }
+        if nTimeMissing > 0 { timeMissing.add(nTimeMissing) }
+        if nTimeAhead > 0 { timeTooFarAhead.add(nTimeAhead) }
     }
 
     /// Tries each format in order; on success `out` holds the members (at least one) and the format
     /// is returned.
     func lift(_ message: UnsafeRawBufferPointer, into out: inout [UInt8], logfmt: inout LogfmtScratch,
-              keys: inout MemberKeys) -> ParseFormat? {
-        for format in formats {
+              capture: inout CaptureScratch, keys: inout MemberKeys, typeErrors: inout Int) -> ParseFormat? {
+        for (k, format) in formats.enumerated() {
             switch format {
             case .json:
                 // Cheap rejection: most plain-text lines never reach the JSON scanner.
@@ -247,8 +472,21 @@ public final class ParseFilter: Filter {
                     out.removeAll(keepingCapacity: true)
                 }
             case .logfmt:
-                if Logfmt.lift(message, into: &out, scratch: &logfmt, keys: &keys, renameKey: isReserved) != nil {
+                if Logfmt.lift(message, into: &out, scratch: &logfmt, keys: &keys, renameKey: isReserved,
+                               types: logfmtTypes, typeErrors: &typeErrors) != nil {
                     return .logfmt
+                }
+            case .regex, .nginx, .apacheCombined, .klog, .syslogRFC5424, .syslogRFC3164:
+                guard let pattern = captures[k], let layout = layouts[k] else { continue }
+                let scratch: CaptureRegex.Scratch
+                if let s = capture.matches[k] { scratch = s } else {
+                    scratch = CaptureRegex.Scratch(for: pattern.regex)
+                    capture.matches[k] = scratch
+                }
+                if Captures.lift(message, format: pattern, layout: layout, match: scratch, ranges: &capture.ranges,
+                                 present: &capture.present, into: &out,
+                                 keys: &keys, renameKey: isReserved, typeErrors: &typeErrors) != nil {
+                    return format
                 }
             }
         }
