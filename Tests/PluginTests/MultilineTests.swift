@@ -4,6 +4,7 @@ import Synchronization
 import XCTest
 
 @testable import filter_multiline
+@testable import Multiline
 
 /// A clock the test moves by hand.
 final class TestClock: Sendable {

@@ -1,4 +1,5 @@
 import AnduinCore
+import Multiline
 
 /// The `multiline` filter: joins the lines of a stack trace (or any multi-line message) into one record.
 ///
@@ -15,59 +16,11 @@ import AnduinCore
 /// container never mix, and a trace cut by a rotation (the new file at the same path) continues.
 /// The merged record keeps its first line's timestamp, offset (so its `event.id`), stream and fields.
 public enum MultilinePlugin {
-    static let mode = ConfigKey<String?>.text("mode", "java | python | go | custom", required: true, "`java`: a line continues the record before it when it is `\\tat …`, `    at …` (also Node.js), `\\t... N more`, `Caused by:`, `Suppressed:`, or starts with `Exception`/`Error` or a class name ending in `Exception`/`Error`/`Throwable` (`java.lang.IllegalStateException: boom`). `python`: `Traceback (most recent call last):` through its indented lines and the `XxxError: msg` line, chained tracebacks included. `go`: `panic:`/`fatal error:` through the goroutine blocks (headers, function lines, `\\t/path/file.go:N +0x…`, `created by`, blank lines between). `custom`: the patterns below")
-    static let startPattern = ConfigKey<String?>.text("start_pattern", "regex", "(custom) regex of a line that begins a record; alone: every other line continues")
-    static let continuePattern = ConfigKey<String?>.text("continue_pattern", "regex", "(custom) regex of a line that continues a record; with `start_pattern`, only records begun by a start line are continued")
-    static let flushTimeout = ConfigKey<Double>.duration("flush_timeout", default: 1, 0.001...3600, "a record is shipped after this long without a new line (in `java` and `custom` modes every last line waits this long)")
-    static let maxBytes = ConfigKey<Int>.size("max_bytes", default: 1 << 20, 64...(64 << 20), "a longer record is cut, flagged `log.truncated: true` and shipped; the rest of its lines are dropped (`records_dropped`)")
-    static let separator = ConfigKey<String>.string("separator", default: "\n", "put between joined lines", defaultText: "\"\\n\"")
-    public static let options = [mode.spec, startPattern.spec, continuePattern.spec, flushTimeout.spec, maxBytes.spec, separator.spec]
+    public static let options = MultilineKeys.options
 
     public static let spec: PluginSpec = .filter("multiline", "join stack traces and other multi-line messages into one record", options: options) { reader in
-        let errorsBefore = reader.diagnostics.items.count
-        var mode = MultilineMode.java
-        if let name = reader.get(MultilinePlugin.mode) {
-            if let m = MultilineMode(rawValue: name) {
-                mode = m
-            } else {
-                reader.error("mode", "unknown mode \"\(name)\"; expected java | python | go | custom")
-            }
-        }
-        func pattern(_ option: ConfigKey<String?>) -> ValuePattern? {
-            let key = option.key
-            guard let text = reader.get(option) else { return nil }
-            if text.isEmpty {
-                reader.error(key, "empty pattern")
-                return nil
-            }
-            do { return try ValuePattern(text) } catch {
-                reader.error(key, "invalid regular expression \"\(text)\": \(error)")
-                return nil
-            }
-        }
-        let start = pattern(startPattern)
-        let cont = pattern(continuePattern)
-        if mode == .custom {
-            if !reader.has("start_pattern") && !reader.has("continue_pattern") {
-                reader.error("mode", "custom needs start_pattern (a line that begins a record), continue_pattern (a line that continues one), or both")
-            }
-        } else {
-            for key in ["start_pattern", "continue_pattern"] where reader.has(key) {
-                reader.error(key, "only used with mode: custom (mode is \(mode.rawValue))")
-            }
-        }
-        let timeout = reader.get(flushTimeout)
-        let maxBytes = reader.get(MultilinePlugin.maxBytes)
-        let separator = reader.get(MultilinePlugin.separator)
-
-        guard reader.diagnostics.items.count == errorsBefore else { return nil }
-        return MultilineConfig(mode: mode, start: start, continuation: cont, flushTimeout: timeout,
-                               maxBytes: maxBytes, separator: separator)
+        MultilineSettings.read(reader).map(MultilineConfig.init)
     }
-}
-
-public enum MultilineMode: String, Sendable, CaseIterable {
-    case java, python, go, custom
 }
 
 public struct MultilineConfig: FilterConfig {
@@ -86,6 +39,11 @@ public struct MultilineConfig: FilterConfig {
         self.flushTimeout = flushTimeout
         self.maxBytes = maxBytes
         self.separator = separator
+    }
+
+    public init(_ s: MultilineSettings) {
+        self.init(mode: s.mode, start: s.start, continuation: s.continuation, flushTimeout: s.flushTimeout,
+                  maxBytes: s.maxBytes, separator: s.separator)
     }
 
     public func build(_ context: ComponentContext) throws -> any Filter {

@@ -1,4 +1,5 @@
 import AnduinCore
+import Multiline
 
 extension MultilineFilter {
     /// The records one `process` call ships: the batch's own (zero copy) and merged ones of the same

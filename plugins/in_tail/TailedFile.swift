@@ -1,4 +1,5 @@
 import AnduinCore
+import Multiline
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +22,8 @@ final class TailedFile {
     /// First byte not yet consumed into a complete line.
     var readOffset: Int64
     var decoder: LineDecoder
+    /// `multiline:` joins decoded records here, per stream; nil without it.
+    var joiner: LineJoiner?
     /// Set once the first line is complete (see `establishIdentity`).
     var fingerprintLength = 0
     var fingerprint: UInt64 = 0
@@ -43,7 +46,8 @@ final class TailedFile {
     /// When the fingerprint was last re-checked against the file (detects truncate-and-rewrite).
     var fingerprintCheckedAt: Double = 0
 
-    init(id: Int, key: FileKey, path: String, realPath: String, fd: Int32, offset: Int64, format: LogFormat, maxLineBytes: Int) {
+    init(id: Int, key: FileKey, path: String, realPath: String, fd: Int32, offset: Int64, format: LogFormat, maxLineBytes: Int,
+         multiline: MultilineSettings? = nil) {
         self.id = id
         self.key = key
         self.path = path
@@ -51,6 +55,7 @@ final class TailedFile {
         self.fd = fd
         self.readOffset = offset
         self.decoder = LineDecoder(format: format, maxRecordBytes: maxLineBytes)
+        self.joiner = multiline.map(LineJoiner.init)
         self.lastDataAt = monotonicSeconds()
     }
 
@@ -67,6 +72,7 @@ final class TailedFile {
     var position: AckTracker.Position {
         var o = readOffset
         if let p = decoder.pendingStart { o = min(o, p) }
+        if let j = joiner?.openStart { o = min(o, j) }
         if let l = longLineStart { o = min(o, l) }
         // Lines of a record the last run delivered past its checkpoint stay marked until read past.
         var held = HeldFrom()
@@ -135,6 +141,7 @@ final class TailedFile {
         replayHeld = .nothing
         generation = generation.addingSaturating(1)
         decoder.reset()
+        joiner?.reset()
         longLineStart = nil
         fingerprintLength = 0
         fingerprint = 0

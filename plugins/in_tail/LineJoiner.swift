@@ -1,0 +1,208 @@
+import AnduinCore
+import Multiline
+
+/// `multiline:` on the tail: joins the decoded records of one file into multi-line records (a stack
+/// trace), per stream, before they are batched and acknowledged. One per tailed file, so lines of two
+/// files (a rotated file and its successor) are never joined.
+///
+/// An open record is to the checkpoint what a partial line is: the file's position never passes its
+/// first line (`openStart`, see `TailedFile.position`), and nothing of it is shipped until it is
+/// closed. After a crash it is read and joined again, whole, with its first line's offset (so its
+/// `event.id`). A record is closed, and appended to the batch, when a line of its stream does not
+/// continue it (that line is decoded at an offset past everything the record holds: `LineReader`'s
+/// replay rule then treats it like any record completed by that line), at `max_bytes`, or by `flush`.
+public struct LineJoiner: Sendable {
+    typealias State = MultilineRules.State
+
+    /// A record of one or more lines, copied out of the batches its lines came in.
+    struct Open: Sendable {
+        var bytes: [UInt8]
+        /// Trailing blank lines with their separators: written only if a non-blank line follows, so a
+        /// trace never ends in empty lines.
+        var blankTail: [UInt8] = []
+        var timestamp: Int64
+        var offset: Int64
+        var flags: RecordFlags
+        var state: State
+        var lastLine: Double
+    }
+
+    public struct Stats: Sendable, Equatable {
+        /// Lines joined into the record before them.
+        public var merged = 0
+        /// Records cut at max_bytes.
+        public var truncated = 0
+        /// Continuation lines dropped after their record was cut.
+        public var dropped = 0
+    }
+
+    let rules: MultilineRules
+    public let timeout: Double
+    let maxBytes: Int
+    let separator: [UInt8]
+    /// By `LogStream.rawValue`: stdout and stderr interleave, each joins alone.
+    private var open: [Open?] = [nil, nil, nil]
+    /// A stream whose record was cut at max_bytes: its continuation lines are dropped until another
+    /// record starts (or `flush` forgets it), with the time of the last one.
+    private var discarding: [(state: State, lastLine: Double)?] = [nil, nil, nil]
+    public private(set) var stats = Stats()
+
+    public init(_ settings: MultilineSettings) {
+        rules = MultilineRules(settings)
+        timeout = settings.flushTimeout
+        maxBytes = settings.maxBytes
+        separator = Array(settings.separator.utf8)
+    }
+
+    /// File offset of the first line of the oldest open record, nil when none: checkpoints must not
+    /// pass it.
+    public var openStart: Int64? {
+        var best: Int64?
+        for case let o? in open { best = min(best ?? o.offset, o.offset) }
+        return best
+    }
+
+    /// The last-line time of the stream waiting longest (an open record, or dropping lines after a
+    /// cut), nil when none waits.
+    public var oldestLine: Double? {
+        var best: Double?
+        for case let o? in open { best = min(best ?? o.lastLine, o.lastLine) }
+        for case let d? in discarding { best = min(best ?? d.lastLine, d.lastLine) }
+        return best
+    }
+
+    public mutating func takeStats() -> Stats {
+        defer { stats = Stats() }
+        return stats
+    }
+
+    /// Joins `batch.records[start...]` (just decoded from one line, or flushed partial records): each
+    /// joins its stream's open record, or closes it (the closed record is appended in its place) and
+    /// is shipped or starts the next one. `now`: monotonic seconds, for `flush_timeout`.
+    public mutating func join(_ batch: inout RecordBatch, from start: Int, now: Double) {
+        let count = batch.records.count - start
+        guard count > 0 else { return }
+        if count == 1 {
+            let r = batch.records.removeLast()
+            step(r, &batch, now: now)
+            return
+        }
+        let added = Array(batch.records[start...])
+        batch.records.removeLast(count)
+        for r in added { step(r, &batch, now: now) }
+    }
+
+    /// Appends to `batch` every open record whose last line is older than `flush_timeout` (every one
+    /// when `all`), in file order, and forgets the cuts that waited as long.
+    public mutating func flush(into batch: inout RecordBatch, now: Double, all: Bool = false) {
+        var due: [Int] = []
+        for s in open.indices {
+            if let o = open[s], all || now - o.lastLine >= timeout { due.append(s) }
+            if let d = discarding[s], all || now - d.lastLine >= timeout { discarding[s] = nil }
+        }
+        due.sort { (open[$0]?.offset ?? 0) < (open[$1]?.offset ?? 0) }
+        for s in due {
+            if let o = open[s] { emit(o, stream: s, into: &batch) }
+            open[s] = nil
+        }
+    }
+
+    /// Forgets everything (the file is read again from its start).
+    public mutating func reset() {
+        open = [nil, nil, nil]
+        discarding = [nil, nil, nil]
+    }
+
+    // MARK: per line
+
+    private mutating func step(_ r: Record, _ batch: inout RecordBatch, now: Double) {
+        let s = Int(r.stream.rawValue) % 3
+        guard r.message.lowerBound >= 0, r.message.upperBound <= batch.bytes.count else {
+            // Not a line of this batch's arena (never from the decoder): shipped alone, in order.
+            if let o = open[s] { emit(o, stream: s, into: &batch) }
+            open[s] = nil
+            discarding[s] = nil
+            batch.records.append(r)
+            return
+        }
+        var closed: Open?
+        var shipLine = false
+        batch.bytes.withUnsafeBytes { arena in
+            let line = UnsafeRawBufferPointer(rebasing: arena[r.message])
+            if open[s] == nil, let d = discarding[s] {
+                if let next = rules.continues(line, after: d.state) {
+                    discarding[s] = (next, now)
+                    stats.dropped += 1
+                    return
+                }
+                discarding[s] = nil
+            }
+            if let o = open[s], let next = rules.continues(line, after: o.state) {
+                stats.merged += 1
+                if let cut = append(line, flags: r.flags, state: next, stream: s, now: now) {
+                    closed = cut
+                    discarding[s] = (next, now)
+                }
+                return
+            }
+            closed = open[s]
+            open[s] = nil
+            let state = rules.initial(line)
+            if state == .closed {
+                // Nothing can join it (an ordinary line in python/go mode): ship it now, as it is.
+                shipLine = true
+            } else {
+                open[s] = Open(bytes: Array(line), timestamp: r.timestamp, offset: r.offset, flags: r.flags,
+                               state: state, lastLine: now)
+            }
+        }
+        if let c = closed { emit(c, stream: s, into: &batch) }
+        if shipLine { batch.records.append(r) }
+    }
+
+    /// Joins `line` to stream `s`'s open record. Returns the record when that made it longer than
+    /// max_bytes: it is then cut (on a UTF-8 character boundary), flagged truncated and closed.
+    private mutating func append(_ line: UnsafeRawBufferPointer, flags: RecordFlags, state next: State, stream s: Int,
+                                 now: Double) -> Open? {
+        guard var o = open[s] else { return nil }
+        open[s] = nil
+        o.state = next
+        o.lastLine = now
+        // A line the decoder had to cut makes the whole record incomplete.
+        if flags.contains(.truncated) { o.flags.insert(.truncated) }
+        if MultilineRules.isBlank(line) {
+            // Bounded: blanks beyond max_bytes could never be written anyway.
+            if o.bytes.count + o.blankTail.count + separator.count + line.count <= maxBytes {
+                o.blankTail.append(contentsOf: separator)
+                o.blankTail.append(contentsOf: line)
+            }
+            open[s] = o
+            return nil
+        }
+        o.bytes.append(contentsOf: o.blankTail)
+        o.blankTail.removeAll()
+        o.bytes.append(contentsOf: separator)
+        o.bytes.append(contentsOf: line)
+        if o.bytes.count <= maxBytes {
+            open[s] = o
+            return nil
+        }
+        var cut = maxBytes
+        var back = 0
+        while cut > 0 && back < 3 && o.bytes[cut] & 0xC0 == 0x80 {
+            cut -= 1
+            back += 1
+        }
+        o.bytes.removeLast(o.bytes.count - cut)
+        o.flags.insert(.truncated)
+        stats.truncated += 1
+        return o
+    }
+
+    private func emit(_ o: Open, stream s: Int, into batch: inout RecordBatch) {
+        let start = batch.bytes.count
+        batch.bytes.append(contentsOf: o.bytes)
+        batch.records.append(Record(timestamp: o.timestamp, offset: o.offset, message: start..<batch.bytes.count,
+                                    stream: LogStream(rawValue: UInt8(s)) ?? .none, flags: o.flags))
+    }
+}
