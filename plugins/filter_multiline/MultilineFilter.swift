@@ -1,7 +1,13 @@
 import AnduinCore
 import Multiline
 
-/// The `multiline` filter: joins the lines of a stack trace (or any multi-line message) into one record.
+/// The `multiline` filter: joins the lines of a stack trace (or any multi-line message) into one record,
+/// for records of an input that does not join them itself. Files are better joined by `multiline:` on
+/// the `tail` input, before acknowledgements exist: a crash then never ships a fragment.
+///
+/// Here a held record keeps the tokens of the batches its lines came in, so its input does not
+/// checkpoint past them until it is delivered: a crash loses nothing of it. Nothing more is promised
+/// across a crash: records shipped next to a held one are read and shipped again after a kill -9.
 ///
 ///     filters:
 ///       traces:
@@ -12,13 +18,13 @@ import Multiline
 ///         max_bytes: 1MiB         # longer merged records are cut and flagged truncated
 ///         separator: "\n"
 ///
-/// Lines are joined per source stream: `log.file.path` and `stream`, so stdout and stderr of one
-/// container never mix, and a trace cut by a rotation (the new file at the same path) continues.
+/// Lines are joined per source (a file's identity, see `Key`) and stream, so stdout and stderr of one
+/// container never mix, and lines of a rotated file and its successor are never joined.
 /// The merged record keeps its first line's timestamp, offset (so its `event.id`), stream and fields.
 public enum MultilinePlugin {
     public static let options = MultilineKeys.options
 
-    public static let spec: PluginSpec = .filter("multiline", "join stack traces and other multi-line messages into one record", options: options) { reader in
+    public static let spec: PluginSpec = .filter("multiline", "join stack traces and other multi-line messages into one record, for records of inputs that do not join them (for files, `multiline:` on the tail input is exact across crashes; this filter is not)", options: options) { reader in
         MultilineSettings.read(reader).map(MultilineConfig.init)
     }
 }
@@ -78,8 +84,6 @@ public final class MultilineFilter: StatefulFilter {
         let sharedFields: [UInt8]
         let timestamp: Int64
         let offset: Int64
-        /// Offset of its last line (joined so far).
-        var lastOffset: Int64
         let stream: LogStream
         var flags: RecordFlags
         var message: [UInt8]
@@ -101,19 +105,12 @@ public final class MultilineFilter: StatefulFilter {
             self.sharedFields = sharedFields
             timestamp = r.timestamp
             offset = r.offset
-            lastOffset = r.offset
             stream = r.stream
             flags = r.flags
             self.message = message
             self.fields = fields
             self.state = state
             lastLine = now
-        }
-
-        /// Called as the record is emitted: every batch it kept may acknowledge past it once it is
-        /// delivered (it keeps their tokens until then), and those batches' holds on it are lifted.
-        func lift() {
-            for t in tokens { t.release(heldFrom: offset, through: lastOffset + 1, stream: stream) }
         }
     }
 
@@ -202,17 +199,6 @@ public final class MultilineFilter: StatefulFilter {
                     if m != nil || slots[s].discarding != nil {
                         held[key] = Held(open: m, discarding: slots[s].discarding, lastLine: m?.lastLine ?? now)
                     }
-                }
-            }
-            // Every stream of this file with a record still open (whether or not this batch had lines of
-            // it): after a crash the file must resume at that record's first line, so that it is rebuilt
-            // whole with its first line's event.id, never shipped as a fragment.
-            // Such a record keeps this batch too (even without a line in it), so that lifting the hold when
-            // the record is emitted reaches every batch that carries it.
-            for stream in [LogStream.none, .stdout, .stderr] {
-                if let m = held[Key(batch.source, stream)]?.open {
-                    if m.tokens.last !== ack { m.tokens.append(ack) }
-                    ack.hold(from: m.offset, stream: stream)
                 }
             }
             if counts.merged > 0 { merged.add(counts.merged) }
@@ -325,7 +311,6 @@ public final class MultilineFilter: StatefulFilter {
         m.state = next
         m.hasCurrent = true
         m.lastLine = now
-        m.lastOffset = offset
         // A line the input had to cut makes the whole record incomplete.
         if flags.contains(.truncated) { m.flags.insert(.truncated) }
         if MultilineRules.isBlank(line) {

@@ -138,7 +138,6 @@ final class FileTable {
             f.fingerprint = cp.fingerprint
             f.source = SourceInfo(path: found.path, sourceID: Fingerprint.sourceID(key: key, fingerprint: cp.fingerprint))
             if let delivered = cp.delivered { f.replayUntil = delivered }
-            if let held = cp.held { f.replayHeld = held.heldFrom }
             generation = cp.generation
         }
         if let g = generation { f.setGeneration(g) }

@@ -159,11 +159,8 @@ final class LineReader {
         // Records closed by this line (a joined record it does not continue) are completed at
         // `offset` too, past all their lines: the replay rule below holds for them as it is.
         f.joiner?.join(&batch, from: before, now: readAt)
-        if batch.records.count > before, let r = batch.records.last, r.offset < f.replayHeld[r.stream],
-           offset < f.replayUntil || r.offset < f.replayHeld[through: r.stream] {
-            // The last run delivered it: it completed before that run's delivered position, or it
-            // was a line of a record a filter held across that position and then delivered. What
-            // a filter still held (at or after the stream's pending offset) is shipped again.
+        if batch.records.count > before, offset < f.replayUntil {
+            // The last run delivered it: it completed before that run's delivered position.
             batch.records.removeLast(batch.records.count - before)
         }
     }
@@ -234,7 +231,7 @@ final class LineReader {
         recordsOut.add(batch.count)
         batch.compact()
         let tracker = self.tracker
-        handoff.push(batch, AckToken { (held: HeldFrom) in tracker.complete(ticket, held: held) })
+        handoff.push(batch, AckToken { tracker.complete(ticket) })
         batch = RecordBatch(source: batch.source, inputName: name)
     }
 }

@@ -64,9 +64,6 @@ final class TailedFile {
     /// Records ending before this offset were already delivered by an earlier run (see
     /// `FileCheckpoint.delivered`): they are decoded again but not shipped.
     var replayUntil: Int64 = 0
-    /// Per stream, where the records a filter held in the earlier run begin: those were not delivered,
-    /// so they are shipped again even before `replayUntil`.
-    var replayHeld: HeldFrom = .nothing
 
     /// What a checkpoint may record: nothing before `resume` is still pending in this file's state.
     var position: AckTracker.Position {
@@ -74,12 +71,7 @@ final class TailedFile {
         if let p = decoder.pendingStart { o = min(o, p) }
         if let j = joiner?.openStart { o = min(o, j) }
         if let l = longLineStart { o = min(o, l) }
-        // Lines of a record the last run delivered past its checkpoint stay marked until read past.
-        var held = HeldFrom()
-        for s in [LogStream.none, .stdout, .stderr] where replayHeld[through: s] > readOffset {
-            held[through: s] = replayHeld[through: s]
-        }
-        return AckTracker.Position(resume: o, delivered: max(readOffset, replayUntil), held: held)
+        return AckTracker.Position(resume: o, delivered: max(readOffset, replayUntil))
     }
 
     func size() -> Int64? {
@@ -138,7 +130,6 @@ final class TailedFile {
     func restart() {
         readOffset = 0
         replayUntil = 0
-        replayHeld = .nothing
         generation = generation.addingSaturating(1)
         decoder.reset()
         joiner?.reset()
