@@ -114,6 +114,18 @@ final class TailMultilineTests: XCTestCase {
         XCTAssertEqual(s.dropped, 4)
     }
 
+    /// A line taken into a record leaves the batch's arena: a batch holds each shipped byte once.
+    func testJoinedLinesLeaveNoSecondCopyInTheBatch() {
+        var d = LineDecoder(format: .raw, maxRecordBytes: 1 << 20)
+        var j = LineJoiner(MultilineSettings(mode: .java))
+        var b = RecordBatch(source: SourceInfo(path: "/x", sourceID: 1), inputName: "in")
+        for round in 0..<3 {
+            feed(&d, &j, Self.trace + ["INFO \(round)"], from: Int64(round * 1000), into: &b)
+        }
+        XCTAssertEqual(b.records.count, 5, "three traces and two INFO lines (the last one is open)")
+        XCTAssertEqual(b.bytes.count, b.records.reduce(0) { $0 + $1.message.count })
+    }
+
     func testBlankLinesInsideATraceStayAndTrailingOnesAreDropped() {
         var d = LineDecoder(format: .raw, maxRecordBytes: 1 << 20)
         var j = LineJoiner(MultilineSettings(mode: .go))

@@ -45,6 +45,8 @@ public struct LineJoiner: Sendable {
     /// A stream whose record was cut at max_bytes: its continuation lines are dropped until another
     /// record starts (or `flush` forgets it), with the time of the last one.
     private var discarding: [(state: State, lastLine: Double)?] = [nil, nil, nil]
+    /// Buffers of closed records, reused for the next ones: no allocation per line in steady state.
+    private var spare: [[UInt8]] = []
     public private(set) var stats = Stats()
 
     public init(_ settings: MultilineSettings) {
@@ -102,8 +104,10 @@ public struct LineJoiner: Sendable {
         }
         due.sort { (open[$0]?.offset ?? 0) < (open[$1]?.offset ?? 0) }
         for s in due {
-            if let o = open[s] { emit(o, stream: s, into: &batch) }
-            open[s] = nil
+            if let o = open[s] {
+                open[s] = nil
+                emit(o, stream: s, into: &batch)
+            }
         }
     }
 
@@ -119,8 +123,10 @@ public struct LineJoiner: Sendable {
         let s = Int(r.stream.rawValue) % 3
         guard r.message.lowerBound >= 0, r.message.upperBound <= batch.bytes.count else {
             // Not a line of this batch's arena (never from the decoder): shipped alone, in order.
-            if let o = open[s] { emit(o, stream: s, into: &batch) }
-            open[s] = nil
+            if let o = open[s] {
+                open[s] = nil
+                emit(o, stream: s, into: &batch)
+            }
             discarding[s] = nil
             batch.records.append(r)
             return
@@ -152,9 +158,15 @@ public struct LineJoiner: Sendable {
                 // Nothing can join it (an ordinary line in python/go mode): ship it now, as it is.
                 shipLine = true
             } else {
-                open[s] = Open(bytes: Array(line), timestamp: r.timestamp, offset: r.offset, flags: r.flags,
+                var bytes = spare.popLast() ?? []
+                bytes.append(contentsOf: line)
+                open[s] = Open(bytes: bytes, timestamp: r.timestamp, offset: r.offset, flags: r.flags,
                                state: state, lastLine: now)
             }
+        }
+        // The line is in a record kept here now (or dropped): its bytes, the last of the arena, go.
+        if !shipLine && r.fields.isEmpty && r.message.upperBound == batch.bytes.count {
+            batch.bytes.removeLast(r.message.count)
         }
         if let c = closed { emit(c, stream: s, into: &batch) }
         if shipLine { batch.records.append(r) }
@@ -199,10 +211,23 @@ public struct LineJoiner: Sendable {
         return o
     }
 
-    private func emit(_ o: Open, stream s: Int, into batch: inout RecordBatch) {
+    /// Appends a closed record (no longer in `open`) to the batch and keeps its buffer for reuse.
+    private mutating func emit(_ o: consuming Open, stream s: Int, into batch: inout RecordBatch) {
         let start = batch.bytes.count
         batch.bytes.append(contentsOf: o.bytes)
         batch.records.append(Record(timestamp: o.timestamp, offset: o.offset, message: start..<batch.bytes.count,
                                     stream: LogStream(rawValue: UInt8(s)) ?? .none, flags: o.flags))
+        var b = o.bytes
+        o.bytes = []
+        recycle(&b)
+    }
+
+    /// Keeps `b` (emptied) for a later record, unless it is large (a thousand idle files must not each
+    /// pin a record-sized buffer) or enough are kept.
+    private mutating func recycle(_ b: inout [UInt8]) {
+        guard b.capacity <= LineDecoder.keepCapacity, spare.count < 3 else { return }
+        b.removeAll(keepingCapacity: true)
+        spare.append(b)
+        b = []
     }
 }
