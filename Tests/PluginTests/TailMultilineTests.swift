@@ -184,6 +184,31 @@ final class TailMultilineTests: XCTestCase {
             """)) { e in XCTAssertTrue("\(e)".contains("unknown mode"), "\(e)") }
     }
 
+    /// The decoder fuzz entry (decoder + joiner) over the fuzz seed corpora and random bytes: its
+    /// preconditions hold (a failure traps).
+    func testTheFuzzEntryHoldsOnTheSeedCorporaAndRandomBytes() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fuzz/Corpus")
+        var inputs: [[UInt8]] = []
+        for dir in ["FuzzCRI", "FuzzDocker"] {
+            let d = root.appendingPathComponent(dir)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: d.path)) ?? [] {
+                if let data = FileManager.default.contents(atPath: d.appendingPathComponent(name).path) { inputs.append(Array(data)) }
+            }
+        }
+        XCTAssertFalse(inputs.isEmpty, "no seed corpus under \(root.path)")
+        var rng = JoinerRandom(seed: 7)
+        let pieces = ["\n", "\tat x.Y(Z.java:1)", "panic: x", "Traceback (most recent call last):", "  y", "E: z", " ", "\u{FF}",
+                      "2026-12-01T10:00:00Z stderr P ", "2026-12-01T10:00:00Z stdout F ", "{\"log\":\"a\\n\",\"stream\":\"stderr\"}"]
+        for _ in 0..<300 {
+            inputs.append(Array((0..<Int(rng.next() % 40)).map { _ in pieces[Int(rng.next() % UInt64(pieces.count))] }.joined().utf8))
+        }
+        for bytes in inputs {
+            for format in LogFormat.allCases {
+                bytes.withUnsafeBytes { FuzzLines.decode($0, format: format) }
+            }
+        }
+    }
+
     /// The tail's joiner and the filter apply the same rules: random CRI files (traces, plain lines,
     /// blank lines, partial lines, on both streams; records cut at a small max_bytes) give the same
     /// records, in every mode.
