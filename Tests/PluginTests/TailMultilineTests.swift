@@ -100,6 +100,30 @@ final class TailMultilineTests: XCTestCase {
         XCTAssertNil(j.oldestLine)
     }
 
+    /// A record whose flush_timeout passed waits while the other stream holds a record begun before
+    /// its last line (or the decoder a partial line): flushed alone, the checkpoint would stay before
+    /// it and a crash would replay it. They go out together.
+    func testATimedOutRecordWaitsForAnOpenRecordBegunBeforeItsLastLine() {
+        var d = LineDecoder(format: .cri, maxRecordBytes: 1 << 20)
+        var j = LineJoiner(MultilineSettings(mode: .java, flushTimeout: 1))
+        var b = RecordBatch(source: SourceInfo(path: "/x", sourceID: 1), inputName: "in")
+        var off = feed(&d, &j, [cri("stderr", "ERROR a"), cri("stdout", "ERROR b"), cri("stderr", "\tat x.Y.z(Y.java:1)")], into: &b, now: 10)
+        off = feed(&d, &j, [cri("stdout", "\tat p.Q.r(Q.java:2)")], from: off, into: &b, now: 10.8)
+        j.flush(into: &b, now: 11.2)
+        XCTAssertEqual(texts(b), [], "the stderr trace waits for the stdout one, begun inside it")
+        XCTAssertEqual(j.openStart, 0)
+        j.flush(into: &b, now: 11.9)
+        XCTAssertEqual(texts(b), ["ERROR a\n\tat x.Y.z(Y.java:1)", "ERROR b\n\tat p.Q.r(Q.java:2)"])
+        XCTAssertNil(j.openStart)
+
+        // A partial line of the decoder begun before the record's last line holds it too.
+        feed(&d, &j, [cri("stderr", "ERROR c"), cri("stderr", "\tat x.Y.z(Y.java:3)")], from: off, into: &b, now: 20)
+        j.flush(into: &b, now: 22, pendingFrom: off)
+        XCTAssertEqual(b.records.count, 2)
+        j.flush(into: &b, now: 22, pendingFrom: nil)
+        XCTAssertEqual(texts(b).last, "ERROR c\n\tat x.Y.z(Y.java:3)")
+    }
+
     func testMaxBytesCutsTheRecordAndDropsTheRestOfItsLines() {
         var d = LineDecoder(format: .raw, maxRecordBytes: 1 << 20)
         var j = LineJoiner(MultilineSettings(mode: .java, maxBytes: 64))

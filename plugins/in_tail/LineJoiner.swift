@@ -22,6 +22,8 @@ public struct LineJoiner: Sendable {
         var blankTail: [UInt8] = []
         var timestamp: Int64
         var offset: Int64
+        /// Offset of its last line (of the last part of a partial record).
+        var lastOffset: Int64
         var flags: RecordFlags
         var state: State
         var lastLine: Double
@@ -80,27 +82,52 @@ public struct LineJoiner: Sendable {
 
     /// Joins `batch.records[start...]` (just decoded from one line, or flushed partial records): each
     /// joins its stream's open record, or closes it (the closed record is appended in its place) and
-    /// is shipped or starts the next one. `now`: monotonic seconds, for `flush_timeout`.
-    public mutating func join(_ batch: inout RecordBatch, from start: Int, now: Double) {
+    /// is shipped or starts the next one. `now`: monotonic seconds, for `flush_timeout`. `line`: the
+    /// file offset of the line that completed them (a partial record's last part), if later than
+    /// their own offsets.
+    public mutating func join(_ batch: inout RecordBatch, from start: Int, now: Double, line: Int64? = nil) {
         let count = batch.records.count - start
         guard count > 0 else { return }
         if count == 1 {
             let r = batch.records.removeLast()
-            step(r, &batch, now: now)
+            step(r, &batch, now: now, line: line)
             return
         }
         let added = Array(batch.records[start...])
         batch.records.removeLast(count)
-        for r in added { step(r, &batch, now: now) }
+        for r in added { step(r, &batch, now: now, line: line) }
     }
 
     /// Appends to `batch` every open record whose last line is older than `flush_timeout` (every one
     /// when `all`), in file order, and forgets the cuts that waited as long.
-    public mutating func flush(into batch: inout RecordBatch, now: Double, all: Bool = false) {
+    ///
+    /// Unless `all`, a due record waits while something that stays open began before its last line:
+    /// another stream's record not yet due, or a partial line of the decoder (`pendingFrom`). Flushed
+    /// then, the file's checkpoint could not pass that other record, and after a crash the replay
+    /// from there would rebuild this one (or its last lines, as a fragment) and ship it again. It
+    /// flushes with that record, or once that record is closed.
+    public mutating func flush(into batch: inout RecordBatch, now: Double, all: Bool = false, pendingFrom: Int64? = nil) {
         var due: [Int] = []
         for s in open.indices {
             if let o = open[s], all || now - o.lastLine >= timeout { due.append(s) }
             if let d = discarding[s], all || now - d.lastLine >= timeout { discarding[s] = nil }
+        }
+        if !all {
+            var changed = true
+            while changed {
+                changed = false
+                for s in due {
+                    guard let last = open[s]?.lastOffset else { continue }
+                    let blocked = (pendingFrom.map { $0 < last } ?? false) || open.indices.contains { t in
+                        !due.contains(t) && (open[t].map { $0.offset < last } ?? false)
+                    }
+                    if blocked {
+                        due.removeAll { $0 == s }
+                        changed = true
+                        break
+                    }
+                }
+            }
         }
         due.sort { (open[$0]?.offset ?? 0) < (open[$1]?.offset ?? 0) }
         for s in due {
@@ -119,8 +146,9 @@ public struct LineJoiner: Sendable {
 
     // MARK: per line
 
-    private mutating func step(_ r: Record, _ batch: inout RecordBatch, now: Double) {
+    private mutating func step(_ r: Record, _ batch: inout RecordBatch, now: Double, line lineOffset: Int64?) {
         let s = Int(r.stream.rawValue) % 3
+        let end = max(r.offset, lineOffset ?? r.offset)
         guard r.message.lowerBound >= 0, r.message.upperBound <= batch.bytes.count else {
             // Not a line of this batch's arena (never from the decoder): shipped alone, in order.
             if let o = open[s] {
@@ -145,7 +173,7 @@ public struct LineJoiner: Sendable {
             }
             if let o = open[s], let next = rules.continues(line, after: o.state) {
                 stats.merged += 1
-                if let cut = append(line, flags: r.flags, state: next, stream: s, now: now) {
+                if let cut = append(line, offset: end, flags: r.flags, state: next, stream: s, now: now) {
                     closed = cut
                     discarding[s] = (next, now)
                 }
@@ -160,8 +188,8 @@ public struct LineJoiner: Sendable {
             } else {
                 var bytes = spare.popLast() ?? []
                 bytes.append(contentsOf: line)
-                open[s] = Open(bytes: bytes, timestamp: r.timestamp, offset: r.offset, flags: r.flags,
-                               state: state, lastLine: now)
+                open[s] = Open(bytes: bytes, timestamp: r.timestamp, offset: r.offset, lastOffset: end,
+                               flags: r.flags, state: state, lastLine: now)
             }
         }
         // The line is in a record kept here now (or dropped): its bytes, the last of the arena, go.
@@ -174,12 +202,13 @@ public struct LineJoiner: Sendable {
 
     /// Joins `line` to stream `s`'s open record. Returns the record when that made it longer than
     /// max_bytes: it is then cut (on a UTF-8 character boundary), flagged truncated and closed.
-    private mutating func append(_ line: UnsafeRawBufferPointer, flags: RecordFlags, state next: State, stream s: Int,
-                                 now: Double) -> Open? {
+    private mutating func append(_ line: UnsafeRawBufferPointer, offset: Int64, flags: RecordFlags, state next: State,
+                                 stream s: Int, now: Double) -> Open? {
         guard var o = open[s] else { return nil }
         open[s] = nil
         o.state = next
         o.lastLine = now
+        o.lastOffset = offset
         // A line the decoder had to cut makes the whole record incomplete.
         if flags.contains(.truncated) { o.flags.insert(.truncated) }
         if MultilineRules.isBlank(line) {

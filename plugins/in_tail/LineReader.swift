@@ -158,7 +158,7 @@ final class LineReader {
         f.decoder.decode(line: line, offset: offset, truncated: truncated, readTime: readTime, into: &batch)
         // Records closed by this line (a joined record it does not continue) are completed at
         // `offset` too, past all their lines: the replay rule below holds for them as it is.
-        f.joiner?.join(&batch, from: before, now: readAt)
+        f.joiner?.join(&batch, from: before, now: readAt, line: offset)
         if batch.records.count > before, offset < f.replayUntil {
             // The last run delivered it: it completed before that run's delivered position.
             batch.records.removeLast(batch.records.count - before)
@@ -185,7 +185,7 @@ final class LineReader {
         guard let source = f.source else { return }
         var batch = RecordBatch(source: source, inputName: name)
         f.decoder.flushPending(into: &batch)
-        f.joiner?.join(&batch, from: 0, now: monotonicSeconds())
+        f.joiner?.join(&batch, from: 0, now: monotonicSeconds(), line: f.readOffset)
         emit(f, &batch)
     }
 
@@ -194,7 +194,7 @@ final class LineReader {
     func flushJoined(_ f: TailedFile, now: Double, all: Bool = false) {
         guard f.joiner != nil, let source = f.source else { return }
         var batch = RecordBatch(source: source, inputName: name)
-        f.joiner?.flush(into: &batch, now: now, all: all)
+        f.joiner?.flush(into: &batch, now: now, all: all, pendingFrom: f.decoder.pendingStart)
         emit(f, &batch)
     }
 
