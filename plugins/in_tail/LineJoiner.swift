@@ -47,8 +47,9 @@ public struct LineJoiner: Sendable {
     /// A stream whose record was cut at max_bytes: its continuation lines are dropped until another
     /// record starts (or `flush` forgets it), with the time of the last one.
     private var discarding: [(state: State, lastLine: Double)?] = [nil, nil, nil]
-    /// Buffers of closed records, reused for the next ones: no allocation per line in steady state.
+    /// Buffers of closed records, reused for the next ones: no allocation per ordinary line.
     private var spare: [[UInt8]] = []
+    static let keepCapacity = 4096
     public private(set) var stats = Stats()
 
     public init(_ settings: MultilineSettings) {
@@ -251,10 +252,11 @@ public struct LineJoiner: Sendable {
         recycle(&b)
     }
 
-    /// Keeps `b` (emptied) for a later record, unless it is large (a thousand idle files must not each
-    /// pin a record-sized buffer) or enough are kept.
+    /// Keeps `b` (emptied) for a later record, unless it is larger than an ordinary line (thousands of
+    /// idle files must not each pin a trace-sized buffer) or two are kept (one per stream suffices:
+    /// a line closing a record and opening the next reuses the closed one's buffer at the next line).
     private mutating func recycle(_ b: inout [UInt8]) {
-        guard b.capacity <= LineDecoder.keepCapacity, spare.count < 3 else { return }
+        guard b.capacity <= Self.keepCapacity, spare.count < 2 else { return }
         b.removeAll(keepingCapacity: true)
         spare.append(b)
         b = []
