@@ -69,4 +69,32 @@ final class TailMultilineLiveTests: AgentTestCase {
         let first = output.refresh().first { ($0.message ?? "").hasPrefix("Traceback") }
         XCTAssertEqual(first?.offset, traceStart, "the trace keeps its first line's offset")
     }
+
+    /// A trace open when its file is rotated is shipped from the old file (by its timeout, or when the
+    /// drained file closes), under the old file's identity; the new file's lines never join it.
+    func testARotationMidTraceKeepsTheFilesApart() throws {
+        try writeConfig("""
+            data_dir: ./data
+            shutdown_timeout: 30s
+            inputs:
+            \(TailOptions().yaml(name: "in"))    multiline: {mode: java, flush_timeout: 300ms}
+            outputs:
+              local: {type: file, from: [in], path: ./out/records.ndjson}
+
+            """)
+        let path = sandbox.path("logs/app.log")
+        let agent = try startAgent()
+        appendText(path, joinedLines(["INFO first", "ERROR a", "java.lang.IllegalStateException: boom"]))
+        waitForMessages(["INFO first"])
+        XCTAssertEqual(rename(path, path + ".1"), 0)
+        appendText(path, joinedLines(["\tat com.example.A.call(A.java:1)", "INFO second"]))
+        waitForMessages(["INFO first", "ERROR a\njava.lang.IllegalStateException: boom", "\tat com.example.A.call(A.java:1)", "INFO second"])
+        stopAgent(agent)
+        assertWellFormed()
+        let records = output.refresh()
+        XCTAssertEqual(records.count, 4)
+        let trace = records.first { ($0.message ?? "").hasPrefix("ERROR a") }
+        XCTAssertEqual(trace?.offset, Int64("INFO first\n".utf8.count))
+        XCTAssertNotEqual(trace?.eventID, records.last?.eventID)
+    }
 }
