@@ -1,7 +1,8 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Every plugin is one target under plugins/<name>, depending on AnduinCore only.
+// Every plugin is one target under plugins/<name>, depending on AnduinCore only (and `Multiline`,
+// the line-joining rules the tail input and the multiline filter share).
 // Adding one: a folder, a line in `plugins` below, and a line in Sources/anduin/Plugins.swift.
 let plugins = ["in_tail", "filter_parse", "filter_kubernetes", "out_file", "out_stdout", "out_blackhole", "out_http", "out_es"]
     + ["filter_multiline", "filter_grep", "filter_modify", "filter_throttle"]
@@ -39,6 +40,7 @@ var targets: [Target] = [
         path: "Sources/AnduinCore",
         swiftSettings: swift6
     ),
+    .target(name: "Multiline", dependencies: ["AnduinCore"], path: "Sources/Multiline", swiftSettings: swift6),
     .executableTarget(
         name: "anduin",
         dependencies: ["AnduinCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -54,7 +56,7 @@ var targets: [Target] = [
     ),
     .testTarget(
         name: "PluginTests",
-        dependencies: ["AnduinCore"] + plugins.map { .target(name: $0) },
+        dependencies: ["AnduinCore", "Multiline"] + plugins.map { .target(name: $0) },
         path: "Tests/PluginTests",
         swiftSettings: swift6
     ),
@@ -66,7 +68,8 @@ var targets: [Target] = [
     ),
 ]
 targets += plugins.map {
-    .target(name: $0, dependencies: ["AnduinCore"], path: "plugins/\($0)", swiftSettings: swift6)
+    .target(name: $0, dependencies: ["AnduinCore"] + (["in_tail", "filter_multiline"].contains($0) ? ["Multiline"] : []),
+            path: "plugins/\($0)", swiftSettings: swift6)
 }
 
 let package = Package(
@@ -75,7 +78,7 @@ let package = Package(
     products: [
         .executable(name: "anduin", targets: ["anduin"]),
         // For Benchmarks/ (a package of its own, so CI's `swift test` does not build the harness).
-        .library(name: "AnduinLibrary", targets: ["AnduinCore"] + plugins),
+        .library(name: "AnduinLibrary", targets: ["AnduinCore", "Multiline"] + plugins),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -3,7 +3,7 @@
 Starts osmem-server (an in-memory OpenSearch-compatible server from PyPI, installed in .venv-test) on a
 free loopback port, copies the example node tree (examples/node: /var/log/pods files and their
 /var/log/containers symlinks, as a kubelet lays them out) to examples/.demo, runs `anduin run` with
-examples/anduin.yaml (tail → multiline → kubernetes → parse → elasticsearch with a disk buffer, and a
+examples/anduin.yaml (tail with multiline: → kubernetes → parse → elasticsearch with a disk buffer, and a
 file), appends lines while it runs, then shows what a user would check: the documents indexed, a search
 by namespace and level, the joined Java stack trace and `anduin status`. Stops everything it
 started, also on failure or Ctrl-C.
@@ -31,7 +31,7 @@ import urllib.request
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 CONFIG = HERE / "anduin.yaml"
-# What examples/node holds once the multiline filter and the partial-line merges ran: payments 5 records
+# What examples/node holds once the tail's multiline: and the partial-line merges ran: payments 5 records
 # (a 6-line Java trace is one), web 6 lines of which two are one Docker-split message: 5.
 INITIAL_DOCS = 10
 APPENDED = 2

@@ -7,8 +7,8 @@ import Logging
 /// Runs `anduin test` cases in-process: the config's filters are built afresh for each test and wired as
 /// the pipeline wires them; lines are decoded as the tail input decodes them; outputs are not started,
 /// nothing is read from or written to files, and the kubernetes filter uses path metadata only (no API
-/// server). Single-threaded: a test feeds its lines, then flushes what stateful filters hold (multiline),
-/// upstream first, as a stop does.
+/// server). Single-threaded: a test feeds its lines (joined as the input's `multiline:` joins them, the
+/// last record flushed as by its timeout), then flushes what stateful filters hold, upstream first.
 struct PipelineTestRunner {
     let config: AgentConfig
     let logger: Logger
@@ -97,15 +97,27 @@ struct PipelineTestRunner {
         let inputName = inputUpstream(of: test.inputComponent) ?? test.inputComponent
         var batch = RecordBatch(source: SourceInfo(path: test.path, sourceID: 0x7e57), inputName: inputName)
         var decoder = LineDecoder(format: test.format, maxRecordBytes: 1 << 20)
+        // `multiline:` of the tail input the lines come from: joined as it joins them.
+        var joiner: LineJoiner?
+        if let d = config.components.first(where: { $0.name == inputName }), case .input(let ic) = d.config,
+           let tail = ic as? TailConfig, let ml = tail.multiline {
+            joiner = LineJoiner(ml)
+        }
         var offset: Int64 = 0
         let now = wallClockNanos()
         for line in test.lines {
             var bytes = Array(line.utf8)
             if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+            let before = batch.records.count
             bytes.withUnsafeBytes { decoder.decode(line: $0, offset: offset, truncated: false, readTime: now, into: &batch) }
+            joiner?.join(&batch, from: before, now: 0)
             offset += Int64(bytes.count + 1)
         }
+        let before = batch.records.count
         decoder.flushPending(into: &batch)
+        joiner?.join(&batch, from: before, now: 0)
+        // Open records come out as at a flush_timeout.
+        joiner?.flush(into: &batch, now: 0, all: true)
         return batch
     }
 

@@ -6,9 +6,10 @@ import Glibc
 
 /// Records built from lines of several read batches, across kill -9: a CRI container writes Java
 /// traces on stderr (each in several writes, so traces routinely span read batches) while stdout keeps
-/// logging; the agent (tail → multiline → elasticsearch on osmem-server) is SIGKILLed again and again.
+/// logging; the agent (tail with `multiline:` → elasticsearch on osmem-server) is SIGKILLed again and again.
 /// In the index every trace is one document, whole, with its first line's event.id; no continuation
-/// line ever becomes a document of its own; every stdout line is one document.
+/// line ever becomes a document of its own; every stdout line is one document. The lines are joined
+/// by `multiline:` on the tail input, before acknowledgements exist.
 final class MultilineCrashTests: AgentTestCase {
     var os: OsmemPeer!
 
@@ -50,12 +51,11 @@ final class MultilineCrashTests: AgentTestCase {
             data_dir: ./data
             shutdown_timeout: 30s
             inputs:
-            \(tail.yaml(name: "in"))filters:
-              ml: {type: multiline, from: [in], mode: java, flush_timeout: 300ms}
+            \(tail.yaml(name: "in").replacingOccurrences(of: "\n\n", with: "\n"))    multiline: {mode: java, flush_timeout: 300ms}
             outputs:
               es:
                 type: elasticsearch
-                from: [ml]
+                from: [in]
                 hosts: ["\(os.url)"]
                 index: traces
                 buffer: \(buffer)

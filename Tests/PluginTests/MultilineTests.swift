@@ -4,6 +4,7 @@ import Synchronization
 import XCTest
 
 @testable import filter_multiline
+@testable import Multiline
 
 /// A clock the test moves by hand.
 final class TestClock: Sendable {
@@ -33,23 +34,18 @@ final class EmitCollector {
     }
 }
 
-/// Whether an input batch's token completed, and what the filter held back of it.
+/// Whether an input batch's token completed.
 final class TrackedToken: Sendable {
     final class Flag: Sendable {
         let done = Atomic<Bool>(false)
-        let held = Mutex<HeldFrom?>(nil)
     }
     let flag = Flag()
     /// A new token reporting to this tracker; the caller lets go of it like an input does.
     func makeToken() -> AckToken {
         let f = flag
-        return AckToken { (held: HeldFrom) in
-            f.held.withLock { $0 = held }
-            f.done.store(true, ordering: .releasing)
-        }
+        return AckToken { f.done.store(true, ordering: .releasing) }
     }
     var isComplete: Bool { flag.done.load(ordering: .acquiring) }
-    var held: HeldFrom? { flag.held.withLock { $0 } }
 }
 
 final class MultilineTests: XCTestCase {
@@ -315,10 +311,9 @@ final class MultilineTests: XCTestCase {
         XCTAssertTrue(t2.isComplete)
     }
 
-    /// A record open across a batch's end keeps that batch until the record is delivered; the batch
-    /// then acknowledges with the record's lines marked delivered, so after a crash the source does not
-    /// ship the lines of it that lie past the batch's end as a fragment.
-    func testAHeldRecordKeepsItsBatchesAndMarksItsLinesDelivered() {
+    /// A record open across a batch's end keeps that batch until the record is delivered (its input
+    /// acknowledges in order, so it does not checkpoint past the record's first line meanwhile).
+    func testAHeldRecordKeepsItsBatchesUntilItIsDelivered() {
         let f = makeFilter(MultilineConfig(mode: .java))
         let out = EmitCollector()
         // Batch 1: a line, then a trace that is still open at the batch's end (offset 9).
@@ -329,31 +324,13 @@ final class MultilineTests: XCTestCase {
         // Batch 2: the trace goes on, then a new record starts (held again, at offset 100).
         let t2 = feed(f, batch("\tat a.b(C.java:1)\nINFO two\n", firstOffset: 80), out)
         XCTAssertEqual(out.messages, ["ERROR x\njava.lang.IllegalStateException: boom\n\tat a.b(C.java:1)"])
+        XCTAssertFalse(t1.isComplete, "emitted, not yet delivered")
         out.deliverAll()
         XCTAssertTrue(t1.isComplete)
-        XCTAssertEqual(t1.held?.stdout, .max, "delivered: the hold at the trace's first line is lifted")
-        XCTAssertEqual(t1.held?[through: .stdout], 81, "the trace's lines up to its last one (offset 80) were delivered")
         XCTAssertFalse(t2.isComplete, "INFO two is held")
         f.flushAll(emit: out.emit)
         out.deliverAll()
         XCTAssertTrue(t2.isComplete)
-        XCTAssertEqual(t2.held?[through: .stdout], 99)
-        XCTAssertEqual(t2.held?.stderr, .max)
-    }
-
-    func testABatchWithoutLinesOfTheHeldStreamStillHoldsItsFile() {
-        let f = makeFilter(MultilineConfig(mode: .java))
-        let out = EmitCollector()
-        _ = feed(f, batch("ERROR x\njava.lang.IllegalStateException: boom\n", firstOffset: 40), out)
-        let t2 = feed(f, batch([("INFO a", .stderr), ("INFO b", .stderr)], firstOffset: 90), out)
-        XCTAssertEqual(out.messages, ["INFO a"])
-        out.deliverAll()
-        XCTAssertFalse(t2.isComplete, "the open stdout trace keeps the batch, though none of its lines is in it")
-        _ = feed(f, batch("\tat a.b(C.java:1)\nINFO c\n", firstOffset: 120), out)
-        f.flushAll(emit: out.emit)
-        out.deliverAll()
-        XCTAssertTrue(t2.isComplete)
-        XCTAssertEqual(t2.held?[through: .stdout], 121, "the trace's lines past this batch count as delivered")
     }
 
     func testDiscardAllAbandonsWhatIsHeld() {

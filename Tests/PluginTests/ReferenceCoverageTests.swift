@@ -55,11 +55,22 @@ final class ReferenceCoverageTests: XCTestCase {
         return table[type + "." + path] ?? table[path]
     }
 
+    /// Keys a nested option needs beside it in its group, as YAML flow entries (`"a: b, "`).
+    func groupSiblings(_ type: String, _ path: String) -> String {
+        switch (type, path) {
+        case ("tail", "multiline.mode"): return ""
+        case ("tail", let p) where p.hasPrefix("multiline.") && p.hasSuffix("_pattern"): return "mode: custom, "
+        case ("tail", let p) where p.hasPrefix("multiline."): return "mode: java, "
+        default: return ""
+        }
+    }
+
     /// Values an option cannot take from its type alone, by `type.key` (or `key`).
     func special(_ type: String, _ path: String) -> [String]? {
         let table: [String: [String]] = [
             "tail.paths": ["[\"./logs/*.log\"]"],
             "tail.exclude": ["[\"./logs/skip-*.log\"]"],
+            "tail.multiline": ["{mode: java}"],
             "parse.formats": ["[json]", "[logfmt]", "[json, logfmt]", "[nginx, apache_combined, klog, syslog_rfc5424, syslog_rfc3164]"],
             "parse.regex": ["\"^(?<level>\\\\w+) (?<msg>.*)$\"", "'^(?<a>\\d+)'"],
             "parse.types": ["{duration_ms: int, ratio: float, ok: bool, id: string}"],
@@ -131,7 +142,7 @@ final class ReferenceCoverageTests: XCTestCase {
         return leaves.map { path, v in
             if path == spec.key { return (path, spec.key, v) }
             let relative = String(path.dropFirst(spec.key.count + 1))
-            return (path, spec.key, groupValue(type, path) ?? "{" + nest(relative, v) + "}")
+            return (path, spec.key, groupValue(type, path) ?? "{" + groupSiblings(type, path) + nest(relative, v) + "}")
         }
     }
 

@@ -75,4 +75,26 @@ final class TailRegistryTests: XCTestCase {
         XCTAssertNil(Discovery.search(key, in: [d]))
         XCTAssertTrue(Discovery(patterns: [], exclude: []).isExcluded(d + "/0.log.1.gz.tmp"))
     }
+
+    /// A checkpoint file of an older version with `held` (a filter's held records per stream) still
+    /// loads: it resumes at the lowest held offset, and counts nothing from there on as delivered.
+    func testAnOldCheckpointWithHeldResumesAtTheLowestHeldOffset() throws {
+        let store = CheckpointStore(dataDirectory: dir + "/data", input: "in")
+        try FileManager.default.createDirectory(atPath: dir + "/data/checkpoints", withIntermediateDirectories: true)
+        let old = """
+            {"files":[{"delivered":900,"dev":1,"fp":42,"fp_len":5,"held":{"stderr":400,"stdout":700,"through_stdout":650},\
+            "ino":7,"offset":380,"path":"/logs/a.log"},\
+            {"delivered":900,"dev":1,"fp":42,"fp_len":5,"held":{"stdout":300},"ino":8,"offset":300,"path":"/logs/b.log"},\
+            {"dev":1,"fp":42,"fp_len":5,"ino":9,"offset":50,"path":"/logs/c.log"}],"version":1}
+            """
+        XCTAssertTrue(FileManager.default.createFile(atPath: store.path, contents: Data(old.utf8)))
+        let files = try store.load().get()
+        XCTAssertEqual(files.map(\.offset), [380, 300, 50])
+        XCTAssertEqual(files.map(\.delivered), [400, nil, nil], "nothing at or past a held offset counts as delivered")
+        // Written back without it.
+        try store.save(files)
+        let text = String(decoding: try XCTUnwrap(FileManager.default.contents(atPath: store.path)), as: UTF8.self)
+        XCTAssertFalse(text.contains("held"), text)
+        XCTAssertEqual(try store.load().get(), files)
+    }
 }

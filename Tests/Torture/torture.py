@@ -294,7 +294,7 @@ def make_corpus(rng, runtag, nfiles, nlines, fmt_choice, extremes, multiline, hu
                 fc.events.append(("line", lines, [tid]))
                 continue
             if multiline and r < 0.05:
-                # A Java trace: every line its own id; the multiline filter joins them.
+                # A Java trace: every line its own id; the tail's multiline: (or the filter) joins them.
                 head = (tid + " java.lang.IllegalStateException: boom").encode()
                 msgs, tids = [head], [tid]
                 for _ in range(rng.randint(1, 6)):
@@ -733,10 +733,15 @@ class Run:
         filters = {}
         src = "logs"
         if self.multiline:
-            filters["ml"] = {"type": "multiline", "from": [src], "mode": "java",
-                             "flush_timeout": d.draw("multiline", "flush_timeout"),
-                             "max_bytes": d.draw("multiline", "max_bytes", hi=4 << 20)}
-            src = "ml"
+            # The filter's table: the same declarations as the tail's `multiline:` group.
+            ml = {"mode": "java", "flush_timeout": d.draw("multiline", "flush_timeout"),
+                  "max_bytes": d.draw("multiline", "max_bytes", hi=4 << 20)}
+            if rng.random() < 0.8:
+                inp["multiline"] = ml
+            else:
+                # The filter stays for records of other inputs; drawn sometimes so it keeps working.
+                filters["ml"] = dict(ml, type="multiline", **{"from": [src]})
+                src = "ml"
         if rng.random() < 0.5:
             filters["p"] = {"type": "parse", "from": [src], "formats": rng.choice([["json"], ["json", "logfmt"]]),
                             "keep_message": d.draw("parse", "keep_message")}
@@ -1295,6 +1300,11 @@ def process_counts(a):
                 res["filt_dropped"] += max(0, c.get("records_in", 0) - c.get("records_out", 0) - c.get("records_merged", 0))
                 res["merged"] += c.get("records_merged", 0)
                 res["truncated"] += c.get("records_truncated", 0)
+            elif kind == "input":
+                # The tail's multiline: joins before records_out, so its dropped lines are counted apart.
+                res["filt_dropped"] += c.get("multiline_dropped", 0)
+                res["merged"] += c.get("multiline_merged", 0)
+                res["truncated"] += c.get("multiline_truncated", 0)
         if not (killed and a.status):
             return res
         res = {"outputs": {}, "filt_dropped": 0, "merged": 0, "truncated": 0}
@@ -1306,6 +1316,10 @@ def process_counts(a):
             if c.get("kind") == "filter":
                 res["merged"] += c.get("counters", {}).get("records_merged", 0)
                 res["truncated"] += c.get("counters", {}).get("records_truncated", 0)
+            elif c.get("kind") == "input":
+                res["filt_dropped"] += c.get("counters", {}).get("multiline_dropped", 0)
+                res["merged"] += c.get("counters", {}).get("multiline_merged", 0)
+                res["truncated"] += c.get("counters", {}).get("multiline_truncated", 0)
     return res
 
 

@@ -1,6 +1,13 @@
 import AnduinCore
+import Multiline
 
-/// The `multiline` filter: joins the lines of a stack trace (or any multi-line message) into one record.
+/// The `multiline` filter: joins the lines of a stack trace (or any multi-line message) into one record,
+/// for records of an input that does not join them itself. Files are better joined by `multiline:` on
+/// the `tail` input, before acknowledgements exist: a crash then never ships a fragment.
+///
+/// Here a held record keeps the tokens of the batches its lines came in, so its input does not
+/// checkpoint past them until it is delivered: a crash loses nothing of it. Nothing more is promised
+/// across a crash: records shipped next to a held one are read and shipped again after a kill -9.
 ///
 ///     filters:
 ///       traces:
@@ -11,63 +18,15 @@ import AnduinCore
 ///         max_bytes: 1MiB         # longer merged records are cut and flagged truncated
 ///         separator: "\n"
 ///
-/// Lines are joined per source stream: `log.file.path` and `stream`, so stdout and stderr of one
-/// container never mix, and a trace cut by a rotation (the new file at the same path) continues.
+/// Lines are joined per source (a file's identity, see `Key`) and stream, so stdout and stderr of one
+/// container never mix, and lines of a rotated file and its successor are never joined.
 /// The merged record keeps its first line's timestamp, offset (so its `event.id`), stream and fields.
 public enum MultilinePlugin {
-    static let mode = ConfigKey<String?>.text("mode", "java | python | go | custom", required: true, "`java`: a line continues the record before it when it is `\\tat …`, `    at …` (also Node.js), `\\t... N more`, `Caused by:`, `Suppressed:`, or starts with `Exception`/`Error` or a class name ending in `Exception`/`Error`/`Throwable` (`java.lang.IllegalStateException: boom`). `python`: `Traceback (most recent call last):` through its indented lines and the `XxxError: msg` line, chained tracebacks included. `go`: `panic:`/`fatal error:` through the goroutine blocks (headers, function lines, `\\t/path/file.go:N +0x…`, `created by`, blank lines between). `custom`: the patterns below")
-    static let startPattern = ConfigKey<String?>.text("start_pattern", "regex", "(custom) regex of a line that begins a record; alone: every other line continues")
-    static let continuePattern = ConfigKey<String?>.text("continue_pattern", "regex", "(custom) regex of a line that continues a record; with `start_pattern`, only records begun by a start line are continued")
-    static let flushTimeout = ConfigKey<Double>.duration("flush_timeout", default: 1, 0.001...3600, "a record is shipped after this long without a new line (in `java` and `custom` modes every last line waits this long)")
-    static let maxBytes = ConfigKey<Int>.size("max_bytes", default: 1 << 20, 64...(64 << 20), "a longer record is cut, flagged `log.truncated: true` and shipped; the rest of its lines are dropped (`records_dropped`)")
-    static let separator = ConfigKey<String>.string("separator", default: "\n", "put between joined lines", defaultText: "\"\\n\"")
-    public static let options = [mode.spec, startPattern.spec, continuePattern.spec, flushTimeout.spec, maxBytes.spec, separator.spec]
+    public static let options = MultilineKeys.options
 
-    public static let spec: PluginSpec = .filter("multiline", "join stack traces and other multi-line messages into one record", options: options) { reader in
-        let errorsBefore = reader.diagnostics.items.count
-        var mode = MultilineMode.java
-        if let name = reader.get(MultilinePlugin.mode) {
-            if let m = MultilineMode(rawValue: name) {
-                mode = m
-            } else {
-                reader.error("mode", "unknown mode \"\(name)\"; expected java | python | go | custom")
-            }
-        }
-        func pattern(_ option: ConfigKey<String?>) -> ValuePattern? {
-            let key = option.key
-            guard let text = reader.get(option) else { return nil }
-            if text.isEmpty {
-                reader.error(key, "empty pattern")
-                return nil
-            }
-            do { return try ValuePattern(text) } catch {
-                reader.error(key, "invalid regular expression \"\(text)\": \(error)")
-                return nil
-            }
-        }
-        let start = pattern(startPattern)
-        let cont = pattern(continuePattern)
-        if mode == .custom {
-            if !reader.has("start_pattern") && !reader.has("continue_pattern") {
-                reader.error("mode", "custom needs start_pattern (a line that begins a record), continue_pattern (a line that continues one), or both")
-            }
-        } else {
-            for key in ["start_pattern", "continue_pattern"] where reader.has(key) {
-                reader.error(key, "only used with mode: custom (mode is \(mode.rawValue))")
-            }
-        }
-        let timeout = reader.get(flushTimeout)
-        let maxBytes = reader.get(MultilinePlugin.maxBytes)
-        let separator = reader.get(MultilinePlugin.separator)
-
-        guard reader.diagnostics.items.count == errorsBefore else { return nil }
-        return MultilineConfig(mode: mode, start: start, continuation: cont, flushTimeout: timeout,
-                               maxBytes: maxBytes, separator: separator)
+    public static let spec: PluginSpec = .filter("multiline", "join stack traces and other multi-line messages into one record, for records of inputs that do not join them (for files, `multiline:` on the tail input is exact across crashes; this filter is not)", options: options) { reader in
+        MultilineSettings.read(reader).map(MultilineConfig.init)
     }
-}
-
-public enum MultilineMode: String, Sendable, CaseIterable {
-    case java, python, go, custom
 }
 
 public struct MultilineConfig: FilterConfig {
@@ -86,6 +45,11 @@ public struct MultilineConfig: FilterConfig {
         self.flushTimeout = flushTimeout
         self.maxBytes = maxBytes
         self.separator = separator
+    }
+
+    public init(_ s: MultilineSettings) {
+        self.init(mode: s.mode, start: s.start, continuation: s.continuation, flushTimeout: s.flushTimeout,
+                  maxBytes: s.maxBytes, separator: s.separator)
     }
 
     public func build(_ context: ComponentContext) throws -> any Filter {
@@ -120,8 +84,6 @@ public final class MultilineFilter: StatefulFilter {
         let sharedFields: [UInt8]
         let timestamp: Int64
         let offset: Int64
-        /// Offset of its last line (joined so far).
-        var lastOffset: Int64
         let stream: LogStream
         var flags: RecordFlags
         var message: [UInt8]
@@ -143,19 +105,12 @@ public final class MultilineFilter: StatefulFilter {
             self.sharedFields = sharedFields
             timestamp = r.timestamp
             offset = r.offset
-            lastOffset = r.offset
             stream = r.stream
             flags = r.flags
             self.message = message
             self.fields = fields
             self.state = state
             lastLine = now
-        }
-
-        /// Called as the record is emitted: every batch it kept may acknowledge past it once it is
-        /// delivered (it keeps their tokens until then), and those batches' holds on it are lifted.
-        func lift() {
-            for t in tokens { t.release(heldFrom: offset, through: lastOffset + 1, stream: stream) }
         }
     }
 
@@ -244,17 +199,6 @@ public final class MultilineFilter: StatefulFilter {
                     if m != nil || slots[s].discarding != nil {
                         held[key] = Held(open: m, discarding: slots[s].discarding, lastLine: m?.lastLine ?? now)
                     }
-                }
-            }
-            // Every stream of this file with a record still open (whether or not this batch had lines of
-            // it): after a crash the file must resume at that record's first line, so that it is rebuilt
-            // whole with its first line's event.id, never shipped as a fragment.
-            // Such a record keeps this batch too (even without a line in it), so that lifting the hold when
-            // the record is emitted reaches every batch that carries it.
-            for stream in [LogStream.none, .stdout, .stderr] {
-                if let m = held[Key(batch.source, stream)]?.open {
-                    if m.tokens.last !== ack { m.tokens.append(ack) }
-                    ack.hold(from: m.offset, stream: stream)
                 }
             }
             if counts.merged > 0 { merged.add(counts.merged) }
@@ -367,7 +311,6 @@ public final class MultilineFilter: StatefulFilter {
         m.state = next
         m.hasCurrent = true
         m.lastLine = now
-        m.lastOffset = offset
         // A line the input had to cut makes the whole record incomplete.
         if flags.contains(.truncated) { m.flags.insert(.truncated) }
         if MultilineRules.isBlank(line) {

@@ -1,4 +1,5 @@
 import AnduinCore
+import Multiline
 
 extension MultilineFilter {
     /// The records one `process` call ships: the batch's own (zero copy) and merged ones of the same
@@ -24,7 +25,6 @@ extension MultilineFilter {
         }
 
         mutating func appendMerged(_ m: Merged, ack: AckToken) {
-            m.lift()
             if m.source === batch.source && m.inputName == batch.inputName && m.sharedFields == batch.sharedFields {
                 MultilineFilter.append(m, to: &batch)
                 tokens.append(contentsOf: m.tokens)
@@ -53,7 +53,6 @@ extension MultilineFilter {
 
         /// `currentAck`: the token of the batch being processed, kept here too if `m` has lines from it.
         mutating func add(_ m: Merged, currentAck: AckToken?) {
-            m.lift()
             var tokens = m.tokens
             if m.hasCurrent, let a = currentAck { tokens.append(a) }
             if let i = batches.firstIndex(where: { $0.batch.source === m.source && $0.batch.inputName == m.inputName

@@ -5,8 +5,7 @@ import AnduinCore
 /// Each emitted batch is registered with the offset its file may be checkpointed at once the batch is
 /// safe everywhere. A later batch of the same file completing first does not move that file's
 /// checkpoint: only the longest completed prefix of the file's own registrations does. Files do not
-/// wait for each other: a record held for long in one file (a multiline trace waiting for its flush
-/// timeout) never stalls the checkpoints of the others. Thread-safe: registrations come from the input
+/// wait for each other: a slow batch of one file never stalls the checkpoints of the others. Thread-safe: registrations come from the input
 /// thread, completions from output threads.
 final class AckTracker: Sendable {
     private struct Entry {
@@ -15,12 +14,10 @@ final class AckTracker: Sendable {
         /// Monotonic time the batch was read, for the read-to-acknowledged latency.
         var readAt: Double
     }
-    /// `resume`: where reading restarts; `delivered`: records ending before it were delivered, except
-    /// those of a stream at or after its `held` offset (a stateful filter still held them: not delivered).
+    /// `resume`: where reading restarts; `delivered`: records ending before it were delivered.
     struct Position: Equatable {
         var resume: Int64
         var delivered: Int64
-        var held: HeldFrom = .nothing
     }
     /// A registered batch, for `complete`.
     struct Ticket: Sendable {
@@ -59,8 +56,7 @@ final class AckTracker: Sendable {
         }
     }
 
-    /// `held`: what stateful filters held back of the batch; the file then resumes no later than that.
-    func complete(_ ticket: Ticket, held: HeldFrom = .nothing) {
+    func complete(_ ticket: Ticket) {
         let readAt: Double? = state.withLock { s in
             // Taken out and put back: mutating it in place through the dictionary would copy the array.
             guard var q = s.queues.removeValue(forKey: ticket.fileID) else { return nil }
@@ -68,15 +64,6 @@ final class AckTracker: Sendable {
             let i = ticket.seq - q.firstSeq
             guard i >= q.head, i < q.entries.count else { return nil }
             q.entries[i].done = true
-            if !held.isEmpty {
-                if let lowest = held.lowest { q.entries[i].position.resume = min(q.entries[i].position.resume, lowest) }
-                var merged = held
-                let replaying = q.entries[i].position.held
-                for stream in [LogStream.none, .stdout, .stderr] {
-                    merged[through: stream] = max(merged[through: stream], replaying[through: stream])
-                }
-                q.entries[i].position.held = merged
-            }
             let readAt = q.entries[i].readAt
             while q.head < q.entries.count, q.entries[q.head].done {
                 s.acked[ticket.fileID] = q.entries[q.head].position

@@ -172,6 +172,5 @@ extension FileCheckpoint {
     mutating func apply(_ acked: AckTracker.Position) {
         offset = acked.resume
         delivered = acked.delivered > acked.resume ? acked.delivered : nil
-        held = HeldOffsets(acked.held)
     }
 }

@@ -139,7 +139,7 @@ final class FileTable {
             offset = lineAlignedEnd(fd: fd, size: size)
         }
         let f = TailedFile(id: nextID, key: key, path: found.path, realPath: realPath, fd: fd, offset: offset,
-                           format: config.format, maxLineBytes: config.maxLineBytes)
+                           format: config.format, maxLineBytes: config.maxLineBytes, multiline: config.multiline)
         nextID += 1
         if let cp = resumed {
             // Keep the identity the records were first shipped with: replays get the same event.id.
@@ -147,7 +147,6 @@ final class FileTable {
             f.fingerprint = cp.fingerprint
             f.source = SourceInfo(path: found.path, sourceID: Fingerprint.sourceID(key: key, fingerprint: cp.fingerprint))
             if let delivered = cp.delivered { f.replayUntil = delivered }
-            if let held = cp.held { f.replayHeld = held.heldFrom }
             generation = cp.generation
         }
         if let g = generation { f.setGeneration(g) }
@@ -291,6 +290,8 @@ final class FileTable {
 
     /// copytruncate: the same inode starts over with new content, under a new identity.
     private func restart(_ f: TailedFile) {
+        // The old content's open records are complete as far as it goes: shipped under its identity.
+        reader.flushJoined(f, now: monotonicSeconds(), all: true)
         if let acked = reader.tracker.acked(f.id), f.fingerprintLength > 0 {
             registry.retire(id: f.id, checkpoint(f, acked), size: nil, mtime: nil)
         } else {
@@ -316,6 +317,15 @@ final class FileTable {
             if let since = f.decoder.pendingSince, now - since >= config.partialTimeout, !f.dirty {
                 reader.flushPartial(f)
             }
+            if let j = f.joiner, let since = j.oldestLine, now - since >= j.timeout, !f.dirty, reader.hasRoom {
+                // A line already written may still continue the record: read it first. Under
+                // backpressure nothing is flushed (an unread line must not be cut off its record).
+                if read(f, now: now, isStopping: isStopping) {
+                    f.dirty = true
+                } else {
+                    reader.flushJoined(f, now: now)
+                }
+            }
             guard f.rotatedAt != nil else { continue }
             guard f.atEnd && !f.dirty && !tracker.hasOutstanding(f.id) else {
                 f.drainedSince = nil
@@ -339,6 +349,7 @@ final class FileTable {
             }
             reader.readUnterminatedTail(f)
             reader.flushPartial(f)
+            reader.flushJoined(f, now: now, all: true)
             logger.info("closing \(f.path): rotated away, read to its end and acknowledged")
             close(f)
         }
@@ -371,6 +382,7 @@ final class FileTable {
             let tracker = reader.tracker
             idleCandidates = files.values.filter { f in
                 f.rotatedAt == nil && f.atEnd && !f.dirty && f.decoder.pendingStart == nil && f.longLineStart == nil
+                    && f.joiner?.openStart == nil
                     && !tracker.hasOutstanding(f.id)
             }.sorted { $0.lastDataAt > $1.lastDataAt }
         }

@@ -17,6 +17,10 @@ final class LineReader {
     /// Last position registered per file id: an empty read registers nothing new.
     private var lastRegistered: [Int: AckTracker.Position] = [:]
     private let recordsOut, bytesRead, decodeErrors, invalidTimes, truncatedLines, partsMerged: Counter
+    /// `multiline:` counters (nil without it).
+    private let joined: (merged: Counter, truncated: Counter, dropped: Counter)?
+    /// Monotonic time of the current read, for the joiner's flush_timeout.
+    private var readAt: Double = 0
 
     init(config: TailConfig, name: String, logger: Logger, tracker: AckTracker, handoff: BatchHandoff, stats: ComponentStats) {
         self.config = config
@@ -31,6 +35,10 @@ final class LineReader {
         invalidTimes = stats.counter("invalid_times", "lines whose time was not RFC 3339: kept, with the read time")
         truncatedLines = stats.counter("truncated_records", "records cut at max_line_bytes")
         partsMerged = stats.counter("partial_parts_merged", "Docker/CRI partial parts merged into records")
+        joined = config.multiline == nil ? nil
+            : (stats.counter("multiline_merged", "lines joined into the record before them (multiline)"),
+               stats.counter("multiline_truncated", "joined records cut at multiline.max_bytes"),
+               stats.counter("multiline_dropped", "continuation lines dropped after their record reached multiline.max_bytes"))
     }
 
     deinit { buffer.deallocate() }
@@ -75,6 +83,7 @@ final class LineReader {
         }
         guard f.establishIdentity(), let source = f.source else { return false }
         let now = monotonicSeconds()
+        readAt = now
         var consumed = 0
         while consumed < config.readBudget && !isStopping() {
             if !handoff.hasRoom { return true }
@@ -147,11 +156,11 @@ final class LineReader {
                         readTime: Int64, into batch: inout RecordBatch) {
         let before = batch.records.count
         f.decoder.decode(line: line, offset: offset, truncated: truncated, readTime: readTime, into: &batch)
-        if batch.records.count > before, let r = batch.records.last, r.offset < f.replayHeld[r.stream],
-           offset < f.replayUntil || r.offset < f.replayHeld[through: r.stream] {
-            // The last run delivered it: it completed before that run's delivered position, or it
-            // was a line of a record a filter held across that position and then delivered. What
-            // a filter still held (at or after the stream's pending offset) is shipped again.
+        // Records closed by this line (a joined record it does not continue) are completed at
+        // `offset` too, past all their lines: the replay rule below holds for them as it is.
+        f.joiner?.join(&batch, from: before, now: readAt, line: offset)
+        if batch.records.count > before, offset < f.replayUntil {
+            // The last run delivered it: it completed before that run's delivered position.
             batch.records.removeLast(batch.records.count - before)
         }
     }
@@ -164,6 +173,7 @@ final class LineReader {
         let n = pread(f.fd, p, want, off_t(f.readOffset))
         guard n > 0 else { return }
         var batch = RecordBatch(source: source, inputName: name)
+        readAt = monotonicSeconds()
         decode(f, UnsafeRawBufferPointer(start: p, count: n), at: f.readOffset, truncated: false,
                readTime: wallClockNanos(), into: &batch)
         f.readOffset = size
@@ -175,8 +185,20 @@ final class LineReader {
         guard let source = f.source else { return }
         var batch = RecordBatch(source: source, inputName: name)
         f.decoder.flushPending(into: &batch)
+        f.joiner?.join(&batch, from: 0, now: monotonicSeconds(), line: f.readOffset)
         emit(f, &batch)
     }
+
+    /// Ships the joined records of `f` waiting longer than flush_timeout (`all`: every one, the file
+    /// is closing or starting over).
+    func flushJoined(_ f: TailedFile, now: Double, all: Bool = false) {
+        guard f.joiner != nil, let source = f.source else { return }
+        var batch = RecordBatch(source: source, inputName: name)
+        f.joiner?.flush(into: &batch, now: now, all: all, pendingFrom: f.decoder.pendingStart)
+        emit(f, &batch)
+    }
+
+    var hasRoom: Bool { handoff.hasRoom }
 
     private func grow() {
         let newSize = min(buffer.count * 2, config.maxLineBytes + 1)
@@ -193,6 +215,11 @@ final class LineReader {
         if stats.invalidTimes > 0 { invalidTimes.add(stats.invalidTimes) }
         if stats.truncated > 0 { truncatedLines.add(stats.truncated) }
         if stats.partsMerged > 0 { partsMerged.add(stats.partsMerged) }
+        if let joined, let j = f.joiner?.takeStats(), j != LineJoiner.Stats() {
+            if j.merged > 0 { joined.merged.add(j.merged) }
+            if j.truncated > 0 { joined.truncated.add(j.truncated) }
+            if j.dropped > 0 { joined.dropped.add(j.dropped) }
+        }
         let position = f.position
         if batch.isEmpty && lastRegistered[f.id] == position { return }
         lastRegistered[f.id] = position
@@ -204,7 +231,7 @@ final class LineReader {
         recordsOut.add(batch.count)
         batch.compact()
         let tracker = self.tracker
-        handoff.push(batch, AckToken { (held: HeldFrom) in tracker.complete(ticket, held: held) })
+        handoff.push(batch, AckToken { tracker.complete(ticket) })
         batch = RecordBatch(source: batch.source, inputName: name)
     }
 }

@@ -1,4 +1,5 @@
 import AnduinCore
+import Multiline
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,6 +32,8 @@ public struct TailConfig: InputConfig {
     public var maxOpenFiles = TailKeys.maxOpenFiles.defaultValue
     /// Rotated files held open (draining) per directory; more are given up, oldest first, counted.
     public var maxRotatedFiles = TailKeys.maxRotatedFiles.defaultValue
+    /// Lines joined into multi-line records as they are decoded; nil: every line is a record.
+    public var multiline: MultilineSettings?
 
     public init(paths: [String]) { self.paths = paths }
 
@@ -78,6 +81,7 @@ public enum TailPlugin {
         c.checkpointTTL = r.get(K.checkpointTTL)
         c.maxOpenFiles = r.get(K.maxOpenFiles)
         c.maxRotatedFiles = r.get(K.maxRotatedFiles)
+        if let g = r.group(K.multiline) { c.multiline = MultilineSettings.read(g) }
         return c
     }
 }

@@ -1,4 +1,5 @@
 import AnduinCore
+import Multiline
 
 /// The `tail` input's options, declared once (parsing, defaults, ranges and the README).
 public enum TailKeys {
@@ -18,7 +19,9 @@ public enum TailKeys {
     static let maxOpenFiles = ConfigKey<Int>.int("max_open_files", default: 0, 0...10_000_000, "files held open at once; `0`: 3/4 of `RLIMIT_NOFILE` (at least 64 left free). Idle ones (read to their end, acknowledged) are closed and reopened at their checkpoint when they change. Running out of descriptors (EMFILE) lowers it; an open that cannot be done yet is retried, counted in `open_deferred`, never restarted at 0")
     static let maxRotatedFiles = ConfigKey<Int>.int("max_rotated_files", default: 5, 1...1000, "rotated files held open (draining) per directory, like kubelet's 5; beyond it the oldest is given up, logged with the bytes left, counted in `rotated_given_up` / `rotated_bytes_given_up`")
 
+    static let multiline = ConfigGroup("multiline", "join the lines of a stack trace (or any multi-line message) into one record, per file and stream, as they are read: the checkpoint never passes the first line of a record still open, so a crash never ships a fragment", MultilineKeys.options)
+
     public static let all = [paths.spec, exclude.spec, format.spec, startAt.spec, maxLineBytes.spec, watch.spec, pollInterval.spec,
                              globInterval.spec, rotateWait.spec, readBudget.spec, partialTimeout.spec, checkpointInterval.spec,
-                             checkpointTTL.spec, maxOpenFiles.spec, maxRotatedFiles.spec]
+                             checkpointTTL.spec, maxOpenFiles.spec, maxRotatedFiles.spec, multiline.spec]
 }

@@ -1,4 +1,5 @@
 import AnduinCore
+import Multiline
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +22,8 @@ final class TailedFile {
     /// First byte not yet consumed into a complete line.
     var readOffset: Int64
     var decoder: LineDecoder
+    /// `multiline:` joins decoded records here, per stream; nil without it.
+    var joiner: LineJoiner?
     /// Set once the first line is complete (see `establishIdentity`).
     var fingerprintLength = 0
     var fingerprint: UInt64 = 0
@@ -43,7 +46,8 @@ final class TailedFile {
     /// When the fingerprint was last re-checked against the file (detects truncate-and-rewrite).
     var fingerprintCheckedAt: Double = 0
 
-    init(id: Int, key: FileKey, path: String, realPath: String, fd: Int32, offset: Int64, format: LogFormat, maxLineBytes: Int) {
+    init(id: Int, key: FileKey, path: String, realPath: String, fd: Int32, offset: Int64, format: LogFormat, maxLineBytes: Int,
+         multiline: MultilineSettings? = nil) {
         self.id = id
         self.key = key
         self.path = path
@@ -51,6 +55,7 @@ final class TailedFile {
         self.fd = fd
         self.readOffset = offset
         self.decoder = LineDecoder(format: format, maxRecordBytes: maxLineBytes)
+        self.joiner = multiline.map(LineJoiner.init)
         self.lastDataAt = monotonicSeconds()
     }
 
@@ -59,21 +64,14 @@ final class TailedFile {
     /// Records ending before this offset were already delivered by an earlier run (see
     /// `FileCheckpoint.delivered`): they are decoded again but not shipped.
     var replayUntil: Int64 = 0
-    /// Per stream, where the records a filter held in the earlier run begin: those were not delivered,
-    /// so they are shipped again even before `replayUntil`.
-    var replayHeld: HeldFrom = .nothing
 
     /// What a checkpoint may record: nothing before `resume` is still pending in this file's state.
     var position: AckTracker.Position {
         var o = readOffset
         if let p = decoder.pendingStart { o = min(o, p) }
+        if let j = joiner?.openStart { o = min(o, j) }
         if let l = longLineStart { o = min(o, l) }
-        // Lines of a record the last run delivered past its checkpoint stay marked until read past.
-        var held = HeldFrom()
-        for s in [LogStream.none, .stdout, .stderr] where replayHeld[through: s] > readOffset {
-            held[through: s] = replayHeld[through: s]
-        }
-        return AckTracker.Position(resume: o, delivered: max(readOffset, replayUntil), held: held)
+        return AckTracker.Position(resume: o, delivered: max(readOffset, replayUntil))
     }
 
     func size() -> Int64? {
@@ -132,9 +130,9 @@ final class TailedFile {
     func restart() {
         readOffset = 0
         replayUntil = 0
-        replayHeld = .nothing
         generation = generation.addingSaturating(1)
         decoder.reset()
+        joiner?.reset()
         longLineStart = nil
         fingerprintLength = 0
         fingerprint = 0

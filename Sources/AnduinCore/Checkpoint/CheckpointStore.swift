@@ -13,18 +13,16 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     public var fingerprint: UInt64
     /// Reading resumes here: everything before it was delivered.
     public var offset: Int64
-    /// Records that *end* before this offset were delivered too. It is past `offset` when a partial
-    /// record (CRI `P`, Docker split) was still waiting for its last part on one stream while complete
-    /// records of the other stream were delivered: on restart those are decoded again (to rebuild the
-    /// partial) but not shipped twice. nil means equal to `offset`.
+    /// Records that *end* before this offset were delivered too. It is past `offset` when a record
+    /// built from several lines (a CRI `P` / Docker split partial, a joined multi-line record) was
+    /// still open on one stream while complete records of the other stream were delivered: on restart
+    /// those are decoded again (to rebuild the open one) but not shipped twice. nil means equal to
+    /// `offset`.
     public var delivered: Int64?
     /// Last path the file was seen at (informational, for people reading the file).
     public var path: String
     /// Times the file was truncated in place and read again (part of its records' identity).
     public var generation: Int?
-    /// Per stream, the first offset of a record a stateful filter (multiline) still held: not
-    /// delivered, so on restart that stream is shipped again from there (see `delivered`).
-    public var held: HeldOffsets?
     /// Where the file really was (a symlink's target): after a restart, a file rotated away from a
     /// symlinked name is looked for in this directory.
     public var realPath: String?
@@ -33,10 +31,9 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     public var seen: Int64?
 
     public init(device: UInt64, inode: UInt64, fingerprintLength: Int, fingerprint: UInt64, offset: Int64,
-                delivered: Int64? = nil, path: String, generation: Int? = nil, held: HeldOffsets? = nil,
+                delivered: Int64? = nil, path: String, generation: Int? = nil,
                 realPath: String? = nil, seen: Int64? = nil) {
         self.delivered = delivered
-        self.held = held
         self.generation = generation
         self.realPath = realPath
         self.seen = seen
@@ -49,46 +46,52 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, delivered, path, generation, held
+        case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, delivered, path, generation
         case realPath = "real_path", seen
-    }
-}
-
-/// `HeldFrom` as it is written in a checkpoint: only the streams with something to say.
-public struct HeldOffsets: Codable, Sendable, Equatable {
-    public var none: Int64?
-    public var stdout: Int64?
-    public var stderr: Int64?
-    public var throughNone: Int64?
-    public var throughStdout: Int64?
-    public var throughStderr: Int64?
-
-    /// nil when nothing was held.
-    public init?(_ h: HeldFrom) {
-        guard !h.isEmpty else { return nil }
-        func pending(_ v: Int64) -> Int64? { v == .max ? nil : v }
-        func through(_ v: Int64) -> Int64? { v == 0 ? nil : v }
-        none = pending(h.none)
-        stdout = pending(h.stdout)
-        stderr = pending(h.stderr)
-        throughNone = through(h.throughNone)
-        throughStdout = through(h.throughStdout)
-        throughStderr = through(h.throughStderr)
+        /// Read only: older versions wrote, per stream, where records a filter still held began.
+        case legacyHeld = "held"
     }
 
-    public var heldFrom: HeldFrom {
-        var h = HeldFrom()
-        h.none = none ?? .max
-        h.stdout = stdout ?? .max
-        h.stderr = stderr ?? .max
-        h.throughNone = throughNone ?? 0
-        h.throughStdout = throughStdout ?? 0
-        h.throughStderr = throughStderr ?? 0
-        return h
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        device = try c.decode(UInt64.self, forKey: .device)
+        inode = try c.decode(UInt64.self, forKey: .inode)
+        fingerprintLength = try c.decode(Int.self, forKey: .fingerprintLength)
+        fingerprint = try c.decode(UInt64.self, forKey: .fingerprint)
+        offset = try c.decode(Int64.self, forKey: .offset)
+        delivered = try c.decodeIfPresent(Int64.self, forKey: .delivered)
+        path = try c.decode(String.self, forKey: .path)
+        generation = try c.decodeIfPresent(Int.self, forKey: .generation)
+        realPath = try c.decodeIfPresent(String.self, forKey: .realPath)
+        seen = try c.decodeIfPresent(Int64.self, forKey: .seen)
+        // Those records were not delivered: resume no later than the first of them, and count
+        // nothing from there on as delivered (what else was delivered there is shipped again).
+        if let held = try c.decodeIfPresent(LegacyHeld.self, forKey: .legacyHeld),
+           let lowest = [held.none, held.stdout, held.stderr].compactMap({ $0 }).min() {
+            offset = min(offset, lowest)
+            if let d = delivered { delivered = min(d, lowest) > offset ? min(d, lowest) : nil }
+        }
     }
 
-    enum CodingKeys: String, CodingKey {
-        case none, stdout, stderr, throughNone = "through_none", throughStdout = "through_stdout", throughStderr = "through_stderr"
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(device, forKey: .device)
+        try c.encode(inode, forKey: .inode)
+        try c.encode(fingerprintLength, forKey: .fingerprintLength)
+        try c.encode(fingerprint, forKey: .fingerprint)
+        try c.encode(offset, forKey: .offset)
+        try c.encodeIfPresent(delivered, forKey: .delivered)
+        try c.encode(path, forKey: .path)
+        try c.encodeIfPresent(generation, forKey: .generation)
+        try c.encodeIfPresent(realPath, forKey: .realPath)
+        try c.encodeIfPresent(seen, forKey: .seen)
+    }
+
+    /// The pending offsets of the older `held` field (its `through_*` entries only saved duplicates).
+    private struct LegacyHeld: Decodable {
+        var none: Int64?
+        var stdout: Int64?
+        var stderr: Int64?
     }
 }
 

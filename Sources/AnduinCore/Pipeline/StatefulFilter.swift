@@ -3,9 +3,7 @@
 /// Acknowledgement rules (so a checkpoint never passes a line that is still held):
 /// - `process`: a record kept past the call keeps its batch's `ack` referenced (store the token beside
 ///   the record); the merged record that is finally emitted carries `AckToken(holding:)` of every token
-///   its lines came with. A filter that holds a record of the batch's own source also calls
-///   `ack.hold(from:stream:)` with the held record's first offset, so the source resumes there after a
-///   crash and the record is rebuilt whole instead of shipped as a fragment.
+///   its lines came with. An input acknowledges in order, so it does not checkpoint past a held line.
 /// - `emit(batch, token)`: the pipeline keeps its own references; the filter just lets go of `token`.
 /// - `discardAll`: at stop, after the outputs were closed or abandoned: what is still held will not be
 ///   delivered, so its tokens are abandoned (never acknowledged by being dropped).

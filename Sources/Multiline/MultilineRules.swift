@@ -7,9 +7,9 @@ import Darwin
 
 /// Decides, line by line, whether a line continues the record before it. Immutable, so shared by
 /// every thread. The built-in modes use byte prefix checks only (no regex on the hot path).
-struct MultilineRules: Sendable {
+public struct MultilineRules: Sendable {
     /// What may follow the lines of an open record.
-    enum State: UInt8, Sendable {
+    public enum State: UInt8, Sendable {
         /// Nothing can continue it (python/go: an ordinary line; custom: a line not matching start_pattern).
         case closed
         /// Any continuation line may follow (java, custom).
@@ -22,8 +22,18 @@ struct MultilineRules: Sendable {
     let start: ValuePattern?
     let cont: ValuePattern?
 
+    public init(mode: MultilineMode, start: ValuePattern?, cont: ValuePattern?) {
+        self.mode = mode
+        self.start = start
+        self.cont = cont
+    }
+
+    public init(_ s: MultilineSettings) {
+        self.init(mode: s.mode, start: s.start, cont: s.continuation)
+    }
+
     /// The state of a record that `line` starts.
-    func initial(_ line: UnsafeRawBufferPointer) -> State {
+    public func initial(_ line: UnsafeRawBufferPointer) -> State {
         switch mode {
         case .java: return .open
         case .python: return Self.hasPrefix(line, Prefix.traceback) ? .pyTraceback : .closed
@@ -35,7 +45,7 @@ struct MultilineRules: Sendable {
     }
 
     /// The new state when `line` continues a record in `state`; nil when it starts a new record.
-    func continues(_ line: UnsafeRawBufferPointer, after state: State) -> State? {
+    public func continues(_ line: UnsafeRawBufferPointer, after state: State) -> State? {
         switch state {
         case .closed: return nil
         case .open:
@@ -81,7 +91,7 @@ struct MultilineRules: Sendable {
 
     @inline(__always) static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 }
 
-    static func isBlank(_ line: UnsafeRawBufferPointer) -> Bool {
+    public static func isBlank(_ line: UnsafeRawBufferPointer) -> Bool {
         line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
 

@@ -1,0 +1,100 @@
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `multiline:` on the tail input in the real agent: an open record holds its file's checkpoint at
+/// its first line, through checkpoint writes and a kill -9, and is shipped whole once.
+final class TailMultilineLiveTests: AgentTestCase {
+    static let pythonTrace = [
+        "Traceback (most recent call last):",
+        "  File \"/app/worker.py\", line 12, in handle",
+        "    result = compute(item)",
+        "ZeroDivisionError: division by zero",
+    ]
+
+    func testTheCheckpointStaysAtAnOpenRecordsFirstLineThroughAKillDashNine() throws {
+        try writeConfig("""
+            data_dir: ./data
+            shutdown_timeout: 30s
+            api: {address: "127.0.0.1:0"}
+            inputs:
+            \(TailOptions().yaml(name: "in"))    multiline: {mode: python, flush_timeout: 1h}
+            outputs:
+              local: {type: file, from: [in], path: ./out/records.ndjson}
+
+            """)
+        let path = sandbox.path("logs/app.log")
+        var agent = try startAgent()
+        let api = try XCTUnwrap(apiAddress(), "the agent wrote no data/api.address")
+        let plain = joinedLines(["INFO one", "INFO two"])
+        appendText(path, plain)
+        // python mode: an ordinary line cannot be continued, so it ships (and is checkpointed) at once.
+        waitForMessages(["INFO one", "INFO two"])
+        let traceStart = Int64(plain.utf8.count)
+        waitFor("checkpoint at the end of the plain lines") { sandbox.checkpoints("in")[path] == traceStart }
+
+        // The whole trace read; it stays open (its next line may continue it).
+        let trace = joinedLines(Self.pythonTrace)
+        appendText(path, trace)
+        var samples: [String: Double] = [:]
+        let bytesRead = "anduin_input_bytes_read_total{component=in,type=tail}"
+        waitFor("the trace read whole (\(samples[bytesRead] ?? -1) bytes read)") {
+            samples = scrapeMetrics(api) ?? [:]
+            return samples[bytesRead] == Double(plain.utf8.count + trace.utf8.count)
+        }
+        // Several turns of the input's loop, each of which may write a checkpoint: it stays put.
+        let scans = "anduin_input_scans_total{component=in,type=tail}"
+        let scansAtStart = try XCTUnwrap(samples[scans], "no \(scans) in the metrics")
+        waitFor("5 more scans of the input after \(scansAtStart) (now \(samples[scans] ?? -1))") {
+            XCTAssertEqual(sandbox.checkpoints("in")[path], traceStart, "checkpoint moved off an open record's first line")
+            samples = scrapeMetrics(api) ?? [:]
+            return (samples[scans] ?? 0) >= scansAtStart + 5
+        }
+        XCTAssertEqual(output.refresh().compactMap(\.message), ["INFO one", "INFO two"], "the trace is still open")
+
+        // Killed with the trace open: the next start reads it again from its first line.
+        killAgent(agent)
+        appendText(path, "INFO after\n")
+        agent = try startAgent()
+        waitForMessages([Self.pythonTrace.joined(separator: "\n")])
+        let total = Int64(plain.utf8.count + trace.utf8.count)
+        waitFor("checkpoint past the trace") { (sandbox.checkpoints("in")[path] ?? 0) >= total }
+        stopAgent(agent)
+        assertWellFormed()
+        let messages = output.refresh().compactMap(\.message)
+        XCTAssertEqual(messages, ["INFO one", "INFO two", Self.pythonTrace.joined(separator: "\n"), "INFO after"],
+                       "each record once, the trace whole")
+        let first = output.refresh().first { ($0.message ?? "").hasPrefix("Traceback") }
+        XCTAssertEqual(first?.offset, traceStart, "the trace keeps its first line's offset")
+    }
+
+    /// A trace open when its file is rotated is shipped from the old file (by its timeout, or when the
+    /// drained file closes), under the old file's identity; the new file's lines never join it.
+    func testARotationMidTraceKeepsTheFilesApart() throws {
+        try writeConfig("""
+            data_dir: ./data
+            shutdown_timeout: 30s
+            inputs:
+            \(TailOptions().yaml(name: "in"))    multiline: {mode: java, flush_timeout: 300ms}
+            outputs:
+              local: {type: file, from: [in], path: ./out/records.ndjson}
+
+            """)
+        let path = sandbox.path("logs/app.log")
+        let agent = try startAgent()
+        appendText(path, joinedLines(["INFO first", "ERROR a", "java.lang.IllegalStateException: boom"]))
+        waitForMessages(["INFO first"])
+        XCTAssertEqual(rename(path, path + ".1"), 0)
+        appendText(path, joinedLines(["\tat com.example.A.call(A.java:1)", "INFO second"]))
+        waitForMessages(["INFO first", "ERROR a\njava.lang.IllegalStateException: boom", "\tat com.example.A.call(A.java:1)", "INFO second"])
+        stopAgent(agent)
+        assertWellFormed()
+        let records = output.refresh()
+        XCTAssertEqual(records.count, 4)
+        let trace = records.first { ($0.message ?? "").hasPrefix("ERROR a") }
+        XCTAssertEqual(trace?.offset, Int64("INFO first\n".utf8.count))
+        XCTAssertNotEqual(trace?.eventID, records.last?.eventID)
+    }
+}
