@@ -84,6 +84,20 @@ final class RetryPolicyTests: XCTestCase {
         XCTAssertEqual(alone, [0, 1, 2, 3, 4])
     }
 
+    /// A destination too slow for a whole batch (no answer within the request timeout) gets it in
+    /// halves, in order, until the requests are small enough (torture seed 61210 run 27: 4,404-record
+    /// requests with a 2 s timeout timed out for ever against a slow destination).
+    func testTimedOutRequestsAreRetriedInHalves() throws {
+        let sender = ScriptSender([{ b in b.count > 2 ? .timedOut("no complete response within 2 s") : .delivered }])
+        let p = try parts(sender)
+        var decided = 0
+        XCTAssertTrue(p.policy.deliver(work(9), tickets: [], fromLane: false, decided: &decided))
+        XCTAssertEqual(decided, 9)
+        XCTAssertEqual(counter(p, "records_out"), 9)
+        XCTAssertEqual(sender.requests.filter { $0.count <= 2 }.flatMap { $0 }, Array(0..<9), "every record once, in order")
+        XCTAssertEqual(counter(p, "batch_splits"), sender.requests.filter { $0.count > 2 }.count)
+    }
+
     /// Per-item 429s go to the lane (the rest is delivered); the whole work is decided.
     func testPartialRefusalsGoToTheLane() throws {
         let sender = ScriptSender([{ b in .perRecord(b.records.map { $0.offset % 2 == 0 ? .delivered : .retry(status: 429, reason: "busy") }) }])

@@ -147,7 +147,9 @@ final class ElasticsearchSender: BatchSender {
             responses.noAnswer()
             failOver()
             // The host as written may carry user:password@: shown without it.
-            return .unreachable("\(HTTPClient.redactedURL(config.hosts[host % config.hosts.count])): \(error)")
+            let why = "\(HTTPClient.redactedURL(config.hosts[host % config.hosts.count])): \(error)"
+            if case HTTPClientError.timeout = error { return .timedOut(why) }
+            return .unreachable(why)
         }
         let whole = HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
         switch whole {

@@ -77,6 +77,7 @@ final class HTTPSender: BatchSender {
             }
         } catch {
             responses.noAnswer()
+            if case HTTPClientError.timeout = error { return .timedOut("\(error)") }
             return .unreachable("\(error)")
         }
         raw.removeAll(keepingCapacity: true)
@@ -101,6 +102,7 @@ final class HTTPSender: BatchSender {
             return HTTPStatusClass.result(status: response.status, body: response.body, count: batch.count)
         } catch {
             responses.noAnswer()
+            if case HTTPClientError.timeout = error { return .timedOut("\(error)") }
             return .unreachable("\(error)")
         }
     }

@@ -133,7 +133,7 @@ public enum DeadLetterReplay {
                 report.stopped = "HTTP 413: request too large; replay with a smaller batch.max_records"
             case .retryAll(let status, let why):
                 report.stopped = "HTTP \(status): \(why)"
-            case .unreachable(let why), .authFailure(let why):
+            case .unreachable(let why), .timedOut(let why), .authFailure(let why):
                 report.stopped = why
             }
             guard markReplayed(directory, done) else {

@@ -37,7 +37,7 @@ final class DeliveryProgress: Sendable {
         retries = s.counter("retries", "requests retried after a retriable failure")
         requestFailures = s.counter("request_failures", "requests that failed (network, timeout, 408/429/5xx, incomplete bulk response)")
         authFailures = s.counter("auth_failures", "requests refused with 401/403 (retried; check credentials)")
-        splits = s.counter("batch_splits", "batches split in two after 413 Request Entity Too Large")
+        splits = s.counter("batch_splits", "batches split in two after 413 Request Entity Too Large or a request timeout")
         requestDuration = s.histogram("request_duration", "time of one request to the destination, answered or failed",
                                       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
         deliveryLag = s.histogram("delivery_lag", "from a record's timestamp to the destination confirming it (oldest record of each request)",

@@ -13,7 +13,8 @@ import Glibc
 /// - within the retry budget only: a record whose budget is spent is dead-lettered with its last
 ///   status, reason and attempt count;
 /// - no answer at all (an outage) and 401/403 (credentials): retried in place, with backoff, for
-///   as long as it lasts: that is what the buffer is for.
+///   as long as it lasts: that is what the buffer is for. A request that timed out is retried in
+///   halves (down to one record): a destination too slow for the whole batch may take half in time.
 ///
 /// An answer saying the destination is overloaded (429 or 503 for the request, 429 for every item of
 /// fresh records) pauses every thread of the output (`RetryWaiter.overloaded`): for its `Retry-After`
@@ -162,6 +163,15 @@ struct RetryPolicy {
                 case .unreachable(let why):
                     progress.requestFailures.add()
                     failure = why
+                case .timedOut(let why):
+                    progress.requestFailures.add()
+                    failure = why
+                    if pending.count > 1 {
+                        progress.splits.add()
+                        let half = pending.count / 2
+                        stack.append(pending.subset(half..<pending.count))
+                        pending = pending.subset(0..<half)
+                    }
                 case .authFailure(let why):
                     progress.authFailures.add()
                     failure = "authentication refused (check user/password, api_key or token_file): \(why)"

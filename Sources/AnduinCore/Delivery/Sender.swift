@@ -62,6 +62,10 @@ public enum SendResult: Sendable, Equatable {
     /// No answer (cannot connect, timeout, TLS, DNS): an outage, which the buffer is for. Retried with
     /// backoff for as long as it lasts; the retry budget does not apply.
     case unreachable(String)
+    /// No complete answer within the request timeout: retried like an outage, and a batch of several
+    /// records is halved for the retry (a destination too slow for the whole batch may take half of
+    /// it in time; the halves go in order).
+    case timedOut(String)
     /// 401/403: a configuration problem, not a data problem. Retried with backoff and logged loudly;
     /// never dead-lettered (fix the credentials and the data flows again).
     case authFailure(String)

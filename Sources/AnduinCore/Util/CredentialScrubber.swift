@@ -132,6 +132,7 @@ public struct CredentialScrubber: Sendable {
         case .delivered, .tooLarge: return result
         case .retryAll(let status, let reason): return .retryAll(status: status, reason: scrub(reason))
         case .unreachable(let why): return .unreachable(scrub(why))
+        case .timedOut(let why): return .timedOut(scrub(why))
         case .authFailure(let why): return .authFailure(scrub(why))
         case .perRecord(let outcomes):
             return .perRecord(outcomes.map { o in
