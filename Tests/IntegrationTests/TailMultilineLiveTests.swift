@@ -97,4 +97,41 @@ final class TailMultilineLiveTests: AgentTestCase {
         XCTAssertEqual(trace?.offset, Int64("INFO first\n".utf8.count))
         XCTAssertNotEqual(trace?.eventID, records.last?.eventID)
     }
+
+    /// `paths` matching the rotated names too (`*.log*`): a rotated file whose last trace is flushed
+    /// as it closes has records in flight then; the next scan finds it, and it must not be taken for
+    /// a new file and read again from 0 (torture seed 70003 run 11: 1,151 lines shipped twice).
+    func testARotatedFileMatchedByTheGlobIsNotReadAgainWhenItCloses() throws {
+        var tail = TailOptions()
+        tail.paths = ["./logs/*.log*"]
+        tail.rotateWait = "100ms"
+        tail.globInterval = "20ms"
+        try writeConfig("""
+            data_dir: ./data
+            shutdown_timeout: 30s
+            inputs:
+            \(tail.yaml(name: "in"))    multiline: {mode: java, flush_timeout: 10s}
+            outputs:
+              local: {type: file, from: [in], path: ./out/records.ndjson}
+
+            """)
+        let path = sandbox.path("logs/app.log")
+        let agent = try startAgent()
+        var expected: [String] = []
+        for round in 0..<5 {
+            let lines = (0..<20).map { logLine("r\(round)", $0) }
+            // Ends with an open trace: the joiner holds it until the rotated file closes.
+            appendText(path, joinedLines(lines + ["ERROR r\(round)", "java.lang.IllegalStateException: boom \(round)"]))
+            expected += lines + ["ERROR r\(round)\njava.lang.IllegalStateException: boom \(round)"]
+            waitForMessages(Array(lines.prefix(1)))
+            XCTAssertEqual(rename(path, path + ".\(round)"), 0)
+        }
+        waitForMessages(expected)
+        usleep(1_500_000)  // more scans: a rotated file read again would show now
+        stopAgent(agent)
+        assertWellFormed()
+        let messages = output.refresh().compactMap(\.message)
+        XCTAssertEqual(messages.count, expected.count, "each line once")
+        XCTAssertEqual(Set(messages), Set(expected))
+    }
 }

@@ -118,6 +118,12 @@ final class CheckpointRegistry {
         return dropped
     }
 
+    /// A closed file whose last batches are still in flight: it is not new, and its position is not
+    /// known until they complete (then it is parked).
+    func isRetired(_ key: FileKey) -> Bool {
+        retired.values.contains { FileKey(device: $0.checkpoint.device, inode: $0.checkpoint.inode) == key }
+    }
+
     func retire(id: Int, _ cp: FileCheckpoint, size: Int64?, mtime: Int64?, givenUp: Bool = false) {
         retired[id] = (cp, size, mtime, givenUp)
     }

@@ -210,6 +210,10 @@ final class TailInput: Input {
         for found in matched.values.sorted(by: { $0.path < $1.path }) where table.files[found.key] == nil {
             if registry.parked[found.key] != nil {
                 if registry.seen(found, matchedByGlob: true) { table.open(found, startAtEnd: false) }
+            } else if registry.isRetired(found.key) {
+                // Closed with records in flight (a rotated file matched by a glob such as `*.log.*`):
+                // opened as new it would be read again from 0. Parked once they complete.
+                continue
             } else {
                 table.open(found, startAtEnd: config.startAt == .end && startupKeys?.contains(found.key) == true)
             }
