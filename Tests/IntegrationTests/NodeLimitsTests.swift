@@ -93,6 +93,31 @@ final class NodeLimitsTests: AgentTestCase {
         XCTAssertFalse(agent.stderr.contains("was rotated or deleted"), "a glob failure was taken for a rotation")
     }
 
+    /// A descriptor limit too low for the outputs' connections and buffers is said at start, with
+    /// what to change (torture seed 70002 run 12: under `nofile` 32 two disk-buffered outputs with
+    /// six connections could not open a buffer segment, and only a retry warning showed it).
+    func testADescriptorLimitTooLowForTheConfigIsSaid() throws {
+        appendText(sandbox.path("logs/a.log"), joinedLines(logLines("a", 0..<3)))
+        try writeConfig("""
+            data_dir: ./data
+            inputs:
+              in: {type: tail, paths: ["./logs/*.log"], format: raw}
+            outputs:
+              es:
+                type: elasticsearch
+                from: [in]
+                hosts: ["http://127.0.0.1:9"]
+                concurrency: 8
+                buffer: {type: disk}
+
+            """)
+        let agent = try startAgent(wrapper: ["/usr/bin/prlimit", "--nofile=32:32", "--"])
+        waitForLog(agent, "the file descriptor limit (32) is below what this config needs")
+        waitForLog(agent, "lower the outputs' concurrency")
+        agent.kill9()
+        agent.waitExit(timeout: 30)
+    }
+
     // MARK: one agent per data_dir
 
     /// A second agent on the same data_dir exits at once with status 1 and names the first one's

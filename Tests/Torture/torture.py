@@ -1028,8 +1028,17 @@ class Run:
                     last_sum, last_progress = total, now
             if now - last_progress > STALL_SECONDS:
                 self.drain_state = "stalled"
-                self.fail("stalled: no record read, delivered, dead-lettered or dropped for %d s after every fault was "
-                          "healed; outputs %s; inputs %s" % (STALL_SECONDS, brief_outputs(s), brief_inputs(s)))
+                why = ("stalled: no record read, delivered, dead-lettered or dropped for %d s after every fault was "
+                       "healed; outputs %s; inputs %s" % (STALL_SECONDS, brief_outputs(s), brief_inputs(s)))
+                try:
+                    said = b"the file descriptor limit (" in open(self.agent.cur.log, "rb").read()
+                except OSError:
+                    said = False
+                if said:
+                    # The agent said at start that the drawn descriptor limit cannot hold this config.
+                    self.notes.append("under a descriptor limit the agent said was too low: " + why)
+                else:
+                    self.fail(why)
                 return
             if now > deadline:
                 self.drain_state = "inconclusive"

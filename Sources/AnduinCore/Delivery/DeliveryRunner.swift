@@ -361,6 +361,10 @@ final class DeliveryRunner: OutputStage, Sendable {
 
     /// Undelivered records that the disk buffer keeps for the next start (the ring and the lane's
     /// journal); 0 with a memory buffer.
+    /// Per request slot a socket and libcurl's wake-up pair; a disk buffer's writer and reader
+    /// segments, cursor and retry-lane journal; the dead-letter file.
+    var descriptorsNeeded: Int { options.concurrency * 3 + (ring == nil ? 0 : 4) + 1 }
+
     /// For tests: ticket references held by the retry lane.
     var laneTicketReferences: Int { lane.ticketReferences }
 

@@ -165,6 +165,7 @@ final class OutputRunner: OutputStage {
     var pendingRecords: Int { state.withLock { $0.queuedRecords } }
 
     var keptRecords: Int { 0 }
+    var descriptorsNeeded: Int { 2 }
 
     /// Nothing to do: what waits for this output's queue is delivered up to shutdown_timeout.
     func inputsStopping() {}

@@ -219,8 +219,26 @@ public final class Pipeline: Sendable {
             }
         }
         for input in inputs { input.start() }
+        if !reloading { checkDescriptorLimit() }
         let started = "anduin started: \(inputs.count) input(s), \(outputs.count) output(s), data_dir \(config.dataDirectory)"
         if reloading { logger.debug("\(started)") } else { logger.info("\(started)") }
+    }
+
+    /// Descriptors the agent needs besides the files it follows: standard streams, the log, the
+    /// data_dir lock, event and inotify descriptors, checkpoints.
+    static let baseDescriptors = 16
+
+    /// Says at start when the descriptor limit cannot hold what the outputs and the API need with a
+    /// few files open: the agent would then stall on an open that cannot succeed (a buffer segment,
+    /// a connection), with only a retry warning to show for it.
+    private func checkDescriptorLimit() {
+        guard let limit = ProcessDescriptors.limit else { return }
+        let outputsNeed = outputs.reduce(0) { $0.addingSaturating($1.descriptorsNeeded) }
+        // The listener and a few connections (more are refused when descriptors run short).
+        let apiNeeds = config.api.map { 2 + min(4, $0.maxConnections) } ?? 0
+        let needed = Self.baseDescriptors + outputsNeed + apiNeeds + 8  // and a few files
+        guard limit < needed else { return }
+        logger.error("the file descriptor limit (\(limit)) is below what this config needs with a few files open (about \(needed): \(outputsNeed) for the outputs' connections and buffers\(apiNeeds > 0 ? ", \(apiNeeds) for the API" : "")): delivery may stall; raise it (ulimit -n, LimitNOFILE= in the systemd unit, the container runtime's nofile) or lower the outputs' concurrency")
     }
 
     /// Stops reading, delivers what was read (up to `shutdownTimeout`), then persists checkpoints.

@@ -120,6 +120,8 @@ protocol OutputStage: AnyObject, Sendable {
     var pendingRecords: Int { get }
     /// Of `pendingRecords`, those a disk buffer keeps for the next start.
     var keptRecords: Int { get }
+    /// About how many file descriptors the output holds at most (its connections, buffer files).
+    var descriptorsNeeded: Int { get }
     /// For `/ready`: why this output is not ready (stalled), or nil.
     var notReadyReason: String? { get }
 }
