@@ -7,6 +7,8 @@
     python3 Benchmarks/harness/harness.py run --corpus /tmp/bench/docker.log --lines 1000000 \
         --config-template Benchmarks/harness/p1-blackhole.yaml --sink count-file --runs 5 --idle \
         -- .build/release/anduin run --config {config}
+    python3 Benchmarks/harness/harness.py bench --scenarios p0 --seconds 120 --runs 3 --anduin .build/release/anduin
+    python3 Benchmarks/harness/harness.py soak --seconds 3600 -- .build/release/anduin run --config {config}
 
 `run` writes a config from a template ({corpus}, {data_dir}, {count_file}, {sink_url}, {sink_port},
 {template_dir} are filled in), starts the shipper command ({config} is replaced by the config's path),
@@ -17,6 +19,9 @@ lines per second beside the CPU figures. Idle RSS: the shipper watching an empty
 --idle-seconds (10). `bench` runs P1/P2/P3 and idle for Anduin and, when given, Fluent Bit
 (interleaved run by run) and prints the comparison table with ratios; without a Fluent Bit binary it
 prints the reference figures measured earlier on this machine kind, labelled as such.
+P0 (a quiet node: a kubelet-style tree written by a paced writer, CPU per minute, context switches,
+RSS and delivery latency) and the soak (`make soak`: rotation, RSS slope, fds, every line counted)
+are in quiet.py.
 Sinks: `count-file` (the shipper writes its running count to a file, e.g. Anduin's blackhole output),
 `http` (a local HTTP server that counts the ndjson lines it receives, gzip or not; TCP_NODELAY, one
 write per response) and `stdout-total` (the shipper prints `total = N`, Fluent Bit's counter output).
@@ -369,6 +374,8 @@ def main():
     s.add_argument("--max-growth", type=float, default=1.0, help="MiB/h of RSS growth allowed after the warm-up")
     s.add_argument("--min-judged", type=float, default=600,
                    help="seconds after the warm-up below which the RSS slope is printed but not judged")
+    s.add_argument("--fd-slack", type=int, default=5,
+                   help="open fds the second half's highest count may exceed the first half's by")
     s.add_argument("--timeout", type=float, default=120, help="seconds to wait for the last lines at the end")
     s.add_argument("--config-template", default=os.path.join(HERE, "p0-es.yaml"))
     s.add_argument("command", nargs="+", help="shipper command; {config} is replaced by the config path")
