@@ -113,7 +113,8 @@ def bench_p0(args, shippers):
     for i in range(args.runs):
         for name, binary in shippers:
             spec = SHIPPERS[name]
-            template = open(os.path.join(HERE, spec["p0"][0])).read()
+            path = args.p0_anduin_config if name == "anduin" and args.p0_anduin_config else os.path.join(HERE, spec["p0"][0])
+            template = open(path).read()
             command = [c.replace("{bin}", binary) for c in spec["command"]]
             work = tempfile.mkdtemp(prefix=f"harness-{name}-p0-")
             res = quiet_run(command, template, work, args)
@@ -139,6 +140,7 @@ def print_p0_table(runs, args):
     print(f"| P0 | Anduin | {fb_label} | Anduin / Fluent Bit | target |")
     print("| --- | --- | --- | --- | --- |")
     rows = [("CPU-s per minute", "cpu_s_per_min", "{:.2f}"), ("context switches per s (all threads)", "ctx_per_s", "{:.0f}"),
+            ("of which voluntary (wake-ups)", "voluntary_per_s", "{:.0f}"),
             ("RSS MiB (median of 1 s samples)", "rss_mib", "{:.1f}"), ("delivery latency p50 s", "latency_p50_s", "{:.3f}"),
             ("delivery latency p99 s", "latency_p99_s", "{:.3f}"), ("machine load (1-min average)", "load", "{:.2f}")]
 
@@ -173,7 +175,9 @@ def print_p0_table(runs, args):
             for k, v in r["threads"].items():
                 by[k] = by.get(k, 0) + v / len(runs[name])
         top = sorted(by.items(), key=lambda kv: -kv[1])
-        print(f"{name}: context switches per s by thread name (mean of runs): "
+        exited = sum(r["threads_exited"] for r in runs[name])
+        print(f"{name}: context switches per s by thread name (mean of runs; {runs[name][0]['threads_n']} threads"
+              + (f", {exited} exited in a window and are not counted" if exited else "") + "): "
               + ", ".join(f"{k} {v:.0f}" for k, v in top[:10]))
     if not measured_fb:
         print()

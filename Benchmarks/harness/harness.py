@@ -358,6 +358,8 @@ def main():
     b.add_argument("--seconds", type=float, default=120, help="P0: seconds measured (after the warm-up)")
     b.add_argument("--p0-files", type=int, default=500, help="P0: container log files")
     b.add_argument("--p0-rate", type=float, default=2, help="P0: lines a second written to each file")
+    b.add_argument("--p0-anduin-config", default="",
+                   help="P0: another config template for Anduin (default p0-es.yaml), to see what a stage costs")
     b.add_argument("--p0-warmup", type=float, default=10,
                    help="P0: seconds of writing before the window (at most a quarter of --seconds)")
     b.add_argument("--no-idle", action="store_true")

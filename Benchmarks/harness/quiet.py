@@ -178,7 +178,7 @@ class LatencySink(CountingSink):
 
 
 def threads(pid):
-    """{tid: (name, voluntary + nonvoluntary context switches)} of every thread of the process."""
+    """{tid: (name, voluntary, nonvoluntary context switches)} of every thread of the process."""
     out = {}
     for task in glob.glob(f"/proc/{pid}/task/*"):
         try:
@@ -187,7 +187,7 @@ def threads(pid):
             v = proc_status_file(task + "/status", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
         except OSError:
             continue
-        out[os.path.basename(task)] = (name, v[0] + v[1])
+        out[os.path.basename(task)] = (name, v[0], v[1])
     return out
 
 
@@ -202,13 +202,16 @@ def proc_status_file(path, *keys):
 
 
 def switches_between(before, after):
-    """Context switches in the window, total and by thread name. A thread that exited in the window is
-    missed (its counts go with it); one that started in it counts from zero."""
-    by_name = {}
-    for tid, (name, n) in after.items():
-        d = n - before.get(tid, (name, 0))[1]
-        by_name[name] = by_name.get(name, 0) + max(d, 0)
-    return sum(by_name.values()), by_name
+    """Context switches in the window: voluntary (the thread waited: its wake-ups), nonvoluntary (it was
+    preempted: mostly the machine's load), and by thread name (both). A thread that exited in the window
+    is missed (its counts go with it); one that started in it counts from zero."""
+    by_name, vol, nonvol = {}, 0, 0
+    for tid, (name, v, nv) in after.items():
+        _, v0, nv0 = before.get(tid, (name, 0, 0))
+        dv, dnv = max(v - v0, 0), max(nv - nv0, 0)
+        vol, nonvol = vol + dv, nonvol + dnv
+        by_name[name] = by_name.get(name, 0) + dv + dnv
+    return vol, nonvol, by_name
 
 
 def fd_count(pid):
@@ -289,15 +292,17 @@ def quiet_run(command, template, work, args):
         sink.server_close()
     load1 = loadavg()
     window = t1 - t0
-    switches, by_name = switches_between(sw0, sw1)
+    vol, nonvol, by_name = switches_between(sw0, sw1)
     lat = sorted(sink.latencies)
     if not drained or not lat:
         raise SystemExit(f"only {sink.unique} of {report.get('written')} lines arrived; see {work}/stderr.log")
-    return {"cpu_s_per_min": (cpu1 - cpu0) / window * 60, "ctx_per_s": switches / window,
+    return {"cpu_s_per_min": (cpu1 - cpu0) / window * 60, "ctx_per_s": (vol + nonvol) / window,
+            "voluntary_per_s": vol / window, "nonvoluntary_per_s": nonvol / window,
             "rss_mib": statistics.median(rss) if rss else float("nan"),
             "latency_p50_s": lat[len(lat) // 2], "latency_p99_s": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
             "latency_max_s": lat[-1], "lines": report["written"], "duplicates": sink.duplicates,
             "writer_max_lag_s": report["max_lag_s"], "window_s": window, "load": (load0 + load1) / 2,
+            "threads_n": len(sw1), "threads_exited": len(set(sw0) - set(sw1)),
             "threads": {k: v / window for k, v in sorted(by_name.items(), key=lambda kv: -kv[1])}}
 
 
