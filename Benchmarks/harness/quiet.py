@@ -330,7 +330,7 @@ def soak(args):
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     config = write_config(template, work, "config", **fill_values(root, work, sink.server_address[1]))
     rate = args.rate / args.files
-    print(f"soak: {args.rate} lines/s across {args.files} files ({rate:g} a file) for {args.seconds:.0f} s, "
+    print(f"soak: {args.rate:g} lines/s across {args.files} files ({rate:g} a file) for {args.seconds:.0f} s, "
           f"rotation at {args.rotate_bytes} bytes keeping {args.keep}; samples every {args.interval:.0f} s; "
           f"work dir {work}; load {loadavg():.2f}", flush=True)
     proc = start([c.replace("{config}", config) for c in args.command], config, work)
