@@ -132,6 +132,13 @@ def start_writer(root, rate, seconds, rotate_bytes=0, keep=5):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE)
 
 
+def writer_report(writer):
+    out = writer.communicate()[0]
+    if writer.returncode != 0 or not out:
+        raise SystemExit(f"the writer failed (exit {writer.returncode})")
+    return json.loads(out)
+
+
 class LatencySink(CountingSink):
     """The counting sink that also reads every document: its `wt` gives the delivery latency (time of
     arrival minus time of writing), `f`/`n` which line it is, so losses and duplicates are counted."""
@@ -267,6 +274,7 @@ def quiet_run(command, template, work, args):
     config = write_config(template, work, "config", **fill_values(root, work, sink.server_address[1]))
     load0 = loadavg()
     proc = start(command, config, work)
+    writer = None
     try:
         time.sleep(2)  # the shipper discovers the (empty) files before the first line
         if proc.poll() is not None:
@@ -284,9 +292,11 @@ def quiet_run(command, template, work, args):
         if proc.poll() is not None:
             raise SystemExit(f"the shipper exited during the run; see {work}/stderr.log")
         cpu1, sw1, t1 = proc_cpu_seconds(proc.pid), threads(proc.pid), time.monotonic()
-        report = json.loads(writer.communicate()[0] or b"{}")
-        drained = wait_drained(sink, report.get("written", 0), time.monotonic() + args.timeout, proc)
+        report = writer_report(writer)
+        drained = wait_drained(sink, report["written"], time.monotonic() + args.timeout, proc)
     finally:
+        if writer is not None:
+            stop(writer)
         stop(proc)
         sink.shutdown()
         sink.server_close()
@@ -335,6 +345,7 @@ def soak(args):
           f"work dir {work}; load {loadavg():.2f}", flush=True)
     proc = start([c.replace("{config}", config) for c in args.command], config, work)
     samples = []  # (seconds since start, RSS MiB, fds)
+    writer = None
     try:
         time.sleep(2)
         if proc.poll() is not None:
@@ -358,9 +369,11 @@ def soak(args):
             time.sleep(min(1.0, max(0.0, next_sample - time.monotonic())))
         if proc.poll() is not None:
             raise SystemExit(f"the shipper exited during the soak; see {work}/stderr.log")
-        report = json.loads(writer.communicate()[0] or b"{}")
-        drained = wait_drained(sink, report.get("written", 0), time.monotonic() + args.timeout, proc)
+        report = writer_report(writer)
+        drained = wait_drained(sink, report["written"], time.monotonic() + args.timeout, proc)
     finally:
+        if writer is not None:
+            stop(writer)
         stop(proc)
         sink.shutdown()
         sink.server_close()
