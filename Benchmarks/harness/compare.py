@@ -177,7 +177,7 @@ def print_p0_table(runs, args):
         top = sorted(by.items(), key=lambda kv: -kv[1])
         exited = sum(r["threads_exited"] for r in runs[name])
         print(f"{name}: context switches per s by thread name (mean of runs; {runs[name][0]['threads_n']} threads"
-              + (f", {exited} exited in a window and are not counted" if exited else "") + "): "
+              + (f"; {exited} thread(s) exited during a window, their switches not counted" if exited else "") + "): "
               + ", ".join(f"{k} {v:.0f}" for k, v in top[:10]))
     if not measured_fb:
         print()
