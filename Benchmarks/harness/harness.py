@@ -377,7 +377,7 @@ def main():
     s.add_argument("--min-judged", type=float, default=600,
                    help="seconds after the warm-up below which the RSS slope is printed but not judged")
     s.add_argument("--fd-slack", type=int, default=5,
-                   help="open fds the second half's highest count may exceed the first half's by")
+                   help="open fds the second half's median count may exceed the first half's by")
     s.add_argument("--timeout", type=float, default=120, help="seconds to wait for the last lines at the end")
     s.add_argument("--config-template", default=os.path.join(HERE, "p0-es.yaml"))
     s.add_argument("command", nargs="+", help="shipper command; {config} is replaced by the config path")
