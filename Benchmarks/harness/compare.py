@@ -4,9 +4,11 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import tempfile
 
 from harness import HERE, fmt, idle_rss, median, one_run, warm
+from quiet import quiet_run
 
 
 # Shippers `bench` knows: the command ({bin} and {config} filled in), and per scenario the config
@@ -16,16 +18,17 @@ SHIPPERS = {
                "p1": ("p1-blackhole.yaml", "count-file"), "p2": ("p2-http.yaml", "http"),
                "p2m": ("p2-http-no-metadata.yaml", "http"),
                "p3": ("p3-http-disk.yaml", "http"), "nginx": ("nginx-parse.yaml", "count-file"),
-               "idle": "p1-blackhole.yaml"},
+               "idle": "p1-blackhole.yaml", "p0": ("p0-es.yaml", "latency")},
     # stdbuf: the counter output printf()s without flushing, and a pipe is block-buffered, so the
     # last counts would wait in Fluent Bit's buffer (it execs the binary: same process, same figures).
     "fluent-bit": {"command": ["stdbuf", "-oL", "{bin}", "-c", "{config}"],
                    "p1": ("fluentbit-p1.conf", "stdout-total"), "p2": ("fluentbit-p2.conf", "http"),
                    "p3": ("fluentbit-p3.conf", "http"), "nginx": ("fluentbit-nginx.conf", "stdout-total"),
-                   "idle": "fluentbit-p1.conf"},
+                   "idle": "fluentbit-p1.conf", "p0": ("fluentbit-p0.conf", "latency")},
 }
 
 SCENARIOS = {
+    "p0": "a quiet node: kubelet tree, a paced writer, tail -> kubernetes (path) -> parse -> elasticsearch sink",
     "p1": "tail (docker) -> discard",
     "p2": "tail -> JSON lift -> gzip (default level) -> HTTP, memory buffer",
     "p2m": "P2 with metadata off (no log.file.path, log.offset, event.id), against Fluent Bit's P2",
@@ -49,12 +52,31 @@ FLUENT_BIT_REFERENCE = {
 }
 
 
+# P0 measured by hand for issue 28 (500 files, 2 lines/s each, 60 s, tail (docker) -> parse -> discard,
+# two alternating runs): not this pipeline, shown only when no Fluent Bit binary is given.
+FLUENT_BIT_P0_REFERENCE = {"cpu_s_per_min": 12.45, "ctx_per_s": 260.0, "rss_mib": 24.85}
+
+# Issue 28's targets for P0: CPU and context switches as ratios to Fluent Bit's, latency in seconds.
+P0_TARGETS = {"cpu_s_per_min": 0.1, "ctx_per_s": 1.0, "latency_p99_s": 1.5}
+
+
 def bench(args):
     """Runs every scenario for every shipper, interleaved run by run, and prints the comparison."""
     shippers = [("anduin", args.anduin)] + ([("fluent-bit", args.fluentbit)] if args.fluentbit else [])
+    scenarios = args.scenarios.split(",")
+    p0 = {}
+    if "p0" in scenarios:
+        scenarios.remove("p0")
+        p0 = bench_p0(args, shippers)
+    if not scenarios:
+        print_p0_table(p0, args)
+        return
+    if not args.corpus or not args.lines:
+        raise SystemExit("P1-P3 need --corpus and --lines")
+    args.scenarios = ",".join(scenarios)
     warm(args.corpus)
     results = {}
-    for scenario in args.scenarios.split(","):
+    for scenario in scenarios:
         runs = {name: [] for name, _ in shippers}
         for i in range(args.runs):
             for name, binary in shippers:
@@ -89,9 +111,92 @@ def bench(args):
             results[("idle", name)] = res
             print(f"idle {name}: {fmt(res)}", flush=True)
     print_table(results, args, measured_fb=bool(args.fluentbit))
+    if p0:
+        print_p0_table(p0, args)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({f"{s}/{n}": v for (s, n), v in results.items()}, f, indent=1)
+            json.dump({f"{s}/{n}": v for (s, n), v in results.items()} | {f"p0/{n}": v for n, v in p0.items()},
+                      f, indent=1)
+
+
+def bench_p0(args, shippers):
+    """P0 for every shipper, interleaved run by run; every run is kept (the table shows the spread)."""
+    runs = {name: [] for name, _ in shippers}
+    for i in range(args.runs):
+        for name, binary in shippers:
+            spec = SHIPPERS[name]
+            path = args.p0_anduin_config if name == "anduin" and args.p0_anduin_config else os.path.join(HERE, spec["p0"][0])
+            template = open(path).read()
+            command = [c.replace("{bin}", binary) for c in spec["command"]]
+            work = tempfile.mkdtemp(prefix=f"harness-{name}-p0-")
+            res = quiet_run(command, template, work, args)
+            shutil.rmtree(work, ignore_errors=True)
+            runs[name].append(res)
+            top = ", ".join(f"{k} {v:.0f}" for k, v in list(res["threads"].items())[:6])
+            print(f"p0 {name} run {i + 1}: {fmt({k: v for k, v in res.items() if k != 'threads'})}", flush=True)
+            print(f"p0 {name} run {i + 1}: context switches per s by thread name: {top}", flush=True)
+    return runs
+
+
+def print_p0_table(runs, args):
+    names = [n for n in ("anduin", "fluent-bit") if runs.get(n)]
+    measured_fb = "fluent-bit" in names
+    every = [r for n in names for r in runs[n]]
+    loads = [r["load"] for r in every]
+    print()
+    print(f"P0, {SCENARIOS['p0']}: {args.p0_files} files x {args.p0_rate:g} lines/s, {args.seconds:.0f} s measured "
+          f"after a warm-up; medians of {args.runs} interleaved runs [min-max]. Machine load (1-min average) "
+          f"during the runs: {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} CPUs.")
+    fb_label = "Fluent Bit" if measured_fb else "Fluent Bit (reference*)"
+    print()
+    print(f"| P0 | Anduin | {fb_label} | Anduin / Fluent Bit | target |")
+    print("| --- | --- | --- | --- | --- |")
+    rows = [("CPU-s per minute", "cpu_s_per_min", "{:.2f}"), ("context switches per s (all threads)", "ctx_per_s", "{:.0f}"),
+            ("of which voluntary (wake-ups)", "voluntary_per_s", "{:.0f}"),
+            ("RSS MiB (median of 1 s samples)", "rss_mib", "{:.1f}"), ("delivery latency p50 s", "latency_p50_s", "{:.3f}"),
+            ("delivery latency p99 s", "latency_p99_s", "{:.3f}"), ("machine load (1-min average)", "load", "{:.2f}")]
+
+    def cell(rs, key, form):
+        vals = sorted(r[key] for r in rs)
+        med = statistics.median(vals)
+        return med, form.format(med) + (f" [{form.format(vals[0])}-{form.format(vals[-1])}]" if len(vals) > 1 else "")
+
+    for label, key, form in rows:
+        a, av = cell(runs["anduin"], key, form)
+        fv, ratio, f = "-", "", None
+        if measured_fb:
+            f, fv = cell(runs["fluent-bit"], key, form)
+        elif key in FLUENT_BIT_P0_REFERENCE:
+            f = FLUENT_BIT_P0_REFERENCE[key]
+            fv = form.format(f)
+        if f and key != "load":
+            ratio = f"{a / f:.2f}x"
+        target = ""
+        if key in P0_TARGETS:
+            limit = P0_TARGETS[key]
+            if key == "latency_p99_s":
+                target = f"<= {limit:g} s: " + ("met" if a <= limit else f"short by {a - limit:.3f} s")
+            elif f:
+                target = f"<= {limit:g}x: " + ("met" if a / f <= limit else f"short ({a / f:.2f}x)")
+            else:
+                target = f"<= {limit:g}x Fluent Bit's"
+        print(f"| {label} | {av} | {fv} | {ratio} | {target} |")
+    for name in names:
+        by = {}
+        for r in runs[name]:
+            for k, v in r["threads"].items():
+                by[k] = by.get(k, 0) + v / len(runs[name])
+        top = sorted(by.items(), key=lambda kv: -kv[1])
+        exited = sum(r["threads_exited"] for r in runs[name])
+        print(f"{name}: context switches per s by thread name (mean of runs; {runs[name][0]['threads_n']} threads"
+              + (f"; {exited} thread(s) exited during a window, their switches not counted" if exited else "") + "): "
+              + ", ".join(f"{k} {v:.0f}" for k, v in top[:10]))
+    if not measured_fb:
+        print()
+        print("* reference, not measured here: Fluent Bit 5.1.1 measured by hand for issue 28 with 500 files x 2 lines/s "
+              "for 60 s and tail (docker) -> parse -> discard, a lighter pipeline than P0's (CPU 12.4-12.5 CPU-s per "
+              "minute, 245-275 context switches per s, RSS 24.8-24.9 MiB). Give FLUENTBIT=/path/to/fluent-bit to "
+              "measure it side by side.")
 
 
 def print_table(results, args, measured_fb):

@@ -7,6 +7,8 @@
     python3 Benchmarks/harness/harness.py run --corpus /tmp/bench/docker.log --lines 1000000 \
         --config-template Benchmarks/harness/p1-blackhole.yaml --sink count-file --runs 5 --idle \
         -- .build/release/anduin run --config {config}
+    python3 Benchmarks/harness/harness.py bench --scenarios p0 --seconds 120 --runs 3 --anduin .build/release/anduin
+    python3 Benchmarks/harness/harness.py soak --seconds 3600 -- .build/release/anduin run --config {config}
 
 `run` writes a config from a template ({corpus}, {data_dir}, {count_file}, {sink_url}, {sink_port},
 {template_dir} are filled in), starts the shipper command ({config} is replaced by the config's path),
@@ -17,6 +19,9 @@ lines per second beside the CPU figures. Idle RSS: the shipper watching an empty
 --idle-seconds (10). `bench` runs P1/P2/P3 and idle for Anduin and, when given, Fluent Bit
 (interleaved run by run) and prints the comparison table with ratios; without a Fluent Bit binary it
 prints the reference figures measured earlier on this machine kind, labelled as such.
+P0 (a quiet node: a kubelet-style tree written by a paced writer, CPU per minute, context switches,
+RSS and delivery latency) and the soak (`make soak`: rotation, RSS slope, fds, every line counted)
+are in quiet.py.
 Sinks: `count-file` (the shipper writes its running count to a file, e.g. Anduin's blackhole output),
 `http` (a local HTTP server that counts the ndjson lines it receives, gzip or not; TCP_NODELAY, one
 write per response) and `stdout-total` (the shipper prints `total = N`, Fluent Bit's counter output).
@@ -115,6 +120,9 @@ class CountingSink(http.server.ThreadingHTTPServer):
         self.save_max = save_max
         self.lock = threading.Lock()
 
+    def observe(self, body, arrived):
+        """Each (gunzipped) body as it arrives; the latency sink (quiet.py) reads its documents."""
+
 
 def response(reply):
     return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
@@ -144,6 +152,7 @@ class SinkHandler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
+        self.server.observe(body, time.time())
         n = body.count(b"\n")
         if body and not body.endswith(b"\n"):
             n += 1
@@ -343,9 +352,9 @@ def main():
     c.add_argument("--lines", type=int, default=1_000_000)
     c.add_argument("--out", default="/tmp/anduin-bench")
 
-    def common(q):
-        q.add_argument("--corpus", required=True)
-        q.add_argument("--lines", type=int, required=True, help="lines the sink must count")
+    def common(q, corpus_required=True):
+        q.add_argument("--corpus", required=corpus_required)
+        q.add_argument("--lines", type=int, required=corpus_required, help="lines the sink must count")
         q.add_argument("--runs", type=int, default=5)
         q.add_argument("--timeout", type=float, default=300)
         q.add_argument("--idle-seconds", type=float, default=10)
@@ -360,17 +369,50 @@ def main():
                    help="keep the first N (gunzipped) request bodies of the first run in --save-dir")
     r.add_argument("--save-dir")
     r.add_argument("command", nargs="+", help="shipper command; {config} is replaced by the config path")
-    b = sub.add_parser("bench", help="P1/P2/P3 and idle for Anduin (and Fluent Bit), with the comparison table")
-    common(b)
+    b = sub.add_parser("bench", help="P0-P3 and idle for Anduin (and Fluent Bit), with the comparison table")
+    common(b, corpus_required=False)
     b.add_argument("--anduin", required=True, help="path of the anduin binary")
     b.add_argument("--fluentbit", default="", help="path of a fluent-bit binary (optional)")
-    b.add_argument("--scenarios", default="p1,p2,p2m,p3,nginx")
+    b.add_argument("--scenarios", default="p0,p1,p2,p2m,p3,nginx")
+    b.add_argument("--seconds", type=float, default=120, help="P0: seconds measured (after the warm-up)")
+    b.add_argument("--p0-files", type=int, default=500, help="P0: container log files")
+    b.add_argument("--p0-rate", type=float, default=2, help="P0: lines a second written to each file")
+    b.add_argument("--p0-anduin-config", default="",
+                   help="P0: another config template for Anduin (default p0-es.yaml), to see what a stage costs")
+    b.add_argument("--p0-warmup", type=float, default=10,
+                   help="P0: seconds of writing before the window (at most a quarter of --seconds)")
     b.add_argument("--no-idle", action="store_true")
     b.add_argument("--json", help="also write the medians to this file")
     b.set_defaults(save_bodies=0)
+    s = sub.add_parser("soak", help="steady lines with kubelet rotation for an hour: RSS growth, fds, every line")
+    s.add_argument("--seconds", type=float, default=3600)
+    s.add_argument("--rate", type=float, default=2000, help="lines a second, all files together")
+    s.add_argument("--files", type=int, default=100)
+    s.add_argument("--rotate-bytes", type=int, default=256 * 1024, help="a file is rotated past this size")
+    s.add_argument("--keep", type=int, default=5, help="rotated files kept per container")
+    s.add_argument("--interval", type=float, default=10, help="seconds between RSS/fd samples")
+    s.add_argument("--warmup", type=float, default=300, help="seconds left out of the slope (at most half the run)")
+    s.add_argument("--max-growth", type=float, default=1.0, help="MiB/h of RSS growth allowed after the warm-up")
+    s.add_argument("--min-judged", type=float, default=600,
+                   help="seconds after the warm-up below which the RSS slope is printed but not judged")
+    s.add_argument("--fd-slack", type=int, default=5,
+                   help="open fds the second half's median count may exceed the first half's by")
+    s.add_argument("--timeout", type=float, default=120, help="seconds to wait for the last lines at the end")
+    s.add_argument("--config-template", default=os.path.join(HERE, "p0-es.yaml"))
+    s.add_argument("command", nargs="+", help="shipper command; {config} is replaced by the config path")
+    w = sub.add_parser("writer", help="(internal) the paced writer of P0 and the soak")
+    w.add_argument("--root", required=True)
+    w.add_argument("--rate", type=float, required=True, help="lines a second to each file")
+    w.add_argument("--seconds", type=float, required=True)
+    w.add_argument("--rotate-bytes", type=int, default=0)
+    w.add_argument("--keep", type=int, default=5)
     args = p.parse_args()
     if args.cmd == "corpus":
         make_corpus(args.kind, args.lines, args.out)
+        return
+    if args.cmd in ("soak", "writer"):
+        import quiet
+        (quiet.soak if args.cmd == "soak" else quiet.writer_main)(args)
         return
     if args.cmd == "bench":
         from compare import bench
