@@ -210,7 +210,7 @@ final class DeliveryRunner: OutputStage, Sendable {
             case .idle:
                 // Nothing waits outside the lane (whose stalls are judged on their own): not stuck.
                 // Another thread may be stuck in a retry while this one finds nothing new.
-                if queue.records + (ring?.bufferedRecords ?? 0) == 0 { progress.idle() }
+                if queue.records.addingSaturating(ring?.bufferedRecords ?? 0) == 0 { progress.idle() }
                 lane.syncIfDue()
             case .finished:
                 // Memory buffer: what waits in the lane is not acknowledged yet: keep retrying it
@@ -356,7 +356,8 @@ final class DeliveryRunner: OutputStage, Sendable {
     /// Records of finished takes still count in the ring until their commit, but they are decided.
     var pendingRecords: Int {
         let decided = state.withLock { $0.commits.decidedUncommitted }
-        return queue.records + max(0, (ring?.bufferedRecords ?? 0) - decided) + lane.records
+        // Saturating: a damaged buffer can report up to Int.max records (numbers read from disk).
+        return queue.records.addingSaturating(max(0, (ring?.bufferedRecords ?? 0) - decided)).addingSaturating(lane.records)
     }
 
     /// Undelivered records that the disk buffer keeps for the next start (the ring and the lane's
@@ -368,7 +369,7 @@ final class DeliveryRunner: OutputStage, Sendable {
     /// For tests: ticket references held by the retry lane.
     var laneTicketReferences: Int { lane.ticketReferences }
 
-    var keptRecords: Int { ring.map { $0.bufferedRecords + lane.records } ?? 0 }
+    var keptRecords: Int { ring.map { $0.bufferedRecords.addingSaturating(lane.records) } ?? 0 }
 
     var notReadyReason: String? {
         progress.notReadyReason(pending: pendingRecords, lane: lane.summary)
