@@ -70,6 +70,64 @@ final class TailMultilineLiveTests: AgentTestCase {
         XCTAssertEqual(first?.offset, traceStart, "the trace keeps its first line's offset")
     }
 
+    /// `format: auto` decides on a file's first line. A restart that resumes at a line the detected
+    /// format does not fit (a CRI line without its time, held open by multiline) decodes as the first
+    /// run did: it does not detect `raw` from that line, join every line into one stream and drop the
+    /// records it completes as already delivered (torture seed 80002 run 28: 2 lines lost).
+    func testARestartResumingAtAnUndecodableLineKeepsTheDetectedFormat() throws {
+        try restartAtAnUndecodableLine(olderCheckpoint: false)
+    }
+
+    /// The same from a checkpoint written before the detected format was kept in it: the format is
+    /// detected from the file's first line, not from the line it resumes at.
+    func testARestartFromAnOlderCheckpointDetectsTheFormatFromTheFilesFirstLine() throws {
+        try restartAtAnUndecodableLine(olderCheckpoint: true)
+    }
+
+    private func restartAtAnUndecodableLine(olderCheckpoint: Bool) throws {
+        var tail = TailOptions()
+        tail.format = "auto"
+        func config(_ flush: String) throws {
+            try writeConfig("""
+                data_dir: ./data
+                shutdown_timeout: 30s
+                inputs:
+                \(tail.yaml(name: "in"))    multiline: {mode: java, flush_timeout: \(flush)}
+                outputs:
+                  local: {type: file, from: [in], path: ./out/records.ndjson}
+
+                """)
+        }
+        try config("1h")
+        let path = sandbox.path("logs/app.log")
+        let first = "2026-12-06T10:00:00.000000000Z stdout F INFO first\n"
+        let broken = " stdout F ERROR broken\n"
+        appendText(path, first + broken + "2026-12-06T10:00:01.000000000Z stdout F INFO second\n"
+                   + "2026-12-06T10:00:02.000000000Z stdout F INFO third\n")
+        var agent = try startAgent()
+        // "first" is closed by "second"; the broken line (no stream) and "third" stay open.
+        waitForMessages(["INFO first"])
+        let brokenAt = Int64(first.utf8.count)
+        waitFor("checkpoint at the open broken line") { sandbox.checkpoints("in")[path] == brokenAt }
+        stopAgent(agent)
+        if olderCheckpoint {
+            let file = sandbox.path("data/checkpoints/in.json")
+            let text = try String(contentsOfFile: file, encoding: .utf8)
+            XCTAssertTrue(text.contains("\"format\":\"cri\""), "the detected format is kept: \(text)")
+            try text.replacingOccurrences(of: ",\"format\":\"cri\"", with: "")
+                .replacingOccurrences(of: "\"format\":\"cri\",", with: "")
+                .write(toFile: file, atomically: true, encoding: .utf8)
+        }
+        try config("50ms")
+        agent = try startAgent()
+        waitForMessages(["INFO first", broken.dropLast() + "", "INFO second", "INFO third"])
+        stopAgent(agent)
+        assertWellFormed()
+        XCTAssertEqual(output.refresh().compactMap(\.message).sorted(),
+                       ["INFO first", "INFO second", "INFO third", String(broken.dropLast())].sorted(),
+                       "every line once, decoded as CRI after the restart too")
+    }
+
     /// A trace open when its file is rotated is shipped from the old file (by its timeout, or when the
     /// drained file closes), under the old file's identity; the new file's lines never join it.
     func testARotationMidTraceKeepsTheFilesApart() throws {

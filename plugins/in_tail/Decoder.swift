@@ -142,6 +142,13 @@ public struct LineDecoder: Sendable {
         }
     }
 
+    /// `format: auto` goes on with the format an earlier run detected on this file (nil: detect it
+    /// from the next line, as for a new file).
+    public mutating func assumeDetected(_ detected: LogFormat?) {
+        guard format == .auto, let detected, detected != .auto else { return }
+        resolvedFormat = detected
+    }
+
     /// Forget all state (the file was truncated and is re-read from 0). `auto` is detected again.
     public mutating func reset() {
         for s in pending.indices { clearPending(s) }

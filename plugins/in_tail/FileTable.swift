@@ -148,6 +148,9 @@ final class FileTable {
             f.source = SourceInfo(path: found.path, sourceID: Fingerprint.sourceID(key: key, fingerprint: cp.fingerprint))
             if let delivered = cp.delivered { f.replayUntil = delivered }
             generation = cp.generation
+            // `format: auto` decided on the file's first line: a restart decoding from the line it
+            // resumes at (which may not fit) would decode, join and so replay differently.
+            f.decoder.assumeDetected(cp.format.flatMap(LogFormat.init(rawValue:)) ?? (offset > 0 ? f.detectFormatFromStart() : nil))
         }
         if let g = generation { f.setGeneration(g) }
         // Started at its end (start_at: end): take its identity now so the position is checkpointed
@@ -432,7 +435,9 @@ final class FileTable {
                                 fingerprint: f.fingerprint, offset: 0, path: f.path,
                                 generation: f.generation > 0 ? f.generation : nil,
                                 realPath: f.realPath != f.path ? f.realPath : nil,
-                                seen: wallClockNanos() / 1_000_000_000)
+                                seen: wallClockNanos() / 1_000_000_000,
+                                format: f.decoder.format == .auto && f.decoder.resolvedFormat != .auto
+                                    ? f.decoder.resolvedFormat.rawValue : nil)
         cp.apply(acked)
         return cp
     }

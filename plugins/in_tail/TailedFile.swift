@@ -115,6 +115,24 @@ final class TailedFile {
         }
     }
 
+    /// What `format: auto` makes of the file's first non-blank line (its first 4 KiB suffice: the
+    /// choice rests on the line's first byte or CRI header), nil when there is none yet.
+    func detectFormatFromStart() -> LogFormat? {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return nil }
+        var start = 0
+        while start < n {
+            let end = buf[start..<n].firstIndex(of: 0x0A) ?? n
+            let blank = end == start || (end == start + 1 && buf[start] == 0x0D)
+            if !blank {
+                return buf[start..<end].withUnsafeBytes { LineDecoder.detect($0) }
+            }
+            start = end + 1
+        }
+        return nil
+    }
+
     /// True when the bytes the fingerprint covers are unchanged.
     func fingerprintMatches() -> Bool {
         guard fingerprintLength > 0 else { return true }

@@ -29,11 +29,15 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
     /// Wall-clock seconds when the file was last seen; entries of files gone longer than
     /// `checkpoint_ttl` are dropped.
     public var seen: Int64?
+    /// The format `format: auto` found for the file (`docker`, `cri`, `raw`), nil when not detected:
+    /// a restart decodes the lines after `offset` as the first run did, whatever line it resumes at.
+    public var format: String?
 
     public init(device: UInt64, inode: UInt64, fingerprintLength: Int, fingerprint: UInt64, offset: Int64,
                 delivered: Int64? = nil, path: String, generation: Int? = nil,
-                realPath: String? = nil, seen: Int64? = nil) {
+                realPath: String? = nil, seen: Int64? = nil, format: String? = nil) {
         self.delivered = delivered
+        self.format = format
         self.generation = generation
         self.realPath = realPath
         self.seen = seen
@@ -47,7 +51,7 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case device = "dev", inode = "ino", fingerprintLength = "fp_len", fingerprint = "fp", offset, delivered, path, generation
-        case realPath = "real_path", seen
+        case realPath = "real_path", seen, format
         /// Read only: older versions wrote, per stream, where records a filter still held began.
         case legacyHeld = "held"
     }
@@ -64,6 +68,7 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
         generation = try c.decodeIfPresent(Int.self, forKey: .generation)
         realPath = try c.decodeIfPresent(String.self, forKey: .realPath)
         seen = try c.decodeIfPresent(Int64.self, forKey: .seen)
+        format = try c.decodeIfPresent(String.self, forKey: .format)
         // Those records were not delivered: resume no later than the first of them, and count
         // nothing from there on as delivered (what else was delivered there is shipped again).
         if let held = try c.decodeIfPresent(LegacyHeld.self, forKey: .legacyHeld),
@@ -85,6 +90,7 @@ public struct FileCheckpoint: Codable, Sendable, Equatable {
         try c.encodeIfPresent(generation, forKey: .generation)
         try c.encodeIfPresent(realPath, forKey: .realPath)
         try c.encodeIfPresent(seen, forKey: .seen)
+        try c.encodeIfPresent(format, forKey: .format)
     }
 
     /// The pending offsets of the older `held` field (its `through_*` entries only saved duplicates).
