@@ -95,7 +95,34 @@ final class RetryPolicyTests: XCTestCase {
         XCTAssertEqual(decided, 9)
         XCTAssertEqual(counter(p, "records_out"), 9)
         XCTAssertEqual(sender.requests.filter { $0.count <= 2 }.flatMap { $0 }, Array(0..<9), "every record once, in order")
-        XCTAssertEqual(counter(p, "batch_splits"), sender.requests.filter { $0.count > 2 }.count)
+        // Each timed-out request was split; so were requests larger than the cap it left.
+        XCTAssertGreaterThanOrEqual(counter(p, "batch_splits"), sender.requests.filter { $0.count > 2 }.count)
+    }
+
+    /// A timeout caps the requests that follow, in later work too, so a destination still busy with
+    /// a request it could not answer in time is not sent the whole size again; answers in time let
+    /// the cap grow back until it is gone.
+    func testATimeoutCapsLaterRequestsUntilAnswersComeInTime() throws {
+        let slowAbove = Locked(2)
+        let sender = ScriptSender([{ b in b.count > slowAbove.withLock { $0 } ? .timedOut("no complete response within 2 s") : .delivered }])
+        let p = try parts(sender) { $0.maxRecords = 64 }
+        var decided = 0
+        XCTAssertTrue(p.policy.deliver(work(9), tickets: [], fromLane: false, decided: &decided))
+        let cap = try XCTUnwrap(p.waiter.requestCap, "a timeout leaves a cap")
+        XCTAssertLessThanOrEqual(cap, 3)
+        let before = sender.requests.count
+        XCTAssertTrue(p.policy.deliver(work(9), tickets: [], fromLane: false, decided: &decided))
+        XCTAssertLessThanOrEqual(sender.requests[before].count, 3, "later work starts at the cap, not at 9")
+        XCTAssertEqual(decided, 18)
+        // The destination is fast again: the cap grows back by a quarter per answer and goes.
+        slowAbove.withLock { $0 = 1000 }
+        for _ in 0..<40 where p.waiter.requestCap != nil {
+            XCTAssertTrue(p.policy.deliver(work(64), tickets: [], fromLane: false, decided: &decided))
+        }
+        XCTAssertNil(p.waiter.requestCap, "answers in time remove the cap")
+        let last = sender.requests.count
+        XCTAssertTrue(p.policy.deliver(work(64), tickets: [], fromLane: false, decided: &decided))
+        XCTAssertEqual(sender.requests[last].count, 64)
     }
 
     /// Per-item 429s go to the lane (the rest is delivered); the whole work is decided.

@@ -15,6 +15,10 @@ import Glibc
 /// - no answer at all (an outage) and 401/403 (credentials): retried in place, with backoff, for
 ///   as long as it lasts: that is what the buffer is for. A request that timed out is retried in
 ///   halves (down to one record): a destination too slow for the whole batch may take half in time.
+///   The halved size caps every later request of the output (`RetryWaiter.requestCap`), and grows
+///   back by a quarter with each request answered in time; a timeout also pauses the output like an
+///   overloaded answer. A destination still working through a request it could not answer in time
+///   is not sent more big ones at once.
 ///
 /// An answer saying the destination is overloaded (429 or 503 for the request, 429 for every item of
 /// fresh records) pauses every thread of the output (`RetryWaiter.overloaded`): for its `Retry-After`
@@ -48,6 +52,11 @@ struct RetryPolicy {
         while var pending = stack.popLast() {
             while !pending.isEmpty {
                 if waiter.stopNow || !waiter.beforeRequest() { return false }
+                if let cap = waiter.requestCap, pending.count > cap {
+                    progress.splits.add()
+                    stack.append(pending.subset(cap..<pending.count))
+                    pending = pending.subset(0..<cap)
+                }
                 progress.sending(slot: slot, pending)
                 let started = monotonicSeconds()
                 let result = sender.send(pending.batch)
@@ -71,8 +80,16 @@ struct RetryPolicy {
                     }
                 case .delivered, .perRecord, .tooLarge:
                     waiter.answeredNormally(sentAt: started)
+                case .timedOut:
+                    waiter.overloaded(retryAfter: 0)
                 default:
                     break
+                }
+                switch result {
+                case .timedOut: waiter.timedOut(records: pending.count)
+                case .unreachable, .tooLarge: break
+                // Answered in time, whatever it said: the destination can take requests this large.
+                default: waiter.answeredInTime(records: pending.count, limit: options.maxRecords)
                 }
                 var failure: String?
                 var loud = false
@@ -164,14 +181,9 @@ struct RetryPolicy {
                     progress.requestFailures.add()
                     failure = why
                 case .timedOut(let why):
+                    // Sent again in halves: the request cap was just halved (above).
                     progress.requestFailures.add()
                     failure = why
-                    if pending.count > 1 {
-                        progress.splits.add()
-                        let half = pending.count / 2
-                        stack.append(pending.subset(half..<pending.count))
-                        pending = pending.subset(0..<half)
-                    }
                 case .authFailure(let why):
                     progress.authFailures.add()
                     failure = "authentication refused (check user/password, api_key or token_file): \(why)"
@@ -241,6 +253,8 @@ final class RetryWaiter: Sendable {
         var pause = 0.0
         /// When the latest overloaded answer came.
         var lastOverload = -Double.infinity
+        /// Records per request since a request timed out; nil: no cap but the batch options.
+        var requestCap: Int?
     }
     private let flags = Locked(Flags())
     /// With a disk buffer, a stop does not wait for a failing destination.
@@ -308,6 +322,25 @@ final class RetryWaiter: Sendable {
             return true
         }
         if reopened { flags.broadcast() }
+    }
+
+    /// At most this many records per request (nil: no cap but the batch options).
+    var requestCap: Int? { flags.withLock { $0.requestCap } }
+
+    /// A request of `records` records timed out: later requests of every thread take at most half
+    /// of it (and of the cap before), down to one record.
+    func timedOut(records: Int) {
+        flags.withLock { f in f.requestCap = max(1, min(f.requestCap ?? records, records) / 2) }
+    }
+
+    /// A request of `records` records was answered in time: a cap grows back by a quarter, and goes
+    /// once it reaches `limit` (batch.max_records). A smaller request says nothing about the cap.
+    func answeredInTime(records: Int, limit: Int) {
+        flags.withLock { f in
+            guard let cap = f.requestCap, records >= cap else { return }
+            let grown = cap.addingSaturating(max(1, cap / 4))
+            f.requestCap = grown >= limit ? nil : grown
+        }
     }
 
     func close() {
