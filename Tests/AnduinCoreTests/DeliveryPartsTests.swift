@@ -236,4 +236,51 @@ final class DeliveryPartsTests: XCTestCase {
         XCTAssertEqual(again.filter(\.replayed).count, 10)
         XCTAssertEqual(DeadLetterReplay.read(directory: store.directory, since: wallClockNanos() + 1_000_000_000).count, 0)
     }
+
+    /// A write that fails part way (a full disk; here the file size limit) leaves none of its records
+    /// in the store, in any of the files it wrote to: they are sent again, and one delivered later
+    /// must not also be a dead letter (torture seed 80002 run 65). Nor is a torn line left.
+    func testDeadLetterWriteThatFailsLeavesNothingOfIt() throws {
+        let stats = ComponentStats(component: "web", kind: .output)
+        var options = DeadLetterOptions()
+        options.maxBytes = 256 << 10
+        options.maxFiles = 4
+        let store = DeadLetterStore(dataDirectory: dir, output: "web", options: options, fsync: .never, stats: stats)
+        func docs(_ sizes: [Int], from: Int) -> EncodedBatch {
+            var b = EncodedBatch()
+            for (i, size) in sizes.enumerated() {
+                let doc = Array(("{\"message\":\"record \(from + i) " + String(repeating: "x", count: size) + "\"}").utf8)
+                doc.withUnsafeBytes { b.append(document: $0, timestamp: 1, sourceID: 1, offset: Int64(from + i)) }
+            }
+            return b
+        }
+        func held() -> [Int] {
+            DeadLetterReplay.read(directory: store.directory).compactMap {
+                Int(String(decoding: $0.document, as: UTF8.self).split(separator: " ")[1])
+            }
+        }
+        func entries(_ n: Int) -> [DeadLetterStore.Entry] {
+            (0..<n).map { DeadLetterStore.Entry(index: $0, status: 400, reason: "bad", attempts: 1) }
+        }
+        XCTAssertTrue(store.write(docs([100], from: 0), entries(1)))
+        // 20 lines of 4 KiB fill one 64 KiB file and start the next; then a lone 150 KiB line needs a
+        // file of its own, past the 100 KiB limit: that write fails after the others succeeded.
+        let sizes = Array(repeating: 4000, count: 20) + [150_000]
+        let oldHandler = signal(SIGXFSZ, SIG_IGN)
+        var old = rlimit()
+        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+        var low = old
+        low.rlim_cur = 100_000
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &low)
+        let failed = store.write(docs(sizes, from: 1), entries(sizes.count))
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+        signal(SIGXFSZ, oldHandler)
+        XCTAssertFalse(failed, "the write cannot succeed past the file size limit")
+        XCTAssertEqual(held(), [0], "nothing of the failed write stays")
+        let onDisk = DeadLetterStore.files(store.directory).reduce(0) { $0 + $1.bytes }
+        XCTAssertLessThan(onDisk, 1000, "no torn or partial content left: \(onDisk) bytes")
+        // Sent again with room, it is all there, once.
+        XCTAssertTrue(store.write(docs(sizes, from: 1), entries(sizes.count)))
+        XCTAssertEqual(held(), Array(0...sizes.count))
+    }
 }

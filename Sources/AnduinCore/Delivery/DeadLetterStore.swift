@@ -136,20 +136,26 @@ public final class DeadLetterStore: Sendable {
 
         /// Line by line into files of at most `perFileBytes` (a lone larger line gets a file of its
         /// own), so the store stays within max_bytes whatever the size of one write.
+        ///
+        /// All or nothing: when a write fails (a full disk), every file this call wrote to is cut
+        /// back to its size before it, so no record of the call stays in the store (the caller sends
+        /// them again, and a record delivered later must not also be a dead letter) and no torn line
+        /// is left.
         mutating func append(_ lines: [[UInt8]]) -> Bool {
             var chunk: [UInt8] = []
+            var before: [(seq: UInt64, bytes: Int)] = []
             for line in lines {
-                guard openActive() else { return false }
+                guard openActive() else { return undo(before) }
                 if activeBytes + chunk.count > 0 && activeBytes + chunk.count + line.count > perFileBytes {
-                    guard flush(&chunk) else { return false }
+                    guard flush(&chunk, noting: &before) else { return undo(before) }
                     if activeBytes > 0 {
                         rollOver()
-                        guard openActive() else { return false }
+                        guard openActive() else { return undo(before) }
                     }
                 }
                 chunk += line
             }
-            guard flush(&chunk) else { return false }
+            guard flush(&chunk, noting: &before) else { return undo(before) }
             switch fsync {
             case .always: sync()
             case .interval(let s) where monotonicSeconds() - lastSync >= s: sync()
@@ -160,14 +166,34 @@ public final class DeadLetterStore: Sendable {
             return true
         }
 
-        mutating func flush(_ chunk: inout [UInt8]) -> Bool {
+        /// Writes `chunk` to the active file; `before` gets the file's size first, the first time.
+        mutating func flush(_ chunk: inout [UInt8], noting before: inout [(seq: UInt64, bytes: Int)]) -> Bool {
             guard !chunk.isEmpty else { return true }
             enforceBound(reserve: chunk.count)  // make room first: the store never passes its bounds
+            if before.last?.seq != activeSeq { before.append((activeSeq, activeBytes)) }
             guard chunk.withUnsafeBytes({ writeAll(fd: fd, $0) }) else { return false }
             activeBytes += chunk.count
             dirty = true
             chunk.removeAll(keepingCapacity: true)
             return true
+        }
+
+        /// Cuts the files an `append` wrote to back to their sizes before it. Returns false.
+        mutating func undo(_ before: [(seq: UInt64, bytes: Int)]) -> Bool {
+            for b in before {
+                if b.seq == activeSeq && fd >= 0 {
+                    _ = ftruncate(fd, off_t(b.bytes))
+                    activeBytes = b.bytes
+                } else if let i = closed.firstIndex(where: { $0.seq == b.seq }) {
+                    let path = directory + "/" + DeadLetterStore.fileName(b.seq)
+                    if b.bytes == 0 {
+                        if unlink(path) == 0 || errno == ENOENT { closed.remove(at: i) }
+                    } else if truncate(path, off_t(b.bytes)) == 0 {
+                        closed[i].bytes = b.bytes
+                    }
+                }
+            }
+            return false
         }
 
         mutating func sync() {
