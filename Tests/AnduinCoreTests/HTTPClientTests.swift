@@ -348,6 +348,23 @@ final class HTTPClientTests: XCTestCase {
         }
     }
 
+    /// Out of descriptors, curl says only "Couldn't connect"; the error names the agent's limit.
+    func testOutOfDescriptorsIsNotBlamedOnTheDestination() throws {
+        let port = try closedPort()
+        let c = try client()
+        var held: [Int32] = []
+        defer { for fd in held { close(fd) } }
+        // Every free descriptor taken (bounded: the soft limit can be high).
+        while held.count < 1 << 20 {
+            let fd = dup(0)
+            if fd < 0 { break }
+            held.append(fd)
+        }
+        XCTAssertThrowsError(try c.send(method: "POST", url: "http://127.0.0.1:\(port)/x", body: [1])) { e in
+            XCTAssertTrue("\(e)".contains("out of file descriptors (EMFILE)"), "\(e)")
+        }
+    }
+
     func testTLSFailures() throws {
         let srv = try server()
         let c = try client()

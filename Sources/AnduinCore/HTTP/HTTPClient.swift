@@ -375,6 +375,18 @@ public final class HTTPClient {
         if url != shownURL { detail = detail.replacing(url, with: shownURL) }
         for s in secrets { detail = detail.replacing(s, with: "***") }
 
+        // Out of descriptors, curl cannot open a socket and says only "Couldn't connect" (its
+        // OS errno stays 0): the cause is here, not at the destination. Probed with one open.
+        if rc == CURLE_COULDNT_CONNECT {
+            let probe = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            let why = errno
+            if probe >= 0 {
+                close(probe)
+            } else if why == EMFILE || why == ENFILE {
+                return .transport(url: shownURL, detail: "the agent is out of file descriptors (\(why == EMFILE ? "EMFILE" : "ENFILE")): "
+                    + "raise its descriptor limit (ulimit -n, the container's nofile) or lower the tail's max_open_files")
+            }
+        }
         switch rc {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT:
             return .connect(url: shownURL, detail: detail)
