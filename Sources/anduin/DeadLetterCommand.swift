@@ -59,13 +59,18 @@ struct DeadLetterCommand: ParsableCommand {
 
         func run() throws {
             let (_, _, dir, since) = try selection.load()
-            let all = DeadLetterReplay.read(directory: dir, since: since)
+            var unreadable = 0
+            let all = DeadLetterReplay.read(directory: dir, since: since) { path, offset in
+                unreadable += 1
+                FileHandle.standardError.write(Data("\(path): the line at offset \(offset) is not a dead letter this version can read (torn by a crash mid-write, or damaged); skipped\n".utf8))
+            }
             for d in all {
                 let reason = d.reason.count > 160 ? String(d.reason.prefix(160)) + "…" : d.reason
                 print("\(d.time)  \(d.status)  attempts=\(d.attempts)  \(d.eventID)  \(d.replayed ? "replayed" : "pending ")  \(reason)")
             }
             let pending = all.filter { !$0.replayed }.count
-            FileHandle.standardError.write(Data("\(all.count) dead letter(s) in \(dir), \(pending) not replayed\n".utf8))
+            let skipped = unreadable > 0 ? ", \(unreadable) unreadable line(s) skipped" : ""
+            FileHandle.standardError.write(Data("\(all.count) dead letter(s) in \(dir), \(pending) not replayed\(skipped)\n".utf8))
         }
     }
 

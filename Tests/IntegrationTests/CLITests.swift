@@ -225,6 +225,15 @@ final class CLITests: AgentTestCase {
         (status, out, err) = try runCLI(["dead-letter", "list", "--config", noAPI])
         XCTAssertEqual(status, 0, err)
         XCTAssertTrue(err.contains("0 dead letter(s)") && err.contains("/es"), "\(out)\n\(err)")
+        // Lines it cannot read (damaged, or torn by a crash) are said, with file and offset, not skipped silently.
+        let store = try XCTUnwrap(err.components(separatedBy: " in ").last?.components(separatedBy: ",").first)
+        try FileManager.default.createDirectory(atPath: store, withIntermediateDirectories: true)
+        try Data("{not a dead letter}\n{\"torn".utf8).write(to: URL(fileURLWithPath: store + "/0000000000000001.ndjson"))
+        (status, out, err) = try runCLI(["dead-letter", "list", "--config", noAPI])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(err.contains("0000000000000001.ndjson: the line at offset 0 is not a dead letter")
+                      && err.contains("offset 20 ") && err.contains("0 dead letter(s)") && err.contains("2 unreadable line(s) skipped"), err)
+        try FileManager.default.removeItem(atPath: store)
         // A wrong name is a usage error that lists the valid ones.
         (status, _, err) = try runCLI(["dead-letter", "list", "--config", noAPI, "--output", "nope"])
         XCTAssertEqual(status, 64, err)

@@ -24,7 +24,11 @@ public struct DeadLetter: Sendable {
 /// Elasticsearch output sends each record with its `_id` (= event.id) and `op_type: create`, so a
 /// record the destination already has answers 409, counted as delivered: a replay never duplicates.
 public enum DeadLetterReplay {
-    public static func read(directory: String, since: Int64? = nil) -> [DeadLetter] {
+    /// The stored dead letters (written at or after `since`, wall-clock ns). A line that cannot be
+    /// read (torn by a crash mid-write, or damaged) is passed to `unreadable` with its file and
+    /// offset, and skipped.
+    public static func read(directory: String, since: Int64? = nil,
+                            unreadable: (_ path: String, _ offset: Int) -> Void = { _, _ in }) -> [DeadLetter] {
         let marks = replayedMarks(directory)
         var out: [DeadLetter] = []
         for f in DeadLetterStore.files(directory) {
@@ -32,10 +36,15 @@ public enum DeadLetterReplay {
             let bytes = [UInt8](data)
             var start = 0
             while start < bytes.count {
-                guard let nl = bytes[start...].firstIndex(of: 0x0A) else { break }  // a torn last line
+                guard let nl = bytes[start...].firstIndex(of: 0x0A) else {
+                    unreadable(f.path, start)  // a torn last line
+                    break
+                }
                 if var d = parse(Array(bytes[start..<nl]), seq: f.seq, offset: start) {
                     d.replayed = marks.contains(Mark(seq: f.seq, offset: start))
                     if since.map({ d.timeNanos >= $0 }) ?? true { out.append(d) }
+                } else {
+                    unreadable(f.path, start)
                 }
                 start = nl + 1
             }
