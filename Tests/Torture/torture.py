@@ -28,12 +28,17 @@ alone (same config, corpus and fault schedule; only the timing differs). A run:
      - no configured secret (raw, Basic base64, `ApiKey`/`Bearer` forms) in the agent's log, its
        dead-letter files or /metrics;
      - no document the agent built was refused with 400 when no 400 was scripted (duplicate keys).
+  A run whose agent makes no progress for STALL_SECONDS while draining has stalled (a failure), unless
+  its requests were timing out then (the peer too slow on a loaded machine) or it said at start that the
+  descriptor limit is too low: those, and runs still draining at --drain-seconds, are INCONCLUSIVE,
+  neither passed nor failed.
 
 Peers: osmem-server (from .venv-test) and Tests/IntegrationTests/Peers/receiver.py, each behind a small
 TCP proxy of this file that refuses, blackholes or slows connections on demand.
 """
 import argparse
 import base64
+import calendar
 import collections
 import hashlib
 import json
@@ -1037,6 +1042,11 @@ class Run:
                 if said:
                     # The agent said at start that the drawn descriptor limit cannot hold this config.
                     self.notes.append("under a descriptor limit the agent said was too low: " + why)
+                elif request_timeouts_since(self.agent.cur.log, time.time() - (now - last_progress)):
+                    # The destination (a Python peer on a loaded machine) did not answer the agent's requests
+                    # within request_timeout: not a verdict on the agent either way.
+                    self.drain_state = "inconclusive"
+                    self.notes.append("INCONCLUSIVE: the destination's answers timed out while nothing moved: " + why)
                 else:
                     self.fail(why)
                 return
@@ -1332,6 +1342,22 @@ def process_counts(a):
                 res["merged"] += c.get("counters", {}).get("multiline_merged", 0)
                 res["truncated"] += c.get("counters", {}).get("multiline_truncated", 0)
     return res
+
+
+def request_timeouts_since(log_path, since_wall):
+    """How many of the agent's log lines since `since_wall` (epoch seconds) say a request timed out."""
+    n = 0
+    try:
+        with open(log_path, "rb") as f:
+            for line in f:
+                if b"no complete response from" not in line:
+                    continue
+                m = re.search(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", line)
+                if m and calendar.timegm(time.strptime(m.group(1).decode(), "%Y-%m-%dT%H:%M:%S")) >= since_wall - 1:
+                    n += 1
+    except OSError:
+        return 0
+    return n
 
 
 def brief_outputs(s):
