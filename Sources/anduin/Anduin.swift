@@ -116,6 +116,9 @@ struct Run: ParsableCommand {
         sigaddset(&set, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
+        // A write past the file size limit (ulimit -f) fails with EFBIG, retried like a full disk,
+        // instead of killing the agent.
+        signal(SIGXFSZ, SIG_IGN)
 
         // The argument and YAML parsing code, before any thread runs (none races the page-out) and
         // before the inputs fill the queues: P2's peak is then the running agent's, not the running

@@ -93,6 +93,22 @@ final class NodeLimitsTests: AgentTestCase {
         XCTAssertFalse(agent.stderr.contains("was rotated or deleted"), "a glob failure was taken for a rotation")
     }
 
+    /// A file size limit (`ulimit -f`) reached by the file output is a failing write (EFBIG),
+    /// retried, not SIGXFSZ, which would kill the agent.
+    func testAFileSizeLimitDoesNotKillTheAgent() throws {
+        appendText(sandbox.path("logs/a.log"), joinedLines(logLines("a", 0..<4000)))
+        try writeConfig(config(sandbox.path("logs/*.log")).replacingOccurrences(of: "shutdown_timeout: 30s", with: "shutdown_timeout: 2s"))
+        let agent = try startAgent(wrapper: ["/usr/bin/prlimit", "--fsize=200000", "--"])
+        waitFor("the output file at the 200,000-byte limit") {
+            ((try? FileManager.default.attributesOfItem(atPath: sandbox.path("out/records.ndjson"))[.size] as? NSNumber)?.intValue ?? 0) >= 150_000
+        }
+        usleep(1_000_000)  // writes past the limit keep failing
+        XCTAssertTrue(agent.isRunning, "the agent died at the file size limit: \(String(describing: agent.exit))")
+        agent.terminate()
+        XCTAssertTrue(agent.waitExit(timeout: 60))
+        XCTAssertEqual(agent.exit?.signalled, false, "exit by signal: \(String(describing: agent.exit))")
+    }
+
     /// A descriptor limit too low for the outputs' connections and buffers is said at start, with
     /// what to change (torture seed 70002 run 12: under `nofile` 32 two disk-buffered outputs with
     /// six connections could not open a buffer segment, and only a retry warning showed it).
