@@ -10,6 +10,7 @@ public struct BlackholeConfig: EncodedOutputConfig {
     public var delivery = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
 
     public init() { delivery.encode = false }
+    public var refusesRecords: Bool { false }
 
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
         BlackholeSender(countFile: countFile)

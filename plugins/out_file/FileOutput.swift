@@ -15,6 +15,7 @@ public struct FileOutputConfig: EncodedOutputConfig {
     public var delivery = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
 
     public init(path: String) { self.path = path }
+    public var refusesRecords: Bool { false }
 
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
         try FileSender(path: path, fsync: fsync, log: { [logger = context.logger] in logger.warning("\($0)") })

@@ -7,6 +7,7 @@ import Glibc
 /// A failed write (EPIPE once the reader is gone: SIGPIPE is ignored) is retried like an outage.
 public struct StdoutOutputConfig: EncodedOutputConfig {
     public var delivery = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
+    public var refusesRecords: Bool { false }
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender { StdoutSender() }
 }
 

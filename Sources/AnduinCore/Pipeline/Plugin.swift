@@ -75,6 +75,14 @@ public protocol EncodedOutputConfig: OutputConfig {
     var delivery: DeliveryOptions { get }
     /// One sender per concurrent request slot (one for outputs without `concurrency`); each is used by one thread.
     func makeSender(_ context: ComponentContext) throws -> any BatchSender
+    /// Whether the destination can refuse a record, so the output may have dead letters (`anduin
+    /// dead-letter` offers only those). A file, stdout and the blackhole refuse none: their failures
+    /// are outages, retried.
+    var refusesRecords: Bool { get }
+}
+
+public extension EncodedOutputConfig {
+    var refusesRecords: Bool { true }
 }
 
 /// What the pipeline needs of an output's runner, whichever kind.
