@@ -47,7 +47,8 @@ struct ConfigCommand: ParsableCommand {
                     if let shared = spec.shared {
                         text += "\nAnd the options in `\(shared.name)`.\n"
                         if sharedShown.insert(shared.name).inserted, let t = tables[shared.name] {
-                            text += "\n### Options `\(shared.name)`: shared by the network outputs\n\n" + t
+                            let sharers = allPlugins.types(kind).filter { allPlugins.spec(kind, $0)?.shared?.name == shared.name }
+                            text += "\n### Options `\(shared.name)`: shared by \(sharers.joined(separator: ", "))\n\n" + t
                         }
                     }
                     print(text)

@@ -238,7 +238,7 @@ final class AgentProcess {
     let stderrPath: String
 
     init(binary: String, arguments: [String], stderrPath: String, workingDirectory: String,
-         stdoutPath: String? = nil) throws {
+         stdoutPath: String? = nil, stdout: FileHandle? = nil) throws {
         self.stderrPath = stderrPath
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         guard let err = FileHandle(forWritingAtPath: stderrPath) else {
@@ -248,7 +248,9 @@ final class AgentProcess {
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory)
         process.standardError = err
-        if let stdoutPath {
+        if let stdout {
+            process.standardOutput = stdout
+        } else if let stdoutPath {
             _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
             process.standardOutput = FileHandle(forWritingAtPath: stdoutPath) ?? FileHandle.nullDevice
         } else {

@@ -57,6 +57,9 @@ final class ObservabilityTests: AgentTestCase {
         let agent = try startAgent()
         appendText(sandbox.path("logs/a.log"), "one\ntwo\n")
         waitForRecordCount(2)
+        // The input saves its checkpoint and bytes_behind together, up to a checkpoint interval
+        // after the delivery: caught up from then on.
+        waitFor("both lines checkpointed") { sandbox.checkpoints("in").values.reduce(0, +) == 8 }
         waitFor("the API address file") { FileManager.default.fileExists(atPath: sandbox.path("data/api.address")) }
         func watch(_ name: String) throws -> (AgentProcess, String) {
             let out = sandbox.path("\(name).out")

@@ -1,18 +1,19 @@
 import AnduinCore
 import Foundation
-import Synchronization
 
 /// The `blackhole` output: counts records and discards them, for measuring the rest of the pipeline.
 /// With `count_file`, the running count is written there (atomically) so a benchmark harness can
 /// tell when every record arrived. `encode: true` also serialises each record as the other outputs
 /// do, to measure that cost.
-public struct BlackholeConfig: RecordOutputConfig {
+public struct BlackholeConfig: EncodedOutputConfig {
     public var countFile: String?
-    public var encode = false
-    public var metadata = DocumentMetadata.all
+    public var delivery = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
 
-    public func build(_ context: ComponentContext) throws -> any Output {
-        BlackholeOutput(countFile: countFile, encode: encode, metadata: metadata)
+    public init() { delivery.encode = false }
+    public var refusesRecords: Bool { false }
+
+    public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
+        BlackholeSender(countFile: countFile)
     }
 }
 
@@ -21,44 +22,29 @@ public enum BlackholePlugin {
     static let encode = ConfigKey<Bool>.bool("encode", default: false, "serialise each record as the other outputs would")
     public static let options = [countFile.spec, encode.spec, MetadataKeys.group.spec]
 
-    public static let spec = PluginSpec.output("blackhole", "count records and discard them (benchmarks)", options: options) { r in
+    public static let spec = PluginSpec.output("blackhole", "count records and discard them (benchmarks)",
+                                               options: options, shared: localOutputOptions) { r in
         var c = BlackholeConfig()
         c.countFile = r.get(countFile)
-        c.encode = r.get(encode)
-        c.metadata = MetadataKeys.parse(r)
+        c.delivery = DeliveryOptions.parse(r, defaultBuffer: DeliveryOptions.localDefaultBuffer, concurrent: false)
+        c.delivery.encode = r.get(encode)
         return c
     }
 }
 
-/// Owned by the output runner's thread (an `Output` is not shared).
-final class BlackholeOutput: Output {
+/// The one sender of a blackhole output (one delivery thread, so one count).
+final class BlackholeSender: BatchSender {
     private let countFile: String?
-    private let encode: Bool
-    private let metadata: DocumentMetadata
     private var count = 0
-    private var scratch: [UInt8] = []
 
-    init(countFile: String?, encode: Bool, metadata: DocumentMetadata) {
-        self.countFile = countFile
-        self.encode = encode
-        self.metadata = metadata
-    }
+    init(countFile: String?) { self.countFile = countFile }
 
-    func write(_ batch: RecordBatch) throws {
-        count += batch.count
-        if encode {
-            scratch.removeAll(keepingCapacity: true)
-            RecordEncoder.appendNDJSON(batch, metadata: metadata, to: &scratch)
+    func send(_ batch: EncodedBatch) -> SendResult {
+        count = count.addingSaturating(batch.count)
+        // Every batch: a reader must see the final count without waiting for another batch.
+        if let countFile {
+            try? AtomicFile.write(Data("\(count)\n".utf8), to: countFile, durable: false)
         }
-        // Every batch (about one per 1,300 lines): a reader must see the final count without waiting
-        // for another batch.
-        publish()
+        return .delivered
     }
-
-    private func publish() {
-        guard let countFile else { return }
-        try? AtomicFile.write(Data("\(count)\n".utf8), to: countFile, durable: false)
-    }
-
-    func close() { publish() }
 }

@@ -1,18 +1,24 @@
 import AnduinCore
 import Foundation
 
-/// The `file` output: appends records as newline-delimited JSON.
+/// The `file` output: appends records as newline-delimited JSON, behind the delivery runtime every
+/// output shares (`buffer:`, `batch:`, `retry:`, `dead_letter:`, `ready:`).
 ///
-/// Delivery: a batch is acknowledged once write(2) returned for all of it (with `fsync: true`, once
-/// it is on disk). After kill -9 the records written since the last checkpoint are written again at
-/// restart: at-least-once, duplicates bounded by the input's checkpoint interval.
-public struct FileOutputConfig: RecordOutputConfig {
+/// Delivery: a batch is delivered once write(2) returned for all of it (with `fsync: true`, once it is
+/// on disk). A failed write is an outage: retried with backoff for as long as it lasts (the buffer
+/// holds the records; the retry budget is for refusals, which a file does not make). After kill -9,
+/// the records of the write that was not acknowledged yet are written again, with a memory buffer
+/// also those read since the input's last checkpoint.
+public struct FileOutputConfig: EncodedOutputConfig {
     public var path: String
     public var fsync = false
-    public var metadata = DocumentMetadata.all
+    public var delivery = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
 
-    public func build(_ context: ComponentContext) throws -> any Output {
-        try FileOutput(path: path, fsync: fsync, metadata: metadata)
+    public init(path: String) { self.path = path }
+    public var refusesRecords: Bool { false }
+
+    public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
+        try FileSender(path: path, fsync: fsync, log: { [logger = context.logger] in logger.warning("\($0)") })
     }
 }
 
@@ -21,57 +27,88 @@ public enum FileOutputPlugin {
     static let fsync = ConfigKey<Bool>.bool("fsync", default: false, "fsync after each batch (survives power loss; kill -9 loses nothing either way)")
     public static let options = [path.spec, fsync.spec, MetadataKeys.group.spec]
 
-    public static let spec = PluginSpec.output("file", "append records to a file as newline-delimited JSON", options: options) { r in
+    public static let spec = PluginSpec.output("file", "append records to a file as newline-delimited JSON",
+                                               options: options, shared: localOutputOptions) { r in
         let fsync = r.get(FileOutputPlugin.fsync)
+        let delivery = DeliveryOptions.parse(r, defaultBuffer: DeliveryOptions.localDefaultBuffer, concurrent: false)
         guard let path = r.get(FileOutputPlugin.path) else { return nil }
         var c = FileOutputConfig(path: path)
         c.fsync = fsync
-        c.metadata = MetadataKeys.parse(r)
+        c.delivery = delivery
         return c
     }
 }
 
-/// Owned by the output runner's thread (an `Output` is not shared).
-final class FileOutput: Output {
+/// The one sender of a file output (its runner has one delivery thread, so batches are appended in order).
+final class FileSender: BatchSender {
     let path: String
     let fsync: Bool
-    let metadata: DocumentMetadata
+    private let log: (String) -> Void
     private var fd: Int32 = -1
     private var scratch: [UInt8] = []
 
-    init(path: String, fsync: Bool, metadata: DocumentMetadata) throws {
+    init(path: String, fsync: Bool, log: @escaping (String) -> Void) throws {
         self.path = path
         self.fsync = fsync
-        self.metadata = metadata
+        self.log = log
         try reopen()
+    }
+
+    deinit {
+        if fd >= 0 { Foundation.close(fd) }
     }
 
     private func reopen() throws {
         if fd >= 0 { Foundation.close(fd) }
+        fd = -1
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        if fd < 0 { throw POSIXFailure("open \(path)") }
+        let opened = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        if opened < 0 { throw POSIXFailure("open \(path)") }
+        fd = opened
+        try terminateTornLine()
     }
 
-    func write(_ batch: RecordBatch) throws {
+    /// A write cut short (a crash, a full disk) can leave the file ending in part of a line. Its
+    /// records were not acknowledged and are written again whole; the newline keeps the fragment on a
+    /// line of its own instead of gluing it to the first of them.
+    private func terminateTornLine() throws {
+        let size = lseek(fd, 0, SEEK_END)
+        guard size > 0 else { return }
+        var last: UInt8 = 0
+        guard pread(fd, &last, 1, size - 1) == 1 else { throw POSIXFailure("read \(path)") }
+        guard last != UInt8(ascii: "\n") else { return }
+        var newline = UInt8(ascii: "\n")
+        guard Foundation.write(fd, &newline, 1) == 1 else { throw POSIXFailure("write \(path)") }
+        log("output file \(path): ended in a partial line (a write cut short); terminated it, its records are written again whole")
+    }
+
+    func send(_ batch: EncodedBatch) -> SendResult {
+        do {
+            try write(batch)
+            return .delivered
+        } catch {
+            return .unreachable("\(error)")
+        }
+    }
+
+    private func write(_ batch: EncodedBatch) throws {
         if fd < 0 { try reopen() }
-        scratch.removeAll(keepingCapacity: true)
-        RecordEncoder.appendNDJSON(batch, metadata: metadata, to: &scratch)
-        let ok = scratch.withUnsafeBytes { writeAll(fd: fd, $0) }
+        let ok = batch.withNDJSON { writeAll(fd: fd, $0) } ?? {
+            scratch.removeAll(keepingCapacity: true)
+            for i in batch.records.indices {
+                batch.withDocument(i) { scratch.append(contentsOf: $0) }
+                scratch.append(UInt8(ascii: "\n"))
+            }
+            defer { if scratch.capacity > 16 << 20 { scratch = [] } }  // don't keep a huge buffer after one big batch
+            return scratch.withUnsafeBytes { writeAll(fd: fd, $0) }
+        }()
         if !ok || (fsync && Foundation.fsync(fd) != 0) {
             let failure = POSIXFailure("write \(path)")
-            // A partial write may have left half a line: reopening appends after it; the retry
-            // rewrites the whole batch (at-least-once).
+            // Reopened for the retry, which rewrites the whole batch (at-least-once).
             Foundation.close(fd)
             fd = -1
             throw failure
         }
-        if scratch.capacity > 16 << 20 { scratch = [] }  // don't keep a huge buffer after one big batch
-    }
-
-    func close() {
-        if fd >= 0 { Foundation.close(fd) }
-        fd = -1
     }
 }

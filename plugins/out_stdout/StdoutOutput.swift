@@ -4,27 +4,33 @@ import Glibc
 #endif
 
 /// The `stdout` output: records as newline-delimited JSON on standard output, for trying a config.
-public struct StdoutOutputConfig: RecordOutputConfig {
-    public var metadata = DocumentMetadata.all
-    public func build(_ context: ComponentContext) throws -> any Output { StdoutOutput(metadata: metadata) }
+/// A failed write (EPIPE once the reader is gone: SIGPIPE is ignored) is retried like an outage.
+public struct StdoutOutputConfig: EncodedOutputConfig {
+    public var delivery = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
+    public var refusesRecords: Bool { false }
+    public func makeSender(_ context: ComponentContext) throws -> any BatchSender { StdoutSender() }
 }
 
 public enum StdoutOutputPlugin {
-    public static let spec = PluginSpec.output("stdout", "print records as newline-delimited JSON", options: [MetadataKeys.group.spec]) { r in
-        StdoutOutputConfig(metadata: MetadataKeys.parse(r))
+    public static let spec = PluginSpec.output("stdout", "print records as newline-delimited JSON",
+                                               options: [MetadataKeys.group.spec], shared: localOutputOptions) { r in
+        StdoutOutputConfig(delivery: DeliveryOptions.parse(r, defaultBuffer: DeliveryOptions.localDefaultBuffer, concurrent: false))
     }
 }
 
-/// Owned by the output runner's thread (an `Output` is not shared).
-final class StdoutOutput: Output {
-    private let metadata: DocumentMetadata
+/// The one sender of a stdout output.
+final class StdoutSender: BatchSender {
     private var scratch: [UInt8] = []
 
-    init(metadata: DocumentMetadata) { self.metadata = metadata }
-
-    func write(_ batch: RecordBatch) throws {
-        scratch.removeAll(keepingCapacity: true)
-        RecordEncoder.appendNDJSON(batch, metadata: metadata, to: &scratch)
-        guard scratch.withUnsafeBytes({ writeAll(fd: 1, $0) }) else { throw POSIXFailure("write to stdout") }
+    func send(_ batch: EncodedBatch) -> SendResult {
+        let ok = batch.withNDJSON { writeAll(fd: 1, $0) } ?? {
+            scratch.removeAll(keepingCapacity: true)
+            for i in batch.records.indices {
+                batch.withDocument(i) { scratch.append(contentsOf: $0) }
+                scratch.append(UInt8(ascii: "\n"))
+            }
+            return scratch.withUnsafeBytes { writeAll(fd: 1, $0) }
+        }()
+        return ok ? .delivered : .unreachable("\(POSIXFailure("write to stdout"))")
     }
 }

@@ -159,7 +159,7 @@ public enum DeadLetterReplay {
     /// The outputs of `config` that have a dead-letter store (elasticsearch, http), in config order.
     public static func outputsWithStore(_ config: AgentConfig) -> [String] {
         config.components(.output).compactMap { decl in
-            guard case .output(let oc) = decl.config, oc is any EncodedOutputConfig else { return nil }
+            guard case .output(let oc) = decl.config, let ec = oc as? any EncodedOutputConfig, ec.refusesRecords else { return nil }
             return decl.name
         }
     }
@@ -168,7 +168,7 @@ public enum DeadLetterReplay {
         guard let decl = config.components(.output).first(where: { $0.name == name }) else {
             throw StartupError("no output named \"\(name)\" in \(config.file)")
         }
-        guard case .output(let oc) = decl.config, let ec = oc as? any EncodedOutputConfig else {
+        guard case .output(let oc) = decl.config, let ec = oc as? any EncodedOutputConfig, ec.refusesRecords else {
             throw StartupError("output \"\(name)\" (\(decl.type)) has no dead-letter store: only elasticsearch and http outputs have one")
         }
         let ctx = ComponentContext(name: name, kind: .output, dataDirectory: config.dataDirectory,

@@ -9,7 +9,7 @@ public enum BufferOptions: Sendable {
     case disk(DiskRingOptions)
 }
 
-/// Batching, retries and concurrency of a network output. Defaults and ranges: `DeliveryKeys`.
+/// Batching, retries and concurrency of an output. Defaults and ranges: `DeliveryKeys`.
 public struct DeliveryOptions: Sendable {
     public var buffer: BufferOptions
     public var maxRecords = DeliveryKeys.batchMaxRecords.defaultValue
@@ -32,14 +32,21 @@ public struct DeliveryOptions: Sendable {
     public var concurrency = DeliveryKeys.concurrency.defaultValue
     /// Source-position fields written into each document (encoded before the buffer for `disk`).
     public var metadata = DocumentMetadata.all
+    /// False: records are handed to the sender unserialised (empty documents), for the `blackhole`
+    /// output measuring the rest of the pipeline.
+    public var encode = true
 
     public init(buffer: BufferOptions) { self.buffer = buffer }
 
     /// The buffer an output has when `buffer:` is not written: the disk ring with the declared defaults.
     public static var defaultBuffer: BufferOptions { .disk(DiskRingOptions()) }
 
-    /// Reads `buffer:`, `batch:`, `retry:`, `dead_letter:`, `ready:` and `concurrency` from an output's options.
-    public static func parse(_ r: ConfigReader, defaultBuffer: BufferOptions = defaultBuffer) -> DeliveryOptions {
+    /// The buffer of `file`, `stdout` and `blackhole` when `buffer:` is not written.
+    public static var localDefaultBuffer: BufferOptions { .memory(maxRecords: DeliveryKeys.memoryMaxRecords.defaultValue) }
+
+    /// Reads `buffer:`, `batch:`, `retry:`, `dead_letter:`, `ready:` and, when `concurrent`, `concurrency`
+    /// from an output's options (not concurrent: one request at a time, in order).
+    public static func parse(_ r: ConfigReader, defaultBuffer: BufferOptions = defaultBuffer, concurrent: Bool = true) -> DeliveryOptions {
         typealias K = DeliveryKeys
         var o = DeliveryOptions(buffer: defaultBuffer)
         o.metadata = MetadataKeys.parse(r)
@@ -87,7 +94,7 @@ public struct DeliveryOptions: Sendable {
         if let b = r.group(K.ready) {
             o.stallAfter = b.get(K.stallAfter)
         }
-        o.concurrency = r.get(K.concurrency)
+        o.concurrency = concurrent ? r.get(K.concurrency) : 1
         return o
     }
 }

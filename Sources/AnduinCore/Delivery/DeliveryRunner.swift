@@ -1,8 +1,8 @@
 import Logging
 import Synchronization
 
-/// Runs a network output: its buffer (memory or disk), `concurrency` delivery threads each with its
-/// own sender, the retry lane, the dead-letter store, and acknowledgements.
+/// Runs an output (network or local): its buffer (memory or disk), `concurrency` delivery threads each
+/// with its own sender, the retry lane, the dead-letter store, and acknowledgements.
 ///
 /// Delivery contract:
 /// - memory buffer: a batch's ack token is let go once every record of it was delivered or
@@ -135,8 +135,7 @@ final class DeliveryRunner: OutputStage, Sendable {
                 let unwritten = withExtendedLifetime(items) {
                     items.firstIndex { item in
                         var encoded = EncodedBatch()
-                        encoded.documents.reserveCapacity(RecordEncoder.estimatedSize(item.batch, metadata: options.metadata))
-                        encoded.append(item.batch, metadata: options.metadata)
+                        encode(item.batch, into: &encoded)
                         return !ring.append(encoded, handled: &inRing)
                     }
                 }
@@ -231,17 +230,32 @@ final class DeliveryRunner: OutputStage, Sendable {
             case .finished: return .finished
             case .batches(let items):
                 var batch = EncodedBatch()
-                batch.documents.reserveCapacity(items.reduce(0) { $0 + RecordEncoder.estimatedSize($1.batch, metadata: options.metadata) })
+                if options.encode {
+                    batch.documents.reserveCapacity(items.reduce(0) { $0 + RecordEncoder.estimatedSize($1.batch, metadata: options.metadata) })
+                }
                 batch.records.reserveCapacity(items.reduce(0) { $0 + $1.batch.count })
                 var n = 0
                 for (b, _) in items {
-                    batch.append(b, metadata: options.metadata)
+                    encode(b, into: &batch)
                     n += b.count
                 }
                 return .memory(DeliveryWork(batch), DeliveryTicket(items.map(\.ack)), records: n)
             }
         }
         return takeFromRing(ring, maxWait: maxWait)
+    }
+
+    /// Serialises `batch` onto `out`; without `options.encode`, one empty document per record.
+    private func encode(_ batch: RecordBatch, into out: inout EncodedBatch) {
+        guard options.encode else {
+            for r in batch.records {
+                out.append(document: UnsafeRawBufferPointer(start: nil, count: 0), timestamp: r.timestamp,
+                           sourceID: batch.source.sourceID, offset: r.offset)
+            }
+            return
+        }
+        if out.isEmpty { out.documents.reserveCapacity(RecordEncoder.estimatedSize(batch, metadata: options.metadata)) }
+        out.append(batch, metadata: options.metadata)
     }
 
     /// One gatherer at a time, for the whole batch: sequence numbers must follow ring order, or a

@@ -26,6 +26,10 @@ public enum HTTPKeys {
 /// The options of every network output, in one table of the reference.
 public let networkOutputOptions = OptionSection(name: "network-outputs", options: DeliveryKeys.all + HTTPKeys.all + [MetadataKeys.group.spec])
 
+/// The delivery options of the outputs that write themselves (`file`, `stdout`, `blackhole`): the
+/// network outputs' buffer, batching, retries and dead letters, one request at a time.
+public let localOutputOptions = OptionSection(name: "local-outputs", options: DeliveryKeys.runtime)
+
 public enum BufferType: String, CaseIterable, Sendable { case disk, memory }
 public enum FsyncMode: String, CaseIterable, Sendable { case interval, always, never }
 
@@ -66,5 +70,7 @@ public enum DeliveryKeys {
 
     public static let concurrency = ConfigKey<Int>.int("concurrency", default: 2, 1...64, "requests in flight; acknowledgements still advance in order")
 
-    public static let all = [buffer.spec, batch.spec, retry.spec, deadLetter.spec, ready.spec, concurrency.spec]
+    /// What every output's runtime reads; the network outputs add `concurrency`.
+    public static let runtime = [buffer.spec, batch.spec, retry.spec, deadLetter.spec, ready.spec]
+    public static let all = runtime + [concurrency.spec]
 }

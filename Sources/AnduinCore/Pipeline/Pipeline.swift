@@ -68,9 +68,7 @@ public final class Pipeline: Sendable {
             case .output(let oc):
                 let runner: any OutputStage
                 do {
-                    if let rc = oc as? any RecordOutputConfig {
-                        runner = OutputRunner(name: d.name, output: try rc.build(ctx), capacity: rc.queueRecords, context: ctx)
-                    } else if let ec = oc as? any EncodedOutputConfig {
+                    if let ec = oc as? any EncodedOutputConfig {
                         runner = try DeliveryRunner(name: d.name, options: ec.delivery, context: ctx) { try ec.makeSender(ctx) }
                     } else {
                         throw StartupError("unsupported output kind")

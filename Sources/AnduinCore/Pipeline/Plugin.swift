@@ -67,41 +67,22 @@ public protocol FilterConfig: Sendable {
 
 // MARK: outputs
 
-/// An output delivers batches to a destination, on its own thread, one batch at a time, in order.
-/// Not `Sendable`: an output belongs to the thread that drives it (`build` makes it, the runner moves
-/// it to its thread), so an implementation keeps plain `var`s and the compiler checks nobody shares it.
-public protocol Output: AnyObject {
-    /// Returns when the destination has the batch (for a file: written; for a server: confirmed).
-    /// Throwing means "not delivered": the runtime retries the same batch with backoff, so nothing is
-    /// acknowledged to the input before it really arrived.
-    func write(_ batch: RecordBatch) throws
-    /// Called once at shutdown after the last write.
-    func close()
-}
-
-public extension Output {
-    func close() {}
-}
-
-/// An output's typed options: either a `RecordOutputConfig` (writes decoded batches itself: file,
-/// stdout, blackhole) or an `EncodedOutputConfig` (a network output driven by the shared delivery
-/// runner: buffer, batching, retries, dead letters).
+/// An output's typed options. Every output is a `BatchSender` behind the one delivery runtime, which
+/// does the buffering (memory or disk), batching, retries, dead letters and acknowledgements.
 public protocol OutputConfig: Sendable {}
-
-public protocol RecordOutputConfig: OutputConfig {
-    /// How many records may wait in memory for this output before the inputs feeding it pause.
-    var queueRecords: Int { get }
-    func build(_ context: ComponentContext) throws -> any Output
-}
-
-public extension RecordOutputConfig {
-    var queueRecords: Int { DeliveryKeys.memoryMaxRecords.defaultValue }
-}
 
 public protocol EncodedOutputConfig: OutputConfig {
     var delivery: DeliveryOptions { get }
-    /// One sender per concurrent request slot; each is used by one thread.
+    /// One sender per concurrent request slot (one for outputs without `concurrency`); each is used by one thread.
     func makeSender(_ context: ComponentContext) throws -> any BatchSender
+    /// Whether the destination can refuse a record, so the output may have dead letters (`anduin
+    /// dead-letter` offers only those). A file, stdout and the blackhole refuse none: their failures
+    /// are outages, retried.
+    var refusesRecords: Bool { get }
+}
+
+public extension EncodedOutputConfig {
+    var refusesRecords: Bool { true }
 }
 
 /// What the pipeline needs of an output's runner, whichever kind.
