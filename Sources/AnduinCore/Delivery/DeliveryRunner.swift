@@ -257,8 +257,10 @@ final class DeliveryRunner: OutputStage, Sendable {
             var bytes = 0
             while batch.count < options.maxRecords && bytes < options.maxBytes {
                 let wait = end == nil ? (done ? 0.05 : min(0.25, maxWait)) : max(0, deadline - monotonicSeconds())
+                // Filling a started batch: woken when the rest of it was written or at the batch
+                // timeout, not at every block an input writes.
                 guard let r = ring.read(maxRecords: options.maxRecords - batch.count,
-                                        maxBytes: options.maxBytes - bytes, timeout: wait) else { break }
+                                        maxBytes: options.maxBytes - bytes, timeout: wait, gather: end != nil) else { break }
                 if batch.isEmpty {
                     batch = r.batch  // the common case: one read fills the batch, no copy
                 } else {
