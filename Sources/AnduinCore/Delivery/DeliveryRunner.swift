@@ -131,18 +131,10 @@ final class DeliveryRunner: OutputStage, Sendable {
             case .finished: break loop
             case .batches(let items):
                 // The acks stay referenced until their batches are in the ring, then go.
-                var inRing = 0
-                let unwritten = withExtendedLifetime(items) {
-                    items.firstIndex { item in
-                        var encoded = EncodedBatch()
-                        encoded.documents.reserveCapacity(RecordEncoder.estimatedSize(item.batch, metadata: options.metadata))
-                        encoded.append(item.batch, metadata: options.metadata)
-                        return !ring.append(encoded, handled: &inRing)
-                    }
-                }
-                if let first = unwritten {
+                let unwritten = withExtendedLifetime(items) { appendToRing(ring, items) }
+                if let (first, inRing) = unwritten {
                     // Shut down: those not in the ring are not acknowledged, read again at the next
-                    // start, nor are the batches still queued. Blocks of the first one already in
+                    // start, nor are the batches still queued. Records of the first one already in
                     // the ring stay there (and are delivered) as well as read again.
                     for item in items[first...] { item.ack.abandon() }
                     let notInRing = items[first...].reduce(0) { $0 + $1.batch.count } - inRing
@@ -153,6 +145,40 @@ final class DeliveryRunner: OutputStage, Sendable {
         }
         state.withLock { $0.writerDone = true }
     }
+
+    /// Appends the batches of a take, several to one append (one block and one write, where a
+    /// quiet node's take is a batch of a line or two from each of many files), up to `ringAppendBytes`
+    /// of documents each. nil when all are in the ring; after a shutdown, the first batch not wholly
+    /// in it and how many of its records are.
+    private func appendToRing(_ ring: DiskRing, _ items: [(batch: RecordBatch, ack: AckToken)]) -> (first: Int, inRing: Int)? {
+        var start = 0
+        while start < items.count {
+            var encoded = EncodedBatch()
+            var end = start
+            var estimate = 0
+            while end < items.count && (end == start || estimate < Self.ringAppendBytes) {
+                estimate = estimate.addingSaturating(RecordEncoder.estimatedSize(items[end].batch, metadata: options.metadata))
+                end += 1
+            }
+            encoded.documents.reserveCapacity(estimate)
+            for i in start..<end { encoded.append(items[i].batch, metadata: options.metadata) }
+            var handled = 0
+            if !ring.append(encoded, handled: &handled) {
+                // The batches wholly written are safe; the rest are not.
+                var i = start
+                while i < end && handled >= items[i].batch.count {
+                    handled -= items[i].batch.count
+                    i += 1
+                }
+                return (i, handled)
+            }
+            start = end
+        }
+        return nil
+    }
+
+    /// Document bytes gathered for one ring append: bounds the extra memory of merging batches.
+    static let ringAppendBytes = 256 * 1024
 
     // MARK: delivery threads
 
