@@ -123,6 +123,58 @@ final class DeliveryPartsTests: XCTestCase {
         XCTAssertEqual(queue.queuedRecords, 2)
     }
 
+    /// Batches enqueued in one run (`deferringWakeUps`, an input emitting a pass over its files)
+    /// wake the taker once, at the end: it takes them together instead of one at each enqueue.
+    func testARunOfEnqueuesWakesTheTakerOnce() {
+        let queue = HandOffQueue(capacity: 1000, batchTimeout: 0, immediate: true,
+                                 stats: ComponentStats(component: "q", kind: .output))
+        let source = SourceInfo(path: "/x.log", sourceID: 1)
+        let taken = Locked<[Int]>([])
+        let taker = startThread(name: "taker") {
+            var total = 0
+            while total < 10 {
+                guard case .batches(let items) = queue.take(limitRecords: 100, maxWait: 30, countInflight: false) else { continue }
+                total += items.count
+                taken.withLock { $0.append(items.count) }
+            }
+        }
+        usleep(20_000)  // the taker waits
+        HandOffQueue.deferringWakeUps {
+            for i in 0..<10 {
+                var b = RecordBatch(source: source, inputName: "in")
+                b.records.append(Record(timestamp: 0, offset: Int64(i), message: 0..<0, stream: .stdout))
+                XCTAssertTrue(queue.enqueue(b, AckToken {}))
+                usleep(5_000)
+            }
+        }
+        XCTAssertTrue(taker.join(timeout: 30))
+        XCTAssertEqual(taken.current, [10], "the taker was woken before the run ended")
+    }
+
+    /// A full queue inside a run wakes its taker at once: the run must not wait on its own deferral.
+    func testAFullQueueInARunWakesTheTaker() {
+        let queue = HandOffQueue(capacity: 2, batchTimeout: 0, immediate: true,
+                                 stats: ComponentStats(component: "q", kind: .output))
+        let source = SourceInfo(path: "/x.log", sourceID: 1)
+        let taker = startThread(name: "taker") {
+            var total = 0
+            while total < 6 {
+                guard case .batches(let items) = queue.take(limitRecords: 100, maxWait: 30, countInflight: false) else { continue }
+                total += items.count
+            }
+        }
+        let start = monotonicSeconds()
+        HandOffQueue.deferringWakeUps {
+            for i in 0..<6 {
+                var b = RecordBatch(source: source, inputName: "in")
+                b.records.append(Record(timestamp: 0, offset: Int64(i), message: 0..<0, stream: .stdout))
+                XCTAssertTrue(queue.enqueue(b, AckToken {}))
+            }
+        }
+        XCTAssertTrue(taker.join(timeout: 30))
+        XCTAssertLessThan(monotonicSeconds() - start, 10)
+    }
+
     func testCompactKeepsRecordsAndGivesBackCapacity() {
         var b = RecordBatch(source: SourceInfo(path: "/x.log", sourceID: 1), inputName: "in",
                             recordCapacity: 1024, byteCapacity: 256 * 1024)

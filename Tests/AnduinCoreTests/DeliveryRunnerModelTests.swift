@@ -219,6 +219,49 @@ final class DeliveryRunnerModelTests: XCTestCase {
         XCTAssertTrue(runner.join(timeout: 10))
     }
 
+    /// The batches of one take go to the disk buffer in one append: on a quiet node a take is a
+    /// line or two from each of many files, and each batch was a block and a write of its own.
+    func testATakeOfManyBatchesIsOneRingBlock() throws {
+        let dir = NSTemporaryDirectory() + "anduin-delivery-model-\(UUID().uuidString)"
+        dirs.append(dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let options = DeliveryOptions(buffer: .disk(DiskRingOptions(maxBytes: 64 << 20, segmentBytes: 1 << 20, fsync: .never,
+                                                                    compress: false)))
+        var logger = Logger(label: "model")
+        logger.logLevel = .critical
+        let context = ComponentContext(name: "o", kind: .output, dataDirectory: dir, logger: logger,
+                                       stats: ComponentStats(component: "o", kind: .output))
+        let destination = ScriptedDestination(seed: 9)
+        destination.healthy.store(true, ordering: .relaxed)
+        let runner = try DeliveryRunner(name: "o", options: options, context: context) { ScriptedSender(destination) }
+        let acked = Atomic<Int>(0)
+        for i in 0..<10 {  // queued before the writer starts: its first take has all ten
+            var b = RecordBatch(source: SourceInfo(path: "/f\(i).log", sourceID: UInt64(i + 1)), inputName: "in")
+            let text = Array("{\"m\":\"line \(i)\"}".utf8)
+            let range = text.withUnsafeBytes { b.append(bytes: $0) }
+            b.records.append(Record(timestamp: 1, offset: Int64(i), message: range, stream: .stdout))
+            runner.enqueue(b, AckToken { acked.add(1, ordering: .relaxed) })
+        }
+        runner.start()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline && (acked.load(ordering: .relaxed) < 10 || destination.accepted.count < 10) { usleep(10_000) }
+        XCTAssertEqual(acked.load(ordering: .relaxed), 10)
+        XCTAssertEqual(destination.accepted.count, 10, "every record delivered")
+        runner.close()
+        XCTAssertTrue(runner.join(timeout: 10))
+        let ringDir = dir + "/buffers/o"
+        var blocks = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: ringDir) where name.hasSuffix(".ring") {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: ringDir + "/" + name)))
+            if bytes.count >= 4 {
+                for i in 0...(bytes.count - 4) where bytes[i] == 0xAD && bytes[i + 1] == 0x55 && bytes[i + 2] == 0x49 && bytes[i + 3] == 0x4E {
+                    blocks += 1
+                }
+            }
+        }
+        XCTAssertEqual(blocks, 1, "blocks written for one take of ten batches")
+    }
+
     func testDiskBufferAccountingAcrossReloads() throws {
         for (i, c) in [(1, 1_024), (2, 4_096), (4, 1_024), (3, 65_536)].enumerated() {
             try run(seed: UInt64(1_000 + i), disk: true, concurrency: c.0, segmentBytes: c.1, reloads: 3)

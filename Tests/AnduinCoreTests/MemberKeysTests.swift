@@ -79,4 +79,11 @@ final class MemberKeysTests: XCTestCase {
         XCTAssertEqual(lift(#"{"x":1}"#, keys: &keys).1, #""x":1"#)
         XCTAssertEqual(lift(#"{"a":1,"a":2}"#, keys: &keys).1, #""a":2"#)
     }
+
+    /// The hash seed is the process's, taken once: a parse filter makes a `MemberKeys` for every
+    /// batch, and a seed each cost a `getrandom` call (one a line on a quiet node).
+    func testTheSeedIsTakenOncePerProcess() {
+        XCTAssertEqual(MemberKeys().seed, MemberKeys().seed)
+        XCTAssertNotEqual(MemberKeys().seed, 0)
+    }
 }

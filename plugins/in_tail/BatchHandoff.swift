@@ -15,6 +15,8 @@ final class BatchHandoff: Sendable {
         var head = 0
         var bytes = 0
         var finishing = false
+        /// Batches pushed since the emitting thread was last woken (see `publish`).
+        var unpublished = 0
     }
     private let state = Locked(State())
     private let signal = ConditionLock()
@@ -44,18 +46,31 @@ final class BatchHandoff: Sendable {
     }
 
     /// Queues a batch. Never blocks: the caller checks `hasRoom` before reading, so the queue exceeds
-    /// its bound by at most one read plus small flushes.
+    /// its bound by at most one read plus small flushes. The emitting thread is woken by `publish`
+    /// (once a pass over the files, not once a file), or here once a quarter of the room is used.
     func push(_ batch: RecordBatch, _ ack: AckToken) {
         let n = batch.bytes.count
-        state.withLock { s in
+        let wake = state.withLock { s in
             s.queue.append((batch, ack))
             s.bytes += n
+            s.unpublished += 1
+            return s.unpublished >= maxBatches / 4 || s.bytes >= maxBytes / 4
         }
-        signal.withLock { signal.broadcast() }
+        if wake { publish() }
+    }
+
+    /// Wakes the emitting thread for what was pushed since the last time.
+    func publish() {
+        let any = state.withLock { s in
+            defer { s.unpublished = 0 }
+            return s.unpublished > 0
+        }
+        if any { signal.withLock { signal.broadcast() } }
     }
 
     /// Waits up to `seconds` for room (returns early when room appears or on stop).
     func waitForRoom(_ seconds: Double) {
+        publish()
         signal.withLock {
             if !hasRoom && !control.isStopping { signal.wait(seconds: seconds) }
         }
@@ -69,7 +84,8 @@ final class BatchHandoff: Sendable {
         thread.withLock { $0 }?.join()
     }
 
-    private func next() -> (RecordBatch, AckToken)? {
+    /// The next batch; waits for one unless `wait` is false (then nil when none is queued).
+    private func next(wait: Bool = true) -> (RecordBatch, AckToken)? {
         while true {
             let item: (RecordBatch, AckToken)?? = state.withLock { s in
                 if s.head < s.queue.count, let item = s.queue[s.head] {
@@ -85,6 +101,7 @@ final class BatchHandoff: Sendable {
                 return s.finishing ? .some(nil) : nil
             }
             if let item { return item }
+            if !wait { return nil }
             signal.withLock {
                 let empty = state.withLock { $0.head == $0.queue.count && !$0.finishing }
                 if empty { signal.wait(seconds: 1) }
@@ -92,10 +109,23 @@ final class BatchHandoff: Sendable {
         }
     }
 
+    /// Emits what a pass pushed as one run: outputs are woken once for it (`emittingRun`), at the
+    /// latest every `runRecords` records.
     private func loop() {
         while let (batch, ack) = next() {
-            control.emit(batch, ack: ack)
-            signal.withLock { signal.broadcast() }  // room for the tail thread
+            control.emittingRun {
+                var item: (RecordBatch, AckToken)? = (batch, ack)
+                var records = 0
+                while let (b, a) = item {
+                    control.emit(b, ack: a)
+                    records += b.count
+                    signal.withLock { signal.broadcast() }  // room for the tail thread
+                    item = records < Self.runRecords ? next(wait: false) : nil
+                }
+            }
         }
     }
+
+    /// Records emitted before the outputs are woken, when batches keep coming.
+    static let runRecords = 2048
 }

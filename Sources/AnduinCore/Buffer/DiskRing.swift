@@ -199,6 +199,9 @@ public final class DiskRing: Sendable {
     private let cursor: RingCursor
     private let writer: RingWriter
     private let reader: RingReader
+    /// The flusher sleeps on this, not on the ledger's condition, which every append and commit
+    /// broadcasts: it wakes once a period, not once a write.
+    private let flusherStop = StopSignal()
 
     /// Opens (creating) `directory` and recovers its content; see the type's documentation.
     /// Throws only for bad options or a directory it cannot create or write.
@@ -263,8 +266,11 @@ public final class DiskRing: Sendable {
     /// The records after the last read (not the last commit), whole blocks of one segment, up to
     /// `maxRecords` records and `maxBytes` document bytes (but always at least one block). Damaged data
     /// is skipped and counted. Waits up to `timeout` seconds for data; nil on timeout or shutdown.
-    public func read(maxRecords: Int, maxBytes: Int, timeout: Double) -> (batch: EncodedBatch, end: RingPosition)? {
-        reader.read(maxRecords: maxRecords, maxBytes: maxBytes, deadline: monotonicSeconds() + max(0, timeout))
+    /// `gather`: the caller is filling a batch and wants `maxRecords` or `maxBytes`, else what came by
+    /// the timeout; when nothing is there, the wait ends once that much was written, not at the first
+    /// write.
+    public func read(maxRecords: Int, maxBytes: Int, timeout: Double, gather: Bool = false) -> (batch: EncodedBatch, end: RingPosition)? {
+        reader.read(maxRecords: maxRecords, maxBytes: maxBytes, deadline: monotonicSeconds() + max(0, timeout), gather: gather)
     }
 
     /// Everything before `position` was delivered. Moves only forward, and never past what was read.
@@ -297,6 +303,7 @@ public final class DiskRing: Sendable {
             s.shuttingDown = true
             ledger.broadcast()
         }
+        flusherStop.set()
         writer.syncActive()
         cursor.persistAndCollect(durable: true)
     }
@@ -308,6 +315,7 @@ public final class DiskRing: Sendable {
             s.shuttingDown = true
             ledger.broadcast()
         }
+        flusherStop.set()
     }
 
     /// Test and debugging aid: the ledger's positions and segments.
@@ -333,10 +341,10 @@ public final class DiskRing: Sendable {
         }
     }
 
-    /// Sleeps a period on the ledger's condition (woken early only to find it is not over yet, or by
-    /// shutdown), then fsyncs what was written and the cursor. False once shut down.
+    /// Sleeps a period (woken early only by shutdown), then fsyncs what was written and the cursor.
+    /// False once shut down.
     private func flusherTick(period: Double) -> Bool {
-        guard ledger.sleep(until: monotonicSeconds() + period) else { return false }
+        if flusherStop.sleep(seconds: period) || ledger.withState({ $0.shuttingDown }) { return false }
         writer.repairIfUnlinked()
         syncActiveSegment()
         cursor.persistAndCollect(durable: false)

@@ -41,6 +41,18 @@ struct RingLedgerState {
     var recreations: UInt64 = 0
     var lastPersist: Double
     var shuttingDown = false
+    /// Plain (uncompressed) bytes of every block written since start; with `readerWake`.
+    var writtenPlain: UInt64 = 0
+    /// Set while the reader waits to gather more of a batch (`DiskRing.read(gather:)`): a write wakes
+    /// it only once `nextSeq` or `writtenPlain` reaches these, so a batch fills without a wake-up per
+    /// block. nil: every write wakes it.
+    var readerWake: (seq: UInt64, plain: UInt64)?
+
+    /// Whether a write that left the state like this must wake the reader.
+    var writeWakesReader: Bool {
+        guard let w = readerWake else { return true }
+        return nextSeq >= w.seq || writtenPlain >= w.plain
+    }
 
     var diskBytes: Int { segments.reduce(0) { $0 + $1.size } }
     var bufferedRecords: Int { Int(clamping: nextSeq - min(commitSeq, nextSeq)) }

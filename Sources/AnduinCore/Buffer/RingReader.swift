@@ -77,13 +77,16 @@ final class RingReader: @unchecked Sendable {
     }
 
     /// See `DiskRing.read`.
-    func read(maxRecords: Int, maxBytes: Int, deadline: Double) -> (batch: EncodedBatch, end: RingPosition)? {
-        lock.withLock { readLocked(maxRecords: max(1, maxRecords), maxBytes: max(1, maxBytes), deadline: deadline) }
+    func read(maxRecords: Int, maxBytes: Int, deadline: Double, gather: Bool = false) -> (batch: EncodedBatch, end: RingPosition)? {
+        lock.withLock {
+            readLocked(maxRecords: max(1, maxRecords), maxBytes: max(1, maxBytes), deadline: deadline, gather: gather)
+        }
     }
 
-    private func readLocked(maxRecords: Int, maxBytes: Int, deadline: Double) -> (batch: EncodedBatch, end: RingPosition)? {
+    private func readLocked(maxRecords: Int, maxBytes: Int, deadline: Double, gather: Bool) -> (batch: EncodedBatch, end: RingPosition)? {
         while true {
-            guard let span = waitForData(until: deadline) else { return nil }
+            let want = gather ? (records: maxRecords, bytes: maxBytes) : nil
+            guard let span = waitForData(until: deadline, wakeFor: want) else { return nil }
             let name = SegmentName.make(span.segment)
             if file == nil || fileSegment != span.segment || fileGeneration != span.generation {
                 if let file { io.close(file) }
@@ -248,17 +251,30 @@ final class RingReader: @unchecked Sendable {
     }
 
     /// Waits until there is something to read after `readPos`; the readable range of its segment.
-    private func waitForData(until deadline: Double) -> Span? {
+    /// With `wakeFor`, when nothing is there yet, writes wake the wait only once they add that many
+    /// records or plain bytes (or at `deadline`): the rest of a batch is gathered in one wake-up.
+    private func waitForData(until deadline: Double, wakeFor: (records: Int, bytes: Int)?) -> Span? {
         ledger.withStateWaiting { s -> LockStep<Span?> in
-            if s.shuttingDown { return .done(nil) }
+            if s.shuttingDown {
+                s.readerWake = nil
+                return .done(nil)
+            }
             s.normalizeReadPosition()
             if let i = s.index(of: s.readPos.segment), Int(s.readPos.offset) < s.segments[i].size {
+                s.readerWake = nil
                 return .done(Span(segment: s.readPos.segment, start: Int(s.readPos.offset), end: s.segments[i].size,
                                   sealed: i < s.segments.count - 1, record: s.readPos.record, seq: s.readSeq,
                                   generation: s.readPos.segment == s.recreatedSegment ? s.recreations : 0))
             }
             let left = deadline - monotonicSeconds()
-            return left <= 0 ? .done(nil) : .wait(seconds: left)
+            if left <= 0 {
+                s.readerWake = nil
+                return .done(nil)
+            }
+            s.readerWake = wakeFor.map {
+                (s.nextSeq.addingSaturating(UInt64($0.records)), s.writtenPlain.addingSaturating(UInt64($0.bytes)))
+            }
+            return .wait(seconds: left)
         }
     }
 

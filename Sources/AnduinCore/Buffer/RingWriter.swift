@@ -46,7 +46,7 @@ final class RingWriter: @unchecked Sendable {
     /// See `DiskRing.append`. `handled`: the batch's records that are in the ring (or were counted as
     /// dropped) when it returns, also when it returns false.
     func append(_ batch: EncodedBatch, handled: inout Int) -> Bool {
-        var blocks: [(bytes: [UInt8], records: Int)] = []
+        var blocks: [(bytes: [UInt8], records: Int, plain: Int)] = []
         handled = 0
         for run in BlockCodec.runs(batch, maxPayload: options.segmentBytes - BlockHeader.size) {
             let size = BlockCodec.plainLength(batch, run)
@@ -57,14 +57,15 @@ final class RingWriter: @unchecked Sendable {
                 log("dropped a record of \(size) bytes: larger than the largest block (\(BlockHeader.maxPayload) bytes)")
                 continue
             }
-            blocks.append((BlockCodec.encode(batch, run, compress: options.compress), run.count))
+            blocks.append((BlockCodec.encode(batch, run, compress: options.compress), run.count, size))
         }
         var written = 0
         defer { handled += written }
         return lock.withLock {
             var fullCounted = false
             for i in blocks.indices {
-                guard writeBlock(&blocks[i].bytes, records: blocks[i].records, fullCounted: &fullCounted) else { return false }
+                guard writeBlock(&blocks[i].bytes, records: blocks[i].records, plain: blocks[i].plain,
+                                 fullCounted: &fullCounted) else { return false }
                 written += blocks[i].records
             }
             return true
@@ -96,7 +97,7 @@ final class RingWriter: @unchecked Sendable {
     // MARK: Under `lock`
 
     /// Writes one block, rolling over and making room first. False if shut down before it was written.
-    private func writeBlock(_ block: inout [UInt8], records: Int, fullCounted: inout Bool) -> Bool {
+    private func writeBlock(_ block: inout [UInt8], records: Int, plain: Int, fullCounted: inout Bool) -> Bool {
         var failures = 0
         while true {
             if ledger.withState({ $0.shuttingDown }) { return false }
@@ -139,9 +140,10 @@ final class RingWriter: @unchecked Sendable {
             ledger.withState { s in
                 s.segments[s.segments.count - 1].size += block.count
                 s.nextSeq = seq.addingSaturating(UInt64(records))
+                s.writtenPlain = s.writtenPlain.addingSaturating(UInt64(plain))
                 s.writeGen &+= 1
                 counters.update(s)
-                ledger.broadcast()
+                if s.writeWakesReader { ledger.broadcast() }
             }
             return true
         }

@@ -131,17 +131,10 @@ final class DeliveryRunner: OutputStage, Sendable {
             case .finished: break loop
             case .batches(let items):
                 // The acks stay referenced until their batches are in the ring, then go.
-                var inRing = 0
-                let unwritten = withExtendedLifetime(items) {
-                    items.firstIndex { item in
-                        var encoded = EncodedBatch()
-                        encode(item.batch, into: &encoded)
-                        return !ring.append(encoded, handled: &inRing)
-                    }
-                }
-                if let first = unwritten {
+                let unwritten = withExtendedLifetime(items) { appendToRing(ring, items) }
+                if let (first, inRing) = unwritten {
                     // Shut down: those not in the ring are not acknowledged, read again at the next
-                    // start, nor are the batches still queued. Blocks of the first one already in
+                    // start, nor are the batches still queued. Records of the first one already in
                     // the ring stay there (and are delivered) as well as read again.
                     for item in items[first...] { item.ack.abandon() }
                     let notInRing = items[first...].reduce(0) { $0 + $1.batch.count } - inRing
@@ -152,6 +145,40 @@ final class DeliveryRunner: OutputStage, Sendable {
         }
         state.withLock { $0.writerDone = true }
     }
+
+    /// Appends the batches of a take, several to one append (one block and one write, where a
+    /// quiet node's take is a batch of a line or two from each of many files), up to `ringAppendBytes`
+    /// of documents each. nil when all are in the ring; after a shutdown, the first batch not wholly
+    /// in it and how many of its records are.
+    private func appendToRing(_ ring: DiskRing, _ items: [(batch: RecordBatch, ack: AckToken)]) -> (first: Int, inRing: Int)? {
+        var start = 0
+        while start < items.count {
+            var encoded = EncodedBatch()
+            var end = start
+            var estimate = 0
+            while end < items.count && (end == start || estimate < Self.ringAppendBytes) {
+                estimate = estimate.addingSaturating(RecordEncoder.estimatedSize(items[end].batch, metadata: options.metadata))
+                end += 1
+            }
+            if options.encode { encoded.documents.reserveCapacity(estimate) }
+            for i in start..<end { encode(items[i].batch, into: &encoded) }
+            var handled = 0
+            if !ring.append(encoded, handled: &handled) {
+                // The batches wholly written are safe; the rest are not.
+                var i = start
+                while i < end && handled >= items[i].batch.count {
+                    handled -= items[i].batch.count
+                    i += 1
+                }
+                return (i, handled)
+            }
+            start = end
+        }
+        return nil
+    }
+
+    /// Document bytes gathered for one ring append: bounds the extra memory of merging batches.
+    static let ringAppendBytes = 256 * 1024
 
     // MARK: delivery threads
 
@@ -271,8 +298,10 @@ final class DeliveryRunner: OutputStage, Sendable {
             var bytes = 0
             while batch.count < options.maxRecords && bytes < options.maxBytes {
                 let wait = end == nil ? (done ? 0.05 : min(0.25, maxWait)) : max(0, deadline - monotonicSeconds())
+                // Filling a started batch: woken when the rest of it was written or at the batch
+                // timeout, not at every block an input writes.
                 guard let r = ring.read(maxRecords: options.maxRecords - batch.count,
-                                        maxBytes: options.maxBytes - bytes, timeout: wait) else { break }
+                                        maxBytes: options.maxBytes - bytes, timeout: wait, gather: end != nil) else { break }
                 if batch.isEmpty {
                     batch = r.batch  // the common case: one read fills the batch, no copy
                 } else {

@@ -33,6 +33,36 @@ final class HandOffQueue: Sendable {
     private let queued: Gauge
     private let queueFull: Counter
 
+    /// Set on a thread that emits a run of batches (`deferringWakeUps`): queues they fill wake their
+    /// takers once at its end instead of at each enqueue.
+    @TaskLocal static var pendingWakeUps: PendingWakeUps?
+
+    /// Runs `body`; the takers of the queues it fills are woken when it returns (or when an enqueue
+    /// finds a queue full), once each, rather than at every batch: a burst of small batches (one a
+    /// file) wakes the output once.
+    static func deferringWakeUps<R>(_ body: () throws -> R) rethrows -> R {
+        let pending = PendingWakeUps()
+        defer { pending.wakeAll() }
+        return try $pendingWakeUps.withValue(pending) { try body() }
+    }
+
+    /// The queues enqueued to under `deferringWakeUps` whose takers were not woken yet.
+    final class PendingWakeUps: Sendable {
+        private let queues = Locked<[HandOffQueue]>([])
+
+        func add(_ q: HandOffQueue) {
+            queues.withLock { list in if !list.contains(where: { $0 === q }) { list.append(q) } }
+        }
+
+        func wakeAll() {
+            let list = queues.withLock { l -> [HandOffQueue] in
+                defer { l.removeAll() }
+                return l
+            }
+            for q in list { q.state.broadcast() }
+        }
+    }
+
     init(capacity: Int, batchTimeout: Double, immediate: Bool, stats: ComponentStats) {
         self.capacity = capacity
         self.batchTimeout = batchTimeout
@@ -60,6 +90,7 @@ final class HandOffQueue: Sendable {
                     queueFull.add()
                     s.blockedEnqueues += 1
                     state.broadcast()  // a taker waiting for a fuller batch need not wait any more
+                    HandOffQueue.pendingWakeUps?.wakeAll()  // nor may the takers of deferred batches
                 }
                 return .wait(seconds: 0.5)
             }
@@ -70,7 +101,11 @@ final class HandOffQueue: Sendable {
             queued.add(n)
             return .done(true)
         }
-        if queuedIt { state.broadcast() } else { ack.abandon() }
+        if queuedIt {
+            if let pending = HandOffQueue.pendingWakeUps { pending.add(self) } else { state.broadcast() }
+        } else {
+            ack.abandon()
+        }
         return queuedIt
     }
 

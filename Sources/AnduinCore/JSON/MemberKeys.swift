@@ -64,7 +64,11 @@ public struct MemberKeys {
     var rebuilt: [UInt8] = []
     let seed: UInt64
 
-    public init() { seed = UInt64.random(in: 1...UInt64.max) }
+    public init() { seed = MemberKeys.processSeed }
+
+    /// Taken once: a `MemberKeys` is made for every batch a parse filter lifts, and each random seed
+    /// cost a `getrandom` call.
+    static let processSeed = UInt64.random(in: 1...UInt64.max)
 
     /// Objects with more keys than this are checked exactly with a hash table (the filter is full).
     static let filterLimit = 24

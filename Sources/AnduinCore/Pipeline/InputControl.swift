@@ -27,6 +27,12 @@ public final class InputControl: Sendable {
         deliver(batch, ack)
     }
 
+    /// Runs `body`, which emits a run of batches on this thread: each output queue it fills wakes its
+    /// output once, when `body` returns (or when a queue is full), rather than once a batch.
+    public func emittingRun<R>(_ body: () throws -> R) rethrows -> R {
+        try HandOffQueue.deferringWakeUps(body)
+    }
+
     /// Sleeps up to `seconds`, returning early when a stop is requested.
     public func sleep(_ seconds: Double) {
         wakeLock.withLock {
