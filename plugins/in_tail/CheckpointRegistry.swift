@@ -1,5 +1,8 @@
 import AnduinCore
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The checkpoints of one tail input: files not open right now ("parked": closed idle, drained after
 /// rotation, not found yet, or unreadable), files closed while some of their batches were still on
@@ -119,9 +122,18 @@ final class CheckpointRegistry {
     }
 
     /// A closed file whose last batches are still in flight: it is not new, and its position is not
-    /// known until they complete (then it is parked).
-    func isRetired(_ key: FileKey) -> Bool {
-        retired.values.contains { FileKey(device: $0.checkpoint.device, inode: $0.checkpoint.inode) == key }
+    /// known until they complete (then it is parked). `path` is what a scan found with that key: a
+    /// file with other content at its start took the inode of the deleted one, and is new.
+    func isRetired(_ key: FileKey, at path: String) -> Bool {
+        guard let r = retired.values.first(where: { FileKey(device: $0.checkpoint.device, inode: $0.checkpoint.inode) == key }) else {
+            return false
+        }
+        let cp = r.checkpoint
+        guard cp.fingerprintLength > 0 else { return true }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return true }  // cannot tell: looked at again at the next scan
+        defer { close(fd) }
+        return Fingerprint.hash(fd: fd, length: cp.fingerprintLength) == cp.fingerprint
     }
 
     func retire(id: Int, _ cp: FileCheckpoint, size: Int64?, mtime: Int64?, givenUp: Bool = false) {

@@ -226,9 +226,11 @@ final class TailInput: Input {
         for found in matched.values.sorted(by: { $0.path < $1.path }) where table.files[found.key] == nil {
             if registry.parked[found.key] != nil {
                 if registry.seen(found, matchedByGlob: true) { table.open(found, startAtEnd: false) }
-            } else if registry.isRetired(found.key) {
+            } else if registry.isRetired(found.key, at: found.path) {
                 // Closed with records in flight (a rotated file matched by a glob such as `*.log.*`):
-                // opened as new it would be read again from 0. Parked once they complete.
+                // opened as new it would be read again from 0. Parked once they complete. A new file
+                // that took the inode of a deleted one is opened at once: skipped until those records
+                // complete (an outage can last hours), it would be lost if it were rotated meanwhile.
                 continue
             } else {
                 table.open(found, startAtEnd: config.startAt == .end && startupKeys?.contains(found.key) == true)
