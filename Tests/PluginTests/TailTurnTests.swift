@@ -75,6 +75,61 @@ final class TailTurnTests: XCTestCase {
         turn(2)
         XCTAssertEqual(sink.batches.flatMap(\.messages).filter { $0.hasPrefix("new") }, ["new-1", "new-2"])
     }
+
+    /// copytruncate while the old content's batch is in flight retires that generation; the new
+    /// content is then rotated away, drained and closed (parked). When the old batch completes, its
+    /// generation must not be parked over the newer one: after a restart the search would find the
+    /// rotated file, see content other than the checkpoint's, and ship it all again. (Found by the
+    /// model test, seed 59.) Nor may it be saved over the newer one while its batch is still in flight.
+    func testAnOlderTruncationGenerationDoesNotReplaceTheNewerCheckpoint() throws {
+        for completes in [true, false] {
+            try olderGenerationCase(completesBeforeRestart: completes)
+        }
+    }
+
+    private func olderGenerationCase(completesBeforeRestart: Bool) throws {
+        let root = NSTemporaryDirectory() + "anduin-tail-generations-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for d in ["a", "data"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
+        }
+        var now = monotonicSeconds()
+        func turn(_ input: TailInput, _ n: Int = 1) {
+            for _ in 0..<n {
+                now += 1
+                _ = input.turn(now: now, isStopping: { false })
+            }
+        }
+        let path = root + "/a/0.log"
+        var sink = CollectingSink()
+        var input = makeInput(root, sink: sink)
+        try Data("first-1\n".utf8).write(to: URL(fileURLWithPath: path))
+        turn(input)
+        XCTAssertEqual(sink.batches.map(\.messages), [["first-1"]])
+        var inFlight = [sink.batches.removeFirst().token]
+        XCTAssertEqual(truncate(path, 0), 0)
+        turn(input)  // truncation seen: the first generation is retired
+        try Data("second-1\n".utf8).write(to: URL(fileURLWithPath: path))
+        turn(input)
+        XCTAssertEqual(sink.batches.map(\.messages), [["second-1"]])
+        sink.batches = []  // acknowledged
+        XCTAssertEqual(rename(path, path + ".20261206-000001"), 0)
+        turn(input, 4)  // rotated, drained, closed: parked at the second generation's end
+        XCTAssertEqual(inFlight.count, 1)
+        if completesBeforeRestart {
+            inFlight.removeAll()  // the first generation's batch completes now
+        } else {
+            inFlight[0].abandon()  // never delivered: its lines went with the truncation
+        }
+        turn(input)
+        input.finish()
+        inFlight.removeAll()
+        // Restarted: the rotated file is found by its identity and has nothing left to read.
+        sink = CollectingSink()
+        input = makeInput(root, sink: sink)
+        turn(input, 3)
+        XCTAssertEqual(sink.batches.flatMap(\.messages), [], "nothing of the rotated file is shipped again (first batch completed before the restart: \(completesBeforeRestart))")
+    }
 }
 
 struct CollectedBatch {
