@@ -22,7 +22,8 @@ final class TailInput: Input {
     private let tracker: AckTracker
     private let registry: CheckpointRegistry
     private let discovery: Discovery
-    private var table: FileTable?
+    /// Built by `prepare` (read by tests: which files are open).
+    private(set) var table: FileTable?
     private var backend: (any WatchBackend)?
     private var handoff: BatchHandoff?
     private var rescanRequested = true
