@@ -51,6 +51,10 @@ final class TrackedToken: Sendable {
 final class MultilineTests: XCTestCase {
     let clock = TestClock()
 
+    func makeFilter(_ settings: MultilineSettings, stats: ComponentStats? = nil) -> MultilineFilter {
+        makeFilter(MultilineConfig(settings), stats: stats)
+    }
+
     func makeFilter(_ config: MultilineConfig, stats: ComponentStats? = nil) -> MultilineFilter {
         let stats = stats ?? ComponentStats(component: "ml", kind: .filter)
         let ctx = ComponentContext(name: "ml", kind: .filter, dataDirectory: "/tmp", logger: .init(label: "test"), stats: stats)
@@ -134,7 +138,7 @@ final class MultilineTests: XCTestCase {
     // MARK: modes
 
     func testJavaTraceWithNestedCausesIsOneRecord() {
-        let f = makeFilter(MultilineConfig(mode: .java))
+        let f = makeFilter(MultilineSettings(mode: .java))
         let out = EmitCollector()
         _ = feed(f, batch("before\n" + Self.javaTrace + "\nafter 1\nafter 2\n"), out)
         XCTAssertEqual(out.messages, ["before", Self.javaTrace, "after 1"])
@@ -160,7 +164,7 @@ final class MultilineTests: XCTestCase {
     }
 
     func testPythonTracebackWithChainedException() {
-        let f = makeFilter(MultilineConfig(mode: .python))
+        let f = makeFilter(MultilineSettings(mode: .python))
         let out = EmitCollector()
         _ = feed(f, batch("INFO start\n" + Self.pythonTrace + "\n\nINFO next\n"), out)
         // Plain lines cannot be continued in python mode: shipped at once, nothing held after them.
@@ -170,7 +174,7 @@ final class MultilineTests: XCTestCase {
     }
 
     func testGoPanicWithSeveralGoroutines() {
-        let f = makeFilter(MultilineConfig(mode: .go))
+        let f = makeFilter(MultilineSettings(mode: .go))
         let out = EmitCollector()
         _ = feed(f, batch("2024/05/01 10:00:00 listening on :8080\n" + Self.goPanic + "\n2024/05/01 10:00:05 restarted\n"), out)
         XCTAssertEqual(out.messages, ["2024/05/01 10:00:00 listening on :8080", Self.goPanic, "2024/05/01 10:00:05 restarted"])
@@ -178,21 +182,21 @@ final class MultilineTests: XCTestCase {
 
     func testCustomPatterns() throws {
         // start_pattern only: every other line continues.
-        var f = makeFilter(MultilineConfig(mode: .custom, start: try ValuePattern(#"^\d{4}-\d\d-\d\d "#)))
+        var f = makeFilter(MultilineSettings(mode: .custom, start: try ValuePattern(#"^\d{4}-\d\d-\d\d "#)))
         var out = EmitCollector()
         _ = feed(f, batch("2024-01-01 a\n  more\nstill more\n2024-01-02 b\n"), out)
         f.flushAll(emit: out.emit)
         XCTAssertEqual(out.messages, ["2024-01-01 a\n  more\nstill more", "2024-01-02 b"])
 
         // continue_pattern only.
-        f = makeFilter(MultilineConfig(mode: .custom, continuation: try ValuePattern(#"^\s"#), separator: " | "))
+        f = makeFilter(MultilineSettings(mode: .custom, continuation: try ValuePattern(#"^\s"#), separator: " | "))
         out = EmitCollector()
         _ = feed(f, batch("a\n  1\n  2\nb\nc\n  3\n"), out)
         f.flushAll(emit: out.emit)
         XCTAssertEqual(out.messages, ["a |   1 |   2", "b", "c |   3"])
 
         // Both: continuation lines join only records begun by a start line.
-        f = makeFilter(MultilineConfig(mode: .custom, start: try ValuePattern("^BEGIN"), continuation: try ValuePattern("^\\+")))
+        f = makeFilter(MultilineSettings(mode: .custom, start: try ValuePattern("^BEGIN"), continuation: try ValuePattern("^\\+")))
         out = EmitCollector()
         _ = feed(f, batch("x\n+orphan\nBEGIN 1\n+a\n+b\ny\n"), out)
         f.flushAll(emit: out.emit)
@@ -200,7 +204,7 @@ final class MultilineTests: XCTestCase {
     }
 
     func testStdoutAndStderrArePendingSeparately() {
-        let f = makeFilter(MultilineConfig(mode: .java))
+        let f = makeFilter(MultilineSettings(mode: .java))
         let out = EmitCollector()
         let lines: [(String, LogStream)] = [
             ("ERROR request failed", .stderr),
@@ -222,7 +226,7 @@ final class MultilineTests: XCTestCase {
     // MARK: across batches, tokens, timeouts
 
     func testTraceAcrossBatchesHoldsTheFirstBatchTokenUntilDelivered() {
-        let f = makeFilter(MultilineConfig(mode: .java))
+        let f = makeFilter(MultilineSettings(mode: .java))
         let out = EmitCollector()
         let t1 = feed(f, batch("one\nERROR failed\njava.lang.IllegalStateException: boom\n"), out)
         XCTAssertEqual(out.messages, ["one"])
@@ -244,7 +248,7 @@ final class MultilineTests: XCTestCase {
     }
 
     func testFlushTimeoutShipsAfterSilence() {
-        let f = makeFilter(MultilineConfig(mode: .java, flushTimeout: 1))
+        let f = makeFilter(MultilineSettings(mode: .java, flushTimeout: 1))
         let out = EmitCollector()
         let t = feed(f, batch("ERROR x\n\tat a.b(C.java:1)\n"), out)
         f.tick(now: clock.read(), emit: out.emit)
@@ -265,7 +269,7 @@ final class MultilineTests: XCTestCase {
 
     func testMaxBytesCutsFlagsAndDropsTheRest() {
         let stats = ComponentStats(component: "ml", kind: .filter)
-        let f = makeFilter(MultilineConfig(mode: .java, maxBytes: 64), stats: stats)
+        let f = makeFilter(MultilineSettings(mode: .java, maxBytes: 64), stats: stats)
         let out = EmitCollector()
         var text = "ERROR big\n"
         for i in 0..<20 { text += "\tat a.b.C.m\(i)(C.java:\(i))\n" }
@@ -283,7 +287,7 @@ final class MultilineTests: XCTestCase {
     }
 
     func testMaxBytesCutsOnACharacterBoundary() {
-        let f = makeFilter(MultilineConfig(mode: .custom, continuation: try? ValuePattern("^ "), maxBytes: 64))
+        let f = makeFilter(MultilineSettings(mode: .custom, continuation: try? ValuePattern("^ "), maxBytes: 64))
         let out = EmitCollector()
         _ = feed(f, batch("start\n " + String(repeating: "é", count: 60) + "\n"), out)
         f.flushAll(emit: out.emit)
@@ -293,7 +297,7 @@ final class MultilineTests: XCTestCase {
     }
 
     func testLinesOfARotatedFileAndItsSuccessorAreNeverJoined() {
-        let f = makeFilter(MultilineConfig(mode: .java))
+        let f = makeFilter(MultilineSettings(mode: .java))
         let out = EmitCollector()
         let old = SourceInfo(path: "/logs/app.log", sourceID: 0xA)
         let new = SourceInfo(path: "/logs/app.log", sourceID: 0xB)
@@ -314,7 +318,7 @@ final class MultilineTests: XCTestCase {
     /// A record open across a batch's end keeps that batch until the record is delivered (its input
     /// acknowledges in order, so it does not checkpoint past the record's first line meanwhile).
     func testAHeldRecordKeepsItsBatchesUntilItIsDelivered() {
-        let f = makeFilter(MultilineConfig(mode: .java))
+        let f = makeFilter(MultilineSettings(mode: .java))
         let out = EmitCollector()
         // Batch 1: a line, then a trace that is still open at the batch's end (offset 9).
         let t1 = feed(f, batch("INFO one\nERROR x\njava.lang.IllegalStateException: boom\n"), out)
@@ -334,7 +338,7 @@ final class MultilineTests: XCTestCase {
     }
 
     func testDiscardAllAbandonsWhatIsHeld() {
-        let f = makeFilter(MultilineConfig(mode: .java))
+        let f = makeFilter(MultilineSettings(mode: .java))
         let out = EmitCollector()
         let t1 = feed(f, batch("ERROR x\njava.lang.IllegalStateException: boom\n"), out)
         f.discardAll()
@@ -343,7 +347,7 @@ final class MultilineTests: XCTestCase {
     }
 
     func testMergedRecordKeepsFieldsAndSharedFieldsStayValid() throws {
-        let f = makeFilter(MultilineConfig(mode: .java))
+        let f = makeFilter(MultilineSettings(mode: .java))
         let out = EmitCollector()
         var b = batch("ERROR x\n\tat a.b(C.java:1)\n")
         b.sharedFields = Array(#""kubernetes":{"pod_name":"p"}"#.utf8)
@@ -360,7 +364,7 @@ final class MultilineTests: XCTestCase {
     }
 
     func testManyThreadsFeedingOneFilter() {
-        let f = makeFilter(MultilineConfig(mode: .java))
+        let f = makeFilter(MultilineSettings(mode: .java))
         let count = Counter(name: "n", help: "")
         let clock = self.clock
         let batches: [[RecordBatch]] = (0..<8).map { n in
@@ -392,9 +396,9 @@ final class MultilineTests: XCTestCase {
     func testConfigDefaultsAndValidation() {
         let (c, errs) = parse("mode: python")
         XCTAssertEqual(errs, [])
-        XCTAssertEqual(c?.flushTimeout, 1)
-        XCTAssertEqual(c?.maxBytes, 1 << 20)
-        XCTAssertEqual(c?.separator, "\n")
+        XCTAssertEqual(c?.settings.flushTimeout, 1)
+        XCTAssertEqual(c?.settings.maxBytes, 1 << 20)
+        XCTAssertEqual(c?.settings.separator, "\n")
 
         XCTAssertTrue(parse("mode: cobol").1.joined().contains("java | python | go | custom"))
         XCTAssertTrue(parse("flush_timeout: 1s").1.joined().contains("missing required key \"mode\""))
@@ -404,8 +408,8 @@ final class MultilineTests: XCTestCase {
         XCTAssertTrue(parse("mode: go\nflush_timeout: 0s").1.joined().contains("too short (at least 1ms)"))
         let (cc, e2) = parse("mode: custom\nstart_pattern: '^\\d'\nmax_bytes: 64KiB\nseparator: ' '\nflush_timeout: 250ms")
         XCTAssertEqual(e2, [])
-        XCTAssertEqual(cc?.maxBytes, 65536)
-        XCTAssertEqual(cc?.separator, " ")
-        XCTAssertEqual(cc?.flushTimeout, 0.25)
+        XCTAssertEqual(cc?.settings.maxBytes, 65536)
+        XCTAssertEqual(cc?.settings.separator, " ")
+        XCTAssertEqual(cc?.settings.flushTimeout, 0.25)
     }
 }

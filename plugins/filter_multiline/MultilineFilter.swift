@@ -30,27 +30,10 @@ public enum MultilinePlugin {
 }
 
 public struct MultilineConfig: FilterConfig {
-    public var mode: MultilineMode
-    public var start: ValuePattern?
-    public var continuation: ValuePattern?
-    public var flushTimeout: Double
-    public var maxBytes: Int
-    public var separator: String
+    /// The options, declared and read once for this filter and the tail's `multiline:`.
+    public var settings: MultilineSettings
 
-    public init(mode: MultilineMode, start: ValuePattern? = nil, continuation: ValuePattern? = nil,
-                flushTimeout: Double = 1, maxBytes: Int = 1 << 20, separator: String = "\n") {
-        self.mode = mode
-        self.start = start
-        self.continuation = continuation
-        self.flushTimeout = flushTimeout
-        self.maxBytes = maxBytes
-        self.separator = separator
-    }
-
-    public init(_ s: MultilineSettings) {
-        self.init(mode: s.mode, start: s.start, continuation: s.continuation, flushTimeout: s.flushTimeout,
-                  maxBytes: s.maxBytes, separator: s.separator)
-    }
+    public init(_ settings: MultilineSettings) { self.settings = settings }
 
     public func build(_ context: ComponentContext) throws -> any Filter {
         MultilineFilter(config: self, context: context)
@@ -145,10 +128,11 @@ public final class MultilineFilter: StatefulFilter {
     let pending: Gauge
 
     init(config: MultilineConfig, context: ComponentContext, clock: @escaping @Sendable () -> Double = { monotonicSeconds() }) {
-        rules = MultilineRules(mode: config.mode, start: config.start, cont: config.continuation)
-        timeout = config.flushTimeout
-        maxBytes = config.maxBytes
-        separator = Array(config.separator.utf8)
+        let s = config.settings
+        rules = MultilineRules(s)
+        timeout = s.flushTimeout
+        maxBytes = s.maxBytes
+        separator = Array(s.separator.utf8)
         self.clock = clock
         merged = context.stats.counter("records_merged", "lines joined into the record before them")
         truncated = context.stats.counter("records_truncated", "merged records cut at max_bytes")

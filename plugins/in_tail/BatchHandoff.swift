@@ -1,5 +1,12 @@
 import AnduinCore
 
+/// Where `LineReader` hands its batches: the `BatchHandoff` thread, or a test collecting them.
+protocol BatchSink: AnyObject {
+    /// True while another read may be pushed. Never blocks.
+    var hasRoom: Bool { get }
+    func push(_ batch: RecordBatch, _ ack: AckToken)
+}
+
 /// Decouples reading from delivery: the tail thread pushes batches here without ever blocking, and a
 /// thread of its own hands them to `InputControl.emit`, which blocks while an output's queue is
 /// full. So a full buffer pauses *reading* (the tail sees `hasRoom == false`), while discovery,
@@ -7,7 +14,7 @@ import AnduinCore
 /// away during an outage is still found and pinned (kept open).
 ///
 /// Order is kept (one emitting thread, FIFO), so acknowledgement order is unchanged.
-final class BatchHandoff: Sendable {
+final class BatchHandoff: BatchSink, Sendable {
     private struct State {
         /// Taken slots are set to nil at once: a token is released (and may complete) as soon as the
         /// pipeline is done with it, never kept alive by this queue.

@@ -1,5 +1,8 @@
 import AnduinCore
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The checkpoints of one tail input: files not open right now ("parked": closed idle, drained after
 /// rotation, not found yet, or unreadable), files closed while some of their batches were still on
@@ -119,24 +122,38 @@ final class CheckpointRegistry {
     }
 
     /// A closed file whose last batches are still in flight: it is not new, and its position is not
-    /// known until they complete (then it is parked).
-    func isRetired(_ key: FileKey) -> Bool {
-        retired.values.contains { FileKey(device: $0.checkpoint.device, inode: $0.checkpoint.inode) == key }
+    /// known until they complete (then it is parked). `path` is what a scan found with that key: a
+    /// file with other content at its start took the inode of the deleted one, and is new.
+    func isRetired(_ key: FileKey, at path: String) -> Bool {
+        guard let r = retired.values.first(where: { FileKey(device: $0.checkpoint.device, inode: $0.checkpoint.inode) == key }) else {
+            return false
+        }
+        let cp = r.checkpoint
+        guard cp.fingerprintLength > 0 else { return true }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return true }  // cannot tell: looked at again at the next scan
+        defer { close(fd) }
+        return Fingerprint.hash(fd: fd, length: cp.fingerprintLength) == cp.fingerprint
     }
 
     func retire(id: Int, _ cp: FileCheckpoint, size: Int64?, mtime: Int64?, givenUp: Bool = false) {
         retired[id] = (cp, size, mtime, givenUp)
     }
 
-    /// Retired files whose batches all completed are parked at their final position (unless their
-    /// inode is open again: a truncated generation superseded by the restarted file).
+    /// Retired files whose batches all completed are parked at their final position, unless a later
+    /// state of their inode supersedes them: open again (a truncated generation and its restarted
+    /// file), parked (that restarted file, closed since), or retired later (ids grow). Parking an
+    /// older generation over a newer one would resume the newer content at the wrong position.
     func releaseRetired(_ tracker: AckTracker, isOpen: (FileKey) -> Bool) {
         for (id, r) in retired where !tracker.hasOutstanding(id) {
             var cp = r.checkpoint
             if let acked = tracker.acked(id) { cp.apply(acked) }
             retired[id] = nil
             tracker.forget(id)
-            if !isOpen(FileKey(device: cp.device, inode: cp.inode)) {
+            let key = FileKey(device: cp.device, inode: cp.inode)
+            let superseded = isOpen(key) || parked[key] != nil
+                || retired.contains { $0.key > id && FileKey(device: $0.value.checkpoint.device, inode: $0.value.checkpoint.inode) == key }
+            if !superseded {
                 park(cp, size: r.size, mtime: r.mtime, givenUp: r.givenUp)
             }
         }
@@ -148,13 +165,13 @@ final class CheckpointRegistry {
     func save(open: [FileCheckpoint], tracker: AckTracker, logger: Logger) -> Bool {
         var list = open
         var keys = Set(open.map { FileKey(device: $0.device, inode: $0.inode) })
-        for (id, r) in retired {
+        // The newest state of an inode wins (see `releaseRetired`): open, parked, the latest retired.
+        for (key, p) in parked where keys.insert(key).inserted { list.append(p.checkpoint) }
+        for (id, r) in retired.sorted(by: { $0.key > $1.key }) {
             var cp = r.checkpoint
             if let acked = tracker.acked(id) { cp.apply(acked) }
-            // A retired copytruncated generation is superseded by its restarted entry.
             if keys.insert(FileKey(device: cp.device, inode: cp.inode)).inserted { list.append(cp) }
         }
-        for (key, p) in parked where keys.insert(key).inserted { list.append(p.checkpoint) }
         list.sort { ($0.path, $0.inode) < ($1.path, $1.inode) }
         do {
             try store.save(list)

@@ -12,7 +12,7 @@ final class LineReader {
     private let name: String
     private let logger: Logger
     let tracker: AckTracker
-    private let handoff: BatchHandoff
+    private let sink: any BatchSink
     private var buffer: UnsafeMutableRawBufferPointer
     /// Last position registered per file id: an empty read registers nothing new.
     private var lastRegistered: [Int: AckTracker.Position] = [:]
@@ -22,12 +22,12 @@ final class LineReader {
     /// Monotonic time of the current read, for the joiner's flush_timeout.
     private var readAt: Double = 0
 
-    init(config: TailConfig, name: String, logger: Logger, tracker: AckTracker, handoff: BatchHandoff, stats: ComponentStats) {
+    init(config: TailConfig, name: String, logger: Logger, tracker: AckTracker, sink: any BatchSink, stats: ComponentStats) {
         self.config = config
         self.name = name
         self.logger = logger
         self.tracker = tracker
-        self.handoff = handoff
+        self.sink = sink
         buffer = .allocate(byteCount: 256 * 1024, alignment: 16)
         recordsOut = stats.counter("records_out", "records read and passed on")
         bytesRead = stats.counter("bytes_read", "bytes read from files")
@@ -86,7 +86,7 @@ final class LineReader {
         readAt = now
         var consumed = 0
         while consumed < config.readBudget && !isStopping() {
-            if !handoff.hasRoom { return true }
+            if !sink.hasRoom { return true }
             let base = f.readOffset
             let n = pread(f.fd, buffer.baseAddress, buffer.count, off_t(base))
             if n <= 0 {
@@ -198,7 +198,7 @@ final class LineReader {
         emit(f, &batch)
     }
 
-    var hasRoom: Bool { handoff.hasRoom }
+    var hasRoom: Bool { sink.hasRoom }
 
     private func grow() {
         let newSize = min(buffer.count * 2, config.maxLineBytes + 1)
@@ -231,7 +231,7 @@ final class LineReader {
         recordsOut.add(batch.count)
         batch.compact()
         let tracker = self.tracker
-        handoff.push(batch, AckToken { tracker.complete(ticket) })
+        sink.push(batch, AckToken { tracker.complete(ticket) })
         batch = RecordBatch(source: batch.source, inputName: name)
     }
 }

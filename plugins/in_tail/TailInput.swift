@@ -22,7 +22,8 @@ final class TailInput: Input {
     private let tracker: AckTracker
     private let registry: CheckpointRegistry
     private let discovery: Discovery
-    private var table: FileTable?
+    /// Built by `prepare` (read by tests: which files are open).
+    private(set) var table: FileTable?
     private var backend: (any WatchBackend)?
     private var handoff: BatchHandoff?
     private var rescanRequested = true
@@ -81,7 +82,6 @@ final class TailInput: Input {
     // MARK: main loop
 
     func run(_ control: InputControl) {
-        registry.load(logger: logger)
         var backend: any WatchBackend = PollBackend(sleep: { control.sleep($0) })
         if config.watch != .poll {
             var watchLimitLogged = false
@@ -96,61 +96,16 @@ final class TailInput: Input {
                 logger.warning("inotify is unavailable (\(String(cString: strerror(errno)))): polling every \(config.pollInterval)s instead")
             }
         }
-        inotifyMode.set(backend.notifies ? 1 : 0)
-        self.backend = backend
         let handoff = BatchHandoff(control: control)
         handoff.start()
         self.handoff = handoff
-        let reader = LineReader(config: config, name: name, logger: logger, tracker: tracker, handoff: handoff, stats: stats)
-        let table = FileTable(config: config, logger: logger, reader: reader, registry: registry, backend: backend, stats: stats)
-        self.table = table
-        logger.info("max_open_files: \(table.maxOpen)")
+        prepare(backend: backend, sink: handoff)
 
-        var lastScan = -Double.infinity
-        var lastSweep = -Double.infinity
-        var lastHousekeeping = -Double.infinity
-        var lastSave = monotonicSeconds()
         var events = WatchEvents()
         let stopping = { control.isStopping }
         while !control.isStopping {
             let now = monotonicSeconds()
-            // Discovery runs whether or not there is room downstream: new files are pinned (opened)
-            // while reading is paused.
-            if rescanRequested || now - lastScan >= config.globInterval {
-                rescan(table, now: now)
-                lastScan = now
-                rescanRequested = false
-            }
-            // Safety net in inotify mode: look at every file now and then, in case an event was missed.
-            let sweep = !backend.notifies || now - lastSweep >= 5
-            if sweep { lastSweep = now }
-            var more = false
-            for f in table.ordered {
-                if control.isStopping || !handoff.hasRoom { break }
-                if sweep || f.dirty || f.watch == nil {
-                    f.dirty = false
-                    if table.read(f, now: now, isStopping: stopping) {
-                        f.dirty = true
-                        more = true
-                    }
-                }
-            }
-            // A pass over every file: at most ten times a second, however busy the loop is.
-            if now - lastHousekeeping >= 0.1 {
-                table.housekeeping(now: now, isStopping: stopping)
-                registry.releaseRetired(tracker) { table.files[$0] != nil }
-                lastHousekeeping = now
-            }
-            // A file opened or closed is saved at once (at most every 100 ms): a crash right after
-            // must not forget a file that is then rotated away while the agent is down.
-            if now - lastSave >= config.checkpointInterval || (registry.changed && now - lastSave >= 0.1) {
-                saveCheckpoints(table)
-                let behind = table.behind()
-                bytesBehind.set(behind.bytes)
-                filesBehind.set(behind.files)
-                updateAckedRate(now: now, acknowledged: behind.acknowledged)
-                lastSave = now
-            }
+            let more = turn(now: now, isStopping: stopping)
             if control.isStopping { break }
             handoff.publish()
             events.reset()
@@ -167,11 +122,74 @@ final class TailInput: Input {
                 if backend.notifies && elapsed < Self.passInterval { control.sleep(Self.passInterval - elapsed) }
                 backend.wait(timeout: config.pollInterval, into: &events)
             }
-            for wd in events.files { table.file(watch: wd)?.dirty = true }
+            for wd in events.files { table?.file(watch: wd)?.dirty = true }
             if events.directoryChanged { rescanRequested = true }
             if events.overflow { lastSweep = -Double.infinity }
         }
         handoff.finish()
+    }
+
+    /// Loads the checkpoints and builds the reader and the file table (`run`; a test gives its own
+    /// backend and sink and then calls `turn`).
+    func prepare(backend: any WatchBackend, sink: any BatchSink) {
+        registry.load(logger: logger)
+        inotifyMode.set(backend.notifies ? 1 : 0)
+        self.backend = backend
+        let reader = LineReader(config: config, name: name, logger: logger, tracker: tracker, sink: sink, stats: stats)
+        let table = FileTable(config: config, logger: logger, reader: reader, registry: registry, backend: backend, stats: stats)
+        self.table = table
+        logger.info("max_open_files: \(table.maxOpen)")
+        lastSave = monotonicSeconds()
+    }
+
+    private var lastScan = -Double.infinity
+    private var lastSweep = -Double.infinity
+    private var lastHousekeeping = -Double.infinity
+    private var lastSave = 0.0
+
+    /// One turn of the loop at monotonic time `now`: scan when due, read, housekeeping, save the
+    /// checkpoints when due. Returns true when a file has more to read right away.
+    func turn(now: Double, isStopping: () -> Bool) -> Bool {
+        guard let table, let backend else { return false }
+        // Discovery runs whether or not there is room downstream: new files are pinned (opened)
+        // while reading is paused.
+        if rescanRequested || now - lastScan >= config.globInterval {
+            rescan(table, now: now)
+            lastScan = now
+            rescanRequested = false
+        }
+        // Safety net in inotify mode: look at every file now and then, in case an event was missed.
+        let sweep = !backend.notifies || now - lastSweep >= 5
+        if sweep { lastSweep = now }
+        var more = false
+        let reader = table.reader
+        for f in table.ordered {
+            if isStopping() || !reader.hasRoom { break }
+            if sweep || f.dirty || f.watch == nil {
+                f.dirty = false
+                if table.read(f, now: now, isStopping: isStopping) {
+                    f.dirty = true
+                    more = true
+                }
+            }
+        }
+        // A pass over every file: at most ten times a second, however busy the loop is.
+        if now - lastHousekeeping >= 0.1 {
+            table.housekeeping(now: now, isStopping: isStopping)
+            registry.releaseRetired(tracker) { table.files[$0] != nil }
+            lastHousekeeping = now
+        }
+        // A file opened or closed is saved at once (at most every 100 ms): a crash right after
+        // must not forget a file that is then rotated away while the agent is down.
+        if now - lastSave >= config.checkpointInterval || (registry.changed && now - lastSave >= 0.1) {
+            saveCheckpoints(table)
+            let behind = table.behind()
+            bytesBehind.set(behind.bytes)
+            filesBehind.set(behind.files)
+            updateAckedRate(now: now, acknowledged: behind.acknowledged)
+            lastSave = now
+        }
+        return more
     }
 
     func finish() {
@@ -218,9 +236,11 @@ final class TailInput: Input {
         for found in matched.values.sorted(by: { $0.path < $1.path }) where table.files[found.key] == nil {
             if registry.parked[found.key] != nil {
                 if registry.seen(found, matchedByGlob: true) { table.open(found, startAtEnd: false) }
-            } else if registry.isRetired(found.key) {
+            } else if registry.isRetired(found.key, at: found.path) {
                 // Closed with records in flight (a rotated file matched by a glob such as `*.log.*`):
-                // opened as new it would be read again from 0. Parked once they complete.
+                // opened as new it would be read again from 0. Parked once they complete. A new file
+                // that took the inode of a deleted one is opened at once: skipped until those records
+                // complete (an outage can last hours), it would be lost if it were rotated meanwhile.
                 continue
             } else {
                 table.open(found, startAtEnd: config.startAt == .end && startupKeys?.contains(found.key) == true)
