@@ -145,7 +145,7 @@ public struct AgentConfig: Sendable {
             return nil
         }
         let typed = ConfigReader(value, context: "\(context) (\(type))", diagnostics: diags, baseDirectory: baseDir,
-                                 options: spec.allOptions.map { componentOptions(kind) + $0 })
+                                 options: componentOptions(kind) + spec.allOptions)
         _ = typed.value("type")
         var from: [String] = []
         var fromMarks: [SourceMark] = []
@@ -203,7 +203,7 @@ public struct AgentConfig: Sendable {
     }
 
     /// The top level's option table.
-    public static let options: [OptionSpec]? = AgentKeys.all
+    public static let options: [OptionSpec] = AgentKeys.all
 
     /// The keys every component has besides its plugin's options.
     static func componentOptions(_ kind: ComponentKind) -> [OptionSpec] {
