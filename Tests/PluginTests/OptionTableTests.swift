@@ -18,7 +18,7 @@ final class OptionTableTests: XCTestCase {
     static let inner = OptionTable(Inner()) { d in [
         .key(.duration("wait", default: d.wait, 0...10, "w"), \.wait),
     ]}
-    static let table = OptionTable(Sample(), check: { r, c in
+    static let table = OptionTable(Sample(), check: { r, c, _ in
         if c.count == 5 && c.name == nil { r.error("count", "5 needs a name") }
     }) { d in [
         .key(.int("count", default: d.count, 1...9, "c"), \.count),

@@ -17,17 +17,13 @@ public struct BlackholeConfig: RecordOutputConfig {
 }
 
 public enum BlackholePlugin {
-    static let countFile = ConfigKey<String?>.path("count_file", "keeps the running count there")
-    static let encode = ConfigKey<Bool>.bool("encode", default: false, "serialise each record as the other outputs would")
-    public static let options = [countFile.spec, encode.spec, MetadataKeys.group.spec]
+    static let table = OptionTable(BlackholeConfig()) { d in [
+        .key(.path("count_file", "keeps the running count there"), \.countFile),
+        .key(.bool("encode", default: d.encode, "serialise each record as the other outputs would"), \.encode),
+        DocumentMetadata.row(\.metadata),
+    ]}
 
-    public static let spec = PluginSpec.output("blackhole", "count records and discard them (benchmarks)", options: options) { r in
-        var c = BlackholeConfig()
-        c.countFile = r.get(countFile)
-        c.encode = r.get(encode)
-        c.metadata = MetadataKeys.parse(r)
-        return c
-    }
+    public static let spec = PluginSpec.output("blackhole", "count records and discard them (benchmarks)", table)
 }
 
 /// Owned by the output runner's thread (an `Output` is not shared).

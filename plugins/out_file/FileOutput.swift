@@ -17,18 +17,13 @@ public struct FileOutputConfig: RecordOutputConfig {
 }
 
 public enum FileOutputPlugin {
-    static let path = ConfigKey<String?>.path("path", required: true, "appended to, one JSON record a line")
-    static let fsync = ConfigKey<Bool>.bool("fsync", default: false, "fsync after each batch (survives power loss; kill -9 loses nothing either way)")
-    public static let options = [path.spec, fsync.spec, MetadataKeys.group.spec]
+    static let table = OptionTable(FileOutputConfig(path: "")) { d in [
+        .key(.path("path", required: true, "appended to, one JSON record a line"), \.path) { _, p in p ?? "" },
+        .key(.bool("fsync", default: d.fsync, "fsync after each batch (survives power loss; kill -9 loses nothing either way)"), \.fsync),
+        DocumentMetadata.row(\.metadata),
+    ]}
 
-    public static let spec = PluginSpec.output("file", "append records to a file as newline-delimited JSON", options: options) { r in
-        let fsync = r.get(FileOutputPlugin.fsync)
-        guard let path = r.get(FileOutputPlugin.path) else { return nil }
-        var c = FileOutputConfig(path: path)
-        c.fsync = fsync
-        c.metadata = MetadataKeys.parse(r)
-        return c
-    }
+    public static let spec = PluginSpec.output("file", "append records to a file as newline-delimited JSON", table)
 }
 
 /// Owned by the output runner's thread (an `Output` is not shared).

@@ -10,9 +10,9 @@ public struct StdoutOutputConfig: RecordOutputConfig {
 }
 
 public enum StdoutOutputPlugin {
-    public static let spec = PluginSpec.output("stdout", "print records as newline-delimited JSON", options: [MetadataKeys.group.spec]) { r in
-        StdoutOutputConfig(metadata: MetadataKeys.parse(r))
-    }
+    static let table = OptionTable(StdoutOutputConfig()) { _ in [DocumentMetadata.row(\.metadata)] }
+
+    public static let spec = PluginSpec.output("stdout", "print records as newline-delimited JSON", table)
 }
 
 /// Owned by the output runner's thread (an `Output` is not shared).

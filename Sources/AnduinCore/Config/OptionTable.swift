@@ -11,10 +11,12 @@ public struct OptionTable<Config: Sendable>: Sendable {
     public let rows: [Row]
     /// The config before anything is read: every field at its default.
     public let defaults: Config
-    /// Checks between options (one excludes another...), after every row was read.
-    let check: (@Sendable (ConfigReader, inout Config) -> Void)?
+    /// Checks between options (one excludes another...), after every row was read; told whether the
+    /// rows reported nothing (a "give at least one of" message is noise after a bad value).
+    public typealias Check = @Sendable (_ reader: ConfigReader, _ config: inout Config, _ rowsClean: Bool) -> Void
+    let check: Check?
 
-    public init(_ defaults: Config, check: (@Sendable (ConfigReader, inout Config) -> Void)? = nil,
+    public init(_ defaults: Config, check: Check? = nil,
                 _ rows: (Config) -> [Row]) {
         self.defaults = defaults
         self.rows = rows(defaults)
@@ -27,8 +29,9 @@ public struct OptionTable<Config: Sendable>: Sendable {
     /// Reads every row into `config`, reporting problems on `reader`; a row whose key is absent sets
     /// its default.
     public func read(_ reader: ConfigReader, into config: inout Config) {
+        let errorsBefore = reader.diagnostics.items.count
         for row in rows { row.read(reader, &config) }
-        check?(reader, &config)
+        check?(reader, &config, reader.diagnostics.items.count == errorsBefore)
     }
 
     /// `defaults` with every option read from `reader`, or nil when anything was reported.
@@ -47,6 +50,11 @@ public struct OptionTable<Config: Sendable>: Sendable {
         /// A row that reads its value itself (a mapping the plugin checks, several fields at once).
         public static func custom(_ spec: OptionSpec, _ read: @escaping @Sendable (ConfigReader, inout Config) -> Void) -> Row {
             Row(spec: spec, read: read)
+        }
+
+        /// An option the table's check reads (options whose order in the file matters).
+        public static func declared(_ spec: OptionSpec) -> Row {
+            Row(spec: spec) { _, _ in }
         }
 
         /// `key`'s value (or its default) into `field`.
@@ -71,9 +79,14 @@ public struct OptionTable<Config: Sendable>: Sendable {
 
         /// A group of nested options read by their own table into `field`.
         public static func group<V: Sendable>(_ key: String, _ doc: String, defaultText: String = "", _ table: OptionTable<V>,
-                                    _ field: WritableKeyPath<Config, V> & Sendable) -> Row {
-            let group = ConfigGroup(key, doc, defaultText: defaultText, table.options)
-            return Row(spec: group.spec) { r, c in
+                                              _ field: WritableKeyPath<Config, V> & Sendable) -> Row {
+            group(ConfigGroup(key, doc, defaultText: defaultText, table.options), table, field)
+        }
+
+        /// `group` (declared with `table.options`) read by `table` into `field`.
+        public static func group<V: Sendable>(_ group: ConfigGroup, _ table: OptionTable<V>,
+                                              _ field: WritableKeyPath<Config, V> & Sendable) -> Row {
+            Row(spec: group.spec) { r, c in
                 if let g = r.group(group) { table.read(g, into: &c[keyPath: field]) }
             }
         }

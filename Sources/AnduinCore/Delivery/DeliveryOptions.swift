@@ -42,7 +42,7 @@ public struct DeliveryOptions: Sendable {
     public static func parse(_ r: ConfigReader, defaultBuffer: BufferOptions = defaultBuffer) -> DeliveryOptions {
         typealias K = DeliveryKeys
         var o = DeliveryOptions(buffer: defaultBuffer)
-        o.metadata = MetadataKeys.parse(r)
+        o.metadata = DocumentMetadata.read(r)
         if let b = r.group(K.buffer) {
             switch b.get(K.bufferType) {
             case .memory:

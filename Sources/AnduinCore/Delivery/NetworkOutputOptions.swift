@@ -24,7 +24,7 @@ public enum HTTPKeys {
 }
 
 /// The options of every network output, in one table of the reference.
-public let networkOutputOptions = OptionSection(name: "network-outputs", options: DeliveryKeys.all + HTTPKeys.all + [MetadataKeys.group.spec])
+public let networkOutputOptions = OptionSection(name: "network-outputs", options: DeliveryKeys.all + HTTPKeys.all + [DocumentMetadata.group.spec])
 
 public enum BufferType: String, CaseIterable, Sendable { case disk, memory }
 public enum FsyncMode: String, CaseIterable, Sendable { case interval, always, never }
