@@ -53,8 +53,8 @@ public struct TailConfig: InputConfig {
         .key(.duration("checkpoint_ttl", default: d.checkpointTTL, 1...(30 * 86_400), "a checkpoint whose file is seen nowhere (no glob, no search of its directory and its symlink's target directory) is dropped after this, counted from start-up at the earliest"), \.checkpointTTL),
         .key(.int("max_open_files", default: d.maxOpenFiles, 0...10_000_000, "files held open at once; `0`: 3/4 of `RLIMIT_NOFILE` (at least 64 left free). Idle ones (read to their end, acknowledged) are closed and reopened at their checkpoint when they change. Running out of descriptors (EMFILE) lowers it; an open that cannot be done yet is retried, counted in `open_deferred`, never restarted at 0"), \.maxOpenFiles),
         .key(.int("max_rotated_files", default: d.maxRotatedFiles, 1...1000, "rotated files held open (draining) per directory, like kubelet's 5; beyond it the oldest is given up, logged with the bytes left, counted in `rotated_given_up` / `rotated_bytes_given_up`"), \.maxRotatedFiles),
-        .group(ConfigGroup("multiline", "join the lines of a stack trace (or any multi-line message) into one record, per file and stream, as they are read: the checkpoint never passes the first line of a record still open, so a crash never ships a fragment", MultilineKeys.options),
-               \.multiline, MultilineSettings.read),
+        .group(ConfigGroup("multiline", "join the lines of a stack trace (or any multi-line message) into one record, per file and stream, as they are read: the checkpoint never passes the first line of a record still open, so a crash never ships a fragment", MultilineSettings.table.options),
+               \.multiline, MultilineSettings.table.parse),
     ]}
 
     /// `paths`: at least one glob, and no bare folder (it would be watched for nothing: its files are
