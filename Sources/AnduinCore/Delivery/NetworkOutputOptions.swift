@@ -29,16 +29,17 @@ public let networkOutputOptions = OptionSection(name: "network-outputs", options
 public enum BufferType: String, CaseIterable, Sendable { case disk, memory }
 public enum FsyncMode: String, CaseIterable, Sendable { case interval, always, never }
 
-/// Buffering, batching, retries and concurrency of a network output, declared once.
+/// Buffering, batching, retries and concurrency of a network output, declared once (the disk
+/// buffer's defaults are `DiskRingOptions`'s).
 public enum DeliveryKeys {
     public static let bufferType = ConfigKey<BufferType>.choice("type", default: .disk, "`disk`: a ring of LZ4 segment files under `data_dir/buffers/<output>/`; `memory`: a bounded queue (see *Buffers*)")
     public static let memoryMaxRecords = ConfigKey<Int>.int("max_records", default: 50_000, 1...100_000_000, "(memory) records held")
-    public static let diskMaxBytes = ConfigKey<Int>.size("max_bytes", default: 1 << 30, (1 << 16)...(1 << 50), "(disk) hard cap on segment files")
-    public static let segmentBytes = ConfigKey<Int>.size("segment_bytes", default: 64 << 20, (1 << 12)...(1 << 32), "(disk) size of one segment file (at most `max_bytes`)")
-    public static let whenFull = ConfigKey<WhenFull>.choice("when_full", default: .block, "(disk) `block` pauses the inputs that feed this output; `drop_oldest` deletes the oldest segment (`buffer_records_dropped`)")
+    public static let diskMaxBytes = ConfigKey<Int>.size("max_bytes", default: DiskRingOptions().maxBytes, (1 << 16)...(1 << 50), "(disk) hard cap on segment files")
+    public static let segmentBytes = ConfigKey<Int>.size("segment_bytes", default: DiskRingOptions().segmentBytes, (1 << 12)...(1 << 32), "(disk) size of one segment file (at most `max_bytes`)")
+    public static let whenFull = ConfigKey<WhenFull>.choice("when_full", default: DiskRingOptions().whenFull, "(disk) `block` pauses the inputs that feed this output; `drop_oldest` deletes the oldest segment (`buffer_records_dropped`)")
     public static let fsync = ConfigKey<FsyncMode>.choice("fsync", default: .interval, "(disk) when appended records are fsynced (see *Buffers*)")
-    public static let fsyncInterval = ConfigKey<Double>.duration("fsync_interval", default: 1, 0.001...3600, "(disk) with `fsync: interval`")
-    public static let compress = ConfigKey<Bool>.bool("compress", default: true, "(disk) LZ4-compress blocks")
+    public static let fsyncInterval = ConfigKey<Double>.duration("fsync_interval", default: DiskRingOptions.defaultFsyncInterval, 0.001...3600, "(disk) with `fsync: interval`")
+    public static let compress = ConfigKey<Bool>.bool("compress", default: DiskRingOptions().compress, "(disk) LZ4-compress blocks")
     public static let buffer = ConfigGroup("buffer", "where records wait for delivery", defaultText: "`{type: disk}`",
                                           [bufferType.spec, memoryMaxRecords.spec, diskMaxBytes.spec, segmentBytes.spec, whenFull.spec,
                                            fsync.spec, fsyncInterval.spec, compress.spec])
