@@ -386,8 +386,8 @@ public final class ParseFilter: Filter {
         var nTime = 0, nTimeBad = 0, nTimeMissing = 0, nTimeAhead = 0
         // From the first lift on, records are rewritten into a new arena holding only the bytes still
         // used: a lifted message is dropped. Appending to the old arena instead copied it whole (the
-        // stage before still holds it) and then doubled it for the new fields: P2's queued records
-        // held ~3x their live bytes (massif at the peak: 49 of 78 MB, 15 MB after).
+        // stage before still holds it) and then doubled it for the new fields: queued records held
+        // several times their live bytes.
         let old = batch.bytes
         var arena: [UInt8]? = nil
         old.withUnsafeBytes { src in
