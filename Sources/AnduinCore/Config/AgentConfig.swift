@@ -83,8 +83,10 @@ public struct AgentConfig: Sendable {
             top.error(top.has(AgentKeys.dataDir.key) ? AgentKeys.dataDir.key : nil,
                       "data_dir \(cfg.dataDirectory) cannot hold checkpoints and buffers: \(problem)")
         }
-        if let api = top.group(APIKeys.group) {
-            cfg.api = APIOptions.parse(api)
+        if let api = top.group(APIOptions.group) {
+            var o = APIOptions.table.defaults
+            APIOptions.table.read(api, into: &o)
+            cfg.api = o
         }
 
         var names: [String: SourceMark] = [:]

@@ -9,6 +9,6 @@ public enum AgentKeys {
     public static let filters = ConfigKey<ConfigValue?>.free("filters", "mapping: name → filter", "`<name>: {type: ..., from: [<input or filter>, ...], ...}`")
     public static let outputs = ConfigKey<ConfigValue?>.free("outputs", "mapping: name → output", "`<name>: {type: ..., from: [<input or filter>, ...], ...}`")
 
-    public static let all = [dataDir.spec, logLevel.spec, logFormat.spec, shutdownTimeout.spec, watchConfig.spec, APIKeys.group.spec,
+    public static let all = [dataDir.spec, logLevel.spec, logFormat.spec, shutdownTimeout.spec, watchConfig.spec, APIOptions.group.spec,
                              inputs.spec, filters.spec, outputs.spec]
 }

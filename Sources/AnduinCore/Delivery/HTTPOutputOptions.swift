@@ -25,33 +25,51 @@ public struct HTTPOutputOptions: Sendable {
 
     public init() {}
 
+    /// The options every network output (`elasticsearch`, `http`) shares, declared once: connection,
+    /// TLS, credentials, headers and compression here; buffering, batching and retries in `DeliveryKeys`.
+    public static let table = OptionTable(HTTPOutputOptions(), check: checkAuth) { d in [
+        .key(.duration("connect_timeout", default: d.client.connectTimeout, 0.001...3600, "a connection that takes longer is abandoned and retried"), \.client.connectTimeout),
+        .key(.duration("request_timeout", default: d.client.requestTimeout, 0.001...86_400, "a request that takes longer is abandoned and retried"), \.client.requestTimeout),
+        .key(.bool("http2", default: d.client.http2, "HTTP/2 when the TLS server offers it, else HTTP/1.1; connections are kept alive"), \.client.http2),
+        .key(.text("proxy", "URL", "`http_proxy`/`https_proxy`/`no_proxy` are honoured; `\"\"` turns proxies off", defaultText: "(environment)"), \.client.proxy),
+        .group("tls", "verification is on by default", tls, \.client.tls),
+        .key(.string("user", "basic auth, with `password` or `password_file`"), \.auth.user),
+        .key(.secret("password", "basic auth password (a secret: shown as `***`)"), \.auth.password),
+        .key(.path("password_file", "basic auth password, re-read for every request"), \.auth.passwordFile),
+        .key(.secret("api_key", "`Authorization: ApiKey <key>` (Elasticsearch; a secret)"), \.auth.apiKey),
+        .key(.path("token_file", "`Authorization: Bearer <token>`, re-read when the file changes (rotated tokens)"), \.auth.tokenFile),
+        .custom(ConfigKey<ConfigValue?>.free("headers", "mapping: name → secret", "extra request headers; every value is a secret (shown as `***`)", defaultText: "{}").spec) { r, o in
+            o.headers = r.stringMap("headers").map { ($0.0, Secret($0.1)) }
+        },
+        .key(ConfigKey<Compression>.choice("compression", default: d.compression, "request bodies, sent as `Content-Encoding: gzip`"), \.compression),
+        .key(.int("compression_level", default: Int(d.compressionLevel), 1...12, "gzip level (libdeflate: 1 fastest, 6 default, 12 smallest; the output at 6 is no larger than zlib's)"), \.compressionLevel) { _, level in Int32(level) },
+    ]}
+
+    static let tls = OptionTable(TLSOptions(), check: checkTLS) { d in [
+        .key(.path("ca_file", "CA bundle that verifies the server"), \.caFile),
+        .key(.path("cert_file", "client certificate (with `key_file`)"), \.certFile),
+        .key(.path("key_file", "client key (with `cert_file`)"), \.keyFile),
+        .key(.bool("insecure_skip_verify", default: d.insecureSkipVerify, "do not verify the server (tests only)"), \.insecureSkipVerify),
+    ]}
+
     public static func parse(_ r: ConfigReader) -> HTTPOutputOptions {
-        typealias K = HTTPKeys
-        var o = HTTPOutputOptions()
-        o.client.connectTimeout = r.get(K.connectTimeout)
-        o.client.requestTimeout = r.get(K.requestTimeout)
-        o.client.http2 = r.get(K.http2)
-        o.client.proxy = r.get(K.proxy)
-        if let t = r.group(K.tls) {
-            o.client.tls.caFile = t.get(K.caFile)
-            o.client.tls.certFile = t.get(K.certFile)
-            o.client.tls.keyFile = t.get(K.keyFile)
-            o.client.tls.insecureSkipVerify = t.get(K.insecureSkipVerify)
-            if (o.client.tls.certFile == nil) != (o.client.tls.keyFile == nil) {
-                t.error(o.client.tls.certFile == nil ? "key_file" : "cert_file", "cert_file and key_file go together (client certificate)")
-            }
-            for (key, path) in [("ca_file", o.client.tls.caFile), ("cert_file", o.client.tls.certFile),
-                                ("key_file", o.client.tls.keyFile)] {
-                if let path, !FileManager.default.isReadableFile(atPath: path) {
-                    t.error(key, "cannot read \(path)")
-                }
+        var o = table.defaults
+        table.read(r, into: &o)
+        return o
+    }
+
+    @Sendable static func checkTLS(_ t: ConfigReader, _ tls: inout TLSOptions, _: Bool) {
+        if (tls.certFile == nil) != (tls.keyFile == nil) {
+            t.error(tls.certFile == nil ? "key_file" : "cert_file", "cert_file and key_file go together (client certificate)")
+        }
+        for (key, path) in [("ca_file", tls.caFile), ("cert_file", tls.certFile), ("key_file", tls.keyFile)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                t.error(key, "cannot read \(path)")
             }
         }
-        o.auth.user = r.get(K.user)
-        o.auth.password = r.get(K.password)
-        o.auth.passwordFile = r.get(K.passwordFile)
-        o.auth.apiKey = r.get(K.apiKey)
-        o.auth.tokenFile = r.get(K.tokenFile)
+    }
+
+    @Sendable static func checkAuth(_ r: ConfigReader, _ o: inout HTTPOutputOptions, _: Bool) {
         if o.auth.password != nil && o.auth.passwordFile != nil {
             r.error("password_file", "give password or password_file, not both")
         }
@@ -60,10 +78,6 @@ public struct HTTPOutputOptions: Sendable {
         }
         let schemes = [o.auth.user != nil, o.auth.apiKey != nil, o.auth.tokenFile != nil].filter { $0 }.count
         if schemes > 1 { r.error(nil, "choose one of user/password, api_key and token_file") }
-        o.headers = r.stringMap(K.headers.key).map { ($0.0, Secret($0.1)) }
-        o.compression = r.get(K.compression)
-        o.compressionLevel = Int32(r.get(K.compressionLevel))
-        return o
     }
 }
 

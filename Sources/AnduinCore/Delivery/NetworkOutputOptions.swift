@@ -1,30 +1,5 @@
-/// The options every network output (`elasticsearch`, `http`) shares, declared once: connection,
-/// TLS, credentials, headers and compression here; buffering, batching and retries in `DeliveryKeys`.
-public enum HTTPKeys {
-    public static let connectTimeout = ConfigKey<Double>.duration("connect_timeout", default: 10, 0.001...3600, "a connection that takes longer is abandoned and retried")
-    public static let requestTimeout = ConfigKey<Double>.duration("request_timeout", default: 60, 0.001...86_400, "a request that takes longer is abandoned and retried")
-    public static let http2 = ConfigKey<Bool>.bool("http2", default: true, "HTTP/2 when the TLS server offers it, else HTTP/1.1; connections are kept alive")
-    public static let proxy = ConfigKey<String?>.text("proxy", "URL", "`http_proxy`/`https_proxy`/`no_proxy` are honoured; `\"\"` turns proxies off", defaultText: "(environment)")
-    public static let caFile = ConfigKey<String?>.path("ca_file", "CA bundle that verifies the server")
-    public static let certFile = ConfigKey<String?>.path("cert_file", "client certificate (with `key_file`)")
-    public static let keyFile = ConfigKey<String?>.path("key_file", "client key (with `cert_file`)")
-    public static let insecureSkipVerify = ConfigKey<Bool>.bool("insecure_skip_verify", default: false, "do not verify the server (tests only)")
-    public static let tls = ConfigGroup("tls", "verification is on by default", [caFile.spec, certFile.spec, keyFile.spec, insecureSkipVerify.spec])
-    public static let user = ConfigKey<String?>.string("user", "basic auth, with `password` or `password_file`")
-    public static let password = ConfigKey<Secret?>.secret("password", "basic auth password (a secret: shown as `***`)")
-    public static let passwordFile = ConfigKey<String?>.path("password_file", "basic auth password, re-read for every request")
-    public static let apiKey = ConfigKey<Secret?>.secret("api_key", "`Authorization: ApiKey <key>` (Elasticsearch; a secret)")
-    public static let tokenFile = ConfigKey<String?>.path("token_file", "`Authorization: Bearer <token>`, re-read when the file changes (rotated tokens)")
-    public static let headers = ConfigKey<ConfigValue?>.free("headers", "mapping: name → secret", "extra request headers; every value is a secret (shown as `***`)", defaultText: "{}")
-    public static let compression = ConfigKey<Compression>.choice("compression", default: .gzip, "request bodies, sent as `Content-Encoding: gzip`")
-    public static let compressionLevel = ConfigKey<Int>.int("compression_level", default: 6, 1...12, "gzip level (libdeflate: 1 fastest, 6 default, 12 smallest; the output at 6 is no larger than zlib's)")
-
-    public static let all = [connectTimeout.spec, requestTimeout.spec, http2.spec, proxy.spec, tls.spec, user.spec, password.spec,
-                             passwordFile.spec, apiKey.spec, tokenFile.spec, headers.spec, compression.spec, compressionLevel.spec]
-}
-
 /// The options of every network output, in one table of the reference.
-public let networkOutputOptions = OptionSection(name: "network-outputs", options: DeliveryKeys.all + HTTPKeys.all + [DocumentMetadata.group.spec])
+public let networkOutputOptions = OptionSection(name: "network-outputs", options: DeliveryKeys.all + HTTPOutputOptions.table.options + [DocumentMetadata.group.spec])
 
 public enum BufferType: String, CaseIterable, Sendable { case disk, memory }
 public enum FsyncMode: String, CaseIterable, Sendable { case interval, always, never }
