@@ -69,7 +69,7 @@ public struct DiskRingOptions: Sendable {
 
     public static let defaultFsyncInterval = 1.0
 
-    /// These defaults are the config's too: `DeliveryKeys` takes them from here, so the ring does not
+    /// These defaults are the config's too: `BufferSettings` takes them from here, so the ring does not
     /// depend on the delivery layer above it.
     public init(maxBytes: Int = 1 << 30, segmentBytes: Int = 64 << 20, whenFull: WhenFull = .block,
                 fsync: FsyncPolicy = .interval(defaultFsyncInterval), compress: Bool = true) {

@@ -26,7 +26,7 @@ public struct HTTPOutputOptions: Sendable {
     public init() {}
 
     /// The options every network output (`elasticsearch`, `http`) shares, declared once: connection,
-    /// TLS, credentials, headers and compression here; buffering, batching and retries in `DeliveryKeys`.
+    /// TLS, credentials, headers and compression here; buffering, batching and retries in `DeliveryOptions.table`.
     public static let table = OptionTable(HTTPOutputOptions(), check: checkAuth) { d in [
         .key(.duration("connect_timeout", default: d.client.connectTimeout, 0.001...3600, "a connection that takes longer is abandoned and retried"), \.client.connectTimeout),
         .key(.duration("request_timeout", default: d.client.requestTimeout, 0.001...86_400, "a request that takes longer is abandoned and retried"), \.client.requestTimeout),

@@ -95,7 +95,7 @@ public protocol RecordOutputConfig: OutputConfig {
 }
 
 public extension RecordOutputConfig {
-    var queueRecords: Int { DeliveryKeys.memoryMaxRecords.defaultValue }
+    var queueRecords: Int { BufferSettings.table.defaults.memoryMaxRecords }
 }
 
 public protocol EncodedOutputConfig: OutputConfig {
