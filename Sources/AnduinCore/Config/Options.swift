@@ -1,7 +1,8 @@
 /// Each option of a component (or of the agent's top level) is declared once, as a `ConfigKey`: its key,
-/// type, default, allowed range and meaning. From that one declaration come its parsing and range
-/// check (`ConfigReader.get`), the unknown-key check (a key is unknown when it is not declared, whatever
-/// the parser read), `validate`'s did-you-mean suggestions, and the README's reference tables
+/// type, default, allowed range and meaning, in a row of its owner's `OptionTable`, bound there to the
+/// config field it fills. From that one declaration come its parsing and range check
+/// (`ConfigReader.get`), the unknown-key check (a key is unknown when it is not declared, whatever the
+/// parser read), `validate`'s did-you-mean suggestions, and the README's reference tables
 /// (`anduin config reference`). Fluent Bit's `config_map[]` and Vector's typed config structs do the
 /// same job.
 
