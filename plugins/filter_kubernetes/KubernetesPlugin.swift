@@ -26,14 +26,14 @@ import Foundation
 ///         retry: {initial: 500ms, max: 30s}
 public enum KubernetesPlugin {
     // Read together by the `api` row: which of the three is written decides the endpoint.
-    static let api = ConfigKey<String?>.text("api", "in_cluster | off", "`in_cluster`: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` with the pod's service-account token and CA | `off`", defaultText: "`in_cluster` when `KUBERNETES_SERVICE_HOST` is set, else path metadata only")
-    static let kubeconfig = ConfigKey<String?>.path("kubeconfig", "the current context's server, CA, token/token file/client certificate (inline `-data` written under `data_dir`, mode 0600); `exec` plugins are not supported")
-    static let apiURL = ConfigKey<String?>.text("api_url", "URL", "a plain URL (`kubectl proxy`, tests)")
+    static let apiKey = ConfigKey<String?>.text("api", "in_cluster | off", "`in_cluster`: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` with the pod's service-account token and CA | `off`", defaultText: "`in_cluster` when `KUBERNETES_SERVICE_HOST` is set, else path metadata only")
+    static let kubeconfigKey = ConfigKey<String?>.path("kubeconfig", "the current context's server, CA, token/token file/client certificate (inline `-data` written under `data_dir`, mode 0600); `exec` plugins are not supported")
+    static let apiURLKey = ConfigKey<String?>.text("api_url", "URL", "a plain URL (`kubectl proxy`, tests)")
 
     static let table = OptionTable(KubernetesConfig(), check: checkCredentials) { d in [
-        .custom(api.spec, readAPI),
-        .declared(kubeconfig.spec),
-        .declared(apiURL.spec),
+        .custom(apiKey.spec, readAPI),
+        .declared(kubeconfigKey.spec),
+        .declared(apiURLKey.spec),
         .key(.path("token_file", "re-read when it changes (bound tokens rotate) and after a 401", defaultText: "service-account `token`"), \.tokenFile),
         .key(.path("ca_file", "CA bundle of the API server", defaultText: "service-account `ca.crt`"), \.caFile),
         .key(.bool("insecure_skip_verify", default: d.insecureSkipVerify, "`api_url` only; TLS is verified otherwise"), \.insecureSkipVerify),
@@ -75,9 +75,9 @@ public enum KubernetesPlugin {
 
     /// `api`, `kubeconfig` or `api_url`: at most one says where the API is.
     @Sendable static func readAPI(_ reader: ConfigReader, _ c: inout KubernetesConfig) {
-        let apiWord = reader.get(api)
-        let kubeconfig = reader.get(kubeconfig)
-        let apiURL = reader.get(apiURL)
+        let apiWord = reader.get(apiKey)
+        let kubeconfig = reader.get(kubeconfigKey)
+        let apiURL = reader.get(apiURLKey)
         if kubeconfig != nil && apiURL != nil {
             reader.error("api_url", "set either kubeconfig or api_url, not both")
         }
