@@ -7,16 +7,6 @@ public enum MultilineMode: String, Sendable, CaseIterable {
     case java, python, go, custom
 }
 
-public enum MultilineKeys {
-    public static let mode = ConfigKey<String?>.text("mode", "java | python | go | custom", required: true, "`java`: a line continues the record before it when it is `\\tat …`, `    at …` (also Node.js), `\\t... N more`, `Caused by:`, `Suppressed:`, or starts with `Exception`/`Error` or a class name ending in `Exception`/`Error`/`Throwable` (`java.lang.IllegalStateException: boom`). `python`: `Traceback (most recent call last):` through its indented lines and the `XxxError: msg` line, chained tracebacks included. `go`: `panic:`/`fatal error:` through the goroutine blocks (headers, function lines, `\\t/path/file.go:N +0x…`, `created by`, blank lines between). `custom`: the patterns below")
-    public static let startPattern = ConfigKey<String?>.text("start_pattern", "regex", "(custom) regex of a line that begins a record; alone: every other line continues")
-    public static let continuePattern = ConfigKey<String?>.text("continue_pattern", "regex", "(custom) regex of a line that continues a record; with `start_pattern`, only records begun by a start line are continued")
-    public static let flushTimeout = ConfigKey<Double>.duration("flush_timeout", default: 1, 0.001...3600, "a record is shipped after this long without a new line (in `java` and `custom` modes every last line waits this long)")
-    public static let maxBytes = ConfigKey<Int>.size("max_bytes", default: 1 << 20, 64...(64 << 20), "a longer record is cut, flagged `log.truncated: true` and shipped; the rest of its lines are dropped (counted: `records_dropped` of the filter, `multiline_dropped` of the tail)")
-    public static let separator = ConfigKey<String>.string("separator", default: "\n", "put between joined lines", defaultText: "\"\\n\"")
-    public static let options = [mode.spec, startPattern.spec, continuePattern.spec, flushTimeout.spec, maxBytes.spec, separator.spec]
-}
-
 /// The options, read and checked.
 public struct MultilineSettings: Sendable {
     public var mode: MultilineMode
@@ -36,45 +26,46 @@ public struct MultilineSettings: Sendable {
         self.separator = separator
     }
 
-    /// Reads the options from `reader` (the filter's mapping or the tail's `multiline:` group);
-    /// nil after reporting what is wrong.
-    public static func read(_ reader: ConfigReader) -> MultilineSettings? {
-        typealias K = MultilineKeys
-        let errorsBefore = reader.diagnostics.items.count
-        var mode = MultilineMode.java
-        if let name = reader.get(K.mode) {
-            if let m = MultilineMode(rawValue: name) {
-                mode = m
-            } else {
-                reader.error("mode", "unknown mode \"\(name)\"; expected java | python | go | custom")
+    /// The options, one row each; `table.parse` reads them from the filter's mapping or the tail's
+    /// `multiline:` group (nil after reporting what is wrong).
+    public static let table = OptionTable(MultilineSettings(mode: .java), check: checkPatterns) { d in [
+        .key(.text("mode", "java | python | go | custom", required: true, "`java`: a line continues the record before it when it is `\\tat …`, `    at …` (also Node.js), `\\t... N more`, `Caused by:`, `Suppressed:`, or starts with `Exception`/`Error` or a class name ending in `Exception`/`Error`/`Throwable` (`java.lang.IllegalStateException: boom`). `python`: `Traceback (most recent call last):` through its indented lines and the `XxxError: msg` line, chained tracebacks included. `go`: `panic:`/`fatal error:` through the goroutine blocks (headers, function lines, `\\t/path/file.go:N +0x…`, `created by`, blank lines between). `custom`: the patterns below"),
+             \.mode) { r, name in
+            guard let name else { return d.mode }
+            guard let m = MultilineMode(rawValue: name) else {
+                r.error("mode", "unknown mode \"\(name)\"; expected java | python | go | custom")
+                return d.mode
             }
+            return m
+        },
+        .key(.text("start_pattern", "regex", "(custom) regex of a line that begins a record; alone: every other line continues"), \.start) { r, t in pattern(r, "start_pattern", t) },
+        .key(.text("continue_pattern", "regex", "(custom) regex of a line that continues a record; with `start_pattern`, only records begun by a start line are continued"), \.continuation) { r, t in pattern(r, "continue_pattern", t) },
+        .key(.duration("flush_timeout", default: d.flushTimeout, 0.001...3600, "a record is shipped after this long without a new line (in `java` and `custom` modes every last line waits this long)"), \.flushTimeout),
+        .key(.size("max_bytes", default: d.maxBytes, 64...(64 << 20), "a longer record is cut, flagged `log.truncated: true` and shipped; the rest of its lines are dropped (counted: `records_dropped` of the filter, `multiline_dropped` of the tail)"), \.maxBytes),
+        .key(.string("separator", default: d.separator, "put between joined lines", defaultText: "\"\\n\""), \.separator),
+    ]}
+
+    @Sendable static func pattern(_ reader: ConfigReader, _ key: String, _ text: String?) -> ValuePattern? {
+        guard let text else { return nil }
+        if text.isEmpty {
+            reader.error(key, "empty pattern")
+            return nil
         }
-        func pattern(_ option: ConfigKey<String?>) -> ValuePattern? {
-            let key = option.key
-            guard let text = reader.get(option) else { return nil }
-            if text.isEmpty {
-                reader.error(key, "empty pattern")
-                return nil
-            }
-            do { return try ValuePattern(text) } catch {
-                reader.error(key, "invalid regular expression \"\(text)\": \(error)")
-                return nil
-            }
+        do { return try ValuePattern(text) } catch {
+            reader.error(key, "invalid regular expression \"\(text)\": \(error)")
+            return nil
         }
-        let start = pattern(K.startPattern)
-        let cont = pattern(K.continuePattern)
-        if mode == .custom {
+    }
+
+    @Sendable static func checkPatterns(_ reader: ConfigReader, _ s: inout MultilineSettings, _: Bool) {
+        if s.mode == .custom {
             if !reader.has("start_pattern") && !reader.has("continue_pattern") {
                 reader.error("mode", "custom needs start_pattern (a line that begins a record), continue_pattern (a line that continues one), or both")
             }
         } else {
             for key in ["start_pattern", "continue_pattern"] where reader.has(key) {
-                reader.error(key, "only used with mode: custom (mode is \(mode.rawValue))")
+                reader.error(key, "only used with mode: custom (mode is \(s.mode.rawValue))")
             }
         }
-        let settings = MultilineSettings(mode: mode, start: start, continuation: cont, flushTimeout: reader.get(K.flushTimeout),
-                                         maxBytes: reader.get(K.maxBytes), separator: reader.get(K.separator))
-        guard reader.diagnostics.items.count == errorsBefore else { return nil }
-        return settings
     }
 }

@@ -70,8 +70,8 @@ struct Validate: ParsableCommand {
 }
 
 /// Batches live in buffers of 256 KiB to a few MiB. By default glibc serves those with mmap and
-/// gives them back with munmap, so every batch paid page faults and page zeroing: 19% of the CPU of
-/// the disk-buffered HTTP benchmark (P3) in `perf`. Keeping them in the heap costs a little retained
+/// gives them back with munmap, so every batch pays page faults and page zeroing, a large share of
+/// the CPU of a disk-buffered network output. Keeping them in the heap costs a little retained
 /// memory (bounded by the trim threshold) and saves that work.
 func tuneAllocator() {
     #if canImport(Glibc)

@@ -26,8 +26,8 @@ struct ConfigCommand: ParsableCommand {
             if let type {
                 // A type's own options and the ones it shares (an elasticsearch output's buffer, batch,
                 // TLS, password...): everything it accepts, in one table.
-                if let spec = allPlugins.spec(named: type), let options = spec.allOptions {
-                    print(OptionReference.table(options), terminator: "")
+                if let spec = allPlugins.spec(named: type) {
+                    print(OptionReference.table(spec.allOptions), terminator: "")
                     return
                 }
                 guard let table = tables[type] else {
@@ -60,12 +60,11 @@ struct ConfigCommand: ParsableCommand {
 
 /// Every declared table by name: each plugin type, and `agent` for the top level.
 func referenceTables() -> [String: String] {
-    var tables: [String: String] = [:]
-    if let top = AgentConfig.options { tables["agent"] = OptionReference.table(top) }
+    var tables = ["agent": OptionReference.table(AgentConfig.options)]
     for kind in ComponentKind.allCases {
         for type in allPlugins.types(kind) {
-            guard let spec = allPlugins.spec(kind, type), let options = spec.options else { continue }
-            tables[type] = OptionReference.table(options)
+            guard let spec = allPlugins.spec(kind, type) else { continue }
+            tables[type] = OptionReference.table(spec.options)
             if let shared = spec.shared { tables[shared.name] = OptionReference.table(shared.options) }
         }
     }

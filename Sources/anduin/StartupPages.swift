@@ -4,11 +4,10 @@ import Glibc
 
 /// Hands back the code and read-only data pages that only start-up used, once the pipeline runs.
 ///
-/// Why: idle on an empty watched folder (release build, after 10 s), 13.9 of the agent's 27.2 MiB
-/// resident were its own code: 27.7 MiB of text mapped, half of it resident, because the kernel maps
-/// 64 KiB around each code fault and reading the command line and the YAML config and building the
-/// plugins touch code all over the binary. Once running, the agent needs about 3 MiB of it. With
-/// this call the idle agent measured 16.6 MiB instead of 27.2 (VmRSS; `make bench`'s idle figure).
+/// Why: an idle agent's resident memory is mostly its own code. The kernel maps 64 KiB around each
+/// code fault, and reading the command line and the YAML config and building the plugins touch code
+/// all over the binary, while the running pipeline needs a small part of it (`make bench`'s idle
+/// figure shows the difference).
 ///
 /// Safe by construction: `MADV_PAGEOUT` (Linux 5.4) reclaims pages as memory pressure would. Clean
 /// file pages are dropped and fault back in from the file when used again; anonymous or dirty pages

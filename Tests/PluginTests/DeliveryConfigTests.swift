@@ -42,6 +42,30 @@ final class DeliveryConfigTests: XCTestCase {
         XCTAssertEqual(d.laneMaxBytes, 64 << 20)
     }
 
+    /// `buffer:` as the option table reads it (issue 27): each type, the small-ring segment rule, the
+    /// fsync mode and interval, and the segment check.
+    func testBufferIsRead() throws {
+        guard case .disk(let small) = try XCTUnwrap(delivery("buffer: {max_bytes: 1MiB}")).buffer else { return XCTFail("not disk") }
+        XCTAssertEqual(small.maxBytes, 1 << 20)
+        XCTAssertEqual(small.segmentBytes, 1 << 20, "a small ring gets one segment of its size")
+        XCTAssertEqual(small.fsync, .interval(1))
+        XCTAssertTrue(small.compress)
+        guard case .disk(let d) = try XCTUnwrap(delivery("buffer: {type: disk, fsync: interval, fsync_interval: 250ms, compress: false, when_full: drop_oldest, segment_bytes: 1MiB}")).buffer
+        else { return XCTFail("not disk") }
+        XCTAssertEqual(d.maxBytes, 1 << 30)
+        XCTAssertEqual(d.segmentBytes, 1 << 20)
+        XCTAssertEqual(d.fsync, .interval(0.25))
+        XCTAssertFalse(d.compress)
+        XCTAssertEqual(d.whenFull, .drop_oldest)
+        guard case .disk(let always) = try XCTUnwrap(delivery("buffer: {fsync: always}")).buffer else { return XCTFail("not disk") }
+        XCTAssertEqual(always.fsync, .always)
+        XCTAssertEqual(always.segmentBytes, 64 << 20)
+        guard case .memory(let n) = try XCTUnwrap(delivery("buffer: {type: memory, max_records: 7}")).buffer else { return XCTFail("not memory") }
+        XCTAssertEqual(n, 7)
+        guard case .failure(let e) = load("buffer: {max_bytes: 1MiB, segment_bytes: 2MiB}") else { return XCTFail("accepted") }
+        XCTAssertTrue(e.items.map(\.message).joined().contains("segment_bytes: 2MiB is larger than max_bytes (1MiB)"), "\(e.items)")
+    }
+
     func testOptionsAreRead() throws {
         let d = try XCTUnwrap(delivery("""
             retry: {initial: 1s, max: 4s, max_age: 3s, max_attempts: 7, lane_max_bytes: 1MiB}

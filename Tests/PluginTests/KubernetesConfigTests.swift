@@ -75,8 +75,8 @@ final class KubernetesConfigTests: XCTestCase {
         XCTAssertEqual(c.deleteGrace, 120)
         XCTAssertEqual(c.waitForPod, 0.5)
         XCTAssertEqual(c.watchTimeout, 30)
-        XCTAssertEqual(c.retryInitial, 0.1)
-        XCTAssertEqual(c.retryMax, 5)
+        XCTAssertEqual(c.retry.initial, 0.1)
+        XCTAssertEqual(c.retry.max, 5)
         XCTAssertEqual(try config("from: [x]\napi: off").api, .off)
         XCTAssertEqual(try config("from: [x]\napi: in_cluster").api, .inCluster)
     }

@@ -30,7 +30,7 @@ final class OptionBoundsTests: XCTestCase {
             }
         }
         for s in Self.specs { walk(s.type + ": ", s.allOptions ?? []) }
-        walk("top: ", AgentKeys.all)
+        walk("top: ", AgentConfig.options)
         return out
     }
 

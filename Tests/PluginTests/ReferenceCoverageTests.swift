@@ -186,7 +186,7 @@ final class ReferenceCoverageTests: XCTestCase {
         }
         // The top level: inputs, filters and outputs are in every config above.
         let base = config(kind: .output, type: "blackhole", lines: [])
-        for option in AgentKeys.all where !["inputs", "filters", "outputs"].contains(option.key) {
+        for option in AgentConfig.options where !["inputs", "filters", "outputs"].contains(option.key) {
             for (path, key, value) in settings("agent", option) {
                 rows += 1
                 let yaml = base.replacingOccurrences(of: "data_dir: \(dir)/data\n", with: key == "data_dir" ? "" : "data_dir: \(dir)/data\n") + "\(key): \(value)\n"

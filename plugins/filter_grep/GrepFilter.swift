@@ -13,21 +13,22 @@ import AnduinCore
 /// value unless anchored. A record without the field fails an `include` and passes an `exclude`.
 /// Numbers and booleans are matched as their JSON text, objects and arrays as compact JSON.
 public enum GrepPlugin {
-    public static let options = [
-        ConfigKey<ConfigValue?>.free("include", "mapping: path → regex", "keep a record only when every field matches").spec,
-        ConfigKey<ConfigValue?>.free("exclude", "mapping: path → regex", "drop a record when any field matches").spec,
-    ]
+    static let table = OptionTable(GrepConfig(), check: needsARule) { _ in [
+        .custom(ConfigKey<ConfigValue?>.free("include", "mapping: path → regex", "keep a record only when every field matches").spec) { r, c in
+            c.include = rules(r, "include")
+        },
+        .custom(ConfigKey<ConfigValue?>.free("exclude", "mapping: path → regex", "drop a record when any field matches").spec) { r, c in
+            c.exclude = rules(r, "exclude")
+        },
+    ]}
 
-    public static let spec: PluginSpec = .filter("grep", "keep or drop records by field values (regular expressions)", options: options) { reader in
-        let errorsBefore = reader.diagnostics.items.count
-        let include = GrepPlugin.rules(reader, "include")
-        let exclude = GrepPlugin.rules(reader, "exclude")
-        if include.isEmpty && exclude.isEmpty && reader.diagnostics.items.count == errorsBefore {
+    @Sendable static func needsARule(_ reader: ConfigReader, _ c: inout GrepConfig, _ rowsClean: Bool) {
+        if c.include.isEmpty && c.exclude.isEmpty && rowsClean {
             reader.error(nil, "give include: {field: regex} (all must match), exclude: {field: regex} (any match drops), or both")
         }
-        guard reader.diagnostics.items.count == errorsBefore else { return nil }
-        return GrepConfig(include: include, exclude: exclude)
     }
+
+    public static let spec: PluginSpec = .filter("grep", "keep or drop records by field values (regular expressions)", table)
 
     static func rules(_ reader: ConfigReader, _ key: String) -> [GrepRule] {
         var out: [GrepRule] = []

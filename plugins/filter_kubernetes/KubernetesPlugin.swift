@@ -25,21 +25,59 @@ import Foundation
 ///         request_timeout: 60s
 ///         retry: {initial: 500ms, max: 30s}
 public enum KubernetesPlugin {
+    // Read together by the `api` row: which of the three is written decides the endpoint.
+    static let apiKey = ConfigKey<String?>.text("api", "in_cluster | off", "`in_cluster`: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` with the pod's service-account token and CA | `off`", defaultText: "`in_cluster` when `KUBERNETES_SERVICE_HOST` is set, else path metadata only")
+    static let kubeconfigKey = ConfigKey<String?>.path("kubeconfig", "the current context's server, CA, token/token file/client certificate (inline `-data` written under `data_dir`, mode 0600); `exec` plugins are not supported")
+    static let apiURLKey = ConfigKey<String?>.text("api_url", "URL", "a plain URL (`kubectl proxy`, tests)")
+
+    static let table = OptionTable(KubernetesConfig(), check: checkCredentials) { d in [
+        .custom(apiKey.spec, readAPI),
+        .declared(kubeconfigKey.spec),
+        .declared(apiURLKey.spec),
+        .key(.path("token_file", "re-read when it changes (bound tokens rotate) and after a 401", defaultText: "service-account `token`"), \.tokenFile),
+        .key(.path("ca_file", "CA bundle of the API server", defaultText: "service-account `ca.crt`"), \.caFile),
+        .key(.bool("insecure_skip_verify", default: d.insecureSkipVerify, "`api_url` only; TLS is verified otherwise"), \.insecureSkipVerify),
+        .key(.string("node_name", "the node whose pods are watched (DaemonSet: `fieldRef: spec.nodeName`)", defaultText: "`$NODE_NAME`"), \.nodeName) { r, name in
+            if let name, name.isEmpty {
+                r.error("node_name", "is empty (is NODE_NAME set? In a DaemonSet set it from fieldRef spec.nodeName)")
+            }
+            return name
+        },
+        .key(.bool("annotations", default: d.render.annotations, "add `annotations`"), \.render.annotations),
+        .key(.bool("namespace_labels", default: d.render.namespaceLabels, "also watch namespaces and add `namespace_labels`"), \.render.namespaceLabels),
+        .group("namespaces", "which namespaces' records get metadata", namespaces, \.namespaces),
+        .key(.duration("delete_grace", default: d.deleteGrace, 0...86_400, "a deleted pod's metadata is kept for its last lines: while the agent has one of its files open, and this long after that and after its last record (at most 1,024 deleted pods, the least recently active go first)"), \.deleteGrace),
+        .key(.duration("wait_for_pod", default: d.waitForPod, 0...60, "a batch from a pod the watch has not shown yet waits up to this, once per pod; never while the API is unreachable. Waits that time out (pods long gone) draw on a budget of 5 × this, refilled at 0.1 s a second, so they cannot stall an input"), \.waitForPod),
+        .key(.duration("watch_timeout", default: Double(d.watchTimeout), 1...3600, "each watch's `timeoutSeconds`; then it is re-opened from the last resourceVersion"), \.watchTimeout) { _, t in max(1, Int(t.rounded())) },
+        .key(.duration("connect_timeout", default: d.connectTimeout, 0.001...3600, "API requests: connecting"), \.connectTimeout),
+        .key(.duration("request_timeout", default: d.requestTimeout, 0.001...86_400, "API requests: a whole list request"), \.requestTimeout),
+        .group("retry", "reconnect backoff (exponential, full jitter)", retry, \.retry),
+    ]}
+
+    static let namespaces = OptionTable(NamespaceRules(), check: { r, rules, _ in
+        for p in rules.include + rules.exclude where p.isEmpty {
+            r.error(nil, "an empty namespace name or pattern")
+        }
+    }) { _ in [
+        .key(.list("include", "names or globs (`kube-*`); an empty include keeps all"), \.include),
+        .key(.list("exclude", "names or globs; exclude wins"), \.exclude),
+    ]}
+
+    static let retry = OptionTable(KubernetesConfig.Retry(), check: { r, retry, _ in
+        if retry.max < retry.initial { r.error("max", "must be at least initial") }
+    }) { d in [
+        .key(.duration("initial", default: d.initial, 0.001...3600, "first reconnect delay"), \.initial),
+        .key(.duration("max", default: d.max, 0.001...86_400, "longest reconnect delay (at least `initial`)"), \.max),
+    ]}
+
     public static let spec: PluginSpec = .filter(
-        "kubernetes", "add pod metadata (namespace, pod, container, image, labels, owner) to container logs",
-        options: KubernetesOptions.all
-    ) { reader in
-        typealias O = KubernetesOptions
-        let errorsBefore = reader.diagnostics.items.count
-        var c = KubernetesConfig()
+        "kubernetes", "add pod metadata (namespace, pod, container, image, labels, owner) to container logs", table)
 
-        let apiWord = reader.get(O.api)
-        let kubeconfig = reader.get(O.kubeconfig)
-        let apiURL = reader.get(O.apiURL)
-        c.tokenFile = reader.get(O.tokenFile)
-        c.caFile = reader.get(O.caFile)
-        c.insecureSkipVerify = reader.get(O.insecureSkipVerify)
-
+    /// `api`, `kubeconfig` or `api_url`: at most one says where the API is.
+    @Sendable static func readAPI(_ reader: ConfigReader, _ c: inout KubernetesConfig) {
+        let apiWord = reader.get(apiKey)
+        let kubeconfig = reader.get(kubeconfigKey)
+        let apiURL = reader.get(apiURLKey)
         if kubeconfig != nil && apiURL != nil {
             reader.error("api_url", "set either kubeconfig or api_url, not both")
         }
@@ -64,6 +102,10 @@ public enum KubernetesPlugin {
             }
             c.api = .url(apiURL)
         }
+    }
+
+    /// The credential options each way of reaching the API uses.
+    @Sendable static func checkCredentials(_ reader: ConfigReader, _ c: inout KubernetesConfig, _: Bool) {
         switch c.api {
         case .kubeconfig:
             for key in ["token_file", "ca_file", "insecure_skip_verify"] where reader.has(key) {
@@ -80,32 +122,6 @@ public enum KubernetesPlugin {
         case .url:
             break
         }
-
-        c.nodeName = reader.get(O.nodeName)
-        if let n = c.nodeName, n.isEmpty {
-            reader.error("node_name", "is empty (is NODE_NAME set? In a DaemonSet set it from fieldRef spec.nodeName)")
-        }
-        c.render.annotations = reader.get(O.annotations)
-        c.render.namespaceLabels = reader.get(O.namespaceLabels)
-        if let ns = reader.group(O.namespaces) {
-            c.namespaces = NamespaceRules(include: ns.get(O.include), exclude: ns.get(O.exclude))
-            for p in c.namespaces.include + c.namespaces.exclude where p.isEmpty {
-                ns.error(nil, "an empty namespace name or pattern")
-            }
-        }
-        c.deleteGrace = reader.get(O.deleteGrace)
-        c.waitForPod = reader.get(O.waitForPod)
-        c.watchTimeout = max(1, Int(reader.get(O.watchTimeout).rounded()))
-        c.connectTimeout = reader.get(O.connectTimeout)
-        c.requestTimeout = reader.get(O.requestTimeout)
-        if let r = reader.group(O.retry) {
-            c.retryInitial = r.get(O.retryInitial)
-            c.retryMax = r.get(O.retryMax)
-            if c.retryMax < c.retryInitial { r.error("max", "must be at least initial") }
-        }
-
-        guard reader.diagnostics.items.count == errorsBefore else { return nil }
-        return c
     }
 }
 
@@ -128,13 +144,19 @@ public struct KubernetesConfig: FilterConfig {
     public var nodeName: String?
     public var render = KubernetesRender.Options()
     public var namespaces = NamespaceRules()
-    public var deleteGrace = KubernetesOptions.deleteGrace.defaultValue
-    public var waitForPod = KubernetesOptions.waitForPod.defaultValue
-    public var watchTimeout = Int(KubernetesOptions.watchTimeout.defaultValue)
-    public var connectTimeout = KubernetesOptions.connectTimeout.defaultValue
-    public var requestTimeout = KubernetesOptions.requestTimeout.defaultValue
-    public var retryInitial = KubernetesOptions.retryInitial.defaultValue
-    public var retryMax = KubernetesOptions.retryMax.defaultValue
+    public var deleteGrace = 60.0
+    public var waitForPod = 2.0
+    /// Seconds.
+    public var watchTimeout = 300
+    public var connectTimeout = 10.0
+    public var requestTimeout = 60.0
+    /// Reconnect backoff.
+    public var retry = Retry()
+
+    public struct Retry: Sendable {
+        public var initial = 0.5
+        public var max = 30.0
+    }
 
     public init() {}
 
@@ -180,8 +202,8 @@ public struct KubernetesConfig: FilterConfig {
                 relists: stats.counter("watch_relists", "lists after the first (410 Gone, failures)"))
             var settings = KubernetesWatcher.Settings()
             settings.watchTimeout = watchTimeout
-            settings.retryInitial = retryInitial
-            settings.retryMax = retryMax
+            settings.retryInitial = retry.initial
+            settings.retryMax = retry.max
             var o = HTTPClientOptions()
             o.connectTimeout = connectTimeout
             o.requestTimeout = requestTimeout

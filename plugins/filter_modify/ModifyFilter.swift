@@ -18,16 +18,20 @@ import AnduinCore
 /// or `true`/`false` (`"200"` in quotes stays a string). `message` may be set, renamed or removed;
 /// `@timestamp`, `stream`, `log.*` and `event.*` are the agent's own and may only be read (copied).
 public enum ModifyPlugin {
-    public static let options = [
-        ConfigKey<ConfigValue?>.free("set", "mapping: path → value", "set each field (a value is a string unless it is an unquoted JSON number or `true`/`false`)").spec,
-        ConfigKey<ConfigValue?>.free("add", "mapping: path → value", "set each field that is absent").spec,
-        ConfigKey<[String]>.list("remove", "remove each field").spec,
-        ConfigKey<ConfigValue?>.free("rename", "mapping: path → path", "move each field").spec,
-        ConfigKey<ConfigValue?>.free("copy", "mapping: path → path", "copy each field").spec,
-    ]
-    static let operations = options.map(\.key)
+    /// The operations are applied in the order they are written, so the table's check reads them
+    /// all, in file order.
+    static let table = OptionTable(ModifyConfig(operations: []), check: readOperations) { _ in [
+        .declared(ConfigKey<ConfigValue?>.free("set", "mapping: path → value", "set each field (a value is a string unless it is an unquoted JSON number or `true`/`false`)").spec),
+        .declared(ConfigKey<ConfigValue?>.free("add", "mapping: path → value", "set each field that is absent").spec),
+        .declared(ConfigKey<[String]>.list("remove", "remove each field").spec),
+        .declared(ConfigKey<ConfigValue?>.free("rename", "mapping: path → path", "move each field").spec),
+        .declared(ConfigKey<ConfigValue?>.free("copy", "mapping: path → path", "copy each field").spec),
+    ]}
+    static let operations = table.options.map(\.key)
 
-    public static let spec: PluginSpec = .filter("modify", "set, add, remove, rename or copy fields", options: options) { reader in
+    public static let spec: PluginSpec = .filter("modify", "set, add, remove, rename or copy fields", table)
+
+    @Sendable static func readOperations(_ reader: ConfigReader, _ config: inout ModifyConfig, _: Bool) {
         let errorsBefore = reader.diagnostics.items.count
         var ops: [ModifyOperation] = []
         func path(_ op: String, _ text: String, writable: Bool) -> FieldPath? {
@@ -81,8 +85,7 @@ public enum ModifyPlugin {
         if ops.isEmpty && reader.diagnostics.items.count == errorsBefore {
             reader.error(nil, "give at least one operation: set, add, remove, rename or copy")
         }
-        guard reader.diagnostics.items.count == errorsBefore else { return nil }
-        return ModifyConfig(operations: ops)
+        config.operations = ops
     }
 }
 

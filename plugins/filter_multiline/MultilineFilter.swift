@@ -22,10 +22,10 @@ import Multiline
 /// container never mix, and lines of a rotated file and its successor are never joined.
 /// The merged record keeps its first line's timestamp, offset (so its `event.id`), stream and fields.
 public enum MultilinePlugin {
-    public static let options = MultilineKeys.options
-
-    public static let spec: PluginSpec = .filter("multiline", "join stack traces and other multi-line messages into one record, for records of inputs that do not join them (for files, `multiline:` on the tail input is exact across crashes; this filter is not)", options: options) { reader in
-        MultilineSettings.read(reader).map(MultilineConfig.init)
+    /// The options are the tail's `multiline:` group's: one table, `MultilineSettings.table`.
+    public static let spec: PluginSpec = .filter("multiline", "join stack traces and other multi-line messages into one record, for records of inputs that do not join them (for files, `multiline:` on the tail input is exact across crashes; this filter is not)",
+                                                 options: MultilineSettings.table.options) { reader in
+        MultilineSettings.table.parse(reader).map(MultilineConfig.init)
     }
 }
 

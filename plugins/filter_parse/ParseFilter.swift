@@ -19,27 +19,36 @@ import AnduinCore
 /// taken), and a lifted key replaces a field of the same name the record or its batch had: a
 /// record never has duplicate keys (Elasticsearch rejects those). See `MemberKeys`.
 public enum ParsePlugin {
-    static let formats = ConfigKey<[String]>.list("formats", default: ["json"], "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings unless `types:` says otherwise; the first token must be `key=value`), `regex` (the `regex:` option), and the built-in `nginx`, `apache_combined`, `klog`, `syslog_rfc5424`, `syslog_rfc3164` (fields: README \"Built-in formats\")", defaultText: "[json], or [regex] with regex:")
-    static let regex = ConfigKey<String?>.text("regex", "PCRE2 pattern", "named groups `(?<name>…)` become fields; a line that does not match goes on to the next format")
-    static let types = ConfigKey<ConfigValue?>.free("types", "mapping: field → int | float | bool | string",
-                                                    "convert logfmt values and regex captures (`{duration_ms: int}`); a value that does not convert stays a string and is counted")
-    static let target = ConfigKey<String>.string("target", default: "root", "`root`, or a field name to nest the parsed fields under")
-    static let keepMessage = ConfigKey<Bool>.bool("keep_message", default: false, "keep `message` even when it was lifted")
-    static let timeKey = ConfigKey<String?>.string("time_key", "a parsed field holding the event's time, which becomes the record's time (`@timestamp`, index date, delivery lag); the field stays")
-    static let timeFormat = ConfigKey<String?>.text("time_format", "auto | rfc3339 | epoch_s | epoch_ms | epoch_us | epoch_ns | nginx | klog | syslog | %-pattern",
-                                                    "how `time_key` is read: `auto` is the matched format's own time (RFC 3339 or an epoch number by its size for json, logfmt and regex); a pattern takes %Y %m %d %e %H %M %S %f %b %z %s %T", defaultText: "auto")
-    static let timeZone = ConfigKey<String?>.text("time_zone", "UTC | ±hh:mm | tz name", "zone of times written without one (`Europe/Berlin`: daylight saving applies; a repeated hour is its first pass)", defaultText: "UTC")
-    static let maxFuture = ConfigKey<Double>.duration("max_future", default: 3600, defaultDurationRange,
-                                                      "a parsed time further ahead of the runtime's time is counted and not used")
-    public static let options = [formats.spec, regex.spec, types.spec, target.spec, keepMessage.spec, timeKey.spec, timeFormat.spec, timeZone.spec, maxFuture.spec]
+    static let table = OptionTable(ParseOptions()) { d in [
+        .key(.list("formats", default: d.formats, "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings unless `types:` says otherwise; the first token must be `key=value`), `regex` (the `regex:` option), and the built-in `nginx`, `apache_combined`, `klog`, `syslog_rfc5424`, `syslog_rfc3164` (fields: README \"Built-in formats\")", defaultText: "[json], or [regex] with regex:"), \.formats),
+        .key(.text("regex", "PCRE2 pattern", "named groups `(?<name>…)` become fields; a line that does not match goes on to the next format"), \.regex),
+        .key(.free("types", "mapping: field → int | float | bool | string",
+                   "convert logfmt values and regex captures (`{duration_ms: int}`); a value that does not convert stays a string and is counted"), \.types),
+        .key(.string("target", default: d.target, "`root`, or a field name to nest the parsed fields under"), \.target),
+        .key(.bool("keep_message", default: d.keepMessage, "keep `message` even when it was lifted"), \.keepMessage),
+        .key(.string("time_key", "a parsed field holding the event's time, which becomes the record's time (`@timestamp`, index date, delivery lag); the field stays"), \.timeKey),
+        .key(.text("time_format", "auto | rfc3339 | epoch_s | epoch_ms | epoch_us | epoch_ns | nginx | klog | syslog | %-pattern",
+                   "how `time_key` is read: `auto` is the matched format's own time (RFC 3339 or an epoch number by its size for json, logfmt and regex); a pattern takes %Y %m %d %e %H %M %S %f %b %z %s %T", defaultText: "auto"), \.timeFormat),
+        .key(.text("time_zone", "UTC | ±hh:mm | tz name", "zone of times written without one (`Europe/Berlin`: daylight saving applies; a repeated hour is its first pass)", defaultText: "UTC"), \.timeZone),
+        .key(.duration("max_future", default: d.maxFuture, defaultDurationRange,
+                       "a parsed time further ahead of the runtime's time is counted and not used"), \.maxFuture),
+    ]}
+    public static let options = table.options
 
     public static let spec: PluginSpec = .filter("parse", "lift JSON or logfmt messages into fields", options: options) { reader in
         let errorsBefore = reader.diagnostics.items.count
+        var o = table.defaults
+        table.read(reader, into: &o)
+        return config(o, reader, errorsBefore: errorsBefore)
+    }
 
+    /// The options as written, checked together and compiled; nil when anything was reported since
+    /// `errorsBefore`.
+    static func config(_ o: ParseOptions, _ reader: ConfigReader, errorsBefore: Int) -> ParseConfig? {
         var formats: [ParseFormat] = []
-        let regexText = reader.get(ParsePlugin.regex)
+        let regexText = o.regex
         // Absent (or null) means the default; an explicit empty list is a mistake worth reporting.
-        let names = reader.has("formats") || regexText == nil ? reader.get(ParsePlugin.formats) : ["regex"]
+        let names = reader.has("formats") || regexText == nil ? o.formats : ["regex"]
         if names.isEmpty {
             reader.error("formats", "list at least one format (\(ParseFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
@@ -56,7 +65,7 @@ public enum ParsePlugin {
         }
 
         var types: [String: ValueType] = [:]
-        if let v = reader.get(ParsePlugin.types) {
+        if let v = o.types {
             if case .mapping(let entries, _) = v {
                 for e in entries {
                     if case .scalar(let s, _, _) = e.value, let t = ValueType(rawValue: s) {
@@ -93,10 +102,10 @@ public enum ParsePlugin {
             reader.error("formats", "regex is listed but the regex: option is not set")
         }
 
-        let keepMessage = reader.get(ParsePlugin.keepMessage)
+        let keepMessage = o.keepMessage
 
         var target = ParseTarget.root
-        let targetName = reader.get(ParsePlugin.target)
+        let targetName = o.target
         if targetName.isEmpty {
             reader.error("target", "must be root or a field name")
         } else if targetName != "root" {
@@ -108,23 +117,23 @@ public enum ParsePlugin {
         }
 
         var time: ParseTime? = nil
-        let timeKey = reader.get(ParsePlugin.timeKey)
+        let timeKey = o.timeKey
         var timeFormat = TimeFormat.auto
-        if let text = reader.get(ParsePlugin.timeFormat) {
+        if let text = o.timeFormat {
             switch TimeFormat.parse(text) {
             case .success(let f): timeFormat = f
             case .failure(let e): reader.error("time_format", e.message)
             }
         }
         var zone = TimeZoneRule.utc
-        if let text = reader.get(ParsePlugin.timeZone) {
+        if let text = o.timeZone {
             if let z = TimeZoneRule.parse(text) {
                 zone = z
             } else {
                 reader.error("time_zone", "unknown zone \"\(text)\"; expected UTC, an offset like +02:00, or a tz database name like Europe/Berlin")
             }
         }
-        let maxFuture = reader.get(ParsePlugin.maxFuture)
+        let maxFuture = o.maxFuture
         if let timeKey {
             if timeKey.isEmpty { reader.error("time_key", "must be a field name") }
             time = ParseTime(key: timeKey, format: timeFormat, zone: zone,
@@ -220,6 +229,20 @@ public struct ParseTime: Sendable {
         self.zone = zone
         self.maxFutureNanos = maxFutureNanos
     }
+}
+
+/// The `parse` filter's options as written (`ParsePlugin.table`); `ParsePlugin.config` checks them
+/// together and compiles them into a `ParseConfig`.
+struct ParseOptions: Sendable {
+    var formats = ["json"]
+    var regex: String?
+    var types: ConfigValue?
+    var target = "root"
+    var keepMessage = false
+    var timeKey: String?
+    var timeFormat: String?
+    var timeZone: String?
+    var maxFuture = 3600.0
 }
 
 public struct ParseConfig: FilterConfig {
@@ -363,8 +386,8 @@ public final class ParseFilter: Filter {
         var nTime = 0, nTimeBad = 0, nTimeMissing = 0, nTimeAhead = 0
         // From the first lift on, records are rewritten into a new arena holding only the bytes still
         // used: a lifted message is dropped. Appending to the old arena instead copied it whole (the
-        // stage before still holds it) and then doubled it for the new fields: P2's queued records
-        // held ~3x their live bytes (massif at the peak: 49 of 78 MB, 15 MB after).
+        // stage before still holds it) and then doubled it for the new fields: queued records held
+        // several times their live bytes.
         let old = batch.bytes
         var arena: [UInt8]? = nil
         old.withUnsafeBytes { src in

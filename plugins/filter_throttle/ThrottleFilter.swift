@@ -16,41 +16,35 @@ import Logging
 /// A token bucket per key: each record takes a token, tokens refill at `rate`, a full bucket holds
 /// `burst`. Drops are counted in `records_dropped` and per key (`droppedCounts()`).
 public enum ThrottlePlugin {
-    static let key = ConfigKey<String?>.text("key", "field path", "records without it share the bucket `\"\"`", defaultText: "(one bucket)")
-    static let rate = ConfigKey<String?>.text("rate", "rate: N/s, N/m or N/h", required: true, "`1000/s`, `600/m`, `3600/h` (at most 1,000,000,000/s)")
-    static let burst = ConfigKey<Int>.int("burst", default: 1, 1...1_000_000_000, "records a key may send at once after a quiet period", defaultText: "rate per second (≥ 1)")
-    static let maxKeys = ConfigKey<Int>.int("max_keys", default: 10_000, 1...10_000_000, "buckets kept; idle ones are forgotten first, then the least recently used")
-    static let logInterval = ConfigKey<Double>.duration("log_interval", default: 10, 0.001...86_400, "one warning per key that dropped records in the interval, with the count")
-    public static let options = [key.spec, rate.spec, burst.spec, maxKeys.spec, logInterval.spec]
     static let maximumRate = 1e9
 
-    public static let spec: PluginSpec = .filter("throttle", "limit the record rate per key (token bucket), dropping the excess", options: options) { reader in
-        let errorsBefore = reader.diagnostics.items.count
-        var key: FieldPath?
-        if let text = reader.get(ThrottlePlugin.key) {
+    static let table = OptionTable(ThrottleConfig(key: nil, rate: 0), check: defaultBurst) { d in [
+        .key(.text("key", "field path", "records without it share the bucket `\"\"`", defaultText: "(one bucket)"), \.key) { r, text in
+            guard let text else { return nil }
             switch FieldPath.parse(text) {
-            case .success(let p): key = p
-            case .failure(let problem): reader.error("key", problem.message)
+            case .success(let p): return p
+            case .failure(let problem):
+                r.error("key", problem.message)
+                return nil
             }
-        }
-        var rate = 0.0
-        if let text = reader.get(ThrottlePlugin.rate) {
-            if let r = ThrottleConfig.parseRate(text), r > 0, r <= maximumRate {
-                rate = r
-            } else {
-                reader.error("rate", "invalid rate \"\(text)\": use a positive number of records per s, m or h (at most 1000000000/s), such as 1000/s or 600/m")
-            }
-        }
-        var burst: Double?
-        if reader.has("burst") {
-            let b = reader.get(ThrottlePlugin.burst)
-            burst = Double(b)
-        }
-        let maxKeys = reader.get(ThrottlePlugin.maxKeys)
-        let interval = reader.get(logInterval)
-        guard reader.diagnostics.items.count == errorsBefore else { return nil }
-        return ThrottleConfig(key: key, rate: rate, burst: burst ?? max(1, rate.rounded(.down)), maxKeys: maxKeys, logInterval: interval)
+        },
+        .key(.text("rate", "rate: N/s, N/m or N/h", required: true, "`1000/s`, `600/m`, `3600/h` (at most 1,000,000,000/s)"), \.rate) { r, text in
+            guard let text else { return 0 }
+            if let rate = ThrottleConfig.parseRate(text), rate > 0, rate <= maximumRate { return rate }
+            r.error("rate", "invalid rate \"\(text)\": use a positive number of records per s, m or h (at most 1000000000/s), such as 1000/s or 600/m")
+            return 0
+        },
+        .key(.int("burst", default: 1, 1...1_000_000_000, "records a key may send at once after a quiet period", defaultText: "rate per second (≥ 1)"), \.burst) { _, b in Double(b) },
+        .key(.int("max_keys", default: d.maxKeys, 1...10_000_000, "buckets kept; idle ones are forgotten first, then the least recently used"), \.maxKeys),
+        .key(.duration("log_interval", default: d.logInterval, 0.001...86_400, "one warning per key that dropped records in the interval, with the count"), \.logInterval),
+    ]}
+
+    /// Without `burst:`, a key may send one second's worth at once.
+    @Sendable static func defaultBurst(_ r: ConfigReader, _ c: inout ThrottleConfig, _: Bool) {
+        if !r.has("burst") { c.burst = max(1, c.rate.rounded(.down)) }
     }
+
+    public static let spec: PluginSpec = .filter("throttle", "limit the record rate per key (token bucket), dropping the excess", table)
 }
 
 public struct ThrottleConfig: FilterConfig {

@@ -18,18 +18,13 @@ public struct BlackholeConfig: EncodedOutputConfig {
 }
 
 public enum BlackholePlugin {
-    static let countFile = ConfigKey<String?>.path("count_file", "keeps the running count there")
-    static let encode = ConfigKey<Bool>.bool("encode", default: false, "serialise each record as the other outputs would")
-    public static let options = [countFile.spec, encode.spec, MetadataKeys.group.spec]
+    static let table = OptionTable(BlackholeConfig()) { d in [
+        .key(.path("count_file", "keeps the running count there"), \.countFile),
+        .key(.bool("encode", default: d.delivery.encode, "serialise each record as the other outputs would"), \.delivery.encode),
+        DocumentMetadata.row(\.delivery.metadata),
+    ]}
 
-    public static let spec = PluginSpec.output("blackhole", "count records and discard them (benchmarks)",
-                                               options: options, shared: localOutputOptions) { r in
-        var c = BlackholeConfig()
-        c.countFile = r.get(countFile)
-        c.delivery = DeliveryOptions.parse(r, defaultBuffer: DeliveryOptions.localDefaultBuffer, concurrent: false)
-        c.delivery.encode = r.get(encode)
-        return c
-    }
+    public static let spec = PluginSpec.localOutput("blackhole", "count records and discard them (benchmarks)", table, delivery: \.delivery)
 }
 
 /// The one sender of a blackhole output (one delivery thread, so one count).

@@ -46,21 +46,39 @@ public struct ElasticsearchConfig: EncodedOutputConfig {
 }
 
 public enum ElasticsearchPlugin {
-    static let hosts = ConfigKey<[String]>.list("hosts", "`[\"https://es-0:9200\", \"https://es-1:9200\"]`: a failed host hands over to the next; `https://user:pass@host` gives Basic credentials", defaultText: "(required, or `host`)")
-    static let host = ConfigKey<String?>.text("host", "URL", "one host: the same as `hosts: [host]`")
-    static let index = ConfigKey<String>.string("index", default: "logs-%Y.%m.%d", "literal text, the record's time (`%Y %m %d %H`, UTC) and fields (`logs-{kubernetes.namespace_name}`); field values are lowercased, a missing field gives `unknown`")
-    static let dataset = ConfigKey<String>.string("dataset", default: "generic", "the `<dataset>` of `logs-<dataset>-<namespace>`")
-    static let namespace = ConfigKey<String>.string("namespace", default: "default", "the `<namespace>` of `logs-<dataset>-<namespace>`")
-    static let dataStream = ConfigGroup("data_stream", "write to the data stream `logs-<dataset>-<namespace>` with `op_type: create` (instead of `index`)", [dataset.spec, namespace.spec])
-    static let opType = ConfigKey<ESOpType>.choice("op_type", default: .create, "`create` makes a replayed record a 409, counted as delivered")
-    static let id = ConfigKey<ESIDMode>.choice("id", default: .event, "`event`: `_id` = the record's `event.id`; `none` lets the server choose")
-    static let pipeline = ConfigKey<String?>.string("pipeline", "ingest pipeline name")
-    public static let options = [hosts.spec, host.spec, index.spec, dataStream.spec, opType.spec, id.spec, pipeline.spec]
+    static let table = OptionTable(ElasticsearchOptions()) { d in [
+        .key(.list("hosts", "`[\"https://es-0:9200\", \"https://es-1:9200\"]`: a failed host hands over to the next; `https://user:pass@host` gives Basic credentials", defaultText: "(required, or `host`)"), \.hosts),
+        .key(.text("host", "URL", "one host: the same as `hosts: [host]`"), \.host),
+        .key(.string("index", default: d.index, "literal text, the record's time (`%Y %m %d %H`, UTC) and fields (`logs-{kubernetes.namespace_name}`); field values are lowercased, a missing field gives `unknown`"), \.index),
+        .group(ConfigGroup("data_stream", "write to the data stream `logs-<dataset>-<namespace>` with `op_type: create` (instead of `index`)", dataStream.options),
+               \.dataStream) { g -> ElasticsearchOptions.DataStream? in
+            var ds = dataStream.defaults
+            dataStream.read(g, into: &ds)
+            return ds
+        },
+        .key(.choice("op_type", default: d.opType, "`create` makes a replayed record a 409, counted as delivered"), \.opType),
+        .key(.choice("id", default: d.id, "`event`: `_id` = the record's `event.id`; `none` lets the server choose"), \.id),
+        .key(.string("pipeline", "ingest pipeline name"), \.pipeline),
+    ]}
+
+    static let dataStream = OptionTable(ElasticsearchOptions.DataStream()) { d in [
+        .key(.string("dataset", default: d.dataset, "the `<dataset>` of `logs-<dataset>-<namespace>`"), \.dataset),
+        .key(.string("namespace", default: d.namespace, "the `<namespace>` of `logs-<dataset>-<namespace>`"), \.namespace),
+    ]}
 
     public static let spec = PluginSpec.output("elasticsearch", "index records with the Elasticsearch/OpenSearch Bulk API",
-                                               options: options, shared: networkOutputOptions) { r in
-        var hosts = r.get(ElasticsearchPlugin.hosts)
-        if hosts.isEmpty, let h = r.get(ElasticsearchPlugin.host) { hosts = [h] }
+                                               options: table.options, shared: networkOutputOptions) { r in
+        let errorsBefore = r.diagnostics.items.count
+        var o = table.defaults
+        table.read(r, into: &o)
+        return config(o, r, errorsBefore: errorsBefore)
+    }
+
+    /// The options as written, checked together, with the shared ones; nil when anything was
+    /// reported since `errorsBefore`.
+    static func config(_ o: ElasticsearchOptions, _ r: ConfigReader, errorsBefore: Int) -> ElasticsearchConfig? {
+        var hosts = o.hosts
+        if hosts.isEmpty, let h = o.host { hosts = [h] }
         if hosts.isEmpty { r.error(r.has("hosts") ? "hosts" : nil, "needs hosts: [\"http://127.0.0.1:9200\"] (or host: \"http://127.0.0.1:9200\")") }
         if r.has("hosts") && r.has("host") { r.error("host", "give hosts or host, not both") }
         var http = HTTPOutputOptions.parse(r)
@@ -70,13 +88,11 @@ public enum ElasticsearchPlugin {
             r.error("hosts", "\(HTTPClient.redactedURL(h)): must start with http:// or https://")
         }
         hosts = hosts.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
-        var indexText = r.get(ElasticsearchPlugin.index)
-        var opType = r.get(ElasticsearchPlugin.opType)
-        if let ds = r.group(ElasticsearchPlugin.dataStream) {
+        var indexText = o.index
+        var opType = o.opType
+        if let ds = o.dataStream {
             if r.has("index") { r.error("data_stream", "give index or data_stream, not both") }
-            let dataset = ds.get(ElasticsearchPlugin.dataset)
-            let namespace = ds.get(ElasticsearchPlugin.namespace)
-            indexText = "logs-\(dataset)-\(namespace)"
+            indexText = "logs-\(ds.dataset)-\(ds.namespace)"
             if r.has("op_type") && opType != .create { r.error("op_type", "data streams take only op_type: create") }
             opType = .create
         }
@@ -90,10 +106,28 @@ public enum ElasticsearchPlugin {
         var c = ElasticsearchConfig(hosts: hosts, index: pattern,
                                     delivery: DeliveryOptions.parse(r))
         c.opType = opType
-        c.id = r.get(ElasticsearchPlugin.id)
-        c.pipeline = r.get(ElasticsearchPlugin.pipeline)
+        c.id = o.id
+        c.pipeline = o.pipeline
         c.http = http
+        guard r.diagnostics.items.count == errorsBefore else { return nil }
         return c
+    }
+}
+
+/// The `elasticsearch` output's own options as written (`ElasticsearchPlugin.table`);
+/// `ElasticsearchPlugin.config` checks them together into an `ElasticsearchConfig`.
+struct ElasticsearchOptions: Sendable {
+    var hosts: [String] = []
+    var host: String?
+    var index = "logs-%Y.%m.%d"
+    var dataStream: DataStream?
+    var opType = ESOpType.create
+    var id = ESIDMode.event
+    var pipeline: String?
+
+    struct DataStream: Sendable {
+        var dataset = "generic"
+        var namespace = "default"
     }
 }
 

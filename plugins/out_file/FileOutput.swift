@@ -23,20 +23,13 @@ public struct FileOutputConfig: EncodedOutputConfig {
 }
 
 public enum FileOutputPlugin {
-    static let path = ConfigKey<String?>.path("path", required: true, "appended to, one JSON record a line")
-    static let fsync = ConfigKey<Bool>.bool("fsync", default: false, "fsync after each batch (survives power loss; kill -9 loses nothing either way)")
-    public static let options = [path.spec, fsync.spec, MetadataKeys.group.spec]
+    static let table = OptionTable(FileOutputConfig(path: "")) { d in [
+        .key(.path("path", required: true, "appended to, one JSON record a line"), \.path) { _, p in p ?? "" },
+        .key(.bool("fsync", default: d.fsync, "fsync after each batch (survives power loss; kill -9 loses nothing either way)"), \.fsync),
+        DocumentMetadata.row(\.delivery.metadata),
+    ]}
 
-    public static let spec = PluginSpec.output("file", "append records to a file as newline-delimited JSON",
-                                               options: options, shared: localOutputOptions) { r in
-        let fsync = r.get(FileOutputPlugin.fsync)
-        let delivery = DeliveryOptions.parse(r, defaultBuffer: DeliveryOptions.localDefaultBuffer, concurrent: false)
-        guard let path = r.get(FileOutputPlugin.path) else { return nil }
-        var c = FileOutputConfig(path: path)
-        c.fsync = fsync
-        c.delivery = delivery
-        return c
-    }
+    public static let spec = PluginSpec.localOutput("file", "append records to a file as newline-delimited JSON", table, delivery: \.delivery)
 }
 
 /// The one sender of a file output (its runner has one delivery thread, so batches are appended in order).

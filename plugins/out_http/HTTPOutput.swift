@@ -21,26 +21,26 @@ public struct HTTPOutputConfig: EncodedOutputConfig {
 }
 
 public enum HTTPOutputPlugin {
-    static let uri = ConfigKey<String?>.text("uri", "URL", required: true, "`http://` or `https://`; `https://user:pass@host/...` gives Basic credentials")
-    static let method = ConfigKey<HTTPMethod>.choice("method", default: .POST, "request method")
-    static let encoding = ConfigKey<HTTPEncoding>.choice("encoding", default: .ndjson, "`ndjson` (one record a line) | `json_array`")
-    public static let options = [uri.spec, method.spec, encoding.spec]
+    static let table = OptionTable(HTTPOutputConfig(uri: "", delivery: DeliveryOptions(buffer: DeliveryOptions.defaultBuffer)),
+                                   check: readShared) { d in [
+        .key(.text("uri", "URL", required: true, "`http://` or `https://`; `https://user:pass@host/...` gives Basic credentials"), \.uri) { _, u in u ?? "" },
+        .key(.choice("method", default: d.method, "request method"), \.method),
+        .key(.choice("encoding", default: d.encoding, "`ndjson` (one record a line) | `json_array`"), \.encoding),
+    ]}
 
-    public static let spec = PluginSpec.output("http", "send batches of records to an HTTP endpoint",
-                                               options: options, shared: networkOutputOptions) { r in
-        var http = HTTPOutputOptions.parse(r)
-        let method = r.get(HTTPOutputPlugin.method), encoding = r.get(HTTPOutputPlugin.encoding)
-        guard var uri = r.get(HTTPOutputPlugin.uri) else { return nil }
-        // user:password@ is taken out of the URI before anything may show it.
-        uri = http.takeUserinfo([uri], key: "uri", r)[0]
-        if !(uri.hasPrefix("http://") || uri.hasPrefix("https://")) {
-            r.error("uri", "must start with http:// or https://")
+    public static let spec = PluginSpec.output("http", "send batches of records to an HTTP endpoint", table, shared: networkOutputOptions)
+
+    /// The options every network output shares (`networkOutputOptions`), and the URI's credentials.
+    @Sendable static func readShared(_ r: ConfigReader, _ c: inout HTTPOutputConfig, _: Bool) {
+        c.http = HTTPOutputOptions.parse(r)
+        if r.has("uri") {
+            // user:password@ is taken out of the URI before anything may show it.
+            c.uri = c.http.takeUserinfo([c.uri], key: "uri", r)[0]
+            if !(c.uri.hasPrefix("http://") || c.uri.hasPrefix("https://")) {
+                r.error("uri", "must start with http:// or https://")
+            }
         }
-        var c = HTTPOutputConfig(uri: uri, delivery: DeliveryOptions.parse(r))
-        c.method = method
-        c.encoding = encoding
-        c.http = http
-        return c
+        c.delivery = DeliveryOptions.parse(r)
     }
 }
 

@@ -12,10 +12,9 @@ public struct StdoutOutputConfig: EncodedOutputConfig {
 }
 
 public enum StdoutOutputPlugin {
-    public static let spec = PluginSpec.output("stdout", "print records as newline-delimited JSON",
-                                               options: [MetadataKeys.group.spec], shared: localOutputOptions) { r in
-        StdoutOutputConfig(delivery: DeliveryOptions.parse(r, defaultBuffer: DeliveryOptions.localDefaultBuffer, concurrent: false))
-    }
+    static let table = OptionTable(StdoutOutputConfig()) { _ in [DocumentMetadata.row(\.delivery.metadata)] }
+
+    public static let spec = PluginSpec.localOutput("stdout", "print records as newline-delimited JSON", table, delivery: \.delivery)
 }
 
 /// The one sender of a stdout output.

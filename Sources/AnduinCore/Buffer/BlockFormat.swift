@@ -207,7 +207,7 @@ enum BlockCodec {
 
     /// Appends the block's records to `out`. The whole plain payload is copied into `out.documents`
     /// at once and the records point into it (between their frame headers): one memcpy per block
-    /// instead of an append per record (which was 3.6% of the disk-buffered HTTP benchmark's CPU).
+    /// instead of an append per record.
     static func unframe(_ plain: UnsafeRawBufferPointer, count: Int, into out: inout EncodedBatch) -> Decoded {
         let base = out.documents.count
         out.documents.append(contentsOf: plain)
@@ -231,8 +231,8 @@ enum BlockCodec {
         return p == plain.count ? .intact : .corrupt(decoded: count, reason: "trailing bytes after the last record")
     }
 
-    /// LZ4's speed/ratio knob: 4 took the disk-buffered HTTP benchmark from 2.94 to 2.76 CPU-s per
-    /// million lines; 8 was slower again (more bytes to write and read back).
+    /// LZ4's speed/ratio knob: faster than the default at a small cost in ratio; much higher is
+    /// slower again overall (more bytes to write and read back).
     static let lz4Acceleration: Int32 = 4
 
     /// Compressed size, or 0 if LZ4 failed (the caller then stores the payload uncompressed).

@@ -2,7 +2,7 @@ import CSupport
 
 /// CRC-32C (Castagnoli; reflected polynomial 0x82F63B78), the checksum of iSCSI, ext4 and Vector's disk
 /// buffer. The CPU's CRC32C instruction when it has one (x86-64 SSE4.2: the ring checksums every record
-/// and block on write and on read, and the table version was ~8% of the disk-buffered HTTP benchmark),
+/// and block on write and on read, so the table version is a visible share of a disk buffer's CPU),
 /// else table-driven slicing-by-8 (about a byte per cycle).
 ///
 /// `checksum(b, continuing: checksum(a)) == checksum(a + b)`.

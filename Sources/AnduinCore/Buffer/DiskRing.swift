@@ -67,11 +67,12 @@ public struct DiskRingOptions: Sendable {
 
     public static let minimumSegmentBytes = 1024
 
-    /// The defaults are the config's (`DeliveryKeys`), declared once.
-    public init(maxBytes: Int = DeliveryKeys.diskMaxBytes.defaultValue, segmentBytes: Int = DeliveryKeys.segmentBytes.defaultValue,
-                whenFull: WhenFull = DeliveryKeys.whenFull.defaultValue,
-                fsync: FsyncPolicy = .interval(DeliveryKeys.fsyncInterval.defaultValue),
-                compress: Bool = DeliveryKeys.compress.defaultValue) {
+    public static let defaultFsyncInterval = 1.0
+
+    /// These defaults are the config's too: `BufferSettings` takes them from here, so the ring does not
+    /// depend on the delivery layer above it.
+    public init(maxBytes: Int = 1 << 30, segmentBytes: Int = 64 << 20, whenFull: WhenFull = .block,
+                fsync: FsyncPolicy = .interval(defaultFsyncInterval), compress: Bool = true) {
         self.maxBytes = maxBytes
         self.segmentBytes = segmentBytes
         self.whenFull = whenFull

@@ -24,12 +24,12 @@ public enum LogLevelSetting: String, CaseIterable, Sendable { case trace, debug,
 /// The whole agent configuration after parsing and validation.
 public struct AgentConfig: Sendable {
     public var file: String
-    public var dataDirectory: String
-    public var logLevel: LogLevelSetting
-    public var logFormat: LogFormatSetting
+    public var dataDirectory = "./data"
+    public var logLevel = LogLevelSetting.info
+    public var logFormat = LogFormatSetting.text
     /// How long a stop waits for outputs to deliver what was read before giving up (what is not
     /// delivered is not checkpointed, so it is read again at the next start).
-    public var shutdownTimeout: Double
+    public var shutdownTimeout = 30.0
     /// `api:`: the HTTP API (metrics, health, ready, and /tap when enabled); off when absent.
     public var api: APIOptions?
     /// Where /metrics, /health and /ready listen, when the API is on.
@@ -68,23 +68,14 @@ public struct AgentConfig: Sendable {
         }
         // Relative paths in the config are relative to the config file, so `anduin run` works from anywhere.
         let baseDir = absoluteDirectory(of: file)
-        let top = ConfigReader(root, context: "config", diagnostics: diags, baseDirectory: baseDir, options: AgentKeys.all)
-        var cfg = AgentConfig(
-            file: file,
-            dataDirectory: top.get(AgentKeys.dataDir),
-            logLevel: top.get(AgentKeys.logLevel),
-            logFormat: top.get(AgentKeys.logFormat),
-            shutdownTimeout: top.get(AgentKeys.shutdownTimeout),
-            api: nil,
-            watchConfig: top.get(AgentKeys.watchConfig),
-            components: [])
+        let top = ConfigReader(root, context: "config", diagnostics: diags, baseDirectory: baseDir, options: options)
+        var cfg = table.defaults
+        cfg.file = file
+        table.read(top, into: &cfg)
         cfg.settings = ConfigDiff.flatten(root)
         if let problem = DataDirectory.problem(cfg.dataDirectory, checkCreatable: false) {
-            top.error(top.has(AgentKeys.dataDir.key) ? AgentKeys.dataDir.key : nil,
+            top.error(top.has("data_dir") ? "data_dir" : nil,
                       "data_dir \(cfg.dataDirectory) cannot hold checkpoints and buffers: \(problem)")
-        }
-        if let api = top.group(APIKeys.group) {
-            cfg.api = APIOptions.parse(api)
         }
 
         var names: [String: SourceMark] = [:]
@@ -145,7 +136,7 @@ public struct AgentConfig: Sendable {
             return nil
         }
         let typed = ConfigReader(value, context: "\(context) (\(type))", diagnostics: diags, baseDirectory: baseDir,
-                                 options: spec.allOptions.map { componentOptions(kind) + $0 })
+                                 options: componentOptions(kind) + spec.allOptions)
         _ = typed.value("type")
         var from: [String] = []
         var fromMarks: [SourceMark] = []
@@ -202,8 +193,23 @@ public struct AgentConfig: Sendable {
         return (from, marks)
     }
 
-    /// The top level's option table.
-    public static let options: [OptionSpec]? = AgentKeys.all
+    /// The top level's options; the component sections are read by `parse` itself.
+    static let table = OptionTable(AgentConfig(file: "", components: [])) { d in [
+        .key(.path("data_dir", default: d.dataDirectory, "checkpoints, disk buffers, dead letters (files 0600, folders 0700)"), \.dataDirectory),
+        .key(.choice("log_level", default: d.logLevel, "the agent's own logs, on stderr"), \.logLevel),
+        .key(.choice("log_format", default: d.logFormat, "the agent's own logs: text or one JSON object a line"), \.logFormat),
+        .key(.duration("shutdown_timeout", default: d.shutdownTimeout, 0...86_400, "how long a stop waits for outputs to deliver what was read (what is not delivered is read again at the next start)"), \.shutdownTimeout),
+        .key(.bool("watch_config", default: d.watchConfig, "reload when the config file's content changes (as `run --watch-config`; a ConfigMap update too)"), \.watchConfig),
+        .group(APIOptions.group, \.api) { g -> APIOptions? in
+            var o = APIOptions.table.defaults
+            APIOptions.table.read(g, into: &o)
+            return o
+        },
+        .declared(ConfigKey<ConfigValue?>.free("inputs", "mapping: name → input", "`<name>: {type: ..., ...}`").spec),
+        .declared(ConfigKey<ConfigValue?>.free("filters", "mapping: name → filter", "`<name>: {type: ..., from: [<input or filter>, ...], ...}`").spec),
+        .declared(ConfigKey<ConfigValue?>.free("outputs", "mapping: name → output", "`<name>: {type: ..., from: [<input or filter>, ...], ...}`").spec),
+    ]}
+    public static let options: [OptionSpec] = table.options
 
     /// The keys every component has besides its plugin's options.
     static func componentOptions(_ kind: ComponentKind) -> [OptionSpec] {

@@ -1,9 +1,9 @@
 import Foundation
 
 /// Reads one component's (or the top level's) mapping into typed values, reporting every problem
-/// with its position. With an option table (`options:`), a key is unknown exactly when it is not
-/// declared, and options are read with `get(_:)`; without one (the older style), whatever key the
-/// parser did not ask for is reported as unknown by `finish()`.
+/// with its position. With an option table (`options:`, every plugin and the top level), a key is
+/// unknown exactly when it is not declared, and options are read with `get(_:)`; a mapping without one
+/// (the tests file of `anduin test`) reports as unknown whatever key its reader did not ask for.
 ///
 /// Used on one thread while a config loads.
 public final class ConfigReader {

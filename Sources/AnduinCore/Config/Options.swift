@@ -1,7 +1,8 @@
 /// Each option of a component (or of the agent's top level) is declared once, as a `ConfigKey`: its key,
-/// type, default, allowed range and meaning. From that one declaration come its parsing and range
-/// check (`ConfigReader.get`), the unknown-key check (a key is unknown when it is not declared, whatever
-/// the parser read), `validate`'s did-you-mean suggestions, and the README's reference tables
+/// type, default, allowed range and meaning, in a row of its owner's `OptionTable`, bound there to the
+/// config field it fills. From that one declaration come its parsing and range check
+/// (`ConfigReader.get`), the unknown-key check (a key is unknown when it is not declared, whatever the
+/// parser read), `validate`'s did-you-mean suggestions, and the README's reference tables
 /// (`anduin config reference`). Fluent Bit's `config_map[]` and Vector's typed config structs do the
 /// same job.
 
@@ -90,15 +91,21 @@ public struct OptionSpec: Sendable {
     }
 }
 
-/// One declared option with its typed default. Read it with `ConfigReader.get(_:)`.
+/// One declared option with its typed default. Read it with `ConfigReader.get(_:)`, or bind it to a
+/// field of the plugin's config struct in an `OptionTable`.
 public struct ConfigKey<Value: Sendable>: Sendable {
     public let spec: OptionSpec
     public let defaultValue: Value
     public var key: String { spec.key }
+    /// The `ConfigReader.get` overload for `Value`, chosen where the type is known (the constructors
+    /// below), so that a generic `OptionTable` row can read any key.
+    let read: @Sendable (ConfigReader, ConfigKey<Value>) -> Value
 
-    public init(_ key: String, _ kind: OptionKind, default d: Value, defaultText: String, _ doc: String) {
+    init(_ key: String, _ kind: OptionKind, default d: Value, defaultText: String, _ doc: String,
+         read: @escaping @Sendable (ConfigReader, ConfigKey<Value>) -> Value) {
         spec = OptionSpec(key: key, kind: kind, defaultText: defaultText, doc: doc)
         defaultValue = d
+        self.read = read
     }
 }
 
@@ -111,69 +118,69 @@ public let defaultSizeRange: ClosedRange<Int> = 0...(1 << 40)
 public extension ConfigKey where Value == Int {
     static func int(_ key: String, default d: Int, _ range: ClosedRange<Int>, _ doc: String,
                     defaultText: String? = nil) -> Self {
-        Self(key, .int(range), default: d, defaultText: defaultText ?? String(d), doc)
+        Self(key, .int(range), default: d, defaultText: defaultText ?? String(d), doc, read: { $0.get($1) })
     }
     static func size(_ key: String, default d: Int, _ range: ClosedRange<Int>, _ doc: String,
                      defaultText: String? = nil) -> Self {
-        Self(key, .size(range), default: d, defaultText: defaultText ?? ByteSize.format(d), doc)
+        Self(key, .size(range), default: d, defaultText: defaultText ?? ByteSize.format(d), doc, read: { $0.get($1) })
     }
 }
 
 public extension ConfigKey where Value == Double {
     static func duration(_ key: String, default d: Double, _ range: ClosedRange<Double>,
                          _ doc: String, defaultText: String? = nil) -> Self {
-        Self(key, .duration(range), default: d, defaultText: defaultText ?? DurationText.format(d), doc)
+        Self(key, .duration(range), default: d, defaultText: defaultText ?? DurationText.format(d), doc, read: { $0.get($1) })
     }
 }
 
 public extension ConfigKey where Value == Bool {
     static func bool(_ key: String, default d: Bool, _ doc: String) -> Self {
-        Self(key, .bool, default: d, defaultText: String(d), doc)
+        Self(key, .bool, default: d, defaultText: String(d), doc, read: { $0.get($1) })
     }
 }
 
 public extension ConfigKey where Value == String {
     static func string(_ key: String, default d: String, _ doc: String, defaultText: String? = nil) -> Self {
-        Self(key, .string, default: d, defaultText: defaultText ?? d, doc)
+        Self(key, .string, default: d, defaultText: defaultText ?? d, doc, read: { $0.get($1) })
     }
     static func path(_ key: String, default d: String, _ doc: String) -> Self {
-        Self(key, .path, default: d, defaultText: d, doc)
+        Self(key, .path, default: d, defaultText: d, doc, read: { $0.get($1) })
     }
 }
 
 public extension ConfigKey where Value == String? {
     /// An optional string; `required` reports its absence.
     static func string(_ key: String, required: Bool = false, _ doc: String, defaultText: String = "") -> Self {
-        Self(key, .string, default: nil, defaultText: required ? "(required)" : defaultText, doc)
+        Self(key, .string, default: nil, defaultText: required ? "(required)" : defaultText, doc, read: { $0.get($1) })
     }
     /// A string of a particular form, which the plugin checks.
     static func text(_ key: String, _ shape: String, required: Bool = false, _ doc: String, defaultText: String = "") -> Self {
-        Self(key, .text(shape), default: nil, defaultText: required ? "(required)" : defaultText, doc)
+        Self(key, .text(shape), default: nil, defaultText: required ? "(required)" : defaultText, doc, read: { $0.get($1) })
     }
     static func path(_ key: String, required: Bool = false, _ doc: String, defaultText: String = "") -> Self {
-        Self(key, .path, default: nil, defaultText: required ? "(required)" : defaultText, doc)
+        Self(key, .path, default: nil, defaultText: required ? "(required)" : defaultText, doc, read: { $0.get($1) })
     }
 }
 
 public extension ConfigKey where Value == Secret? {
     static func secret(_ key: String, _ doc: String) -> Self {
-        Self(key, .secret, default: nil, defaultText: "", doc)
+        Self(key, .secret, default: nil, defaultText: "", doc, read: { $0.get($1) })
     }
 }
 
 public extension ConfigKey where Value == [String] {
     static func list(_ key: String, default d: [String] = [], required: Bool = false, _ doc: String,
                      defaultText: String? = nil) -> Self {
-        Self(key, .list, default: d, defaultText: required ? "(required)" : defaultText ?? "[\(d.joined(separator: ", "))]", doc)
+        Self(key, .list, default: d, defaultText: required ? "(required)" : defaultText ?? "[\(d.joined(separator: ", "))]", doc, read: { $0.get($1) })
     }
     static func pathList(_ key: String, required: Bool = false, _ doc: String) -> Self {
-        Self(key, .pathList, default: [], defaultText: required ? "(required)" : "[]", doc)
+        Self(key, .pathList, default: [], defaultText: required ? "(required)" : "[]", doc, read: { $0.get($1) })
     }
 }
 
 public extension ConfigKey where Value: RawRepresentable & CaseIterable, Value.RawValue == String {
     static func choice(_ key: String, default d: Value, _ doc: String) -> Self {
-        Self(key, .choice(Value.allCases.map(\.rawValue)), default: d, defaultText: d.rawValue, doc)
+        Self(key, .choice(Value.allCases.map(\.rawValue)), default: d, defaultText: d.rawValue, doc, read: { $0.get($1) })
     }
 }
 
@@ -181,7 +188,7 @@ public extension ConfigKey where Value == ConfigValue? {
     /// A value the plugin reads itself (`shape` says what it looks like in the reference).
     static func free(_ key: String, _ shape: String, required: Bool = false, _ doc: String,
                      defaultText: String = "") -> Self {
-        Self(key, .free(shape), default: nil, defaultText: required ? "(required)" : defaultText, doc)
+        Self(key, .free(shape), default: nil, defaultText: required ? "(required)" : defaultText, doc, read: { $0.get($1) })
     }
 }
 

@@ -1,7 +1,5 @@
 import Foundation
 
-public enum Compression: String, CaseIterable, Sendable { case gzip, none }
-
 /// Credentials of an HTTP-based output. Secrets are read from the config or from files and held as
 /// `Secret` (printed as `***`); they are revealed only for libcurl.
 public struct HTTPAuthOptions: Sendable {
@@ -27,33 +25,51 @@ public struct HTTPOutputOptions: Sendable {
 
     public init() {}
 
+    /// The options every network output (`elasticsearch`, `http`) shares, declared once: connection,
+    /// TLS, credentials, headers and compression here; buffering, batching and retries in `DeliveryOptions.table`.
+    public static let table = OptionTable(HTTPOutputOptions(), check: checkAuth) { d in [
+        .key(.duration("connect_timeout", default: d.client.connectTimeout, 0.001...3600, "a connection that takes longer is abandoned and retried"), \.client.connectTimeout),
+        .key(.duration("request_timeout", default: d.client.requestTimeout, 0.001...86_400, "a request that takes longer is abandoned and retried"), \.client.requestTimeout),
+        .key(.bool("http2", default: d.client.http2, "HTTP/2 when the TLS server offers it, else HTTP/1.1; connections are kept alive"), \.client.http2),
+        .key(.text("proxy", "URL", "`http_proxy`/`https_proxy`/`no_proxy` are honoured; `\"\"` turns proxies off", defaultText: "(environment)"), \.client.proxy),
+        .group("tls", "verification is on by default", tls, \.client.tls),
+        .key(.string("user", "basic auth, with `password` or `password_file`"), \.auth.user),
+        .key(.secret("password", "basic auth password (a secret: shown as `***`)"), \.auth.password),
+        .key(.path("password_file", "basic auth password, re-read for every request"), \.auth.passwordFile),
+        .key(.secret("api_key", "`Authorization: ApiKey <key>` (Elasticsearch; a secret)"), \.auth.apiKey),
+        .key(.path("token_file", "`Authorization: Bearer <token>`, re-read when the file changes (rotated tokens)"), \.auth.tokenFile),
+        .custom(ConfigKey<ConfigValue?>.free("headers", "mapping: name → secret", "extra request headers; every value is a secret (shown as `***`)", defaultText: "{}").spec) { r, o in
+            o.headers = r.stringMap("headers").map { ($0.0, Secret($0.1)) }
+        },
+        .key(ConfigKey<Compression>.choice("compression", default: d.compression, "request bodies, sent as `Content-Encoding: gzip`"), \.compression),
+        .key(.int("compression_level", default: Int(d.compressionLevel), 1...12, "gzip level (libdeflate: 1 fastest, 6 default, 12 smallest; the output at 6 is no larger than zlib's)"), \.compressionLevel) { _, level in Int32(level) },
+    ]}
+
+    static let tls = OptionTable(TLSOptions(), check: checkTLS) { d in [
+        .key(.path("ca_file", "CA bundle that verifies the server"), \.caFile),
+        .key(.path("cert_file", "client certificate (with `key_file`)"), \.certFile),
+        .key(.path("key_file", "client key (with `cert_file`)"), \.keyFile),
+        .key(.bool("insecure_skip_verify", default: d.insecureSkipVerify, "do not verify the server (tests only)"), \.insecureSkipVerify),
+    ]}
+
     public static func parse(_ r: ConfigReader) -> HTTPOutputOptions {
-        typealias K = HTTPKeys
-        var o = HTTPOutputOptions()
-        o.client.connectTimeout = r.get(K.connectTimeout)
-        o.client.requestTimeout = r.get(K.requestTimeout)
-        o.client.http2 = r.get(K.http2)
-        o.client.proxy = r.get(K.proxy)
-        if let t = r.group(K.tls) {
-            o.client.tls.caFile = t.get(K.caFile)
-            o.client.tls.certFile = t.get(K.certFile)
-            o.client.tls.keyFile = t.get(K.keyFile)
-            o.client.tls.insecureSkipVerify = t.get(K.insecureSkipVerify)
-            if (o.client.tls.certFile == nil) != (o.client.tls.keyFile == nil) {
-                t.error(o.client.tls.certFile == nil ? "key_file" : "cert_file", "cert_file and key_file go together (client certificate)")
-            }
-            for (key, path) in [("ca_file", o.client.tls.caFile), ("cert_file", o.client.tls.certFile),
-                                ("key_file", o.client.tls.keyFile)] {
-                if let path, !FileManager.default.isReadableFile(atPath: path) {
-                    t.error(key, "cannot read \(path)")
-                }
+        var o = table.defaults
+        table.read(r, into: &o)
+        return o
+    }
+
+    @Sendable static func checkTLS(_ t: ConfigReader, _ tls: inout TLSOptions, _: Bool) {
+        if (tls.certFile == nil) != (tls.keyFile == nil) {
+            t.error(tls.certFile == nil ? "key_file" : "cert_file", "cert_file and key_file go together (client certificate)")
+        }
+        for (key, path) in [("ca_file", tls.caFile), ("cert_file", tls.certFile), ("key_file", tls.keyFile)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                t.error(key, "cannot read \(path)")
             }
         }
-        o.auth.user = r.get(K.user)
-        o.auth.password = r.get(K.password)
-        o.auth.passwordFile = r.get(K.passwordFile)
-        o.auth.apiKey = r.get(K.apiKey)
-        o.auth.tokenFile = r.get(K.tokenFile)
+    }
+
+    @Sendable static func checkAuth(_ r: ConfigReader, _ o: inout HTTPOutputOptions, _: Bool) {
         if o.auth.password != nil && o.auth.passwordFile != nil {
             r.error("password_file", "give password or password_file, not both")
         }
@@ -62,174 +78,7 @@ public struct HTTPOutputOptions: Sendable {
         }
         let schemes = [o.auth.user != nil, o.auth.apiKey != nil, o.auth.tokenFile != nil].filter { $0 }.count
         if schemes > 1 { r.error(nil, "choose one of user/password, api_key and token_file") }
-        o.headers = r.stringMap(K.headers.key).map { ($0.0, Secret($0.1)) }
-        o.compression = r.get(K.compression)
-        o.compressionLevel = Int32(r.get(K.compressionLevel))
-        return o
     }
-}
-
-/// Produces the auth part of each request; used by one delivery thread.
-public final class HTTPAuthenticator {
-    private let options: HTTPAuthOptions
-    private var tokenFile: SecretFile?
-    private var password: String?
-
-    public init(_ options: HTTPAuthOptions) {
-        self.options = options
-        password = options.password?.reveal()
-    }
-
-    /// Basic credentials for libcurl (never put in the URL), or nil.
-    public func basic() throws -> (String, String)? {
-        guard let user = options.user else { return nil }
-        if let file = options.passwordFile {
-            // Re-read each time: cheap, and a rotated secret is picked up without a restart.
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw HTTPAuthError("cannot read password_file \(file)")
-            }
-            password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
-        }
-        return (user, password ?? "")
-    }
-
-    /// Extra `Authorization` header for api_key / bearer token.
-    public func header() throws -> (String, String)? {
-        if let key = options.apiKey { return ("Authorization", "ApiKey " + key.reveal()) }
-        guard let file = options.tokenFile else { return nil }
-        let reader = tokenFile ?? SecretFile(path: file)
-        tokenFile = reader
-        do {
-            return ("Authorization", "Bearer " + (try reader.current()).reveal())
-        } catch {
-            throw HTTPAuthError("cannot read token_file \(error)")
-        }
-    }
-}
-
-public struct HTTPAuthError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    init(_ d: String) { description = d }
-}
-
-/// Compresses request bodies with a reused libdeflate compressor (`GzipEncoder`); used by one
-/// delivery thread.
-public struct BodyEncoder {
-    private var gzip: GzipEncoder?
-    public private(set) var body: [UInt8] = []
-
-    public init(_ compression: Compression, level: Int32) throws {
-        if compression == .gzip { gzip = try GzipEncoder(level: level) }
-    }
-
-    public var contentEncoding: String? { gzip == nil ? nil : "gzip" }
-
-    /// Calls `send` with the bytes to send for `raw`: itself, or its gzip (in a buffer reused for
-    /// every request).
-    public mutating func withEncoded<R>(_ raw: UnsafeRawBufferPointer,
-                                        _ send: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        guard gzip != nil else { return try send(raw) }
-        body.removeAll(keepingCapacity: true)
-        try gzip?.compress(raw, into: &body)
-        return try body.withUnsafeBytes(send)
-    }
-}
-
-/// What an HTTP-based sender needs for each request: the client (one kept-alive connection), the
-/// body compression, the auth headers and the fixed headers. One per delivery thread.
-public final class HTTPRequester {
-    private let client: HTTPClient
-    private let auth: HTTPAuthenticator
-    private var encoder: BodyEncoder
-    private let headers: [(String, String)]
-    private let abort: RequestAbort?
-    /// The `Retry-After` header of the last response, if it had one.
-    public private(set) var retryAfter: String?
-    /// The last request's body: its size before compression, and as sent.
-    public private(set) var lastBody: (uncompressed: Int, sent: Int) = (0, 0)
-
-    /// `abort`: the output's stop signal (`ComponentContext.requestAbort`), nil for requests that
-    /// always run to their end or timeout.
-    public init(_ options: HTTPOutputOptions, contentType: String, abort: RequestAbort? = nil) throws {
-        self.abort = abort
-        client = try HTTPClient(options: options.client)
-        auth = HTTPAuthenticator(options.auth)
-        encoder = try BodyEncoder(options.compression, level: options.compressionLevel)
-        // Revealed here, once: this list goes to libcurl with every request.
-        var h = options.headers.map { ($0.0, $0.1.reveal()) }
-        h.append(("Content-Type", contentType))
-        if let ce = encoder.contentEncoding { h.append(("Content-Encoding", ce)) }
-        headers = h
-    }
-
-    /// The scrubber for the credentials of the last request sent: a sender passes every text it
-    /// builds from the answer through it (per-item reasons come from 2xx bodies too).
-    public private(set) var scrubber = CredentialScrubber.none
-    /// What `scrubber` was built from: rebuilt only when the credentials change (a rotated token).
-    private var scrubberKey: [String]?
-
-    /// Compresses `raw` as configured and sends it with the credentials of the moment.
-    ///
-    /// The body of a response that is not 2xx is scrubbed of every credential this request carried
-    /// (see `CredentialScrubber`): receivers echo requests into their error bodies, and those bodies
-    /// end up in logs, errors and dead-letter files. A 2xx body is left as it is (scanning every
-    /// bulk receipt would cost more than the rare text taken from it): a sender scrubs what it takes
-    /// from one (per-item reasons) with `scrubber`.
-    public func send(method: String, url: String, body raw: [UInt8]) throws -> HTTPResponse {
-        try raw.withUnsafeBytes { try send(method: method, url: url, body: $0) }
-    }
-
-    /// As above, for a body that is not an array of its own (a run of an `EncodedBatch`).
-    public func send(method: String, url: String, body raw: UnsafeRawBufferPointer) throws -> HTTPResponse {
-        var h = headers
-        if let a = try auth.header() { h.append(a) }
-        let basic = try auth.basic()
-        retryAfter = nil
-        let started = monotonicSeconds()
-        let shouldAbort = abort.map { a in { a.shouldAbort(startedAt: started) } }
-        let key = [url, basic?.0 ?? "", basic?.1 ?? ""] + h.map(\.1)
-        if key != scrubberKey {
-            scrubber = CredentialScrubber(url: url, headers: h, basicAuth: basic)
-            scrubberKey = key
-        }
-        lastBody = (raw.count, raw.count)
-        var response = try encoder.withEncoded(raw) {
-            lastBody.sent = $0.count
-            return try client.send(method: method, url: url, headers: h, body: $0, basicAuth: basic, shouldAbort: shouldAbort)
-        }
-        retryAfter = response.header("retry-after")
-        if !(200..<300).contains(response.status), !response.body.isEmpty {
-            response.body = scrubber.scrub(response.body)
-        }
-        return response
-    }
-}
-
-/// `scheme://user:password@host/...`: the credentials a URL carries, taken out of it so the URL can be
-/// shown and logged, and the password held as a `Secret`.
-public struct URLUserinfo: Sendable, Equatable {
-    /// The URL without its userinfo.
-    public var url: String
-    public var user: String?
-    public var password: Secret?
-
-    public init(_ url: String) {
-        self.url = url
-        guard let schemeEnd = url.range(of: "://") else { return }
-        let rest = url[schemeEnd.upperBound...]
-        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
-        guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return }
-        let info = rest[..<at]
-        self.url = String(url[..<schemeEnd.upperBound]) + rest[rest.index(after: at)...]
-        if let colon = info.firstIndex(of: ":") {
-            user = Self.decode(info[..<colon])
-            password = Secret(Self.decode(info[info.index(after: colon)...]))
-        } else {
-            user = Self.decode(info)
-        }
-    }
-
-    private static func decode(_ s: Substring) -> String { String(s).removingPercentEncoding ?? String(s) }
 }
 
 extension HTTPOutputOptions {

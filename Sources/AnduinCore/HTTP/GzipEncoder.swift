@@ -2,12 +2,11 @@ import CDeflate
 
 /// Reusable gzip compressor for whole request bodies, on libdeflate.
 ///
-/// Why libdeflate and not zlib: on real Elasticsearch bulk bodies of the benchmark corpus
-/// (`make bench-deflate`, 1.5 MB each) libdeflate level 6 compresses at 153 MB per CPU-second
-/// against zlib level 6's 93, to 8.7% of the input against 8.9%. ISA-L igzip is faster still
-/// (1,350 MB/s at its level 1-2) but its output is 20% larger than zlib 6's at every level, and the
-/// wire bytes are what a cluster's ingest pays for. A body is always whole in memory, so the
-/// whole-buffer API loses nothing; zlib stays for decompression, which streams.
+/// Why libdeflate and not zlib: on real Elasticsearch bulk bodies (`make bench-deflate` compares
+/// them) libdeflate is clearly faster than zlib at the same level, with output no larger. ISA-L igzip
+/// is faster still but its output is markedly larger than zlib's at every level, and the wire bytes
+/// are what a cluster's ingest pays for. A body is always whole in memory, so the whole-buffer API
+/// loses nothing; zlib stays for decompression, which streams.
 ///
 /// Levels are libdeflate's, on zlib's scale: 1 fastest … 6 default … 9 (zlib's maximum) … 12
 /// smallest; 0 stores. Each level is faster than zlib's and its output smaller.
@@ -56,9 +55,9 @@ private final class DeflateCompressor {
     deinit { libdeflate_free_compressor(handle) }
 
     func compress(_ input: UnsafeRawBufferPointer, into out: inout [UInt8]) throws {
-        // First into room for a quarter of the input: log bodies compress to 9-12%, and the output
-        // array (reused) stays that size instead of the bound's (P2: 3.7 MB zero-filled and resident
-        // per delivery thread). Only input that does not compress to a quarter is compressed again,
+        // First into room for a quarter of the input: log bodies compress to about a tenth, and the
+        // output array (reused) stays that size instead of the bound's (zero-filled and resident per
+        // delivery thread). Only input that does not compress to a quarter is compressed again,
         // into the bound, which covers stored blocks plus header and trailer.
         let bound = libdeflate_gzip_compress_bound(handle, input.count)
         if !stores && bound > 64 << 10 && attempt(input, room: input.count / 4 + 1024, into: &out) { return }

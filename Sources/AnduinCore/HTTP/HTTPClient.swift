@@ -137,32 +137,7 @@ public final class HTTPClient {
         func check(_ name: String, _ rc: CURLcode) {
             if rc != CURLE_OK && failed == nil { failed = (name, rc) }
         }
-        check("URL", anduin_setopt_str(handle, CURLOPT_URL, url))
-        check("HTTPHEADER", anduin_setopt_slist(handle, CURLOPT_HTTPHEADER, list))
-        // The handle keeps options between requests, so every method-related one is set each time.
-        check("NOBODY", anduin_setopt_long(handle, CURLOPT_NOBODY, 0))
-        switch method {
-        case "GET":
-            check("HTTPGET", anduin_setopt_long(handle, CURLOPT_HTTPGET, 1))
-            check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, nil))
-        case "HEAD":
-            check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, nil))
-            check("NOBODY", anduin_setopt_long(handle, CURLOPT_NOBODY, 1))
-        default:
-            check("POSTFIELDSIZE_LARGE", anduin_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
-            // POSTFIELDS (not COPYPOSTFIELDS): curl reads the caller's bytes in place, no copy.
-            let ptr = body.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) } ?? emptyBody
-            check("POSTFIELDS", anduin_setopt_ptr(handle, CURLOPT_POSTFIELDS, ptr))
-            check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, method == "POST" ? nil : method))
-        }
-        if case let (user, password)? = basicAuth {
-            check("USERNAME", anduin_setopt_str(handle, CURLOPT_USERNAME, user))
-            check("PASSWORD", anduin_setopt_str(handle, CURLOPT_PASSWORD, password))
-        } else {
-            // Clear credentials left from an earlier request on this handle.
-            check("USERNAME", anduin_setopt_str(handle, CURLOPT_USERNAME, nil))
-            check("PASSWORD", anduin_setopt_str(handle, CURLOPT_PASSWORD, nil))
-        }
+        setRequest(method: method, url: url, headers: list, body: body, basicAuth: basicAuth, check)
         let abort = shouldAbort.map(AbortContext.init)
         if let abort {
             check("XFERINFOFUNCTION", anduin_setopt_xferinfofn(handle, CURLOPT_XFERINFOFUNCTION, sendProgressCallback))
@@ -261,6 +236,34 @@ public final class HTTPClient {
         return try r.get()
     }
 
+    /// Sets the options of one request, reporting each result to `check`. The handle keeps options
+    /// between requests, so every method-related one and the credentials are set each time (nil
+    /// credentials clear an earlier request's).
+    private func setRequest(method: String, url: String, headers list: UnsafeMutablePointer<curl_slist>?,
+                            body: UnsafeRawBufferPointer, basicAuth: (String, String)?,
+                            _ check: (String, CURLcode) -> Void) {
+        check("URL", anduin_setopt_str(handle, CURLOPT_URL, url))
+        check("HTTPHEADER", anduin_setopt_slist(handle, CURLOPT_HTTPHEADER, list))
+        check("NOBODY", anduin_setopt_long(handle, CURLOPT_NOBODY, 0))
+        switch method {
+        case "GET":
+            check("HTTPGET", anduin_setopt_long(handle, CURLOPT_HTTPGET, 1))
+            check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, nil))
+        case "HEAD":
+            check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, nil))
+            check("NOBODY", anduin_setopt_long(handle, CURLOPT_NOBODY, 1))
+        default:
+            check("POSTFIELDSIZE_LARGE", anduin_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
+            // POSTFIELDS (not COPYPOSTFIELDS): curl reads the caller's bytes in place, no copy.
+            let ptr = body.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) } ?? emptyBody
+            check("POSTFIELDS", anduin_setopt_ptr(handle, CURLOPT_POSTFIELDS, ptr))
+            check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, method == "POST" ? nil : method))
+        }
+        let (user, password) = basicAuth.map { ($0.0 as String?, $0.1 as String?) } ?? (nil, nil)
+        check("USERNAME", anduin_setopt_str(handle, CURLOPT_USERNAME, user))
+        check("PASSWORD", anduin_setopt_str(handle, CURLOPT_PASSWORD, password))
+    }
+
     private func appendHeaders(_ headers: [(String, String)],
                                to list: inout UnsafeMutablePointer<curl_slist>?) throws(HTTPClientError) {
         for (name, value) in headers {
@@ -285,13 +288,7 @@ public final class HTTPClient {
         func check(_ name: String, _ rc: CURLcode) {
             if rc != CURLE_OK && failed == nil { failed = (name, rc) }
         }
-        check("URL", anduin_setopt_str(handle, CURLOPT_URL, url))
-        check("HTTPHEADER", anduin_setopt_slist(handle, CURLOPT_HTTPHEADER, list))
-        check("NOBODY", anduin_setopt_long(handle, CURLOPT_NOBODY, 0))
-        check("HTTPGET", anduin_setopt_long(handle, CURLOPT_HTTPGET, 1))
-        check("CUSTOMREQUEST", anduin_setopt_str(handle, CURLOPT_CUSTOMREQUEST, nil))
-        check("USERNAME", anduin_setopt_str(handle, CURLOPT_USERNAME, nil))
-        check("PASSWORD", anduin_setopt_str(handle, CURLOPT_PASSWORD, nil))
+        setRequest(method: "GET", url: url, headers: list, body: UnsafeRawBufferPointer(start: nil, count: 0), basicAuth: nil, check)
         check("TIMEOUT_MS", anduin_setopt_long(handle, CURLOPT_TIMEOUT_MS, millis(timeout)))
         check("WRITEFUNCTION", anduin_setopt_datafn(handle, CURLOPT_WRITEFUNCTION, streamWriteCallback))
         check("WRITEDATA", anduin_setopt_ptr(handle, CURLOPT_WRITEDATA, ctx))

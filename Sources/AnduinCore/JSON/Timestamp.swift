@@ -90,8 +90,8 @@ public enum Timestamp {
         var rem = secs % 86_400
         if rem < 0 { rem += 86_400; days -= 1 }
         let (y, m, d) = civilFromDays(days)
-        // The 30 bytes are written on the stack and appended at once: a byte-at-a-time append (a
-        // uniqueness and capacity check each) was 638 instructions a record (callgrind, P2).
+        // The 30 bytes are written on the stack and appended at once: a byte-at-a-time append costs
+        // a uniqueness and capacity check per byte, on every record.
         var tmp: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         withUnsafeMutableBytes(of: &tmp) { b in
             var i = 0

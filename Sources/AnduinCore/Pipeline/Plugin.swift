@@ -119,15 +119,14 @@ public struct PluginSpec: Sendable {
 
     public let type: String
     public let summary: String
-    /// The option table (without `type` and `from`); nil for a plugin still read in the older style,
-    /// where unknown keys are the keys its parser did not read.
-    public let options: [OptionSpec]?
+    /// The option table (without `type` and `from`).
+    public let options: [OptionSpec]
     /// Options shared with other plugin types (the network outputs' buffer, batch, TLS...), documented once.
     public let shared: OptionSection?
     public let configure: Configure
 
-    /// Every option this type accepts besides `type` and `from`; nil for the older style.
-    public var allOptions: [OptionSpec]? { options.map { $0 + (shared?.options ?? []) } }
+    /// Every option this type accepts besides `type` and `from`.
+    public var allOptions: [OptionSpec] { options + (shared?.options ?? []) }
 
     public var kind: ComponentKind {
         switch configure {
@@ -137,17 +136,45 @@ public struct PluginSpec: Sendable {
         }
     }
 
-    public static func input(_ type: String, _ summary: String, options: [OptionSpec]? = nil,
+    public static func input(_ type: String, _ summary: String, options: [OptionSpec],
                              _ parse: @escaping @Sendable (ConfigReader) -> (any InputConfig)?) -> PluginSpec {
         PluginSpec(type: type, summary: summary, options: options, shared: nil, configure: .input(parse))
     }
-    public static func filter(_ type: String, _ summary: String, options: [OptionSpec]? = nil,
+    public static func filter(_ type: String, _ summary: String, options: [OptionSpec],
                               _ parse: @escaping @Sendable (ConfigReader) -> (any FilterConfig)?) -> PluginSpec {
         PluginSpec(type: type, summary: summary, options: options, shared: nil, configure: .filter(parse))
     }
-    public static func output(_ type: String, _ summary: String, options: [OptionSpec]? = nil, shared: OptionSection? = nil,
+    public static func output(_ type: String, _ summary: String, options: [OptionSpec], shared: OptionSection? = nil,
                               _ parse: @escaping @Sendable (ConfigReader) -> (any OutputConfig)?) -> PluginSpec {
         PluginSpec(type: type, summary: summary, options: options, shared: shared, configure: .output(parse))
+    }
+
+    /// A plugin whose options are all in `table`: its config is the table's defaults with the table
+    /// read into them.
+    public static func input<C: InputConfig>(_ type: String, _ summary: String, _ table: OptionTable<C>) -> PluginSpec {
+        .input(type, summary, options: table.options) { table.parse($0) }
+    }
+    public static func filter<C: FilterConfig>(_ type: String, _ summary: String, _ table: OptionTable<C>) -> PluginSpec {
+        .filter(type, summary, options: table.options) { table.parse($0) }
+    }
+    public static func output<C: OutputConfig>(_ type: String, _ summary: String, _ table: OptionTable<C>,
+                                               shared: OptionSection? = nil) -> PluginSpec {
+        .output(type, summary, options: table.options, shared: shared) { table.parse($0) }
+    }
+
+    /// An output that writes itself (file, stdout, blackhole): its own options in `table`, and the
+    /// runtime's `buffer:`, `batch:`, `retry:`, `dead_letter:` and `ready:` (`localOutputOptions`)
+    /// read into `delivery`, one request at a time.
+    public static func localOutput<C: EncodedOutputConfig>(_ type: String, _ summary: String, _ table: OptionTable<C>,
+                                                           delivery: WritableKeyPath<C, DeliveryOptions> & Sendable) -> PluginSpec {
+        .output(type, summary, options: table.options, shared: localOutputOptions) { r in
+            let errorsBefore = r.diagnostics.items.count
+            var c = table.defaults
+            table.read(r, into: &c)
+            DeliveryOptions.runtimeTable.read(r, into: &c[keyPath: delivery])
+            c[keyPath: delivery].concurrency = 1
+            return r.diagnostics.items.count == errorsBefore ? c : nil
+        }
     }
 }
 

@@ -15,21 +15,24 @@ public struct DocumentMetadata: Sendable, Equatable {
 }
 
 /// The `metadata:` group every output has, declared once.
-public enum MetadataKeys {
-    static let filePath = ConfigKey<Bool>.bool("file_path", default: true, "`log.file.path`: the path the line was read from")
-    static let offset = ConfigKey<Bool>.bool("offset", default: true, "`log.offset`: the line's byte offset in that file")
-    static let eventID = ConfigKey<Bool>.bool("event_id", default: true, "`event.id`: source identity and offset; off, Elasticsearch's `_id` is still computed from them (replays stay exact)")
-    public static let group = ConfigGroup("metadata", "source-position fields written into every document; each costs bytes per record (see *Performance*)",
-                                          defaultText: "all `true`", [filePath.spec, offset.spec, eventID.spec])
+public extension DocumentMetadata {
+    static let table = OptionTable(DocumentMetadata()) { d in [
+        .key(.bool("file_path", default: d.filePath, "`log.file.path`: the path the line was read from"), \.filePath),
+        .key(.bool("offset", default: d.offset, "`log.offset`: the line's byte offset in that file"), \.offset),
+        .key(.bool("event_id", default: d.eventID, "`event.id`: source identity and offset; off, Elasticsearch's `_id` is still computed from them (replays stay exact)"), \.eventID),
+    ]}
+    static let group = ConfigGroup("metadata", "source-position fields written into every document; each costs bytes per record (see *Performance*)",
+                                   defaultText: "all `true`", table.options)
 
-    /// Reads `metadata:` from an output's options.
-    public static func parse(_ r: ConfigReader) -> DocumentMetadata {
+    /// The `metadata:` row of an output's table.
+    static func row<C: Sendable>(_ field: WritableKeyPath<C, DocumentMetadata> & Sendable) -> OptionTable<C>.Row {
+        .group(group, table, field)
+    }
+
+    /// Reads `metadata:` from the options of an output without a table row for it (the shared ones).
+    static func read(_ r: ConfigReader) -> DocumentMetadata {
         var m = DocumentMetadata()
-        if let g = r.group(group) {
-            m.filePath = g.get(filePath)
-            m.offset = g.get(offset)
-            m.eventID = g.get(eventID)
-        }
+        if let g = r.group(group) { table.read(g, into: &m) }
         return m
     }
 }

@@ -25,7 +25,7 @@ public struct EncodedRecord: Sendable, Equatable {
 
 /// Invariant: the `append` methods write a newline after each document (outside its range), so a
 /// batch built by them is its own NDJSON body (`withNDJSON`): the HTTP output sends it without
-/// copying it first (a 2-4 MB copy per delivery thread at P2's peak). Batches read back from the
+/// copying it first (a copy of the whole body per delivery thread). Batches read back from the
 /// disk ring interleave frame headers instead.
 public struct EncodedBatch: Sendable {
     public var documents: [UInt8] = []
