@@ -76,6 +76,39 @@ final class TailTurnTests: XCTestCase {
         XCTAssertEqual(sink.batches.flatMap(\.messages).filter { $0.hasPrefix("new") }, ["new-1", "new-2"])
     }
 
+    /// copytruncate, and the new content grows past the old read position before the next
+    /// fingerprint look (within a second): the read does not go on from that stale position, which
+    /// shipped the new content from mid-line and then all of it again under the next generation
+    /// (torture seed 90001 run 38: 5 lines twice in the index).
+    func testATruncationRewrittenPastTheReadPositionIsSeenBeforeReading() throws {
+        let root = NSTemporaryDirectory() + "anduin-tail-regrow-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for d in ["a", "data"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
+        }
+        let sink = CollectingSink()
+        let input = makeInput(root, sink: sink)
+        var now = monotonicSeconds()
+        func turn(_ step: Double) {
+            now += step
+            _ = input.turn(now: now, isStopping: { false })
+        }
+        let path = root + "/a/0.log"
+        try Data("old-1\nold-2\nold-3\n".utf8).write(to: URL(fileURLWithPath: path))
+        turn(1)
+        turn(0.1)
+        XCTAssertEqual(sink.batches.flatMap(\.messages), ["old-1", "old-2", "old-3"])
+        // Truncated in place and rewritten, longer than before, between two reads 100 ms apart.
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        h.truncateFile(atOffset: 0)
+        h.write(Data("fresh-1\nfresh-2\nfresh-3\nfresh-4\n".utf8))
+        h.closeFile()
+        turn(0.1)
+        for _ in 0..<3 { turn(1) }
+        XCTAssertEqual(sink.batches.flatMap(\.messages), ["old-1", "old-2", "old-3", "fresh-1", "fresh-2", "fresh-3", "fresh-4"],
+                       "the new content once, from its start")
+    }
+
     /// copytruncate while the old content's batch is in flight retires that generation; the new
     /// content is then rotated away, drained and closed (parked). When the old batch completes, its
     /// generation must not be parked over the newer one: after a restart the search would find the

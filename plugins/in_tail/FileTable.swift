@@ -283,6 +283,13 @@ final class FileTable {
             f.fingerprintCheckedAt = now
             truncated = !f.fingerprintMatches()
         }
+        // Between fingerprint looks: a file read to its end that has new bytes, truncated and
+        // rewritten past the read position meanwhile, no longer has a line end just before that
+        // position. Reading on from there would ship the new content from mid-line, and all of it
+        // again once the fingerprint tells (duplicates under another identity).
+        if !truncated && f.atEnd && size > f.readOffset && !f.endsLineBeforeReadOffset() {
+            truncated = true
+        }
         if truncated {
             truncations.add()
             logger.warning("\(f.path) was truncated (copytruncate?): reading it again from the start")

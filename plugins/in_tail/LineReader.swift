@@ -177,6 +177,7 @@ final class LineReader {
         decode(f, UnsafeRawBufferPointer(start: p, count: n), at: f.readOffset, truncated: false,
                readTime: wallClockNanos(), into: &batch)
         f.readOffset = size
+        f.unterminatedTailRead = true
         emit(f, &batch)
     }
 

@@ -115,6 +115,18 @@ final class TailedFile {
         }
     }
 
+    /// The last line was shipped without its newline (a rotated file closing): `readOffset` is not
+    /// at a line start.
+    var unterminatedTailRead = false
+
+    /// True when `readOffset` starts a line as read: at 0, or just after a newline. Not checked
+    /// (true) where it is mid-line by design: skipping an over-long line, after an unterminated tail.
+    func endsLineBeforeReadOffset() -> Bool {
+        guard readOffset > 0, longLineStart == nil, !unterminatedTailRead else { return true }
+        var b: UInt8 = 0
+        return pread(fd, &b, 1, off_t(readOffset - 1)) == 1 && b == 0x0A
+    }
+
     /// What `format: auto` makes of the file's first non-blank line (its first 4 KiB suffice: the
     /// choice rests on the line's first byte or CRI header), nil when there is none yet.
     func detectFormatFromStart() -> LogFormat? {
@@ -148,6 +160,7 @@ final class TailedFile {
     func restart() {
         readOffset = 0
         replayUntil = 0
+        unterminatedTailRead = false
         generation = generation.addingSaturating(1)
         decoder.reset()
         joiner?.reset()
