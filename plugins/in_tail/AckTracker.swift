@@ -20,7 +20,7 @@ final class AckTracker: Sendable {
         var delivered: Int64
     }
     /// A registered batch, for `complete`.
-    struct Ticket: Sendable {
+    struct Registration: Sendable {
         var fileID: Int
         var seq: Int
     }
@@ -46,31 +46,31 @@ final class AckTracker: Sendable {
     }
 
     /// Registers a batch of file `fileID`.
-    func register(fileID: Int, position: Position) -> Ticket {
+    func register(fileID: Int, position: Position) -> Registration {
         state.withLock { s in
             var q = s.queues.removeValue(forKey: fileID) ?? FileQueue()
             q.entries.append(Entry(position: position, done: false, readAt: monotonicSeconds()))
             let seq = q.firstSeq + q.entries.count - 1
             s.queues[fileID] = q
-            return Ticket(fileID: fileID, seq: seq)
+            return Registration(fileID: fileID, seq: seq)
         }
     }
 
-    func complete(_ ticket: Ticket) {
+    func complete(_ registration: Registration) {
         let readAt: Double? = state.withLock { s in
             // Taken out and put back: mutating it in place through the dictionary would copy the array.
-            guard var q = s.queues.removeValue(forKey: ticket.fileID) else { return nil }
-            defer { if q.outstanding > 0 { s.queues[ticket.fileID] = q } }
-            let i = ticket.seq - q.firstSeq
+            guard var q = s.queues.removeValue(forKey: registration.fileID) else { return nil }
+            defer { if q.outstanding > 0 { s.queues[registration.fileID] = q } }
+            let i = registration.seq - q.firstSeq
             guard i >= q.head, i < q.entries.count else { return nil }
             q.entries[i].done = true
             let readAt = q.entries[i].readAt
             while q.head < q.entries.count, q.entries[q.head].done {
-                s.acked[ticket.fileID] = q.entries[q.head].position
+                s.acked[registration.fileID] = q.entries[q.head].position
                 q.head += 1
                 s.dirty = true
             }
-            // Fully acknowledged, the queue is dropped (the defer above); tickets are completed once.
+            // Fully acknowledged, the queue is dropped (the defer above); registrations are completed once.
             if q.outstanding > 0 && q.head > 1024 && q.head * 2 > q.entries.count {
                 q.entries.removeFirst(q.head)
                 q.firstSeq += q.head

@@ -73,7 +73,7 @@ final class LineReader {
         logger.warning("\(f.path): line at offset \(e.offset) does not fit \(how): \(e.reason); it begins \"\(head)\"\(e.head.count >= 64 ? "…" : "")\(hint). Shipped as a plain message; decode_errors counts every such line (\(count) in this read), this is said once per file")
     }
 
-    /// Reads up to the per-file budget while the hand-off has room. Returns true when the file has
+    /// Reads up to the per-file budget while the emitter has room. Returns true when the file has
     /// more to read right away.
     func read(_ f: TailedFile, isStopping: () -> Bool) -> Bool {
         guard let size = f.size() else { return false }
@@ -224,15 +224,15 @@ final class LineReader {
         let position = f.position
         if batch.isEmpty && lastRegistered[f.id] == position { return }
         lastRegistered[f.id] = position
-        let ticket = tracker.register(fileID: f.id, position: position)
+        let registration = tracker.register(fileID: f.id, position: position)
         if batch.isEmpty {
-            tracker.complete(ticket)
+            tracker.complete(registration)
             return
         }
         recordsOut.add(batch.count)
         batch.compact()
         let tracker = self.tracker
-        sink.push(batch, AckToken { tracker.complete(ticket) })
+        sink.push(batch, AckToken { tracker.complete(registration) })
         batch = RecordBatch(source: batch.source, inputName: name)
     }
 }

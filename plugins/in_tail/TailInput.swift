@@ -9,11 +9,11 @@ import Glibc
 ///
 /// Parts: `Discovery` (globs, symlinks, searching a directory for a known file), a `WatchBackend`
 /// (inotify or polling), `FileTable` (open, rotate, drain, close), `LineReader` (bytes to batches),
-/// `CheckpointRegistry` (positions, parked files, persistence) and `BatchHandoff` (emitting on a
+/// `CheckpointRegistry` (positions, parked files, persistence) and `TailEmitter` (emitting on a
 /// thread of its own, so a full output pauses reading but never discovery).
 ///
 /// Threading: the pipeline moves the input to its thread for `run` and takes it back for `finish`
-/// (it is not Sendable). Only `tracker` and `handoff` are reached from other threads (they lock).
+/// (it is not Sendable). Only `tracker` and `emitter` are reached from other threads (they lock).
 final class TailInput: Input {
     private let config: TailConfig
     private let name: String
@@ -25,7 +25,7 @@ final class TailInput: Input {
     /// Built by `prepare` (read by tests: which files are open).
     private(set) var table: FileTable?
     private var backend: (any WatchBackend)?
-    private var handoff: BatchHandoff?
+    private var emitter: TailEmitter?
     private var rescanRequested = true
     private var startupKeys: Set<FileKey>?
     private let checkpointErrors, searchesFound, checkpointsExpired, scanErrors, scans: Counter
@@ -96,10 +96,10 @@ final class TailInput: Input {
                 logger.warning("inotify is unavailable (\(String(cString: strerror(errno)))): polling every \(config.pollInterval)s instead")
             }
         }
-        let handoff = BatchHandoff(control: control)
-        handoff.start()
-        self.handoff = handoff
-        prepare(backend: backend, sink: handoff)
+        let emitter = TailEmitter(control: control)
+        emitter.start()
+        self.emitter = emitter
+        prepare(backend: backend, sink: emitter)
 
         var events = WatchEvents()
         let stopping = { control.isStopping }
@@ -107,11 +107,11 @@ final class TailInput: Input {
             let now = monotonicSeconds()
             let more = turn(now: now, isStopping: stopping)
             if control.isStopping { break }
-            handoff.publish()
+            emitter.publish()
             events.reset()
-            if !handoff.hasRoom {
+            if !emitter.hasRoom {
                 // Paused by backpressure: wait for room, but no longer than the next scan is due.
-                handoff.waitForRoom(min(config.pollInterval, config.globInterval))
+                emitter.waitForRoom(min(config.pollInterval, config.globInterval))
                 backend.wait(timeout: 0, into: &events)
             } else if more {
                 backend.wait(timeout: 0, into: &events)
@@ -126,7 +126,7 @@ final class TailInput: Input {
             if events.directoryChanged { rescanRequested = true }
             if events.overflow { lastSweep = -Double.infinity }
         }
-        handoff.finish()
+        emitter.finish()
     }
 
     /// Loads the checkpoints and builds the reader and the file table (`run`; a test gives its own

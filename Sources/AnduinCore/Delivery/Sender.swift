@@ -1,8 +1,9 @@
 import Synchronization
 
-/// What a network output (Elasticsearch, HTTP) implements: send one batch of encoded records and say
-/// what became of each. The runner around it does the batching, buffering, retries, backoff,
-/// dead-lettering and acknowledgements, the same way for every such output.
+/// What every output implements (Elasticsearch, HTTP, file, stdout, blackhole): send one batch of
+/// encoded records and say what became of each. The runner around it (`DeliveryRunner`) does the
+/// batching, buffering, retries, backoff, dead-lettering and acknowledgements, the same way for every
+/// output.
 ///
 /// A sender is used by one thread at a time (the runner makes one per concurrent request slot).
 public protocol BatchSender: AnyObject {

@@ -1,6 +1,6 @@
 import AnduinCore
 
-/// Where `LineReader` hands its batches: the `BatchHandoff` thread, or a test collecting them.
+/// Where `LineReader` hands its batches: the `TailEmitter` thread, or a test collecting them.
 protocol BatchSink: AnyObject {
     /// True while another read may be pushed. Never blocks.
     var hasRoom: Bool { get }
@@ -14,7 +14,7 @@ protocol BatchSink: AnyObject {
 /// away during an outage is still found and pinned (kept open).
 ///
 /// Order is kept (one emitting thread, FIFO), so acknowledgement order is unchanged.
-final class BatchHandoff: BatchSink, Sendable {
+final class TailEmitter: BatchSink, Sendable {
     private struct State {
         /// Taken slots are set to nil at once: a token is released (and may complete) as soon as the
         /// pipeline is done with it, never kept alive by this queue.
