@@ -8,8 +8,9 @@ import XCTest
 /// directory, its batches collected and acknowledged by hand.
 final class TailTurnTests: XCTestCase {
     /// A tail input on `root/*/*.log` driven turn by turn, its batches collected in `sink`.
-    func makeInput(_ root: String, sink: CollectingSink) -> TailInput {
+    func makeInput(_ root: String, sink: CollectingSink, startAt: StartAt = .beginning) -> TailInput {
         var config = TailConfig(paths: [root + "/*/*.log"])
+        config.startAt = startAt
         config.format = .raw
         config.watch = .poll
         config.rotateWait = 1
@@ -107,6 +108,33 @@ final class TailTurnTests: XCTestCase {
         for _ in 0..<3 { turn(1) }
         XCTAssertEqual(sink.batches.flatMap(\.messages), ["old-1", "old-2", "old-3", "fresh-1", "fresh-2", "fresh-3", "fresh-4"],
                        "the new content once, from its start")
+    }
+
+    /// `start_at: end` on a file whose last 64 KiB hold no line end starts inside that line; when the
+    /// line is finished and more follow, that is no truncation: the file is not read again from 0.
+    func testStartedInsideALongLastLineIsNotTakenForATruncation() throws {
+        let root = NSTemporaryDirectory() + "anduin-tail-midline-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for d in ["a", "data"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
+        }
+        let path = root + "/a/0.log"
+        try Data(("early\n" + String(repeating: "x", count: 70_000)).utf8).write(to: URL(fileURLWithPath: path))
+        let sink = CollectingSink()
+        let input = makeInput(root, sink: sink, startAt: .end)
+        var now = monotonicSeconds()
+        func turn(_ step: Double) {
+            now += step
+            _ = input.turn(now: now, isStopping: { false })
+        }
+        turn(1)
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        h.seekToEndOfFile()
+        h.write(Data("y\nlater\n".utf8))
+        h.closeFile()
+        for _ in 0..<3 { turn(0.1) }
+        for _ in 0..<2 { turn(1) }
+        XCTAssertEqual(sink.batches.flatMap(\.messages).filter { !$0.hasPrefix("x") }, ["y", "later"], "nothing before the start read")
     }
 
     /// copytruncate while the old content's batch is in flight retires that generation; the new

@@ -156,6 +156,8 @@ final class FileTable {
         // Started at its end (start_at: end): take its identity now so the position is checkpointed
         // even if no line comes before the next stop, or that stop would start it at the end again.
         if resumed == nil && offset > 0 { _ = f.establishIdentity() }
+        // Opened inside a line: the line-end check before reading on does not apply to this position.
+        if offset > 0 && !f.byteBeforeReadOffsetIsNewline() { f.readOffsetMidLine = true }
         reader.register(f)
         registry.fileOpened()
         files[key] = f

@@ -177,7 +177,7 @@ final class LineReader {
         decode(f, UnsafeRawBufferPointer(start: p, count: n), at: f.readOffset, truncated: false,
                readTime: wallClockNanos(), into: &batch)
         f.readOffset = size
-        f.unterminatedTailRead = true
+        f.readOffsetMidLine = true
         emit(f, &batch)
     }
 

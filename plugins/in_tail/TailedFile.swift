@@ -115,14 +115,19 @@ final class TailedFile {
         }
     }
 
-    /// The last line was shipped without its newline (a rotated file closing): `readOffset` is not
-    /// at a line start.
-    var unterminatedTailRead = false
+    /// `readOffset` is not at a line start by design: an unterminated last line was shipped (a
+    /// rotated file closing), or the file was opened at a position no line end precedes (started at
+    /// an end inside a long last line, or a checkpoint written there).
+    var readOffsetMidLine = false
 
     /// True when `readOffset` starts a line as read: at 0, or just after a newline. Not checked
-    /// (true) where it is mid-line by design: skipping an over-long line, after an unterminated tail.
+    /// (true) where it is mid-line by design: skipping an over-long line, `readOffsetMidLine`.
     func endsLineBeforeReadOffset() -> Bool {
-        guard readOffset > 0, longLineStart == nil, !unterminatedTailRead else { return true }
+        guard readOffset > 0, longLineStart == nil, !readOffsetMidLine else { return true }
+        return byteBeforeReadOffsetIsNewline()
+    }
+
+    func byteBeforeReadOffsetIsNewline() -> Bool {
         var b: UInt8 = 0
         return pread(fd, &b, 1, off_t(readOffset - 1)) == 1 && b == 0x0A
     }
@@ -160,7 +165,7 @@ final class TailedFile {
     func restart() {
         readOffset = 0
         replayUntil = 0
-        unterminatedTailRead = false
+        readOffsetMidLine = false
         generation = generation.addingSaturating(1)
         decoder.reset()
         joiner?.reset()
