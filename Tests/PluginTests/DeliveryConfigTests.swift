@@ -66,6 +66,13 @@ final class DeliveryConfigTests: XCTestCase {
         XCTAssertTrue(e.items.map(\.message).joined().contains("segment_bytes: 2MiB is larger than max_bytes (1MiB)"), "\(e.items)")
     }
 
+    /// The declared range of segment_bytes ends at the largest block, the ring's real limit (it
+    /// allowed 4 GiB, which validate then refused: torture seed 92001 run 53); its top is accepted.
+    func testTheDeclaredSegmentRangeIsAccepted() throws {
+        guard case .disk(let d) = try XCTUnwrap(delivery("buffer: {max_bytes: 4GiB, segment_bytes: 1GiB}")).buffer else { return XCTFail("not disk") }
+        XCTAssertEqual(d.segmentBytes, 1 << 30)
+    }
+
     func testOptionsAreRead() throws {
         let d = try XCTUnwrap(delivery("""
             retry: {initial: 1s, max: 4s, max_age: 3s, max_attempts: 7, lane_max_bytes: 1MiB}

@@ -119,7 +119,7 @@ struct BufferSettings: Sendable {
         .key(.choice("type", default: d.type, "`disk`: a ring of LZ4 segment files under `data_dir/buffers/<output>/`; `memory`: a bounded queue (see *Buffers*)"), \.type),
         .key(.int("max_records", default: d.memoryMaxRecords, 1...100_000_000, "(memory) records held"), \.memoryMaxRecords),
         .key(.size("max_bytes", default: d.disk.maxBytes, (1 << 16)...(1 << 50), "(disk) hard cap on segment files"), \.disk.maxBytes),
-        .key(.size("segment_bytes", default: d.disk.segmentBytes, (1 << 12)...(1 << 32), "(disk) size of one segment file (at most `max_bytes`)"), \.disk.segmentBytes),
+        .key(.size("segment_bytes", default: d.disk.segmentBytes, (1 << 12)...BlockHeader.maxPayload, "(disk) size of one segment file (at most `max_bytes`)"), \.disk.segmentBytes),
         .key(.choice("when_full", default: d.disk.whenFull, "(disk) `block` pauses the inputs that feed this output; `drop_oldest` deletes the oldest segment (`buffer_records_dropped`)"), \.disk.whenFull),
         .key(.choice("fsync", default: d.fsync, "(disk) when appended records are fsynced (see *Buffers*)"), \.fsync),
         .key(.duration("fsync_interval", default: d.fsyncInterval, 0.001...3600, "(disk) with `fsync: interval`"), \.fsyncInterval),
