@@ -50,7 +50,15 @@ public enum FuzzRing {
                     let doc = [UInt8](repeating: 0x61, count: Int(r.byte()) * (i + 1))
                     doc.withUnsafeBytes { batch.append(document: $0, timestamp: Int64(bitPattern: r.u64()), sourceID: 1, offset: Int64(i)) }
                 }
+                // No reader runs beside this append: with when_full: block, a ring the drain left
+                // full waits for one. Shut down after 100 ms so such an input ends.
+                let stop = StopSignal()
+                let watchdog = startThread(name: "fuzz-watchdog") { [ring] in
+                    if !stop.sleep(seconds: 0.1) { ring.shutdown() }
+                }
                 _ = ring.append(batch)
+                stop.set()
+                _ = watchdog.join()
                 drain(ring, maxRecords: 7)
             }
             precondition(ring.bufferedRecords >= 0)
