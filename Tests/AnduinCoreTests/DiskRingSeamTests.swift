@@ -64,6 +64,39 @@ final class DiskRingSeamTests: XCTestCase, RingTestHelpers {
         again.shutdown()
     }
 
+    /// Takes a stop leaves uncommitted (`leaveUncommitted`): records drop_oldest deleted while a
+    /// delivery thread held them are counted dropped then; records still in the ring are no longer
+    /// held, so the drop that deletes them later counts them. Exact counts.
+    func testTakesLeftUncommittedAreCountedWhenTheirSegmentGoes() throws {
+        let dir = tempDir()
+        let (ring, stats, _) = try openRing(dir, smallOptions(whenFull: .drop_oldest, maxBytes: 2048))
+        for i in 0..<6 { XCTAssertTrue(ring.append(batch("b\(i)", 2))) }  // segments 1 and 2 full
+        let first = try XCTUnwrap(ring.read(maxRecords: 2, maxBytes: 1 << 20, timeout: 0))  // b0
+        let second = try XCTUnwrap(ring.read(maxRecords: 2, maxBytes: 1 << 20, timeout: 0))  // b1
+        XCTAssertEqual(tags(second.batch), expected("b1", 2))
+        XCTAssertTrue(ring.append(batch("b6", 2)))
+        XCTAssertTrue(ring.append(batch("b7", 2)))  // segment 1 goes: b2 unread, b0 b1 held
+        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 2)
+        // b0: one record delivered before the stop, one not; b1: both delivered.
+        XCTAssertEqual(ring.leaveUncommitted(endingAt: first.end, records: 2, decided: 1), 0, "nothing of b0 is read again")
+        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 3)
+        XCTAssertEqual(ring.leaveUncommitted(endingAt: second.end, records: 2, decided: 2), 0)
+        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 3)
+        // b3 read and left undelivered, b4 read and left delivered: both stay in the ring, no longer held.
+        let third = try XCTUnwrap(ring.read(maxRecords: 2, maxBytes: 1 << 20, timeout: 0))
+        let fourth = try XCTUnwrap(ring.read(maxRecords: 2, maxBytes: 1 << 20, timeout: 0))
+        XCTAssertEqual(tags(fourth.batch), expected("b4", 2))
+        XCTAssertEqual(ring.leaveUncommitted(endingAt: third.end, records: 2, decided: 0), 0)
+        XCTAssertEqual(ring.leaveUncommitted(endingAt: fourth.end, records: 2, decided: 2), 2, "b4 is read again: recovered")
+        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 3)
+        XCTAssertTrue(ring.append(batch("b8", 2)))
+        XCTAssertTrue(ring.append(batch("b9", 2)))
+        XCTAssertTrue(ring.append(batch("b10", 2)))  // segment 2 goes: b3 b4 released, b5 unread
+        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 9)
+        XCTAssertEqual(ring.bufferedRecords, 10, "b6..b10")
+        ring.shutdown()
+    }
+
     /// .block driven step by step: each append that finds the ring full counts one event, however long
     /// it waits; it proceeds when a commit frees a segment.
     func testFullEventsAreCountedOncePerWaitingAppend() throws {

@@ -202,7 +202,9 @@ final class RetryPolicyTests: XCTestCase {
         XCTAssertEqual(order.decidedUncommitted, 12)
         XCTAssertEqual(order.finish(seqs[0], end: pos(0), records: 2), pos(1))
         XCTAssertEqual(order.decidedUncommitted, 7)
-        XCTAssertEqual(order.abandonUncommitted(), 7)
+        let left = order.abandonUncommitted()
+        XCTAssertEqual(left.map(\.end), [pos(3)])
+        XCTAssertEqual(left.map(\.records), [7])
         XCTAssertEqual(order.decidedUncommitted, 0)
         // Take 3's finish was forgotten: take 2 commits itself only.
         XCTAssertEqual(order.finish(seqs[2], end: pos(2), records: 1), pos(2))

@@ -288,6 +288,16 @@ public final class DiskRing: Sendable {
         cursor.persistAndCollect(durable: options.fsync == .always || closing)
     }
 
+    /// A take that will not be committed (a stop came first): `records` records read up to `end`, of
+    /// which `decided` were delivered or dead-lettered. The ring keeps it for the next reader, except
+    /// records drop_oldest deleted while a delivery thread held them: the undecided ones of those are
+    /// counted dropped. Returns how many decided records the next reader reads again (recovered).
+    public func leaveUncommitted(endingAt end: RingPosition, records: Int, decided: Int) -> Int {
+        let (dropped, again) = ledger.withState { $0.leaveUncommitted(endSeq: end.seq, records: records, decided: decided) }
+        counters.dropped.add(dropped)
+        return again
+    }
+
     /// Goes back to the last committed position: the next `read` returns the records after it again.
     public func rewind() {
         ledger.withState { s in

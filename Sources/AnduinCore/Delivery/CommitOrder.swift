@@ -55,12 +55,12 @@ struct RingCommitOrder {
     }
 
     /// Stopping: the finished takes will never be committed (a take before them was not); returns
-    /// their records, which the ring still holds and the next reader decides again.
-    mutating func abandonUncommitted() -> Int {
+    /// them, for the ring to keep for the next reader (`DiskRing.leaveUncommitted`).
+    mutating func abandonUncommitted() -> [(end: RingPosition, records: Int)] {
         defer {
             finished.removeAll()
             decidedUncommitted = 0
         }
-        return decidedUncommitted
+        return finished.sorted { $0.key < $1.key }.map(\.value)
     }
 }

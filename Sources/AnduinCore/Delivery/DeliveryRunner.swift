@@ -228,8 +228,8 @@ final class DeliveryRunner: OutputStage, Sendable {
             case .disk(let work, let seq, let end):
                 var decided = 0
                 guard policy.deliver(work, tickets: [], fromLane: false, decided: &decided) else {
-                    // Not committed: the ring keeps the whole take for the next reader.
-                    recovered.add(decided)
+                    // Not committed: the ring keeps the take for the next reader.
+                    recovered.add(ring?.leaveUncommitted(endingAt: end, records: work.count, decided: decided) ?? decided)
                     return
                 }
                 commit(seq: seq, end: end, records: work.count)
@@ -309,7 +309,10 @@ final class DeliveryRunner: OutputStage, Sendable {
                 }
                 bytes = batch.documents.count
                 end = r.end
-                if waiter.stopNow { return .finished }
+                if waiter.stopNow {
+                    _ = ring.leaveUncommitted(endingAt: r.end, records: batch.count, decided: 0)
+                    return .finished
+                }
             }
             if let end {
                 let seq = state.withLock { $0.commits.begin() }
@@ -325,7 +328,7 @@ final class DeliveryRunner: OutputStage, Sendable {
             // After an abandon (stop timeout, reload) a newer ring may own this directory: the
             // take stays in the ring, decided again by its next reader.
             if waiter.stopNow || $0.settled {
-                recovered.add(records)
+                recovered.add(ring.leaveUncommitted(endingAt: end, records: records, decided: records))
                 return
             }
             // Under the lock: positions reach the ring in order.
@@ -337,13 +340,16 @@ final class DeliveryRunner: OutputStage, Sendable {
     }
 
     /// Once no take will be committed any more: the records of finished takes stuck behind an
-    /// unfinished one stay in the ring. They were counted decided; the next reader (a reload's
-    /// runner on the same counters) decides them again, so they count as recovered too. Once.
+    /// unfinished one stay in the ring (unless drop_oldest deleted them). They were counted decided;
+    /// the next reader (a reload's runner on the same counters) decides them again, so they count as
+    /// recovered too. Once.
     private func settleUncommitted() {
         state.withLock {
             guard !$0.settled else { return }
             $0.settled = true
-            recovered.add($0.commits.abandonUncommitted())
+            for take in $0.commits.abandonUncommitted() {
+                recovered.add(ring?.leaveUncommitted(endingAt: take.end, records: take.records, decided: take.records) ?? take.records)
+            }
         }
     }
 
