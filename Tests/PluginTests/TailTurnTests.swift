@@ -77,6 +77,34 @@ final class TailTurnTests: XCTestCase {
         XCTAssertEqual(sink.batches.flatMap(\.messages).filter { $0.hasPrefix("new") }, ["new-1", "new-2"])
     }
 
+    /// A file whose only content is an unterminated first line has no identity (a fingerprint
+    /// needs a line end or 1 KiB). Rotated away, it is final: that line identifies it and is shipped
+    /// when it closes, as every rotated file's unterminated last line is; it was never read.
+    func testARotatedFileWithOnlyAnUnterminatedLineIsShipped() throws {
+        let root = NSTemporaryDirectory() + "anduin-tail-lone-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for d in ["a", "data"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
+        }
+        let sink = CollectingSink()
+        let input = makeInput(root, sink: sink)
+        var now = monotonicSeconds()
+        func turn(_ n: Int = 1) {
+            for _ in 0..<n {
+                now += 1
+                _ = input.turn(now: now, isStopping: { false })
+            }
+        }
+        let live = root + "/a/0.log"
+        try Data("lone-unterminated".utf8).write(to: URL(fileURLWithPath: live))
+        turn(2)
+        XCTAssertEqual(sink.batches.flatMap(\.messages), [], "a live file's unterminated line may still grow")
+        XCTAssertEqual(rename(live, root + "/a/0.log.20261206-000001"), 0)
+        try Data("next-1\n".utf8).write(to: URL(fileURLWithPath: live))
+        turn(5)  // the new file read; the rotated one drained, rotate_wait, closed
+        XCTAssertEqual(Set(sink.batches.flatMap(\.messages)), ["lone-unterminated", "next-1"])
+    }
+
     /// copytruncate, and the new content grows past the old read position before the next
     /// fingerprint look (within a second): the read does not go on from that stale position, which
     /// shipped the new content from mid-line and then all of it again under the next generation

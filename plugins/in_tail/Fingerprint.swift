@@ -9,16 +9,17 @@ enum Fingerprint {
     static let maxLength = 1024
 
     /// (length, hash) of the first line including its newline, capped at 1 KiB; nil while the file
-    /// has neither a complete first line nor 1 KiB.
-    static func compute(fd: Int32) -> (Int, UInt64)? {
+    /// has neither a complete first line nor 1 KiB. `final`: the file will not grow (rotated away),
+    /// and a shorter unterminated first line is all there is: it identifies the file.
+    static func compute(fd: Int32, final: Bool = false) -> (Int, UInt64)? {
         var buf = [UInt8](repeating: 0, count: maxLength)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, maxLength, 0) }
         guard n > 0 else { return nil }
         let len: Int
         if let nl = buf[0..<n].firstIndex(of: UInt8(ascii: "\n")) {
             len = nl + 1
-        } else if n == maxLength {
-            len = maxLength
+        } else if n == maxLength || final {
+            len = n
         } else {
             return nil
         }

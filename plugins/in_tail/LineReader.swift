@@ -81,7 +81,10 @@ final class LineReader {
             f.atEnd = true
             return false
         }
-        guard f.establishIdentity(), let source = f.source else { return false }
+        guard f.establishIdentity(), let source = f.source else {
+            f.atEnd = true  // all there is, an unterminated first line (shipped if rotated away)
+            return false
+        }
         let now = monotonicSeconds()
         readAt = now
         var consumed = 0
@@ -167,7 +170,8 @@ final class LineReader {
 
     /// A rotated file about to be closed: its last line has no newline and never will. Ship it.
     func readUnterminatedTail(_ f: TailedFile) {
-        guard f.longLineStart == nil, let size = f.size(), size > f.readOffset, let source = f.source,
+        // A file whose only line is unterminated has no identity until now.
+        guard f.longLineStart == nil, let size = f.size(), size > f.readOffset, f.establishIdentity(final: true), let source = f.source,
               let p = buffer.baseAddress else { return }
         let want = Int(min(size - f.readOffset, Int64(min(buffer.count, config.maxLineBytes))))
         let n = pread(f.fd, p, want, off_t(f.readOffset))

@@ -93,10 +93,11 @@ final class TailedFile {
     }
 
     /// Computes the fingerprint once the first line is complete (or 1 KiB long). Until then the file
-    /// has no records to identify. Returns false while that is not yet the case.
-    func establishIdentity() -> Bool {
+    /// has no records to identify. Returns false while that is not yet the case. `final`: the file
+    /// was rotated away and read to its end; an unterminated first line identifies it.
+    func establishIdentity(final: Bool = false) -> Bool {
         if source != nil { return true }
-        guard let (len, hash) = Fingerprint.compute(fd: fd) else { return false }
+        guard let (len, hash) = Fingerprint.compute(fd: fd, final: final) else { return false }
         fingerprintLength = len
         fingerprint = hash
         source = SourceInfo(path: path, sourceID: Fingerprint.sourceID(key: key, fingerprint: hash, generation: generation))
