@@ -204,6 +204,10 @@ public final class DiskRing: Sendable {
     private let cursor: RingCursor
     private let writer: RingWriter
     private let reader: RingReader
+    /// Records of the previous run counted as lost (buffer_corrupt_records) while opening: a damaged
+    /// tail cut off, format 1 blocks that could not be converted. They are not in `bufferedRecords`,
+    /// yet were received by an earlier run: the output counts them as recovered too.
+    public let lostAtStart: Int
     /// The flusher sleeps on this, not on the ledger's condition, which every append and commit
     /// broadcasts: it wakes once a period, not once a write.
     private let flusherStop = StopSignal()
@@ -226,7 +230,9 @@ public final class DiskRing: Sendable {
         let logger: @Sendable (String) -> Void = { log(prefix + $0) }
         self.log = logger
         counters = RingCounters(stats)
+        let lostBefore = counters.corruptRecords.current
         let rec = try RingRecovery.run(io: storage, options: options, counters: counters, log: logger)
+        lostAtStart = counters.corruptRecords.current.subtractingSaturating(lostBefore)
         ledger = RingLedger(RingLedgerState(
             segments: rec.segments, nextSeq: rec.nextSeq, commitPos: rec.commitPos, commitSeq: rec.commitSeq,
             readPos: rec.commitPos, readSeq: rec.commitSeq, readHigh: rec.commitPos, readHighSeq: rec.commitSeq,
