@@ -169,6 +169,12 @@ enum StatusTable {
                 identity += " (\(abs(unaccounted)) record(s) \(unaccounted > 0 ? "missing" : "counted twice") with the pipeline settled)"
             }
             out.append(identity + "; filters dropped \(dropped(t, "filters")) record(s)")
+            let torn = int(t, "torn")
+            if torn > 0 {
+                out.append("\(torn) record(s) in a disk buffer block cut short by a crash during its write: not acknowledged, "
+                           + "so read again from their files, not dropped (unless a power failure cut a write already "
+                           + "acknowledged: see buffer.fsync)")
+            }
         } else {
             out.append(table(rows))
         }

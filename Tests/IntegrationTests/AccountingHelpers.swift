@@ -1,5 +1,8 @@
 import Foundation
 import XCTest
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// Reading the running agent's API from a test: its address, and the accounting identity of an
 /// output from `/status` (records in + recovered = delivered + dead-lettered + dropped + pending).
@@ -13,6 +16,21 @@ extension AgentTestCase {
             return address?.isEmpty == false
         }
         return address
+    }
+
+    /// A counter of output `out` from /metrics (text exposition, read by hand: one sample per line):
+    /// nil when /metrics cannot be read, 0 when the counter is not there.
+    func outputCounter(_ name: String) -> Int? {
+        guard let api = (try? String(contentsOfFile: sandbox.path("data/api.address"), encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines), !api.isEmpty,
+              let url = URL(string: "http://\(api)/metrics"),
+              let data = try? Data(contentsOf: url) else { return nil }
+        let metric = "anduin_output_\(name)_total{"
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n")
+        where line.hasPrefix(metric) && line.contains("component=\"out\"") {
+            return line.split(separator: " ").last.flatMap { Double($0) }.map { Int($0) }
+        }
+        return 0
     }
 
     /// The accounting of `output` from the agent's /status.

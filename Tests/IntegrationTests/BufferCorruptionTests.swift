@@ -30,24 +30,11 @@ final class BufferCorruptionTests: DGTestCase {
         return lines
     }
 
-    /// A counter of output `out` from /metrics (text exposition, read by hand: one sample per line).
-    private func outputCounter(_ name: String) -> Int? {
-        guard let api = (try? String(contentsOfFile: sandbox.path("data/api.address"), encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines), !api.isEmpty,
-              let url = URL(string: "http://\(api)/metrics"),
-              let data = try? Data(contentsOf: url) else { return nil }
-        let metric = "anduin_output_\(name)_total{"
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n")
-        where line.hasPrefix(metric) && line.contains("component=\"out\"") {
-            return line.split(separator: " ").last.flatMap { Double($0) }.map { Int($0) }
-        }
-        return 0
-    }
-
     /// Flipped bytes (two places in one segment, the first header of another), a zeroed 4 KiB page and
     /// a truncation in the middle of sealed segments, and a torn last block: after a restart with the
-    /// receiver up, every line is delivered or counted in buffer_corrupt_records, never both, never
-    /// neither: the lines lost are exactly those of the damaged blocks, and their number is the counter.
+    /// receiver up, every line is delivered or counted (buffer_corrupt_records, or buffer_torn_records for
+    /// the torn block), never both, never neither: the lines lost are exactly those of the damaged blocks,
+    /// and their number is the counters'.
     func testDamageAtSeveralOffsetsIsDeliveredOrCountedExactly() throws {
         let port = try DG.freePort()
         let lines = try fillRing("dmg", lines: 4000, port: port,
@@ -80,30 +67,37 @@ final class BufferCorruptionTests: DGTestCase {
         damage(4, page..<(page + 4096)) { DG.zero(segments[4], at: page, count: 4096) }
         let cut = size(6) / 2
         damage(6, cut..<Int.max) { XCTAssertEqual(truncate(segments[6], off_t(cut)), 0) }
-        // The last segment's last block torn after its header: counted when the agent starts.
+        XCTAssertGreaterThan(lost.count, 0)
+        // The last segment's last block cut after its header: counted when the agent starts, as torn
+        // (buffer_torn_records), not as corrupt: a cut block is a write a crash interrupted, whose lines
+        // are read again. Here its lines had been checkpointed (as a power failure can leave a write
+        // acknowledged under fsync: interval), so they are missing at the receiver.
         let last = segments.count - 1
         let tail = try XCTUnwrap(blocks[last].last)
-        damage(last, (tail.start + 40)..<Int.max) { XCTAssertEqual(truncate(segments[last], off_t(tail.start + 40)), 0) }
-        XCTAssertGreaterThan(lost.count, 0)
+        XCTAssertEqual(truncate(segments[last], off_t(tail.start + 40)), 0)
+        let torn = Set(tail.messages)
 
         let recv = try receiver(port: port)
         let agent = try startAgent()
-        let expected = lines.filter { !lost.contains($0) }
+        let expected = lines.filter { !lost.contains($0) && !torn.contains($0) }
         waitForReceived(expected, timeout: 120) { (try? recv.dgRecords()) ?? [] }
         var counted: Int?
         waitFor("buffer_corrupt_records settles at the damaged records", timeout: 60) {
             counted = self.outputCounter("buffer_corrupt_records")
             return counted == lost.count
         }
+        XCTAssertEqual(outputCounter("buffer_torn_records"), torn.count)
         stopAgent(agent)
         let received = Set(try recv.dgRecords().map(\.message))
         let delivered = Set(lines).intersection(received)
         print("damage: \(lines.count) written, \(delivered.count) delivered, \(counted ?? -1) counted as corrupt, "
-              + "\(lost.count) in damaged blocks")
-        XCTAssertEqual(delivered.count + (counted ?? -1), lines.count, "delivered + counted == written")
-        XCTAssertTrue(delivered.isDisjoint(with: lost), "never both: no damaged record delivered")
-        XCTAssertEqual(Set(lines).subtracting(delivered), lost, "never neither: exactly the damaged records are missing")
-        XCTAssertEqual(DG.stopCounters(agent.stderr, output: "out")["buffer_corrupt_records"], lost.count)
+              + "\(lost.count) in damaged blocks, \(torn.count) in the torn last block")
+        XCTAssertEqual(delivered.count + (counted ?? -1) + torn.count, lines.count, "delivered + counted + torn == written")
+        XCTAssertTrue(delivered.isDisjoint(with: lost.union(torn)), "never both: no damaged record delivered")
+        XCTAssertEqual(Set(lines).subtracting(delivered), lost.union(torn), "never neither: exactly the damaged records are missing")
+        let c = DG.stopCounters(agent.stderr, output: "out")
+        XCTAssertEqual(c["buffer_corrupt_records"], lost.count)
+        XCTAssertEqual(c["buffer_torn_records"], torn.count)
     }
 
     /// kill -9 while the output drains a backlog: the cursor is written at every commit, so each kill

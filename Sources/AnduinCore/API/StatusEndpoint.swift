@@ -91,7 +91,8 @@ public enum StatusReport {
             w.writeByte(UInt8(ascii: "}"))
         }
         w.writeRaw(#"],"outputs":["#)
-        var total = (received: 0, recovered: 0, delivered: 0, dead: 0, oldest: 0, corrupt: 0, returned: 0, pending: 0, unaccounted: 0)
+        var total = (received: 0, recovered: 0, delivered: 0, dead: 0, oldest: 0, corrupt: 0, torn: 0, returned: 0, pending: 0,
+                     unaccounted: 0)
         for (i, s) in components.filter({ $0.kind == .output }).enumerated() {
             if i > 0 { w.writeByte(UInt8(ascii: ",")) }
             let (a, unaccounted, settled) = settledAccounting(s)
@@ -101,6 +102,7 @@ public enum StatusReport {
             total.dead += a.deadLettered
             total.oldest += a.droppedOldest
             total.corrupt += a.droppedCorrupt
+            total.torn += a.torn
             total.returned += a.returned
             total.pending += a.pending
             total.unaccounted += unaccounted
@@ -113,6 +115,8 @@ public enum StatusReport {
             member("drop_oldest", a.droppedOldest, first: true)
             member("corrupt", a.droppedCorrupt)
             w.writeByte(UInt8(ascii: "}"))
+            // Not dropped: read again from their files (see `Accounting.torn`).
+            member("torn", a.torn)
             member("returned", a.returned)
             member("pending", a.pending)
             member("unaccounted", unaccounted)
@@ -144,6 +148,7 @@ public enum StatusReport {
         member("corrupt", total.corrupt)
         member("filters", filtersDropped)
         w.writeByte(UInt8(ascii: "}"))
+        member("torn", total.torn)
         member("returned", total.returned)
         member("pending", total.pending)
         member("unaccounted", total.unaccounted)

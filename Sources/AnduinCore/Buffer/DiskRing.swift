@@ -36,8 +36,10 @@ import Foundation
 // Damage costs only what is damaged: the reader skips bytes that are not a valid block (scanning for the
 // next sync marker in the same segment), and a block whose payload fails its CRC; the records lost are
 // the gap in sequence numbers, so they are counted exactly (buffer_corrupt_records) even when headers
-// were destroyed. At start, a torn tail of the last segment (a write cut short by a crash) is truncated
-// and its records counted. Format 1 segments (28-byte headers, no numbers) are converted at start-up
+// were destroyed. At start, a torn tail of the last segment is truncated: the records of a block cut
+// short (a write a crash interrupted, whose batch was therefore not acknowledged and is read again from
+// its files) are counted in buffer_torn_records, those of whole blocks failing their checksum in
+// buffer_corrupt_records. Format 1 segments (28-byte headers, no numbers) are converted at start-up
 // (LegacySegment).
 //
 // What each fsync policy can lose on power failure (kill -9 loses nothing with any policy: written
@@ -159,6 +161,7 @@ struct RingCounters: Sendable {
     let writeErrors: Counter
     let corruptRecords: Counter
     let corruptBlocks: Counter
+    let tornRecords: Counter
     let bytes: Gauge
     let records: Gauge
 
@@ -168,6 +171,7 @@ struct RingCounters: Sendable {
         writeErrors = stats.counter("buffer_write_errors", "failed writes to the disk buffer (each is retried)")
         corruptRecords = stats.counter("buffer_corrupt_records", "records lost because their disk buffer bytes were damaged")
         corruptBlocks = stats.counter("buffer_corrupt_blocks", "damaged disk buffer regions skipped")
+        tornRecords = stats.counter("buffer_torn_records", "records of a block cut short at the end of the disk buffer at start (a crash during its write): not acknowledged, so read again from their files (lost only if a power failure cut an acknowledged write, fsync interval or never)")
         bytes = stats.gauge("buffer_bytes", "bytes of disk buffer segment files")
         records = stats.gauge("buffer_records", "records in the disk buffer not yet delivered")
     }
@@ -200,6 +204,10 @@ public final class DiskRing: Sendable {
     private let cursor: RingCursor
     private let writer: RingWriter
     private let reader: RingReader
+    /// Records of the previous run counted as lost (buffer_corrupt_records) while opening: a damaged
+    /// tail cut off, format 1 blocks that could not be converted. They are not in `bufferedRecords`,
+    /// yet were received by an earlier run: the output counts them as recovered too.
+    public let lostAtStart: Int
     /// The flusher sleeps on this, not on the ledger's condition, which every append and commit
     /// broadcasts: it wakes once a period, not once a write.
     private let flusherStop = StopSignal()
@@ -222,7 +230,9 @@ public final class DiskRing: Sendable {
         let logger: @Sendable (String) -> Void = { log(prefix + $0) }
         self.log = logger
         counters = RingCounters(stats)
+        let lostBefore = counters.corruptRecords.current
         let rec = try RingRecovery.run(io: storage, options: options, counters: counters, log: logger)
+        lostAtStart = counters.corruptRecords.current.subtractingSaturating(lostBefore)
         ledger = RingLedger(RingLedgerState(
             segments: rec.segments, nextSeq: rec.nextSeq, commitPos: rec.commitPos, commitSeq: rec.commitSeq,
             readPos: rec.commitPos, readSeq: rec.commitSeq, readHigh: rec.commitPos, readHighSeq: rec.commitSeq,

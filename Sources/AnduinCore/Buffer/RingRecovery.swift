@@ -94,12 +94,21 @@ struct RingRecovery {
                 do { try io.truncate(file, to: walk.goodEnd) } catch {
                     throw DiskRingError(path: io.path(name), message: "cannot truncate the incomplete block at its end: \(errnoText(error.code))")
                 }
-                if walk.tornRecords > 0 {
+                // A block the file ends inside of is a write that did not finish: its batch was not
+                // acknowledged (that waits for the whole take to be in the ring), so the inputs read its
+                // lines again. Not lost, then: counted apart. Whole blocks that fail their checksum
+                // are damage, and lost.
+                if walk.cutRecords > 0 { counters.tornRecords.add(walk.cutRecords) }
+                if walk.damagedRecords > 0 {
                     counters.corruptBlocks.add()
-                    counters.corruptRecords.add(walk.tornRecords)
+                    counters.corruptRecords.add(walk.damagedRecords)
                 }
-                log("truncated \(size - walk.goodEnd) bytes at the end of \(io.path(name)) (offset \(walk.goodEnd)): "
-                    + "a block cut short by a crash, or damaged data; \(walk.tornRecords) records lost")
+                var what = walk.cutRecords > 0
+                    ? "a block cut short by a crash during its write; its \(walk.cutRecords) record(s) were not acknowledged, "
+                        + "so the inputs read them again from their files"
+                    : "a write cut short by a crash, or damaged data"
+                if walk.damagedRecords > 0 { what += "; \(walk.damagedRecords) record(s) in damaged blocks lost" }
+                log("truncated \(size - walk.goodEnd) bytes at the end of \(io.path(name)) (offset \(walk.goodEnd)): \(what)")
                 size = walk.goodEnd
                 walk.endSeq = walk.endSeqAtGoodEnd
             }

@@ -74,8 +74,11 @@ struct SegmentScanner {
         /// torn tail. Without: where the walk stopped.
         var goodEnd: Int
         var endSeqAtGoodEnd: UInt64 = 0
-        /// With `verify`: records in the torn tail's blocks whose header is intact (their count is known).
-        var tornRecords = 0
+        /// With `verify`: records in the torn tail's blocks whose header is intact (their count is known),
+        /// in two kinds. Cut: the last block, which the file ends inside of: a write that did not finish.
+        var cutRecords = 0
+        /// Damaged: whole blocks whose payload fails its checksum.
+        var damagedRecords = 0
         var error: Int32 = 0
     }
 
@@ -91,7 +94,7 @@ struct SegmentScanner {
             case .garbage(let next):
                 // A block cut short at the end keeps its header: its records are known to be lost.
                 if verify && next == end, let h = intactHeader(io, file, at: pos), h.blockLength > end - pos {
-                    w.tornRecords += h.recordCount
+                    w.cutRecords += h.recordCount
                 }
                 pos = next
             case .block(let h):
@@ -114,9 +117,10 @@ struct SegmentScanner {
                 if good {
                     w.goodEnd = pos
                     w.endSeqAtGoodEnd = h.endSeq
-                    w.tornRecords = 0
+                    w.cutRecords = 0
+                    w.damagedRecords = 0
                 } else {
-                    w.tornRecords += h.recordCount
+                    w.damagedRecords += h.recordCount
                 }
             }
         }

@@ -12,6 +12,10 @@ public struct Accounting: Sendable, Equatable {
     public var droppedOldest = 0
     /// Lost in damaged disk buffer blocks.
     public var droppedCorrupt = 0
+    /// Records of a disk buffer block cut short by a crash during its write, found at start: not
+    /// acknowledged, so read again from their files (and received again). Outside the identity: this
+    /// process neither recovered nor received them as such.
+    public var torn = 0
     /// Received, then handed back to the inputs unacknowledged (a stop or reload with a disk buffer
     /// that they had not entered yet): read again, so received again.
     public var returned = 0
@@ -26,6 +30,7 @@ public struct Accounting: Sendable, Equatable {
             case "dead_lettered_records": deadLettered = c.current
             case "buffer_records_dropped": droppedOldest = c.current
             case "buffer_corrupt_records": droppedCorrupt = c.current
+            case "buffer_torn_records": torn = c.current
             case "records_returned": returned = c.current
             default: break
             }

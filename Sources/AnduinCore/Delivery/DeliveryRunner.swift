@@ -86,9 +86,12 @@ final class DeliveryRunner: OutputStage, Sendable {
         requestAbort = context.requestAbort
         // What this run found buffered from the previous one: the "in" side of the accounting for
         // records this process never received.
-        recovered = s.counter("records_recovered", "records found in the disk buffer and retry lane at start (from a previous run), or decided and left there by a reload to be decided again")
+        recovered = s.counter("records_recovered", "records found in the disk buffer (damaged ones included) and retry lane at start (from a previous run), or decided and left there by a reload to be decided again")
         returned = s.counter("records_returned", "records received and handed back unacknowledged, to be read again (stopping or reloading with a disk buffer: not yet in it)")
-        if firstRun { recovered.add((ring?.bufferedRecords ?? 0).addingSaturating(lane.recovered)) }
+        // Records the ring counted as lost while opening were buffered by the previous run as well.
+        if firstRun {
+            recovered.add((ring?.bufferedRecords ?? 0).addingSaturating(ring?.lostAtStart ?? 0).addingSaturating(lane.recovered))
+        }
         progress.sinceDelivery.computed { [weak self] in self?.progress.secondsSinceLastDelivery() ?? 0 }
         progress.oldestAge.computed { [weak self] in self?.oldestUndeliveredAge() ?? 0 }
         s.gauge("pending_records", "records received and not yet decided: queued, in the disk buffer, in flight or retrying")
