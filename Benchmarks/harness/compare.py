@@ -16,7 +16,7 @@ from quiet import quiet_run
 SHIPPERS = {
     "anduin": {"command": ["{bin}", "run", "--config", "{config}"],
                "p1": ("p1-blackhole.yaml", "count-file"), "p2": ("p2-http.yaml", "http"),
-               "p2m": ("p2-http-no-metadata.yaml", "http"),
+               "p2a": ("p2-http-all-metadata.yaml", "http"),
                "p3": ("p3-http-disk.yaml", "http"), "nginx": ("nginx-parse.yaml", "count-file"),
                "idle": "p1-blackhole.yaml", "p0": ("p0-es.yaml", "latency")},
     # stdbuf: the counter output printf()s without flushing, and a pipe is block-buffered, so the
@@ -31,7 +31,7 @@ SCENARIOS = {
     "p0": "a quiet node: kubelet tree, a paced writer, tail -> kubernetes (path) -> parse -> elasticsearch sink",
     "p1": "tail (docker) -> discard",
     "p2": "tail -> JSON lift -> gzip (default level) -> HTTP, memory buffer",
-    "p2m": "P2 with metadata off (no log.file.path, log.offset, event.id), against Fluent Bit's P2",
+    "p2a": "P2 with log.offset and event.id on (off by default), against Fluent Bit's P2",
     "p3": "P2 with the disk buffer",
     "nginx": "tail (raw nginx combined lines) -> parse (nginx, time_key) -> discard; Fluent Bit: its nginx regex parser with Time_Key",
 }
@@ -40,8 +40,8 @@ SCENARIOS = {
 SCENARIO_CORPUS = {"nginx": "nginx.log"}
 
 # Scenarios a shipper does not run, compared with another of its scenarios: Fluent Bit's P2 records
-# carry none of the fields P2M turns off.
-COMPARE_WITH = {"p2m": "p2"}
+# carry none of the fields P2A turns on.
+COMPARE_WITH = {"p2a": "p2"}
 
 # Fluent Bit 5.1.1 measured side by side on this machine kind (/work/shared/field-notes.md,
 # "Measured against Fluent Bit"), shown when no Fluent Bit binary is given.
@@ -217,10 +217,13 @@ def print_table(results, args, measured_fb):
         return FLUENT_BIT_REFERENCE.get(scenario)
 
     rows = [("lines per CPU-s", "lines_per_cpu_s", "{:,.0f}"), ("CPU-s per 1M lines", "cpu_s", "{:.2f}"),
-            ("lines per wall-s", "lines_per_wall_s", "{:,.0f}"), ("peak RSS MiB", "peak_rss_mib", "{:.1f}")]
+            ("lines per wall-s", "lines_per_wall_s", "{:,.0f}"), ("peak RSS MiB", "peak_rss_mib", "{:.1f}"),
+            ("request bytes per line (as sent: gzip)", "wire_bytes_per_line", "{:.1f}")]
     for scenario in args.scenarios.split(","):
         a, f = results[(scenario, "anduin")], fb(scenario)
         for label, key, form in rows:
+            if key not in a:
+                continue  # HTTP sinks only: wire bytes
             scale = 1_000_000 / a["lines"] if key == "cpu_s" else 1
             av = form.format(a[key] * scale)
             if key == "peak_rss_mib":

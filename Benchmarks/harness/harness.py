@@ -115,6 +115,7 @@ class CountingSink(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), SinkHandler)
         self.count = 0
         self.bytes = 0
+        self.wire_bytes = 0
         self.requests = 0
         self.save_dir = save_dir
         self.save_max = save_max
@@ -150,6 +151,7 @@ class SinkHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         body = self.rfile.read(length)
+        wire = len(body)
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         self.server.observe(body, time.time())
@@ -159,6 +161,7 @@ class SinkHandler(http.server.BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.count += n
             self.server.bytes += len(body)
+            self.server.wire_bytes += wire
             self.server.requests += 1
             seq = self.server.requests
         if self.server.save_dir and seq <= self.server.save_max:
@@ -298,8 +301,12 @@ def one_run(command, template, sink_kind, work, args, save_dir=None):
         sink.server_close()
     if n < args.lines:
         raise SystemExit(f"only {n} of {args.lines} lines arrived in {wall:.0f}s; see {work}/stderr.log")
-    return {"lines": n, "wall_s": wall, "cpu_s": cpu, "lines_per_cpu_s": n / cpu if cpu > 0 else float("nan"), "lines_per_wall_s": n / wall,
-            "peak_rss_mib": hwm / 1024, "peak_anon_mib": peak[1] / 1024, "peak_file_mib": peak[2] / 1024}
+    result = {"lines": n, "wall_s": wall, "cpu_s": cpu, "lines_per_cpu_s": n / cpu if cpu > 0 else float("nan"), "lines_per_wall_s": n / wall,
+              "peak_rss_mib": hwm / 1024, "peak_anon_mib": peak[1] / 1024, "peak_file_mib": peak[2] / 1024}
+    if sink is not None:
+        # Request bodies as sent (compressed when gzip), per line: what the network and ingest pay.
+        result["wire_bytes_per_line"] = sink.wire_bytes / n
+    return result
 
 
 def idle_rss(command, template, work, settle):
@@ -373,7 +380,7 @@ def main():
     common(b, corpus_required=False)
     b.add_argument("--anduin", required=True, help="path of the anduin binary")
     b.add_argument("--fluentbit", default="", help="path of a fluent-bit binary (optional)")
-    b.add_argument("--scenarios", default="p0,p1,p2,p2m,p3,nginx")
+    b.add_argument("--scenarios", default="p0,p1,p2,p2a,p3,nginx")
     b.add_argument("--seconds", type=float, default=120, help="P0: seconds measured (after the warm-up)")
     b.add_argument("--p0-files", type=int, default=500, help="P0: container log files")
     b.add_argument("--p0-rate", type=float, default=2, help="P0: lines a second written to each file")

@@ -42,8 +42,15 @@ final class RecordEncoderTests: XCTestCase {
         }
     }
 
-    func testDefaultIsEveryField() throws {
-        XCTAssertEqual(DocumentMetadata(), .all)
+    /// By default documents carry `log.file.path` only, as Vector's file source does.
+    func testDefaultIsThePathOnly() throws {
+        var out: [UInt8] = []
+        RecordEncoder.append(batch(truncated: false), 0, metadata: DocumentMetadata(), to: &out)
+        XCTAssertEqual(String(decoding: out, as: UTF8.self),
+                       #"{"@timestamp":"2023-11-14T22:13:20.123456789Z","stream":"stdout","message":"hello","log":{"file":{"path":"/var/log/x \"q\".log"}}}"#)
+    }
+
+    func testAllIsEveryField() throws {
         var out: [UInt8] = []
         RecordEncoder.append(batch(truncated: false), 0, to: &out)
         XCTAssertEqual(String(decoding: out, as: UTF8.self),

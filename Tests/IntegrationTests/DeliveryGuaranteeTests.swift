@@ -412,6 +412,7 @@ enum DG {
                     batch: {max_records: \(o.batchRecords), timeout: 100ms}
                     retry: {initial: 50ms, max: 500ms}
                     concurrency: \(o.concurrency)
+                    \(allMetadata)
 
                 """
             for e in o.extra { y += "    \(e)\n" }

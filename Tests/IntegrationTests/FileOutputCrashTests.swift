@@ -17,8 +17,8 @@ final class FileOutputCrashTests: AgentTestCase {
         let paths = files.map { sandbox.path("logs/\($0).log") }
         let plain = agentConfig([("in", TailOptions())])
         let config = plain.replacingOccurrences(
-            of: "path: ./out/records.ndjson}",
-            with: "path: ./out/records.ndjson, buffer: {type: disk, segment_bytes: 64KiB}, batch: {max_records: \(batchMax), timeout: 50ms}}")
+            of: "path: ./out/records.ndjson,",
+            with: "path: ./out/records.ndjson, buffer: {type: disk, segment_bytes: 64KiB}, batch: {max_records: \(batchMax), timeout: 50ms},")
         XCTAssertNotEqual(config, plain, "the harness config changed: the buffer was not set")
         try writeConfig(config)
         var agent = try startAgent()

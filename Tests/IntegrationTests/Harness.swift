@@ -183,9 +183,14 @@ func agentConfig(_ inputs: [(String, TailOptions)], parse: Bool = false) -> Stri
         y += "filters:\n  parse: {type: parse, from: [\(names)], formats: [json, logfmt], target: root}\n"
         feed = "parse"
     }
-    y += "outputs:\n  local: {type: file, from: [\(feed)], path: ./out/records.ndjson}\n"
+    // The checks read each record's log.offset and event.id: both on (off by default).
+    y += "outputs:\n  local: {type: file, from: [\(feed)], path: ./out/records.ndjson, \(allMetadata)}\n"
     return y
 }
+
+/// The `metadata:` option with every field on, for outputs whose records the tests identify by
+/// log.offset and event.id.
+let allMetadata = "metadata: {file_path: true, offset: true, event_id: true}"
 
 // MARK: - the temporary folder
 

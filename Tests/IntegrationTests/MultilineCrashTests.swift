@@ -61,6 +61,7 @@ final class MultilineCrashTests: AgentTestCase {
                 buffer: \(buffer)
                 batch: {max_records: 50, timeout: 50ms}
                 retry: {initial: 50ms, max: 500ms}
+                \(allMetadata)
 
             """)
         let path = sandbox.path("logs/app.log")

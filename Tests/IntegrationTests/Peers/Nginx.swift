@@ -242,8 +242,9 @@ struct NetOutput {
         return c
     }
 
-    /// The suite's quick settings: small batches, 100 ms batch timeout, 50 ms..500 ms retries.
-    static let quick = ["batch: {max_records: 500, timeout: 100ms}", "retry: {initial: 50ms, max: 500ms}"]
+    /// The suite's quick settings: small batches, 100 ms batch timeout, 50 ms..500 ms retries; and
+    /// every metadata field, by which the checks identify records (log.offset, event.id).
+    static let quick = ["batch: {max_records: 500, timeout: 100ms}", "retry: {initial: 50ms, max: 500ms}", allMetadata]
 
     static func elasticsearch(_ name: String, url: String, index: String, _ extra: [String] = []) -> NetOutput {
         var o = NetOutput(name: name, lines: ["type: elasticsearch", "hosts: [\"\(url)\"]", "index: \"\(index)\""] + quick)
