@@ -76,7 +76,7 @@ final class DeliveryPartsTests: XCTestCase {
     /// records due at once instead of after the batch timeout (it was one timeout per batch: P2 with
     /// `max_records: 5000` took 58 s instead of 8).
     func testBlockedInputMakesPartialBatchDue() {
-        let queue = HandOffQueue(capacity: 10, batchTimeout: 120, immediate: false,
+        let queue = OutputQueue(capacity: 10, batchTimeout: 120, immediate: false,
                                  stats: ComponentStats(component: "q", kind: .output))
         let source = SourceInfo(path: "/x.log", sourceID: 1)
         func records(_ n: Int) -> RecordBatch {
@@ -102,7 +102,7 @@ final class DeliveryPartsTests: XCTestCase {
     /// A taken batch must not stay referenced by the queue: the memory buffer's queue with a moving
     /// head kept up to 64 sent batches alive (15 MB at P2's peak).
     func testTakenBatchIsReleasedByTheQueue() {
-        let queue = HandOffQueue(capacity: 1000, batchTimeout: 0, immediate: true,
+        let queue = OutputQueue(capacity: 1000, batchTimeout: 0, immediate: true,
                                  stats: ComponentStats(component: "q", kind: .output))
         weak var firstSource: SourceInfo?
         do {
@@ -123,10 +123,28 @@ final class DeliveryPartsTests: XCTestCase {
         XCTAssertEqual(queue.queuedRecords, 2)
     }
 
+    /// An abandon hands the queued records back to the inputs: they are no longer counted as queued
+    /// (they stayed in `queued_records` and `pending_records` after being counted returned).
+    func testAbandonedRecordsAreNoLongerQueued() {
+        let stats = ComponentStats(component: "q", kind: .output)
+        let queue = OutputQueue(capacity: 1000, batchTimeout: 0, immediate: true, stats: stats)
+        var acks: [AckToken] = []
+        for n in 0..<2 {
+            var b = RecordBatch(source: SourceInfo(path: "/x.log", sourceID: 1), inputName: "in")
+            for i in 0..<3 { b.records.append(Record(timestamp: 0, offset: Int64(n * 3 + i), message: 0..<0, stream: .stdout)) }
+            acks.append(AckToken {})
+            XCTAssertTrue(queue.enqueue(b, acks[n]))
+        }
+        XCTAssertEqual(queue.abandon(), 6)
+        XCTAssertEqual(acks.filter(\.isAbandoned).count, 2, "every queued ack is abandoned")
+        XCTAssertEqual(queue.queuedRecords, 0)
+        XCTAssertEqual(queue.records, 0)
+    }
+
     /// Batches enqueued in one run (`deferringWakeUps`, an input emitting a pass over its files)
     /// wake the taker once, at the end: it takes them together instead of one at each enqueue.
     func testARunOfEnqueuesWakesTheTakerOnce() {
-        let queue = HandOffQueue(capacity: 1000, batchTimeout: 0, immediate: true,
+        let queue = OutputQueue(capacity: 1000, batchTimeout: 0, immediate: true,
                                  stats: ComponentStats(component: "q", kind: .output))
         let source = SourceInfo(path: "/x.log", sourceID: 1)
         let taken = Locked<[Int]>([])
@@ -139,7 +157,7 @@ final class DeliveryPartsTests: XCTestCase {
             }
         }
         usleep(20_000)  // the taker waits
-        HandOffQueue.deferringWakeUps {
+        OutputQueue.deferringWakeUps {
             for i in 0..<10 {
                 var b = RecordBatch(source: source, inputName: "in")
                 b.records.append(Record(timestamp: 0, offset: Int64(i), message: 0..<0, stream: .stdout))
@@ -153,7 +171,7 @@ final class DeliveryPartsTests: XCTestCase {
 
     /// A full queue inside a run wakes its taker at once: the run must not wait on its own deferral.
     func testAFullQueueInARunWakesTheTaker() {
-        let queue = HandOffQueue(capacity: 2, batchTimeout: 0, immediate: true,
+        let queue = OutputQueue(capacity: 2, batchTimeout: 0, immediate: true,
                                  stats: ComponentStats(component: "q", kind: .output))
         let source = SourceInfo(path: "/x.log", sourceID: 1)
         let taker = startThread(name: "taker") {
@@ -164,7 +182,7 @@ final class DeliveryPartsTests: XCTestCase {
             }
         }
         let start = monotonicSeconds()
-        HandOffQueue.deferringWakeUps {
+        OutputQueue.deferringWakeUps {
             for i in 0..<6 {
                 var b = RecordBatch(source: source, inputName: "in")
                 b.records.append(Record(timestamp: 0, offset: Int64(i), message: 0..<0, stream: .stdout))

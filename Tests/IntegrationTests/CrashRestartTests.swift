@@ -16,41 +16,11 @@ final class CrashRestartTests: AgentTestCase {
         let files = ["kill-a", "kill-b"]
         let paths = files.map { sandbox.path("logs/\($0).log") }
         try writeConfig(agentConfig([("in", TailOptions())]))
-        var agent = try startAgent()
-
-        let state = SharedState()
-        let job = BackgroundJob("writer") {
-            var next = 0
-            while !state.stopRequested {
-                for (f, p) in zip(files, paths) {
-                    appendText(p, joinedLines(logLines(f, next..<(next + 5))))
-                    state.add(f, 5)
-                }
-                next += 5
-                usleep(10_000)
-            }
-        }
-
-        var boundaries: [Int] = []                 // output record count when each run died
-        var checkpointsAtKill: [[String: Int64]] = []
         let kills = 3
-        for k in 0..<kills {
-            let before = output.refresh().count
-            waitForRecordCount(before + 300)
-            usleep(UInt32.random(in: 50_000...350_000))  // spreads the kill time within a checkpoint interval
-            killAgent(agent)
-            XCTAssertEqual(agent.exit?.signalled, true, "run \(k) died of SIGKILL")
-            boundaries.append(output.refresh().count)
-            checkpointsAtKill.append(sandbox.checkpoints("in"))
-            agent = try startAgent()
-        }
-        waitForRecordCount(output.refresh().count + 300)
-        state.requestStop()
-        XCTAssertTrue(job.join(), "writer stopped")
-        let written = state.counts
-        let expected = zip(files, paths).flatMap { f, _ in logLines(f, 0..<(written[f] ?? 0)) }
+        let killed = try killRepeatedlyWhileWriting(files, agent: try startAgent(), kills: kills)
+        let (boundaries, checkpointsAtKill, expected) = (killed.boundaries, killed.checkpointsAtKill, killed.expected)
         waitForMessages(expected, timeout: 90)
-        stopAgent(agent)
+        stopAgent(killed.agent)
 
         assertWellFormed()
         let records = output.refresh()

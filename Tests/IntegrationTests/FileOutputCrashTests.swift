@@ -14,49 +14,18 @@ final class FileOutputCrashTests: AgentTestCase {
     func testDiskBufferedFileOutputKilledDashNineLosesNothing() throws {
         let batchMax = 100
         let files = ["fo-a", "fo-b"]
-        let paths = files.map { sandbox.path("logs/\($0).log") }
         let plain = agentConfig([("in", TailOptions())])
         let config = plain.replacingOccurrences(
             of: "path: ./out/records.ndjson,",
             with: "path: ./out/records.ndjson, buffer: {type: disk, segment_bytes: 64KiB}, batch: {max_records: \(batchMax), timeout: 50ms},")
         XCTAssertNotEqual(config, plain, "the harness config changed: the buffer was not set")
         try writeConfig(config)
-        var agent = try startAgent()
-
-        let state = SharedState()
-        let job = BackgroundJob("writer") {
-            var next = 0
-            while !state.stopRequested {
-                for (f, p) in zip(files, paths) {
-                    appendText(p, joinedLines(logLines(f, next..<(next + 5))))
-                    state.add(f, 5)
-                }
-                next += 5
-                usleep(10_000)
-            }
-        }
-
-        var boundaries: [Int] = []                 // output record count when each run died
-        var checkpointsAtKill: [[String: Int64]] = []
         let kills = 3
-        for k in 0..<kills {
-            let before = output.refresh().count
-            waitForRecordCount(before + 300)
-            usleep(UInt32.random(in: 50_000...350_000))
-            killAgent(agent)
-            XCTAssertEqual(agent.exit?.signalled, true, "run \(k) died of SIGKILL")
-            boundaries.append(output.refresh().count)
-            checkpointsAtKill.append(sandbox.checkpoints("in"))
-            agent = try startAgent()
-        }
+        let killed = try killRepeatedlyWhileWriting(files, agent: try startAgent(), kills: kills)
+        let (boundaries, checkpointsAtKill, expected) = (killed.boundaries, killed.checkpointsAtKill, killed.expected)
         XCTAssertTrue(FileManager.default.fileExists(atPath: sandbox.path("data/buffers/local")), "the file output has a disk buffer")
-        waitForRecordCount(output.refresh().count + 300)
-        state.requestStop()
-        XCTAssertTrue(job.join(), "writer stopped")
-        let written = state.counts
-        let expected = files.flatMap { logLines($0, 0..<(written[$0] ?? 0)) }
         waitForMessages(expected, timeout: 90)
-        stopAgent(agent)
+        stopAgent(killed.agent)
 
         let records = output.refresh()
         let present = Set(records.compactMap(\.message))

@@ -67,6 +67,14 @@ final class OptionTableTests: XCTestCase {
         XCTAssertEqual(parse("{count: 5}").1, ["t: count: 5 needs a name"])
     }
 
+    /// A tail option is its field and its row: a field added without a row would never be set from a
+    /// config, silently (a row without a field does not compile, its key path names the field).
+    func testEveryTailConfigFieldHasARow() {
+        let fields = Mirror(reflecting: TailConfig(paths: [])).children.compactMap(\.label)
+        let keys = TailPlugin.spec.options.map(\.key)
+        XCTAssertEqual(fields.count, keys.count, "TailConfig has \(fields.count) fields (\(fields)) but \(keys.count) rows (\(keys))")
+    }
+
     /// Each tail option reaches its field: a value other than the default, read through the table.
     func testTailRowsFillTheirFields() throws {
         let d = Diagnostics()

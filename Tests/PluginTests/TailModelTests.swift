@@ -15,6 +15,14 @@ import XCTest
 /// saved checkpoints, sometimes with filesystem changes while it is down. Batches are acknowledged
 /// in order, out of order, or held; a restart abandons the held ones.
 ///
+/// Each container writes plain lines, CRI lines or Docker json-file lines (chosen per seed, read with
+/// `format: auto`). A CRI or Docker line is written in one to three parts (`P` lines then an `F`
+/// line; `log` without its "\n" then with it), on stdout or stderr; a line left open (its last part
+/// not written yet) may be followed by whole lines on the other stream before it ends. Partial
+/// records are not timed out here (`partial_timeout` is an hour: the decoder stamps a part with the
+/// process's clock, not the turn's `now` that the script advances 1 s a turn): an open line is ended
+/// by its container, or shipped as it is when its file is closed after a rotation.
+///
 /// The model: every line is delivered (emitted in a batch whose acknowledgement was given) exactly
 /// once over all runs; un-acknowledged lines come again after a restart, acknowledged ones never.
 /// Where the design does not promise that, the line is marked `atMostOnce` (documented limits):
@@ -24,7 +32,7 @@ import XCTest
 ///   while it is followed but not fully acknowledged when the agent restarts: the descriptor that
 ///   kept its content is gone;
 /// - a file deleted, or renamed to a name no glob matches, before any turn saw it;
-/// - a rotated file whose only content is a first line without newline: a file has no identity
+/// - a rotated plain file whose only content is a first line without newline: a file has no identity
 ///   (fingerprint) before its first line is complete, so it is never read.
 /// And where a line may come again (`again`, `anyCount`):
 /// - a batch acknowledged while an earlier batch of its file was not: the checkpoint stays before the
@@ -56,13 +64,16 @@ final class TailModelTests: XCTestCase {
             }
             stats.add(run.totals)
         }
-        print("tail model: \(seeds.count) seeds, \(stats.rotations) rotations, \(stats.truncations) copytruncates, \(stats.restarts) restarts, \(stats.inodeReuses) inode reuses, \(stats.deliveredLines) lines delivered")
+        print("tail model: \(seeds.count) seeds, \(stats.rotations) rotations, \(stats.truncations) copytruncates, \(stats.restarts) restarts, \(stats.inodeReuses) inode reuses, \(stats.deliveredLines) lines delivered (CRI \(stats.criLines), Docker \(stats.dockerLines), in several parts \(stats.multiPartLines))")
         // The script must really exercise what it is about.
         if seeds.count > 1 {
             XCTAssertGreaterThan(stats.rotations, 50)
             XCTAssertGreaterThan(stats.truncations, 20)
             XCTAssertGreaterThan(stats.restarts, 50)
             XCTAssertGreaterThan(stats.deliveredLines, 2000)
+            XCTAssertGreaterThan(stats.criLines, 500)
+            XCTAssertGreaterThan(stats.dockerLines, 500)
+            XCTAssertGreaterThan(stats.multiPartLines, 500)
             // ext4 reuses freed inodes at once; tmpfs never does (then that case is not exercised).
             if stats.inodeReuses == 0 { print("tail model: no inode was reused on \(NSTemporaryDirectory())") }
         }
@@ -103,9 +114,12 @@ private struct SeededRandom: RandomNumberGenerator {
 private final class TailModelRun {
     struct Totals {
         var rotations = 0, truncations = 0, restarts = 0, deliveredLines = 0, inodeReuses = 0
+        /// Delivered lines of CRI and Docker files, and of those the ones written in several parts.
+        var criLines = 0, dockerLines = 0, multiPartLines = 0
         mutating func add(_ o: Totals) {
             rotations += o.rotations; truncations += o.truncations; restarts += o.restarts
             deliveredLines += o.deliveredLines; inodeReuses += o.inodeReuses
+            criLines += o.criLines; dockerLines += o.dockerLines; multiPartLines += o.multiPartLines
         }
     }
 
@@ -122,7 +136,14 @@ private final class TailModelRun {
         /// Deliveries allowed beyond the first: acknowledged out of order after a batch of its file
         /// that was never acknowledged, it is past the file's checkpoint and comes again after a restart.
         var again = 0
+        /// CRI and Docker: stdout or stderr.
+        var stream = "stdout"
+        /// CRI and Docker: parts it was written in.
+        var parts = 0
     }
+
+    /// How a container frames its lines.
+    enum Format: CaseIterable { case raw, cri, docker }
 
     /// One file (one inode's content, one truncation generation of it).
     final class File {
@@ -140,10 +161,12 @@ private final class TailModelRun {
         var seen = false
         /// An agent instance saw it: it has a checkpoint (saved in that turn).
         var known = false
-        init(name: Int, path: String, container: String) {
+        let format: Format
+        init(name: Int, path: String, container: String, format: Format) {
             self.name = name
             self.path = path
             self.container = container
+            self.format = format
         }
     }
 
@@ -152,6 +175,7 @@ private final class TailModelRun {
     let root: String
     let dataDir: String
     var containers: [String] = []
+    var formats: [String: Format] = [:]
     var lines: [Line] = []
     var lineByID: [String: Int] = [:]
     var files: [File] = []
@@ -180,6 +204,7 @@ private final class TailModelRun {
         for c in ["ns_a_1/app", "ns_b_2/app"] {
             try FileManager.default.createDirectory(atPath: root + "/pods/" + c, withIntermediateDirectories: true)
             containers.append(root + "/pods/" + c)
+            formats[root + "/pods/" + c] = Format.allCases[Int.random(in: 0..<Format.allCases.count, using: &random)]
         }
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         clock = monotonicSeconds()
@@ -197,7 +222,8 @@ private final class TailModelRun {
 
     func startAgent() {
         var config = TailConfig(paths: [root + "/pods/*/*/*.log"])
-        config.format = .raw
+        config.format = .auto
+        config.partialTimeout = 3600
         config.watch = .poll
         config.globInterval = 0.5
         config.rotateWait = 2
@@ -310,6 +336,12 @@ private final class TailModelRun {
             }
             lines[i].delivered += 1
             totals.deliveredLines += 1
+            switch lineOwner(i)?.format {
+            case .cri: totals.criLines += 1
+            case .docker: totals.dockerLines += 1
+            default: break
+            }
+            if lines[i].parts > 1 { totals.multiPartLines += 1 }
             if lines[i].delivered > 1 + lines[i].again && !lines[i].anyCount {
                 fail("line \(lines[i].id) delivered \(lines[i].delivered) times (acknowledged earlier, yet emitted again)")
                 return
@@ -339,7 +371,7 @@ private final class TailModelRun {
     // MARK: the filesystem
 
     func newFile(in container: String) {
-        let f = File(name: files.count, path: container + "/0.log", container: container)
+        let f = File(name: files.count, path: container + "/0.log", container: container, format: formats[container] ?? .raw)
         guard FileManager.default.createFile(atPath: container + "/0.log", contents: nil) else { return fail("cannot create a file in \(container)") }
         var st = stat()
         if stat(container + "/0.log", &st) == 0 {
@@ -348,7 +380,7 @@ private final class TailModelRun {
         }
         files.append(f)
         liveFile[container] = f
-        note("  (file \(f.name) is inode \(st.st_ino))")
+        note("  (file \(f.name) is inode \(st.st_ino), \(f.format))")
     }
 
     func append(_ f: File, _ text: String) {
@@ -367,13 +399,65 @@ private final class TailModelRun {
         return String((0..<n).map { _ in letters[Int.random(in: 0..<letters.count, using: &random)] })
     }
 
-    /// Writes to `f`: completes its open line, or starts a new one (whole, or without its newline).
+    /// One part of a line as its container frames it: plain text, a CRI line (`P` or `F`), or a Docker
+    /// json-file line (`log` ends with "\n" in the last part). Plain text gets its newline only when
+    /// `last`; CRI and Docker parts are whole lines.
+    func framed(_ text: String, _ f: File, stream: String, last: Bool) -> String {
+        switch f.format {
+        case .raw: return text + (last ? "\n" : "")
+        case .cri: return "2026-12-06T10:00:00.123456789Z \(stream) \(last ? "F" : "P") \(text)\n"
+        case .docker: return "{\"log\":\"\(text)\(last ? "\\n" : "")\",\"stream\":\"\(stream)\",\"time\":\"2026-12-06T10:00:00.123456789Z\"}\n"
+        }
+    }
+
+    /// `text` of line `line` in one to three parts (CRI and Docker), the last one `last` or not.
+    func framedInParts(_ text: String, _ f: File, line: Int, last: Bool) -> String {
+        let stream = lines[line].stream
+        guard f.format != .raw else { return framed(text, f, stream: stream, last: last) }
+        var parts: [String] = []
+        var rest = Substring(text)
+        for _ in 1..<Int.random(in: 1...3, using: &random) where rest.count > 1 {
+            let n = Int.random(in: 1..<rest.count, using: &random)
+            parts.append(String(rest.prefix(n)))
+            rest = rest.dropFirst(n)
+        }
+        parts.append(String(rest))
+        lines[line].parts += parts.count
+        return parts.enumerated().map { framed($1, f, stream: stream, last: last && $0 == parts.count - 1) }.joined()
+    }
+
+    /// Adds a line of `f` (not written yet): its index.
+    func newLine(_ f: File, _ body: String, complete: Bool, stream: String) -> Int {
+        let id = String(body.prefix(while: { $0 != ":" }))
+        let i = lines.count
+        lines.append(Line(id: id, written: body, complete: complete, stream: stream))
+        lineByID[id] = i
+        ownerOf[i] = f
+        f.lines.append(i)
+        return i
+    }
+
+    /// Writes to `f`: completes its open line (a CRI or Docker container may first write whole
+    /// lines on its other stream), or starts new ones (whole, or the last without its end).
     func write(_ f: File) {
         if let o = f.open {
-            let more = Bool.random(using: &random) ? randomText() : ""
+            if f.format != .raw && Int.random(in: 0..<3, using: &random) == 0 {
+                let stream = lines[o].stream == "stdout" ? "stderr" : "stdout"
+                var text = ""
+                let count = Int.random(in: 1...2, using: &random)
+                for _ in 0..<count {
+                    let body = "\(f.name).\(f.lines.count):" + randomText()
+                    text += framedInParts(body, f, line: newLine(f, body, complete: true, stream: stream), last: true)
+                }
+                append(f, text)
+                note("write \(f.name): \(count) line(s) on \(stream) while line \(lines[o].id) is open on \(lines[o].stream)")
+                return
+            }
+            // A CRI or Docker part carries text (a plain line may just get its newline).
+            let more = f.format != .raw || Bool.random(using: &random) ? randomText() : ""
             let finish = Int.random(in: 0..<3, using: &random) != 0
             lines[o].written += more
-            append(f, more + (finish ? "\n" : ""))
+            append(f, f.format == .raw ? more + (finish ? "\n" : "") : framedInParts(more, f, line: o, last: finish))
             if finish {
                 lines[o].complete = true
                 f.open = nil
@@ -388,19 +472,16 @@ private final class TailModelRun {
             var body = id + ":" + randomText()
             let last = k == count - 1
             let unterminated = last && Int.random(in: 0..<4, using: &random) == 0
-            if unterminated && Bool.random(using: &random) {
+            if unterminated && f.format == .raw && Bool.random(using: &random) {
                 body = String(body.prefix(id.count + 1 + Int.random(in: 0...3, using: &random)))
             }
-            let i = lines.count
-            lines.append(Line(id: id, written: body, complete: !unterminated))
-            lineByID[id] = i
-            ownerOf[i] = f
-            f.lines.append(i)
-            text += body + (unterminated ? "" : "\n")
+            let stream = Bool.random(using: &random) ? "stdout" : "stderr"
+            let i = newLine(f, body, complete: !unterminated, stream: stream)
+            text += framedInParts(body, f, line: i, last: !unterminated)
             if unterminated { f.open = i }
         }
         append(f, text)
-        note("write \(f.name): \(count) line(s)\(f.open != nil ? ", the last without newline" : "")")
+        note("write \(f.name): \(count) line(s)\(f.open != nil ? ", the last without its end" : "")")
     }
 
     /// Lines of `f` not delivered yet are no longer promised.
@@ -411,8 +492,9 @@ private final class TailModelRun {
     /// A file that was rotated away, deleted or truncated: its unterminated last line never ends.
     func retire(_ f: File) {
         f.live = false
-        if let o = f.open, f.lines.first == o {
-            // Not one complete line: no identity, never read (a documented limit).
+        if let o = f.open, f.lines.first == o, f.format == .raw {
+            // Not one complete line: no identity, never read (a documented limit). A CRI or Docker
+            // part is a whole line.
             lines[o].atMostOnce = true
         }
         f.open = nil
@@ -431,14 +513,8 @@ private final class TailModelRun {
         newFile(in: container)
         if lineEnded && Int.random(in: 0..<3, using: &random) == 0 {
             // The runtime still had the old descriptor: a last line lands in the renamed file.
-            let id = "\(f.name).\(f.lines.count)"
-            let i = lines.count
-            let body = id + ":late" + randomText()
-            lines.append(Line(id: id, written: body, complete: true))
-            lineByID[id] = i
-            ownerOf[i] = f
-            f.lines.append(i)
-            append(f, body + "\n")
+            let body = "\(f.name).\(f.lines.count):late" + randomText()
+            append(f, framedInParts(body, f, line: newLine(f, body, complete: true, stream: "stdout"), last: true))
             note("late write to \(f.name)")
         }
         // Renamed to a name no glob matches before any scan saw it: never known to the agent.
@@ -464,7 +540,7 @@ private final class TailModelRun {
         markAtMostOnce(f)
         retire(f)
         f.path = nil  // the content is gone; the inode carries on as a new file
-        let g = File(name: files.count, path: path, container: container)
+        let g = File(name: files.count, path: path, container: container, format: f.format)
         files.append(g)
         liveFile[container] = g
         totals.truncations += 1
@@ -527,7 +603,7 @@ private final class TailModelRun {
         // Drain: the containers end their open lines and stop writing; everything is acknowledged.
         for (_, f) in liveFile {
             if let o = f.open {
-                append(f, "\n")
+                append(f, framed("", f, stream: lines[o].stream, last: true))
                 lines[o].complete = true
                 f.open = nil
             }

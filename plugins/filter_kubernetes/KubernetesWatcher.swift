@@ -41,14 +41,14 @@ final class KubernetesWatcher: Sendable {
     }
 
     let resource: Resource
-    private let session: Handover<KubernetesWatchSession>
+    private let session: TakeOnceSlot<KubernetesWatchSession>
     private let stopSignal = StopSignal()
     private let thread = Locked<ThreadHandle?>(nil)
 
     init(resource: Resource, endpoint: KubeEndpoint, cache: KubernetesCache, logger: Logger, counters: Counters,
          settings: Settings, clientOptions: HTTPClientOptions, drivesState: Bool) throws(KubernetesSetupError) {
         self.resource = resource
-        session = Handover(try KubernetesWatchSession(
+        session = TakeOnceSlot(try KubernetesWatchSession(
             resource: resource, endpoint: endpoint, cache: cache, logger: logger, counters: counters,
             settings: settings, clientOptions: clientOptions, drivesState: drivesState, stop: stopSignal))
     }

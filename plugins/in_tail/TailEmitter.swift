@@ -15,21 +15,8 @@ protocol BatchSink: AnyObject {
 ///
 /// Order is kept (one emitting thread, FIFO), so acknowledgement order is unchanged.
 final class TailEmitter: BatchSink, Sendable {
-    private struct State {
-        /// Taken slots are set to nil at once: a token is released (and may complete) as soon as the
-        /// pipeline is done with it, never kept alive by this queue.
-        var queue: [(RecordBatch, AckToken)?] = []
-        var head = 0
-        var bytes = 0
-        var finishing = false
-        /// Batches pushed since the emitting thread was last woken (see `publish`).
-        var unpublished = 0
-    }
-    private let state = Locked(State())
-    private let signal = ConditionLock()
+    private let queue: BoundedQueue<(RecordBatch, AckToken)>
     private let control: InputControl
-    private let maxBatches: Int
-    private let maxBytes: Int
     private let thread = Locked<ThreadHandle?>(nil)
 
     /// Room for `maxBatches` batches or `maxBytes` of record bytes, whichever comes first. Many
@@ -38,8 +25,7 @@ final class TailEmitter: BatchSink, Sendable {
     /// threads busy; 4 MiB held ~6 MB more at P2's peak for no throughput.
     init(control: InputControl, maxBatches: Int = 1024, maxBytes: Int = 1 << 20) {
         self.control = control
-        self.maxBatches = maxBatches
-        self.maxBytes = maxBytes
+        queue = BoundedQueue(capacity: maxBytes, maxItems: maxBatches)
     }
 
     func start() {
@@ -48,70 +34,39 @@ final class TailEmitter: BatchSink, Sendable {
     }
 
     /// True while another read may be pushed. Never blocks.
-    var hasRoom: Bool {
-        state.withLock { s in s.queue.count - s.head < maxBatches && s.bytes < maxBytes }
-    }
+    var hasRoom: Bool { queue.hasRoom }
 
     /// Queues a batch. Never blocks: the caller checks `hasRoom` before reading, so the queue exceeds
     /// its bound by at most one read plus small flushes. The emitting thread is woken by `publish`
     /// (once a pass over the files, not once a file), or here once a quarter of the room is used.
     func push(_ batch: RecordBatch, _ ack: AckToken) {
-        let n = batch.bytes.count
-        let wake = state.withLock { s in
-            s.queue.append((batch, ack))
-            s.bytes += n
-            s.unpublished += 1
-            return s.unpublished >= maxBatches / 4 || s.bytes >= maxBytes / 4
-        }
-        if wake { publish() }
+        queue.append((batch, ack), weight: batch.bytes.count, whenFull: .exceed,
+                     wakeTakers: .atBacklog(items: queue.maxItems / 4, weight: queue.capacity / 4))
     }
 
     /// Wakes the emitting thread for what was pushed since the last time.
-    func publish() {
-        let any = state.withLock { s in
-            defer { s.unpublished = 0 }
-            return s.unpublished > 0
-        }
-        if any { signal.withLock { signal.broadcast() } }
-    }
+    func publish() { queue.wakeTakers() }
 
     /// Waits up to `seconds` for room (returns early when room appears or on stop).
     func waitForRoom(_ seconds: Double) {
-        publish()
-        signal.withLock {
-            if !hasRoom && !control.isStopping { signal.wait(seconds: seconds) }
-        }
+        queue.waitForRoom(seconds: seconds) { control.isStopping }
     }
 
     /// Emits what is queued, then ends the thread. Called by the tail thread when it stops; returns
     /// once every batch went to the pipeline (an abandoning pipeline releases blocked emits).
     func finish() {
-        state.withLock { $0.finishing = true }
-        signal.withLock { signal.broadcast() }
+        queue.close()
         thread.withLock { $0 }?.join()
     }
 
-    /// The next batch; waits for one unless `wait` is false (then nil when none is queued).
+    /// The next batch; waits for one unless `wait` is false (then nil when none is queued). Taking it
+    /// wakes the tail thread if it waits for room.
     private func next(wait: Bool = true) -> (RecordBatch, AckToken)? {
         while true {
-            let item: (RecordBatch, AckToken)?? = state.withLock { s in
-                if s.head < s.queue.count, let item = s.queue[s.head] {
-                    s.queue[s.head] = nil
-                    s.head += 1
-                    s.bytes -= item.0.bytes.count
-                    if s.head > 64 && s.head * 2 > s.queue.count {
-                        s.queue.removeFirst(s.head)
-                        s.head = 0
-                    }
-                    return .some(item)
-                }
-                return s.finishing ? .some(nil) : nil
-            }
-            if let item { return item }
-            if !wait { return nil }
-            signal.withLock {
-                let empty = state.withLock { $0.head == $0.queue.count && !$0.finishing }
-                if empty { signal.wait(seconds: 1) }
+            switch queue.take(limit: .max, maxItems: 1, maxWait: wait ? 1 : 0) {
+            case .items(let items): return items.first
+            case .finished: return nil
+            case .idle: if !wait { return nil }
             }
         }
     }
@@ -126,7 +81,6 @@ final class TailEmitter: BatchSink, Sendable {
                 while let (b, a) = item {
                     control.emit(b, ack: a)
                     records += b.count
-                    signal.withLock { signal.broadcast() }  // room for the tail thread
                     item = records < Self.runRecords ? next(wait: false) : nil
                 }
             }

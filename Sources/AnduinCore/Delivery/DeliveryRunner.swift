@@ -18,9 +18,9 @@ final class DeliveryRunner: OutputStage, Sendable {
     private let options: DeliveryOptions
     private let logger: Logger
     /// One per delivery thread, moved to that thread at `start` and used only there.
-    private let senders: [Handover<any BatchSender>]
+    private let senders: [TakeOnceSlot<any BatchSender>]
     private let ring: DiskRing?
-    private let queue: HandOffQueue
+    private let queue: OutputQueue
     private let lane: RetryLane
     private let deadLetters: DeadLetterStore
     private let progress: DeliveryProgress
@@ -52,7 +52,7 @@ final class DeliveryRunner: OutputStage, Sendable {
         self.name = name
         self.options = options
         self.logger = context.logger
-        senders = try (0..<options.concurrency).map { _ in Handover(try makeSender()) }
+        senders = try (0..<options.concurrency).map { _ in TakeOnceSlot(try makeSender()) }
         let logger = context.logger
         let s = context.stats
         // A reload rebuilds the runner on the same stats: what the ring holds then was counted in
@@ -63,7 +63,7 @@ final class DeliveryRunner: OutputStage, Sendable {
         switch options.buffer {
         case .memory(let maxRecords):
             ring = nil
-            queue = HandOffQueue(capacity: maxRecords, batchTimeout: options.batchTimeout, immediate: false, stats: s)
+            queue = OutputQueue(capacity: maxRecords, batchTimeout: options.batchTimeout, immediate: false, stats: s)
         case .disk(let ringOptions):
             do {
                 ring = try DiskRing(directory: context.dataDirectory + "/buffers/" + name, options: ringOptions,
@@ -73,8 +73,8 @@ final class DeliveryRunner: OutputStage, Sendable {
             }
             fsync = ringOptions.fsync
             // Only a small hand-off: the ring is the buffer.
-            queue = HandOffQueue(capacity: max(options.maxRecords, 10_000), batchTimeout: options.batchTimeout,
-                                 immediate: true, stats: s)
+            queue = OutputQueue(capacity: max(options.maxRecords, 10_000), batchTimeout: options.batchTimeout,
+                                immediate: true, stats: s)
         }
         lane = RetryLane(maxBytes: options.laneMaxBytes,
                          journalPath: ring.map { _ in context.dataDirectory + "/buffers/" + name + ".retry-lane" },

@@ -30,7 +30,7 @@ public final class InputControl: Sendable {
     /// Runs `body`, which emits a run of batches on this thread: each output queue it fills wakes its
     /// output once, when `body` returns (or when a queue is full), rather than once a batch.
     public func emittingRun<R>(_ body: () throws -> R) rethrows -> R {
-        try HandOffQueue.deferringWakeUps(body)
+        try OutputQueue.deferringWakeUps(body)
     }
 
     /// Sleeps up to `seconds`, returning early when a stop is requested.

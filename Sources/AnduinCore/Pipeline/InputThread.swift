@@ -8,7 +8,7 @@
 final class InputThread: Sendable {
     let name: String
     let control: InputControl
-    private let input: Handover<any Input>
+    private let input: TakeOnceSlot<any Input>
     private struct State {
         var returned = false
         /// nil until the pipeline decides: true → call `finish`, false → skip it.
@@ -19,7 +19,7 @@ final class InputThread: Sendable {
 
     init(name: String, input: sending any Input, control: InputControl) {
         self.name = name
-        self.input = Handover(input)
+        self.input = TakeOnceSlot(input)
         self.control = control
     }
 

@@ -32,7 +32,7 @@ public struct ComponentContext: Sendable {
 
 /// An input reads records from somewhere and hands them to the pipeline.
 /// Not `Sendable`: the pipeline moves an input to its thread for `run` and takes it back for
-/// `finish` (see `Handover`), so an implementation keeps plain `var`s and the compiler checks that
+/// `finish` (see `TakeOnceSlot`), so an implementation keeps plain `var`s and the compiler checks that
 /// nothing else shares it. State other threads must reach (acknowledgements) lives in Sendable parts.
 public protocol Input: AnyObject {
     /// Runs on the input's own thread until `control.isStopping`. Hand records over with

@@ -129,7 +129,7 @@ public enum LockStep<Result> {
 
 /// A non-Sendable value (an input, an output) waiting for the thread that will own it: `take` moves
 /// it out once (`sending`: the compiler checks the giver keeps no reference), later calls get nil.
-public final class Handover<Value>: Sendable {
+public final class TakeOnceSlot<Value>: Sendable {
     private let slot: Mutex<Value?>
     public init(_ value: sending Value?) { slot = Mutex(value) }
 
