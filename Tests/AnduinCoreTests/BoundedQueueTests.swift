@@ -148,7 +148,7 @@ final class BoundedQueueTests: XCTestCase {
         let taker = startThread(name: "taker") {
             if let items = items(queue.take(limit: 100, maxWait: 600)) { taken.withLock { $0 = items } }
         }
-        usleep(20_000)  // the taker waits
+        eventually("the taker waits") { queue.waitingTakers == 1 }
         for i in 0..<5 { queue.append(i, weight: 1, wakeTakers: .later) }
         usleep(50_000)
         XCTAssertEqual(taken.current, [], "a deferred append woke the taker")
@@ -163,7 +163,7 @@ final class BoundedQueueTests: XCTestCase {
         let taker = startThread(name: "taker") {
             if let items = items(queue.take(limit: 100, maxWait: 600)) { taken.withLock { $0 = items } }
         }
-        usleep(20_000)
+        eventually("the taker waits") { queue.waitingTakers == 1 }
         queue.append(0, weight: 1, wakeTakers: .atBacklog(items: 2, weight: 100))
         usleep(50_000)
         XCTAssertEqual(taken.current, [])

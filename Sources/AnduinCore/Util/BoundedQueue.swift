@@ -247,6 +247,8 @@ public final class BoundedQueue<Element>: Sendable {
     public var heldWeight: Int { state.withLock { $0.weight + $0.outstanding } }
     public var queuedWeight: Int { state.withLock { $0.weight } }
     public var count: Int { state.withLock { $0.queue.count } }
+    /// Threads waiting in `take` (tests wait for a taker to be waiting before checking what wakes it).
+    var waitingTakers: Int { state.withLock { $0.takersWaiting } }
     /// When the oldest queued item was appended (monotonic), if any.
     public var oldestSince: Double? { state.withLock { $0.queue.first?.since } }
 }
