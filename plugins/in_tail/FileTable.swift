@@ -26,6 +26,17 @@ final class FileTable {
     private var limitLogged = false
     /// Files found but not opened in the current scan (limit reached, or no descriptor).
     var waiting = 0
+    /// Files found at the last scan but not opened (a descriptor, the limit, a permission), or files
+    /// closed while idle (their changes are seen by a scan only): scans must come every glob_interval.
+    var needsPolledScans: Bool { waitedAtLastScan || !unreadable.isEmpty || closedIdle }
+    private var waitedAtLastScan = false
+    private var closedIdle = false
+    /// A followed file's folder inotify could not watch since the last call.
+    private var folderWatchFailure: (String, Int32)?
+    func takeFolderWatchFailure() -> (String, Int32)? {
+        defer { folderWatchFailure = nil }
+        return folderWatchFailure
+    }
     private let rotations, truncations, openErrors, fdShortages, idleClosed, givenUp, givenUpBytes: Counter
     private let filesWatched, filesWaiting: Gauge
 
@@ -167,7 +178,9 @@ final class FileTable {
             byWatch[wd] = key
         }
         // New files in its real directory (a symlink's target) wake the scan at once.
-        backend.watchDirectory(f.directory)
+        if let err = backend.watchDirectory(f.directory), err != ENOENT, folderWatchFailure == nil {
+            folderWatchFailure = (f.directory, err)
+        }
         filesWatched.set(files.count)
         logger.info("following \(found.path) from offset \(offset)\(resumed != nil ? " (checkpoint)" : "")")
         return f
@@ -229,6 +242,7 @@ final class FileTable {
         keepDescriptorHeadroom()
         idleCandidates = nil
         filesWaiting.set(waiting)
+        waitedAtLastScan = waiting > 0
         if waiting == 0 && limitLogged {
             limitLogged = false
             logger.notice("every file found is open again")
@@ -402,6 +416,7 @@ final class FileTable {
             // Still idle: open, nothing new since it was listed.
             guard files[f.key] === f, f.atEnd, !f.dirty, f.size() == f.readOffset else { continue }
             idleClosed.add()
+            closedIdle = true
             logger.debug("closing \(f.path): idle (read to its end, acknowledged) to stay within max_open_files (\(maxOpen)); reopened at its checkpoint when it changes")
             close(f)
             return true
