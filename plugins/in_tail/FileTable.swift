@@ -292,6 +292,7 @@ final class FileTable {
     /// Reads `f`, first checking whether it was truncated in place (copytruncate).
     func read(_ f: TailedFile, now: Double, isStopping: () -> Bool) -> Bool {
         guard let size = f.size() else { return false }
+        f.sizeAtRead = size
         // Truncated in place: shorter than what was read, or (if it grew back before we looked) its
         // first line changed. The fingerprint is re-read at most once a second per file.
         var truncated = size < f.readOffset
@@ -299,19 +300,24 @@ final class FileTable {
             f.fingerprintCheckedAt = now
             truncated = !f.fingerprintMatches()
         }
+        if truncated { restartTruncated(f) }
         // Between fingerprint looks: a file read to its end that has new bytes, truncated and
         // rewritten past the read position meanwhile, no longer has a line end just before that
         // position. Reading on from there would ship the new content from mid-line, and all of it
-        // again once the fingerprint tells (duplicates under another identity).
-        if !truncated && f.atEnd && size > f.readOffset && !f.endsLineBeforeReadOffset() {
-            truncated = true
-        }
-        if truncated {
-            truncations.add()
-            logger.warning("\(f.path) was truncated (copytruncate?): reading it again from the start")
-            restart(f)
-        }
-        return reader.read(f, isStopping: isStopping)
+        // again once the fingerprint tells (duplicates under another identity). The reader takes
+        // that byte with its first read.
+        let checkLineEnd = !truncated && f.atEnd && size > f.readOffset && f.lineEndCheckApplies
+        var lineEndMissing = false
+        let more = reader.read(f, size: size, checkLineEnd: checkLineEnd, lineEndMissing: &lineEndMissing, isStopping: isStopping)
+        guard lineEndMissing else { return more }
+        restartTruncated(f)
+        return reader.read(f, size: size, lineEndMissing: &lineEndMissing, isStopping: isStopping)
+    }
+
+    private func restartTruncated(_ f: TailedFile) {
+        truncations.add()
+        logger.warning("\(f.path) was truncated (copytruncate?): reading it again from the start")
+        restart(f)
     }
 
     /// copytruncate: the same inode starts over with new content, under a new identity.
@@ -484,7 +490,9 @@ final class FileTable {
             let before = lastAcked[f.id]
             if let before { progressed = progressed.addingSaturating(max(0, position - before)) }
             if position != before { logger.debug("checkpoint \(f.path): acknowledged up to offset \(position)") }
-            guard let size = f.size() else { continue }
+            // A watched file without an event since its last read has not changed size.
+            let known = backend.notifies && f.watch != nil && !f.dirty ? f.sizeAtRead : nil
+            guard let size = known ?? f.size() else { continue }
             let owed = max(0, size - position)
             behind = behind.addingSaturating(owed)
             if owed > 0 { count += 1 }
