@@ -281,7 +281,9 @@ final class DeliveryGuaranteeTests: DGTestCase {
     func testMemoryBufferCheckpointsOnlyDeliveredRecords() throws {
         var recv = try receiver()
         let port = recv.port
-        try writeConfig(DG.config([DGOutput(name: "out", uri: recv.url, buffer: "{type: memory, max_records: 100}", batchRecords: 50)]))
+        var tail = TailOptions()
+        tail.refreshInterval = "200ms"  // scans count the input loop's turns below
+        try writeConfig(DG.config([DGOutput(name: "out", uri: recv.url, buffer: "{type: memory, max_records: 100}", batchRecords: 50)], tail: tail))
         let path = sandbox.path("logs/mem.log")
         let len = lineLength("mem")
         appendText(path, joinedLines(logLines("mem", 0..<200)))

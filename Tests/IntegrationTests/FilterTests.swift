@@ -182,7 +182,9 @@ final class FilterTests: AgentTestCase {
     /// While a trace is held, the file's checkpoint stays at (not past) its first line; once the
     /// trace is shipped and written, the checkpoint moves past it.
     func testCheckpointDoesNotPassAPendingTrace() throws {
-        try writeConfig("api: {address: \"127.0.0.1:0\"}\n" + config(TailOptions(), filters: """
+        var tail = TailOptions()
+        tail.refreshInterval = "200ms"  // scans count the input loop's turns below
+        try writeConfig("api: {address: \"127.0.0.1:0\"}\n" + config(tail, filters: """
               ml: {type: multiline, from: [in], mode: python, flush_timeout: 30s}
 
             """, feed: "ml"))

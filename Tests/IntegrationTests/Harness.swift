@@ -147,6 +147,9 @@ struct TailOptions {
     var maxLineBytes = "1MiB"
     var pollInterval = "100ms"
     var globInterval = "200ms"
+    /// The scan that runs with inotify without a folder event; tests that count scans as the input
+    /// loop's turns set it short (nil: the default).
+    var refreshInterval: String?
     var rotateWait = "1s"
     var checkpointInterval = "200ms"
     /// More `key: value` lines of the input, each ending in a newline.
@@ -164,7 +167,7 @@ struct TailOptions {
                 max_line_bytes: \(maxLineBytes)
                 watch: \(watch)
                 poll_interval: \(pollInterval)
-                glob_interval: \(globInterval)
+                glob_interval: \(globInterval)\(refreshInterval.map { "\n    refresh_interval: \($0)" } ?? "")
                 rotate_wait: \(rotateWait)
                 checkpoint_interval: \(checkpointInterval)
             \(extra.split(separator: "\n").map { "    " + $0 + "\n" }.joined())

@@ -15,12 +15,14 @@ final class TailMultilineLiveTests: AgentTestCase {
     ]
 
     func testTheCheckpointStaysAtAnOpenRecordsFirstLineThroughAKillDashNine() throws {
+        var tail = TailOptions()
+        tail.refreshInterval = "200ms"  // scans count the input loop's turns below
         try writeConfig("""
             data_dir: ./data
             shutdown_timeout: 30s
             api: {address: "127.0.0.1:0"}
             inputs:
-            \(TailOptions().yaml(name: "in"))    multiline: {mode: python, flush_timeout: 1h}
+            \(tail.yaml(name: "in"))    multiline: {mode: python, flush_timeout: 1h}
             outputs:
               local: {type: file, from: [in], path: ./out/records.ndjson}
 
@@ -164,6 +166,7 @@ final class TailMultilineLiveTests: AgentTestCase {
         tail.paths = ["./logs/*.log*"]
         tail.rotateWait = "100ms"
         tail.globInterval = "20ms"
+        tail.refreshInterval = "20ms"  // a scan finds each rotated file as it closes
         try writeConfig("""
             data_dir: ./data
             shutdown_timeout: 30s

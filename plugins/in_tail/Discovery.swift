@@ -48,16 +48,39 @@ struct Discovery {
         return (seen, failures, empty)
     }
 
-    /// Directories to watch for new files: each pattern's longest prefix without wildcards.
-    var watchRoots: [String] {
-        patterns.map { pattern in
-            var dir = ""
-            for part in pattern.split(separator: "/", omittingEmptySubsequences: false).dropLast() {
-                if part.contains(where: { "*?[".contains($0) }) { break }
-                dir += (dir.isEmpty && pattern.hasPrefix("/") && part.isEmpty) ? "/" : (dir.hasSuffix("/") || dir.isEmpty ? "" : "/") + part
+    /// The folders the globs pass through, to watch for new files: each pattern's longest prefix
+    /// without wildcards (its root, which must exist to be watched), then at each deeper level down
+    /// to the files' own folders the folders that level's glob matches now. For
+    /// `/var/log/pods/*/*/*.log`: `/var/log/pods`, each pod's folder and each container's folder, so
+    /// a pod, a container or a file appearing is an event on a watched folder.
+    func watchDirectories() -> (directories: [String], roots: Set<String>) {
+        var out: [String] = []
+        var seen: Set<String> = []
+        var roots: Set<String> = []
+        var expanded: Set<String> = []
+        for pattern in patterns {
+            let parts = pattern.split(separator: "/", omittingEmptySubsequences: false).dropLast()
+            let fixed = parts.prefix(while: { !Discovery.hasWildcard($0) }).count
+            let root = Discovery.join(parts.prefix(fixed), absolute: pattern.hasPrefix("/"))
+            roots.insert(root)
+            if seen.insert(root).inserted { out.append(root) }
+            var level = fixed + 1
+            while level <= parts.count {
+                let prefix = Discovery.join(parts.prefix(level), absolute: pattern.hasPrefix("/"))
+                level += 1
+                guard expanded.insert(prefix).inserted else { continue }
+                for dir in glob(prefix, flags: GLOB_ONLYDIR).0 where seen.insert(dir).inserted { out.append(dir) }
             }
-            return dir.isEmpty ? "." : dir
         }
+        return (out, roots)
+    }
+
+    private static func hasWildcard(_ part: Substring) -> Bool { part.contains(where: { "*?[".contains($0) }) }
+
+    private static func join(_ parts: ArraySlice<Substring>, absolute: Bool) -> String {
+        let joined = parts.joined(separator: "/")
+        if joined.isEmpty { return absolute ? "/" : "." }
+        return joined
     }
 
     /// Looks for the file `key` among the entries of `directories` (rotated names included,
@@ -105,12 +128,12 @@ struct Discovery {
     }
 
     /// Paths matching `pattern`, and the first error met (nil when every directory could be read).
-    private func glob(_ pattern: String) -> ([String], Int32?) {
+    private func glob(_ pattern: String, flags: Int32 = 0) -> ([String], Int32?) {
         var g = glob_t()
         defer { globfree(&g) }
         let (rc, firstError): (Int32, Int32?) = GlobErrors.lock.withLock {
             GlobErrors.reset()
-            let rc = Glibc.glob(pattern, 0, { _, err in
+            let rc = Glibc.glob(pattern, flags, { _, err in
                 GlobErrors.record(err)
                 return 0  // keep going: report what could be seen
             }, &g)

@@ -26,6 +26,17 @@ final class FileTable {
     private var limitLogged = false
     /// Files found but not opened in the current scan (limit reached, or no descriptor).
     var waiting = 0
+    /// Files found at the last scan but not opened (a descriptor, the limit, a permission), or files
+    /// closed while idle (their changes are seen by a scan only): scans must come every glob_interval.
+    var needsPolledScans: Bool { waitedAtLastScan || !unreadable.isEmpty || closedIdle }
+    private var waitedAtLastScan = false
+    private var closedIdle = false
+    /// A followed file's folder inotify could not watch since the last call.
+    private var folderWatchFailure: (String, Int32)?
+    func takeFolderWatchFailure() -> (String, Int32)? {
+        defer { folderWatchFailure = nil }
+        return folderWatchFailure
+    }
     private let rotations, truncations, openErrors, fdShortages, idleClosed, givenUp, givenUpBytes: Counter
     private let filesWatched, filesWaiting: Gauge
 
@@ -167,7 +178,9 @@ final class FileTable {
             byWatch[wd] = key
         }
         // New files in its real directory (a symlink's target) wake the scan at once.
-        backend.watchDirectory(f.directory)
+        if let err = backend.watchDirectory(f.directory), err != ENOENT, folderWatchFailure == nil {
+            folderWatchFailure = (f.directory, err)
+        }
         filesWatched.set(files.count)
         logger.info("following \(found.path) from offset \(offset)\(resumed != nil ? " (checkpoint)" : "")")
         return f
@@ -229,6 +242,7 @@ final class FileTable {
         keepDescriptorHeadroom()
         idleCandidates = nil
         filesWaiting.set(waiting)
+        waitedAtLastScan = waiting > 0
         if waiting == 0 && limitLogged {
             limitLogged = false
             logger.notice("every file found is open again")
@@ -278,6 +292,7 @@ final class FileTable {
     /// Reads `f`, first checking whether it was truncated in place (copytruncate).
     func read(_ f: TailedFile, now: Double, isStopping: () -> Bool) -> Bool {
         guard let size = f.size() else { return false }
+        f.sizeAtRead = size
         // Truncated in place: shorter than what was read, or (if it grew back before we looked) its
         // first line changed. The fingerprint is re-read at most once a second per file.
         var truncated = size < f.readOffset
@@ -285,19 +300,24 @@ final class FileTable {
             f.fingerprintCheckedAt = now
             truncated = !f.fingerprintMatches()
         }
+        if truncated { restartTruncated(f) }
         // Between fingerprint looks: a file read to its end that has new bytes, truncated and
         // rewritten past the read position meanwhile, no longer has a line end just before that
         // position. Reading on from there would ship the new content from mid-line, and all of it
-        // again once the fingerprint tells (duplicates under another identity).
-        if !truncated && f.atEnd && size > f.readOffset && !f.endsLineBeforeReadOffset() {
-            truncated = true
-        }
-        if truncated {
-            truncations.add()
-            logger.warning("\(f.path) was truncated (copytruncate?): reading it again from the start")
-            restart(f)
-        }
-        return reader.read(f, isStopping: isStopping)
+        // again once the fingerprint tells (duplicates under another identity). The reader takes
+        // that byte with its first read.
+        let checkLineEnd = !truncated && f.atEnd && size > f.readOffset && f.lineEndCheckApplies
+        var lineEndMissing = false
+        let more = reader.read(f, size: size, checkLineEnd: checkLineEnd, lineEndMissing: &lineEndMissing, isStopping: isStopping)
+        guard lineEndMissing else { return more }
+        restartTruncated(f)
+        return reader.read(f, size: size, lineEndMissing: &lineEndMissing, isStopping: isStopping)
+    }
+
+    private func restartTruncated(_ f: TailedFile) {
+        truncations.add()
+        logger.warning("\(f.path) was truncated (copytruncate?): reading it again from the start")
+        restart(f)
     }
 
     /// copytruncate: the same inode starts over with new content, under a new identity.
@@ -402,6 +422,7 @@ final class FileTable {
             // Still idle: open, nothing new since it was listed.
             guard files[f.key] === f, f.atEnd, !f.dirty, f.size() == f.readOffset else { continue }
             idleClosed.add()
+            closedIdle = true
             logger.debug("closing \(f.path): idle (read to its end, acknowledged) to stay within max_open_files (\(maxOpen)); reopened at its checkpoint when it changes")
             close(f)
             return true
@@ -469,7 +490,9 @@ final class FileTable {
             let before = lastAcked[f.id]
             if let before { progressed = progressed.addingSaturating(max(0, position - before)) }
             if position != before { logger.debug("checkpoint \(f.path): acknowledged up to offset \(position)") }
-            guard let size = f.size() else { continue }
+            // A watched file without an event since its last read has not changed size.
+            let known = backend.notifies && f.watch != nil && !f.dirty ? f.sizeAtRead : nil
+            guard let size = known ?? f.size() else { continue }
             let owed = max(0, size - position)
             behind = behind.addingSaturating(owed)
             if owed > 0 { count += 1 }

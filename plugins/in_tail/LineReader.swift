@@ -74,9 +74,11 @@ final class LineReader {
     }
 
     /// Reads up to the per-file budget while the emitter has room. Returns true when the file has
-    /// more to read right away.
-    func read(_ f: TailedFile, isStopping: () -> Bool) -> Bool {
-        guard let size = f.size() else { return false }
+    /// more to read right away. `size`: the file's size as just looked at. `checkLineEnd`: the
+    /// first read also takes the byte before `readOffset` (one syscall); when it is not a line end,
+    /// nothing is read and `lineEndMissing` is set (the file was truncated and rewritten past it).
+    func read(_ f: TailedFile, size: Int64, checkLineEnd: Bool = false, lineEndMissing: inout Bool,
+              isStopping: () -> Bool) -> Bool {
         if size <= f.readOffset {
             f.atEnd = true
             return false
@@ -88,10 +90,27 @@ final class LineReader {
         let now = monotonicSeconds()
         readAt = now
         var consumed = 0
+        var checkLineEnd = checkLineEnd && f.readOffset > 0
         while consumed < config.readBudget && !isStopping() {
             if !sink.hasRoom { return true }
             let base = f.readOffset
-            let n = pread(f.fd, buffer.baseAddress, buffer.count, off_t(base))
+            var n: Int
+            if checkLineEnd {
+                checkLineEnd = false
+                var before: UInt8 = 0
+                n = withUnsafeMutablePointer(to: &before) { b in
+                    var iov = [iovec(iov_base: UnsafeMutableRawPointer(b), iov_len: 1),
+                               iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)]
+                    return preadv(f.fd, &iov, 2, off_t(base - 1))
+                }
+                if n >= 1 && before != 0x0A {
+                    lineEndMissing = true
+                    return false
+                }
+                n -= 1
+            } else {
+                n = pread(f.fd, buffer.baseAddress, buffer.count, off_t(base))
+            }
             if n <= 0 {
                 f.atEnd = true
                 return false

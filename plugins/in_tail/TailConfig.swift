@@ -18,8 +18,12 @@ public struct TailConfig: InputConfig {
     public var watch = WatchMode.auto
     /// How often files are checked for new data in poll mode (and files inotify could not watch).
     public var pollInterval = 0.25
-    /// How often globs are re-evaluated to find new files (inotify also wakes the scan at once).
+    /// How often globs are re-evaluated to find new files when they are not all watched by inotify;
+    /// with inotify, folder events start a scan at most this often (and at most once a second).
     public var globInterval = 1.0
+    /// With inotify watching every folder the globs pass through: the full re-evaluation of the
+    /// globs that runs anyway (folder events find new files at once).
+    public var refreshInterval = 60.0
     /// How long a rotated or deleted file keeps being read after its last data.
     public var rotateWait = 5.0
     /// Fairness: bytes read from one file before the next file gets its turn.
@@ -45,7 +49,8 @@ public struct TailConfig: InputConfig {
         .key(.size("max_line_bytes", default: d.maxLineBytes, 256...(64 << 20), "longer lines, and merged partial records, are cut to this and flagged `log.truncated: true`"), \.maxLineBytes),
         .key(.choice("watch", default: d.watch, "`auto` (inotify, falling back to polling when it cannot be set up) | `inotify` | `poll`"), \.watch),
         .key(.duration("poll_interval", default: d.pollInterval, 0.001...3600, "poll mode, and files inotify could not watch (watch limit reached)"), \.pollInterval),
-        .key(.duration("glob_interval", default: d.globInterval, 0.001...3600, "globs are re-evaluated this often (inotify directory events trigger it at once)"), \.globInterval),
+        .key(.duration("glob_interval", default: d.globInterval, 0.001...3600, "globs are re-evaluated this often to find new, rotated and deleted files when polling (`watch: poll`, inotify unavailable, a folder inotify cannot watch, or files waiting for `max_open_files`); with inotify, a change in a folder the globs pass through re-evaluates them at once (at most once a second, or every glob_interval when shorter)"), \.globInterval),
+        .key(.duration("refresh_interval", default: d.refreshInterval, 0.001...86_400, "with inotify watching every folder the globs pass through, new files are found from its events and the globs are re-evaluated this often as a safety net"), \.refreshInterval),
         .key(.duration("rotate_wait", default: d.rotateWait, 0...86_400, "a rotated or deleted file is closed this long after it was read to its end *and* everything read from it was acknowledged (a full buffer pauses the clock)"), \.rotateWait),
         .key(.size("read_budget", default: d.readBudget, 4096...(1 << 30), "bytes read from one file before the next file gets a turn (fairness)"), \.readBudget),
         .key(.duration("partial_timeout", default: d.partialTimeout, 0.001...3600, "a partial record whose last part never comes is shipped after this"), \.partialTimeout),

@@ -29,12 +29,20 @@ final class TailInput: Input {
     private var rescanRequested = true
     private var startupKeys: Set<FileKey>?
     private let checkpointErrors, searchesFound, checkpointsExpired, scanErrors, scans: Counter
-    private let inotifyMode, bytesBehind, filesBehind, ackedRate, globsEmpty: Gauge
+    private let inotifyMode, bytesBehind, filesBehind, ackedRate, globsEmpty, foldersUnwatched: Gauge
     /// (time, bytes acknowledged since start) at each checkpoint save of the last 10 seconds.
     private var ackedSamples: [(time: Double, total: Int)] = []
     private var ackedTotal = 0
     private let emptyGlobWarnings: Counter
     private var scanFailureLogged = false
+    /// Folders the globs pass through that inotify did not watch at the last scan (the globs are
+    /// then re-evaluated every `glob_interval`), and whether a watch failure was logged.
+    private var lastUnwatched: Set<String> = []
+    private var folderWatchLogged = false
+    /// When a folder watch last failed other than by the folder's absence.
+    private var watchFailedAt: Double?
+    /// With inotify, folder events start a scan at most this often (`glob_interval` when shorter).
+    static let eventScanSpacing: Double = 1
     /// Patterns matching nothing, and when that was last said: a typo in `paths:` ships nothing,
     /// so it is said at once and again every `emptyGlobRepeat` while it lasts.
     private var emptyGlobs: [String: Double] = [:]
@@ -56,7 +64,7 @@ final class TailInput: Input {
                                      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300])
         tracker = AckTracker(latency: { ackLatency.observe(seconds: $0) })
         checkpointErrors = s.counter("checkpoint_errors", "failed checkpoint writes (retried)")
-        scans = s.counter("scans", "looks at the globs for new, rotated and deleted files (every glob_interval, and on directory events)")
+        scans = s.counter("scans", "looks at the globs for new, rotated and deleted files (on folder events and every refresh_interval with inotify; every glob_interval when polling)")
         searchesFound = s.counter("rotated_found", "files found again by identity under a name no glob matches (rotated while not followed) and drained")
         checkpointsExpired = s.counter("checkpoints_expired", "checkpoints dropped after checkpoint_ttl without their file being seen")
         scanErrors = s.counter("scan_errors", "globs or paths that could not be looked at (EMFILE, EACCES…); nothing is concluded from them")
@@ -65,6 +73,7 @@ final class TailInput: Input {
         filesBehind = s.gauge("files_behind", "followed files with bytes not yet acknowledged")
         ackedRate = s.gauge("acked_bytes_per_second", "bytes of the followed files read and acknowledged per second over the last 10 seconds; status estimates the time to catch up as bytes_behind over it")
         globsEmpty = s.gauge("globs_matching_nothing", "patterns of paths that match no file at the last scan")
+        foldersUnwatched = s.gauge("folders_unwatched", "folders the globs pass through that inotify could not watch at the last scan (a missing root, or the watch limit): the globs are then re-evaluated every glob_interval")
         emptyGlobWarnings = s.counter("empty_glob_warnings", "warnings that a pattern of paths matches no file (at once, then every 10 minutes while it lasts)")
     }
 
@@ -122,11 +131,17 @@ final class TailInput: Input {
                 if backend.notifies && elapsed < Self.passInterval { control.sleep(Self.passInterval - elapsed) }
                 backend.wait(timeout: config.pollInterval, into: &events)
             }
-            for wd in events.files { table?.file(watch: wd)?.dirty = true }
-            if events.directoryChanged { rescanRequested = true }
-            if events.overflow { lastSweep = -Double.infinity }
+            take(events)
         }
         emitter.finish()
+    }
+
+    /// What the backend reported: changed files are read at the next turn, a folder's change
+    /// starts a scan, lost events a look at every file.
+    func take(_ events: WatchEvents) {
+        for wd in events.files { table?.file(watch: wd)?.dirty = true }
+        if events.directoryChanged { rescanRequested = true }
+        if events.overflow { lastSweep = -Double.infinity }
     }
 
     /// Loads the checkpoints and builds the reader and the file table (`run`; a test gives its own
@@ -143,6 +158,18 @@ final class TailInput: Input {
     }
 
     private var lastScan = -Double.infinity
+
+    /// With inotify watching every folder the globs pass through, a new, renamed or deleted file is
+    /// a folder event: scans run on those, and every `refresh_interval` as a safety net. Otherwise
+    /// (polling, a folder not watched, opens waiting for a descriptor or permission, closed idle
+    /// files that only a scan sees change, globs failing) every `glob_interval`.
+    private func scanDue(_ now: Double, _ backend: any WatchBackend) -> Bool {
+        let since = now - lastScan
+        if rescanRequested && since >= min(config.globInterval, Self.eventScanSpacing) { return true }
+        let eventDriven = backend.notifies && lastUnwatched.isEmpty && !scanFailureLogged
+            && !(table?.needsPolledScans ?? true)
+        return since >= (eventDriven ? config.refreshInterval : config.globInterval)
+    }
     private var lastSweep = -Double.infinity
     private var lastHousekeeping = -Double.infinity
     private var lastSave = 0.0
@@ -153,7 +180,7 @@ final class TailInput: Input {
         guard let table, let backend else { return false }
         // Discovery runs whether or not there is room downstream: new files are pinned (opened)
         // while reading is paused.
-        if rescanRequested || now - lastScan >= config.globInterval {
+        if scanDue(now, backend) {
             rescan(table, now: now)
             lastScan = now
             rescanRequested = false
@@ -217,7 +244,27 @@ final class TailInput: Input {
 
     private func rescan(_ table: FileTable, now: Double) {
         scans.add()
-        for dir in discovery.watchRoots { backend?.watchDirectory(dir) }
+        var unwatched: Set<String> = []
+        // After a watch failed (the watch limit), scans poll every glob_interval: the folders are
+        // tried again every refresh_interval only, not at each of those scans.
+        let retryWatches = watchFailedAt.map { now - $0 >= config.refreshInterval } ?? true
+        if let backend, backend.notifies, !retryWatches {
+            unwatched = lastUnwatched
+        } else if let backend, backend.notifies {
+            watchFailedAt = nil
+            let (dirs, roots) = discovery.watchDirectories()
+            for dir in dirs {
+                guard let err = backend.watchDirectory(dir) else { continue }
+                // A folder gone since the glob saw it is an event on its parent; a missing root is
+                // not (its parent is not watched): found by polling.
+                if err == ENOENT && !roots.contains(dir) { continue }
+                unwatched.insert(dir)
+                if err != ENOENT {
+                    folderNotWatched(dir, err)
+                    watchFailedAt = now
+                }
+            }
+        }
         let (matched, failures, empty) = discovery.scan()
         noteEmptyGlobs(empty, now: now)
         if !failures.isEmpty {
@@ -269,6 +316,24 @@ final class TailInput: Input {
             logger.info("dropping the checkpoint of \(path): not seen for checkpoint_ttl (\(Int(config.checkpointTTL))s)")
         }
         table.scanDone()
+        if let (dir, err) = table.takeFolderWatchFailure() {
+            unwatched.insert(dir)
+            folderNotWatched(dir, err)
+            watchFailedAt = watchFailedAt ?? now
+        }
+        if unwatched.isEmpty && !lastUnwatched.isEmpty && folderWatchLogged {
+            folderWatchLogged = false
+            logger.notice("input \(name): inotify watches every folder of paths again: new files are found from its events, the globs re-evaluated every refresh_interval (\(config.refreshInterval)s)")
+        }
+        lastUnwatched = unwatched
+        foldersUnwatched.set(unwatched.count)
+    }
+
+    private func folderNotWatched(_ dir: String, _ err: Int32) {
+        guard !folderWatchLogged else { return }
+        folderWatchLogged = true
+        let hint = err == ENOSPC ? " (the inotify watch limit, fs.inotify.max_user_watches, is reached)" : ""
+        logger.warning("input \(name): inotify cannot watch the folder \(dir): \(String(cString: strerror(err)))\(hint); new files are found by re-evaluating the globs every glob_interval (\(config.globInterval)s) while a folder is not watched (said once until every folder is watched again)")
     }
 
     /// A symlink's target now (the live file of a container), or nil.

@@ -45,6 +45,9 @@ final class TailedFile {
     var dirty = true
     /// When the fingerprint was last re-checked against the file (detects truncate-and-rewrite).
     var fingerprintCheckedAt: Double = 0
+    /// Its size when it was last read (nil before); with an inotify watch and no event since, the
+    /// size now.
+    var sizeAtRead: Int64?
 
     init(id: Int, key: FileKey, path: String, realPath: String, fd: Int32, offset: Int64, format: LogFormat, maxLineBytes: Int,
          multiline: MultilineSettings? = nil) {
@@ -121,12 +124,9 @@ final class TailedFile {
     /// an end inside a long last line, or a checkpoint written there).
     var readOffsetMidLine = false
 
-    /// True when `readOffset` starts a line as read: at 0, or just after a newline. Not checked
-    /// (true) where it is mid-line by design: skipping an over-long line, `readOffsetMidLine`.
-    func endsLineBeforeReadOffset() -> Bool {
-        guard readOffset > 0, longLineStart == nil, !readOffsetMidLine else { return true }
-        return byteBeforeReadOffsetIsNewline()
-    }
+    /// Whether a newline must be the byte just before `readOffset` (it starts a line as read). Not
+    /// at 0, nor where it is mid-line by design: skipping an over-long line, `readOffsetMidLine`.
+    var lineEndCheckApplies: Bool { readOffset > 0 && longLineStart == nil && !readOffsetMidLine }
 
     func byteBeforeReadOffsetIsNewline() -> Bool {
         var b: UInt8 = 0

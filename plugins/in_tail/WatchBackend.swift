@@ -24,7 +24,9 @@ struct WatchEvents {
 protocol WatchBackend: AnyObject {
     /// False for polling: every file is looked at every `poll_interval`.
     var notifies: Bool { get }
-    func watchDirectory(_ dir: String)
+    /// Watches `dir` for files and folders appearing, moving or going. Returns nil when it is
+    /// watched (or nothing needs watching: polling), else the errno (ENOENT: it does not exist).
+    func watchDirectory(_ dir: String) -> Int32?
     /// A token for `unwatchFile`, or nil when this file cannot be watched (it is then polled).
     func watchFile(_ path: String) -> Int32?
     func unwatchFile(_ token: Int32)
@@ -37,7 +39,7 @@ final class PollBackend: WatchBackend {
     private let sleep: (Double) -> Void
     init(sleep: @escaping (Double) -> Void) { self.sleep = sleep }
     var notifies: Bool { false }
-    func watchDirectory(_ dir: String) {}
+    func watchDirectory(_ dir: String) -> Int32? { nil }
     func watchFile(_ path: String) -> Int32? { nil }
     func unwatchFile(_ token: Int32) {}
     func wait(timeout: Double, into events: inout WatchEvents) {
@@ -50,11 +52,14 @@ final class InotifyBackend: WatchBackend {
     private let fd: Int32
     private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
     private var directories: [String: Int32] = [:]
-    private var directoryWatches: Set<Int32> = []
+    private var directoryWatches: [Int32: String] = [:]
     private let onWatchError: (String, Int32) -> Void
 
     static let fileEvents = UInt32(IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF | IN_CLOSE_WRITE)
-    static let dirEvents = UInt32(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB)
+    /// IN_MOVE_SELF: a folder renamed away is no longer the one at its path (its watch is dropped
+    /// and the path watched again at the next scan). IN_ONLYDIR: a path that is not a folder fails.
+    static let dirEvents = UInt32(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB | IN_MOVE_SELF)
+    static let dirFlags = UInt32(IN_ONLYDIR)
 
     /// nil when inotify is not available (no kernel support, or the instance limit is reached).
     /// `onWatchError(path, errno)` reports a file that cannot be watched (it is polled instead).
@@ -69,14 +74,20 @@ final class InotifyBackend: WatchBackend {
 
     var notifies: Bool { true }
 
-    func watchDirectory(_ dir: String) {
-        guard directories[dir] == nil else { return }
-        let wd = inotify_add_watch(fd, dir, InotifyBackend.dirEvents)
+    func watchDirectory(_ dir: String) -> Int32? {
+        guard directories[dir] == nil else { return nil }
+        let wd = inotify_add_watch(fd, dir, InotifyBackend.dirEvents | InotifyBackend.dirFlags)
         // A directory that does not exist yet is tried again at the next scan.
-        if wd >= 0 {
-            directories[dir] = wd
-            directoryWatches.insert(wd)
-        }
+        guard wd >= 0 else { return errno }
+        directories[dir] = wd
+        directoryWatches[wd] = dir
+        return nil
+    }
+
+    /// Forgets every path of the watch `wd` (two paths lead to one folder through a symlink).
+    private func forgetDirectory(_ wd: Int32) {
+        guard directoryWatches.removeValue(forKey: wd) != nil else { return }
+        for (dir, w) in directories where w == wd { directories[dir] = nil }
     }
 
     func watchFile(_ path: String) -> Int32? {
@@ -105,12 +116,15 @@ final class InotifyBackend: WatchBackend {
                     if wd == -1 || mask & UInt32(IN_Q_OVERFLOW) != 0 {
                         events.overflow = true
                         events.directoryChanged = true
-                    } else if directoryWatches.contains(wd) {
+                    } else if directoryWatches[wd] != nil {
                         events.directoryChanged = true
                         if mask & UInt32(IN_IGNORED) != 0 {
                             // The directory went (a deleted pod): watch it again if it comes back.
-                            directoryWatches.remove(wd)
-                            if let d = directories.first(where: { $0.value == wd })?.key { directories[d] = nil }
+                            forgetDirectory(wd)
+                        } else if mask & UInt32(IN_MOVE_SELF) != 0 {
+                            // Renamed away: its path is watched again (whatever is there) at the scan.
+                            inotify_rm_watch(fd, wd)
+                            forgetDirectory(wd)
                         }
                     } else {
                         events.files.append(wd)
