@@ -124,6 +124,9 @@ LIVENESS_CAPS = {
     "request_timeout": 8.0, "connect_timeout": 3.0, "buffer.fsync_interval": 1.0,
     "flush_timeout": 1.0, "partial_timeout": 1.0, "rotate_wait": 1.0, "checkpoint_interval": 1.0,
     "glob_interval": 0.5, "poll_interval": 0.25, "ready.stall_after": 60.0,
+    # The full scan behind inotify's folder events: long enough that a missed event shows as a file
+    # found late (still well within the drain), not as a fast scan hiding it.
+    "refresh_interval": 20.0,
 }
 # Floors: a request_timeout of 1 ms would fail every request of a healthy destination forever.
 LIVENESS_FLOORS = {"request_timeout": 2.0, "connect_timeout": 0.2}
@@ -735,6 +738,9 @@ class Run:
                "glob_interval": d.draw("tail", "glob_interval"),
                "watch": d.draw("tail", "watch"), "poll_interval": d.draw("tail", "poll_interval"),
                "max_open_files": rng.choice([0, 0, d.draw("tail", "max_open_files", lo=1, hi=256)])}
+        # Drawn from a generator of its own, so the draws after it (and every earlier seed's run) stay
+        # as they were.
+        inp["refresh_interval"] = Drawer(random.Random(self.seed ^ 0x5EED), self.tables).draw("tail", "refresh_interval")
         filters = {}
         src = "logs"
         if self.multiline:
