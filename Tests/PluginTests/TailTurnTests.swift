@@ -22,16 +22,22 @@ final class TailTurnTests: XCTestCase {
         return input
     }
 
+    /// A temporary folder with `folders` in it, removed after the test.
+    func makeRoot(_ name: String, folders: [String] = ["a", "data"]) throws -> String {
+        let root = NSTemporaryDirectory() + "anduin-tail-\(name)-\(getpid())"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
+        for d in folders {
+            try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
+        }
+        return root
+    }
+
     /// A deleted file is closed with its last (unterminated) line still in flight: it is "retired"
     /// until that batch completes. A new file elsewhere that takes its inode is other content and is
     /// followed at once; it was skipped as the retired file until the batch completed, and lost when
     /// it was rotated away meanwhile (found by the model test, seed 77 of TAIL_MODEL_SEEDS=61-400).
     func testNewFileTakingTheInodeOfARetiredFileIsFollowed() throws {
-        let root = NSTemporaryDirectory() + "anduin-tail-reuse-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        for d in ["a", "b", "data"] {
-            try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
-        }
+        let root = try makeRoot("reuse", folders: ["a", "b", "data"])
         let sink = CollectingSink()
         let input = makeInput(root, sink: sink)
         var now = monotonicSeconds()
@@ -81,11 +87,7 @@ final class TailTurnTests: XCTestCase {
     /// needs a line end or 1 KiB). Rotated away, it is final: that line identifies it and is shipped
     /// when it closes, as every rotated file's unterminated last line is; it was never read.
     func testARotatedFileWithOnlyAnUnterminatedLineIsShipped() throws {
-        let root = NSTemporaryDirectory() + "anduin-tail-lone-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        for d in ["a", "data"] {
-            try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
-        }
+        let root = try makeRoot("lone")
         let sink = CollectingSink()
         let input = makeInput(root, sink: sink)
         var now = monotonicSeconds()
@@ -110,11 +112,7 @@ final class TailTurnTests: XCTestCase {
     /// shipped the new content from mid-line and then all of it again under the next generation
     /// (torture seed 90001 run 38: 5 lines twice in the index).
     func testATruncationRewrittenPastTheReadPositionIsSeenBeforeReading() throws {
-        let root = NSTemporaryDirectory() + "anduin-tail-regrow-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        for d in ["a", "data"] {
-            try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
-        }
+        let root = try makeRoot("regrow")
         let sink = CollectingSink()
         let input = makeInput(root, sink: sink)
         var now = monotonicSeconds()
@@ -141,11 +139,7 @@ final class TailTurnTests: XCTestCase {
     /// `start_at: end` on a file whose last 64 KiB hold no line end starts inside that line; when the
     /// line is finished and more follow, that is no truncation: the file is not read again from 0.
     func testStartedInsideALongLastLineIsNotTakenForATruncation() throws {
-        let root = NSTemporaryDirectory() + "anduin-tail-midline-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        for d in ["a", "data"] {
-            try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
-        }
+        let root = try makeRoot("midline")
         let path = root + "/a/0.log"
         try Data(("early\n" + String(repeating: "x", count: 70_000)).utf8).write(to: URL(fileURLWithPath: path))
         let sink = CollectingSink()
@@ -177,11 +171,7 @@ final class TailTurnTests: XCTestCase {
     }
 
     private func olderGenerationCase(completesBeforeRestart: Bool) throws {
-        let root = NSTemporaryDirectory() + "anduin-tail-generations-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        for d in ["a", "data"] {
-            try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
-        }
+        let root = try makeRoot("generations")
         var now = monotonicSeconds()
         func turn(_ input: TailInput, _ n: Int = 1) {
             for _ in 0..<n {
