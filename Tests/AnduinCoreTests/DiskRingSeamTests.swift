@@ -29,7 +29,9 @@ final class DiskRingSeamTests: XCTestCase, RingTestHelpers {
     }
 
     /// drop_oldest driven step by step: 290-byte blocks, 3 per 1 KiB segment, 2 KiB cap. Exact counts.
-    func testDropOldestExactCountsAndInFlightRecordsAreNotDropped() throws {
+    /// Records a delivery thread holds are counted when their segment goes, like unread ones: a
+    /// kill -9 before their delivery loses them, and no count is kept after it.
+    func testDropOldestExactCountsHeldRecordsIncluded() throws {
         let dir = tempDir()
         let (ring, stats, _) = try openRing(dir, smallOptions(whenFull: .drop_oldest, maxBytes: 2048))
         for i in 0..<6 { XCTAssertTrue(ring.append(batch("b\(i)", 2))) }  // segments 1 and 2 full: 1740 bytes
@@ -38,22 +40,27 @@ final class DiskRingSeamTests: XCTestCase, RingTestHelpers {
         XCTAssertEqual(tags(inFlight.batch), expected("b0", 2))
         XCTAssertTrue(ring.append(batch("b6", 2)))  // segment 3: 2030 bytes, fits
         XCTAssertEqual(counter(stats, "buffer_full_events"), 0)
-        XCTAssertTrue(ring.append(batch("b7", 2)))  // 2320 > 2048: segment 1 goes; b0 was read, b1 b2 were not
+        XCTAssertTrue(ring.append(batch("b7", 2)))  // 2320 > 2048: segment 1 goes: b0 (held), b1, b2
         XCTAssertEqual(counter(stats, "buffer_full_events"), 1)
-        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 4)
+        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 6)
         XCTAssertEqual(ring.bufferedRecords, 10, "b3..b7")
-        ring.commit(inFlight.end)  // delivered after all; its segment is gone: nothing changes
+        // Delivered after all; its segment is gone: the commit moves nothing and says b0 was deleted
+        // while held.
+        XCTAssertEqual(ring.commit(inFlight.end, takes: [(inFlight.end, 2)]), 2)
         XCTAssertEqual(ring.bufferedRecords, 10)
+        let held = try XCTUnwrap(ring.read(maxRecords: 2, maxBytes: 1 << 20, timeout: 0))  // b3, not committed
+        XCTAssertEqual(tags(held.batch), expected("b3", 2))
         XCTAssertTrue(ring.append(batch("b8", 2)))  // 1740: fits (segment 3 full)
         XCTAssertTrue(ring.append(batch("b9", 2)))  // segment 4: 2030, fits
         XCTAssertEqual(counter(stats, "buffer_full_events"), 1)
-        XCTAssertTrue(ring.append(batch("b10", 2)))  // 2320: segment 2 goes, unread
+        XCTAssertTrue(ring.append(batch("b10", 2)))  // 2320: segment 2 goes: b3 (held), b4, b5
         XCTAssertEqual(counter(stats, "buffer_full_events"), 2)
-        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 10)
+        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 12)
         XCTAssertEqual(ring.bufferedRecords, 10, "b6..b10")
         let rest = readAll(ring)
         XCTAssertEqual(rest.tags, ["b6", "b7", "b8", "b9", "b10"].flatMap { expected($0, 2) })
-        ring.commit(try XCTUnwrap(rest.end))
+        let restEnd = try XCTUnwrap(rest.end)
+        XCTAssertEqual(ring.commit(restEnd, takes: [(held.end, 2), (restEnd, 10)]), 2, "b3 was deleted while held")
         XCTAssertEqual(ring.bufferedRecords, 0)
         ring.shutdown()
         // The cursor moved past the dropped segments before they went: a restart counts nothing again.
@@ -62,39 +69,6 @@ final class DiskRingSeamTests: XCTestCase, RingTestHelpers {
         XCTAssertNil(again.read(maxRecords: 10, maxBytes: 1 << 20, timeout: 0))
         XCTAssertEqual(counter(againStats, "buffer_corrupt_records"), 0)
         again.shutdown()
-    }
-
-    /// Takes a stop leaves uncommitted (`leaveUncommitted`): records drop_oldest deleted while a
-    /// delivery thread held them are counted dropped then; records still in the ring are no longer
-    /// held, so the drop that deletes them later counts them. Exact counts.
-    func testTakesLeftUncommittedAreCountedWhenTheirSegmentGoes() throws {
-        let dir = tempDir()
-        let (ring, stats, _) = try openRing(dir, smallOptions(whenFull: .drop_oldest, maxBytes: 2048))
-        for i in 0..<6 { XCTAssertTrue(ring.append(batch("b\(i)", 2))) }  // segments 1 and 2 full
-        let first = try XCTUnwrap(ring.read(maxRecords: 2, maxBytes: 1 << 20, timeout: 0))  // b0
-        let second = try XCTUnwrap(ring.read(maxRecords: 2, maxBytes: 1 << 20, timeout: 0))  // b1
-        XCTAssertEqual(tags(second.batch), expected("b1", 2))
-        XCTAssertTrue(ring.append(batch("b6", 2)))
-        XCTAssertTrue(ring.append(batch("b7", 2)))  // segment 1 goes: b2 unread, b0 b1 held
-        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 2)
-        // b0: one record delivered before the stop, one not; b1: both delivered.
-        XCTAssertEqual(ring.leaveUncommitted(endingAt: first.end, records: 2, decided: 1), 0, "nothing of b0 is read again")
-        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 3)
-        XCTAssertEqual(ring.leaveUncommitted(endingAt: second.end, records: 2, decided: 2), 0)
-        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 3)
-        // b3 read and left undelivered, b4 read and left delivered: both stay in the ring, no longer held.
-        let third = try XCTUnwrap(ring.read(maxRecords: 2, maxBytes: 1 << 20, timeout: 0))
-        let fourth = try XCTUnwrap(ring.read(maxRecords: 2, maxBytes: 1 << 20, timeout: 0))
-        XCTAssertEqual(tags(fourth.batch), expected("b4", 2))
-        XCTAssertEqual(ring.leaveUncommitted(endingAt: third.end, records: 2, decided: 0), 0)
-        XCTAssertEqual(ring.leaveUncommitted(endingAt: fourth.end, records: 2, decided: 2), 2, "b4 is read again: recovered")
-        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 3)
-        XCTAssertTrue(ring.append(batch("b8", 2)))
-        XCTAssertTrue(ring.append(batch("b9", 2)))
-        XCTAssertTrue(ring.append(batch("b10", 2)))  // segment 2 goes: b3 b4 released, b5 unread
-        XCTAssertEqual(counter(stats, "buffer_records_dropped"), 9)
-        XCTAssertEqual(ring.bufferedRecords, 10, "b6..b10")
-        ring.shutdown()
     }
 
     /// .block driven step by step: each append that finds the ring full counts one event, however long

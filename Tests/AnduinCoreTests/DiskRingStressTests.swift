@@ -95,7 +95,7 @@ final class DiskRingStressTests: XCTestCase {
                         }
                     }
                     if rng.next() % 4 == 0 { usleep(UInt32(rng.next() % 2000)) }  // requests finish out of order
-                    if let p = order.withLock({ $0.finish(take.seq, end: take.end) }) { ring.commit(p) }
+                    if let p = order.withLock({ $0.finish(take.seq, end: take.end).last?.end }) { ring.commit(p) }
                 }
                 group.leave()
             }

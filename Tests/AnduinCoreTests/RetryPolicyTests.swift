@@ -197,17 +197,19 @@ final class RetryPolicyTests: XCTestCase {
         var order = RingCommitOrder()
         let seqs = (0..<4).map { _ in order.begin() }
         func pos(_ i: Int) -> RingPosition { RingPosition(segment: 1, offset: Int64(i * 100)) }
-        XCTAssertNil(order.finish(seqs[1], end: pos(1), records: 5))
-        XCTAssertNil(order.finish(seqs[3], end: pos(3), records: 7))
+        XCTAssertTrue(order.finish(seqs[1], end: pos(1), records: 5).isEmpty)
+        XCTAssertTrue(order.finish(seqs[3], end: pos(3), records: 7).isEmpty)
         XCTAssertEqual(order.decidedUncommitted, 12)
-        XCTAssertEqual(order.finish(seqs[0], end: pos(0), records: 2), pos(1))
+        let both = order.finish(seqs[0], end: pos(0), records: 2)
+        XCTAssertEqual(both.map(\.end), [pos(0), pos(1)])
+        XCTAssertEqual(both.map(\.records), [2, 5])
         XCTAssertEqual(order.decidedUncommitted, 7)
         let left = order.abandonUncommitted()
         XCTAssertEqual(left.map(\.end), [pos(3)])
         XCTAssertEqual(left.map(\.records), [7])
         XCTAssertEqual(order.decidedUncommitted, 0)
         // Take 3's finish was forgotten: take 2 commits itself only.
-        XCTAssertEqual(order.finish(seqs[2], end: pos(2), records: 1), pos(2))
+        XCTAssertEqual(order.finish(seqs[2], end: pos(2), records: 1).map(\.end), [pos(2)])
         XCTAssertEqual(order.decidedUncommitted, 0)
     }
 }

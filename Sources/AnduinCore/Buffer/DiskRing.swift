@@ -287,25 +287,23 @@ public final class DiskRing: Sendable {
     /// Everything before `position` was delivered. Moves only forward, and never past what was read.
     /// Writes the cursor at once (a 64-byte positional write; fsynced under `.always`, by the flusher
     /// under `.interval`), then deletes the segments wholly before it.
-    public func commit(_ position: RingPosition) {
-        let moved = ledger.withState { s -> Bool in
-            guard s.commit(position) else { return false }
+    /// Commits up to `position`, the end of the last of `takes` (the takes this commit covers, in
+    /// order, each `records` read up to `end`). Returns how many of their records drop_oldest deleted
+    /// while a delivery thread held them: counted dropped then, so counted twice now that they were
+    /// decided. Counted under the same lock as the commit: a drop between the two would count the
+    /// take's records dropped with nothing to balance it.
+    @discardableResult
+    public func commit(_ position: RingPosition, takes: [(end: RingPosition, records: Int)] = []) -> Int {
+        let (moved, deleted) = ledger.withState { s -> (Bool, Int) in
+            let deleted = takes.reduce(0) { $0.addingSaturating(s.deleted(fromTakeEndingAt: $1.end.seq, records: $1.records)) }
+            guard s.commit(position) else { return (false, deleted) }
             counters.update(s)
-            return true
+            return (true, deleted)
         }
-        guard moved else { return }
+        guard moved else { return deleted }
         let closing = ledger.withState { $0.shuttingDown }
         cursor.persistAndCollect(durable: options.fsync == .always || closing)
-    }
-
-    /// A take that will not be committed (a stop came first): `records` records read up to `end`, of
-    /// which `decided` were delivered or dead-lettered. The ring keeps it for the next reader, except
-    /// records drop_oldest deleted while a delivery thread held them: the undecided ones of those are
-    /// counted dropped. Returns how many decided records the next reader reads again (recovered).
-    public func leaveUncommitted(endingAt end: RingPosition, records: Int, decided: Int) -> Int {
-        let (dropped, again) = ledger.withState { $0.leaveUncommitted(endSeq: end.seq, records: records, decided: decided) }
-        counters.dropped.add(dropped)
-        return again
+        return deleted
     }
 
     /// Goes back to the last committed position: the next `read` returns the records after it again.

@@ -43,10 +43,6 @@ struct RingLedgerState {
     var shuttingDown = false
     /// Plain (uncompressed) bytes of every block written since start; with `readerWake`.
     var writtenPlain: UInt64 = 0
-    /// Records read but no longer held by a delivery thread: takes left uncommitted by a stop, which
-    /// the next reader reads again. Disjoint, at or after `commitSeq`; drop_oldest counts them as
-    /// dropped like unread records (see `leaveUncommitted`).
-    var released: [Range<UInt64>] = []
     /// Set while the reader waits to gather more of a batch (`DiskRing.read(gather:)`): a write wakes
     /// it only once `nextSeq` or `writtenPlain` reaches these, so a batch fills without a wake-up per
     /// block. nil: every write wakes it.
@@ -111,8 +107,9 @@ struct RingLedgerState {
     }
 
     /// Removes the oldest segments until `bytes` more fit under `maxBytes` (drop_oldest). Returns the
-    /// removed ids and how many undelivered records they held that no reader has taken: records already
-    /// read are in a delivery thread's hands and will still be sent, unless `released`.
+    /// removed ids and how many undelivered records they held. Records a delivery thread holds count
+    /// too: the ring no longer has them, and a kill -9 before their delivery loses them, with this
+    /// count the only trace. Delivered after all, they are counted again (`DiskRing.commit(_:takes:)`).
     mutating func dropOldest(toFit bytes: Int, maxBytes: Int) -> (victims: [UInt64], dropped: Int) {
         var victims: [UInt64] = []
         var disk = diskBytes
@@ -124,14 +121,7 @@ struct RingLedgerState {
         guard !victims.isEmpty else { return ([], 0) }
         let floor = RingPosition(segment: segments[0].id, offset: 0)
         let floorSeq = segments[0].firstSeq
-        var dropped = floorSeq > readHighSeq ? Int(clamping: floorSeq - readHighSeq) : 0
-        released = released.compactMap { r in
-            let heldEnd = min(r.upperBound, readHighSeq)
-            if floorSeq > r.lowerBound && heldEnd > r.lowerBound {
-                dropped = dropped.addingSaturating(Int(clamping: min(floorSeq, heldEnd) - r.lowerBound))
-            }
-            return r.upperBound > floorSeq ? max(r.lowerBound, floorSeq)..<r.upperBound : nil
-        }
+        let dropped = floorSeq > commitSeq ? Int(clamping: floorSeq - commitSeq) : 0
         if commitPos < floor {
             commitPos = floor
             commitSeq = max(commitSeq, floorSeq)
@@ -148,25 +138,14 @@ struct RingLedgerState {
         return (victims, dropped)
     }
 
-    /// A take that will not be committed: `records` read up to record number `endSeq`, `decided` of
-    /// them delivered or dead-lettered. What drop_oldest deleted of it while it was held was not
-    /// counted: its undecided records are dropped now. The rest stays for the next reader; it is no
-    /// longer held, so a later drop counts it. Returns (dropped now, decided records read again).
-    ///
-    /// Which of the take's records were decided is not known; the totals are exact either way (a
-    /// decided record deleted and an undecided one kept change them alike). A decided record read
-    /// again is counted twice (recovered); deleted after all, that second copy is dropped.
-    mutating func leaveUncommitted(endSeq: UInt64, records: Int, decided: Int) -> (dropped: Int, recovered: Int) {
+    /// Of a take (`records` read up to record number `endSeq`) not committed yet, how many records
+    /// drop_oldest deleted (and counted dropped) while a delivery thread held them. Takes are
+    /// committed in ring order, so only a drop moves the commit past an uncommitted one.
+    func deleted(fromTakeEndingAt endSeq: UInt64, records: Int) -> Int {
         let n = UInt64(max(0, records))
-        guard endSeq > 0, n > 0 else { return (0, 0) }
+        guard endSeq > 0, n > 0 else { return 0 }
         let start = endSeq - min(endSeq, n)
-        // Takes are committed in ring order: only a drop moves the commit past an uncommitted one.
-        let deleted = commitSeq > start ? Int(clamping: min(n, commitSeq - start)) : 0
-        let keptFrom = max(start, commitSeq)
-        if endSeq > keptFrom { released.append(keptFrom..<endSeq) }
-        let done = min(max(0, decided), Int(clamping: n))
-        let decidedDeleted = min(done, deleted)
-        return (deleted - decidedDeleted, done - decidedDeleted)
+        return commitSeq > start ? Int(clamping: min(n, commitSeq - start)) : 0
     }
 }
 

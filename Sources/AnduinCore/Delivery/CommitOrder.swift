@@ -40,22 +40,22 @@ struct RingCommitOrder {
         return nextTake
     }
 
-    /// Take `seq` (ending at `end`, holding `records`) is finished; returns the position to commit
-    /// now, if any.
-    mutating func finish(_ seq: Int, end: RingPosition, records: Int = 0) -> RingPosition? {
+    /// Take `seq` (ending at `end`, holding `records`) is finished; returns the takes to commit now,
+    /// in order (the last one's end is the position to commit), if any.
+    mutating func finish(_ seq: Int, end: RingPosition, records: Int = 0) -> [(end: RingPosition, records: Int)] {
         finished[seq] = (end, records)
         decidedUncommitted = decidedUncommitted.addingSaturating(records)
-        var last: RingPosition?
+        var now: [(end: RingPosition, records: Int)] = []
         while let f = finished.removeValue(forKey: nextCommit) {
-            last = f.end
+            now.append(f)
             decidedUncommitted = decidedUncommitted.subtractingSaturating(f.records)
             nextCommit += 1
         }
-        return last
+        return now
     }
 
     /// Stopping: the finished takes will never be committed (a take before them was not); returns
-    /// them, for the ring to keep for the next reader (`DiskRing.leaveUncommitted`).
+    /// them, in order: the ring keeps them for the next reader.
     mutating func abandonUncommitted() -> [(end: RingPosition, records: Int)] {
         defer {
             finished.removeAll()

@@ -231,8 +231,9 @@ final class DeliveryRunner: OutputStage, Sendable {
             case .disk(let work, let seq, let end):
                 var decided = 0
                 guard policy.deliver(work, tickets: [], fromLane: false, decided: &decided) else {
-                    // Not committed: the ring keeps the take for the next reader.
-                    recovered.add(ring?.leaveUncommitted(endingAt: end, records: work.count, decided: decided) ?? decided)
+                    // Not committed: the ring keeps the take for the next reader, which decides
+                    // again what was decided; what drop_oldest deleted meanwhile was counted dropped.
+                    recovered.add(decided)
                     return
                 }
                 commit(seq: seq, end: end, records: work.count)
@@ -312,10 +313,7 @@ final class DeliveryRunner: OutputStage, Sendable {
                 }
                 bytes = batch.documents.count
                 end = r.end
-                if waiter.stopNow {
-                    _ = ring.leaveUncommitted(endingAt: r.end, records: batch.count, decided: 0)
-                    return .finished
-                }
+                if waiter.stopNow { return .finished }
             }
             if let end {
                 let seq = state.withLock { $0.commits.begin() }
@@ -331,28 +329,28 @@ final class DeliveryRunner: OutputStage, Sendable {
             // After an abandon (stop timeout, reload) a newer ring may own this directory: the
             // take stays in the ring, decided again by its next reader.
             if waiter.stopNow || $0.settled {
-                recovered.add(ring.leaveUncommitted(endingAt: end, records: records, decided: records))
+                recovered.add(records)
                 return
             }
             // Under the lock: positions reach the ring in order.
-            if let p = $0.commits.finish(seq, end: end, records: records) {
-                lane.syncBeforeCommit()  // a power cut must not leave the cursor past unjournaled refusals
-                ring.commit(p)
-            }
+            let takes = $0.commits.finish(seq, end: end, records: records)
+            guard let p = takes.last?.end else { return }
+            lane.syncBeforeCommit()  // a power cut must not leave the cursor past unjournaled refusals
+            // Records drop_oldest deleted while they were held were counted dropped; decided after
+            // all, they are counted twice.
+            recovered.add(ring.commit(p, takes: takes))
         }
     }
 
     /// Once no take will be committed any more: the records of finished takes stuck behind an
-    /// unfinished one stay in the ring (unless drop_oldest deleted them). They were counted decided;
-    /// the next reader (a reload's runner on the same counters) decides them again, so they count as
-    /// recovered too. Once.
+    /// unfinished one stay in the ring. They were counted decided; the next reader (a reload's
+    /// runner on the same counters) decides them again, so they count as recovered too. Once.
+    /// (Those drop_oldest deleted were counted dropped: decided and dropped, also twice.)
     private func settleUncommitted() {
         state.withLock {
             guard !$0.settled else { return }
             $0.settled = true
-            for take in $0.commits.abandonUncommitted() {
-                recovered.add(ring?.leaveUncommitted(endingAt: take.end, records: take.records, decided: take.records) ?? take.records)
-            }
+            recovered.add($0.commits.abandonUncommitted().reduce(0) { $0.addingSaturating($1.records) })
         }
     }
 
