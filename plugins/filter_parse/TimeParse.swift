@@ -1,5 +1,14 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// How `time_format` reads an event's time. Every parser works on bytes and returns nanoseconds
 /// since the Unix epoch, clamped to what Int64 holds (years 0001 and 9999 parse, see

@@ -1,5 +1,14 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation  // addingPercentEncoding for the pipeline name
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 public enum ESOpType: String, CaseIterable, Sendable { case create, index }
 public enum ESIDMode: String, CaseIterable, Sendable { case event, none }

@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The `api:` section. The API is split by risk: `/metrics`, `/health` and `/ready` carry no log
 /// content and may listen on the pod IP; `/tap` streams every record passing a component, so it is

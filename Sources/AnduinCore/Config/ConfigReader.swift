@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Reads one component's (or the top level's) mapping into typed values, reporting every problem
 /// with its position. With an option table (`options:`, every plugin and the top level), a key is

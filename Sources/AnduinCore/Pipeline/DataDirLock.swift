@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One agent per `data_dir`: an exclusive `flock` on `data_dir/anduin.lock`, held for the life of the
 /// process. Two agents on one directory would overwrite each other's checkpoints and buffer cursors.

@@ -3,7 +3,11 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Removes a request's credentials from text the destination sent back. Receivers quote requests in
 /// their answers (Elasticsearch's per-item `reason` can read `request auth was ApiKey …`), and those

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -67,7 +71,7 @@ enum ProcessMetrics {
         return nil
     }
 
-    private static func format(_ v: Double) -> String { String(format: "%.3f", v) }
+    private static func format(_ v: Double) -> String { formatFixed(v, decimals: 3) }
 }
 
 /// The process's file descriptors: how many are free under the soft limit.

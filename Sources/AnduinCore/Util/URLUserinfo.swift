@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `scheme://user:password@host/...`: the credentials a URL carries, taken out of it so the URL can be
 /// shown and logged, and the password held as a `Secret`.
