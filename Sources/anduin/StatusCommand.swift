@@ -24,7 +24,7 @@ func runningAgentAddress(_ cfg: AgentConfig, configPath: String) throws -> Strin
             """)
     }
     if let bound = try? String(contentsOfFile: cfg.dataDirectory + "/api.address", encoding: .utf8) {
-        address = bound.trimmingCharacters(in: .whitespacesAndNewlines)
+        address = bound.trimmed(.whitespacesAndNewlines)
     }
     if address.hasPrefix("0.0.0.0:") { address = "127.0.0.1:" + address.dropFirst(8) }
     return address
@@ -79,7 +79,7 @@ struct Status: ParsableCommand {
             let frame: String
             if json {
                 // One JSON document a line (the agent writes it on one line), for scripts.
-                frame = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .newlines) + "\n"
+                frame = String(decoding: body, as: UTF8.self).trimmed(.newlines) + "\n"
             } else {
                 let text = "anduin status \(isoTimestamp(Date())) (every \(formatSeconds(interval)), Ctrl-C to stop)\n\n"
                     + (try render(body))
@@ -221,8 +221,8 @@ enum StatusTable {
         var cols = Array(repeating: 0, count: width)
         for r in rows { for (i, c) in r.enumerated() { cols[i] = max(cols[i], c.count) } }
         return rows.map { r in
-            r.enumerated().map { i, c in c.padding(toLength: cols[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+            r.enumerated().map { i, c in c + String(repeating: " ", count: max(0, cols[i] - c.count)) }
+                .joined(separator: "  ").trimmed(.whitespaces)
         }.joined(separator: "\n")
     }
 }

@@ -49,7 +49,7 @@ struct TestCommand: ParsableCommand {
             } else {
                 failed += 1
                 print("FAIL  \(test.name)  (\(test.mark))")
-                for p in problems { print("  " + p.replacingOccurrences(of: "\n", with: "\n  ")) }
+                for p in problems { print("  " + p.replacing("\n", with: "\n  ")) }
             }
         }
         print("\(cases.count) test\(cases.count == 1 ? "" : "s"): \(cases.count - failed) passed, \(failed) failed")

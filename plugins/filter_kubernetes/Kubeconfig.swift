@@ -112,7 +112,7 @@ public enum Kubeconfig {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
         } catch {
-            throw .files(path: directory, detail: "cannot create it: \(error.localizedDescription)")
+            throw .files(path: directory, detail: "cannot create it: \(describeFileError(error))")
         }
         let target = directory + "/" + name
         let tmp = target + ".tmp"

@@ -121,7 +121,7 @@ public struct PodMeta: Sendable {
 
     /// `containerd://abc` -> `abc`.
     static func stripRuntime(_ id: String) -> String {
-        guard let r = id.range(of: "://") else { return id }
+        guard let r = id.firstRange(of: "://") else { return id }
         return String(id[r.upperBound...])
     }
 

@@ -2,7 +2,7 @@ import AnduinCore
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
-import Foundation  // addingPercentEncoding for the pipeline name
+import Foundation
 #endif
 #if canImport(Glibc)
 import Glibc
@@ -169,7 +169,7 @@ final class ElasticsearchSender: BatchSender {
 
     private var url: String {
         var u = config.hosts[host % config.hosts.count] + "/_bulk"
-        if let p = config.pipeline { u += "?pipeline=" + (p.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? p) }
+        if let p = config.pipeline { u += "?pipeline=" + p.percentEncodedForQuery }
         return u
     }
 

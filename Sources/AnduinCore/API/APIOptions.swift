@@ -84,7 +84,7 @@ public struct APIOptions: Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: file) else {
             return .failure(ConfigProblem("cannot read \(file)"))
         }
-        let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = String(decoding: data, as: UTF8.self).trimmed(.whitespacesAndNewlines)
         guard token.count >= 16 else {
             return .failure(ConfigProblem("the token in \(file) must be at least 16 characters"))
         }

@@ -338,7 +338,7 @@ func readConfigBytes(_ path: String) -> Result<[UInt8], ConfigProblem> {
     return .success(out)
 }
 
-func describeFileError(_ error: Error) -> String {
+public func describeFileError(_ error: Error) -> String {
     if let e = error as? CocoaError {
         if let posix = e.underlying as? POSIXError { return String(cString: strerror(posix.code.rawValue)) }
         if e.code == .fileReadNoSuchFile { return "no such file" }

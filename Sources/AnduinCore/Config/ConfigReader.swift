@@ -121,7 +121,7 @@ public final class ConfigReader {
             typeError(key, v, "a whole number")
             return d
         }
-        let digits = s.replacingOccurrences(of: "_", with: "")
+        let digits = s.replacing("_", with: "")
         guard let n = Int(digits) else {
             if !digits.isEmpty, digits.drop(while: { $0 == "-" || $0 == "+" }).allSatisfy({ ("0"..."9").contains($0) }) {
                 error(key, "\(s) is out of range\(range.map { " (\($0.lowerBound)...\($0.upperBound))" } ?? "")")

@@ -28,7 +28,7 @@ public final class HTTPAuthenticator {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw HTTPAuthError("cannot read password_file \(file)")
             }
-            password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+            password = String(decoding: data, as: UTF8.self).trimmed(.newlines)
         }
         return (user, password ?? "")
     }

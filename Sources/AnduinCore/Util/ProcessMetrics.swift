@@ -66,7 +66,7 @@ enum ProcessMetrics {
     private static func bootTime() -> Double? {
         guard let s = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return nil }
         for line in s.split(separator: "\n") where line.hasPrefix("btime ") {
-            return Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces))
+            return Double(line.dropFirst(6).trimmed(.whitespaces))
         }
         return nil
     }

@@ -50,3 +50,68 @@ public func writeToStandardError(_ text: String) {
     }
     bytes.removeAll()
 }
+
+/// Which characters `trimmed(_:)` removes, as Foundation's CharacterSets of these names: spaces
+/// (Unicode Zs and tab), line ends (U+000A-U+000D, U+0085, U+2028, U+2029), or both.
+public enum TrimmedCharacters: Sendable {
+    case whitespaces, newlines, whitespacesAndNewlines
+
+    func contains(_ u: Unicode.Scalar) -> Bool {
+        let space = u == "\t" || u.properties.generalCategory == .spaceSeparator
+        let newline = (0x0A...0x0D).contains(u.value) || u.value == 0x85 || u.value == 0x2028 || u.value == 0x2029
+        switch self {
+        case .whitespaces: return space
+        case .newlines: return newline
+        case .whitespacesAndNewlines: return space || newline
+        }
+    }
+}
+
+extension StringProtocol {
+    /// The text without the given characters at either end.
+    public func trimmed(_ set: TrimmedCharacters) -> String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !set.contains($0) }),
+              let last = scalars.lastIndex(where: { !set.contains($0) }) else { return "" }
+        var out = String.UnicodeScalarView()
+        out.append(contentsOf: scalars[first...last])
+        return String(out)
+    }
+
+    /// `%XX` sequences decoded; nil when one is malformed or the bytes are not UTF-8 (as
+    /// Foundation's `removingPercentEncoding`).
+    public var percentDecoded: String? {
+        var out: [UInt8] = []
+        var it = utf8.makeIterator()
+        func hexValue(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 48...57: return c - 48
+            case 65...70: return c - 55
+            case 97...102: return c - 87
+            default: return nil
+            }
+        }
+        while let b = it.next() {
+            guard b == UInt8(ascii: "%") else {
+                out.append(b)
+                continue
+            }
+            guard let h = it.next().flatMap(hexValue), let l = it.next().flatMap(hexValue) else { return nil }
+            out.append(h << 4 | l)
+        }
+        let text = String(decoding: out, as: UTF8.self)
+        return text.utf8.elementsEqual(out) ? text : nil
+    }
+
+    /// Bytes outside a URL query's characters (RFC 3986 unreserved, sub-delims, `:@/?`) as `%XX`,
+    /// as Foundation's `addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed)`.
+    public var percentEncodedForQuery: String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?".utf8)
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        for b in utf8 {
+            if allowed.contains(b) { out.append(b) } else { out += [UInt8(ascii: "%"), hex[Int(b >> 4)], hex[Int(b & 15)]] }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
