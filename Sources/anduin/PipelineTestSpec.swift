@@ -11,7 +11,7 @@ import Darwin
 #endif
 import in_tail
 
-// `anduin test`: the tests file, read with the config reader (Yams with positions), so every problem
+// `anduin test`: the tests file, read with the config reader (libyaml with positions), so every problem
 // is FILE:LINE:COLUMN: message.
 //
 //     tests:
