@@ -45,3 +45,31 @@ final class ZoneInfoTests: XCTestCase {
         XCTAssertNil(PosixTZ("X"))
     }
 }
+
+extension ZoneInfoTests {
+    /// A zone file whose last transition is near the end of Int64 (a damaged or hostile file under
+    /// TZDIR) is read at once, without a trap.
+    func testExtremeTransitionTimesDoNotTrap() throws {
+        let dir = NSTemporaryDirectory() + "zoneinfo-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func be32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (24 - 8 * $0)) } }
+        func be64(_ v: Int64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: UInt64(bitPattern: v) >> (56 - 8 * $0)) } }
+        func header(_ timecnt: UInt32) -> [UInt8] {
+            Array("TZif2".utf8) + [UInt8](repeating: 0, count: 15) + be32(0) + be32(0) + be32(0) + be32(timecnt) + be32(2) + be32(4)
+        }
+        // v1 block: no transitions, 2 types; v2 block: one transition at Int64.max - 1; footer rule.
+        let types = be32(3600) + [0, 0] + be32(7200) + [1, 0] + Array("CET\0".utf8)
+        var file = header(0) + types
+        file += header(1) + be64(Int64.max - 1) + [1] + types
+        file += Array("\nCET-1CEST,M3.5.0,M10.5.0/3\n".utf8)
+        try Data(file).write(to: URL(fileURLWithPath: dir + "/Test"))
+        setenv("TZDIR", dir, 1)
+        defer { unsetenv("TZDIR") }
+        let started = Date()
+        let rule = try XCTUnwrap(TimeZoneRule.parse("Test"))
+        XCTAssertEqual(rule.offset(atUTC: 0), 3600)
+        // Year by year up to the year of that transition took 40 s; years past 2200 are not needed.
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+    }
+}

@@ -105,7 +105,8 @@ struct TZif {
         var all: [(Int64, Int64)] = zip(times, offsets).map { ($0, $1) }
         if let rule {
             let last = times.last ?? from
-            let firstYear = max(civilYear(of: max(last, from)) - 1, 1800)
+            // Years within [from, to] only: a damaged file's transition times may be anywhere in Int64.
+            let firstYear = max(civilYear(of: min(max(last, from), to)) - 1, 1800)
             let lastYear = civilYear(of: to) + 1
             var extra: [(Int64, Int64)] = []
             if rule.dst == nil {
