@@ -2,7 +2,7 @@
 #   make demo   installs what is missing, builds, runs the main job end to end (examples/demo.py)
 #   make test   installs what is missing, runs the whole test suite
 SHELL := /bin/bash
-APT_PACKAGES := zlib1g-dev libdeflate-dev liblz4-dev libpcre2-dev libcurl4-openssl-dev pkg-config python3-venv nginx-light
+APT_PACKAGES := zlib1g-dev libdeflate-dev liblz4-dev libpcre2-dev libcurl4-openssl-dev libyaml-dev pkg-config python3-venv nginx-light
 # Only for `make image` and the image test (deploy/image/build.sh): Debian's tools, no registry needed.
 IMAGE_APT_PACKAGES := podman buildah mmdebstrap runc
 # Only for `make bench-deflate` (the libraries it compares).

@@ -22,6 +22,9 @@ var targets: [Target] = [
     // with captures on an nginx corpus.
     .systemLibrary(name: "CPCRE2", path: "Sources/CPCRE2", pkgConfig: "libpcre2-8",
                    providers: [.apt(["libpcre2-dev"])]),
+    // libyaml: the config file's parser (events; Sources/AnduinCore/Config/YAMLLoader.swift builds the tree).
+    .systemLibrary(name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
+                   providers: [.apt(["libyaml-dev"])]),
     .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
                    providers: [.apt(["libcurl4-openssl-dev"])]),
     // Small C helpers where Swift has no access to a CPU instruction (CRC32C).
@@ -29,13 +32,12 @@ var targets: [Target] = [
     .target(
         name: "AnduinCore",
         dependencies: [
-            "CZlib", "CDeflate", "CLZ4", "CCurl", "CPCRE2", "CSupport",
+            "CZlib", "CDeflate", "CLZ4", "CCurl", "CPCRE2", "CSupport", "CYAML",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "Yams", package: "Yams"),
         ],
         path: "Sources/AnduinCore",
         swiftSettings: swift6
@@ -83,7 +85,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],

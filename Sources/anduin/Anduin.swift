@@ -1,6 +1,15 @@
 import AnduinCore
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import Synchronization
 
@@ -22,8 +31,8 @@ struct Anduin: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch let e as RuntimeError {
-            FileHandle.standardError.write(Data((e.message + "\n").utf8))
-            Foundation.exit(1)
+            writeToStandardError(e.message + "\n")
+            Glibc.exit(1)
         } catch {
             exit(withError: error)
         }
@@ -50,9 +59,9 @@ func loadConfig(_ path: String) -> AgentConfig? {
     case .success(let c):
         return c
     case .failure(let errors):
-        for d in errors.items { FileHandle.standardError.write(Data((d.description + "\n").utf8)) }
+        for d in errors.items { writeToStandardError(d.description + "\n") }
         let n = errors.items.count
-        FileHandle.standardError.write(Data("\(n) problem\(n == 1 ? "" : "s") in \(path)\n".utf8))
+        writeToStandardError("\(n) problem\(n == 1 ? "" : "s") in \(path)\n")
         return nil
     }
 }

@@ -1,6 +1,15 @@
 import AnduinCore
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 struct DeadLetterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -62,7 +71,7 @@ struct DeadLetterCommand: ParsableCommand {
             var unreadable = 0
             let all = DeadLetterReplay.read(directory: dir, since: since) { path, offset in
                 unreadable += 1
-                FileHandle.standardError.write(Data("\(path): the line at offset \(offset) is not a dead letter this version can read (torn by a crash mid-write, or damaged); skipped\n".utf8))
+                writeToStandardError("\(path): the line at offset \(offset) is not a dead letter this version can read (torn by a crash mid-write, or damaged); skipped\n")
             }
             for d in all {
                 let reason = d.reason.count > 160 ? String(d.reason.prefix(160)) + "…" : d.reason
@@ -70,7 +79,7 @@ struct DeadLetterCommand: ParsableCommand {
             }
             let pending = all.filter { !$0.replayed }.count
             let skipped = unreadable > 0 ? ", \(unreadable) unreadable line(s) skipped" : ""
-            FileHandle.standardError.write(Data("\(all.count) dead letter(s) in \(dir), \(pending) not replayed\(skipped)\n".utf8))
+            writeToStandardError("\(all.count) dead letter(s) in \(dir), \(pending) not replayed\(skipped)\n")
         }
     }
 
@@ -91,7 +100,7 @@ struct DeadLetterCommand: ParsableCommand {
             print("replayed \(r.delivered) record(s) to \(output); \(r.refused.count) refused again")
             for line in r.refused.prefix(20) { print("  refused: \(line)") }
             if let why = r.stopped {
-                FileHandle.standardError.write(Data("replay stopped: \(why)\n".utf8))
+                writeToStandardError("replay stopped: \(why)\n")
                 throw ExitCode(1)
             }
             if !r.refused.isEmpty { throw ExitCode(1) }

@@ -1,6 +1,15 @@
 import AnduinCore
 import filter_kubernetes
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import in_tail
 import Logging
 
@@ -84,7 +93,7 @@ struct PipelineTestRunner {
         for (_, n, i) in order {
             bytes.removeAll(keepingCapacity: true)
             RecordEncoder.append(captured[n], i, to: &bytes)
-            guard let obj = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            guard let obj = JSONAny.object(bytes) else {
                 throw PipelineTestError("a record is not a JSON object: \(String(decoding: bytes, as: UTF8.self))")
             }
             out.append(obj)
@@ -196,11 +205,9 @@ struct PipelineTestRunner {
     /// A JSON scalar with its type; nil for an object or a list.
     static func scalar(_ value: Any) -> ExpectedScalar? {
         if let s = value as? String { return .string(s) }
-        guard value is NSNumber else { return nil }
-        let t = json(value)
-        if t == "true" { return .bool(true) }
-        if t == "false" { return .bool(false) }
-        return .number(t)
+        if let b = value as? Bool { return .bool(b) }
+        guard let n = value as? JSONNumber else { return nil }
+        return .number(n.text)
     }
 
     /// Equal values of one type; numbers by value (`1.0` is `1`).
@@ -226,7 +233,7 @@ struct PipelineTestRunner {
             guard let obj = node as? [String: Any], let next = obj[String(decoding: key, as: UTF8.self)] else { return nil }
             node = next
         }
-        return node is NSNull ? nil : node
+        return node is JSONNull ? nil : node
     }
 
     /// Strings as they are; numbers, booleans, objects and lists as their JSON text.
@@ -235,12 +242,7 @@ struct PipelineTestRunner {
         return json(value)
     }
 
-    static func json(_ value: Any) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: value,
-                                                     options: [.sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
-        else { return "\(value)" }
-        return String(decoding: data, as: UTF8.self)
-    }
+    static func json(_ value: Any) -> String { JSONAny.text(value) }
 
     static func quote(_ s: String) -> String { json(s) }
 }

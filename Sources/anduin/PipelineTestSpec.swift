@@ -1,8 +1,17 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import in_tail
 
-// `anduin test`: the tests file, read with the config reader (Yams with positions), so every problem
+// `anduin test`: the tests file, read with the config reader (libyaml with positions), so every problem
 // is FILE:LINE:COLUMN: message.
 //
 //     tests:
@@ -48,7 +57,7 @@ enum ExpectedScalar: Equatable {
         case "false": self = .bool(false)
         default:
             // A YAML number (core schema): what JSON would read as one.
-            let isNumber = text.range(of: #"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$"#, options: .regularExpression) != nil
+            let isNumber = text.wholeMatch(of: #/-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/#) != nil
             self = isNumber ? .number(text) : .string(text)
         }
     }
@@ -84,7 +93,7 @@ enum PipelineTestSpec {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             return .failure(TestFileErrors(items: [ConfigDiagnostic(SourceMark(file: path, line: 1, column: 1),
-                                                                  "cannot read tests file: \(error.localizedDescription)")]))
+                                                                  "cannot read tests file: \(describeFileError(error))")]))
         }
         let diags = Diagnostics()
         guard let root = ConfigValue.parse(yaml: text, file: path, environment: ProcessInfo.processInfo.environment,

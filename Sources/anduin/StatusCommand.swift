@@ -1,6 +1,15 @@
 import AnduinCore
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The API address of the agent running `cfg`: the one it wrote to data_dir (the config may say
 /// port 0), else the configured one; 0.0.0.0 becomes 127.0.0.1.
@@ -15,7 +24,7 @@ func runningAgentAddress(_ cfg: AgentConfig, configPath: String) throws -> Strin
             """)
     }
     if let bound = try? String(contentsOfFile: cfg.dataDirectory + "/api.address", encoding: .utf8) {
-        address = bound.trimmingCharacters(in: .whitespacesAndNewlines)
+        address = bound.trimmed(.whitespacesAndNewlines)
     }
     if address.hasPrefix("0.0.0.0:") { address = "127.0.0.1:" + address.dropFirst(8) }
     return address
@@ -70,7 +79,7 @@ struct Status: ParsableCommand {
             let frame: String
             if json {
                 // One JSON document a line (the agent writes it on one line), for scripts.
-                frame = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .newlines) + "\n"
+                frame = String(decoding: body, as: UTF8.self).trimmed(.newlines) + "\n"
             } else {
                 let text = "anduin status \(isoTimestamp(Date())) (every \(formatSeconds(interval)), Ctrl-C to stop)\n\n"
                     + (try render(body))
@@ -97,20 +106,18 @@ struct Status: ParsableCommand {
     }
 
     private func render(_ body: [UInt8]) throws -> String {
-        guard let root = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+        guard let root = JSONAny.object(body) else {
             throw RuntimeError("the agent's /status is not JSON")
         }
         return StatusTable.render(root)
     }
 
     private func isoTimestamp(_ d: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f.string(from: d)
+        d.formatted(.iso8601)
     }
 
     private func formatSeconds(_ s: Double) -> String {
-        s == s.rounded() ? "\(Int(s)) s" : String(format: "%.1f s", s)
+        s == s.rounded() ? "\(Int(s)) s" : formatFixed(s, decimals: 1) + " s"
     }
 }
 
@@ -118,8 +125,8 @@ struct Status: ParsableCommand {
 enum StatusTable {
     static func render(_ root: [String: Any]) -> String {
         func list(_ key: String) -> [[String: Any]] { root[key] as? [[String: Any]] ?? [] }
-        func int(_ o: [String: Any], _ k: String) -> Int { (o[k] as? NSNumber)?.intValue ?? 0 }
-        func dropped(_ o: [String: Any], _ k: String) -> Int { ((o["dropped"] as? [String: Any])?[k] as? NSNumber)?.intValue ?? 0 }
+        func int(_ o: [String: Any], _ k: String) -> Int { (o[k] as? JSONNumber)?.intValue ?? 0 }
+        func dropped(_ o: [String: Any], _ k: String) -> Int { ((o["dropped"] as? [String: Any])?[k] as? JSONNumber)?.intValue ?? 0 }
         var out: [String] = [verdict(root)]
         var rows = [["INPUT", "TYPE", "FILES", "FILES BEHIND", "BEHIND", "CATCH UP", "RECORDS READ", "DECODE ERRORS"]]
         var emptyGlobs = 0
@@ -187,12 +194,12 @@ enum StatusTable {
             return "NOT READY: " + reasons.joined(separator: "; ")
         }
         let inputs = root["inputs"] as? [[String: Any]] ?? []
-        func sum(_ k: String) -> Int { inputs.reduce(0) { $0.addingSaturating((($1[k] as? NSNumber)?.intValue) ?? 0) } }
+        func sum(_ k: String) -> Int { inputs.reduce(0) { $0.addingSaturating((($1[k] as? JSONNumber)?.intValue) ?? 0) } }
         let behind = sum("bytes_behind"), files = sum("files_behind"), waiting = sum("files_waiting")
         // The slowest input sets when all are caught up; one without an estimate leaves it unknown.
-        let seconds = inputs.map { (($0["catch_up_seconds"] as? NSNumber)?.intValue) ?? 0 }
+        let seconds = inputs.map { (($0["catch_up_seconds"] as? JSONNumber)?.intValue) ?? 0 }
         let eta = seconds.contains(-1) ? -1 : seconds.max() ?? 0
-        let pending = ((root["totals"] as? [String: Any])?["pending"] as? NSNumber)?.intValue ?? 0
+        let pending = ((root["totals"] as? [String: Any])?["pending"] as? JSONNumber)?.intValue ?? 0
         if behind == 0 && pending == 0 && waiting == 0 { return "OK: caught up, every output delivering" }
         var line = "OK: every output delivering; "
         if waiting > 0 { line += "\(waiting) file(s) waiting to be opened (max_open_files or the descriptor limit), " }
@@ -220,8 +227,8 @@ enum StatusTable {
         var cols = Array(repeating: 0, count: width)
         for r in rows { for (i, c) in r.enumerated() { cols[i] = max(cols[i], c.count) } }
         return rows.map { r in
-            r.enumerated().map { i, c in c.padding(toLength: cols[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+            r.enumerated().map { i, c in c + String(repeating: " ", count: max(0, cols[i] - c.count)) }
+                .joined(separator: "  ").trimmed(.whitespaces)
         }.joined(separator: "\n")
     }
 }

@@ -1,6 +1,15 @@
 import AnduinCore
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 struct Tap: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,7 +34,7 @@ struct Tap: ParsableCommand {
         }
         // The agent writes the address it really bound (the config may say port 0).
         if let bound = try? String(contentsOfFile: cfg.dataDirectory + "/tap.address", encoding: .utf8) {
-            address = bound.trimmingCharacters(in: .whitespacesAndNewlines)
+            address = bound.trimmed(.whitespacesAndNewlines)
         }
         if address.hasPrefix("0.0.0.0:") { address = "127.0.0.1:" + address.dropFirst(8) }
         var headers: [(String, String)] = []
@@ -40,7 +49,7 @@ struct Tap: ParsableCommand {
                                   + cfg.components.map { "\"\($0.name)\"" }.joined(separator: ", "))
         }
         var url = "http://\(address)/tap?limit=\(limit)"
-        if let c = component { url += "&component=" + (c.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? c) }
+        if let c = component { url += "&component=" + c.percentEncodedForQuery }
         let client = try HTTPClient(options: HTTPClientOptions())
         let result = try client.stream(url: url, headers: headers, timeout: 365 * 86_400, onData: { status, chunk in
             if status == 200 { _ = writeAll(fd: 1, chunk) }

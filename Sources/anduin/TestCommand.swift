@@ -1,6 +1,15 @@
 import AnduinCore
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 
 /// `anduin test`: unit tests of a pipeline's filters, next to its config (like `vector test`).
@@ -19,9 +28,9 @@ struct TestCommand: ParsableCommand {
         switch PipelineTestSpec.load(path: testsPath, config: cfg) {
         case .success(let c): cases = c
         case .failure(let errors):
-            for d in errors.items { FileHandle.standardError.write(Data((d.description + "\n").utf8)) }
+            for d in errors.items { writeToStandardError(d.description + "\n") }
             let n = errors.items.count
-            FileHandle.standardError.write(Data("\(n) problem\(n == 1 ? "" : "s") in \(testsPath)\n".utf8))
+            writeToStandardError("\(n) problem\(n == 1 ? "" : "s") in \(testsPath)\n")
             throw ExitCode(1)
         }
         // Filters log through swift-log; only their warnings and errors matter here.
@@ -40,7 +49,7 @@ struct TestCommand: ParsableCommand {
             } else {
                 failed += 1
                 print("FAIL  \(test.name)  (\(test.mark))")
-                for p in problems { print("  " + p.replacingOccurrences(of: "\n", with: "\n  ")) }
+                for p in problems { print("  " + p.replacing("\n", with: "\n  ")) }
             }
         }
         print("\(cases.count) test\(cases.count == 1 ? "" : "s"): \(cases.count - failed) passed, \(failed) failed")

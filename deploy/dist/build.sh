@@ -3,7 +3,7 @@
 #   tar -xzf anduin-<version>-linux-<arch>.tar.gz --strip-components=1 -C /
 # installs usr/local/bin/anduin (release, static Swift runtime, stripped), etc/anduin/anduin.yaml.example
 # and etc/systemd/system/anduin.service. The node needs Debian/Ubuntu's libcurl4, zlib1g,
-# libdeflate0, liblz4-1 and libpcre2-8-0 (the same libraries the image carries).
+# libdeflate0, liblz4-1, libpcre2-8-0 and libyaml-0-2, and tzdata (the same files the image carries).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -16,9 +16,9 @@ cd "$(dirname "$0")/../.."
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-# What the binary links (libcurl, zlib, libdeflate, liblz4, libpcre2, the C++ runtime Foundation needs) and
-# chown; apt adds their dependencies. rootfs.sh fails if the loader cannot resolve a library.
-PACKAGES=libc6,libgcc-s1,libstdc++6,libcurl4,zlib1g,libdeflate0,liblz4-1,libpcre2-8-0,coreutils,ca-certificates
+# What the binary links (libcurl, zlib, libdeflate, liblz4, libpcre2, libyaml, the C++ runtime) and chown,
+# and tzdata (the parse filter's time_zone names); apt adds their dependencies. rootfs.sh fails if the loader cannot resolve a library.
+PACKAGES=libc6,libgcc-s1,libstdc++6,libcurl4,zlib1g,libdeflate0,liblz4-1,libpcre2-8-0,libyaml-0-2,tzdata,coreutils,ca-certificates
 VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' deploy/helm/anduin/Chart.yaml)
 IMAGE=${ANDUIN_IMAGE:-anduin:$VERSION}
 WORK=.build/image

@@ -79,6 +79,13 @@ else
 fi
 [ -s "$dest/etc/ssl/certs/ca-certificates.crt" ] || { echo "rootfs.sh: no CA certificates in $src" >&2; exit 1; }
 
+# The tz database the parse filter's `time_zone: Europe/Berlin` reads (plugins/filter_parse/ZoneInfo.swift);
+# not the leap-second variants under right/.
+if [ -d "$src/usr/share/zoneinfo" ]; then
+  mkdir -p "$dest/usr/share/zoneinfo"
+  tar -C "$src/usr/share/zoneinfo" --exclude=./right -cf - . | tar -C "$dest/usr/share/zoneinfo" -xf -
+fi
+
 # Names for the two users the image runs as: root (the chart's default) and anduin (10001).
 cat > "$dest/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/usr/sbin/nologin

@@ -1,5 +1,14 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Where the API server is and how to authenticate, resolved once at start-up.
 public struct KubeEndpoint: Sendable, Equatable {

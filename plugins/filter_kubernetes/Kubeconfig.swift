@@ -1,5 +1,14 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The subset of a kubeconfig file the filter needs: the current context's cluster (server, CA,
 /// insecure-skip-tls-verify) and user (token, tokenFile, client certificate and key, as files or
@@ -17,7 +26,7 @@ public enum Kubeconfig {
             throw fail(diags.sorted.first.map { "\($0.mark.line):\($0.mark.column): \($0.message)" } ?? "not valid YAML")
         }
         let top = members(root)
-        let baseDir = (path as NSString).deletingLastPathComponent
+        let baseDir = parentDirectory(of: path)
         func resolve(_ p: String) -> String {
             p.hasPrefix("/") || baseDir.isEmpty ? p : baseDir + "/" + p
         }
@@ -103,7 +112,7 @@ public enum Kubeconfig {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
         } catch {
-            throw .files(path: directory, detail: "cannot create it: \(error.localizedDescription)")
+            throw .files(path: directory, detail: "cannot create it: \(describeFileError(error))")
         }
         let target = directory + "/" + name
         let tmp = target + ".tmp"

@@ -1,5 +1,14 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 
 /// Adds `"kubernetes":{...}` to every record of container log files: from the path always, from

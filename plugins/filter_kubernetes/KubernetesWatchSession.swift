@@ -1,5 +1,14 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 
 /// The watch thread's side of a `KubernetesWatcher`: the HTTP client, the resourceVersion and the
@@ -119,7 +128,7 @@ final class KubernetesWatchSession {
     private func markHealthy() {
         if healthy == false {
             let down = monotonicSeconds() - outageSince
-            logger.notice("Kubernetes API \(endpoint.server) is reachable again (\(resource.name)) after \(String(format: "%.1f", down)) s")
+            logger.notice("Kubernetes API \(endpoint.server) is reachable again (\(resource.name)) after \(formatFixed(down, decimals: 1)) s")
         }
         healthy = true
         if drivesState { cache.setState(.synced) }

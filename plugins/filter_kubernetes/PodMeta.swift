@@ -1,5 +1,14 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The parts of a pod the filter writes or decides on, parsed from the API's JSON on the watch
 /// thread (never on the record path).
@@ -112,7 +121,7 @@ public struct PodMeta: Sendable {
 
     /// `containerd://abc` -> `abc`.
     static func stripRuntime(_ id: String) -> String {
-        guard let r = id.range(of: "://") else { return id }
+        guard let r = id.firstRange(of: "://") else { return id }
         return String(id[r.upperBound...])
     }
 

@@ -1,5 +1,14 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// How `time_format` reads an event's time. Every parser works on bytes and returns nanoseconds
 /// since the Unix epoch, clamped to what Int64 holds (years 0001 and 9999 parse, see
@@ -71,21 +80,10 @@ public struct TimeZoneRule: Sendable, Equatable {
             let off = (h * 3600 + m * 60) * (first == UInt8(ascii: "-") ? -1 : 1)
             return TimeZoneRule(starts: [], offsets: [off])
         }
-        guard let tz = TimeZone(identifier: text) else { return nil }
         // The changes from 1900 to 2200, enough for any log; outside, the nearest known offset holds.
-        var starts: [Int64] = []
-        var offsets: [Int64] = [Int64(tz.secondsFromGMT(for: Date(timeIntervalSince1970: -2_208_988_800)))]
-        var t = Date(timeIntervalSince1970: -2_208_988_800)
-        let end = Date(timeIntervalSince1970: 7_258_118_400)
-        while starts.count < 4000, let next = tz.nextDaylightSavingTimeTransition(after: t), next < end {
-            let off = Int64(tz.secondsFromGMT(for: next))
-            if off != offsets[offsets.count - 1] {
-                starts.append(Int64(next.timeIntervalSince1970.rounded()))
-                offsets.append(off)
-            }
-            t = next
-        }
-        return TimeZoneRule(starts: starts, offsets: offsets)
+        guard let zone = ZoneInfo.changes(zone: text, from: -2_208_988_800, to: 7_258_118_400) else { return nil }
+        let changes = zone.changes.prefix(4000)
+        return TimeZoneRule(starts: changes.map(\.0), offsets: [zone.initial] + changes.map(\.1))
     }
 
     /// The offset (seconds east of UTC) at the UTC instant `utc` (seconds).

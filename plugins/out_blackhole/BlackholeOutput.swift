@@ -1,5 +1,14 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The `blackhole` output: counts records and discards them, for measuring the rest of the pipeline.
 /// With `count_file`, the running count is written there (atomically) so a benchmark harness can

@@ -1,5 +1,14 @@
 import AnduinCore
-import Foundation  // addingPercentEncoding for the pipeline name
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 public enum ESOpType: String, CaseIterable, Sendable { case create, index }
 public enum ESIDMode: String, CaseIterable, Sendable { case event, none }
@@ -160,7 +169,7 @@ final class ElasticsearchSender: BatchSender {
 
     private var url: String {
         var u = config.hosts[host % config.hosts.count] + "/_bulk"
-        if let p = config.pipeline { u += "?pipeline=" + (p.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? p) }
+        if let p = config.pipeline { u += "?pipeline=" + p.percentEncodedForQuery }
         return u
     }
 

@@ -1,5 +1,14 @@
 import AnduinCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The `file` output: appends records as newline-delimited JSON, behind the delivery runtime every
 /// output shares (`buffer:`, `batch:`, `retry:`, `dead_letter:`, `ready:`).
@@ -48,13 +57,13 @@ final class FileSender: BatchSender {
     }
 
     deinit {
-        if fd >= 0 { Foundation.close(fd) }
+        if fd >= 0 { Glibc.close(fd) }
     }
 
     private func reopen() throws {
-        if fd >= 0 { Foundation.close(fd) }
+        if fd >= 0 { Glibc.close(fd) }
         fd = -1
-        let dir = (path as NSString).deletingLastPathComponent
+        let dir = parentDirectory(of: path)
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         let opened = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         if opened < 0 { throw POSIXFailure("open \(path)") }
@@ -72,7 +81,7 @@ final class FileSender: BatchSender {
         guard pread(fd, &last, 1, size - 1) == 1 else { throw POSIXFailure("read \(path)") }
         guard last != UInt8(ascii: "\n") else { return }
         var newline = UInt8(ascii: "\n")
-        guard Foundation.write(fd, &newline, 1) == 1 else { throw POSIXFailure("write \(path)") }
+        guard Glibc.write(fd, &newline, 1) == 1 else { throw POSIXFailure("write \(path)") }
         log("output file \(path): ended in a partial line (a write cut short); terminated it, its records are written again whole")
     }
 
@@ -96,10 +105,10 @@ final class FileSender: BatchSender {
             defer { if scratch.capacity > 16 << 20 { scratch = [] } }  // don't keep a huge buffer after one big batch
             return scratch.withUnsafeBytes { writeAll(fd: fd, $0) }
         }()
-        if !ok || (fsync && Foundation.fsync(fd) != 0) {
+        if !ok || (fsync && Glibc.fsync(fd) != 0) {
             let failure = POSIXFailure("write \(path)")
             // Reopened for the retry, which rewrites the whole batch (at-least-once).
-            Foundation.close(fd)
+            Glibc.close(fd)
             fd = -1
             throw failure
         }

@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The `api:` section. The API is split by risk: `/metrics`, `/health` and `/ready` carry no log
 /// content and may listen on the pod IP; `/tap` streams every record passing a component, so it is
@@ -75,7 +84,7 @@ public struct APIOptions: Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: file) else {
             return .failure(ConfigProblem("cannot read \(file)"))
         }
-        let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = String(decoding: data, as: UTF8.self).trimmed(.whitespacesAndNewlines)
         guard token.count >= 16 else {
             return .failure(ConfigProblem("the token in \(file) must be at least 16 characters"))
         }

@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -242,7 +251,7 @@ private final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
     static func query(_ q: String) -> [String: String] {
         var out: [String: String] = [:]
         for pair in q.split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
+            let kv = pair.split(separator: "=", maxSplits: 1).map { $0.percentDecoded ?? String($0) }
             if let k = kv.first { out[k] = kv.count > 1 ? kv[1] : "" }
         }
         return out

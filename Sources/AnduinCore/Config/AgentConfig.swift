@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One configured component: its name, where it is written, and its typed options.
 public struct ComponentDecl: Sendable {
@@ -284,10 +293,10 @@ public struct AgentConfig: Sendable {
     }
 
     static func absoluteDirectory(of file: String) -> String {
-        let dir = (file as NSString).deletingLastPathComponent
+        let dir = parentDirectory(of: file)
         if dir.hasPrefix("/") { return dir }
         let cwd = FileManager.default.currentDirectoryPath
-        return dir.isEmpty ? cwd : (cwd as NSString).appendingPathComponent(dir)
+        return dir.isEmpty ? cwd : joinPath(cwd, dir)
     }
 }
 
@@ -329,11 +338,11 @@ func readConfigBytes(_ path: String) -> Result<[UInt8], ConfigProblem> {
     return .success(out)
 }
 
-func describeFileError(_ error: Error) -> String {
-    let ns = error as NSError
-    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-        return String(cString: strerror(Int32(underlying.code)))
+public func describeFileError(_ error: Error) -> String {
+    if let e = error as? CocoaError {
+        if let posix = e.underlying as? POSIXError { return String(cString: strerror(posix.code.rawValue)) }
+        if e.code == .fileReadNoSuchFile { return "no such file" }
     }
-    if ns.domain == NSCocoaErrorDomain && ns.code == NSFileReadNoSuchFileError { return "no such file" }
-    return ns.localizedDescription
+    if let posix = error as? POSIXError { return String(cString: strerror(posix.code.rawValue)) }
+    return "\(error)"
 }

@@ -1,5 +1,3 @@
-import Yams
-
 /// A position in the config file, for messages a user can act on.
 public struct SourceMark: Sendable, Hashable, CustomStringConvertible {
     public var file: String
@@ -74,9 +72,9 @@ public indirect enum ConfigValue: Sendable {
             diags.error(problem.mark, problem.message)
             return nil
         }
-        let node: Node?
+        let node: YAMLNode?
         do {
-            node = try Yams.compose(yaml: yaml)
+            node = try YAMLLoader.compose(yaml)
         } catch {
             let d = ConfigText.diagnostic(for: error, yaml: yaml, file: file)
             diags.error(d.mark, d.message)
@@ -88,53 +86,53 @@ public indirect enum ConfigValue: Sendable {
         return budget < 0 ? nil : value
     }
 
-    private static func mark(_ m: Mark?, _ file: String) -> SourceMark {
-        SourceMark(file: file, line: m?.line ?? 1, column: m?.column ?? 1)
+    private static func mark(_ node: YAMLNode, _ file: String) -> SourceMark {
+        SourceMark(file: file, line: node.line, column: node.column)
     }
 
     /// `budget` counts the values left: aliases may expand a small file into billions of them.
-    private static func convert(_ node: Node, file: String, env: [String: String], diags: Diagnostics,
+    private static func convert(_ node: YAMLNode, file: String, env: [String: String], diags: Diagnostics,
                                 budget: inout Int) -> ConfigValue {
-        let m = mark(node.mark, file)
+        let m = mark(node, file)
         budget -= 1
         if budget == -1 {
             diags.error(m, "more than \(ConfigText.maximumValues) values (do aliases repeat a large anchor?)")
         }
         if budget < 0 { return .null(m) }
         switch node {
-        case .scalar(let s):
-            if s.style == .plain && (s.string == "~" || s.string == "null" || s.string.isEmpty) {
+        case .scalar(let s, let plain, _, _, _):
+            if plain && (s == "~" || s == "null" || s.isEmpty) {
                 return .null(m)
             }
-            let value = EnvSubstitution.substitute(s.string, env: env) { problem in
+            let value = EnvSubstitution.substitute(s, env: env) { problem in
                 diags.error(m, problem)
             }
-            return .scalar(value, m, plain: s.style == .plain)
-        case .mapping(let map):
+            return .scalar(value, m, plain: plain)
+        case .mapping(let map, _, _, _):
             var entries: [(key: String, keyMark: SourceMark, value: ConfigValue)] = []
             var seen: [String: SourceMark] = [:]
             for (k, v) in map {
-                let km = mark(k.mark, file)
-                guard case .scalar(let ks) = k else {
-                    diags.error(km, "a key must be a plain name, not \(k.sequence != nil ? "a list" : "a mapping")")
+                let km = mark(k, file)
+                guard case .scalar(let ks, _, _, _, _) = k else {
+                    if case .sequence = k { diags.error(km, "a key must be a plain name, not a list") } else {
+                        diags.error(km, "a key must be a plain name, not a mapping")
+                    }
                     continue
                 }
-                if let first = seen[ks.string] {
-                    diags.error(km, "duplicate key \"\(ks.string)\" (first at line \(first.line))")
+                if let first = seen[ks] {
+                    diags.error(km, "duplicate key \"\(ks)\" (first at line \(first.line))")
                     continue
                 }
-                seen[ks.string] = km
-                entries.append((ks.string, km, convert(v, file: file, env: env, diags: diags, budget: &budget)))
+                seen[ks] = km
+                entries.append((ks, km, convert(v, file: file, env: env, diags: diags, budget: &budget)))
             }
             return .mapping(entries, m)
-        case .sequence(let seq):
+        case .sequence(let seq, _, _, _):
             var items: [ConfigValue] = []
             for item in seq where budget >= 0 {
                 items.append(convert(item, file: file, env: env, diags: diags, budget: &budget))
             }
             return .sequence(items, m)
-        case .alias:
-            return .null(m)
         }
     }
 }
@@ -161,7 +159,7 @@ public enum EnvSubstitution {
             let body = rest[rest.index(after: rest.startIndex)..<close]
             let name: Substring
             var fallback: Substring?
-            if let r = body.range(of: ":-") {
+            if let r = body.firstRange(of: ":-") {
                 name = body[..<r.lowerBound]
                 fallback = body[r.upperBound...]
             } else {

@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Reads one component's (or the top level's) mapping into typed values, reporting every problem
 /// with its position. With an option table (`options:`, every plugin and the top level), a key is
@@ -112,7 +121,7 @@ public final class ConfigReader {
             typeError(key, v, "a whole number")
             return d
         }
-        let digits = s.replacingOccurrences(of: "_", with: "")
+        let digits = s.replacing("_", with: "")
         guard let n = Int(digits) else {
             if !digits.isEmpty, digits.drop(while: { $0 == "-" || $0 == "+" }).allSatisfy({ ("0"..."9").contains($0) }) {
                 error(key, "\(s) is out of range\(range.map { " (\($0.lowerBound)...\($0.upperBound))" } ?? "")")

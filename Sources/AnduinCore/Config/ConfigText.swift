@@ -1,5 +1,3 @@
-import Yams
-
 /// Checks of a config file's bytes before the YAML parser sees them, and the translation of the
 /// parser's errors: every problem becomes one `FILE:LINE:COLUMN: message` line, none embeds the
 /// file's text (it may hold passwords), and nothing a file contains can crash the reader.
@@ -103,26 +101,26 @@ public enum ConfigText {
         func at(_ line: Int, _ column: Int) -> SourceMark {
             SourceMark(file: file, line: max(1, line), column: max(1, column))
         }
-        guard let error = error as? YamlError else {
+        guard let error = error as? YAMLError else {
             return ConfigDiagnostic(at(1, 1), "YAML syntax error")
         }
         switch error {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-             .composer(let context, let problem, let mark, _):
+        case .syntax(let problem, let line, let column, let context):
             var msg = "YAML syntax error: \(problem)"
-            if let context { msg += " (\(context.text) at line \(context.mark.line), column \(context.mark.column))" }
-            return ConfigDiagnostic(at(mark.line, mark.column), msg)
-        case .reader(let problem, let offset, _, _):
+            if let context { msg += " (\(context.text) at line \(context.line), column \(context.column))" }
+            return ConfigDiagnostic(at(line, column), msg)
+        case .reader(let problem, let byteOffset):
+            // The offset in characters, then counted as bytes again (the reading of earlier versions).
+            let index = yaml.utf8.index(yaml.utf8.startIndex, offsetBy: byteOffset, limitedBy: yaml.utf8.endIndex)
+            let offset = index.map { yaml.distance(from: yaml.startIndex, to: $0) }
             let (line, column) = offset.map { position(ofByte: $0, in: yaml) } ?? (1, 1)
             return ConfigDiagnostic(at(line, column), "YAML cannot be read: \(problem)")
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            let key = duplicates.first ?? ""
-            let first = context.mark
+        case .duplicateKey(let key, let line, let column):
             // Point at the second occurrence (the one to remove), found at the first's indentation.
-            let again = secondOccurrence(of: key, after: first.line, column: first.column, in: yaml)
-            let mark = again.map { at($0, first.column) } ?? at(first.line, first.column)
-            return ConfigDiagnostic(mark, "duplicate key \"\(key)\" (first at line \(first.line)); each key may appear once in a mapping")
-        default:
+            let again = secondOccurrence(of: key, after: line, column: column, in: yaml)
+            let mark = again.map { at($0, column) } ?? at(line, column)
+            return ConfigDiagnostic(mark, "duplicate key \"\(key)\" (first at line \(line)); each key may appear once in a mapping")
+        case .memory:
             return ConfigDiagnostic(at(1, 1), "YAML error")
         }
     }

@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 public struct ConfigProblem: Error, Sendable {
     public var message: String
@@ -13,9 +22,9 @@ public enum ByteSize {
     /// Parses `1024`, `64KiB`, `1MiB`, `1.5GiB`. Decimal units (`KB`, `MB`, `GB`) are refused on
     /// purpose: `1GB` is ambiguous (10^9 or 2^30) and mistakes here size a disk buffer.
     public static func parse(_ text: String) -> Result<Int, ConfigProblem> {
-        let s = text.trimmingCharacters(in: .whitespaces)
+        let s = text.trimmed(.whitespaces)
         let digits = s.prefix { ("0"..."9").contains($0) || $0 == "." }
-        let unit = s.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
+        let unit = s.dropFirst(digits.count).trimmed(.whitespaces)
         guard let number = Double(digits), number.isFinite, number >= 0 else {
             return .failure(ConfigProblem("invalid size \"\(text)\": use a number of bytes or a binary unit, such as 512KiB, 64MiB or 1GiB"))
         }
@@ -47,7 +56,7 @@ public enum DurationText {
     /// Seconds from `250ms`, `1s`, `1.5s`, `5m`, `1h`, `1d`, or a plain number of seconds; nil when
     /// not a duration (or not a finite one).
     public static func parse(_ text: String) -> Double? {
-        let s = text.trimmingCharacters(in: .whitespaces)
+        let s = text.trimmed(.whitespaces)
         let digits = s.prefix { ("0"..."9").contains($0) || $0 == "." }
         guard let n = Double(digits), n.isFinite, n >= 0 else { return nil }
         switch s.dropFirst(digits.count) {

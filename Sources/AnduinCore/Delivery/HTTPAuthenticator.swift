@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Produces the auth part of each request; used by one delivery thread.
 public final class HTTPAuthenticator {
@@ -19,7 +28,7 @@ public final class HTTPAuthenticator {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw HTTPAuthError("cannot read password_file \(file)")
             }
-            password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+            password = String(decoding: data, as: UTF8.self).trimmed(.newlines)
         }
         return (user, password ?? "")
     }

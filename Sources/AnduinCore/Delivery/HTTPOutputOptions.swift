@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Credentials of an HTTP-based output. Secrets are read from the config or from files and held as
 /// `Secret` (printed as `***`); they are revealed only for libcurl.

@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// What an HTTP-based sender needs for each request: the client (one kept-alive connection), the
 /// body compression, the auth headers and the fixed headers. One per delivery thread.

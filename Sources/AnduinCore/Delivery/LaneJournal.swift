@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The retry lane's file, for outputs with a disk buffer: records leave the ring (its delivered
 /// position passes them) only once they are here, so they survive kill -9 and restarts.

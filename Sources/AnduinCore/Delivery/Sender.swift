@@ -103,7 +103,7 @@ public enum HTTPStatusClass {
     /// The start of a response body, for error messages (bodies can be huge).
     public static func snippet(_ body: [UInt8], limit: Int = 300) -> String {
         let s = String(decoding: body.prefix(limit), as: UTF8.self)
-            .replacingOccurrences(of: "\n", with: " ")
+            .replacing("\n", with: " ")
         return body.count > limit ? s + "…" : s
     }
 }

@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import Prometheus
 
@@ -200,7 +209,7 @@ public final class Agent: APIProvider {
                 lastTime = now
                 guard let line else { continue }
                 if tty {
-                    FileHandle.standardError.write(Data(("anduin: " + line + "\n").utf8))
+                    writeToStandardError("anduin: " + line + "\n")
                 } else {
                     logger.info("\(line)")
                 }
@@ -281,6 +290,6 @@ extension ByteSize {
             v /= 1024
             i += 1
         }
-        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+        return i == 0 ? "\(n) B" : formatFixed(v, decimals: 1) + " " + units[i]
     }
 }

@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One agent per `data_dir`: an exclusive `flock` on `data_dir/anduin.lock`, held for the life of the
 /// process. Two agents on one directory would overwrite each other's checkpoints and buffer cursors.
@@ -48,6 +57,6 @@ public final class DataDirLock: Sendable {
         var buf = [UInt8](repeating: 0, count: 32)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0 else { return nil }
-        return Int32(String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        return Int32(String(decoding: buf[0..<n], as: UTF8.self).trimmed(.whitespacesAndNewlines))
     }
 }

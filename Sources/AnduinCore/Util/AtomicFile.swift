@@ -1,10 +1,19 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 public enum AtomicFile {
     /// Replaces `path` with `data` so that readers (and a restart after a crash) see the old or the new
     /// content, never a mix.
     public static func write(_ data: Data, to path: String, durable: Bool = true) throws {
-        let dir = (path as NSString).deletingLastPathComponent
+        let dir = parentDirectory(of: path)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let tmp = path + ".tmp"

@@ -3,7 +3,11 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Removes a request's credentials from text the destination sent back. Receivers quote requests in
 /// their answers (Elasticsearch's per-item `reason` can read `request auth was ApiKey …`), and those
@@ -46,13 +50,13 @@ public struct CredentialScrubber: Sendable {
         }
         if let info = CredentialScrubber.userinfo(of: url) {
             s.append(info)
-            if let decoded = info.removingPercentEncoding { s.append(decoded) }
+            if let decoded = info.percentDecoded { s.append(decoded) }
             if let colon = info.firstIndex(of: ":") {
                 let password = String(info[info.index(after: colon)...])
                 s.append(password)
-                if let decoded = password.removingPercentEncoding { s.append(decoded) }
+                if let decoded = password.percentDecoded { s.append(decoded) }
             }
-            let plain = info.removingPercentEncoding ?? info
+            let plain = info.percentDecoded ?? info
             s.append(Data(plain.utf8).base64EncodedString())
         }
         self.init(forms: s)
@@ -85,7 +89,7 @@ public struct CredentialScrubber: Sendable {
 
     /// `user:password` of `scheme://user:password@host/...`, nil when there is none.
     static func userinfo(of url: String) -> String? {
-        guard let schemeEnd = url.range(of: "://") else { return nil }
+        guard let schemeEnd = url.firstRange(of: "://") else { return nil }
         let rest = url[schemeEnd.upperBound...]
         let authEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
         let authority = rest[..<authEnd]

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -62,12 +66,12 @@ enum ProcessMetrics {
     private static func bootTime() -> Double? {
         guard let s = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return nil }
         for line in s.split(separator: "\n") where line.hasPrefix("btime ") {
-            return Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces))
+            return Double(line.dropFirst(6).trimmed(.whitespaces))
         }
         return nil
     }
 
-    private static func format(_ v: Double) -> String { String(format: "%.3f", v) }
+    private static func format(_ v: Double) -> String { formatFixed(v, decimals: 3) }
 }
 
 /// The process's file descriptors: how many are free under the soft limit.

@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `scheme://user:password@host/...`: the credentials a URL carries, taken out of it so the URL can be
 /// shown and logged, and the password held as a `Secret`.
@@ -10,7 +19,7 @@ public struct URLUserinfo: Sendable, Equatable {
 
     public init(_ url: String) {
         self.url = url
-        guard let schemeEnd = url.range(of: "://") else { return }
+        guard let schemeEnd = url.firstRange(of: "://") else { return }
         let rest = url[schemeEnd.upperBound...]
         let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
         guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return }
@@ -24,5 +33,5 @@ public struct URLUserinfo: Sendable, Equatable {
         }
     }
 
-    private static func decode(_ s: Substring) -> String { String(s).removingPercentEncoding ?? String(s) }
+    private static func decode(_ s: Substring) -> String { s.percentDecoded ?? String(s) }
 }
