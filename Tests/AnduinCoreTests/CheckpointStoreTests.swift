@@ -23,7 +23,7 @@ final class CheckpointStoreTests: XCTestCase {
     private func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
     private func loadError() throws -> String {
-        switch store.load() {
+        switch try store.load() {
         case .success(let files): XCTFail("loaded \(files)"); return ""
         case .failure(let e): return e.message
         }
@@ -45,6 +45,19 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(text.utf8)))
         try store.save([])
         XCTAssertEqual(try store.load().get(), [])
+    }
+
+    /// There but not readable (a folder in its place gives EISDIR, even to root): an error, never a
+    /// first start, and nothing is moved aside.
+    func testAFileThatCannotBeReadIsAnErrorNotAFirstStart() throws {
+        try FileManager.default.createDirectory(atPath: store.path, withIntermediateDirectories: false)
+        XCTAssertThrowsError(try store.load()) { e in
+            XCTAssertTrue("\(e)".contains("read \(store.path)"), "\(e)")
+        }
+        XCTAssertTrue(exists(store.path))
+        XCTAssertFalse(exists(store.path + ".unreadable"))
+        XCTAssertEqual(rmdir(store.path), 0)
+        XCTAssertEqual(try store.load().get(), [], "missing: a first start")
     }
 
     /// As the previous version wrote it (Foundation's encoder: sorted keys, `\/` in paths).

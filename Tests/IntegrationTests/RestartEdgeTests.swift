@@ -73,6 +73,36 @@ final class RestartEdgeTests: AgentTestCase {
         XCTAssertEqual(output.refresh().compactMap(\.message), ["a 1", "a 2", "a 1", "a 2", "a 3"])
     }
 
+    /// A checkpoint file that is there but cannot be read (here a folder in its place: EISDIR, which
+    /// root gets too, unlike a permission): nothing is read until it can be, then the input resumes
+    /// from it. Starting without it would ship a 1 and a 2 again.
+    func testACheckpointFileThatCannotBeReadHoldsTheInputUntilItCan() throws {
+        try sandbox.mkdir("logs")
+        appendText(sandbox.path("logs/a.log"), "a 1\na 2\n")
+        try writeConfig(config(startAt: "beginning"))
+        let first = try startAgent()
+        XCTAssertTrue(poll { output.refresh().count == 2 && sandbox.checkpoints("in").values.first == 8 }, first.stderr)
+        first.terminate()
+        XCTAssertTrue(first.waitExit())
+        let cpPath = sandbox.path("data/checkpoints/in.json")
+        XCTAssertEqual(rename(cpPath, cpPath + ".kept"), 0)
+        try FileManager.default.createDirectory(atPath: cpPath, withIntermediateDirectories: false)
+        appendText(sandbox.path("logs/a.log"), "a 3\n")
+
+        let second = try startAgent()
+        XCTAssertTrue(poll { second.stderr.contains("cannot be read") }, second.stderr)
+        Thread.sleep(forTimeInterval: 1.5)  // several scans' worth: a 1 and a 2 would be shipped again by now
+        XCTAssertEqual(output.refresh().count, 2, second.stderr)
+        XCTAssertEqual(rmdir(cpPath), 0)
+        XCTAssertEqual(rename(cpPath + ".kept", cpPath), 0)
+        XCTAssertTrue(poll(timeout: 30) { output.refresh().count == 3 }, second.stderr)
+        XCTAssertTrue(second.stderr.contains("read: input in starts"), second.stderr)
+        second.terminate()
+        XCTAssertTrue(second.waitExit())
+        XCTAssertEqual(second.exit?.signalled, false, second.stderr)
+        XCTAssertEqual(output.refresh().compactMap(\.message), ["a 1", "a 2", "a 3"])
+    }
+
     /// copytruncate whose new content starts with the same line as the old: the new records must not
     /// reuse the old records' event.id (a destination would drop them as replays).
     func testCopytruncateWithTheSameFirstLineGetsNewEventIDs() throws {

@@ -51,8 +51,19 @@ final class CheckpointRegistry {
     /// A new file is followed: save soon, so a crash does not forget it.
     func fileOpened() { changed = true }
 
-    func load(logger: Logger) {
-        switch store.load() {
+    /// Loads the saved checkpoints. Returns false when the file is there but cannot be read now
+    /// (logged unless `quiet`): nothing may be read before it is (see `CheckpointStore.load`).
+    func load(logger: Logger, quiet: Bool = false) -> Bool {
+        let loaded: Result<[FileCheckpoint], StartupError>
+        do throws(POSIXFailure) {
+            loaded = try store.load()
+        } catch {
+            if !quiet {
+                logger.error("checkpoint file \(store.path) cannot be read (\(error)): no file of this input is read until it can be, since starting without it would ship again what was already shipped. Give the agent's user read access (the other inputs run meanwhile; retried every \(Int(Self.loadRetryInterval))s)")
+            }
+            return false
+        }
+        switch loaded {
         case .success(let list):
             let now = wallClock()
             for c in list {
@@ -62,7 +73,11 @@ final class CheckpointRegistry {
         case .failure(let e):
             logger.error("\(e)")
         }
+        return true
     }
+
+    /// How often a checkpoint file that cannot be read is tried again.
+    static let loadRetryInterval = 10.0
 
     /// The checkpoint to resume `key` from, removed from the parked set (the file is being opened).
     func take(_ key: FileKey) -> FileCheckpoint? {

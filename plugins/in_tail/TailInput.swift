@@ -29,7 +29,7 @@ final class TailInput: Input {
     private var rescanRequested = true
     private var startupKeys: Set<FileKey>?
     private let checkpointErrors, searchesFound, checkpointsExpired, scanErrors, scans: Counter
-    private let inotifyMode, bytesBehind, filesBehind, ackedRate, globsEmpty, foldersUnwatched: Gauge
+    private let inotifyMode, bytesBehind, filesBehind, ackedRate, globsEmpty, foldersUnwatched, checkpointsUnreadable: Gauge
     /// (time, bytes acknowledged since start) at each checkpoint save of the last 10 seconds.
     private var ackedSamples: [(time: Double, total: Int)] = []
     private var ackedTotal = 0
@@ -74,6 +74,7 @@ final class TailInput: Input {
         ackedRate = s.gauge("acked_bytes_per_second", "bytes of the followed files read and acknowledged per second over the last 10 seconds; status estimates the time to catch up as bytes_behind over it")
         globsEmpty = s.gauge("globs_matching_nothing", "patterns of paths that match no file at the last scan")
         foldersUnwatched = s.gauge("folders_unwatched", "folders the globs pass through that inotify could not watch at the last scan (a missing root, or the watch limit): the globs are then re-evaluated every glob_interval")
+        checkpointsUnreadable = s.gauge("checkpoints_unreadable", "1 while the checkpoint file is there but cannot be read (a permission, an I/O error): no file of this input is read until it can be")
         emptyGlobWarnings = s.counter("empty_glob_warnings", "warnings that a pattern of paths matches no file (at once, then every 10 minutes while it lasts)")
     }
 
@@ -105,10 +106,22 @@ final class TailInput: Input {
                 logger.warning("inotify is unavailable (\(String(cString: strerror(errno)))): polling every \(config.pollInterval)s instead")
             }
         }
+        // Nothing is read before the checkpoints are (an error said why, again every minute).
+        var loadAttempts = 0
+        while !registry.load(logger: logger, quiet: loadAttempts % 6 != 0) {
+            loadAttempts += 1
+            checkpointsUnreadable.set(1)
+            control.sleep(CheckpointRegistry.loadRetryInterval)
+            if control.isStopping { return }
+        }
+        if loadAttempts > 0 {
+            checkpointsUnreadable.set(0)
+            logger.notice("checkpoint file \(registry.path) read: input \(name) starts")
+        }
         let emitter = TailEmitter(control: control)
         emitter.start()
         self.emitter = emitter
-        prepare(backend: backend, sink: emitter)
+        prepare(backend: backend, sink: emitter, loadCheckpoints: false)
 
         var events = WatchEvents()
         let stopping = { control.isStopping }
@@ -144,10 +157,10 @@ final class TailInput: Input {
         if events.overflow { lastSweep = -Double.infinity }
     }
 
-    /// Loads the checkpoints and builds the reader and the file table (`run`; a test gives its own
-    /// backend and sink and then calls `turn`).
-    func prepare(backend: any WatchBackend, sink: any BatchSink) {
-        registry.load(logger: logger)
+    /// Builds the reader and the file table once the checkpoints are loaded (`run`; a test gives its
+    /// own backend and sink and then calls `turn`).
+    func prepare(backend: any WatchBackend, sink: any BatchSink, loadCheckpoints: Bool = true) {
+        if loadCheckpoints { _ = registry.load(logger: logger) }
         inotifyMode.set(backend.notifies ? 1 : 0)
         self.backend = backend
         let reader = LineReader(config: config, name: name, logger: logger, tracker: tracker, sink: sink, stats: stats)

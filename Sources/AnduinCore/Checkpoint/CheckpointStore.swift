@@ -165,8 +165,11 @@ public struct CheckpointStore: Sendable {
     /// Loads saved checkpoints. A missing file means a first start; one that cannot be used is moved
     /// aside and reported, and treated as empty (the agent never refuses to start because of its own
     /// state; the error says what happens and what to do).
-    public func load() -> Result<[FileCheckpoint], StartupError> {
-        guard let data = FileManager.default.contents(atPath: path) else { return .success([]) }
+    ///
+    /// Throws when the file is there but cannot be read now (a permission, an I/O error): starting
+    /// without it would ship every file again from `start_at`, and the next save would replace it.
+    public func load() throws(POSIXFailure) -> Result<[FileCheckpoint], StartupError> {
+        guard let data = try readWholeFile(path).get() else { return .success([]) }
         let files: [FileCheckpoint]
         do throws(CheckpointFormatError) {
             files = try Self.decode(data)
