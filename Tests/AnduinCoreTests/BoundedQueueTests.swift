@@ -118,18 +118,6 @@ final class BoundedQueueTests: XCTestCase {
         guard case .finished = queue.take(limit: 10, maxWait: 0) else { return XCTFail("an abandoned queue gave something") }
     }
 
-    func testRefuseWhenFullReleasesWaitingAppendersButTakesWhatFits() {
-        let queue = BoundedQueue<Int>(capacity: 1)
-        queue.append(1, weight: 1)
-        let appender = appendOnAThread(queue, 2)
-        usleep(20_000)
-        queue.refuseWhenFull()
-        XCTAssertTrue(appender.thread.join(timeout: 30))
-        XCTAssertEqual(appender.result.current, false, "refused")
-        XCTAssertEqual(items(queue.take(limit: 10, maxWait: 0)), [1])
-        XCTAssertTrue(queue.append(3, weight: 1), "refused although it fits")
-    }
-
     /// A waiting appender means nothing more can come: the lingering first item is due at once.
     func testAWaitingAppenderMakesTheFirstItemDue() {
         let queue = BoundedQueue<Int>(capacity: 2)

@@ -56,6 +56,14 @@ private final class ScriptedDestination: Sendable {
     }
 }
 
+/// A destination that is down: every take stays in the ring.
+private final class UnreachableSender: BatchSender {
+    func send(_ batch: EncodedBatch) -> SendResult {
+        usleep(2_000)
+        return .unreachable("connection refused")
+    }
+}
+
 private final class ScriptedSender: BatchSender {
     let destination: ScriptedDestination
     init(_ destination: ScriptedDestination) { self.destination = destination }
@@ -272,6 +280,64 @@ final class DeliveryRunnerModelTests: XCTestCase {
             }
         }
         XCTAssertEqual(blocks, 1, "blocks written for one take of ten batches")
+    }
+
+    /// A stop while the disk buffer is full (`when_full: block`, the destination down) and batches
+    /// are still queued: they go into the ring past max_bytes and are acknowledged at once. Handed
+    /// back instead, they were read again, and reached the input's other outputs twice (torture seed
+    /// 97001 run 15: about 1,100 lines at an http output beside a full Elasticsearch buffer).
+    func testAStopWithAFullDiskBufferKeepsWhatIsQueued() throws {
+        let dir = NSTemporaryDirectory() + "anduin-delivery-model-\(UUID().uuidString)"
+        dirs.append(dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let maxBytes = 8_192
+        var options = DeliveryOptions(buffer: .disk(DiskRingOptions(maxBytes: maxBytes, segmentBytes: 2_048, whenFull: .block,
+                                                                    fsync: .never, compress: false)))
+        options.retryInitial = 0.01
+        options.retryMax = 0.05
+        options.stallAfter = 3600
+        var logger = Logger(label: "model")
+        logger.logLevel = .critical
+        let stats = ComponentStats(component: "o", kind: .output)
+        let context = ComponentContext(name: "o", kind: .output, dataDirectory: dir, logger: logger, stats: stats)
+        let runner = try DeliveryRunner(name: "o", options: options, context: context) { UnreachableSender() }
+        let counter = { (name: String) in stats.counters.first { $0.name == name }?.current ?? 0 }
+        runner.start()
+        let acked = Atomic<Int>(0)
+        let batches = 200
+        for i in 0..<batches {
+            var b = RecordBatch(source: SourceInfo(path: "/f.log", sourceID: 1), inputName: "in")
+            let text = Array("{\"m\":\"line \(i) \(String(repeating: "x", count: 200))\"}".utf8)
+            let range = text.withUnsafeBytes { b.append(bytes: $0) }
+            b.records.append(Record(timestamp: 1, offset: Int64(i), message: range, stream: .stdout))
+            runner.enqueue(b, AckToken { acked.add(1, ordering: .relaxed) })  // not when abandoned
+        }
+        // The ring fills (about 35 records of 230 bytes) and the writer waits for room.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline && counter("buffer_full_events") == 0 { usleep(10_000) }
+        XCTAssertEqual(counter("buffer_full_events"), 1)
+        XCTAssertLessThan(acked.load(ordering: .relaxed), batches)
+
+        let start = monotonicSeconds()
+        runner.inputsStopping()
+        runner.close()
+        XCTAssertTrue(runner.join(timeout: 10), "the stop waits for no room")
+        XCTAssertLessThan(monotonicSeconds() - start, 8)
+        XCTAssertEqual(counter("records_returned"), 0, "nothing handed back to be read again")
+        XCTAssertEqual(acked.load(ordering: .relaxed), batches, "every batch acknowledged")
+
+        // The next start finds them all in the ring, past max_bytes.
+        let again = try DiskRing(directory: dir + "/buffers/o", options: DiskRingOptions(maxBytes: maxBytes, segmentBytes: 2_048,
+                                                                                         fsync: .never, compress: false),
+                                 stats: ComponentStats(component: "o2", kind: .output), log: { _ in })
+        XCTAssertGreaterThan(again.bufferedBytes, maxBytes)
+        var offsets = Set<Int64>()
+        while let r = again.read(maxRecords: 1_000, maxBytes: 1 << 20, timeout: 0) {
+            for rec in r.batch.records { offsets.insert(rec.offset) }
+            again.commit(r.end)
+        }
+        again.shutdown()
+        XCTAssertEqual(offsets, Set(0..<Int64(batches)), "every record kept for the next start")
     }
 
     func testDiskBufferAccountingAcrossReloads() throws {

@@ -291,11 +291,12 @@ public final class DiskRing: Sendable {
     /// Everything before `position` was delivered. Moves only forward, and never past what was read.
     /// Writes the cursor at once (a 64-byte positional write; fsynced under `.always`, by the flusher
     /// under `.interval`), then deletes the segments wholly before it.
-    /// Commits up to `position`, the end of the last of `takes` (the takes this commit covers, in
-    /// order, each `records` read up to `end`). Returns how many of their records drop_oldest deleted
-    /// while a delivery thread held them: counted dropped then, so counted twice now that they were
-    /// decided. Counted under the same lock as the commit: a drop between the two would count the
-    /// take's records dropped with nothing to balance it.
+    ///
+    /// `takes`: the takes this commit covers, in order (each `records` read up to `end`). Returns
+    /// how many of their records drop_oldest deleted while a delivery thread held them: counted
+    /// dropped then, so counted twice now that they were decided. Counted under the same lock as the
+    /// commit: a drop between the two would count the take's records dropped with nothing to
+    /// balance it.
     @discardableResult
     public func commit(_ position: RingPosition, takes: [(end: RingPosition, records: Int)] = []) -> Int {
         let (moved, deleted) = ledger.withState { s -> (Bool, Int) in
@@ -318,6 +319,21 @@ public final class DiskRing: Sendable {
             ledger.broadcast()
         }
     }
+
+    /// The agent stops: what the output has queued is written now, past `max_bytes` if need be (up
+    /// to `stopAllowance` more), so that it is not read again. Read again, it would reach the other
+    /// outputs of its input twice. A block that does not fit even so is given up at once (its
+    /// records are read again); no append waits for room any more.
+    public func takeWhatIsQueued() {
+        ledger.withState { s in
+            s.stopAllowance = Self.stopAllowance
+            ledger.broadcast()
+        }
+    }
+
+    /// Bytes past `max_bytes` a stop may write (`takeWhatIsQueued`): an output queue's worth of
+    /// records, which are in memory anyway.
+    static let stopAllowance = 64 << 20
 
     /// Wakes waiting `append` (they return false) and `read` (nil) calls, waits for a block being written,
     /// fsyncs the active segment and persists the cursor. Commits after this persist at once.

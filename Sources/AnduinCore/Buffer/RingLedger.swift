@@ -41,6 +41,9 @@ struct RingLedgerState {
     var recreations: UInt64 = 0
     var lastPersist: Double
     var shuttingDown = false
+    /// Set when the agent stops (`DiskRing.takeWhatIsQueued`): bytes a full ring takes past
+    /// `maxBytes` without waiting; a block that does not fit even so is given up at once.
+    var stopAllowance: Int?
     /// Plain (uncompressed) bytes of every block written since start; with `readerWake`.
     var writtenPlain: UInt64 = 0
     /// Set while the reader waits to gather more of a batch (`DiskRing.read(gather:)`): a write wakes

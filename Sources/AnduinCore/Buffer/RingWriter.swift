@@ -258,6 +258,10 @@ final class RingWriter: @unchecked Sendable {
                 if s.shuttingDown { return .done(.shutdown) }
                 let disk = s.diskBytes
                 if disk + bytes <= options.maxBytes || disk == s.segments[s.segments.count - 1].size { return .done(.fits) }
+                if let allowance = s.stopAllowance, options.whenFull == .block {
+                    // Stopping: no wait (a full ring empties only as fast as the destination takes records).
+                    return .done(disk.addingSaturating(bytes) <= options.maxBytes.addingSaturating(allowance) ? .fits : .shutdown)
+                }
                 if options.whenFull == .block {
                     // Count and log before the first wait; the check above runs under the lock before
                     // every wait, so a commit's wake-up cannot be missed.

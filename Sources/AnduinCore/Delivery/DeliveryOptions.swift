@@ -127,7 +127,7 @@ struct BufferSettings: Sendable {
     static let table: OptionTable<BufferSettings> = OptionTable(BufferSettings()) { d in [
         .key(.choice("type", default: d.type, "`disk`: a ring of LZ4 segment files under `data_dir/buffers/<output>/`; `memory`: a bounded queue (see *Buffers*)"), \.type),
         .key(.int("max_records", default: d.memoryMaxRecords, 1...100_000_000, "(memory) records held"), \.memoryMaxRecords),
-        .key(.size("max_bytes", default: d.disk.maxBytes, (1 << 16)...(1 << 50), "(disk) hard cap on segment files"), \.disk.maxBytes),
+        .key(.size("max_bytes", default: d.disk.maxBytes, (1 << 16)...(1 << 50), "(disk) cap on segment files; only a stop may pass it, by up to 64 MiB, to keep what the output had queued"), \.disk.maxBytes),
         .key(.size("segment_bytes", default: d.disk.segmentBytes, (1 << 12)...BlockHeader.maxPayload, "(disk) size of one segment file (at most `max_bytes`)"), \.disk.segmentBytes),
         .key(.choice("when_full", default: d.disk.whenFull, "(disk) `block` pauses the inputs that feed this output; `drop_oldest` deletes the oldest segment (`buffer_records_dropped`)"), \.disk.whenFull),
         .key(.choice("fsync", default: d.fsync, "(disk) when appended records are fsynced (see *Buffers*)"), \.fsync),

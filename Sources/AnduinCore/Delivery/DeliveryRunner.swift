@@ -119,8 +119,8 @@ final class DeliveryRunner: OutputStage, Sendable {
     // MARK: input side
 
     func enqueue(_ batch: RecordBatch, _ ack: AckToken) {
-        // Refused once the runner gave up (or, stopping with a disk buffer, when there is no room):
-        // `ack` is abandoned, so the input reads the records again.
+        // Refused once the runner gave up (or its disk buffer's writer did, at a stop): `ack` is
+        // abandoned, so the input reads the records again.
         if !queue.enqueue(batch, ack) { returned.add(batch.count) }
     }
 
@@ -385,20 +385,19 @@ final class DeliveryRunner: OutputStage, Sendable {
         settleUncommitted()
         lane.sync()
         deadLetters.sync()
-        // Nothing reads the ring any more. A writer still waiting for room in a full ring (the
-        // destination failed until the end) gives up now: the batches it did not write are not
-        // acknowledged, so the input reads them again at the next start.
-        ring?.shutdown()
+        // The writer puts what is queued in the ring without waiting for room (`inputsStopping`),
+        // then finds the queue closed.
         if let writer, !writer.join(timeout: max(0, deadline - monotonicSeconds())) { return false }
-        ring?.shutdown()  // again: syncs what the writer appended while the first one ran
+        ring?.shutdown()
         return true
     }
 
-    /// With a disk buffer, an input waiting for room while the agent stops gives up: its batch is not
-    /// acknowledged and is read again at the next start, instead of holding the stop until
-    /// shutdown_timeout (a full ring empties only as fast as the destination takes records).
+    /// With a disk buffer, what the inputs hand over while the agent stops goes into the ring at
+    /// once, past max_bytes if need be (`DiskRing.takeWhatIsQueued`), instead of holding the stop
+    /// until shutdown_timeout (a full ring empties only as fast as the destination takes records)
+    /// or being read again: read again, it would reach this input's other outputs twice.
     func inputsStopping() {
-        if ring != nil { queue.refuseWhenFull() }
+        ring?.takeWhatIsQueued()
     }
 
     // MARK: state

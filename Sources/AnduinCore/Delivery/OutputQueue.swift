@@ -56,8 +56,8 @@ final class OutputQueue: Sendable {
         queueFull = stats.counter("queue_full_events", "times an input waited because this output's queue was full")
     }
 
-    /// Queues a batch, keeping a reference to its ack; once abandoned (or refusing a batch that does
-    /// not fit, see `refuseWhenFull`), abandons the ack and returns false.
+    /// Queues a batch, keeping a reference to its ack; once abandoned, abandons the ack and returns
+    /// false.
     @discardableResult
     func enqueue(_ batch: RecordBatch, _ ack: AckToken) -> Bool {
         let pending = OutputQueue.pendingWakeUps
@@ -106,10 +106,6 @@ final class OutputQueue: Sendable {
         for item in dropped { item.ack.abandon() }
         return records
     }
-
-    /// From now on a batch that does not fit is refused at once (its ack abandoned), and inputs
-    /// waiting for room give up.
-    func refuseWhenFull() { queue.refuseWhenFull() }
 
     var isClosing: Bool { queue.isClosing }
 

@@ -22,7 +22,7 @@ import NIOCore
 /// - **Wake-ups.** One lock and its one condition serve both sides; a broadcast goes out only when a
 ///   waiter of the side it concerns exists (counted under the lock): takers when items arrive (at
 ///   once, or deferred to `wakeTakers`) and when an appender starts waiting; appenders when a take or
-///   a `release` makes room. Close, abandon and `refuseWhenFull` wake everyone. Appenders waiting for
+///   a `release` makes room. Close and abandon wake everyone. Appenders waiting for
 ///   room re-check every 0.5 s as well.
 public final class BoundedQueue<Element>: Sendable {
     public enum Taken {
@@ -35,7 +35,7 @@ public final class BoundedQueue<Element>: Sendable {
 
     /// What `append` does when the item does not fit.
     public enum WhenFull {
-        /// Waits for room (refused instead after `refuseWhenFull`).
+        /// Waits for room (refused once abandoned).
         case wait
         /// Appends anyway: the caller bounds the queue by checking `hasRoom` before producing.
         case exceed
@@ -57,7 +57,6 @@ public final class BoundedQueue<Element>: Sendable {
         var outstanding = 0
         var closing = false
         var abandoned = false
-        var refusing = false
         /// Items appended since the takers were last woken.
         var unwoken = 0
         var takersWaiting = 0
@@ -81,8 +80,8 @@ public final class BoundedQueue<Element>: Sendable {
 
     // MARK: appending
 
-    /// Appends `element`; false when refused (abandoned, or full after `refuseWhenFull`). With
-    /// `whenFull: .wait`, `onWait` runs once (outside the lock) when it starts waiting for room.
+    /// Appends `element`; false when refused (abandoned). With `whenFull: .wait`, `onWait` runs once
+    /// (outside the lock) when it starts waiting for room.
     @discardableResult
     public func append(_ element: Element, weight: Int, whenFull: WhenFull = .wait,
                        wakeTakers: WakeTakers = .now, onWait: () -> Void = {}) -> Bool {
@@ -91,7 +90,7 @@ public final class BoundedQueue<Element>: Sendable {
             var wake = false
             let step = state.withLockWaiting { s -> LockStep<AppendStep> in
                 let fits = whenFull == .exceed || s.fits(weight, capacity: capacity, maxItems: maxItems)
-                if s.abandoned || (!fits && s.refusing) {
+                if s.abandoned {
                     if registered { s.roomWaiters -= 1 }
                     return .done(.refused)
                 }
@@ -232,12 +231,6 @@ public final class BoundedQueue<Element>: Sendable {
         }
         state.broadcast()
         return dropped
-    }
-
-    /// From now on an append that does not fit is refused at once, and appenders waiting for room give up.
-    public func refuseWhenFull() {
-        state.withLock { $0.refusing = true }
-        state.broadcast()
     }
 
     // MARK: state
