@@ -14,6 +14,19 @@ final class RestartEdgeTests: AgentTestCase {
         """
     }
 
+    /// logs/a.log's two lines shipped and checkpointed, the agent stopped; returns the checkpoint
+    /// file's path.
+    private func shipTwoLinesAndStop() throws -> String {
+        try sandbox.mkdir("logs")
+        appendText(sandbox.path("logs/a.log"), "a 1\na 2\n")
+        try writeConfig(config(startAt: "beginning"))
+        let first = try startAgent()
+        XCTAssertTrue(poll { output.refresh().count == 2 && sandbox.checkpoints("in").values.first == 8 }, first.stderr)
+        first.terminate()
+        XCTAssertTrue(first.waitExit())
+        return sandbox.path("data/checkpoints/in.json")
+    }
+
     /// start_at: end, and files that get no line before the stop (one with old lines, one empty):
     /// lines written while the agent is down must arrive after the restart.
     func testStartAtEndFilesIdleUntilAStopDoNotLoseTheLinesWrittenWhileDown() throws {
@@ -44,14 +57,7 @@ final class RestartEdgeTests: AgentTestCase {
     /// file is read again from its start (a new generation, saturated), never at a negative offset,
     /// and the agent does not trap (issue 24, item 2).
     func testCheckpointWithNegativeOffsetAndLargestGeneration() throws {
-        try sandbox.mkdir("logs")
-        appendText(sandbox.path("logs/a.log"), "a 1\na 2\n")
-        try writeConfig(config(startAt: "beginning"))
-        let first = try startAgent()
-        XCTAssertTrue(poll { output.refresh().count == 2 && sandbox.checkpoints("in").values.first == 8 }, first.stderr)
-        first.terminate()
-        XCTAssertTrue(first.waitExit())
-        let cpPath = sandbox.path("data/checkpoints/in.json")
+        let cpPath = try shipTwoLinesAndStop()
         var text = try String(contentsOfFile: cpPath, encoding: .utf8)
         let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         var files = try XCTUnwrap(obj["files"] as? [[String: Any]])
@@ -77,14 +83,7 @@ final class RestartEdgeTests: AgentTestCase {
     /// root gets too, unlike a permission): nothing is read until it can be, then the input resumes
     /// from it. Starting without it would ship a 1 and a 2 again.
     func testACheckpointFileThatCannotBeReadHoldsTheInputUntilItCan() throws {
-        try sandbox.mkdir("logs")
-        appendText(sandbox.path("logs/a.log"), "a 1\na 2\n")
-        try writeConfig(config(startAt: "beginning"))
-        let first = try startAgent()
-        XCTAssertTrue(poll { output.refresh().count == 2 && sandbox.checkpoints("in").values.first == 8 }, first.stderr)
-        first.terminate()
-        XCTAssertTrue(first.waitExit())
-        let cpPath = sandbox.path("data/checkpoints/in.json")
+        let cpPath = try shipTwoLinesAndStop()
         XCTAssertEqual(rename(cpPath, cpPath + ".kept"), 0)
         try FileManager.default.createDirectory(atPath: cpPath, withIntermediateDirectories: false)
         appendText(sandbox.path("logs/a.log"), "a 3\n")
