@@ -136,6 +136,39 @@ final class DiskRingSeamTests: XCTestCase, RingTestHelpers {
         again.shutdown()
     }
 
+    /// A stop (`takeWhatIsQueued`): an append waiting for room in a full block-mode ring is written
+    /// past max_bytes at once; one retrying a failed write (a full disk) gives up at once, its records
+    /// left to be read again. Neither holds the stop up.
+    func testAStopWritesPastTheCapAndGivesUpOnAFullDisk() throws {
+        let io = FaultyRingStorage()
+        let stats = ComponentStats(component: "test", kind: .output)
+        let log = RingLog()
+        let opts = DiskRingOptions(maxBytes: 2048, segmentBytes: 1024, whenFull: .block, fsync: .never, compress: false)
+        let ring = try DiskRing(storage: io, options: opts, stats: stats, log: log.sink)
+        for i in 0..<6 { XCTAssertTrue(ring.append(batch("b\(i)", 2))) }  // 1740 bytes of 2048
+        let done = Locked<Bool?>(nil)
+        let b6 = batch("b6", 2), b7 = batch("b7", 2)
+        let waiting = startThread(name: "appender") {
+            let ok = ring.append(b6) && ring.append(b7)
+            done.withLock { $0 = ok }
+        }
+        waitUntil("the append waits for room") { self.counter(stats, "buffer_full_events") == 1 }
+        XCTAssertNil(done.current)
+        ring.takeWhatIsQueued()
+        XCTAssertTrue(waiting.join(timeout: 30))
+        XCTAssertEqual(done.current, true, "written past the cap")
+        XCTAssertGreaterThan(ring.bufferedBytes, 2048)
+
+        let used = io.names().reduce(0) { $0 + (io.contents($1)?.count ?? 0) }
+        io.setCapacity(used + 100)
+        let start = monotonicSeconds()
+        XCTAssertFalse(ring.append(batch("b8", 2)), "a full disk at a stop: given up")
+        XCTAssertLessThan(monotonicSeconds() - start, 5)
+        XCTAssertTrue(log.contains("stopping: what is not written is read again"), "\(log.lines.current)")
+        XCTAssertEqual(readAll(ring).tags, (0..<8).flatMap { expected("b\($0)", 2) }, "b8 not in the ring")
+        ring.shutdown()
+    }
+
     /// A format 1 block (28-byte header, no record number) made from a format 2 one.
     private func legacyBlock(_ b: EncodedBatch) -> [UInt8] {
         let v2 = BlockCodec.encode(b, 0..<b.count, compress: false)

@@ -150,10 +150,15 @@ final class RingWriter: @unchecked Sendable {
     }
 
     /// Counts and logs (on the first failure only) a failed write, then waits before the next attempt
-    /// (50 ms doubling to 2 s). False if shut down meanwhile.
+    /// (50 ms doubling to 2 s). False if shut down meanwhile, or at once when the agent is stopping
+    /// (`DiskRing.takeWhatIsQueued`): a full disk must not hold the stop up.
     private func retryAfter(_ failure: POSIXFailure, failures: inout Int) -> Bool {
         failures += 1
         counters.writeErrors.add()
+        if ledger.withState({ $0.stopAllowance != nil }) {
+            log("\(failure); stopping: what is not written is read again at the next start")
+            return false
+        }
         if failures == 1 { log("\(failure); retrying until it succeeds (inputs wait meanwhile)") }
         let delay = min(0.05 * Double(1 << min(failures - 1, 6)), 2.0)
         return ledger.sleep(until: monotonicSeconds() + delay)
