@@ -5,9 +5,13 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 
 from harness import HERE, fmt, idle_rss, median, one_run, warm
+
+IDLE_SAMPLES = 3
 from quiet import quiet_run
 
 
@@ -101,15 +105,30 @@ def bench(args):
             if runs[name]:
                 results[(scenario, name)] = median(runs[name])
     if not args.no_idle:
-        for name, binary in shippers:
-            spec = SHIPPERS[name]
-            template = open(os.path.join(HERE, spec["idle"])).read()
-            command = [c.replace("{bin}", binary) for c in spec["command"]]
-            work = tempfile.mkdtemp(prefix=f"harness-{name}-idle-")
-            res = idle_rss(command, template, work, args.idle_seconds)
-            shutil.rmtree(work, ignore_errors=True)
-            results[("idle", name)] = res
-            print(f"idle {name}: {fmt(res)}", flush=True)
+        # Median of IDLE_SAMPLES samples per shipper, interleaved: one sample depends on what else
+        # the machine runs at that moment (shared-library pages another process maps stay resident).
+        # Then again with a CPU hog on every core, as on a busy node.
+        for kind in ("idle", "idle-hog"):
+            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    for _ in range(os.cpu_count() or 1)] if kind == "idle-hog" else []
+            try:
+                samples = {name: [] for name, _ in shippers}
+                for i in range(IDLE_SAMPLES):
+                    for name, binary in shippers:
+                        spec = SHIPPERS[name]
+                        template = open(os.path.join(HERE, spec["idle"])).read()
+                        command = [c.replace("{bin}", binary) for c in spec["command"]]
+                        work = tempfile.mkdtemp(prefix=f"harness-{name}-idle-")
+                        res = idle_rss(command, template, work, args.idle_seconds)
+                        shutil.rmtree(work, ignore_errors=True)
+                        samples[name].append(res)
+                        print(f"{kind} {name} sample {i + 1}: {fmt(res)}", flush=True)
+            finally:
+                for h in hogs:
+                    h.kill()
+                    h.wait()
+            for name in samples:
+                results[(kind, name)] = median(samples[name])
     print_table(results, args, measured_fb=bool(args.fluentbit))
     if p0:
         print_p0_table(p0, args)
@@ -236,14 +255,17 @@ def print_table(results, args, measured_fb):
                     fv += f" ({f['peak_anon_mib']:.1f} anon, {f['peak_file_mib']:.1f} file)"
                 ratio = f"{(a[key] * scale) / (f[key] * fscale):.2f}x" if f[key] else ""
             print(f"| {scenario.upper()} {label} | {av} | {fv} | {ratio} |")
-    if ("idle", "anduin") in results:
-        a, f = results[("idle", "anduin")], fb("idle")
+    for kind, beside in (("idle", ""), ("idle-hog", ", a CPU hog on every core")):
+        if (kind, "anduin") not in results:
+            continue
+        a, f = results[(kind, "anduin")], fb(kind) if measured_fb or kind == "idle" else None
         av = f"{a['idle_rss_mib']:.1f} ({a['idle_anon_mib']:.1f} anon, {a['idle_file_mib']:.1f} file)"
         fv, ratio = "-", ""
         if f:
             fv = f"{f['idle_rss_mib']:.1f} ({f['idle_anon_mib']:.1f} anon, {f['idle_file_mib']:.1f} file)"
             ratio = f"{a['idle_rss_mib'] / f['idle_rss_mib']:.2f}x"
-        print(f"| idle RSS MiB (empty watched folder, after {args.idle_seconds:.0f} s) | {av} | {fv} | {ratio} |")
+        print(f"| idle RSS MiB (empty watched folder, after {args.idle_seconds:.0f} s, median of {IDLE_SAMPLES}{beside}) "
+              f"| {av} | {fv} | {ratio} |")
     if not measured_fb:
         print()
         print("* reference, not measured here: Fluent Bit 5.1.1 measured earlier with this harness on this machine "
