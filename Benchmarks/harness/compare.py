@@ -67,6 +67,20 @@ P0_TARGETS = {"cpu_s_per_min": 0.1, "ctx_per_s": 1.0, "latency_p99_s": 1.5}
 def bench(args):
     """Runs every scenario for every shipper, interleaved run by run, and prints the comparison."""
     shippers = [("anduin", args.anduin)] + ([("fluent-bit", args.fluentbit)] if args.fluentbit else [])
+    # Each binary runs from a copy of its own: pages that another process maps too (a torture run or
+    # a test executing the same file) stay resident, which would show in RSS.
+    copies = tempfile.mkdtemp(prefix="harness-bin-")
+    try:
+        for i, (name, binary) in enumerate(shippers):
+            copy = os.path.join(copies, name)
+            shutil.copy2(binary, copy)
+            shippers[i] = (name, copy)
+        bench_copies(args, shippers)
+    finally:
+        shutil.rmtree(copies, ignore_errors=True)
+
+
+def bench_copies(args, shippers):
     scenarios = args.scenarios.split(",")
     p0 = {}
     if "p0" in scenarios:
