@@ -1,3 +1,4 @@
+import AnduinCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -19,25 +20,12 @@ enum ZoneInfo {
             }
         }) else { return nil }
         let dir = getenv("TZDIR").map { String(cString: $0) } ?? "/usr/share/zoneinfo"
-        guard let bytes = readSmallFile(dir + "/" + name), let tz = TZif(bytes) else { return nil }
+        guard case .success(let data?) = readWholeFile(dir + "/" + name, maxBytes: 1 << 20), let tz = TZif(Array(data)) else {
+            return nil
+        }
         return tz.changes(from: from, to: to)
     }
 
-    private static func readSmallFile(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while out.count < 1 << 20 {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { return nil }
-            if n == 0 { return out }
-            out += buf[..<n]
-        }
-        return nil
-    }
 }
 
 /// The parts of a TZif file a zone's offsets need.

@@ -24,9 +24,9 @@ public func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
 }
 
 /// The whole content of `path`; nil when it does not exist (ENOENT). Any other failure (a
-/// permission, an I/O error, a folder) is an error: unlike `FileManager.contents(atPath:)`, it is
-/// never mistaken for a missing file.
-public func readWholeFile(_ path: String) -> Result<Data?, POSIXFailure> {
+/// permission, an I/O error, a folder, more than `maxBytes`) is an error: unlike
+/// `FileManager.contents(atPath:)`, it is never mistaken for a missing file.
+public func readWholeFile(_ path: String, maxBytes: Int = .max) -> Result<Data?, POSIXFailure> {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return errno == ENOENT ? .success(nil) : .failure(POSIXFailure("open \(path)")) }
     defer { close(fd) }
@@ -40,5 +40,6 @@ public func readWholeFile(_ path: String) -> Result<Data?, POSIXFailure> {
         }
         if n == 0 { return .success(data) }
         data.append(contentsOf: chunk[0..<n])
+        if data.count > maxBytes { return .failure(POSIXFailure("read \(path)", code: EFBIG)) }
     }
 }

@@ -37,10 +37,10 @@ public func formatFixed(_ value: Double, decimals: Int) -> String {
 
 /// Writes all of `text` to standard error (unbuffered, as FileHandle.standardError does).
 public func writeToStandardError(_ text: String) {
-    var bytes = Array(text.utf8)
+    let bytes = Array(text.utf8)
     var done = 0
     while done < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { buf -> Int in
+        let n = bytes.withUnsafeBytes { buf -> Int in
             guard let base = buf.baseAddress else { return 0 }
             return write(2, base + done, buf.count - done)
         }
@@ -48,7 +48,6 @@ public func writeToStandardError(_ text: String) {
         if n <= 0 { return }
         done += n
     }
-    bytes.removeAll()
 }
 
 /// Which characters `trimmed(_:)` removes, as Foundation's CharacterSets of these names: spaces
