@@ -61,5 +61,5 @@ new=$(podman image inspect --format '{{.Id}}' "$IMAGE")
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 echo "image: $IMAGE ($(numfmt --to=iec-i --suffix=B "$size"), $size bytes uncompressed) in $((SECONDS - started)) s"
 echo "image: largest files:"
-(cd "$WORK/rootfs" && find . -type f -printf '%s %p\n' | sort -rn | head -8 |
+(cd "$WORK/rootfs" && find . -type f -printf '%s %p\n' | sort -rn | awk 'NR <= 8' |
   while read -r n p; do printf '  %8s  %s\n' "$(numfmt --to=iec-i --suffix=B "$n")" "${p#.}"; done)
