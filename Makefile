@@ -3,8 +3,9 @@
 #   make test   installs what is missing, runs the whole test suite
 SHELL := /bin/bash
 APT_PACKAGES := zlib1g-dev libdeflate-dev liblz4-dev libpcre2-dev libcurl4-openssl-dev libyaml-dev pkg-config python3-venv nginx-light
-# Only for `make image` and the image test (deploy/image/build.sh): Debian's tools, no registry needed.
-IMAGE_APT_PACKAGES := podman buildah mmdebstrap runc
+# Only for `make image` and the image test (deploy/image/build.sh): Debian's tools, no registry needed,
+# and what deploy/image/libcurl.sh builds the image's libcurl with.
+IMAGE_APT_PACKAGES := podman buildah mmdebstrap runc dpkg-dev gcc make autoconf automake libtool libssl-dev libnghttp2-dev
 # Only for `make bench-deflate` (the libraries it compares).
 BENCH_APT_PACKAGES := libisal-dev
 # Test peers from PyPI, in a venv of the project's own (tests find it at .venv-test).

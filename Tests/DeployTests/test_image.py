@@ -10,6 +10,9 @@ capability dropped, no new privileges. It ships to osmem-server on loopback (hos
 - `podman stop` (SIGTERM) ends it with exit 0 within the chart's terminationGracePeriodSeconds;
 - lines appended while it was stopped, and after its restart, arrive once; nothing is repeated.
 
+Then: the image fits its size budget, and its own libcurl (HTTP and HTTPS only) ships over TLS with
+HTTP/2 through nginx, verifying the server against `tls.ca_file` and refusing an unknown issuer.
+
 Podman runs with runc, host networking and explicit ulimits (crun refuses this host's cgroup layout;
 podman's default ulimits exceed the host's hard limits). Where podman cannot run (not root, no podman,
 no image) the test says so in one line and skips; with ANDUIN_REQUIRE_IMAGE_TEST=1 (CI) it fails.
@@ -257,3 +260,133 @@ def test_image_chowns_the_data_dir_as_the_non_root_init_container_does(tmp_path)
     for path in (data, data / "checkpoints", data / "checkpoints" / "tail.json"):
         st = path.stat()
         assert (st.st_uid, st.st_gid) == (10001, 10001), f"{path}: {st.st_uid}:{st.st_gid}"
+
+
+# The image's size budget (issue: "≤ 40 MB uncompressed"; Fluent Bit's distroless image is about 77 MB).
+MAX_IMAGE_BYTES = 40_000_000
+
+
+def test_image_fits_its_size_budget():
+    if os.geteuid() != 0 or not shutil.which("podman"):
+        cannot_run("not root, or no podman")
+    if subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, timeout=60).returncode != 0:
+        cannot_run(f"no image {IMAGE}")
+    size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip())
+    assert size <= MAX_IMAGE_BYTES, f"{IMAGE} is {size:,} bytes uncompressed, over {MAX_IMAGE_BYTES:,}"
+
+
+def make_pki(d):
+    """A throw-away CA and a server certificate for IP 127.0.0.1 signed by it (openssl)."""
+    ssl = ["openssl"]
+    def run(*args):
+        subprocess.run(ssl + list(args), check=True, capture_output=True, timeout=60)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days", "2",
+        "-subj", "/CN=Anduin Image Test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "server.key", "-out", d / "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                  "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", d / "server.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key", "-CAcreateserial",
+        "-out", d / "server.pem", "-days", "2", "-extfile", d / "server.ext")
+
+
+def test_image_ships_over_https_and_http2(tmp_path, osmem):
+    """The image's libcurl (deploy/image/libcurl.sh: HTTP and HTTPS only, OpenSSL, nghttp2) against nginx
+    terminating TLS with HTTP/2 in front of osmem-server: the server certificate is checked against
+    `tls.ca_file`, the requests go out as HTTP/2, and every record arrives once. Without the CA, the
+    unknown issuer is refused (verification is on, with the image's CA bundle)."""
+    if os.geteuid() != 0 or not shutil.which("podman") or not shutil.which("runc"):
+        cannot_run("not root, or no podman/runc")
+    if subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, timeout=60).returncode != 0:
+        cannot_run(f"no image {IMAGE}")
+    for tool in ("/usr/sbin/nginx", "/usr/bin/openssl"):
+        assert os.path.exists(tool), f"{tool} is missing (make test-deps installs nginx-light; openssl comes with ca-certificates)"
+
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    make_pki(tls)
+    port = free_port()
+    ngx = tmp_path / "nginx"
+    (ngx / "tmp").mkdir(parents=True)
+    upstream = osmem.removeprefix("http://")
+    (ngx / "nginx.conf").write_text(f"""
+daemon off;
+master_process off;
+pid {ngx}/nginx.pid;
+error_log {ngx}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    client_body_temp_path {ngx}/tmp;
+    proxy_temp_path {ngx}/tmp;
+    fastcgi_temp_path {ngx}/tmp;
+    uwsgi_temp_path {ngx}/tmp;
+    scgi_temp_path {ngx}/tmp;
+    log_format proto '$server_protocol $request_method $uri $status';
+    access_log {ngx}/access.log proto;
+    client_max_body_size 50m;
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {tls}/server.pem;
+        ssl_certificate_key {tls}/server.key;
+        location / {{ proxy_pass http://{upstream}; proxy_http_version 1.1; }}
+    }}
+}}
+""")
+    nginx = subprocess.Popen(["/usr/sbin/nginx", "-p", str(ngx), "-c", str(ngx / "nginx.conf")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    names = []
+    try:
+        wait_for("nginx to listen", lambda: nginx.poll() is None and socket.create_connection(("127.0.0.1", port), 1).close() is None)
+
+        def run_agent(name, index, with_ca):
+            config = tmp_path / name
+            (config / "data").mkdir(parents=True)
+            tls_block = "    tls: {ca_file: /etc/anduin/tls/ca.pem}\n" if with_ca else ""
+            (config / "anduin.yaml").write_text(f"""data_dir: /var/lib/anduin
+inputs:
+  pods:
+    type: tail
+    paths: ["/var/log/pods/*/*/*.log"]
+outputs:
+  es:
+    type: elasticsearch
+    from: [pods]
+    hosts: ["https://127.0.0.1:{port}"]
+    index: {index}
+    buffer: {{type: memory}}
+    batch: {{timeout: 100ms}}
+{tls_block}""")
+            full = f"anduin-image-tls-{os.getpid()}-{name}"
+            names.append(full)
+            podman("run", "--detach", "--name", full, "--runtime", "runc", "--network=host",
+                   "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=1000:1000", "--read-only", "--cap-drop=ALL",
+                   "--user", "0:0", "-v", f"{NODE_TREE}:/var/log:ro", "-v", f"{tls}:/etc/anduin/tls:ro",
+                   "-v", f"{config}/anduin.yaml:/etc/anduin/anduin.yaml:ro", "-v", f"{config}/data:/var/lib/anduin:rw",
+                   IMAGE)
+            return full
+
+        def index_count(index):
+            http("POST", f"{osmem}/{index}/_refresh")
+            return http("GET", f"{osmem}/{index}/_count")["count"]
+
+        trusted = run_agent("trusted", "tls-trusted", with_ca=True)
+        wait_for(f"{INITIAL_DOCS} documents over TLS", lambda: index_count("tls-trusted") >= INITIAL_DOCS)
+        time.sleep(1)
+        assert index_count("tls-trusted") == INITIAL_DOCS
+        podman("stop", "--time", "20", trusted)
+        code = int(podman("inspect", "--format", "{{.State.ExitCode}}", trusted).stdout.strip())
+        assert code == 0, podman("logs", trusted).stderr[-3000:]
+        bulk = [l for l in (ngx / "access.log").read_text().splitlines() if "/_bulk" in l]
+        assert bulk and all(l.startswith("HTTP/2.0 POST") for l in bulk), bulk
+
+        untrusted = run_agent("untrusted", "tls-untrusted", with_ca=False)
+        logs = lambda: (lambda p: p.stdout + p.stderr)(podman("logs", untrusted, check=False))
+        wait_for("a certificate error in the log", lambda: "certificate" in logs().lower())
+        http("POST", f"{osmem}/_refresh")
+        indices = http("GET", f"{osmem}/_cat/indices?format=json")
+        assert not any(i.get("index") == "tls-untrusted" for i in indices), indices
+    finally:
+        for n in names:
+            podman("rm", "--force", "--ignore", n, check=False)
+        nginx.terminate()
+        nginx.wait(timeout=10)

@@ -3,7 +3,9 @@
 #
 #   1. the release binary (static Swift runtime, stripped);
 #   2. Debian's runtime packages for it, from the pinned suite, unpacked by
-#      `mmdebstrap --variant=extract` (no maintainer scripts; cached in .build/image/base-*);
+#      `mmdebstrap --variant=extract` (no maintainer scripts; cached in .build/image/base-*), and
+#      libcurl built from Debian's source of that suite for HTTP and HTTPS only (deploy/image/libcurl.sh;
+#      cached in .build/image/libcurl-*) in place of the libcurl4 package;
 #   3. deploy/image/rootfs.sh keeps only the binary's library closure, chown, the CA bundle and
 #      passwd/group (deploy/Dockerfile's last stages give the same layout);
 #   4. `podman import` with the entrypoint, user and stop signal of deploy/Dockerfile.
@@ -16,9 +18,10 @@ cd "$(dirname "$0")/../.."
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-# What the binary links (libcurl, zlib, libdeflate, liblz4, libpcre2, libyaml, the C++ runtime) and chown,
-# and tzdata (the parse filter's time_zone names); apt adds their dependencies. rootfs.sh fails if the loader cannot resolve a library.
-PACKAGES=libc6,libgcc-s1,libstdc++6,libcurl4,zlib1g,libdeflate0,liblz4-1,libpcre2-8-0,libyaml-0-2,tzdata,coreutils,ca-certificates
+# What the binary links (zlib, libdeflate, liblz4, libpcre2, libyaml, the C++ runtime; libssl and nghttp2
+# for the libcurl built below) and chown, and tzdata (the parse filter's time_zone names); apt adds their
+# dependencies. rootfs.sh fails if the loader cannot resolve a library.
+PACKAGES=libc6,libgcc-s1,libstdc++6,libssl3,libnghttp2-14,zlib1g,libdeflate0,liblz4-1,libpcre2-8-0,libyaml-0-2,tzdata,coreutils,ca-certificates
 VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' deploy/helm/anduin/Chart.yaml)
 IMAGE=${ANDUIN_IMAGE:-anduin:$VERSION}
 WORK=.build/image
@@ -41,6 +44,15 @@ if [ ! -e "$base/.complete" ]; then
     "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" "deb $SECURITY_MIRROR $SUITE-security main"
   touch "$base/.complete"
 fi
+
+curl="$WORK/libcurl-$SUITE-$(sha256sum deploy/image/libcurl.sh | cut -c1-12)"
+if [ ! -e "$curl/.complete" ]; then
+  echo "image: libcurl from Debian's $SUITE source, HTTP and HTTPS only (deploy/image/libcurl.sh)"
+  rm -rf "$curl"
+  deploy/image/libcurl.sh "$SUITE" "$curl"
+  touch "$curl/.complete"
+fi
+cp -a "$curl/usr" "$base/"
 
 rm -rf "$WORK/rootfs"
 deploy/image/rootfs.sh "$base" "$WORK/anduin" "$WORK/rootfs"
