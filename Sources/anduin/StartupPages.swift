@@ -12,8 +12,10 @@ import Glibc
 /// Safe by construction: `MADV_PAGEOUT` (Linux 5.4) reclaims pages as memory pressure would. Clean
 /// file pages are dropped and fault back in from the file when used again; anonymous or dirty pages
 /// (relocated data) are kept, or swapped, never changed; pages other processes map too are left
-/// alone. Only mappings of files that are not writable are passed. On older kernels `madvise` fails
-/// with EINVAL and nothing happens.
+/// alone. Private mappings of files are passed, writable ones too: the linker places the binary's
+/// `.rodata` in its writable segment, and the pages of it that only start-up read are clean file
+/// pages like the code's. Shared mappings are not. On older kernels `madvise` fails with EINVAL and
+/// nothing happens.
 func releaseStartupPages() {
     #if os(Linux)
     let madvPageout: Int32 = 21  // <linux/mman.h>; not in Swift's Glibc module
@@ -25,7 +27,7 @@ func releaseStartupPages() {
         let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let fields = text.split(separator: " ", omittingEmptySubsequences: true)
         guard fields.count >= 6, fields[5].hasPrefix("/"), fields[1].count == 4,
-              fields[1].dropFirst().first == "-" else { continue }  // a file, not writable
+              fields[1].last == "p" else { continue }  // a private mapping of a file
         let range = fields[0].split(separator: "-")
         guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16),
               end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { continue }
