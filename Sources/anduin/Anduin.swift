@@ -151,8 +151,16 @@ struct Run: ParsableCommand {
             fromWatcher.store(true, ordering: .releasing)
             kill(getpid(), SIGHUP)
         }
-        watcher.start()
-        if flag || cfg.watchConfig { logger.info("watching \(path) for changes") }
+        // Started only when asked for (here, or by a reload that turns `watch_config` on): it reads
+        // the file every second.
+        var watching = false
+        func watchIfAsked() {
+            guard !watching, flag || agent.currentConfig.watchConfig else { return }
+            watcher.start()
+            watching = true
+            logger.info("watching \(path) for changes")
+        }
+        watchIfAsked()
         // Once the pipeline's threads are past their start-up code (a first scan of the inputs).
         _ = startThread(name: "release-pages") {
             sleep(5)
@@ -169,9 +177,10 @@ struct Run: ParsableCommand {
                 logger.info("received SIGHUP: reloading \(path)")
             }
             agent.reload(configPath: path, registry: allPlugins, precheck: validateInChild)
+            watchIfAsked()
             releaseStartupPages()  // the parser and plugin set-up code again
         }
-        watcher.stop()
+        if watching { watcher.stop() }
         logger.info("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"): stopping reads, delivering what was read, writing checkpoints")
         let stopped = startThread(name: "stop") { agent.stop() }
         // A second signal means "now": exit without waiting for outputs (nothing unacknowledged is
