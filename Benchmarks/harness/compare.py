@@ -68,12 +68,16 @@ def bench(args):
     """Runs every scenario for every shipper, interleaved run by run, and prints the comparison."""
     shippers = [("anduin", args.anduin)] + ([("fluent-bit", args.fluentbit)] if args.fluentbit else [])
     # Each binary runs from a copy of its own: pages that another process maps too (a torture run or
-    # a test executing the same file) stay resident, which would show in RSS.
+    # a test executing the same file) stay resident, which would show in RSS. The copy is flushed to
+    # disk, as an installed binary is: the kernel cannot drop a page it has yet to write back, so a
+    # fresh copy keeps every code page a shipper ever touched resident.
     copies = tempfile.mkdtemp(prefix="harness-bin-")
     try:
         for i, (name, binary) in enumerate(shippers):
             copy = os.path.join(copies, name)
             shutil.copy2(binary, copy)
+            with open(copy, "rb") as f:
+                os.fsync(f.fileno())
             shippers[i] = (name, copy)
         bench_copies(args, shippers)
     finally:
@@ -81,18 +85,20 @@ def bench(args):
 
 
 def bench_copies(args, shippers):
-    scenarios = args.scenarios.split(",")
+    scenarios = [s for s in args.scenarios.split(",") if s]
     p0 = {}
     if "p0" in scenarios:
         scenarios.remove("p0")
         p0 = bench_p0(args, shippers)
-    if not scenarios:
-        print_p0_table(p0, args)
+    if not scenarios and args.no_idle:
+        if p0:
+            print_p0_table(p0, args)
         return
-    if not args.corpus or not args.lines:
+    if scenarios and (not args.corpus or not args.lines):
         raise SystemExit("P1-P3 need --corpus and --lines")
     args.scenarios = ",".join(scenarios)
-    warm(args.corpus)
+    if scenarios:
+        warm(args.corpus)
     results = {}
     for scenario in scenarios:
         runs = {name: [] for name, _ in shippers}
@@ -235,9 +241,10 @@ def print_p0_table(runs, args):
 def print_table(results, args, measured_fb):
     fb_label = "Fluent Bit" if measured_fb else "Fluent Bit (reference*)"
     print()
-    print(f"Medians of {args.runs} runs, {args.lines:,} lines. CPU = utime+stime of the shipper when the sink had "
-          "every line; the machine is shared, so compare CPU figures, wall-clock is indicative only.")
-    for scenario in args.scenarios.split(","):
+    if args.scenarios:
+        print(f"Medians of {args.runs} runs, {args.lines:,} lines. CPU = utime+stime of the shipper when the sink had "
+              "every line; the machine is shared, so compare CPU figures, wall-clock is indicative only.")
+    for scenario in [s for s in args.scenarios.split(",") if s]:
         print(f"  {scenario.upper()}: {SCENARIOS[scenario]}")
     print()
     print(f"| | Anduin | {fb_label} | Anduin / Fluent Bit |")
@@ -252,7 +259,7 @@ def print_table(results, args, measured_fb):
     rows = [("lines per CPU-s", "lines_per_cpu_s", "{:,.0f}"), ("CPU-s per 1M lines", "cpu_s", "{:.2f}"),
             ("lines per wall-s", "lines_per_wall_s", "{:,.0f}"), ("peak RSS MiB", "peak_rss_mib", "{:.1f}"),
             ("request bytes per line (as sent: gzip)", "wire_bytes_per_line", "{:.1f}")]
-    for scenario in args.scenarios.split(","):
+    for scenario in [s for s in args.scenarios.split(",") if s]:
         a, f = results[(scenario, "anduin")], fb(scenario)
         for label, key, form in rows:
             if key not in a:

@@ -26,6 +26,13 @@ Sinks: `count-file` (the shipper writes its running count to a file, e.g. Anduin
 `http` (a local HTTP server that counts the ndjson lines it receives, gzip or not; TCP_NODELAY, one
 write per response) and `stdout-total` (the shipper prints `total = N`, Fluent Bit's counter output).
 """
+import sys
+
+# The harness stays off libssl/libcrypto (http.client imports ssl when it can): the kernel does not
+# page out a library page that another process maps too, so the harness's own mappings would stay
+# resident in the shippers' idle RSS, as on no node. The sinks speak plain HTTP.
+sys.modules.setdefault("ssl", None)
+
 import argparse
 import gzip
 import http.server
@@ -38,7 +45,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
