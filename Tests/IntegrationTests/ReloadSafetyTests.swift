@@ -189,4 +189,53 @@ final class ReloadSafetyTests: AgentTestCase {
         XCTAssertTrue(agent.waitExit())
         XCTAssertEqual(agent.exit?.status, 0, agent.stderr)
     }
+
+    /// Without `--watch-config` and `watch_config`, the file is not watched (an edit changes nothing
+    /// until SIGHUP); a SIGHUP reload that turns `watch_config` on starts the watching, and the next
+    /// edit reloads by itself.
+    func testWatchConfigTurnedOnByAReloadStartsWatching() throws {
+        try sandbox.mkdir("logs")
+        let root = sandbox.root.path
+        func config(_ outputs: [String], watch: Bool) -> String {
+            var s = """
+                data_dir: \(root)/data
+                watch_config: \(watch)
+                inputs:
+                  in: {type: tail, paths: ["\(root)/logs/*.log"], format: raw, glob_interval: 200ms, checkpoint_interval: 200ms}
+                outputs:
+
+                """
+            for o in outputs { s += "  \(o): {type: file, from: [in], path: \(root)/out/\(o).ndjson}\n" }
+            return s
+        }
+        let path = sandbox.path("anduin.yaml")
+        try config(["out"], watch: false).write(toFile: path, atomically: true, encoding: .utf8)
+        let agent = try AgentProcess(binary: AnduinBinary.path!, arguments: ["run", "--config", path],
+                                     stderrPath: sandbox.path("agent-watch-later.stderr"), workingDirectory: NSTemporaryDirectory())
+        defer { if agent.isRunning { agent.kill9() } }
+        let out = OutputReader(path: sandbox.path("out/out.ndjson"))
+        appendText(sandbox.path("logs/a.log"), "line 0\n")
+        XCTAssertTrue(poll { out.refresh().count == 1 }, agent.stderr)
+        XCTAssertFalse(agent.stderr.contains("for changes"), agent.stderr)
+
+        // Not watched: an edit is not applied by itself.
+        try config(["out", "second"], watch: false).write(toFile: path, atomically: true, encoding: .utf8)
+        Thread.sleep(forTimeInterval: 3)
+        XCTAssertEqual(count(agent.stderr, "reloaded"), 0, agent.stderr)
+
+        // SIGHUP with watch_config on: reloaded, and watched from now on.
+        try config(["out"], watch: true).write(toFile: path, atomically: true, encoding: .utf8)
+        agent.signal(SIGHUP)
+        XCTAssertTrue(poll { count(agent.stderr, "reloaded") == 1 && agent.stderr.contains("watching \(path) for changes") }, agent.stderr)
+        try config(["out", "third"], watch: true).write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertTrue(poll { count(agent.stderr, "reloaded") == 2 }, agent.stderr)
+        XCTAssertTrue(agent.stderr.contains("changed: reloading"), agent.stderr)
+        let third = OutputReader(path: sandbox.path("out/third.ndjson"))
+        appendText(sandbox.path("logs/a.log"), "line 1\n")
+        XCTAssertTrue(poll { out.refresh().count == 2 && third.refresh().count == 1 },
+                      "out \(out.refresh().count), third \(third.refresh().count)")
+        agent.terminate()
+        XCTAssertTrue(agent.waitExit())
+        XCTAssertEqual(agent.exit?.status, 0, agent.stderr)
+    }
 }
