@@ -100,6 +100,7 @@ def bench_copies(args, shippers):
     if scenarios:
         warm(args.corpus)
     results = {}
+    spreads = {}  # (scenario, shipper) -> {key: (min, max)} over the runs
     for scenario in scenarios:
         runs = {name: [] for name, _ in shippers}
         for i in range(args.runs):
@@ -118,11 +119,14 @@ def bench_copies(args, shippers):
                     if i == 0:
                         warm(run_args.corpus)
                 res = one_run(command, template, sink_kind, work, run_args)
+                res["load"] = os.getloadavg()[0]
                 shutil.rmtree(work, ignore_errors=True)
                 runs[name].append(res)
                 print(f"{scenario} {name} run {i + 1}: {fmt(res)}", flush=True)
         for name in runs:
             if runs[name]:
+                spreads[(scenario, name)] = {k: (min(r[k] for r in runs[name]), max(r[k] for r in runs[name]))
+                                             for k in runs[name][0]}
                 results[(scenario, name)] = median(runs[name])
     if not args.no_idle:
         # Median of IDLE_SAMPLES samples per shipper, interleaved: one sample depends on what else
@@ -149,7 +153,7 @@ def bench_copies(args, shippers):
                     h.wait()
             for name in samples:
                 results[(kind, name)] = median(samples[name])
-    print_table(results, args, measured_fb=bool(args.fluentbit))
+    print_table(results, args, measured_fb=bool(args.fluentbit), spreads=spreads)
     if p0:
         print_p0_table(p0, args)
     if args.json:
@@ -238,12 +242,20 @@ def print_p0_table(runs, args):
               "measure it side by side.")
 
 
-def print_table(results, args, measured_fb):
+def print_table(results, args, measured_fb, spreads=None):
+    spreads = spreads or {}
     fb_label = "Fluent Bit" if measured_fb else "Fluent Bit (reference*)"
     print()
     if args.scenarios:
-        print(f"Medians of {args.runs} runs, {args.lines:,} lines. CPU = utime+stime of the shipper when the sink had "
-              "every line; the machine is shared, so compare CPU figures, wall-clock is indicative only.")
+        print(f"Medians of {args.runs} interleaved runs [min-max], {args.lines:,} lines. CPU = utime+stime of the shipper "
+              "when the sink had every line; the machine is shared, so compare CPU figures, wall-clock is indicative only.")
+        corpora = {args.corpus} | {os.path.join(os.path.dirname(os.path.abspath(args.corpus)), SCENARIO_CORPUS[s])
+                                   for s in args.scenarios.split(",") if s in SCENARIO_CORPUS}
+        for c in sorted(corpora):
+            print(f"  corpus: {c} ({os.path.getsize(c) / 1e6:,.0f} MB)")
+        loads = [v for (sc, _), sp in spreads.items() for v in sp.get("load", ())]
+        if loads:
+            print(f"  machine load (1-min average) after each run: {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} CPUs")
     for scenario in [s for s in args.scenarios.split(",") if s]:
         print(f"  {scenario.upper()}: {SCENARIOS[scenario]}")
     print()
@@ -266,12 +278,18 @@ def print_table(results, args, measured_fb):
                 continue  # HTTP sinks only: wire bytes
             scale = 1_000_000 / a["lines"] if key == "cpu_s" else 1
             av = form.format(a[key] * scale)
+            lo_hi = spreads.get((scenario, "anduin"), {}).get(key)
+            if lo_hi and args.runs > 1:
+                av += " [" + form.format(lo_hi[0] * scale) + "-" + form.format(lo_hi[1] * scale) + "]"
             if key == "peak_rss_mib":
                 av += f" ({a['peak_anon_mib']:.1f} anon, {a['peak_file_mib']:.1f} file)"
             fv, ratio = "-", ""
             if f and key in f:
                 fscale = 1_000_000 / f["lines"] if key == "cpu_s" and "lines" in f else 1
                 fv = form.format(f[key] * fscale)
+                lo_hi = spreads.get((COMPARE_WITH.get(scenario, scenario), "fluent-bit"), {}).get(key) if measured_fb else None
+                if lo_hi and args.runs > 1:
+                    fv += " [" + form.format(lo_hi[0] * fscale) + "-" + form.format(lo_hi[1] * fscale) + "]"
                 if key == "peak_rss_mib" and "peak_anon_mib" in f:
                     fv += f" ({f['peak_anon_mib']:.1f} anon, {f['peak_file_mib']:.1f} file)"
                 ratio = f"{(a[key] * scale) / (f[key] * fscale):.2f}x" if f[key] else ""
