@@ -11,8 +11,18 @@
 # for CURL_OPENSSL_4) and Debian's CA paths, so it is a drop-in libcurl.so.4 for the same binary.
 #
 # Needs: dpkg-dev gcc make autoconf automake libtool libssl-dev libnghttp2-dev zlib1g-dev, and
-# deb.debian.org (or DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR) for the source. Runs as any user.
+# deb.debian.org (or DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR) for the source.
 set -euo pipefail
+
+# Runs a noisy build step quietly; on failure, prints what it said and which step it was.
+quiet() {
+  local out
+  if ! out=$("$@" 2>&1); then
+    printf '%s\n' "$out" | tail -40 >&2
+    echo "libcurl.sh: failed: $*" >&2
+    return 1
+  fi
+}
 
 suite=$1 dest=$2
 mkdir -p "$dest"
@@ -39,17 +49,17 @@ apt-get "${apt_opts[@]}" -qq update
 dsc=$(ls "$work"/curl_*.dsc)
 # apt checked these files against the suite's signed Release file; dpkg-source's own check of the
 # uploader's signature would need debian-keyring, so its complaint is not shown.
-dpkg-source -q --skip-patches -x "$dsc" "$work/src" >/dev/null 2>&1
+quiet dpkg-source -q --skip-patches -x "$dsc" "$work/src"
 
 cd "$work/src"
 # Every Debian patch but the last two, which turn the tree into the GnuTLS and NSS flavours
 # (debian/rules pops them for the OpenSSL build the same way).
 grep -v -e '^#' -e '^[[:space:]]*$' debian/patches/series | grep -v -e '^90_gnutls' -e '^99_nss' |
   while read -r p _; do patch -s -p1 < "debian/patches/$p"; done
-autoreconf -fi >/dev/null 2>&1
+quiet autoreconf -fi
 
 eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
-./configure --quiet --prefix=/usr --libdir="/usr/lib/$triplet" \
+quiet ./configure --quiet --prefix=/usr --libdir="/usr/lib/$triplet" \
   --disable-static --enable-shared --disable-dependency-tracking \
   --enable-versioned-symbols --disable-symbol-hiding --enable-threaded-resolver --enable-ipv6 \
   --with-openssl --with-nghttp2 --with-zlib \
@@ -59,9 +69,9 @@ eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
   --disable-telnet --disable-tftp --disable-pop3 --disable-imap --disable-smb --disable-smtp \
   --disable-gopher --disable-mqtt --disable-manual \
   --without-libssh2 --without-libssh --without-librtmp --without-libidn2 --without-libpsl \
-  --without-brotli --without-zstd --without-gssapi --without-libgsasl >/dev/null
-make -s -C lib -j"$(nproc)" >/dev/null 2>&1 || make -C lib   # the second run shows the error
-make -s -C lib install-strip DESTDIR="$work/out" >/dev/null 2>&1
+  --without-brotli --without-zstd --without-gssapi --without-libgsasl
+quiet make -s -C lib -j"$(nproc)"
+quiet make -s -C lib install-strip DESTDIR="$work/out"
 
 mkdir -p "$dest/usr/lib/$triplet"
 cp -a "$work/out/usr/lib/$triplet"/libcurl.so.4* "$dest/usr/lib/$triplet/"
