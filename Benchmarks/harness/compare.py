@@ -242,6 +242,15 @@ def print_p0_table(runs, args):
               "measure it side by side.")
 
 
+def spread(runs_spread, key, form, scale):
+    """" [min-max]" of `key` over a scenario's runs; "" when there is none (one run, or all equal)."""
+    lo, hi = (runs_spread or {}).get(key, (None, None))
+    if lo is None:
+        return ""
+    lo, hi = form.format(lo * scale), form.format(hi * scale)
+    return "" if lo == hi else f" [{lo}-{hi}]"
+
+
 def print_table(results, args, measured_fb, spreads=None):
     spreads = spreads or {}
     fb_label = "Fluent Bit" if measured_fb else "Fluent Bit (reference*)"
@@ -253,7 +262,7 @@ def print_table(results, args, measured_fb, spreads=None):
                                    for s in args.scenarios.split(",") if s in SCENARIO_CORPUS}
         for c in sorted(corpora):
             print(f"  corpus: {c} ({os.path.getsize(c) / 1e6:,.0f} MB)")
-        loads = [v for (sc, _), sp in spreads.items() for v in sp.get("load", ())]
+        loads = [v for sp in spreads.values() for v in sp.get("load", ())]
         if loads:
             print(f"  machine load (1-min average) after each run: {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} CPUs")
     for scenario in [s for s in args.scenarios.split(",") if s]:
@@ -278,18 +287,15 @@ def print_table(results, args, measured_fb, spreads=None):
                 continue  # HTTP sinks only: wire bytes
             scale = 1_000_000 / a["lines"] if key == "cpu_s" else 1
             av = form.format(a[key] * scale)
-            lo_hi = spreads.get((scenario, "anduin"), {}).get(key)
-            if lo_hi and args.runs > 1:
-                av += " [" + form.format(lo_hi[0] * scale) + "-" + form.format(lo_hi[1] * scale) + "]"
+            av += spread(spreads.get((scenario, "anduin")), key, form, scale)
             if key == "peak_rss_mib":
                 av += f" ({a['peak_anon_mib']:.1f} anon, {a['peak_file_mib']:.1f} file)"
             fv, ratio = "-", ""
             if f and key in f:
                 fscale = 1_000_000 / f["lines"] if key == "cpu_s" and "lines" in f else 1
                 fv = form.format(f[key] * fscale)
-                lo_hi = spreads.get((COMPARE_WITH.get(scenario, scenario), "fluent-bit"), {}).get(key) if measured_fb else None
-                if lo_hi and args.runs > 1:
-                    fv += " [" + form.format(lo_hi[0] * fscale) + "-" + form.format(lo_hi[1] * fscale) + "]"
+                if measured_fb:
+                    fv += spread(spreads.get((COMPARE_WITH.get(scenario, scenario), "fluent-bit")), key, form, fscale)
                 if key == "peak_rss_mib" and "peak_anon_mib" in f:
                     fv += f" ({f['peak_anon_mib']:.1f} anon, {f['peak_file_mib']:.1f} file)"
                 ratio = f"{(a[key] * scale) / (f[key] * fscale):.2f}x" if f[key] else ""

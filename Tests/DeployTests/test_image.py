@@ -53,6 +53,16 @@ def cannot_run(reason):
     pytest.skip(message)
 
 
+def require_image(runc=True):
+    """Skips (fails in CI) unless this runs as root with podman (and runc) and the image exists."""
+    if os.geteuid() != 0:
+        cannot_run("not root")
+    if not shutil.which("podman") or (runc and not shutil.which("runc")):
+        cannot_run("podman or runc is not installed")
+    if subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, timeout=60).returncode != 0:
+        cannot_run(f"no image {IMAGE}")
+
+
 def podman(*args, check=True, timeout=120):
     p = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
@@ -159,9 +169,9 @@ class Container:
         podman("rm", "--force", "--ignore", self.name, check=False)
 
 
-def count(url):
-    http("POST", f"{url}/logs-*/_refresh")
-    return http("GET", f"{url}/logs-*/_count")["count"]
+def count(url, index="logs-*"):
+    http("POST", f"{url}/{index}/_refresh")
+    return http("GET", f"{url}/{index}/_count")["count"]
 
 
 def search(url, query, size=100):
@@ -189,12 +199,7 @@ def append(node, marker):
 
 
 def test_image_runs_as_the_chart_runs_it(tmp_path, osmem):
-    if os.geteuid() != 0:
-        cannot_run("not root")
-    if not shutil.which("podman") or not shutil.which("runc"):
-        cannot_run("podman or runc is not installed")
-    if subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, timeout=60).returncode != 0:
-        cannot_run(f"no image {IMAGE}")
+    require_image()
 
     agent = Container(tmp_path, osmem)
     try:
@@ -239,10 +244,7 @@ def test_image_runs_as_the_chart_runs_it(tmp_path, osmem):
 def test_image_chowns_the_data_dir_as_the_non_root_init_container_does(tmp_path):
     """values/non-root.yaml's init container: `chown -R 10001:10001 <dataDir>` in the image, root with
     CAP_CHOWN only."""
-    if os.geteuid() != 0 or not shutil.which("podman"):
-        cannot_run("not root, or no podman")
-    if subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, timeout=60).returncode != 0:
-        cannot_run(f"no image {IMAGE}")
+    require_image()  # it runs the container with runc
     docs = helm_template("-f", str(pathlib.Path(__file__).parent / "values" / "non-root.yaml"))
     pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
@@ -267,10 +269,7 @@ MAX_IMAGE_BYTES = 40_000_000
 
 
 def test_image_fits_its_size_budget():
-    if os.geteuid() != 0 or not shutil.which("podman"):
-        cannot_run("not root, or no podman")
-    if subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, timeout=60).returncode != 0:
-        cannot_run(f"no image {IMAGE}")
+    require_image(runc=False)
     size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip())
     assert size <= MAX_IMAGE_BYTES, f"{IMAGE} is {size:,} bytes uncompressed, over {MAX_IMAGE_BYTES:,}"
 
@@ -295,10 +294,7 @@ def test_image_ships_over_https_and_http2(tmp_path, osmem):
     terminating TLS with HTTP/2 in front of osmem-server: the server certificate is checked against
     `tls.ca_file`, the requests go out as HTTP/2, and every record arrives once. Without the CA, the
     unknown issuer is refused (verification is on, with the image's CA bundle)."""
-    if os.geteuid() != 0 or not shutil.which("podman") or not shutil.which("runc"):
-        cannot_run("not root, or no podman/runc")
-    if subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, timeout=60).returncode != 0:
-        cannot_run(f"no image {IMAGE}")
+    require_image()
     for tool in ("/usr/sbin/nginx", "/usr/bin/openssl"):
         assert os.path.exists(tool), f"{tool} is missing (make test-deps installs nginx-light; openssl comes with ca-certificates)"
 
@@ -333,7 +329,7 @@ http {{
 }}
 """)
     nginx = subprocess.Popen(["/usr/sbin/nginx", "-p", str(ngx), "-c", str(ngx / "nginx.conf")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             stdout=subprocess.DEVNULL, stderr=open(ngx / "stderr.log", "w"))
     names = []
     try:
         wait_for("nginx to listen", lambda: nginx.poll() is None and socket.create_connection(("127.0.0.1", port), 1).close() is None)
@@ -365,14 +361,10 @@ outputs:
                    IMAGE)
             return full
 
-        def index_count(index):
-            http("POST", f"{osmem}/{index}/_refresh")
-            return http("GET", f"{osmem}/{index}/_count")["count"]
-
         trusted = run_agent("trusted", "tls-trusted", with_ca=True)
-        wait_for(f"{INITIAL_DOCS} documents over TLS", lambda: index_count("tls-trusted") >= INITIAL_DOCS)
+        wait_for(f"{INITIAL_DOCS} documents over TLS", lambda: count(osmem, "tls-trusted") >= INITIAL_DOCS)
         time.sleep(1)
-        assert index_count("tls-trusted") == INITIAL_DOCS
+        assert count(osmem, "tls-trusted") == INITIAL_DOCS
         podman("stop", "--time", "20", trusted)
         code = int(podman("inspect", "--format", "{{.State.ExitCode}}", trusted).stdout.strip())
         assert code == 0, podman("logs", trusted).stderr[-3000:]
