@@ -43,6 +43,14 @@ public struct OptionField<Value: Sendable>: Sendable {
         self.init(wrappedValue, declaration.key(wrappedValue).spec) { r, v in v = read(r) }
     }
 
+    /// An option of a different type from the field (a mapping read into rules), declared by
+    /// `declaration` (whose default is nil) for the reference and the unknown-key check, and read by
+    /// `read`, which reports its own problems (`read` is called whether the key is there or not).
+    public init<Declared>(wrappedValue: Value, _ declaration: OptionDeclaration<Declared?>,
+                          read: @escaping @Sendable (ConfigReader) -> Value) {
+        self.init(wrappedValue, declaration.key(nil).spec) { r, v in v = read(r) }
+    }
+
     /// An optional group of nested options read by their own table: nil (the initial value) when the
     /// group is not written, or when it was written with problems (reported).
     public init<Group: Sendable>(wrappedValue: Value, group key: String, _ doc: String, defaultText: String = "",

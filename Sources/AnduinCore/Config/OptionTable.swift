@@ -1,7 +1,7 @@
 /// A plugin's options as one table (Fluent Bit's `config_map[]`): each row is a declared option and
 /// how its value reaches the plugin's config struct. The option list (unknown keys, did-you-mean, the
 /// README's tables) and the parsing both come from the rows. A table is made one of two ways (the
-/// tail's `TailConfig` uses the first; the other plugins still write rows):
+/// `tail` input and the `grep` filter use the first; the other plugins still write rows):
 ///
 /// - From the struct's fields (`init(fields:)`), when every option is an `@OptionField`: the field is
 ///   at once the stored value, its default (its initial value) and its declaration, so adding an
