@@ -51,6 +51,17 @@ public struct OptionField<Value: Sendable>: Sendable {
         self.init(wrappedValue, declaration.key(nil).spec) { r, v in v = read(r) }
     }
 
+    /// An option of a different type from the field (a name read into an enum, a regex compiled),
+    /// declared by `declaration` (whose default is nil) and turned into the field's value by `adjust`
+    /// (which may check it and report on the reader); `adjust` returning nil keeps the initial value.
+    public init<Declared>(wrappedValue: Value, _ declaration: OptionDeclaration<Declared?>,
+                          adjust: @escaping @Sendable (ConfigReader, Declared?) -> Value?) {
+        let key = declaration.key(nil)
+        self.init(wrappedValue, key.spec) { r, v in
+            if let value = adjust(r, key.read(r, key)) { v = value }
+        }
+    }
+
     /// An optional group of nested options read by their own table: nil (the initial value) when the
     /// group is not written, or when it was written with problems (reported).
     public init<Group: Sendable>(wrappedValue: Value, group key: String, _ doc: String, defaultText: String = "",

@@ -1,7 +1,8 @@
 /// A plugin's options as one table (Fluent Bit's `config_map[]`): each row is a declared option and
 /// how its value reaches the plugin's config struct. The option list (unknown keys, did-you-mean, the
 /// README's tables) and the parsing both come from the rows. A table is made one of two ways (the
-/// `tail` input and the `grep` filter use the first; the other plugins still write rows):
+/// `tail` input, its `multiline:` group (`MultilineSettings`) and the `grep` filter use the first; the
+/// other plugins still write rows):
 ///
 /// - From the struct's fields (`init(fields:)`), when every option is an `@OptionField`: the field is
 ///   at once the stored value, its default (its initial value) and its declaration, so adding an
@@ -19,8 +20,8 @@
 ///   the struct's own field values (`defaults`, passed to the rows as `d`), so adding an option is its
 ///   field (with its default) and its row.
 ///
-///       static let table = OptionTable(MultilineSettings(mode: .java), check: checkPatterns) { d in [
-///           .key(.duration("flush_timeout", default: d.flushTimeout, 0.001...3600, "..."), \.flushTimeout),
+///       static let table = OptionTable(FileOutputConfig(path: "")) { d in [
+///           .key(.bool("fsync", default: d.fsync, "..."), \.fsync),
 ///           ...
 ///       ]}
 public struct OptionTable<Config: Sendable>: Sendable {
