@@ -1,4 +1,5 @@
 import AnduinCore
+import Foundation
 import XCTest
 import in_tail
 import Multiline
@@ -67,8 +68,8 @@ final class OptionTableTests: XCTestCase {
         XCTAssertEqual(parse("{count: 5}").1, ["t: count: 5 needs a name"])
     }
 
-    /// A tail option is its field and its row: a field added without a row would never be set from a
-    /// config, silently (a row without a field does not compile, its key path names the field).
+    /// Every stored field of `TailConfig` is an `@OptionField`: a plain field would never be set from a
+    /// config, silently.
     func testEveryTailConfigFieldHasARow() {
         let fields = Mirror(reflecting: TailConfig(paths: [])).children.compactMap(\.label)
         let keys = TailPlugin.spec.options.map(\.key)
@@ -97,5 +98,155 @@ final class OptionTableTests: XCTestCase {
         XCTAssertEqual(c.maxOpenFiles, 9)
         XCTAssertEqual(c.maxRotatedFiles, 10)
         XCTAssertEqual(c.multiline?.mode, .go)
+    }
+
+    // MARK: tables of @OptionField fields
+
+    /// Every kind of field: plain keys, an adjusted value, a custom reader, a group, an optional group,
+    /// and a stored field that is not an option.
+    struct Fields: Sendable {
+        @OptionField(.int("count", 1...9, "c")) var count = 3
+        @OptionField(.string("name", "n")) var name: String? = nil
+        @OptionField(.list("words", "w"), adjust: { _, w in w.map { $0.uppercased() } }) var words: [String] = []
+        @OptionField(.duration("wait", 0...10, "w")) var wait = 1.5
+        @OptionField(group: "inner", "i", OptionTableTests.inner) var inner = Inner()
+        @OptionField(group: "maybe", "m", OptionTableTests.inner) var maybe: Inner? = nil
+        @OptionField(.list("tags", "t"), read: readTags) var tags = ["x"]
+        var plain = 7
+
+        @Sendable static func readTags(_ r: ConfigReader) -> [String] {
+            let tags = r.stringList("tags", default: ["x"])
+            if tags.contains("") { r.error("tags", "empty tag") }
+            return tags
+        }
+    }
+
+    static let fields = OptionTable(fields: Fields(), check: { r, c, _ in
+        if c.count == 5 && c.name == nil { r.error("count", "5 needs a name") }
+    })
+
+    func parseFields(_ yaml: String) -> (Fields?, [String]) {
+        let d = Diagnostics()
+        guard let v = ConfigValue.parse(yaml: yaml, file: "t", environment: [:], diagnostics: d) else { return (nil, ["yaml"]) }
+        let r = ConfigReader(v, context: "t", diagnostics: d, options: Self.fields.options)
+        let c = Self.fields.parse(r)
+        r.finish()
+        return (c, d.items.map(\.message))
+    }
+
+    /// The options are the `@OptionField`s in declaration order, each with its initial value as its
+    /// default.
+    func testFieldsAreTheOptionsInDeclarationOrder() {
+        let o = Self.fields.options
+        XCTAssertEqual(o.map(\.key), ["count", "name", "words", "wait", "inner", "maybe", "tags"])
+        XCTAssertEqual(o.map(\.defaultText), ["3", "", "[]", "1500ms", "", "", "[x]"])
+        XCTAssertEqual(o.map(\.kind.typeName), ["integer 1–9", "string", "list of strings", "duration 0s–10s", "mapping", "mapping", "list of strings"])
+        XCTAssertEqual(o.map(\.doc), ["c", "n", "w", "w", "i", "m", "t"])
+        XCTAssertEqual(o[4].children?.map(\.key), ["wait"])
+        XCTAssertEqual(o[5].children?.map(\.key), ["wait"])
+    }
+
+    func testFieldsParse() throws {
+        let (absent, none) = parseFields("{}")
+        XCTAssertEqual(none, [])
+        let a = try XCTUnwrap(absent)
+        XCTAssertEqual(a.count, 3)
+        XCTAssertNil(a.name)
+        XCTAssertEqual(a.words, [])
+        XCTAssertEqual(a.wait, 1.5)
+        XCTAssertEqual(a.inner.wait, 1)
+        XCTAssertNil(a.maybe)
+        XCTAssertEqual(a.tags, ["x"])
+        XCTAssertEqual(a.plain, 7)
+
+        let (c, errs) = parseFields("{count: 7, name: x, words: [a, b], wait: 2s, inner: {wait: 3s}, maybe: {wait: 4s}, tags: [y, z]}")
+        XCTAssertEqual(errs, [])
+        let s = try XCTUnwrap(c)
+        XCTAssertEqual(s.count, 7)
+        XCTAssertEqual(s.name, "x")
+        XCTAssertEqual(s.words, ["A", "B"])
+        XCTAssertEqual(s.wait, 2)
+        XCTAssertEqual(s.inner.wait, 3)
+        XCTAssertEqual(s.maybe?.wait, 4)
+        XCTAssertEqual(s.tags, ["y", "z"])
+        XCTAssertEqual(s.plain, 7)
+    }
+
+    func testFieldProblemsAreReportedAsBefore() {
+        let (c, errs) = parseFields("{count: 10, inner: {wait: 11s, nope: 1}, maybe: {wiat: 1s}, tags: [a, ''], cuont: 1}")
+        XCTAssertNil(c)
+        XCTAssertEqual(errs.sorted(), [
+            "t: count: 10 is out of range (1...9)",
+            "t: inner: unknown key \"nope\"; known keys: wait",
+            "t: inner: wait: 11s is too long (at most 10s)",
+            "t: maybe: unknown key \"wiat\" (did you mean \"wait\"?); known keys: wait",
+            "t: tags: empty tag",
+            "t: unknown key \"cuont\" (did you mean \"count\"?); known keys: count, inner, maybe, name, tags, wait, words",
+        ])
+        XCTAssertEqual(parseFields("{count: 5}").1, ["t: count: 5 needs a name"])
+    }
+
+    /// An optional string whose initial value is not nil: that value when the key is absent.
+    func testOptionalStringFieldKeepsItsDefault() throws {
+        struct Host: Sendable {
+            @OptionField(.string("host", "h")) var host: String? = "localhost"
+        }
+        let table = OptionTable(fields: Host())
+        XCTAssertEqual(table.options.map(\.defaultText), ["localhost"])
+        for (yaml, host) in [("{}", "localhost"), ("{host: db}", "db")] {
+            let d = Diagnostics()
+            let v = try XCTUnwrap(ConfigValue.parse(yaml: yaml, file: "t", environment: [:], diagnostics: d))
+            XCTAssertEqual(table.parse(ConfigReader(v, context: "t", diagnostics: d, options: table.options))?.host, host)
+        }
+    }
+
+    /// A config of fields is a value: setting a field of a copy leaves the original as it was, and
+    /// parsing writes only into the config it returns (never into `defaults` or an earlier result).
+    func testFieldsKeepValueSemantics() throws {
+        var a = Fields()
+        let b = a
+        a.count = 5
+        a.maybe = Inner(wait: 9)
+        a.tags.append("y")
+        XCTAssertEqual([b.count, a.count], [3, 5])
+        XCTAssertNil(b.maybe)
+        XCTAssertEqual(b.tags, ["x"])
+        XCTAssertEqual(a.tags, ["x", "y"])
+
+        let first = try XCTUnwrap(parseFields("{count: 7, maybe: {wait: 2s}}").0)
+        var copy = first
+        let second = try XCTUnwrap(parseFields("{count: 8}").0)
+        copy.count = 9
+        XCTAssertEqual([first.count, second.count, copy.count, Self.fields.defaults.count], [7, 8, 9, 3])
+        XCTAssertEqual(first.maybe?.wait, 2)
+        XCTAssertNil(second.maybe)
+        XCTAssertNil(Self.fields.defaults.maybe)
+
+        // `read(into:)` on a config that shares its boxes with a copy.
+        let d = Diagnostics()
+        let v = try XCTUnwrap(ConfigValue.parse(yaml: "{count: 6}", file: "t", environment: [:], diagnostics: d))
+        var into = Fields()
+        let kept = into
+        Self.fields.read(ConfigReader(v, context: "t", diagnostics: d, options: Self.fields.options), into: &into)
+        XCTAssertEqual([into.count, kept.count], [6, 3])
+
+        var tail = TailConfig(paths: ["/a/*.log"])
+        let before = tail
+        tail.pollInterval = 0.01
+        tail.paths = []
+        XCTAssertEqual([before.pollInterval, tail.pollInterval], [0.25, 0.01])
+        XCTAssertEqual(before.paths, ["/a/*.log"])
+    }
+
+    /// The tail's options (keys, kinds, defaults, docs) are what the README documents: the table
+    /// rendered from `TailPlugin.spec` is the README's `tail` block as it was before the fields
+    /// declared the options.
+    func testTailReferenceIsTheReadmes() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        let begin = try XCTUnwrap(readme.range(of: OptionReference.begin("tail") + "\n"))
+        let end = try XCTUnwrap(readme.range(of: OptionReference.end, range: begin.upperBound..<readme.endIndex))
+        XCTAssertEqual(OptionReference.table(TailPlugin.spec.options), String(readme[begin.upperBound..<end.lowerBound]))
+        XCTAssertEqual(TailPlugin.spec.options.first?.required, true)
     }
 }

@@ -13,14 +13,7 @@ import AnduinCore
 /// value unless anchored. A record without the field fails an `include` and passes an `exclude`.
 /// Numbers and booleans are matched as their JSON text, objects and arrays as compact JSON.
 public enum GrepPlugin {
-    static let table = OptionTable(GrepConfig(), check: needsARule) { _ in [
-        .custom(ConfigKey<ConfigValue?>.free("include", "mapping: path → regex", "keep a record only when every field matches").spec) { r, c in
-            c.include = rules(r, "include")
-        },
-        .custom(ConfigKey<ConfigValue?>.free("exclude", "mapping: path → regex", "drop a record when any field matches").spec) { r, c in
-            c.exclude = rules(r, "exclude")
-        },
-    ]}
+    static let table = OptionTable(fields: GrepConfig(), check: needsARule)
 
     @Sendable static func needsARule(_ reader: ConfigReader, _ c: inout GrepConfig, _ rowsClean: Bool) {
         if c.include.isEmpty && c.exclude.isEmpty && rowsClean {
@@ -59,9 +52,14 @@ public struct GrepRule: Sendable {
     }
 }
 
+/// The options of the `grep` filter, one `@OptionField` each (`GrepPlugin.table`).
 public struct GrepConfig: FilterConfig {
-    public var include: [GrepRule]
-    public var exclude: [GrepRule]
+    @OptionField(OptionDeclaration<ConfigValue?>.free("include", "mapping: path → regex", "keep a record only when every field matches"),
+                 read: { GrepPlugin.rules($0, "include") })
+    public var include: [GrepRule] = []
+    @OptionField(OptionDeclaration<ConfigValue?>.free("exclude", "mapping: path → regex", "drop a record when any field matches"),
+                 read: { GrepPlugin.rules($0, "exclude") })
+    public var exclude: [GrepRule] = []
 
     public init(include: [GrepRule] = [], exclude: [GrepRule] = []) {
         self.include = include

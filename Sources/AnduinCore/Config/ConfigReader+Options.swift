@@ -23,12 +23,12 @@ public extension ConfigReader {
 
     /// An optional string or path; reports a missing required one.
     func get(_ o: ConfigKey<String?>) -> String? {
-        let s = o.spec.required ? requiredString(o.key) : string(o.key)
+        let s = o.spec.required ? requiredString(o.key) : string(o.key) ?? o.defaultValue
         if case .path = o.spec.kind { return s.map(resolvePath) }
         return s
     }
 
-    func get(_ o: ConfigKey<Secret?>) -> Secret? { string(o.key).map(Secret.init) }
+    func get(_ o: ConfigKey<Secret?>) -> Secret? { string(o.key).map(Secret.init) ?? o.defaultValue }
 
     func get(_ o: ConfigKey<[String]>) -> [String] {
         if o.spec.required && !has(o.key) {
@@ -49,7 +49,7 @@ public extension ConfigReader {
         if o.spec.required && !has(o.key) {
             diagnostics.error(mark, "\(context): missing required key \"\(o.key)\"")
         }
-        return value(o.key)
+        return value(o.key) ?? o.defaultValue
     }
 
     /// The reader of a nested group, or nil when the group is not written.
