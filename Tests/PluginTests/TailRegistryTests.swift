@@ -33,17 +33,48 @@ final class TailRegistryTests: XCTestCase {
         let clock = Clock()
         let r = CheckpointRegistry(store: store, ttl: 3600, wallClock: { clock.now })
         r.load(logger: Logger(label: "test"))
-        XCTAssertEqual(r.expire(), [], "nothing expires at start-up, however old")
+        XCTAssertEqual(r.expire(now: 0).map(\.path), [], "nothing expires at start-up, however old")
         clock.now += 3000
         // here.log is seen by a scan (unchanged since its checkpoint: not reopened when found by a search).
         let here = FoundFile(path: "/here.log", key: FileKey(device: 1, inode: 8), size: 3, mtime: 0)
         XCTAssertFalse(r.seen(here, matchedByGlob: false))
         XCTAssertTrue(r.seen(here, matchedByGlob: true), "a matched file with a checkpoint is followed again")
         clock.now += 601  // 3601 s after start-up
-        XCTAssertEqual(r.expire(), ["/gone.log"])
+        XCTAssertEqual(r.expire(now: 0).map(\.path), ["/gone.log"])
         XCTAssertNotNil(r.parked[FileKey(device: 1, inode: 8)])
         clock.now += 3601
-        XCTAssertEqual(r.expire(), ["/here.log"])
+        XCTAssertEqual(r.expire(now: 0).map(\.path), ["/here.log"])
+    }
+
+    /// A parked file a search found gone from its folders is dropped `goneGrace` later (or after the
+    /// ttl when shorter); seeing it again cancels that. The ttl rule is unchanged for the rest.
+    func testAFileGoneFromItsFoldersIsDroppedAfterTheGrace() {
+        let clock = Clock()
+        let store = CheckpointStore(dataDirectory: dir + "/data", input: "in")
+        let r = CheckpointRegistry(store: store, ttl: 3600, wallClock: { clock.now })
+        let (a, b, c) = (FileKey(device: 1, inode: 1), FileKey(device: 1, inode: 2), FileKey(device: 1, inode: 3))
+        r.park(cp(1, offset: 5, path: "/a.log"), size: 5, mtime: 1)
+        r.park(cp(2, offset: 5, path: "/b.log"), size: 5, mtime: 1)
+        r.park(cp(3, offset: 5, path: "/c.log"), size: 5, mtime: 1)
+        r.gone(a, now: 100)
+        r.gone(b, now: 100)
+        r.gone(a, now: 150)  // found gone again: the grace counts from the first time
+        XCTAssertFalse(r.seen(FoundFile(path: "/b.log", key: b, size: 5, mtime: 1), matchedByGlob: false))
+        XCTAssertEqual(r.expire(now: 159.9).map(\.path), [])
+        XCTAssertEqual(r.expire(now: 160).map(\.path), ["/a.log"])
+        XCTAssertEqual(r.expire(now: 160).map(\.gone), [])
+        XCTAssertNotNil(r.parked[b], "seen again")
+        XCTAssertNotNil(r.parked[c], "never found gone")
+        r.gone(b, now: 200)
+        XCTAssertEqual(r.expire(now: 260).map(\.gone), [true])
+        clock.now += 3601
+        XCTAssertEqual(r.expire(now: 300).map(\.path), ["/c.log"])
+        XCTAssertEqual(r.expire(now: 300).count, 0)
+
+        let short = CheckpointRegistry(store: store, ttl: 5, wallClock: { clock.now })
+        short.park(cp(4, offset: 5, path: "/d.log"), size: 5, mtime: 1)
+        short.gone(FileKey(device: 1, inode: 4), now: 0)
+        XCTAssertEqual(short.expire(now: 5).map(\.path), ["/d.log"], "a ttl under a minute bounds the grace")
     }
 
     /// A parked (closed) file is reopened when it changed since: grew past what was read.
@@ -70,10 +101,25 @@ final class TailRegistryTests: XCTestCase {
         let key = FileKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
         XCTAssertEqual(rename(d + "/0.log", d + "/0.log.20261201-061500"), 0)
         FileManager.default.createFile(atPath: d + "/0.log", contents: Data())
-        XCTAssertEqual(Discovery.search(key, in: [dir + "/nowhere", d])?.path, d + "/0.log.20261201-061500")
+        guard case .found(let f) = Discovery.search(key, in: [dir + "/nowhere", d]) else { return XCTFail("not found") }
+        XCTAssertEqual(f.path, d + "/0.log.20261201-061500")
         XCTAssertEqual(rename(d + "/0.log.20261201-061500", d + "/0.log.20261201-061500.gz"), 0)
-        XCTAssertNil(Discovery.search(key, in: [d]))
+        XCTAssertEqual(Discovery.search(key, in: [d]), .gone, "a compressed rotation is not the file")
         XCTAssertTrue(Discovery(patterns: [], exclude: []).isExcluded(d + "/0.log.1.gz.tmp"))
+    }
+
+    /// Gone only when every folder was listed without the file or is gone itself (a deleted pod's
+    /// folder); a folder that cannot be listed says nothing.
+    func testSearchSaysGoneOnlyWhenItKnows() throws {
+        let pod = dir + "/pods/ns_pod_1/app"
+        try FileManager.default.createDirectory(atPath: pod, withIntermediateDirectories: true)
+        let key = FileKey(device: 1, inode: 1)
+        XCTAssertEqual(Discovery.search(key, in: [pod]), .gone)
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/afile", contents: nil))
+        XCTAssertEqual(Discovery.search(key, in: [pod, dir + "/afile"]), .unknown, "ENOTDIR: not listed")
+        try FileManager.default.removeItem(atPath: dir + "/pods/ns_pod_1")
+        XCTAssertEqual(Discovery.search(key, in: [pod]), .gone, "the pod's folder is gone")
+        XCTAssertEqual(Discovery.search(key, in: []), .unknown)
     }
 
     /// A checkpoint file of an older version with `held` (a filter's held records per stream) still

@@ -211,6 +211,58 @@ final class TailTurnTests: XCTestCase {
     }
 }
 
+extension TailTurnTests {
+    /// A rotated file that is deleted once read (kubelet keeps five rotations) loses its checkpoint a
+    /// minute after a search of its folder finds it gone, not after checkpoint_ttl (1 h): kept, each
+    /// rotation grew the table and every save (the soak: 5,000 entries an hour). Seen again within
+    /// that minute, it keeps its checkpoint.
+    func testADeletedFilesCheckpointGoesAMinuteAfterItIsFoundGone() throws {
+        let root = try makeRoot("gone")
+        let sink = CollectingSink()
+        let input = makeInput(root, sink: sink)
+        var now = monotonicSeconds()
+        func turn(_ n: Int = 1, by step: Double = 1) {
+            for _ in 0..<n {
+                now += step
+                _ = input.turn(now: now, isStopping: { false })
+            }
+        }
+        let checkpoints = root + "/data/checkpoints/in.json"
+        func saved() -> String {
+            String(decoding: FileManager.default.contents(atPath: checkpoints) ?? Data(), as: UTF8.self)
+        }
+        func inode(_ path: String) -> String {
+            var st = stat()
+            return stat(path, &st) == 0 ? "\"ino\":\(st.st_ino)," : "?"
+        }
+        let live = root + "/a/0.log"
+        try Data("one\n".utf8).write(to: URL(fileURLWithPath: live))
+        let one = inode(live)
+        turn()
+        XCTAssertEqual(sink.batches.map(\.messages), [["one"]])
+        sink.batches = []  // acknowledged
+        // Rotated away twice: 0.log.1 is then deleted, 0.log.2 moved out and back.
+        XCTAssertEqual(rename(live, live + ".1"), 0)
+        try Data("two\n".utf8).write(to: URL(fileURLWithPath: live))
+        let two = inode(live)
+        turn()
+        sink.batches = []
+        XCTAssertEqual(rename(live, live + ".2"), 0)
+        turn(4)  // both drained and closed (rotate_wait 1 s): parked
+        XCTAssertTrue(saved().contains(one) && saved().contains(two), saved())
+        XCTAssertEqual(unlink(live + ".1"), 0)
+        XCTAssertEqual(rename(live + ".2", root + "/moved"), 0)
+        turn(2, by: 10)  // searched (every 10 s): both gone from a/
+        XCTAssertEqual(rename(root + "/moved", live + ".2"), 0)
+        turn(1, by: 10)  // 0.log.2 is back: seen by the next search
+        turn(4, by: 10)  // more than a minute after 0.log.1 was found gone
+        XCTAssertFalse(saved().contains(one), saved())
+        XCTAssertTrue(saved().contains(two), "seen again: kept \(saved())")
+        XCTAssertEqual(sink.batches.flatMap(\.messages), [], "nothing shipped again")
+        input.finish()
+    }
+}
+
 struct CollectedBatch {
     var seq: Int
     var messages: [String]

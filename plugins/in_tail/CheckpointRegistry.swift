@@ -9,8 +9,10 @@ import Glibc
 /// their way ("retired"), and persisting it all with the open files' acknowledged positions.
 ///
 /// An entry is never dropped because a glob stopped matching its file: a parked file is looked for
-/// by identity in the directories it was last seen in (rotated names included), and dropped only
-/// once it was seen nowhere for `checkpoint_ttl`. Owned by the tail thread.
+/// by identity in the directories it was last seen in (rotated names included), and dropped once it
+/// was seen nowhere for `checkpoint_ttl`, or once those directories no longer hold it for
+/// `goneGrace` (deleted, as kubelet and logrotate delete old rotations: kept, such entries would
+/// grow the table and every save by one per rotation). Owned by the tail thread.
 final class CheckpointRegistry {
     struct Parked {
         var checkpoint: FileCheckpoint
@@ -24,6 +26,8 @@ final class CheckpointRegistry {
         var nextSearch: Double
         /// Given up by the per-directory bound on rotated files: reopened only if a glob matches it.
         var givenUp = false
+        /// Monotonic time a search first found it gone from its directories; nil once seen again.
+        var goneSince: Double?
     }
 
     private let store: CheckpointStore
@@ -38,6 +42,9 @@ final class CheckpointRegistry {
     /// Parked entries changed since the last save.
     private(set) var changed = false
     let searchInterval: Double = 10
+    /// How long a file gone from its directories keeps its entry (at most `ttl`): a rename seen
+    /// half-way, or a file moved out and back at once, is found again meanwhile.
+    static let goneGrace: Double = 60
 
     init(store: CheckpointStore, ttl: Double, wallClock: @escaping () -> Double = { Double(wallClockNanos()) / 1e9 }) {
         self.store = store
@@ -101,6 +108,7 @@ final class CheckpointRegistry {
     func seen(_ f: FoundFile, matchedByGlob: Bool) -> Bool {
         guard var p = parked[f.key] else { return false }
         p.lastSeen = wallClock()
+        p.goneSince = nil
         p.checkpoint.seen = Int64(p.lastSeen)
         defer { parked[f.key] = p }
         if p.givenUp && !matchedByGlob { return false }
@@ -113,25 +121,35 @@ final class CheckpointRegistry {
         return f.size != size || (p.mtime != nil && p.mtime != f.mtime)
     }
 
-    /// Parked files the globs did not match whose directory search is due.
+    /// Parked files the globs did not match whose directory search is due (given-up ones too: found,
+    /// they stay given up; gone, they are forgotten).
     func dueForSearch(notIn matched: [FileKey: FoundFile], now: Double) -> [(FileKey, FileCheckpoint)] {
         var out: [(FileKey, FileCheckpoint)] = []
-        for (key, p) in parked where matched[key] == nil && !p.givenUp && p.nextSearch <= now {
+        for (key, p) in parked where matched[key] == nil && p.nextSearch <= now {
             out.append((key, p.checkpoint))
         }
         for (key, _) in out { parked[key]?.nextSearch = now + searchInterval }
         return out
     }
 
-    /// Drops parked entries of files seen nowhere for `ttl` (counted from start-up at the earliest:
-    /// a long downtime does not expire them before they were looked for). Returns the dropped paths.
-    func expire() -> [String] {
-        let now = wallClock()
-        var dropped: [String] = []
-        for (key, p) in parked where now - max(p.lastSeen, startedWall) > ttl {
+    /// A search found the parked file `key` gone from its directories (at monotonic `now`).
+    func gone(_ key: FileKey, now: Double) {
+        if parked[key] != nil && parked[key]?.goneSince == nil { parked[key]?.goneSince = now }
+    }
+
+    /// Drops parked entries of files gone from their directories for `goneGrace` (monotonic `now`),
+    /// or seen nowhere for `ttl` (counted from start-up at the earliest: a long downtime does not
+    /// expire them before they were looked for). Returns the dropped paths and why.
+    func expire(now: Double) -> [(path: String, gone: Bool)] {
+        let wall = wallClock()
+        let grace = min(Self.goneGrace, ttl)
+        var dropped: [(path: String, gone: Bool)] = []
+        for (key, p) in parked {
+            let gone = p.goneSince.map { now - $0 >= grace } ?? false
+            guard gone || wall - max(p.lastSeen, startedWall) > ttl else { continue }
             parked[key] = nil
             changed = true
-            dropped.append(p.checkpoint.path)
+            dropped.append((p.checkpoint.path, gone))
         }
         return dropped
     }

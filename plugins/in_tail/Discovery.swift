@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// A regular file a glob (or a search) found.
-struct FoundFile {
+struct FoundFile: Equatable {
     let path: String
     let key: FileKey
     let size: Int64
@@ -83,11 +83,25 @@ struct Discovery {
         return joined
     }
 
+    /// What a search by identity found.
+    enum Search: Equatable {
+        case found(FoundFile)
+        /// Every directory was listed without it, or is gone (a deleted pod's folder): the file was
+        /// deleted, or moved out of them.
+        case gone
+        /// A directory could not be listed (EACCES, EIO, EMFILE...): nothing can be said.
+        case unknown
+    }
+
     /// Looks for the file `key` among the entries of `directories` (rotated names included,
     /// compressed ones excluded).
-    static func search(_ key: FileKey, in directories: [String]) -> FoundFile? {
+    static func search(_ key: FileKey, in directories: [String]) -> Search {
+        var listedAll = true
         for dir in directories {
-            guard let d = opendir(dir) else { continue }
+            guard let d = opendir(dir) else {
+                if errno != ENOENT { listedAll = false }
+                continue
+            }
             defer { closedir(d) }
             while let e = readdir(d) {
                 let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
@@ -99,10 +113,10 @@ struct Discovery {
                 let path = dir + "/" + name
                 var st = stat()
                 guard stat(path, &st) == 0, let f = found(path, st), f.key == key else { continue }
-                return f
+                return .found(f)
             }
         }
-        return nil
+        return listedAll && !directories.isEmpty ? .gone : .unknown
     }
 
     static func found(_ path: String, _ st: stat) -> FoundFile? {

@@ -45,8 +45,9 @@ public struct TailConfig: InputConfig {
     public var partialTimeout = 5.0
     @OptionField(.duration("checkpoint_interval", 0.001...3600, "how often acknowledged positions are written (a newly followed file at once, within 100 ms)"))
     public var checkpointInterval = 1.0
-    /// Checkpoints of files seen nowhere (no glob, no search of their directories) are dropped after this.
-    @OptionField(.duration("checkpoint_ttl", 1...(30 * 86_400), "a checkpoint whose file is seen nowhere (no glob, no search of its directory and its symlink's target directory) is dropped after this, counted from start-up at the earliest"))
+    /// Checkpoints of files seen nowhere (no glob, no search of their directories) are dropped after this
+    /// (those of deleted files sooner: `CheckpointRegistry.goneGrace`).
+    @OptionField(.duration("checkpoint_ttl", 1...(30 * 86_400), "a checkpoint whose file is seen nowhere (no glob, no search of its directory and its symlink's target directory) is dropped after this, counted from start-up at the earliest; one whose folders no longer hold it (deleted) is dropped after 1m, or this when shorter"))
     public var checkpointTTL = 3600.0
     /// Files held open at once; 0: derived from RLIMIT_NOFILE (see `defaultMaxOpenFiles`).
     @OptionField(.int("max_open_files", 0...10_000_000, "files held open at once; `0`: 3/4 of `RLIMIT_NOFILE` (at least 64 left free). Idle ones (read to their end, acknowledged) are closed and reopened at their checkpoint when they change. Running out of descriptors (EMFILE) lowers it; an open that cannot be done yet is retried, counted in `open_deferred`, never restarted at 0"))

@@ -66,7 +66,7 @@ final class TailInput: Input {
         checkpointErrors = s.counter("checkpoint_errors", "failed checkpoint writes (retried)")
         scans = s.counter("scans", "looks at the globs for new, rotated and deleted files (on folder events and every refresh_interval with inotify; every glob_interval when polling)")
         searchesFound = s.counter("rotated_found", "files found again by identity under a name no glob matches (rotated while not followed) and drained")
-        checkpointsExpired = s.counter("checkpoints_expired", "checkpoints dropped after checkpoint_ttl without their file being seen")
+        checkpointsExpired = s.counter("checkpoints_expired", "checkpoints dropped: their file gone from its folders for a minute, or seen nowhere for checkpoint_ttl")
         scanErrors = s.counter("scan_errors", "globs or paths that could not be looked at (EMFILE, EACCES…); nothing is concluded from them")
         inotifyMode = s.gauge("inotify", "1 when inotify wakes the input, 0 when it polls")
         bytesBehind = s.gauge("bytes_behind", "bytes of the followed files not yet acknowledged (size minus checkpoint)")
@@ -317,16 +317,25 @@ final class TailInput: Input {
                     if !dirs.contains(d) { dirs.append(d) }
                 }
             }
-            guard let found = Discovery.search(key, in: dirs), registry.seen(found, matchedByGlob: false),
-                  let f = table.open(found, startAtEnd: false) else { continue }
+            let found: FoundFile
+            switch Discovery.search(key, in: dirs) {
+            case .found(let f): found = f
+            case .gone: registry.gone(key, now: now); continue
+            case .unknown: continue
+            }
+            guard registry.seen(found, matchedByGlob: false), let f = table.open(found, startAtEnd: false) else { continue }
             searchesFound.add()
             logger.info("\(found.path) is \(cp.path) (rotated while not followed): reading what is left from offset \(f.readOffset)")
             table.markRotated(f, now: now)
             f.renamed(to: cp.path)  // its records keep the path they were read under (container metadata)
         }
-        for path in registry.expire() {
+        for (path, gone) in registry.expire(now: now) {
             checkpointsExpired.add()
-            logger.info("dropping the checkpoint of \(path): not seen for checkpoint_ttl (\(Int(config.checkpointTTL))s)")
+            if gone {
+                logger.debug("dropping the checkpoint of \(path): gone from its folder for \(Int(min(CheckpointRegistry.goneGrace, config.checkpointTTL)))s")
+            } else {
+                logger.info("dropping the checkpoint of \(path): not seen for checkpoint_ttl (\(Int(config.checkpointTTL))s)")
+            }
         }
         table.scanDone()
         if let (dir, err) = table.takeFolderWatchFailure() {
