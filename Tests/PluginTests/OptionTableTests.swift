@@ -28,11 +28,14 @@ final class OptionTableTests: XCTestCase {
         .group("inner", "i", inner, \.inner),
     ]}
 
-    func parse(_ yaml: String) -> (Sample?, [String]) {
+    func parse(_ yaml: String) -> (Sample?, [String]) { Self.parse(yaml, Self.table) }
+
+    /// `yaml` read by `table`, and the messages reported.
+    static func parse<C>(_ yaml: String, _ table: OptionTable<C>) -> (C?, [String]) {
         let d = Diagnostics()
         guard let v = ConfigValue.parse(yaml: yaml, file: "t", environment: [:], diagnostics: d) else { return (nil, ["yaml"]) }
-        let r = ConfigReader(v, context: "t", diagnostics: d, options: Self.table.options)
-        let c = Self.table.parse(r)
+        let r = ConfigReader(v, context: "t", diagnostics: d, options: table.options)
+        let c = table.parse(r)
         r.finish()
         return (c, d.items.map(\.message))
     }
@@ -125,14 +128,7 @@ final class OptionTableTests: XCTestCase {
         if c.count == 5 && c.name == nil { r.error("count", "5 needs a name") }
     })
 
-    func parseFields(_ yaml: String) -> (Fields?, [String]) {
-        let d = Diagnostics()
-        guard let v = ConfigValue.parse(yaml: yaml, file: "t", environment: [:], diagnostics: d) else { return (nil, ["yaml"]) }
-        let r = ConfigReader(v, context: "t", diagnostics: d, options: Self.fields.options)
-        let c = Self.fields.parse(r)
-        r.finish()
-        return (c, d.items.map(\.message))
-    }
+    func parseFields(_ yaml: String) -> (Fields?, [String]) { Self.parse(yaml, Self.fields) }
 
     /// The options are the `@OptionField`s in declaration order, each with its initial value as its
     /// default.

@@ -40,13 +40,8 @@ final class TailTurnTests: XCTestCase {
         let root = try makeRoot("reuse", folders: ["a", "b", "data"])
         let sink = CollectingSink()
         let input = makeInput(root, sink: sink)
-        var now = monotonicSeconds()
-        func turn(_ n: Int = 1) {
-            for _ in 0..<n {
-                now += 1
-                _ = input.turn(now: now, isStopping: { false })
-            }
-        }
+        let clock = TurnClock()
+        func turn(_ n: Int = 1) { clock.turn(input, n) }
         func inode(_ path: String) -> UInt64 {
             var st = stat()
             return stat(path, &st) == 0 ? UInt64(st.st_ino) : 0
@@ -90,13 +85,8 @@ final class TailTurnTests: XCTestCase {
         let root = try makeRoot("lone")
         let sink = CollectingSink()
         let input = makeInput(root, sink: sink)
-        var now = monotonicSeconds()
-        func turn(_ n: Int = 1) {
-            for _ in 0..<n {
-                now += 1
-                _ = input.turn(now: now, isStopping: { false })
-            }
-        }
+        let clock = TurnClock()
+        func turn(_ n: Int = 1) { clock.turn(input, n) }
         let live = root + "/a/0.log"
         try Data("lone-unterminated".utf8).write(to: URL(fileURLWithPath: live))
         turn(2)
@@ -115,11 +105,8 @@ final class TailTurnTests: XCTestCase {
         let root = try makeRoot("regrow")
         let sink = CollectingSink()
         let input = makeInput(root, sink: sink)
-        var now = monotonicSeconds()
-        func turn(_ step: Double) {
-            now += step
-            _ = input.turn(now: now, isStopping: { false })
-        }
+        let clock = TurnClock()
+        func turn(_ step: Double) { clock.turn(input, by: step) }
         let path = root + "/a/0.log"
         try Data("old-1\nold-2\nold-3\n".utf8).write(to: URL(fileURLWithPath: path))
         turn(1)
@@ -144,11 +131,8 @@ final class TailTurnTests: XCTestCase {
         try Data(("early\n" + String(repeating: "x", count: 70_000)).utf8).write(to: URL(fileURLWithPath: path))
         let sink = CollectingSink()
         let input = makeInput(root, sink: sink, startAt: .end)
-        var now = monotonicSeconds()
-        func turn(_ step: Double) {
-            now += step
-            _ = input.turn(now: now, isStopping: { false })
-        }
+        let clock = TurnClock()
+        func turn(_ step: Double) { clock.turn(input, by: step) }
         turn(1)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         h.seekToEndOfFile()
@@ -172,13 +156,8 @@ final class TailTurnTests: XCTestCase {
 
     private func olderGenerationCase(completesBeforeRestart: Bool) throws {
         let root = try makeRoot("generations")
-        var now = monotonicSeconds()
-        func turn(_ input: TailInput, _ n: Int = 1) {
-            for _ in 0..<n {
-                now += 1
-                _ = input.turn(now: now, isStopping: { false })
-            }
-        }
+        let clock = TurnClock()
+        func turn(_ input: TailInput, _ n: Int = 1) { clock.turn(input, n) }
         let path = root + "/a/0.log"
         var sink = CollectingSink()
         var input = makeInput(root, sink: sink)
@@ -220,13 +199,8 @@ extension TailTurnTests {
         let root = try makeRoot("gone")
         let sink = CollectingSink()
         let input = makeInput(root, sink: sink)
-        var now = monotonicSeconds()
-        func turn(_ n: Int = 1, by step: Double = 1) {
-            for _ in 0..<n {
-                now += step
-                _ = input.turn(now: now, isStopping: { false })
-            }
-        }
+        let clock = TurnClock()
+        func turn(_ n: Int = 1, by step: Double = 1) { clock.turn(input, n, by: step) }
         let checkpoints = root + "/data/checkpoints/in.json"
         func saved() -> String {
             String(decoding: FileManager.default.contents(atPath: checkpoints) ?? Data(), as: UTF8.self)
@@ -260,6 +234,18 @@ extension TailTurnTests {
         XCTAssertTrue(saved().contains(two), "seen again: kept \(saved())")
         XCTAssertEqual(sink.batches.flatMap(\.messages), [], "nothing shipped again")
         input.finish()
+    }
+}
+
+/// A monotonic clock of a test's own that turns tail inputs, `step` seconds a turn.
+final class TurnClock {
+    var now = monotonicSeconds()
+
+    func turn(_ input: TailInput, _ n: Int = 1, by step: Double = 1) {
+        for _ in 0..<n {
+            now += step
+            _ = input.turn(now: now, isStopping: { false })
+        }
     }
 }
 

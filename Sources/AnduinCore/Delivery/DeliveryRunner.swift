@@ -230,13 +230,20 @@ final class DeliveryRunner: OutputStage, Sendable {
                 queue.done(n)
             case .disk(let work, let seq, let end):
                 var decided = 0
-                guard policy.deliver(work, tickets: [], fromLane: false, decided: &decided) else {
+                switch policy.deliverOrLeave(work, tickets: [], fromLane: false, decided: &decided) {
+                case .stopped:
                     // Not committed: the ring keeps the take for the next reader, which decides
                     // again what was decided; what drop_oldest deleted meanwhile was counted dropped.
                     recovered.add(decided)
                     return
+                case .decided:
+                    commit(seq: seq, end: end, records: work.count)
+                case .leftInLane:
+                    // Stopping: what was not decided waits in the lane's journal, and the decided
+                    // takes after this one commit with it. The rest of the ring waits for the next start.
+                    commit(seq: seq, end: end, records: work.count)
+                    return
                 }
-                commit(seq: seq, end: end, records: work.count)
             case .idle:
                 // Nothing waits outside the lane (whose stalls are judged on their own): not stuck.
                 // Another thread may be stuck in a retry while this one finds nothing new.

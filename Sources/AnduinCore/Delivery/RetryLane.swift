@@ -162,6 +162,9 @@ final class RetryLane: Sendable {
 
     var records: Int { state.withLock { $0.liveRecords } }
 
+    /// Its records are journaled (disk buffer): they may stand in for a take the ring commits.
+    var isJournaled: Bool { journaled }
+
     /// (records, earliest first failure in wall-clock ns, oldest record timestamp, a recent reason).
     var summary: (records: Int, firstFailure: Int64, oldestTimestamp: Int64?, reason: String) {
         state.withLock { s in

@@ -38,20 +38,50 @@ struct RetryPolicy {
     let waiter: RetryWaiter
     let slot: Int
 
-    /// Decides every record of `work`: true once each is delivered, dead-lettered or in the lane;
-    /// false when the runner stops first (nothing of it may be acknowledged then). Lane groups made
+    /// Decides every record of `work`: true once each is delivered, dead-lettered or in the lane
+    /// (where a stop with a disk buffer puts what is left: `leaveInLane`); false when the runner
+    /// stops first otherwise (nothing of it may be acknowledged then). Lane groups made
     /// from it hold `tickets` (memory buffer). `fromLane`: the records came from the lane, so they
     /// go back to it whatever its fill. `decided` grows by each record decided, also when it returns
     /// false: those were counted, and are decided again when the whole work is read again.
     func deliver(_ work: DeliveryWork, tickets: [DeliveryTicket], fromLane: Bool, decided: inout Int) -> Bool {
+        deliverOrLeave(work, tickets: tickets, fromLane: fromLane, decided: &decided) != .stopped
+    }
+
+    /// How `deliverOrLeave` ended.
+    enum Outcome: Equatable {
+        /// Every record delivered, dead-lettered or in the lane.
+        case decided
+        /// Stopping with a disk buffer: what was not decided went to the lane's journal
+        /// (`leaveInLane`), so the work counts as decided; the caller takes no more.
+        case leftInLane
+        /// The runner stopped first: nothing of the work may be acknowledged.
+        case stopped
+    }
+
+    /// `deliver`, telling a stop that left the rest in the lane apart.
+    func deliverOrLeave(_ work: DeliveryWork, tickets: [DeliveryTicket], fromLane: Bool, decided: inout Int) -> Outcome {
         // A buffer hands over what it holds (a whole input read, a whole ring block): the request
         // size limits are applied here, for every buffer kind. Sent in order (popLast).
         var stack = Array(work.chunked(maxRecords: options.maxRecords, maxBytes: options.maxBytes).reversed())
         var backoff = Backoff(initial: options.retryInitial, max: options.retryMax, jitter: .equal)
         defer { progress.sending(slot: slot, nil) }
+        /// Stopping with a disk buffer before `pending` and the rest are decided: fresh records go to
+        /// the lane, journaled like a per-item refusal, and count as decided. So the take commits, and
+        /// the decided takes after it commit too: left in the ring, they would be decided again by the
+        /// next reader (a dead letter delivered after all, a duplicate). Lane groups stay in the
+        /// journal as they are (false).
+        func leaveInLane(_ pending: DeliveryWork) -> Outcome {
+            guard !fromLane, !waiter.stopNow, waiter.isClosing, lane.isJournaled else { return .stopped }
+            var rest = pending
+            for w in stack.reversed() { rest.append(w) }
+            guard rest.isEmpty || lane.add(rest, due: monotonicSeconds(), tickets: tickets, force: true) else { return .stopped }
+            decided += rest.count
+            return .leftInLane
+        }
         while var pending = stack.popLast() {
             while !pending.isEmpty {
-                if waiter.stopNow || !waiter.beforeRequest() { return false }
+                if waiter.stopNow || !waiter.beforeRequest() { return leaveInLane(pending) }
                 if let cap = waiter.requestCap, pending.count > cap {
                     progress.splits.add()
                     stack.append(pending.subset(cap..<pending.count))
@@ -194,16 +224,16 @@ struct RetryPolicy {
                     continue
                 }
                 progress.failed(failure)
-                // Stopping with a disk buffer: the ring keeps what is not delivered, so a failing
-                // destination does not hold up a stop or reload.
-                if waiter.giveUpWhileFailing { return false }
+                // Stopping with a disk buffer: what is not delivered waits in the lane's journal, so
+                // a failing destination does not hold up a stop or reload.
+                if waiter.giveUpWhileFailing { return leaveInLane(pending) }
                 progress.retries.add()
                 let delay = max(backoff.next(), retryAfter)
                 progress.logRateLimited("delivery failed, retrying in \(clampedMillis(delay))ms: \(failure)", loud: loud)
-                if waiter.wait(until: monotonicSeconds() + delay) { return false }
+                if waiter.wait(until: monotonicSeconds() + delay) { return leaveInLane(pending) }
             }
         }
-        return true
+        return .decided
     }
 
     /// The last answer's `Retry-After` in seconds, within 0...retry.max (0: none or unusable).
