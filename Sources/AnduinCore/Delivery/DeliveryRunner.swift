@@ -203,13 +203,17 @@ final class DeliveryRunner: OutputStage, Sendable {
                 for g in due { work.append(g.work) }
                 var decided = 0
                 guard policy.deliver(work, tickets: DeliveryTicket.distinct(due.flatMap(\.tickets)), fromLane: true, decided: &decided) else {
-                    // All of them go back, those decided already too (with a disk buffer, the
-                    // lane's journal keeps them for the next runner, which decides them again).
+                    // All of them go back, those decided already too: with a disk buffer the lane's
+                    // journal keeps them for the next runner, which decides them again; a memory
+                    // lane's are counted returned by the abandon (which follows) and read again. So
+                    // those decided count as recovered.
                     lane.putBack(due)
-                    if ring != nil { recovered.add(decided) }
+                    recovered.add(decided)
                     return
                 }
-                lane.settle(due)
+                // Decided after the lane was abandoned: a memory lane counted them returned, and a
+                // journal no longer written keeps them for the next runner. Decided again either way.
+                if lane.settle(due) { recovered.add(decided) }
                 continue
             }
             let wait = min(1, max(0.01, (lane.nextDue ?? .infinity) - monotonicSeconds()))
@@ -377,9 +381,7 @@ final class DeliveryRunner: OutputStage, Sendable {
         settleUncommitted()
         // Memory buffer: what is queued or waits in the lane is read again by the inputs (its acks
         // are abandoned). A disk buffer keeps the lane's records in its journal.
-        let dropped = queue.abandon() + (ring == nil ? lane.records : 0)
-        returned.add(dropped)
-        lane.abandon()
+        returned.add(queue.abandon().addingSaturating(lane.abandon()))
         ring?.shutdown()
     }
 

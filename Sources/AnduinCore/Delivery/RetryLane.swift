@@ -81,12 +81,12 @@ final class RetryLane: Sendable {
         let bytes = work.batch.documents.count
         return state.withLock { s in
             if s.abandoned {
-                // The runner gave up: not acknowledged. Memory buffer: read again at the next start.
+                // The runner gave up: refused, so the caller gives up without counting them decided.
+                // Memory buffer: read again at the next start (the caller counts them returned).
                 // Disk buffer: the ring's position passed these records long ago, so they are safe only
-                // in the journal as it stands: refuse, so the caller gives up without settling the group
-                // they came from (its journal entry stays).
+                // in the journal as it stands (the entry of the group they came from stays).
                 for t in tickets { t.abandon() }
-                return !journaled
+                return false
             }
             if !force && s.liveBytes > 0 && s.liveBytes + bytes > maxBytes { return false }
             let id = s.nextID
@@ -120,8 +120,11 @@ final class RetryLane: Sendable {
     var ticketReferences: Int { state.withLock { s in s.groups.values.reduce(0) { $0 + $1.tickets.count } } }
 
     /// The checked-out groups were decided (delivered, dead-lettered, or re-added as new groups,
-    /// which took their own reference to the tickets).
-    func settle(_ taken: [Group]) {
+    /// which took their own reference to the tickets). Returns true when the lane was abandoned
+    /// first: a memory lane's records were then counted returned (`abandon`), these included, and a
+    /// journal is no longer written (these stay in it for the next runner).
+    @discardableResult
+    func settle(_ taken: [Group]) -> Bool {
         state.withLock { s in
             for g in taken {
                 s.checkedOut.remove(g.id)
@@ -135,18 +138,22 @@ final class RetryLane: Sendable {
                 _ = journal.rewrite(s.groups.values.sorted { $0.id < $1.id }.map { ($0.id, $0.work) })
             }
             recordsGauge.set(s.liveRecords)
+            return s.abandoned
         }
     }
 
     /// The runner gives up (stop timeout, reload): what waits here is not acknowledged (memory
-    /// buffer: read again; disk buffer: the journal keeps it).
-    func abandon() {
+    /// buffer: read again; disk buffer: the journal keeps it). Returns the records a memory lane
+    /// held at that moment (checked-out groups included; 0 when journaled): nothing is added after.
+    func abandon() -> Int {
         state.withLock { s in
+            let held = s.abandoned || journaled ? 0 : s.liveRecords
             s.abandoned = true
             for g in s.groups.values { for t in g.tickets { t.abandon() } }
             // No journal I/O after giving up: a reload's new lane owns the file now, and a remove or a
             // compaction from this one would erase what the new one wrote (or what is still undecided).
             s.journal = nil
+            return held
         }
     }
 
