@@ -1225,7 +1225,9 @@ class Run:
         counts = [process_counts(a) for a in agent.procs]
         filt_dropped = sum(c["filt_dropped"] + c["truncated"] for c in counts)
         merged = sum(c["merged"] for c in counts)
-        gave_up = any(b"not delivered within shutdown_timeout" in open(a.log, "rb").read() for a in agent.procs)
+        # A stop that gave up at shutdown_timeout cut requests short: at least once from there.
+        gave_up = any(re.search(rb"not delivered within shutdown_timeout|cut short at shutdown_timeout", open(a.log, "rb").read())
+                      for a in agent.procs)
         lines_fail = self.fail if not self.crashes else (lambda m: self.notes.append("after a crash: " + m))
         # Lines: every written id at each destination exactly once, or dead-lettered, or counted dropped.
         for dest in self.peers:

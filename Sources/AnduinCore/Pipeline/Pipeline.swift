@@ -285,7 +285,8 @@ public final class Pipeline: Sendable {
             let kept = o.keptRecords
             let lost = max(0, o.pendingRecords - kept)
             var text = "output \(o.name): "
-            if kept > 0 { text += "\(kept) undelivered record(s) kept in the disk buffer for the next start" }
+            // Requests cut short here may have been stored by the destination: sent again later.
+            if kept > 0 { text += "\(kept) undelivered record(s) kept in the disk buffer for the next start (requests cut short at shutdown_timeout are sent again)" }
             if lost > 0 || kept == 0 {
                 text += (kept > 0 ? "; " : "") + "\(lost) record(s) not delivered within shutdown_timeout; they were not checkpointed and will be read again at the next start"
             }
