@@ -77,6 +77,28 @@ final class TailRegistryTests: XCTestCase {
         XCTAssertEqual(short.expire(now: 5).map(\.path), ["/d.log"], "a ttl under a minute bounds the grace")
     }
 
+    /// A file truncated (copytruncate) while its batches were in flight, then rotated away and
+    /// closed with its new content in flight too, has several retired generations. A scan that
+    /// finds it must compare its start with the newest: compared with an older one, it looked like
+    /// a new file that took the inode, and was read again from 0 (torture seed 99302 run 20: two
+    /// lines delivered twice, every time).
+    func testARetiredFileIsComparedWithItsNewestGeneration() throws {
+        let path = dir + "/0.log.1"
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("new content\n".utf8)))
+        var st = stat()
+        XCTAssertEqual(stat(path, &st), 0)
+        let fd = open(path, O_RDONLY)
+        let fingerprint = try XCTUnwrap(Fingerprint.hash(fd: fd, length: 11))
+        close(fd)
+        let r = CheckpointRegistry(store: CheckpointStore(dataDirectory: dir + "/data", input: "in"), ttl: 3600)
+        func generation(_ fp: UInt64) -> FileCheckpoint {
+            FileCheckpoint(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), fingerprintLength: 11, fingerprint: fp, offset: 0, path: path)
+        }
+        for id in 1...20 { r.retire(id: id, generation(fingerprint &+ UInt64(id)), size: nil, mtime: nil) }
+        r.retire(id: 21, generation(fingerprint), size: nil, mtime: nil)
+        XCTAssertTrue(r.isRetired(FileKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)), at: path))
+    }
+
     /// A parked (closed) file is reopened when it changed since: grew past what was read.
     func testParkedFileReopensOnlyWhenItChanged() {
         let clock = Clock()

@@ -157,8 +157,11 @@ final class CheckpointRegistry {
     /// A closed file whose last batches are still in flight: it is not new, and its position is not
     /// known until they complete (then it is parked). `path` is what a scan found with that key: a
     /// file with other content at its start took the inode of the deleted one, and is new.
+    /// Of several retired generations of the inode (truncated while batches were in flight), the
+    /// newest (highest id) is what the file's start holds now.
     func isRetired(_ key: FileKey, at path: String) -> Bool {
-        guard let r = retired.values.first(where: { FileKey(device: $0.checkpoint.device, inode: $0.checkpoint.inode) == key }) else {
+        guard let r = retired.filter({ FileKey(device: $0.value.checkpoint.device, inode: $0.value.checkpoint.inode) == key })
+            .max(by: { $0.key < $1.key })?.value else {
             return false
         }
         let cp = r.checkpoint
