@@ -202,7 +202,9 @@ final class DeliveryRunner: OutputStage, Sendable {
                 var work = DeliveryWork(EncodedBatch())
                 for g in due { work.append(g.work) }
                 var decided = 0
-                guard policy.deliver(work, tickets: DeliveryTicket.distinct(due.flatMap(\.tickets)), fromLane: true, decided: &decided) else {
+                let outcome = policy.deliverOrLeave(work, tickets: DeliveryTicket.distinct(due.flatMap(\.tickets)), fromLane: true, decided: &decided)
+                switch outcome {
+                case .stopped:
                     // All of them go back, those decided already too: with a disk buffer the lane's
                     // journal keeps them for the next runner, which decides them again; a memory
                     // lane's are counted returned by the abandon (which follows) and read again. So
@@ -210,11 +212,14 @@ final class DeliveryRunner: OutputStage, Sendable {
                     lane.putBack(due)
                     recovered.add(decided)
                     return
+                case .decided, .leftInLane:
+                    // Decided after the lane was abandoned: a memory lane counted them returned, and a
+                    // journal no longer written keeps them for the next runner. Decided again either way.
+                    if lane.settle(due) { recovered.add(decided) }
+                    // Stopping: what was left waits in the lane's journal (a new group) for the next start.
+                    if outcome == .leftInLane { return }
+                    continue
                 }
-                // Decided after the lane was abandoned: a memory lane counted them returned, and a
-                // journal no longer written keeps them for the next runner. Decided again either way.
-                if lane.settle(due) { recovered.add(decided) }
-                continue
             }
             let wait = min(1, max(0.01, (lane.nextDue ?? .infinity) - monotonicSeconds()))
             switch takeFresh(maxWait: wait) {

@@ -66,13 +66,13 @@ struct RetryPolicy {
         var stack = Array(work.chunked(maxRecords: options.maxRecords, maxBytes: options.maxBytes).reversed())
         var backoff = Backoff(initial: options.retryInitial, max: options.retryMax, jitter: .equal)
         defer { progress.sending(slot: slot, nil) }
-        /// Stopping with a disk buffer before `pending` and the rest are decided: fresh records go to
-        /// the lane, journaled like a per-item refusal, and count as decided. So the take commits, and
-        /// the decided takes after it commit too: left in the ring, they would be decided again by the
-        /// next reader (a dead letter delivered after all, a duplicate). Lane groups stay in the
-        /// journal as they are (false).
+        /// Stopping with a disk buffer before `pending` and the rest are decided: they go to the lane,
+        /// journaled like a per-item refusal, and count as decided. So a take commits, and the decided
+        /// takes after it commit too; lane groups are settled, their undecided records in the new
+        /// group. Left as they were (in the ring, or whole in the journal), what was decided would
+        /// be decided again by the next reader (a dead letter delivered after all, a duplicate).
         func leaveInLane(_ pending: DeliveryWork) -> Outcome {
-            guard !fromLane, !waiter.stopNow, waiter.isClosing, lane.isJournaled else { return .stopped }
+            guard !waiter.stopNow, waiter.isClosing, lane.isJournaled else { return .stopped }
             var rest = pending
             for w in stack.reversed() { rest.append(w) }
             guard rest.isEmpty || lane.add(rest, due: monotonicSeconds(), tickets: tickets, force: true) else { return .stopped }
