@@ -139,13 +139,40 @@ final class DeliveryRunnerModelTests: XCTestCase {
         dirs = []
     }
 
+    /// A temporary folder, removed after the test.
+    private func makeDirectory() throws -> String {
+        let dir = NSTemporaryDirectory() + "anduin-delivery-model-\(UUID().uuidString)"
+        dirs.append(dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// The output's context, its log quiet.
+    private func quietContext(_ dir: String, _ stats: ComponentStats) -> ComponentContext {
+        var logger = Logger(label: "model")
+        logger.logLevel = .critical
+        return ComponentContext(name: "o", kind: .output, dataDirectory: dir, logger: logger, stats: stats)
+    }
+
+    /// A 1 MiB disk buffer and quick retries, for the tests of what a stop leaves.
+    private func stopTestOptions(concurrency: Int, maxRecords: Int, maxBytes: Int, batchTimeout: Double) -> DeliveryOptions {
+        var options = DeliveryOptions(buffer: .disk(DiskRingOptions(maxBytes: 1 << 20, segmentBytes: 4_096, whenFull: .block,
+                                                                    fsync: .never, compress: false)))
+        options.concurrency = concurrency
+        options.maxRecords = maxRecords
+        options.maxBytes = maxBytes
+        options.batchTimeout = batchTimeout
+        options.retryInitial = 0.01
+        options.retryMax = 0.05
+        options.stallAfter = 3600
+        return options
+    }
+
     /// `dropOldestAt`: a disk buffer of that many bytes that drops its oldest segments when full.
     /// `stopTimeout`: how long a stop waits for the threads before abandoning them (shutdown_timeout).
     private func run(seed: UInt64, disk: Bool, concurrency: Int, segmentBytes: Int, reloads: Int,
                      dropOldestAt: Int? = nil, stopTimeout: Double = 5) throws {
-        let dir = NSTemporaryDirectory() + "anduin-delivery-model-\(UUID().uuidString)"
-        dirs.append(dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try makeDirectory()
         var options = DeliveryOptions(buffer: disk
             ? .disk(DiskRingOptions(maxBytes: dropOldestAt ?? 64 << 20, segmentBytes: segmentBytes,
                                     whenFull: dropOldestAt == nil ? .block : .drop_oldest, fsync: .never))
@@ -158,9 +185,7 @@ final class DeliveryRunnerModelTests: XCTestCase {
         options.retryMax = 0.01
         options.stallAfter = 3600
         let stats = ComponentStats(component: "o", kind: .output)
-        var logger = Logger(label: "model")
-        logger.logLevel = .critical
-        let context = ComponentContext(name: "o", kind: .output, dataDirectory: dir, logger: logger, stats: stats)
+        let context = quietContext(dir, stats)
         let destination = ScriptedDestination(seed: seed)
         let recordsIn = stats.counter("records_in", "")
         let source = SourceInfo(path: "/model.log", sourceID: 7)
@@ -249,9 +274,7 @@ final class DeliveryRunnerModelTests: XCTestCase {
     /// group made from a retry held all the tickets of the groups retried together, repeats included,
     /// so the references multiplied each round (torture seed 61208 run 3: 3.7 GiB in 8 s).
     func testRetriedGroupsDoNotMultiplyTheirTickets() throws {
-        let dir = NSTemporaryDirectory() + "anduin-delivery-model-\(UUID().uuidString)"
-        dirs.append(dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try makeDirectory()
         var options = DeliveryOptions(buffer: .memory(maxRecords: 100))
         options.concurrency = 2
         options.maxRecords = 50
@@ -260,9 +283,7 @@ final class DeliveryRunnerModelTests: XCTestCase {
         options.retryInitial = 0.001
         options.retryMax = 0.002
         let stats = ComponentStats(component: "o", kind: .output)
-        var logger = Logger(label: "model")
-        logger.logLevel = .critical
-        let context = ComponentContext(name: "o", kind: .output, dataDirectory: dir, logger: logger, stats: stats)
+        let context = quietContext(dir, stats)
         let destination = ScriptedDestination(seed: 5)
         destination.refuseItems.store(true, ordering: .relaxed)
         let runner = try DeliveryRunner(name: "o", options: options, context: context) { ScriptedSender(destination) }
@@ -298,15 +319,10 @@ final class DeliveryRunnerModelTests: XCTestCase {
     /// The batches of one take go to the disk buffer in one append: on a quiet node a take is a
     /// line or two from each of many files, and each batch was a block and a write of its own.
     func testATakeOfManyBatchesIsOneRingBlock() throws {
-        let dir = NSTemporaryDirectory() + "anduin-delivery-model-\(UUID().uuidString)"
-        dirs.append(dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try makeDirectory()
         let options = DeliveryOptions(buffer: .disk(DiskRingOptions(maxBytes: 64 << 20, segmentBytes: 1 << 20, fsync: .never,
                                                                     compress: false)))
-        var logger = Logger(label: "model")
-        logger.logLevel = .critical
-        let context = ComponentContext(name: "o", kind: .output, dataDirectory: dir, logger: logger,
-                                       stats: ComponentStats(component: "o", kind: .output))
+        let context = quietContext(dir, ComponentStats(component: "o", kind: .output))
         let destination = ScriptedDestination(seed: 9)
         destination.healthy.store(true, ordering: .relaxed)
         let runner = try DeliveryRunner(name: "o", options: options, context: context) { ScriptedSender(destination) }
@@ -343,19 +359,15 @@ final class DeliveryRunnerModelTests: XCTestCase {
     /// back instead, they were read again, and reached the input's other outputs twice (torture seed
     /// 97001 run 15: about 1,100 lines at an http output beside a full Elasticsearch buffer).
     func testAStopWithAFullDiskBufferKeepsWhatIsQueued() throws {
-        let dir = NSTemporaryDirectory() + "anduin-delivery-model-\(UUID().uuidString)"
-        dirs.append(dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try makeDirectory()
         let maxBytes = 8_192
         var options = DeliveryOptions(buffer: .disk(DiskRingOptions(maxBytes: maxBytes, segmentBytes: 2_048, whenFull: .block,
                                                                     fsync: .never, compress: false)))
         options.retryInitial = 0.01
         options.retryMax = 0.05
         options.stallAfter = 3600
-        var logger = Logger(label: "model")
-        logger.logLevel = .critical
         let stats = ComponentStats(component: "o", kind: .output)
-        let context = ComponentContext(name: "o", kind: .output, dataDirectory: dir, logger: logger, stats: stats)
+        let context = quietContext(dir, stats)
         let runner = try DeliveryRunner(name: "o", options: options, context: context) { UnreachableSender() }
         let counter = { (name: String) in stats.counters.first { $0.name == name }?.current ?? 0 }
         runner.start()
@@ -402,21 +414,10 @@ final class DeliveryRunnerModelTests: XCTestCase {
     /// sent it again, so its records were both dead-lettered and delivered (torture seed 99204 run 8:
     /// 374 lines). Now what is undecided goes to the lane's journal at the stop and both takes commit.
     func testAStopCommitsTakesDecidedBehindOneStillRetrying() throws {
-        let dir = NSTemporaryDirectory() + "anduin-delivery-model-\(UUID().uuidString)"
-        dirs.append(dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        var options = DeliveryOptions(buffer: .disk(DiskRingOptions(maxBytes: 1 << 20, segmentBytes: 4_096, whenFull: .block,
-                                                                    fsync: .never, compress: false)))
-        options.concurrency = 2
-        options.maxRecords = 5
-        options.batchTimeout = 0.002
-        options.retryInitial = 0.01
-        options.retryMax = 0.05
-        options.stallAfter = 3600
-        var logger = Logger(label: "model")
-        logger.logLevel = .critical
+        let dir = try makeDirectory()
+        let options = stopTestOptions(concurrency: 2, maxRecords: 5, maxBytes: 5 << 20, batchTimeout: 0.002)
         let stats = ComponentStats(component: "o", kind: .output)
-        let context = ComponentContext(name: "o", kind: .output, dataDirectory: dir, logger: logger, stats: stats)
+        let context = quietContext(dir, stats)
         let sender = SplitSender(down: 5)
         let recordsIn = stats.counter("records_in", "")
         func batch(_ offsets: Range<Int64>) -> RecordBatch {
@@ -465,22 +466,10 @@ final class DeliveryRunnerModelTests: XCTestCase {
     /// start sent the dead letters again and they were delivered (torture seed 99403 run 43). Now
     /// the groups are settled and what was not decided is a new group.
     func testAStopSettlesLaneGroupsPartlyDecided() throws {
-        let dir = NSTemporaryDirectory() + "anduin-delivery-model-\(UUID().uuidString)"
-        dirs.append(dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        var options = DeliveryOptions(buffer: .disk(DiskRingOptions(maxBytes: 1 << 20, segmentBytes: 4_096, whenFull: .block,
-                                                                    fsync: .never, compress: false)))
-        options.concurrency = 1
-        options.maxRecords = 10
-        options.maxBytes = 125  // a few records a request
-        options.batchTimeout = 0.05
-        options.retryInitial = 0.01
-        options.retryMax = 0.05
-        options.stallAfter = 3600
-        var logger = Logger(label: "model")
-        logger.logLevel = .critical
+        let dir = try makeDirectory()
+        let options = stopTestOptions(concurrency: 1, maxRecords: 10, maxBytes: 125 /* a few records a request */, batchTimeout: 0.05)
         let stats = ComponentStats(component: "o", kind: .output)
-        let context = ComponentContext(name: "o", kind: .output, dataDirectory: dir, logger: logger, stats: stats)
+        let context = quietContext(dir, stats)
         let sender = LaneSplitSender()
         var b = RecordBatch(source: SourceInfo(path: "/f.log", sourceID: 1), inputName: "in")
         for o in Int64(0)..<10 {

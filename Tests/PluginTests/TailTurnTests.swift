@@ -42,10 +42,6 @@ final class TailTurnTests: XCTestCase {
         let input = makeInput(root, sink: sink)
         let clock = TurnClock()
         func turn(_ n: Int = 1) { clock.turn(input, n) }
-        func inode(_ path: String) -> UInt64 {
-            var st = stat()
-            return stat(path, &st) == 0 ? UInt64(st.st_ino) : 0
-        }
         let old = root + "/a/0.log"
         try Data("old-1\nold-2".utf8).write(to: URL(fileURLWithPath: old))
         let oldInode = inode(old)
@@ -205,20 +201,17 @@ extension TailTurnTests {
         func saved() -> String {
             String(decoding: FileManager.default.contents(atPath: checkpoints) ?? Data(), as: UTF8.self)
         }
-        func inode(_ path: String) -> String {
-            var st = stat()
-            return stat(path, &st) == 0 ? "\"ino\":\(st.st_ino)," : "?"
-        }
+        func savedInode(_ path: String) -> String { "\"ino\":\(inode(path))," }
         let live = root + "/a/0.log"
         try Data("one\n".utf8).write(to: URL(fileURLWithPath: live))
-        let one = inode(live)
+        let one = savedInode(live)
         turn()
         XCTAssertEqual(sink.batches.map(\.messages), [["one"]])
         sink.batches = []  // acknowledged
         // Rotated away twice: 0.log.1 is then deleted, 0.log.2 moved out and back.
         XCTAssertEqual(rename(live, live + ".1"), 0)
         try Data("two\n".utf8).write(to: URL(fileURLWithPath: live))
-        let two = inode(live)
+        let two = savedInode(live)
         turn()
         sink.batches = []
         XCTAssertEqual(rename(live, live + ".2"), 0)
@@ -235,6 +228,12 @@ extension TailTurnTests {
         XCTAssertEqual(sink.batches.flatMap(\.messages), [], "nothing shipped again")
         input.finish()
     }
+}
+
+/// `path`'s inode, 0 when it cannot be read.
+func inode(_ path: String) -> UInt64 {
+    var st = stat()
+    return stat(path, &st) == 0 ? UInt64(st.st_ino) : 0
 }
 
 /// A monotonic clock of a test's own that turns tail inputs, `step` seconds a turn.
