@@ -159,12 +159,12 @@ final class DeliveryRunnerModelTests: XCTestCase {
         var options = DeliveryOptions(buffer: .disk(DiskRingOptions(maxBytes: 1 << 20, segmentBytes: 4_096, whenFull: .block,
                                                                     fsync: .never, compress: false)))
         options.concurrency = concurrency
-        options.maxRecords = maxRecords
-        options.maxBytes = maxBytes
-        options.batchTimeout = batchTimeout
-        options.retryInitial = 0.01
-        options.retryMax = 0.05
-        options.stallAfter = 3600
+        options.batch.maxRecords = maxRecords
+        options.batch.maxBytes = maxBytes
+        options.batch.timeout = batchTimeout
+        options.retry.initial = 0.01
+        options.retry.max = 0.05
+        options.ready.stallAfter = 3600
         return options
     }
 
@@ -178,12 +178,12 @@ final class DeliveryRunnerModelTests: XCTestCase {
                                     whenFull: dropOldestAt == nil ? .block : .drop_oldest, fsync: .never))
             : .memory(maxRecords: 200))
         options.concurrency = concurrency
-        options.maxRecords = 7
-        options.maxBytes = 2_000
-        options.batchTimeout = 0.002
-        options.retryInitial = 0.002
-        options.retryMax = 0.01
-        options.stallAfter = 3600
+        options.batch.maxRecords = 7
+        options.batch.maxBytes = 2_000
+        options.batch.timeout = 0.002
+        options.retry.initial = 0.002
+        options.retry.max = 0.01
+        options.ready.stallAfter = 3600
         let stats = ComponentStats(component: "o", kind: .output)
         let context = quietContext(dir, stats)
         let destination = ScriptedDestination(seed: seed)
@@ -277,11 +277,11 @@ final class DeliveryRunnerModelTests: XCTestCase {
         let dir = try makeDirectory()
         var options = DeliveryOptions(buffer: .memory(maxRecords: 100))
         options.concurrency = 2
-        options.maxRecords = 50
-        options.maxBytes = 64  // one record per request
-        options.batchTimeout = 0.002
-        options.retryInitial = 0.001
-        options.retryMax = 0.002
+        options.batch.maxRecords = 50
+        options.batch.maxBytes = 64  // one record per request
+        options.batch.timeout = 0.002
+        options.retry.initial = 0.001
+        options.retry.max = 0.002
         let stats = ComponentStats(component: "o", kind: .output)
         let context = quietContext(dir, stats)
         let destination = ScriptedDestination(seed: 5)
@@ -363,9 +363,9 @@ final class DeliveryRunnerModelTests: XCTestCase {
         let maxBytes = 8_192
         var options = DeliveryOptions(buffer: .disk(DiskRingOptions(maxBytes: maxBytes, segmentBytes: 2_048, whenFull: .block,
                                                                     fsync: .never, compress: false)))
-        options.retryInitial = 0.01
-        options.retryMax = 0.05
-        options.stallAfter = 3600
+        options.retry.initial = 0.01
+        options.retry.max = 0.05
+        options.ready.stallAfter = 3600
         let stats = ComponentStats(component: "o", kind: .output)
         let context = quietContext(dir, stats)
         let runner = try DeliveryRunner(name: "o", options: options, context: context) { UnreachableSender() }

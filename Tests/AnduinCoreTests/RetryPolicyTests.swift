@@ -39,14 +39,14 @@ final class RetryPolicyTests: XCTestCase {
         dirs.append(dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var options = DeliveryOptions(buffer: .memory(maxRecords: 100))
-        options.retryInitial = 0.001
-        options.retryMax = 0.002
+        options.retry.initial = 0.001
+        options.retry.max = 0.002
         configure(&options)
         let stats = ComponentStats(component: "o", kind: .output)
         var logger = Logger(label: "policy")
         logger.logLevel = .critical
-        let lane = RetryLane(maxBytes: options.laneMaxBytes, journalPath: nil, fsync: .never, stats: stats, log: { _ in })
-        let waiter = RetryWaiter(diskBuffered: false, retryInitial: options.retryInitial, retryMax: options.retryMax)
+        let lane = RetryLane(maxBytes: options.retry.laneMaxBytes, journalPath: nil, fsync: .never, stats: stats, log: { _ in })
+        let waiter = RetryWaiter(diskBuffered: false, retryInitial: options.retry.initial, retryMax: options.retry.max)
         let policy = RetryPolicy(options: options, sender: sender,
                                  progress: DeliveryProgress(name: "o", stallAfter: 60, logger: logger, stats: stats),
                                  deadLetters: DeadLetterStore(dataDirectory: dir, output: "o", options: options.deadLetter,
@@ -105,7 +105,7 @@ final class RetryPolicyTests: XCTestCase {
     func testATimeoutCapsLaterRequestsUntilAnswersComeInTime() throws {
         let slowAbove = Locked(2)
         let sender = ScriptSender([{ b in b.count > slowAbove.withLock { $0 } ? .timedOut("no complete response within 2 s") : .delivered }])
-        let p = try parts(sender) { $0.maxRecords = 64 }
+        let p = try parts(sender) { $0.batch.maxRecords = 64 }
         var decided = 0
         XCTAssertTrue(p.policy.deliver(work(9), tickets: [], fromLane: false, decided: &decided))
         let cap = try XCTUnwrap(p.waiter.requestCap, "a timeout leaves a cap")
@@ -145,7 +145,7 @@ final class RetryPolicyTests: XCTestCase {
             { _ in .retryAll(status: 503, reason: "later") },
             { _ in .delivered },
         ])
-        let p = try parts(sender) { $0.laneMaxBytes = 1 }
+        let p = try parts(sender) { $0.retry.laneMaxBytes = 1 }
         // Something already waits in the lane, so a fresh refusal does not fit.
         XCTAssertTrue(p.lane.add(work(1, docBytes: 40), due: .infinity, tickets: [], force: true))
         var decided = 0
@@ -158,7 +158,7 @@ final class RetryPolicyTests: XCTestCase {
     /// A refusal repeated past `max_attempts` dead-letters the records with the budget in the reason.
     func testRetryBudgetDeadLettersAfterMaxAttempts() throws {
         let sender = ScriptSender([{ _ in .retryAll(status: 503, reason: "down") }])
-        let p = try parts(sender) { $0.budget = RetryBudget(maxAge: 0, maxAttempts: 3) }
+        let p = try parts(sender) { $0.retry.maxAge = 0; $0.retry.maxAttempts = 3 }
         var decided = 0
         XCTAssertTrue(p.policy.deliver(work(2), tickets: [], fromLane: false, decided: &decided))
         XCTAssertEqual(decided, 2)
@@ -177,8 +177,8 @@ final class RetryPolicyTests: XCTestCase {
             { _ in .unreachable("refused") },
         ])
         let p = try parts(sender) {
-            $0.budget = RetryBudget(maxAge: 0, maxAttempts: 2)
-            $0.laneMaxBytes = 1
+            $0.retry.maxAge = 0; $0.retry.maxAttempts = 2
+            $0.retry.laneMaxBytes = 1
         }
         XCTAssertTrue(p.lane.add(work(1, docBytes: 40), due: .infinity, tickets: [], force: true))
         let stopper = DispatchQueue(label: "stop")

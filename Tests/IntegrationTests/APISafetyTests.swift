@@ -22,7 +22,7 @@ final class APISafetyTests: AgentTestCase {
             inputs:
               in: {type: tail, paths: ["./logs/*.log"]}
             outputs:
-              out: {type: file, from: [in], path: ./out/records.ndjson}
+              out: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
             """)
         let v = try AgentProcess(binary: AnduinBinary.path!, arguments: ["validate", "--config", sandbox.configPath],
                                  stderrPath: sandbox.path("validate.stderr"), workingDirectory: NSTemporaryDirectory())
@@ -38,7 +38,7 @@ final class APISafetyTests: AgentTestCase {
             inputs:
               in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
             outputs:
-              out: {type: file, from: [in], path: ./out/records.ndjson}
+              out: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
             """)
         let agent = try startAgent()
         let probes = try XCTUnwrap(address("api.address").flatMap(RawHTTP.port))
@@ -79,7 +79,7 @@ final class APISafetyTests: AgentTestCase {
             inputs:
               in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
             outputs:
-              out: {type: file, from: [in], path: ./out/records.ndjson}
+              out: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
             """)
         let agent = try startAgent()
         let port = try XCTUnwrap(address("api.address").flatMap(RawHTTP.port))
@@ -136,7 +136,7 @@ final class APISafetyTests: AgentTestCase {
             inputs:
               in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
             outputs:
-              out: {type: file, from: [in], path: ./out/records.ndjson}
+              out: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
             """)
         let agent = try startAgent()  // before raising our own limit: the agent keeps the normal one
         let port = try XCTUnwrap(address("api.address").flatMap(RawHTTP.port))

@@ -10,7 +10,7 @@ final class FilterTests: AgentTestCase {
     /// One `tail` input named `in`, the given filters, and the file output fed by `feed`.
     func config(_ tail: TailOptions, filters: String, feed: String) -> String {
         "data_dir: ./data\nshutdown_timeout: 30s\ninputs:\n" + tail.yaml(name: "in") + "filters:\n" + filters
-            + "outputs:\n  local: {type: file, from: [\(feed)], path: ./out/records.ndjson}\n"
+            + "outputs:\n  local: {type: file, from: [\(feed)], path: ./out/records.ndjson, \(allMetadata)}\n"
     }
 
     func cri(_ second: Int, _ stream: String, _ text: String) -> String {

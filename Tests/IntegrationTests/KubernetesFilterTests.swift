@@ -79,7 +79,7 @@ final class KubernetesFilterTests: AgentTestCase {
             y += "    api: off\n"
         }
         for line in extra.split(separator: "\n") { y += "    \(line)\n" }
-        y += "outputs:\n  local: {type: file, from: [k8s], path: ./out/records.ndjson}\n"
+        y += "outputs:\n  local: {type: file, from: [k8s], path: ./out/records.ndjson, \(allMetadata)}\n"
         return y
     }
 
@@ -223,7 +223,7 @@ final class KubernetesFilterTests: AgentTestCase {
         defer { receiver.stop() }
         try receiver.script([], then: "503")
         var y = config(api: api, extra: "delete_grace: 1s\nwait_for_pod: 0s")
-        y = y.replacingOccurrences(of: "outputs:\n  local: {type: file, from: [k8s], path: ./out/records.ndjson}\n", with: """
+        y = y.replacingOccurrences(of: "outputs:\n  local: {type: file, from: [k8s], path: ./out/records.ndjson, \(allMetadata)}\n", with: """
             outputs:
               sink:
                 type: http

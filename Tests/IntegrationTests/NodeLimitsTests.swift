@@ -24,7 +24,7 @@ final class NodeLimitsTests: AgentTestCase {
             checkpoint_interval: 200ms
         \(extra)
         outputs:
-          local: {type: file, from: [in], path: ./out/records.ndjson}
+          local: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
         """
     }
 

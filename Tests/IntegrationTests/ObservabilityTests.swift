@@ -52,7 +52,7 @@ final class ObservabilityTests: AgentTestCase {
             inputs:
               in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms}
             outputs:
-              out: {type: file, from: [in], path: ./out/records.ndjson}
+              out: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
             """)
         let agent = try startAgent()
         appendText(sandbox.path("logs/a.log"), "one\ntwo\n")
@@ -113,7 +113,7 @@ final class ObservabilityTests: AgentTestCase {
             filters:
               parse: {type: parse, from: [containers], formats: [json]}
             outputs:
-              out: {type: file, from: [parse], path: ./out/records.ndjson}
+              out: {type: file, from: [parse], path: ./out/records.ndjson, \(allMetadata)}
             """)
         let agent = try startAgent()
         appendText(sandbox.path("logs/a.log"), #"{"msg":"one"}"# + "\n")
@@ -151,7 +151,7 @@ final class ObservabilityTests: AgentTestCase {
             filters:
               parse: {type: parse, from: [in], formats: [json]}
             outputs:
-              out: {type: file, from: [parse], path: ./out/records.ndjson}
+              out: {type: file, from: [parse], path: ./out/records.ndjson, \(allMetadata)}
             """)
         let agent = try startAgent()
         let lines = (0..<300).map { i in i % 3 == 0 ? #"{"level":"info","n":\#(i)}"# : "plain line \(i)" }
@@ -245,7 +245,7 @@ final class ObservabilityTests: AgentTestCase {
             inputs:
               in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms, checkpoint_interval: 200ms}
             outputs:
-              out: {type: file, from: [in], path: ./out/records.ndjson}
+              out: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
             """
         try writeConfig(base)
         let agent = try startAgent()
@@ -253,7 +253,7 @@ final class ObservabilityTests: AgentTestCase {
         XCTAssertTrue(poll { output.refresh().count == 100 })
 
         try writeConfig(base.replacingOccurrences(of: "checkpoint_interval: 200ms", with: "checkpoint_interval: 300ms")
-                        + "\n  second: {type: file, from: [in], path: ./out/second.ndjson}\n")
+                        + "\n  second: {type: file, from: [in], path: ./out/second.ndjson, \(allMetadata)}\n")
         agent.signal(SIGHUP)
         XCTAssertTrue(poll { agent.stderr.contains("reloaded") }, agent.stderr)
         // One line says what changed; the reload does not read like a stop and a start.
@@ -290,7 +290,7 @@ final class ObservabilityTests: AgentTestCase {
             filters:
               parse: {type: parse, from: [in], formats: [json]}
             outputs:
-              out: {type: file, from: [parse], path: ./out/records.ndjson}
+              out: {type: file, from: [parse], path: ./out/records.ndjson, \(allMetadata)}
             """)
         let agent = try startAgent()
         _ = try XCTUnwrap(apiAddress())

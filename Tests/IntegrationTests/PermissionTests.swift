@@ -26,7 +26,7 @@ final class PermissionTests: AgentTestCase {
             inputs:
               in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms, poll_interval: 100ms}
             outputs:
-              out: {type: file, from: [in], path: ./out/records.ndjson}
+              out: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
             """)
         let secret = sandbox.path("logs/secret.log")
         appendText(secret, "secret 1\nsecret 2\n")

@@ -11,7 +11,7 @@ final class ReloadSafetyTests: AgentTestCase {
         inputs:
           in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms, checkpoint_interval: 200ms}
         outputs:
-          out: {type: file, from: [in], path: ./out/records.ndjson}
+          out: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
         """
     }
 
@@ -101,7 +101,7 @@ final class ReloadSafetyTests: AgentTestCase {
               in: {type: tail, paths: ["./logs/*.log"], format: raw, glob_interval: 200ms, poll_interval: \(huge)s,
                    rotate_wait: \(huge)h, checkpoint_interval: 200ms}
             outputs:
-              out: {type: file, from: [in], path: ./out/records.ndjson}
+              out: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
               far: {type: http, from: [in], uri: "http://127.0.0.1:9/x", request_timeout: \(huge)s,
                     batch: {timeout: \(huge)s}, retry: {initial: 1s, max: \(huge)h}, buffer: {type: memory}}
             """)
@@ -130,7 +130,7 @@ final class ReloadSafetyTests: AgentTestCase {
                 outputs:
 
                 """
-            for o in outputs { s += "  \(o): {type: file, from: [in], path: \(root)/out/\(o).ndjson}\n" }
+            for o in outputs { s += "  \(o): {type: file, from: [in], path: \(root)/out/\(o).ndjson, \(allMetadata)}\n" }
             if broken { s += "  broken: {type: file, from: [nowhere], path: x}\n" }
             return s
         }
@@ -205,7 +205,7 @@ final class ReloadSafetyTests: AgentTestCase {
                 outputs:
 
                 """
-            for o in outputs { s += "  \(o): {type: file, from: [in], path: \(root)/out/\(o).ndjson}\n" }
+            for o in outputs { s += "  \(o): {type: file, from: [in], path: \(root)/out/\(o).ndjson, \(allMetadata)}\n" }
             return s
         }
         let path = sandbox.path("anduin.yaml")

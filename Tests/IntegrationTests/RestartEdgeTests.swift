@@ -10,7 +10,7 @@ final class RestartEdgeTests: AgentTestCase {
         inputs:
           in: {type: tail, paths: ["./logs/*.log"], format: raw, start_at: \(startAt), glob_interval: 200ms, poll_interval: 100ms, checkpoint_interval: 200ms}
         outputs:
-          out: {type: file, from: [in], path: ./out/records.ndjson}
+          out: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
         """
     }
 

@@ -24,7 +24,7 @@ final class TailMultilineLiveTests: AgentTestCase {
             inputs:
             \(tail.yaml(name: "in"))    multiline: {mode: python, flush_timeout: 1h}
             outputs:
-              local: {type: file, from: [in], path: ./out/records.ndjson}
+              local: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
 
             """)
         let path = sandbox.path("logs/app.log")
@@ -96,7 +96,7 @@ final class TailMultilineLiveTests: AgentTestCase {
                 inputs:
                 \(tail.yaml(name: "in"))    multiline: {mode: java, flush_timeout: \(flush)}
                 outputs:
-                  local: {type: file, from: [in], path: ./out/records.ndjson}
+                  local: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
 
                 """)
         }
@@ -139,7 +139,7 @@ final class TailMultilineLiveTests: AgentTestCase {
             inputs:
             \(TailOptions().yaml(name: "in"))    multiline: {mode: java, flush_timeout: 300ms}
             outputs:
-              local: {type: file, from: [in], path: ./out/records.ndjson}
+              local: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
 
             """)
         let path = sandbox.path("logs/app.log")
@@ -173,7 +173,7 @@ final class TailMultilineLiveTests: AgentTestCase {
             inputs:
             \(tail.yaml(name: "in"))    multiline: {mode: java, flush_timeout: 10s}
             outputs:
-              local: {type: file, from: [in], path: ./out/records.ndjson}
+              local: {type: file, from: [in], path: ./out/records.ndjson, \(allMetadata)}
 
             """)
         let path = sandbox.path("logs/app.log")

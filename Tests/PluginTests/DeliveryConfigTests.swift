@@ -2,28 +2,30 @@ import AnduinCore
 import XCTest
 import in_tail
 import out_http
+import out_stdout
+import out_file
 
 /// The delivery options of network outputs: retry budget, dead-letter store, readiness.
 final class DeliveryConfigTests: XCTestCase {
-    let registry = PluginRegistry([TailPlugin.spec, HTTPOutputPlugin.spec])
+    let registry = PluginRegistry([TailPlugin.spec, HTTPOutputPlugin.spec, StdoutOutputPlugin.spec, FileOutputPlugin.spec])
 
-    func load(_ output: String) -> Result<AgentConfig, ConfigErrors> {
+    func load(_ output: String, type: String = "type: http\nuri: http://127.0.0.1:9/ingest") -> Result<AgentConfig, ConfigErrors> {
         let yaml = """
             data_dir: /tmp/anduin-test
             inputs:
               in: {type: tail, paths: ["/var/log/*.log"]}
             outputs:
               web:
-                type: http
                 from: [in]
-                uri: http://127.0.0.1:9/ingest
+            \(type.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
             \(output.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
             """
         return AgentConfig.parse(yaml: yaml, file: "/etc/anduin/a.yaml", registry: registry, environment: [:])
     }
 
-    func delivery(_ output: String, file: StaticString = #filePath, line: UInt = #line) -> DeliveryOptions? {
-        switch load(output) {
+    func delivery(_ output: String, type: String = "type: http\nuri: http://127.0.0.1:9/ingest",
+                  file: StaticString = #filePath, line: UInt = #line) -> DeliveryOptions? {
+        switch load(output, type: type) {
         case .failure(let e):
             XCTFail("\(e.items.map(\.description))", file: file, line: line)
             return nil
@@ -35,11 +37,11 @@ final class DeliveryConfigTests: XCTestCase {
 
     func testDefaults() throws {
         let d = try XCTUnwrap(delivery(""))
-        XCTAssertEqual(d.budget, RetryBudget(maxAge: 900, maxAttempts: 0))
+        XCTAssertEqual(d.retry.budget, RetryBudget(maxAge: 900, maxAttempts: 0))
         XCTAssertEqual(d.deadLetter.maxBytes, 256 << 20)
         XCTAssertEqual(d.deadLetter.maxFiles, 8)
-        XCTAssertEqual(d.stallAfter, 300)
-        XCTAssertEqual(d.laneMaxBytes, 64 << 20)
+        XCTAssertEqual(d.ready.stallAfter, 300)
+        XCTAssertEqual(d.retry.laneMaxBytes, 64 << 20)
     }
 
     /// `buffer:` as the option table reads it (issue 27): each type, the small-ring segment rule, the
@@ -79,12 +81,12 @@ final class DeliveryConfigTests: XCTestCase {
             dead_letter: {max_bytes: 10MiB, max_files: 3}
             ready: {stall_after: 45s}
             """))
-        XCTAssertEqual(d.budget, RetryBudget(maxAge: 3, maxAttempts: 7))
-        XCTAssertEqual(d.laneMaxBytes, 1 << 20)
+        XCTAssertEqual(d.retry.budget, RetryBudget(maxAge: 3, maxAttempts: 7))
+        XCTAssertEqual(d.retry.laneMaxBytes, 1 << 20)
         XCTAssertEqual(d.deadLetter.maxBytes, 10 << 20)
         XCTAssertEqual(d.deadLetter.maxFiles, 3)
-        XCTAssertEqual(d.stallAfter, 45)
-        XCTAssertEqual(try XCTUnwrap(delivery("retry: {max_age: 0s}")).budget.maxAge, 0, "0: forever")
+        XCTAssertEqual(d.ready.stallAfter, 45)
+        XCTAssertEqual(try XCTUnwrap(delivery("retry: {max_age: 0s}")).retry.maxAge, 0, "0: forever")
     }
 
     func testBadValuesAreErrors() {
@@ -95,6 +97,31 @@ final class DeliveryConfigTests: XCTestCase {
                 continue
             }
             XCTAssertTrue(e.items.contains { $0.description.contains(key) }, "\(text): \(e.items.map(\.description))")
+        }
+    }
+
+    /// `file`, `stdout` and `blackhole` buffer in memory without `buffer:`, and also when `buffer:` is
+    /// written without `type` (it gave them a 1 GiB disk ring); the network outputs keep a disk ring.
+    func testBufferWithoutTypeKeepsTheOutputsDefault() throws {
+        let local = "type: stdout"
+        guard case .memory(let n) = try XCTUnwrap(delivery("", type: local)).buffer else { return XCTFail("not memory") }
+        XCTAssertEqual(n, 50_000)
+        guard case .memory(let m) = try XCTUnwrap(delivery("buffer: {max_records: 7}", type: local)).buffer else { return XCTFail("not memory") }
+        XCTAssertEqual(m, 7)
+        guard case .disk = try XCTUnwrap(delivery("buffer: {type: disk}", type: local)).buffer else { return XCTFail("not disk") }
+        guard case .disk = try XCTUnwrap(delivery("buffer: {max_records: 7}")).buffer else { return XCTFail("not disk") }
+        XCTAssertEqual(try XCTUnwrap(delivery("", type: local)).concurrency, 1)
+        XCTAssertEqual(try XCTUnwrap(delivery("concurrency: 5")).concurrency, 5)
+    }
+
+    /// Every output writes only `log.file.path` without `metadata:`, as the reference says (the local
+    /// outputs wrote all three).
+    func testMetadataDefaultsToTheFilePathOnEveryOutput() throws {
+        for type in ["type: stdout", "type: file\npath: /tmp/anduin-test/out", "type: http\nuri: http://127.0.0.1:9/ingest"] {
+            let m = try XCTUnwrap(delivery("", type: type)).metadata
+            XCTAssertEqual([m.filePath, m.offset, m.eventID], [true, false, false], type)
+            let all = try XCTUnwrap(delivery("metadata: {offset: true, event_id: true}", type: type)).metadata
+            XCTAssertEqual([all.filePath, all.offset, all.eventID], [true, true, true], type)
         }
     }
 }

@@ -14,12 +14,16 @@ import Darwin
 /// With `count_file`, the running count is written there (atomically) so a benchmark harness can
 /// tell when every record arrived. `encode: true` also serialises each record as the other outputs
 /// do, to measure that cost.
-public struct BlackholeConfig: EncodedOutputConfig {
-    public var countFile: String?
-    public var delivery = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
+public struct BlackholeConfig: LocalOutputConfig {
+    @OptionField(.path("count_file", "keeps the running count there"))
+    public var countFile: String? = nil
+    @OptionField(.bool("encode", "serialise each record as the other outputs would"))
+    public var encode = false
+    @OptionField(group: DocumentMetadata.self)
+    public var metadata = DocumentMetadata()
+    public var runtime = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
 
-    public init() { delivery.encode = false }
-    public var refusesRecords: Bool { false }
+    public init() {}
 
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
         BlackholeSender(countFile: countFile)
@@ -27,13 +31,7 @@ public struct BlackholeConfig: EncodedOutputConfig {
 }
 
 public enum BlackholePlugin {
-    static let table = OptionTable(BlackholeConfig()) { d in [
-        .key(.path("count_file", "keeps the running count there"), \.countFile),
-        .key(.bool("encode", default: d.delivery.encode, "serialise each record as the other outputs would"), \.delivery.encode),
-        DocumentMetadata.row(\.delivery.metadata),
-    ]}
-
-    public static let spec = PluginSpec.localOutput("blackhole", "count records and discard them (benchmarks)", table, delivery: \.delivery)
+    public static let spec = PluginSpec.localOutput("blackhole", "count records and discard them (benchmarks)", OptionTable(fields: BlackholeConfig()))
 }
 
 /// The one sender of a blackhole output (one delivery thread, so one count).

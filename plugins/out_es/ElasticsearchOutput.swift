@@ -55,25 +55,7 @@ public struct ElasticsearchConfig: EncodedOutputConfig {
 }
 
 public enum ElasticsearchPlugin {
-    static let table = OptionTable(ElasticsearchOptions()) { d in [
-        .key(.list("hosts", "`[\"https://es-0:9200\", \"https://es-1:9200\"]`: a failed host hands over to the next; `https://user:pass@host` gives Basic credentials", defaultText: "(required, or `host`)"), \.hosts),
-        .key(.text("host", "URL", "one host: the same as `hosts: [host]`"), \.host),
-        .key(.string("index", default: d.index, "literal text, the record's time (`%Y %m %d %H`, UTC) and fields (`logs-{kubernetes.namespace_name}`); field values are lowercased, a missing field gives `unknown`"), \.index),
-        .group(ConfigGroup("data_stream", "write to the data stream `logs-<dataset>-<namespace>` with `op_type: create` (instead of `index`)", dataStream.options),
-               \.dataStream) { g -> ElasticsearchOptions.DataStream? in
-            var ds = dataStream.defaults
-            dataStream.read(g, into: &ds)
-            return ds
-        },
-        .key(.choice("op_type", default: d.opType, "`create` makes a replayed record a 409, counted as delivered"), \.opType),
-        .key(.choice("id", default: d.id, "`event`: `_id` = the record's `event.id`; `none` lets the server choose"), \.id),
-        .key(.string("pipeline", "ingest pipeline name"), \.pipeline),
-    ]}
-
-    static let dataStream = OptionTable(ElasticsearchOptions.DataStream()) { d in [
-        .key(.string("dataset", default: d.dataset, "the `<dataset>` of `logs-<dataset>-<namespace>`"), \.dataset),
-        .key(.string("namespace", default: d.namespace, "the `<namespace>` of `logs-<dataset>-<namespace>`"), \.namespace),
-    ]}
+    static let table = OptionTable(fields: ElasticsearchOptions())
 
     public static let spec = PluginSpec.output("elasticsearch", "index records with the Elasticsearch/OpenSearch Bulk API",
                                                options: table.options, shared: networkOutputOptions) { r in
@@ -90,7 +72,7 @@ public enum ElasticsearchPlugin {
         if hosts.isEmpty, let h = o.host { hosts = [h] }
         if hosts.isEmpty { r.error(r.has("hosts") ? "hosts" : nil, "needs hosts: [\"http://127.0.0.1:9200\"] (or host: \"http://127.0.0.1:9200\")") }
         if r.has("hosts") && r.has("host") { r.error("host", "give hosts or host, not both") }
-        var http = HTTPOutputOptions.parse(r)
+        var (http, delivery) = HTTPOutputOptions.parseShared(r)
         // user:password@ is taken out of the hosts before anything may show them.
         hosts = http.takeUserinfo(hosts, key: "hosts", r)
         for h in hosts where !(h.hasPrefix("http://") || h.hasPrefix("https://")) {
@@ -112,8 +94,7 @@ public enum ElasticsearchPlugin {
             r.error("index", "\(indexText): \(e.message)")
             return nil
         }
-        var c = ElasticsearchConfig(hosts: hosts, index: pattern,
-                                    delivery: DeliveryOptions.parse(r))
+        var c = ElasticsearchConfig(hosts: hosts, index: pattern, delivery: delivery)
         c.opType = opType
         c.id = o.id
         c.pipeline = o.pipeline
@@ -126,17 +107,27 @@ public enum ElasticsearchPlugin {
 /// The `elasticsearch` output's own options as written (`ElasticsearchPlugin.table`);
 /// `ElasticsearchPlugin.config` checks them together into an `ElasticsearchConfig`.
 struct ElasticsearchOptions: Sendable {
+    @OptionField(.list("hosts", "`[\"https://es-0:9200\", \"https://es-1:9200\"]`: a failed host hands over to the next; `https://user:pass@host` gives Basic credentials", defaultText: "(required, or `host`)"))
     var hosts: [String] = []
-    var host: String?
+    @OptionField(.text("host", "URL", "one host: the same as `hosts: [host]`"))
+    var host: String? = nil
+    @OptionField(.string("index", "literal text, the record's time (`%Y %m %d %H`, UTC) and fields (`logs-{kubernetes.namespace_name}`); field values are lowercased, a missing field gives `unknown`"))
     var index = "logs-%Y.%m.%d"
-    var dataStream: DataStream?
+    @OptionField(group: "data_stream", "write to the data stream `logs-<dataset>-<namespace>` with `op_type: create` (instead of `index`)", DataStream.table)
+    var dataStream: DataStream? = nil
+    @OptionField(.choice("op_type", "`create` makes a replayed record a 409, counted as delivered"))
     var opType = ESOpType.create
+    @OptionField(.choice("id", "`event`: `_id` = the record's `event.id`; `none` lets the server choose"))
     var id = ESIDMode.event
-    var pipeline: String?
+    @OptionField(.string("pipeline", "ingest pipeline name"))
+    var pipeline: String? = nil
 
     struct DataStream: Sendable {
+        @OptionField(.string("dataset", "the `<dataset>` of `logs-<dataset>-<namespace>`"))
         var dataset = "generic"
+        @OptionField(.string("namespace", "the `<namespace>` of `logs-<dataset>-<namespace>`"))
         var namespace = "default"
+        static let table = OptionTable(fields: DataStream())
     }
 }
 

@@ -18,13 +18,16 @@ import Darwin
 /// holds the records; the retry budget is for refusals, which a file does not make). After kill -9,
 /// the records of the write that was not acknowledged yet are written again, with a memory buffer
 /// also those read since the input's last checkpoint.
-public struct FileOutputConfig: EncodedOutputConfig {
-    public var path: String
+public struct FileOutputConfig: LocalOutputConfig {
+    @OptionField(.path("path", required: true, "appended to, one JSON record a line"), adjust: { _, p in p })
+    public var path = ""
+    @OptionField(.bool("fsync", "fsync after each batch (survives power loss; kill -9 loses nothing either way)"))
     public var fsync = false
-    public var delivery = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
+    @OptionField(group: DocumentMetadata.self)
+    public var metadata = DocumentMetadata()
+    public var runtime = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
 
     public init(path: String) { self.path = path }
-    public var refusesRecords: Bool { false }
 
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
         try FileSender(path: path, fsync: fsync, log: { [logger = context.logger] in logger.warning("\($0)") })
@@ -32,13 +35,8 @@ public struct FileOutputConfig: EncodedOutputConfig {
 }
 
 public enum FileOutputPlugin {
-    static let table = OptionTable(FileOutputConfig(path: "")) { d in [
-        .key(.path("path", required: true, "appended to, one JSON record a line"), \.path) { _, p in p ?? "" },
-        .key(.bool("fsync", default: d.fsync, "fsync after each batch (survives power loss; kill -9 loses nothing either way)"), \.fsync),
-        DocumentMetadata.row(\.delivery.metadata),
-    ]}
-
-    public static let spec = PluginSpec.localOutput("file", "append records to a file as newline-delimited JSON", table, delivery: \.delivery)
+    public static let spec = PluginSpec.localOutput("file", "append records to a file as newline-delimited JSON",
+                                                    OptionTable(fields: FileOutputConfig(path: "")))
 }
 
 /// The one sender of a file output (its runner has one delivery thread, so batches are appended in order).

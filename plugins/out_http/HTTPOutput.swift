@@ -9,11 +9,17 @@ public enum HTTPMethod: String, CaseIterable, Sendable { case POST, PUT }
 /// last (the buffer holds the data); 408, 429 and 5xx are retried within the retry budget; 401/403 are retried and logged as a configuration problem;
 /// 413 splits the batch; any other 4xx sends the batch's records to the dead-letter file.
 public struct HTTPOutputConfig: EncodedOutputConfig {
-    public var uri: String
-    public var method: HTTPMethod = .POST
-    public var encoding: HTTPEncoding = .ndjson
+    @OptionField(.text("uri", "URL", required: true, "`http://` or `https://`; `https://user:pass@host/...` gives Basic credentials"), adjust: { _, u in u })
+    public var uri = ""
+    @OptionField(.choice("method", "request method"))
+    public var method = HTTPMethod.POST
+    @OptionField(.choice("encoding", "`ndjson` (one record a line) | `json_array`"))
+    public var encoding = HTTPEncoding.ndjson
+    /// The shared options (`networkOutputOptions`), read by the table's check.
     public var http = HTTPOutputOptions()
-    public var delivery: DeliveryOptions
+    public var delivery = DeliveryOptions(buffer: DeliveryOptions.defaultBuffer)
+
+    public init(uri: String) { self.uri = uri }
 
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender {
         try HTTPSender(config: self, abort: context.requestAbort, responses: ResponseCounters(context.stats))
@@ -21,18 +27,13 @@ public struct HTTPOutputConfig: EncodedOutputConfig {
 }
 
 public enum HTTPOutputPlugin {
-    static let table = OptionTable(HTTPOutputConfig(uri: "", delivery: DeliveryOptions(buffer: DeliveryOptions.defaultBuffer)),
-                                   check: readShared) { d in [
-        .key(.text("uri", "URL", required: true, "`http://` or `https://`; `https://user:pass@host/...` gives Basic credentials"), \.uri) { _, u in u ?? "" },
-        .key(.choice("method", default: d.method, "request method"), \.method),
-        .key(.choice("encoding", default: d.encoding, "`ndjson` (one record a line) | `json_array`"), \.encoding),
-    ]}
+    static let table = OptionTable(fields: HTTPOutputConfig(uri: ""), check: readShared)
 
     public static let spec = PluginSpec.output("http", "send batches of records to an HTTP endpoint", table, shared: networkOutputOptions)
 
     /// The options every network output shares (`networkOutputOptions`), and the URI's credentials.
     @Sendable static func readShared(_ r: ConfigReader, _ c: inout HTTPOutputConfig, _: Bool) {
-        c.http = HTTPOutputOptions.parse(r)
+        (c.http, c.delivery) = HTTPOutputOptions.parseShared(r)
         if r.has("uri") {
             // user:password@ is taken out of the URI before anything may show it.
             c.uri = c.http.takeUserinfo([c.uri], key: "uri", r)[0]
@@ -40,7 +41,6 @@ public enum HTTPOutputPlugin {
                 r.error("uri", "must start with http:// or https://")
             }
         }
-        c.delivery = DeliveryOptions.parse(r)
     }
 }
 

@@ -5,16 +5,16 @@ import Glibc
 
 /// The `stdout` output: records as newline-delimited JSON on standard output, for trying a config.
 /// A failed write (EPIPE once the reader is gone: SIGPIPE is ignored) is retried like an outage.
-public struct StdoutOutputConfig: EncodedOutputConfig {
-    public var delivery = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
-    public var refusesRecords: Bool { false }
+public struct StdoutOutputConfig: LocalOutputConfig {
+    @OptionField(group: DocumentMetadata.self)
+    public var metadata = DocumentMetadata()
+    public var runtime = DeliveryOptions(buffer: DeliveryOptions.localDefaultBuffer)
+    public init() {}
     public func makeSender(_ context: ComponentContext) throws -> any BatchSender { StdoutSender() }
 }
 
 public enum StdoutOutputPlugin {
-    static let table = OptionTable(StdoutOutputConfig()) { _ in [DocumentMetadata.row(\.delivery.metadata)] }
-
-    public static let spec = PluginSpec.localOutput("stdout", "print records as newline-delimited JSON", table, delivery: \.delivery)
+    public static let spec = PluginSpec.localOutput("stdout", "print records as newline-delimited JSON", OptionTable(fields: StdoutOutputConfig()))
 }
 
 /// The one sender of a stdout output.

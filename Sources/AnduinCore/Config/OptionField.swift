@@ -82,11 +82,38 @@ public struct OptionField<Value: Sendable>: Sendable {
         }
     }
 
+    /// A group of nested options read by their own table and turned into the field's value by
+    /// `make` (given the group's reader, to report on, and the value the group replaces); the field
+    /// keeps its value when the group is not written, or was written with problems (reported).
+    public init<Group: Sendable>(wrappedValue: Value, group key: String, _ doc: String, defaultText: String = "",
+                                 _ table: OptionTable<Group>,
+                                 make: @escaping @Sendable (_ group: Group, _ reader: ConfigReader, _ replaced: Value) -> Value) {
+        let group = ConfigGroup(key, doc, defaultText: defaultText, table.options)
+        self.init(wrappedValue, group.spec) { r, v in
+            if let g = r.group(group), let settings = table.parse(g) { v = make(settings, g, v) }
+        }
+    }
+
+    /// The group a type of options always is (`metadata:` on every output); the field keeps its
+    /// initial value when the group is not written.
+    public init(wrappedValue: Value, group: Value.Type) where Value: SharedOptionGroup {
+        self.init(wrappedValue, Value.group.spec) { r, v in
+            if let g = r.group(Value.group) { Value.table.read(g, into: &v) }
+        }
+    }
+
     private init(_ value: Value, _ spec: OptionSpec, _ read: @escaping @Sendable (ConfigReader, inout Value) -> Void) {
         box = OptionBox(value)
         self.spec = spec
         self.read = read
     }
+}
+
+/// A struct of options that is the same group wherever it is a field (`@OptionField(group: T.self)`).
+public protocol SharedOptionGroup: Sendable {
+    /// The group's declaration, with `table.options`.
+    static var group: ConfigGroup { get }
+    static var table: OptionTable<Self> { get }
 }
 
 /// The storage of one `OptionField`, shared by copies of a config.

@@ -182,6 +182,6 @@ public enum DeadLetterReplay {
         }
         let ctx = ComponentContext(name: name, kind: .output, dataDirectory: config.dataDirectory,
                                    logger: Logger(label: "anduin"), stats: ComponentStats(component: name, kind: .output, type: decl.type))
-        return (try ec.makeSender(ctx), ec.delivery.maxRecords)
+        return (try ec.makeSender(ctx), ec.delivery.batch.maxRecords)
     }
 }

@@ -16,28 +16,32 @@ public enum BufferOptions: Sendable {
     /// The disk ring: records are acknowledged to the input once written to it (they survive
     /// restarts and crashes), and removed from it once delivered.
     case disk(DiskRingOptions)
+
+    var type: BufferType {
+        switch self {
+        case .memory: return .memory
+        case .disk: return .disk
+        }
+    }
 }
 
-/// Batching, buffering, retries and concurrency of an output on the delivery runtime. Its fields
-/// hold the defaults; ranges and meanings are in `table`.
+/// Batching, buffering, retries and readiness of an output on the delivery runtime: the options
+/// every output reads (`buffer:`, `batch:`, `retry:`, `dead_letter:`, `ready:`), declared once by
+/// their fields. `concurrency` and `metadata` are set by the output from its own options.
 public struct DeliveryOptions: Sendable {
-    public var buffer: BufferOptions
-    public var maxRecords = 5000
-    public var maxBytes = 5 << 20
-    /// A batch is sent when it reaches `maxRecords` or `maxBytes`, or this long after its first record.
-    public var batchTimeout = 1.0
-    public var retryInitial = 0.1
-    public var retryMax = 30.0
-    /// How long, and how many times, a record refused with a retriable status is retried before it
-    /// is dead-lettered (0: no limit). An outage (no answer at all) is not counted against it.
-    public var budget = RetryBudget()
-    /// Bytes of records waiting out their backoff in the retry lane (outside the in-flight window);
-    /// past it, a failing request is retried in place.
-    public var laneMaxBytes = 64 << 20
+    /// Without `buffer:`, the value the output made the options with (`defaultBuffer` or
+    /// `localDefaultBuffer`); `buffer:` without `type` keeps its type.
+    @OptionField(group: "buffer", "where records wait for delivery", defaultText: "`{type: disk}` (`{type: memory}` for `file`, `stdout`, `blackhole`)",
+                 BufferSettings.table, make: { settings, b, replaced in settings.buffer(b, typeNotWritten: replaced.type) })
+    public var buffer: BufferOptions = defaultBuffer
+    @OptionField(group: "batch", "a request is sent when any limit is reached", BatchOptions.table)
+    public var batch = BatchOptions()
+    @OptionField(group: "retry", "exponential backoff (equal jitter: each wait is between half and all of the nominal delay, and lasts until its deadline); the retry budget and the retry lane: see *Retries, the retry lane and the budget*", RetryOptions.table)
+    public var retry = RetryOptions()
+    @OptionField(group: "dead_letter", "bounds of the output's dead-letter store (see *Dead letters and replay*)", DeadLetterOptions.table)
     public var deadLetter = DeadLetterOptions()
-    /// `/ready` fails when this output made no progress for this long with records waiting, or
-    /// has records failing for this long.
-    public var stallAfter = 300.0
+    @OptionField(group: "ready", "`/ready` answers 503 when this output stalls (see *Observability*)", ReadyOptions.table)
+    public var ready = ReadyOptions()
     /// Requests in flight at once. Acknowledgements still advance in order.
     public var concurrency = 2
     /// Source-position fields written into each document (encoded before the buffer for `disk`).
@@ -54,62 +58,62 @@ public struct DeliveryOptions: Sendable {
     /// The buffer of `file`, `stdout` and `blackhole` when `buffer:` is not written.
     public static var localDefaultBuffer: BufferOptions { .memory(maxRecords: BufferSettings().memoryMaxRecords) }
 
-    /// Reads `buffer:`, `batch:`, `retry:`, `dead_letter:`, `ready:`, `metadata:` and, when
-    /// `concurrent`, `concurrency` from an output's options (not concurrent: one request at a time,
-    /// in order).
-    public static func parse(_ r: ConfigReader, defaultBuffer: BufferOptions = defaultBuffer, concurrent: Bool = true) -> DeliveryOptions {
-        var o = DeliveryOptions(buffer: defaultBuffer)
-        o.metadata = DocumentMetadata.read(r)
-        (concurrent ? table : runtimeTable).read(r, into: &o)
-        if !concurrent { o.concurrency = 1 }
-        return o
-    }
+    /// The options of the network outputs (a disk buffer by default).
+    public static let table = OptionTable(fields: DeliveryOptions(buffer: defaultBuffer))
+    /// The options of `file`, `stdout` and `blackhole` (a memory buffer by default).
+    public static let localTable = OptionTable(fields: DeliveryOptions(buffer: localDefaultBuffer))
+}
 
-    /// What every output on the runtime reads: `buffer:`, `batch:`, `retry:`, `dead_letter:` and
-    /// `ready:`, declared once.
-    public static let runtimeTable: OptionTable<DeliveryOptions> = OptionTable(DeliveryOptions(buffer: defaultBuffer)) { d in [
-        .group(ConfigGroup("buffer", "where records wait for delivery", defaultText: "`{type: disk}`", BufferSettings.table.options),
-               \.buffer, BufferSettings.read),
-        .group("batch", "a request is sent when any limit is reached", batch, \.self),
-        .group("retry", "exponential backoff (equal jitter: each wait is between half and all of the nominal delay, and lasts until its deadline); the retry budget and the retry lane: see *Retries, the retry lane and the budget*", retry, \.self),
-        .group("dead_letter", "bounds of the output's dead-letter store (see *Dead letters and replay*)", deadLetter, \.deadLetter),
-        .group("ready", "`/ready` answers 503 when this output stalls (see *Observability*)", ready, \.self),
-    ]}
+/// `batch:`. A batch is sent when it reaches `maxRecords` or `maxBytes`, or `timeout` after its
+/// first record.
+public struct BatchOptions: Sendable {
+    @OptionField(.int("max_records", 1...1_000_000, "records in one request"))
+    public var maxRecords = 5000
+    @OptionField(.size("max_bytes", 1024...(1 << 30), "bytes in one request (before compression)"))
+    public var maxBytes = 5 << 20
+    @OptionField(.duration("timeout", 0.001...3600, "a request is sent this long after its first record at the latest"))
+    public var timeout = 1.0
 
-    /// The network outputs' table: `runtimeTable` and `concurrency`.
-    public static let table: OptionTable<DeliveryOptions> = OptionTable(DeliveryOptions(buffer: defaultBuffer)) { d in
-        runtimeTable.rows + [
-            .key(.int("concurrency", default: d.concurrency, 1...64, "requests in flight; acknowledgements still advance in order"), \.concurrency),
-        ]
-    }
+    public init() {}
+    static let table = OptionTable(fields: BatchOptions())
+}
 
-    // The groups' tables; `batch`, `retry` and `ready` fill fields of `DeliveryOptions` itself.
-    static let batch: OptionTable<DeliveryOptions> = OptionTable(DeliveryOptions(buffer: defaultBuffer)) { d in [
-        .key(.int("max_records", default: d.maxRecords, 1...1_000_000, "records in one request"), \.maxRecords),
-        .key(.size("max_bytes", default: d.maxBytes, 1024...(1 << 30), "bytes in one request (before compression)"), \.maxBytes),
-        .key(.duration("timeout", default: d.batchTimeout, 0.001...3600, "a request is sent this long after its first record at the latest"), \.batchTimeout),
-    ]}
+/// `retry:`: the backoff, the retry budget and the retry lane.
+public struct RetryOptions: Sendable {
+    @OptionField(.duration("initial", 0.001...3600, "first retry delay"))
+    public var initial = 0.1
+    @OptionField(.duration("max", 0.001...86_400, "longest retry delay (at least `initial`)"))
+    public var max = 30.0
+    /// How long, and how many times, a record refused with a retriable status is retried before it
+    /// is dead-lettered (0: no limit). An outage (no answer at all) is not counted against it.
+    @OptionField(.duration("max_age", 0...(30 * 86_400), "a record refused with a retriable status (408, 429, 5xx) this long after its first refusal is dead-lettered; 0: no limit. An outage (no answer) does not count"))
+    public var maxAge = RetryBudget().maxAge
+    @OptionField(.int("max_attempts", 0...1_000_000_000, "the same, in attempts (the first send included); 0: no limit"))
+    public var maxAttempts = RetryBudget().maxAttempts
+    /// Bytes of records waiting out their backoff in the retry lane (outside the in-flight window);
+    /// past it, a failing request is retried in place.
+    @OptionField(.size("lane_max_bytes", (1 << 16)...(1 << 40), "records waiting out their backoff in the retry lane; past it, refused items are retried in place"))
+    public var laneMaxBytes = 64 << 20
 
-    static let retry: OptionTable<DeliveryOptions> = OptionTable(DeliveryOptions(buffer: defaultBuffer), check: checkRetry) { d in [
-        .key(.duration("initial", default: d.retryInitial, 0.001...3600, "first retry delay"), \.retryInitial),
-        .key(.duration("max", default: d.retryMax, 0.001...86_400, "longest retry delay (at least `initial`)"), \.retryMax),
-        .key(.duration("max_age", default: d.budget.maxAge, 0...(30 * 86_400), "a record refused with a retriable status (408, 429, 5xx) this long after its first refusal is dead-lettered; 0: no limit. An outage (no answer) does not count"), \.budget.maxAge),
-        .key(.int("max_attempts", default: d.budget.maxAttempts, 0...1_000_000_000, "the same, in attempts (the first send included); 0: no limit"), \.budget.maxAttempts),
-        .key(.size("lane_max_bytes", default: d.laneMaxBytes, (1 << 16)...(1 << 40), "records waiting out their backoff in the retry lane; past it, refused items are retried in place"), \.laneMaxBytes),
-    ]}
+    public init() {}
 
-    @Sendable static func checkRetry(_ r: ConfigReader, _ o: inout DeliveryOptions, _: Bool) {
-        if o.retryMax < o.retryInitial { r.error("max", "must be at least retry.initial") }
-    }
+    /// The retry budget of one record.
+    public var budget: RetryBudget { RetryBudget(maxAge: maxAge, maxAttempts: maxAttempts) }
 
-    static let deadLetter: OptionTable<DeadLetterOptions> = OptionTable(DeadLetterOptions()) { d in [
-        .key(.size("max_bytes", default: d.maxBytes, (1 << 16)...(1 << 40), "bytes of the dead-letter store (`data_dir/dead-letter/<output>/`); the oldest file goes first"), \.maxBytes),
-        .key(.int("max_files", default: d.maxFiles, 2...10_000, "files of the dead-letter store"), \.maxFiles),
-    ]}
+    static let table = OptionTable(fields: RetryOptions(), check: { r, o, _ in
+        if o.max < o.initial { r.error("max", "must be at least retry.initial") }
+    })
+}
 
-    static let ready: OptionTable<DeliveryOptions> = OptionTable(DeliveryOptions(buffer: defaultBuffer)) { d in [
-        .key(.duration("stall_after", default: d.stallAfter, 0.001...(7 * 86_400), "`/ready` fails when this output made no progress for this long with records waiting, or has had records failing this long"), \.stallAfter),
-    ]}
+/// `ready:`.
+public struct ReadyOptions: Sendable {
+    /// `/ready` fails when this output made no progress for this long with records waiting, or
+    /// has records failing for this long.
+    @OptionField(.duration("stall_after", 0.001...(7 * 86_400), "`/ready` fails when this output made no progress for this long with records waiting, or has had records failing this long"))
+    public var stallAfter = 300.0
+
+    public init() {}
+    static let table = OptionTable(fields: ReadyOptions())
 }
 
 public enum BufferType: String, CaseIterable, Sendable { case disk, memory }
@@ -118,37 +122,33 @@ public enum FsyncMode: String, CaseIterable, Sendable { case interval, always, n
 /// `buffer:` as written; `buffer(_:)` makes the `BufferOptions` of its type. The disk defaults are
 /// `DiskRingOptions`'s.
 struct BufferSettings: Sendable {
+    @OptionField(.choice("type", "`disk`: a ring of LZ4 segment files under `data_dir/buffers/<output>/`; `memory`: a bounded queue (see *Buffers*). `file`, `stdout` and `blackhole` default to `memory`"))
     var type = BufferType.disk
+    @OptionField(.int("max_records", 1...100_000_000, "(memory) records held"))
     var memoryMaxRecords = 50_000
-    var disk = DiskRingOptions()
+    @OptionField(.size("max_bytes", (1 << 16)...(1 << 50), "(disk) cap on segment files; only a stop may pass it, by up to 64 MiB, to keep what the output had queued"))
+    var maxBytes = DiskRingOptions().maxBytes
+    @OptionField(.size("segment_bytes", (1 << 12)...BlockHeader.maxPayload, "(disk) size of one segment file (at most `max_bytes`)"))
+    var segmentBytes = DiskRingOptions().segmentBytes
+    @OptionField(.choice("when_full", "(disk) `block` pauses the inputs that feed this output; `drop_oldest` deletes the oldest segment (`buffer_records_dropped`)"))
+    var whenFull = DiskRingOptions().whenFull
+    @OptionField(.choice("fsync", "(disk) when appended records are fsynced (see *Buffers*)"))
     var fsync = FsyncMode.interval
+    @OptionField(.duration("fsync_interval", 0.001...3600, "(disk) with `fsync: interval`"))
     var fsyncInterval = DiskRingOptions.defaultFsyncInterval
+    @OptionField(.bool("compress", "(disk) LZ4-compress blocks"))
+    var compress = DiskRingOptions().compress
 
-    static let table: OptionTable<BufferSettings> = OptionTable(BufferSettings()) { d in [
-        .key(.choice("type", default: d.type, "`disk`: a ring of LZ4 segment files under `data_dir/buffers/<output>/`; `memory`: a bounded queue (see *Buffers*)"), \.type),
-        .key(.int("max_records", default: d.memoryMaxRecords, 1...100_000_000, "(memory) records held"), \.memoryMaxRecords),
-        .key(.size("max_bytes", default: d.disk.maxBytes, (1 << 16)...(1 << 50), "(disk) cap on segment files; only a stop may pass it, by up to 64 MiB, to keep what the output had queued"), \.disk.maxBytes),
-        .key(.size("segment_bytes", default: d.disk.segmentBytes, (1 << 12)...BlockHeader.maxPayload, "(disk) size of one segment file (at most `max_bytes`)"), \.disk.segmentBytes),
-        .key(.choice("when_full", default: d.disk.whenFull, "(disk) `block` pauses the inputs that feed this output; `drop_oldest` deletes the oldest segment (`buffer_records_dropped`)"), \.disk.whenFull),
-        .key(.choice("fsync", default: d.fsync, "(disk) when appended records are fsynced (see *Buffers*)"), \.fsync),
-        .key(.duration("fsync_interval", default: d.fsyncInterval, 0.001...3600, "(disk) with `fsync: interval`"), \.fsyncInterval),
-        .key(.bool("compress", default: d.disk.compress, "(disk) LZ4-compress blocks"), \.disk.compress),
-    ]}
+    static let table = OptionTable(fields: BufferSettings())
 
-    /// The buffer `b` (the `buffer:` reader) describes, its problems reported on `b`.
-    @Sendable static func read(_ b: ConfigReader) -> BufferOptions {
-        var settings = table.defaults
-        table.read(b, into: &settings)
-        return settings.buffer(b)
-    }
-
-    /// The buffer of `type`, its problems reported on `b`.
-    func buffer(_ b: ConfigReader) -> BufferOptions {
-        switch type {
+    /// The buffer of `type` (`typeNotWritten` when `b` has no `type`), its problems reported on `b`
+    /// (the `buffer:` reader).
+    func buffer(_ b: ConfigReader, typeNotWritten: BufferType) -> BufferOptions {
+        switch b.has("type") ? type : typeNotWritten {
         case .memory:
             return .memory(maxRecords: memoryMaxRecords)
         case .disk:
-            var d = disk
+            var d = DiskRingOptions(maxBytes: maxBytes, segmentBytes: segmentBytes, whenFull: whenFull, compress: compress)
             // A small ring gets one segment of its size rather than an error.
             if !b.has("segment_bytes") { d.segmentBytes = min(d.segmentBytes, d.maxBytes) }
             switch fsync {
@@ -188,8 +188,11 @@ public struct RetryBudget: Sendable, Equatable {
 }
 
 /// Bounds of an output's dead-letter store (`data_dir/dead-letter/<output>/`).
-public struct DeadLetterOptions: Sendable, Equatable {
+public struct DeadLetterOptions: Sendable {
+    @OptionField(.size("max_bytes", (1 << 16)...(1 << 40), "bytes of the dead-letter store (`data_dir/dead-letter/<output>/`); the oldest file goes first"))
     public var maxBytes = 256 << 20
+    @OptionField(.int("max_files", 2...10_000, "files of the dead-letter store"))
     public var maxFiles = 8
     public init() {}
+    static let table = OptionTable(fields: DeadLetterOptions())
 }

@@ -63,7 +63,7 @@ final class DeliveryRunner: OutputStage, Sendable {
         switch options.buffer {
         case .memory(let maxRecords):
             ring = nil
-            queue = OutputQueue(capacity: maxRecords, batchTimeout: options.batchTimeout, immediate: false, stats: s)
+            queue = OutputQueue(capacity: maxRecords, batchTimeout: options.batch.timeout, immediate: false, stats: s)
         case .disk(let ringOptions):
             do {
                 ring = try DiskRing(directory: context.dataDirectory + "/buffers/" + name, options: ringOptions,
@@ -73,16 +73,16 @@ final class DeliveryRunner: OutputStage, Sendable {
             }
             fsync = ringOptions.fsync
             // Only a small hand-off: the ring is the buffer.
-            queue = OutputQueue(capacity: max(options.maxRecords, 10_000), batchTimeout: options.batchTimeout,
+            queue = OutputQueue(capacity: max(options.batch.maxRecords, 10_000), batchTimeout: options.batch.timeout,
                                 immediate: true, stats: s)
         }
-        lane = RetryLane(maxBytes: options.laneMaxBytes,
+        lane = RetryLane(maxBytes: options.retry.laneMaxBytes,
                          journalPath: ring.map { _ in context.dataDirectory + "/buffers/" + name + ".retry-lane" },
                          fsync: fsync, stats: s, log: { logger.warning("\($0)") })
         deadLetters = DeadLetterStore(dataDirectory: context.dataDirectory, output: name, options: options.deadLetter,
                                       fsync: fsync, stats: s)
-        progress = DeliveryProgress(name: name, stallAfter: options.stallAfter, logger: logger, stats: s)
-        waiter = RetryWaiter(diskBuffered: ring != nil, retryInitial: options.retryInitial, retryMax: options.retryMax)
+        progress = DeliveryProgress(name: name, stallAfter: options.ready.stallAfter, logger: logger, stats: s)
+        waiter = RetryWaiter(diskBuffered: ring != nil, retryInitial: options.retry.initial, retryMax: options.retry.max)
         requestAbort = context.requestAbort
         // What this run found buffered from the previous one: the "in" side of the accounting for
         // records this process never received.
@@ -129,7 +129,7 @@ final class DeliveryRunner: OutputStage, Sendable {
     private func writerLoop() {
         guard let ring else { return }
         loop: while true {
-            switch queue.take(limitRecords: options.maxRecords, maxWait: 1, countInflight: false) {
+            switch queue.take(limitRecords: options.batch.maxRecords, maxWait: 1, countInflight: false) {
             case .idle: continue
             case .finished: break loop
             case .batches(let items):
@@ -197,7 +197,7 @@ final class DeliveryRunner: OutputStage, Sendable {
                                  lane: lane, waiter: waiter, slot: slot)
         while !waiter.stopNow {
             // Records whose backoff is over go first: they are the oldest.
-            let due = lane.takeDue(now: monotonicSeconds(), maxRecords: options.maxRecords)
+            let due = lane.takeDue(now: monotonicSeconds(), maxRecords: options.batch.maxRecords)
             if !due.isEmpty {
                 var work = DeliveryWork(EncodedBatch())
                 for g in due { work.append(g.work) }
@@ -272,7 +272,7 @@ final class DeliveryRunner: OutputStage, Sendable {
 
     private func takeFresh(maxWait: Double) -> Fresh {
         guard let ring else {
-            switch queue.take(limitRecords: options.maxRecords, maxWait: maxWait, countInflight: true) {
+            switch queue.take(limitRecords: options.batch.maxRecords, maxWait: maxWait, countInflight: true) {
             case .idle: return .idle
             case .finished: return .finished
             case .batches(let items):
@@ -314,14 +314,14 @@ final class DeliveryRunner: OutputStage, Sendable {
             if waiter.stopNow { return .finished }
             var batch = EncodedBatch()
             var end: RingPosition?
-            let deadline = monotonicSeconds() + options.batchTimeout
+            let deadline = monotonicSeconds() + options.batch.timeout
             var bytes = 0
-            while batch.count < options.maxRecords && bytes < options.maxBytes {
+            while batch.count < options.batch.maxRecords && bytes < options.batch.maxBytes {
                 let wait = end == nil ? (done ? 0.05 : min(0.25, maxWait)) : max(0, deadline - monotonicSeconds())
                 // Filling a started batch: woken when the rest of it was written or at the batch
                 // timeout, not at every block an input writes.
-                guard let r = ring.read(maxRecords: options.maxRecords - batch.count,
-                                        maxBytes: options.maxBytes - bytes, timeout: wait, gather: end != nil) else { break }
+                guard let r = ring.read(maxRecords: options.batch.maxRecords - batch.count,
+                                        maxBytes: options.batch.maxBytes - bytes, timeout: wait, gather: end != nil) else { break }
                 if batch.isEmpty {
                     batch = r.batch  // the common case: one read fills the batch, no copy
                 } else {

@@ -22,49 +22,83 @@ public struct HTTPAuthOptions: Sendable {
     public init() {}
 }
 
-/// Options every HTTP-based output shares: connection, TLS, auth, headers, compression.
+/// Options every network output (`elasticsearch`, `http`) shares, declared once by these fields:
+/// concurrency, connection, TLS, credentials, headers, compression and `metadata:`; buffering,
+/// batching and retries are `DeliveryOptions`.
 public struct HTTPOutputOptions: Sendable {
-    public var client = HTTPClientOptions()
-    public var auth = HTTPAuthOptions()
+    @OptionField(.int("concurrency", 1...64, "requests in flight; acknowledgements still advance in order"))
+    public var concurrency = DeliveryOptions(buffer: DeliveryOptions.defaultBuffer).concurrency
+    @OptionField(.duration("connect_timeout", 0.001...3600, "a connection that takes longer is abandoned and retried"))
+    public var connectTimeout = HTTPClientOptions().connectTimeout
+    @OptionField(.duration("request_timeout", 0.001...86_400, "a request that takes longer is abandoned and retried"))
+    public var requestTimeout = HTTPClientOptions().requestTimeout
+    @OptionField(.bool("http2", "HTTP/2 when the TLS server offers it, else HTTP/1.1; connections are kept alive"))
+    public var http2 = HTTPClientOptions().http2
+    @OptionField(.text("proxy", "URL", "`http_proxy`/`https_proxy`/`no_proxy` are honoured; `\"\"` turns proxies off", defaultText: "(environment)"))
+    public var proxy: String? = nil
+    @OptionField(group: "tls", "verification is on by default", tlsTable)
+    public var tls = TLSOptions()
+    @OptionField(.string("user", "basic auth, with `password` or `password_file`"))
+    public var user: String? = nil
+    @OptionField(.secret("password", "basic auth password (a secret: shown as `***`)"))
+    public var password: Secret? = nil
+    @OptionField(.path("password_file", "basic auth password, re-read for every request"))
+    public var passwordFile: String? = nil
+    /// Elasticsearch API key (the base64 `id:key`), sent as `Authorization: ApiKey …`.
+    @OptionField(.secret("api_key", "`Authorization: ApiKey <key>` (Elasticsearch; a secret)"))
+    public var apiKey: Secret? = nil
+    /// Bearer token file, re-read whenever it changes (Kubernetes rotates projected tokens).
+    @OptionField(.path("token_file", "`Authorization: Bearer <token>`, re-read when the file changes (rotated tokens)"))
+    public var tokenFile: String? = nil
     /// Extra headers. Every value is a `Secret`: values such as `Authorization`, `X-Api-Key` or a
     /// tenant token are credentials, and telling them from harmless ones by name would miss some.
+    @OptionField(.free("headers", "mapping: name → secret", "extra request headers; every value is a secret (shown as `***`)", defaultText: "{}"),
+                 read: { r in r.stringMap("headers").map { ($0.0, Secret($0.1)) } })
     public var headers: [(String, Secret)] = []
-    public var compression: Compression = .gzip
-    public var compressionLevel: Int32 = 5
+    @OptionField(.choice("compression", "request bodies, sent as `Content-Encoding: gzip`"))
+    public var compression = Compression.gzip
+    @OptionField(.int("compression_level", 1...12, "gzip level (libdeflate, on zlib's scale: 1 fastest, 12 smallest; what each costs: *Performance*)"))
+    public var compressionLevel = 5
+    @OptionField(group: DocumentMetadata.self)
+    public var metadata = DocumentMetadata()
 
     public init() {}
 
-    /// The options every network output (`elasticsearch`, `http`) shares, declared once: connection,
-    /// TLS, credentials, headers and compression here; buffering, batching and retries in `DeliveryOptions.table`.
-    public static let table = OptionTable(HTTPOutputOptions(), check: checkAuth) { d in [
-        .key(.duration("connect_timeout", default: d.client.connectTimeout, 0.001...3600, "a connection that takes longer is abandoned and retried"), \.client.connectTimeout),
-        .key(.duration("request_timeout", default: d.client.requestTimeout, 0.001...86_400, "a request that takes longer is abandoned and retried"), \.client.requestTimeout),
-        .key(.bool("http2", default: d.client.http2, "HTTP/2 when the TLS server offers it, else HTTP/1.1; connections are kept alive"), \.client.http2),
-        .key(.text("proxy", "URL", "`http_proxy`/`https_proxy`/`no_proxy` are honoured; `\"\"` turns proxies off", defaultText: "(environment)"), \.client.proxy),
-        .group("tls", "verification is on by default", tls, \.client.tls),
-        .key(.string("user", "basic auth, with `password` or `password_file`"), \.auth.user),
-        .key(.secret("password", "basic auth password (a secret: shown as `***`)"), \.auth.password),
-        .key(.path("password_file", "basic auth password, re-read for every request"), \.auth.passwordFile),
-        .key(.secret("api_key", "`Authorization: ApiKey <key>` (Elasticsearch; a secret)"), \.auth.apiKey),
-        .key(.path("token_file", "`Authorization: Bearer <token>`, re-read when the file changes (rotated tokens)"), \.auth.tokenFile),
-        .custom(ConfigKey<ConfigValue?>.free("headers", "mapping: name → secret", "extra request headers; every value is a secret (shown as `***`)", defaultText: "{}").spec) { r, o in
-            o.headers = r.stringMap("headers").map { ($0.0, Secret($0.1)) }
-        },
-        .key(ConfigKey<Compression>.choice("compression", default: d.compression, "request bodies, sent as `Content-Encoding: gzip`"), \.compression),
-        .key(.int("compression_level", default: Int(d.compressionLevel), 1...12, "gzip level (libdeflate, on zlib's scale: 1 fastest, 12 smallest; what each costs: *Performance*)"), \.compressionLevel) { _, level in Int32(level) },
-    ]}
+    /// The connection options libcurl is set up with.
+    public var client: HTTPClientOptions {
+        var c = HTTPClientOptions()
+        c.connectTimeout = connectTimeout
+        c.requestTimeout = requestTimeout
+        c.http2 = http2
+        c.proxy = proxy
+        c.tls = tls
+        return c
+    }
 
-    static let tls = OptionTable(TLSOptions(), check: checkTLS) { d in [
-        .key(.path("ca_file", "CA bundle that verifies the server"), \.caFile),
-        .key(.path("cert_file", "client certificate (with `key_file`)"), \.certFile),
-        .key(.path("key_file", "client key (with `cert_file`)"), \.keyFile),
-        .key(.bool("insecure_skip_verify", default: d.insecureSkipVerify, "do not verify the server (tests only)"), \.insecureSkipVerify),
-    ]}
+    public var auth: HTTPAuthOptions {
+        var a = HTTPAuthOptions()
+        a.user = user
+        a.password = password
+        a.passwordFile = passwordFile
+        a.apiKey = apiKey
+        a.tokenFile = tokenFile
+        return a
+    }
 
-    public static func parse(_ r: ConfigReader) -> HTTPOutputOptions {
-        var o = table.defaults
-        table.read(r, into: &o)
-        return o
+    public static let table = OptionTable(fields: HTTPOutputOptions(), check: checkAuth)
+
+    static let tlsTable = OptionTable(fields: TLSOptions(), check: checkTLS)
+
+    /// The options every network output shares, read from its options: these and `DeliveryOptions`
+    /// (a disk buffer by default), with `concurrency` and `metadata` passed on to the delivery.
+    public static func parseShared(_ r: ConfigReader) -> (http: HTTPOutputOptions, delivery: DeliveryOptions) {
+        var http = table.defaults
+        table.read(r, into: &http)
+        var delivery = DeliveryOptions.table.defaults
+        DeliveryOptions.table.read(r, into: &delivery)
+        delivery.concurrency = http.concurrency
+        delivery.metadata = http.metadata
+        return (http, delivery)
     }
 
     @Sendable static func checkTLS(_ t: ConfigReader, _ tls: inout TLSOptions, _: Bool) {
@@ -79,13 +113,13 @@ public struct HTTPOutputOptions: Sendable {
     }
 
     @Sendable static func checkAuth(_ r: ConfigReader, _ o: inout HTTPOutputOptions, _: Bool) {
-        if o.auth.password != nil && o.auth.passwordFile != nil {
+        if o.password != nil && o.passwordFile != nil {
             r.error("password_file", "give password or password_file, not both")
         }
-        if (o.auth.password != nil || o.auth.passwordFile != nil) && o.auth.user == nil {
+        if (o.password != nil || o.passwordFile != nil) && o.user == nil {
             r.error(nil, "a password needs a user")
         }
-        let schemes = [o.auth.user != nil, o.auth.apiKey != nil, o.auth.tokenFile != nil].filter { $0 }.count
+        let schemes = [o.user != nil, o.apiKey != nil, o.tokenFile != nil].filter { $0 }.count
         if schemes > 1 { r.error(nil, "choose one of user/password, api_key and token_file") }
     }
 }
@@ -98,13 +132,13 @@ extension HTTPOutputOptions {
         let parts = urls.map(URLUserinfo.init)
         let withInfo = parts.filter { $0.user != nil || $0.password != nil }
         guard let first = withInfo.first else { return urls }
-        if auth.user != nil || auth.apiKey != nil || auth.tokenFile != nil || auth.passwordFile != nil {
+        if user != nil || apiKey != nil || tokenFile != nil || passwordFile != nil {
             r.error(key, "credentials in the URL and user/password, api_key or token_file: give one of them")
         } else if withInfo.count != parts.count || withInfo.contains(where: { $0.user != first.user || $0.password != first.password }) {
             r.error(key, "the hosts carry different credentials in their URLs: give user and password once instead")
         } else {
-            auth.user = first.user
-            auth.password = first.password
+            user = first.user
+            password = first.password
         }
         return parts.map(\.url)
     }

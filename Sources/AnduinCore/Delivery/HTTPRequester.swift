@@ -28,7 +28,7 @@ public final class HTTPRequester {
         self.abort = abort
         client = try HTTPClient(options: options.client)
         auth = HTTPAuthenticator(options.auth)
-        encoder = try BodyEncoder(options.compression, level: options.compressionLevel)
+        encoder = try BodyEncoder(options.compression, level: Int32(clamping: options.compressionLevel))
         // Revealed here, once: this list goes to libcurl with every request.
         var h = options.headers.map { ($0.0, $0.1.reveal()) }
         h.append(("Content-Type", contentType))

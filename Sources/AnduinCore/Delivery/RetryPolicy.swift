@@ -63,8 +63,8 @@ struct RetryPolicy {
     func deliverOrLeave(_ work: DeliveryWork, tickets: [DeliveryTicket], fromLane: Bool, decided: inout Int) -> Outcome {
         // A buffer hands over what it holds (a whole input read, a whole ring block): the request
         // size limits are applied here, for every buffer kind. Sent in order (popLast).
-        var stack = Array(work.chunked(maxRecords: options.maxRecords, maxBytes: options.maxBytes).reversed())
-        var backoff = Backoff(initial: options.retryInitial, max: options.retryMax, jitter: .equal)
+        var stack = Array(work.chunked(maxRecords: options.batch.maxRecords, maxBytes: options.batch.maxBytes).reversed())
+        var backoff = Backoff(initial: options.retry.initial, max: options.retry.max, jitter: .equal)
         defer { progress.sending(slot: slot, nil) }
         /// Stopping with a disk buffer before `pending` and the rest are decided: they go to the lane,
         /// journaled like a per-item refusal, and count as decided. So a take commits, and the decided
@@ -119,7 +119,7 @@ struct RetryPolicy {
                 case .timedOut: waiter.timedOut(records: pending.count)
                 case .unreachable, .tooLarge: break
                 // Answered in time, whatever it said: the destination can take requests this large.
-                default: waiter.answeredInTime(records: pending.count, limit: options.maxRecords)
+                default: waiter.answeredInTime(records: pending.count, limit: options.batch.maxRecords)
                 }
                 var failure: String?
                 var loud = false
@@ -182,7 +182,7 @@ struct RetryPolicy {
                     let rest = pending.subset(keep)
                     // Rounded up to a grid so that groups refused around the same time are retried
                     // together, in one request (never earlier than their backoff).
-                    let grid = max(0.1, options.retryInitial)
+                    let grid = max(0.1, options.retry.initial)
                     let delay = max(backoff.delay(attempt: rest.maxAttempts), retryAfter)
                     progress.debug("\(keep.count) record(s) refused (HTTP \(rest.state(0).status): \(rest.state(0).reason)): retried in \(clampedMillis(delay))ms")
                     let due = ((monotonicSeconds() + delay) / grid).rounded(.up) * grid
@@ -239,11 +239,11 @@ struct RetryPolicy {
     /// The last answer's `Retry-After` in seconds, within 0...retry.max (0: none or unusable).
     private func retryAfterSeconds(_ nowNanos: Int64) -> Double {
         guard let text = sender.retryAfter else { return 0 }
-        return RetryAfter.seconds(text, nowSeconds: nowNanos / 1_000_000_000, max: options.retryMax) ?? 0
+        return RetryAfter.seconds(text, nowSeconds: nowNanos / 1_000_000_000, max: options.retry.max) ?? 0
     }
 
     private func budgetSpent(_ s: ItemState, _ now: Int64) -> Bool {
-        options.budget.spent(attempts: s.attempts, firstFailure: s.firstFailure, now: now)
+        options.retry.budget.spent(attempts: s.attempts, firstFailure: s.firstFailure, now: now)
     }
 
     /// Writes records `indices` of `work` to the dead-letter store; an error text if it failed.

@@ -8,12 +8,16 @@ import Darwin
 /// TLS settings for outgoing HTTPS. Paths are PEM files.
 public struct TLSOptions: Sendable {
     /// CA bundle to verify the server with; nil uses the system store.
-    public var caFile: String?
+    @OptionField(.path("ca_file", "CA bundle that verifies the server"))
+    public var caFile: String? = nil
     /// Client certificate for mutual TLS.
-    public var certFile: String?
+    @OptionField(.path("cert_file", "client certificate (with `key_file`)"))
+    public var certFile: String? = nil
     /// Private key for `certFile` (unencrypted).
-    public var keyFile: String?
+    @OptionField(.path("key_file", "client key (with `cert_file`)"))
+    public var keyFile: String? = nil
     /// Turns off certificate and host name checks. For testing only.
+    @OptionField(.bool("insecure_skip_verify", "do not verify the server (tests only)"))
     public var insecureSkipVerify = false
     public init() {}
 }

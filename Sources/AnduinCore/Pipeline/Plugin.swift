@@ -85,6 +85,28 @@ public extension EncodedOutputConfig {
     var refusesRecords: Bool { true }
 }
 
+/// An output that writes itself (`file`, `stdout`, `blackhole`): the runtime's options are read into
+/// `runtime` (`PluginSpec.localOutput`), its own `metadata:` and `encode` complete them, and it
+/// delivers one batch at a time, in order, refusing no record (a failed write is an outage).
+public protocol LocalOutputConfig: EncodedOutputConfig {
+    var runtime: DeliveryOptions { get set }
+    var metadata: DocumentMetadata { get }
+    /// False: records are handed to the sender unserialised (a blackhole measuring the rest).
+    var encode: Bool { get }
+}
+
+public extension LocalOutputConfig {
+    var encode: Bool { true }
+    var refusesRecords: Bool { false }
+    var delivery: DeliveryOptions {
+        var d = runtime
+        d.metadata = metadata
+        d.encode = encode
+        d.concurrency = 1
+        return d
+    }
+}
+
 /// What the pipeline needs of an output's runner, whichever kind.
 protocol OutputStage: AnyObject, Sendable {
     var name: String { get }
@@ -164,15 +186,13 @@ public struct PluginSpec: Sendable {
 
     /// An output that writes itself (file, stdout, blackhole): its own options in `table`, and the
     /// runtime's `buffer:`, `batch:`, `retry:`, `dead_letter:` and `ready:` (`localOutputOptions`)
-    /// read into `delivery`, one request at a time.
-    public static func localOutput<C: EncodedOutputConfig>(_ type: String, _ summary: String, _ table: OptionTable<C>,
-                                                           delivery: WritableKeyPath<C, DeliveryOptions> & Sendable) -> PluginSpec {
+    /// read into `runtime`.
+    public static func localOutput<C: LocalOutputConfig>(_ type: String, _ summary: String, _ table: OptionTable<C>) -> PluginSpec {
         .output(type, summary, options: table.options, shared: localOutputOptions) { r in
             let errorsBefore = r.diagnostics.items.count
             var c = table.defaults
             table.read(r, into: &c)
-            DeliveryOptions.runtimeTable.read(r, into: &c[keyPath: delivery])
-            c[keyPath: delivery].concurrency = 1
+            DeliveryOptions.localTable.read(r, into: &c.runtime)
             return r.diagnostics.items.count == errorsBefore ? c : nil
         }
     }

@@ -4,12 +4,14 @@
 /// bytes per record. Turning one on or off never changes delivery: the Elasticsearch `_id` and the
 /// disk ring's record headers keep the source identity and offset either way. `event.id` lets an
 /// HTTP destination drop replays.
-public struct DocumentMetadata: Sendable, Equatable {
-    /// `log.file.path`.
+///
+/// The `metadata:` group every output has is declared once, by these fields.
+public struct DocumentMetadata: SharedOptionGroup {
+    @OptionField(.bool("file_path", "`log.file.path`: the path the line was read from"))
     public var filePath = true
-    /// `log.offset`.
+    @OptionField(.bool("offset", "`log.offset`: the line's byte offset in that file"))
     public var offset = false
-    /// `event.id` (32 hex digits of source identity and offset).
+    @OptionField(.bool("event_id", "`event.id`: source identity and offset, for a destination that drops replays; Elasticsearch's `_id` is computed from them either way"))
     public var eventID = false
 
     public init() {}
@@ -21,27 +23,17 @@ public struct DocumentMetadata: Sendable, Equatable {
     }
 
     public static let all = DocumentMetadata(filePath: true, offset: true, eventID: true)
-}
 
-/// The `metadata:` group every output has, declared once.
-public extension DocumentMetadata {
-    static let table = OptionTable(DocumentMetadata()) { d in [
-        .key(.bool("file_path", default: d.filePath, "`log.file.path`: the path the line was read from"), \.filePath),
-        .key(.bool("offset", default: d.offset, "`log.offset`: the line's byte offset in that file"), \.offset),
-        .key(.bool("event_id", default: d.eventID, "`event.id`: source identity and offset, for a destination that drops replays; Elasticsearch's `_id` is computed from them either way"), \.eventID),
-    ]}
-    static let group = ConfigGroup("metadata", "source-position fields written into every document; each costs bytes per record (see *Performance*)",
-                                   defaultText: "`file_path` only", table.options)
+    public static let table = OptionTable(fields: DocumentMetadata())
+    public static let group = ConfigGroup("metadata", "source-position fields written into every document; each costs bytes per record (see *Performance*)",
+                                          defaultText: "`file_path` only", table.options)
 
-    /// The `metadata:` row of an output's table.
-    static func row<C: Sendable>(_ field: WritableKeyPath<C, DocumentMetadata> & Sendable) -> OptionTable<C>.Row {
-        .group(group, table, field)
-    }
+    /// The three choices as plain flags, read once per batch: the encoder tests them for every record.
+    var fields: Fields { Fields(filePath: filePath, offset: offset, eventID: eventID) }
 
-    /// Reads `metadata:` from the options of an output without a table row for it (the shared ones).
-    static func read(_ r: ConfigReader) -> DocumentMetadata {
-        var m = DocumentMetadata()
-        if let g = r.group(group) { table.read(g, into: &m) }
-        return m
+    struct Fields {
+        let filePath: Bool
+        let offset: Bool
+        let eventID: Bool
     }
 }

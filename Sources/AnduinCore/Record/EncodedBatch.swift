@@ -39,9 +39,10 @@ public struct EncodedBatch: Sendable {
     /// Serialises every record of `batch` and appends it.
     public mutating func append(_ batch: RecordBatch, metadata: DocumentMetadata = .all) {
         records.reserveCapacity(records.count + batch.count)
+        let fields = metadata.fields
         for i in batch.records.indices {
             let start = documents.count
-            RecordEncoder.append(batch, i, metadata: metadata, to: &documents)
+            RecordEncoder.append(batch, i, fields, to: &documents)
             let r = batch.records[i]
             records.append(EncodedRecord(document: start..<documents.count, timestamp: r.timestamp,
                                          sourceID: batch.source.sourceID, offset: r.offset))

@@ -10,6 +10,11 @@ public enum RecordEncoder {
     /// Appends record `index` of `batch` to `out`.
     public static func append(_ batch: RecordBatch, _ index: Int, metadata: DocumentMetadata = .all,
                               to out: inout [UInt8]) {
+        append(batch, index, metadata.fields, to: &out)
+    }
+
+    /// Appends record `index` of `batch` to `out`, with `metadata` read once for the batch.
+    static func append(_ batch: RecordBatch, _ index: Int, _ metadata: DocumentMetadata.Fields, to out: inout [UInt8]) {
         let r = batch.records[index]
         put(#"{"@timestamp":""#, &out)
         Timestamp.appendRFC3339Nano(r.timestamp, to: &out)
@@ -86,8 +91,9 @@ public enum RecordEncoder {
 
     /// Appends every record of `batch` as newline-delimited JSON.
     public static func appendNDJSON(_ batch: RecordBatch, metadata: DocumentMetadata = .all, to out: inout [UInt8]) {
+        let fields = metadata.fields
         for i in batch.records.indices {
-            append(batch, i, metadata: metadata, to: &out)
+            append(batch, i, fields, to: &out)
             out.append(UInt8(ascii: "\n"))
         }
     }
