@@ -4,31 +4,14 @@ import XCTest
 import in_tail
 import Multiline
 
-/// The option tables (issue 27): one row per option gives both the declared list and the parsing.
+/// The option tables (issue 27): a config struct's `@OptionField`s give both the declared list and the parsing.
 final class OptionTableTests: XCTestCase {
-    struct Sample: Sendable {
-        var count = 3
-        var name: String?
-        var words: [String] = []
-        var inner = Inner()
-    }
     struct Inner: Sendable {
-        var wait = 1.0
+        @OptionField(.duration("wait", 0...10, "w")) var wait = 1.0
+        init() {}
+        init(wait: Double) { self.wait = wait }
     }
-
-    static let inner = OptionTable(Inner()) { d in [
-        .key(.duration("wait", default: d.wait, 0...10, "w"), \.wait),
-    ]}
-    static let table = OptionTable(Sample(), check: { r, c, _ in
-        if c.count == 5 && c.name == nil { r.error("count", "5 needs a name") }
-    }) { d in [
-        .key(.int("count", default: d.count, 1...9, "c"), \.count),
-        .key(.string("name", "n"), \.name),
-        .key(.list("words", "w"), \.words) { _, w in w.map { $0.uppercased() } },
-        .group("inner", "i", inner, \.inner),
-    ]}
-
-    func parse(_ yaml: String) -> (Sample?, [String]) { Self.parse(yaml, Self.table) }
+    static let inner = OptionTable(fields: Inner())
 
     /// `yaml` read by `table`, and the messages reported.
     static func parse<C>(_ yaml: String, _ table: OptionTable<C>) -> (C?, [String]) {
@@ -40,47 +23,16 @@ final class OptionTableTests: XCTestCase {
         return (c, d.items.map(\.message))
     }
 
-    func testRowsGiveTheOptionsAndTheParsing() throws {
-        XCTAssertEqual(Self.table.options.map(\.key), ["count", "name", "words", "inner"])
-        XCTAssertEqual(Self.table.options[0].defaultText, "3")
-        XCTAssertEqual(Self.table.options[3].children?.map(\.key), ["wait"])
-
-        let (absent, none) = parse("{}")
-        XCTAssertEqual(none, [])
-        XCTAssertEqual(absent?.count, 3)
-        XCTAssertEqual(absent?.inner.wait, 1)
-
-        let (c, errs) = parse("{count: 7, name: x, words: [a, b], inner: {wait: 2s}}")
-        XCTAssertEqual(errs, [])
-        let s = try XCTUnwrap(c)
-        XCTAssertEqual(s.count, 7)
-        XCTAssertEqual(s.name, "x")
-        XCTAssertEqual(s.words, ["A", "B"])
-        XCTAssertEqual(s.inner.wait, 2)
-    }
-
-    func testProblemsAreReportedAsBefore() {
-        let (c, errs) = parse("{count: 10, inner: {wait: 11s, nope: 1}, cuont: 1}")
-        XCTAssertNil(c)
-        XCTAssertEqual(errs.sorted(), [
-            "t: count: 10 is out of range (1...9)",
-            "t: inner: unknown key \"nope\"; known keys: wait",
-            "t: inner: wait: 11s is too long (at most 10s)",
-            "t: unknown key \"cuont\" (did you mean \"count\"?); known keys: count, inner, name, words",
-        ])
-        XCTAssertEqual(parse("{count: 5}").1, ["t: count: 5 needs a name"])
-    }
-
     /// Every stored field of `TailConfig` is an `@OptionField`: a plain field would never be set from a
     /// config, silently.
-    func testEveryTailConfigFieldHasARow() {
+    func testEveryTailConfigFieldIsAnOption() {
         let fields = Mirror(reflecting: TailConfig(paths: [])).children.compactMap(\.label)
         let keys = TailPlugin.spec.options.map(\.key)
-        XCTAssertEqual(fields.count, keys.count, "TailConfig has \(fields.count) fields (\(fields)) but \(keys.count) rows (\(keys))")
+        XCTAssertEqual(fields.count, keys.count, "TailConfig has \(fields.count) fields (\(fields)) but \(keys.count) options (\(keys))")
     }
 
     /// Each tail option reaches its field: a value other than the default, read through the table.
-    func testTailRowsFillTheirFields() throws {
+    func testTailOptionsFillTheirFields() throws {
         let d = Diagnostics()
         let yaml = "{paths: [/x/*.log], exclude: [a.log, sub/b.log], format: cri, start_at: end, max_line_bytes: 1KiB, watch: poll, poll_interval: 2s, glob_interval: 3s, rotate_wait: 4s, read_budget: 8KiB, partial_timeout: 6s, checkpoint_interval: 7s, checkpoint_ttl: 8s, max_open_files: 9, max_rotated_files: 10, multiline: {mode: go}}"
         let v = try XCTUnwrap(ConfigValue.parse(yaml: yaml, file: "/etc/t.yaml", environment: [:], diagnostics: d))
@@ -244,5 +196,40 @@ final class OptionTableTests: XCTestCase {
         let end = try XCTUnwrap(readme.range(of: OptionReference.end, range: begin.upperBound..<readme.endIndex))
         XCTAssertEqual(OptionReference.table(TailPlugin.spec.options), String(readme[begin.upperBound..<end.lowerBound]))
         XCTAssertEqual(TailPlugin.spec.options.first?.required, true)
+    }
+
+    /// A group turned into a value of another type (`make`, given the value it replaces), and a
+    /// `SharedOptionGroup` field.
+    struct Converted: Sendable {
+        @OptionField(group: "inner", "i", OptionTableTests.inner, make: { inner, g, replaced in
+            if inner.wait == 0 { g.error("wait", "must not be 0 (was \(replaced))") }
+            return "waits \(inner.wait) after \(replaced)"
+        })
+        var summary = "none"
+        @OptionField(group: Shared.self) var shared = Shared()
+    }
+    struct Shared: SharedOptionGroup {
+        @OptionField(.bool("on", "o")) var on = false
+        static let table = OptionTable(fields: Shared())
+        static let group = ConfigGroup("shared", "s", defaultText: "off", table.options)
+    }
+
+    func testGroupsMadeIntoOtherValuesAndSharedGroups() throws {
+        let table = OptionTable(fields: Converted())
+        XCTAssertEqual(table.options.map(\.key), ["inner", "shared"])
+        XCTAssertEqual(table.options.map(\.defaultText), ["", "off"])
+        XCTAssertEqual(table.options[1].children?.map(\.key), ["on"])
+        let absent = try XCTUnwrap(Self.parse("{}", table).0)
+        XCTAssertEqual(absent.summary, "none")
+        XCTAssertFalse(absent.shared.on)
+        let (c, errs) = Self.parse("{inner: {wait: 2s}, shared: {on: true}}", table)
+        XCTAssertEqual(errs, [])
+        XCTAssertEqual(c?.summary, "waits 2.0 after none")
+        XCTAssertEqual(c?.shared.on, true)
+        XCTAssertEqual(Self.parse("{inner: {wait: 0s}}", table).1, ["t: inner: wait: must not be 0 (was none)"])
+        XCTAssertEqual(Self.parse("{inner: {wait: 11s}, shared: {of: 1}}", table).1.sorted(), [
+            "t: inner: wait: 11s is too long (at most 10s)",
+            "t: shared: unknown key \"of\" (did you mean \"on\"?); known keys: on",
+        ])
     }
 }
