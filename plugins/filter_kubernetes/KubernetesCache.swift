@@ -7,9 +7,12 @@ import Darwin
 
 /// Which namespaces' logs are kept: exact names or globs (`kube-*`); exclude wins over include,
 /// an empty include keeps all.
+/// Its fields are the `namespaces:` group's options (`KubernetesPlugin.namespaces`).
 public struct NamespaceRules: Sendable, Equatable {
-    public var include: [String]
-    public var exclude: [String]
+    @OptionField(.list("include", "names or globs (`kube-*`); an empty include keeps all"))
+    public var include: [String] = []
+    @OptionField(.list("exclude", "names or globs; exclude wins"))
+    public var exclude: [String] = []
     public init(include: [String] = [], exclude: [String] = []) {
         self.include = include
         self.exclude = exclude

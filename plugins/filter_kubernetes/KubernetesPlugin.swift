@@ -34,59 +34,40 @@ import Darwin
 ///         request_timeout: 60s
 ///         retry: {initial: 500ms, max: 30s}
 public enum KubernetesPlugin {
-    // Read together by the `api` row: which of the three is written decides the endpoint.
-    static let apiKey = ConfigKey<String?>.text("api", "in_cluster | off", "`in_cluster`: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` with the pod's service-account token and CA | `off`", defaultText: "`in_cluster` when `KUBERNETES_SERVICE_HOST` is set, else path metadata only")
-    static let kubeconfigKey = ConfigKey<String?>.path("kubeconfig", "the current context's server, CA, token/token file/client certificate (inline `-data` written under `data_dir`, mode 0600); `exec` plugins are not supported")
-    static let apiURLKey = ConfigKey<String?>.text("api_url", "URL", "a plain URL (`kubectl proxy`, tests)")
+    static let table = OptionTable(fields: KubernetesConfig(), check: check)
 
-    static let table = OptionTable(KubernetesConfig(), check: checkCredentials) { d in [
-        .custom(apiKey.spec, readAPI),
-        .declared(kubeconfigKey.spec),
-        .declared(apiURLKey.spec),
-        .key(.path("token_file", "re-read when it changes (bound tokens rotate) and after a 401", defaultText: "service-account `token`"), \.tokenFile),
-        .key(.path("ca_file", "CA bundle of the API server", defaultText: "service-account `ca.crt`"), \.caFile),
-        .key(.bool("insecure_skip_verify", default: d.insecureSkipVerify, "`api_url` only; TLS is verified otherwise"), \.insecureSkipVerify),
-        .key(.string("node_name", "the node whose pods are watched (DaemonSet: `fieldRef: spec.nodeName`)", defaultText: "`$NODE_NAME`"), \.nodeName) { r, name in
-            if let name, name.isEmpty {
-                r.error("node_name", "is empty (is NODE_NAME set? In a DaemonSet set it from fieldRef spec.nodeName)")
-            }
-            return name
-        },
-        .key(.bool("annotations", default: d.render.annotations, "add `annotations`"), \.render.annotations),
-        .key(.bool("namespace_labels", default: d.render.namespaceLabels, "also watch namespaces and add `namespace_labels`"), \.render.namespaceLabels),
-        .group("namespaces", "which namespaces' records get metadata", namespaces, \.namespaces),
-        .key(.duration("delete_grace", default: d.deleteGrace, 0...86_400, "a deleted pod's metadata is kept for its last lines: while the agent has one of its files open, and this long after that and after its last record (at most 1,024 deleted pods, the least recently active go first)"), \.deleteGrace),
-        .key(.duration("wait_for_pod", default: d.waitForPod, 0...60, "a batch from a pod the watch has not shown yet waits up to this, once per pod; never while the API is unreachable. Waits that time out (pods long gone) draw on a budget of 5 × this, refilled at 0.1 s a second, so they cannot stall an input"), \.waitForPod),
-        .key(.duration("watch_timeout", default: Double(d.watchTimeout), 1...3600, "each watch's `timeoutSeconds`; then it is re-opened from the last resourceVersion"), \.watchTimeout) { _, t in max(1, Int(t.rounded())) },
-        .key(.duration("connect_timeout", default: d.connectTimeout, 0.001...3600, "API requests: connecting"), \.connectTimeout),
-        .key(.duration("request_timeout", default: d.requestTimeout, 0.001...86_400, "API requests: a whole list request"), \.requestTimeout),
-        .group("retry", "reconnect backoff (exponential, full jitter)", retry, \.retry),
-    ]}
-
-    static let namespaces = OptionTable(NamespaceRules(), check: { r, rules, _ in
+    static let namespaces = OptionTable(fields: NamespaceRules(), check: { r, rules, _ in
         for p in rules.include + rules.exclude where p.isEmpty {
             r.error(nil, "an empty namespace name or pattern")
         }
-    }) { _ in [
-        .key(.list("include", "names or globs (`kube-*`); an empty include keeps all"), \.include),
-        .key(.list("exclude", "names or globs; exclude wins"), \.exclude),
-    ]}
+    })
 
-    static let retry = OptionTable(KubernetesConfig.Retry(), check: { r, retry, _ in
+    static let retry = OptionTable(fields: KubernetesConfig.Retry(), check: { r, retry, _ in
         if retry.max < retry.initial { r.error("max", "must be at least initial") }
-    }) { d in [
-        .key(.duration("initial", default: d.initial, 0.001...3600, "first reconnect delay"), \.initial),
-        .key(.duration("max", default: d.max, 0.001...86_400, "longest reconnect delay (at least `initial`)"), \.max),
-    ]}
+    })
 
     public static let spec: PluginSpec = .filter(
         "kubernetes", "add pod metadata (namespace, pod, container, image, labels, owner) to container logs", table)
 
+    /// `node_name`, which must not be empty when written.
+    @Sendable static func checkNodeName(_ r: ConfigReader, _ name: String?) -> String? {
+        if let name, name.isEmpty {
+            r.error("node_name", "is empty (is NODE_NAME set? In a DaemonSet set it from fieldRef spec.nodeName)")
+        }
+        return name
+    }
+
+    /// The checks between options: where the API is, then the credentials that way uses.
+    @Sendable static func check(_ reader: ConfigReader, _ c: inout KubernetesConfig, _ rowsClean: Bool) {
+        readAPI(reader, &c)
+        checkCredentials(reader, &c, rowsClean)
+    }
+
     /// `api`, `kubeconfig` or `api_url`: at most one says where the API is.
     @Sendable static func readAPI(_ reader: ConfigReader, _ c: inout KubernetesConfig) {
-        let apiWord = reader.get(apiKey)
-        let kubeconfig = reader.get(kubeconfigKey)
-        let apiURL = reader.get(apiURLKey)
+        let apiWord = c.apiWord
+        let kubeconfig = c.kubeconfig
+        let apiURL = c.apiURL
         if kubeconfig != nil && apiURL != nil {
             reader.error("api_url", "set either kubeconfig or api_url, not both")
         }
@@ -145,25 +126,60 @@ public struct KubernetesConfig: FilterConfig {
         case url(String)
     }
 
+    /// Where the API is: the table's check reads it from `api`, `kubeconfig` and `api_url` together.
     public var api: API = .auto
-    public var tokenFile: String?
-    public var caFile: String?
+    /// `api:` as written (`in_cluster` or `off`).
+    @OptionField(.text("api", "in_cluster | off", "`in_cluster`: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` with the pod's service-account token and CA | `off`", defaultText: "`in_cluster` when `KUBERNETES_SERVICE_HOST` is set, else path metadata only"))
+    var apiWord: String? = nil
+    @OptionField(.path("kubeconfig", "the current context's server, CA, token/token file/client certificate (inline `-data` written under `data_dir`, mode 0600); `exec` plugins are not supported"))
+    var kubeconfig: String? = nil
+    @OptionField(.text("api_url", "URL", "a plain URL (`kubectl proxy`, tests)"))
+    var apiURL: String? = nil
+    @OptionField(.path("token_file", "re-read when it changes (bound tokens rotate) and after a 401", defaultText: "service-account `token`"))
+    public var tokenFile: String? = nil
+    @OptionField(.path("ca_file", "CA bundle of the API server", defaultText: "service-account `ca.crt`"))
+    public var caFile: String? = nil
+    @OptionField(.bool("insecure_skip_verify", "`api_url` only; TLS is verified otherwise"))
     public var insecureSkipVerify = false
     /// nil: $NODE_NAME at start.
-    public var nodeName: String?
-    public var render = KubernetesRender.Options()
+    @OptionField(.string("node_name", "the node whose pods are watched (DaemonSet: `fieldRef: spec.nodeName`)", defaultText: "`$NODE_NAME`"),
+                 adjust: KubernetesPlugin.checkNodeName)
+    public var nodeName: String? = nil
+    @OptionField(.bool("annotations", "add `annotations`"))
+    public var annotations = false
+    @OptionField(.bool("namespace_labels", "also watch namespaces and add `namespace_labels`"))
+    public var namespaceLabels = false
+    @OptionField(group: "namespaces", "which namespaces' records get metadata", KubernetesPlugin.namespaces)
     public var namespaces = NamespaceRules()
+    @OptionField(.duration("delete_grace", 0...86_400, "a deleted pod's metadata is kept for its last lines: while the agent has one of its files open, and this long after that and after its last record (at most 1,024 deleted pods, the least recently active go first)"))
     public var deleteGrace = 60.0
+    @OptionField(.duration("wait_for_pod", 0...60, "a batch from a pod the watch has not shown yet waits up to this, once per pod; never while the API is unreachable. Waits that time out (pods long gone) draw on a budget of 5 × this, refilled at 0.1 s a second, so they cannot stall an input"))
     public var waitForPod = 2.0
     /// Seconds.
+    @OptionField(.duration("watch_timeout", 1...3600, "each watch's `timeoutSeconds`; then it is re-opened from the last resourceVersion"),
+                 declared: { Double($0) }, adjust: { _, t in max(1, Int(t.rounded())) })
     public var watchTimeout = 300
+    @OptionField(.duration("connect_timeout", 0.001...3600, "API requests: connecting"))
     public var connectTimeout = 10.0
+    @OptionField(.duration("request_timeout", 0.001...86_400, "API requests: a whole list request"))
     public var requestTimeout = 60.0
     /// Reconnect backoff.
+    @OptionField(group: "retry", "reconnect backoff (exponential, full jitter)", KubernetesPlugin.retry)
     public var retry = Retry()
 
+    /// The rendering options (`annotations`, `namespace_labels`) together.
+    public var render: KubernetesRender.Options {
+        get { KubernetesRender.Options(annotations: annotations, namespaceLabels: namespaceLabels) }
+        set {
+            annotations = newValue.annotations
+            namespaceLabels = newValue.namespaceLabels
+        }
+    }
+
     public struct Retry: Sendable {
+        @OptionField(.duration("initial", 0.001...3600, "first reconnect delay"))
         public var initial = 0.5
+        @OptionField(.duration("max", 0.001...86_400, "longest reconnect delay (at least `initial`)"))
         public var max = 30.0
     }
 

@@ -19,14 +19,8 @@ import AnduinCore
 /// `@timestamp`, `stream`, `log.*` and `event.*` are the agent's own and may only be read (copied).
 public enum ModifyPlugin {
     /// The operations are applied in the order they are written, so the table's check reads them
-    /// all, in file order.
-    static let table = OptionTable(ModifyConfig(operations: []), check: readOperations) { _ in [
-        .declared(ConfigKey<ConfigValue?>.free("set", "mapping: path → value", "set each field (a value is a string unless it is an unquoted JSON number or `true`/`false`)").spec),
-        .declared(ConfigKey<ConfigValue?>.free("add", "mapping: path → value", "set each field that is absent").spec),
-        .declared(ConfigKey<[String]>.list("remove", "remove each field").spec),
-        .declared(ConfigKey<ConfigValue?>.free("rename", "mapping: path → path", "move each field").spec),
-        .declared(ConfigKey<ConfigValue?>.free("copy", "mapping: path → path", "copy each field").spec),
-    ]}
+    /// all, in file order (the fields only declare them).
+    static let table = OptionTable(fields: ModifyConfig(operations: []), check: readOperations)
     static let operations = table.options.map(\.key)
 
     public static let spec: PluginSpec = .filter("modify", "set, add, remove, rename or copy fields", table)
@@ -99,7 +93,19 @@ public enum ModifyOperation: Sendable {
 }
 
 public struct ModifyConfig: FilterConfig {
+    /// Read from the options below by `ModifyPlugin.readOperations`, in the order they are written.
     public var operations: [ModifyOperation]
+    @OptionField(declared: .free("set", "mapping: path → value", "set each field (a value is a string unless it is an unquoted JSON number or `true`/`false`)"), default: nil)
+    var set: Void
+    @OptionField(declared: .free("add", "mapping: path → value", "set each field that is absent"), default: nil)
+    var add: Void
+    @OptionField(declared: .list("remove", "remove each field"), default: [])
+    var remove: Void
+    @OptionField(declared: .free("rename", "mapping: path → path", "move each field"), default: nil)
+    var rename: Void
+    @OptionField(declared: .free("copy", "mapping: path → path", "copy each field"), default: nil)
+    var copy: Void
+
     public init(operations: [ModifyOperation]) { self.operations = operations }
     public func build(_ context: ComponentContext) throws -> any Filter {
         ModifyFilter(config: self, stats: context.stats)

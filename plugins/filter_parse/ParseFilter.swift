@@ -19,20 +19,7 @@ import AnduinCore
 /// taken), and a lifted key replaces a field of the same name the record or its batch had: a
 /// record never has duplicate keys (Elasticsearch rejects those). See `MemberKeys`.
 public enum ParsePlugin {
-    static let table = OptionTable(ParseOptions()) { d in [
-        .key(.list("formats", default: d.formats, "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings unless `types:` says otherwise; the first token must be `key=value`), `regex` (the `regex:` option), and the built-in `nginx`, `apache_combined`, `klog`, `syslog_rfc5424`, `syslog_rfc3164` (fields: README \"Built-in formats\")", defaultText: "[json], or [regex] with regex:"), \.formats),
-        .key(.text("regex", "PCRE2 pattern", "named groups `(?<name>…)` become fields; a line that does not match goes on to the next format"), \.regex),
-        .key(.free("types", "mapping: field → int | float | bool | string",
-                   "convert logfmt values and regex captures (`{duration_ms: int}`); a value that does not convert stays a string and is counted"), \.types),
-        .key(.string("target", default: d.target, "`root`, or a field name to nest the parsed fields under"), \.target),
-        .key(.bool("keep_message", default: d.keepMessage, "keep `message` even when it was lifted"), \.keepMessage),
-        .key(.string("time_key", "a parsed field holding the event's time, which becomes the record's time (`@timestamp`, index date, delivery lag); the field stays"), \.timeKey),
-        .key(.text("time_format", "auto | rfc3339 | epoch_s | epoch_ms | epoch_us | epoch_ns | nginx | klog | syslog | %-pattern",
-                   "how `time_key` is read: `auto` is the matched format's own time (RFC 3339 or an epoch number by its size for json, logfmt and regex); a pattern takes %Y %m %d %e %H %M %S %f %b %z %s %T", defaultText: "auto"), \.timeFormat),
-        .key(.text("time_zone", "UTC | ±hh:mm | tz name", "zone of times written without one (`Europe/Berlin`: daylight saving applies; a repeated hour is its first pass)", defaultText: "UTC"), \.timeZone),
-        .key(.duration("max_future", default: d.maxFuture, defaultDurationRange,
-                       "a parsed time further ahead of the runtime's time is counted and not used"), \.maxFuture),
-    ]}
+    static let table = OptionTable(fields: ParseOptions())
     public static let options = table.options
 
     public static let spec: PluginSpec = .filter("parse", "lift JSON or logfmt messages into fields", options: options) { reader in
@@ -234,14 +221,26 @@ public struct ParseTime: Sendable {
 /// The `parse` filter's options as written (`ParsePlugin.table`); `ParsePlugin.config` checks them
 /// together and compiles them into a `ParseConfig`.
 struct ParseOptions: Sendable {
+    @OptionField(.list("formats", "tried in order: `json` (a message that is one JSON object), `logfmt` (`level=info msg=\"a b\" dur=1.2ms`, bare keys are `true`, values are strings unless `types:` says otherwise; the first token must be `key=value`), `regex` (the `regex:` option), and the built-in `nginx`, `apache_combined`, `klog`, `syslog_rfc5424`, `syslog_rfc3164` (fields: README \"Built-in formats\")", defaultText: "[json], or [regex] with regex:"))
     var formats = ["json"]
-    var regex: String?
-    var types: ConfigValue?
+    @OptionField(.text("regex", "PCRE2 pattern", "named groups `(?<name>…)` become fields; a line that does not match goes on to the next format"))
+    var regex: String? = nil
+    @OptionField(.free("types", "mapping: field → int | float | bool | string",
+                       "convert logfmt values and regex captures (`{duration_ms: int}`); a value that does not convert stays a string and is counted"))
+    var types: ConfigValue? = nil
+    @OptionField(.string("target", "`root`, or a field name to nest the parsed fields under"))
     var target = "root"
+    @OptionField(.bool("keep_message", "keep `message` even when it was lifted"))
     var keepMessage = false
-    var timeKey: String?
-    var timeFormat: String?
-    var timeZone: String?
+    @OptionField(.string("time_key", "a parsed field holding the event's time, which becomes the record's time (`@timestamp`, index date, delivery lag); the field stays"))
+    var timeKey: String? = nil
+    @OptionField(.text("time_format", "auto | rfc3339 | epoch_s | epoch_ms | epoch_us | epoch_ns | nginx | klog | syslog | %-pattern",
+                       "how `time_key` is read: `auto` is the matched format's own time (RFC 3339 or an epoch number by its size for json, logfmt and regex); a pattern takes %Y %m %d %e %H %M %S %f %b %z %s %T", defaultText: "auto"))
+    var timeFormat: String? = nil
+    @OptionField(.text("time_zone", "UTC | ±hh:mm | tz name", "zone of times written without one (`Europe/Berlin`: daylight saving applies; a repeated hour is its first pass)", defaultText: "UTC"))
+    var timeZone: String? = nil
+    @OptionField(.duration("max_future", defaultDurationRange,
+                           "a parsed time further ahead of the runtime's time is counted and not used"))
     var maxFuture = 3600.0
 }
 

@@ -18,26 +18,26 @@ import Logging
 public enum ThrottlePlugin {
     static let maximumRate = 1e9
 
-    static let table = OptionTable(ThrottleConfig(key: nil, rate: 0), check: defaultBurst) { d in [
-        .key(.text("key", "field path", "records without it share the bucket `\"\"`", defaultText: "(one bucket)"), \.key) { r, text in
-            guard let text else { return nil }
-            switch FieldPath.parse(text) {
-            case .success(let p): return p
-            case .failure(let problem):
-                r.error("key", problem.message)
-                return nil
-            }
-        },
-        .key(.text("rate", "rate: N/s, N/m or N/h", required: true, "`1000/s`, `600/m`, `3600/h` (at most 1,000,000,000/s)"), \.rate) { r, text in
-            guard let text else { return 0 }
-            if let rate = ThrottleConfig.parseRate(text), rate > 0, rate <= maximumRate { return rate }
-            r.error("rate", "invalid rate \"\(text)\": use a positive number of records per s, m or h (at most 1000000000/s), such as 1000/s or 600/m")
-            return 0
-        },
-        .key(.int("burst", default: 1, 1...1_000_000_000, "records a key may send at once after a quiet period", defaultText: "rate per second (≥ 1)"), \.burst) { _, b in Double(b) },
-        .key(.int("max_keys", default: d.maxKeys, 1...10_000_000, "buckets kept; idle ones are forgotten first, then the least recently used"), \.maxKeys),
-        .key(.duration("log_interval", default: d.logInterval, 0.001...86_400, "one warning per key that dropped records in the interval, with the count"), \.logInterval),
-    ]}
+    static let table = OptionTable(fields: ThrottleConfig(key: nil, rate: 0), check: defaultBurst)
+
+    /// `key` as a field path; nil (one bucket) when absent or reported.
+    @Sendable static func readKey(_ r: ConfigReader, _ text: String?) -> FieldPath?? {
+        guard let text else { return nil }
+        switch FieldPath.parse(text) {
+        case .success(let p): return p
+        case .failure(let problem):
+            r.error("key", problem.message)
+            return nil
+        }
+    }
+
+    /// `rate` in records per second; 0 when absent (reported as missing) or invalid (reported).
+    @Sendable static func readRate(_ r: ConfigReader, _ text: String?) -> Double? {
+        guard let text else { return 0 }
+        if let rate = ThrottleConfig.parseRate(text), rate > 0, rate <= maximumRate { return rate }
+        r.error("rate", "invalid rate \"\(text)\": use a positive number of records per s, m or h (at most 1000000000/s), such as 1000/s or 600/m")
+        return 0
+    }
 
     /// Without `burst:`, a key may send one second's worth at once.
     @Sendable static func defaultBurst(_ r: ConfigReader, _ c: inout ThrottleConfig, _: Bool) {
@@ -48,19 +48,29 @@ public enum ThrottlePlugin {
 }
 
 public struct ThrottleConfig: FilterConfig {
-    public var key: FieldPath?
+    @OptionField(.text("key", "field path", "records without it share the bucket `\"\"`", defaultText: "(one bucket)"),
+                 adjust: ThrottlePlugin.readKey)
+    public var key: FieldPath? = nil
     /// Records per second.
-    public var rate: Double
-    public var burst: Double
-    public var maxKeys: Int
-    public var logInterval: Double
+    @OptionField(.text("rate", "rate: N/s, N/m or N/h", required: true, "`1000/s`, `600/m`, `3600/h` (at most 1,000,000,000/s)"),
+                 adjust: ThrottlePlugin.readRate)
+    public var rate = 0.0
+    /// Declared as an integer; without `burst:` the table's check sets the rate per second.
+    @OptionField(.int("burst", 1...1_000_000_000, "records a key may send at once after a quiet period", defaultText: "rate per second (≥ 1)"),
+                 declared: { Int($0) }, adjust: { _, b in Double(b) })
+    public var burst = 1.0
+    @OptionField(.int("max_keys", 1...10_000_000, "buckets kept; idle ones are forgotten first, then the least recently used"))
+    public var maxKeys = 10_000
+    @OptionField(.duration("log_interval", 0.001...86_400, "one warning per key that dropped records in the interval, with the count"))
+    public var logInterval = 10.0
 
-    public init(key: FieldPath?, rate: Double, burst: Double? = nil, maxKeys: Int = 10_000, logInterval: Double = 10) {
+    /// `maxKeys` and `logInterval` at their defaults (the fields' initial values) unless given.
+    public init(key: FieldPath?, rate: Double, burst: Double? = nil, maxKeys: Int? = nil, logInterval: Double? = nil) {
         self.key = key
         self.rate = rate
         self.burst = burst ?? max(1, rate.rounded(.down))
-        self.maxKeys = maxKeys
-        self.logInterval = logInterval
+        if let maxKeys { self.maxKeys = maxKeys }
+        if let logInterval { self.logInterval = logInterval }
     }
 
     /// `1000/s`, `60/m`, `3600/h`, `250` (per second) as records per second.

@@ -15,23 +15,32 @@ import Darwin
 /// token.
 public struct APIOptions: Sendable, Equatable {
     /// `address`: /metrics, /health, /ready (and /tap when enabled without its own `tap_address`).
+    @OptionField(.string("address", "HOST:PORT of `/metrics`, `/health`, `/ready` (and `/tap` without `tap_address`); `0.0.0.0:2020` in the DaemonSet; port 0 picks a free port"))
     public var address = "127.0.0.1:2020"
     /// `tap: true` serves /tap.
+    @OptionField(.bool("tap", "serve `/tap` (every record passing a component)"))
     public var tapEnabled = false
     /// `tap_address`: a separate listener for /tap only (e.g. loopback while `address` is the pod IP).
-    public var tapAddress: String?
+    @OptionField(.text("tap_address", "HOST:PORT", "a separate listener for `/tap` only (loopback while `address` is the pod IP)"))
+    public var tapAddress: String? = nil
     /// `tap_token_file`: /tap requires `Authorization: Bearer <the file's content>`. Required when
     /// /tap listens off loopback.
-    public var tapTokenFile: String?
+    @OptionField(.path("tap_token_file", "`/tap` requires `Authorization: Bearer <the file's content>` (at least 16 characters); required when `/tap` listens off loopback"))
+    public var tapTokenFile: String? = nil
     /// `max_connections`: open connections per listener; more are closed as soon as accepted.
+    @OptionField(.int("max_connections", 1...10_000, "open connections per listener; more are closed at once"))
     public var maxConnections = 64
     /// `idle_timeout`: a kept-alive connection without a new request is closed after this long.
+    @OptionField(.duration("idle_timeout", 0.001...86_400, "a kept-alive connection without a new request is closed after this long"))
     public var idleTimeout = 60.0
     /// `header_timeout`: a request whose head has not fully arrived after this long is dropped.
+    @OptionField(.duration("header_timeout", 0.001...3600, "a request whose head has not arrived after this long is dropped"))
     public var headerTimeout = 10.0
     /// `tap_queue_bytes` / `tap_queue_records`: what one /tap client may have queued, unsent; past
     /// either it is disconnected with a last line saying how many records it missed.
+    @OptionField(.size("tap_queue_bytes", 4096...(1 << 30), "what one `/tap` client may have queued; past it, it is disconnected with a line saying how many records it missed"))
     public var tapQueueBytes = 1 << 20
+    @OptionField(.int("tap_queue_records", 1...10_000_000, "the same, in records"))
     public var tapQueueRecords = 10_000
 
     public init() {}
@@ -39,19 +48,8 @@ public struct APIOptions: Sendable, Equatable {
     /// Where /tap is served, when enabled.
     public var tapListenAddress: String? { tapEnabled ? (tapAddress ?? address) : nil }
 
-    /// The `api:` options, declared once.
-    public static let table = OptionTable(APIOptions(), check: check) { d in [
-        .key(.string("address", default: d.address, "HOST:PORT of `/metrics`, `/health`, `/ready` (and `/tap` without `tap_address`); `0.0.0.0:2020` in the DaemonSet; port 0 picks a free port"), \.address),
-        .key(.bool("tap", default: d.tapEnabled, "serve `/tap` (every record passing a component)"), \.tapEnabled),
-        .key(.text("tap_address", "HOST:PORT", "a separate listener for `/tap` only (loopback while `address` is the pod IP)"), \.tapAddress),
-        .key(.path("tap_token_file", "`/tap` requires `Authorization: Bearer <the file's content>` (at least 16 characters); required when `/tap` listens off loopback"), \.tapTokenFile),
-        .key(.int("max_connections", default: d.maxConnections, 1...10_000, "open connections per listener; more are closed at once"), \.maxConnections),
-        .key(.duration("idle_timeout", default: d.idleTimeout, 0.001...86_400, "a kept-alive connection without a new request is closed after this long"), \.idleTimeout),
-        .key(.duration("header_timeout", default: d.headerTimeout, 0.001...3600, "a request whose head has not arrived after this long is dropped"), \.headerTimeout),
-        .key(.size("tap_queue_bytes", default: d.tapQueueBytes, 4096...(1 << 30), "what one `/tap` client may have queued; past it, it is disconnected with a line saying how many records it missed"), \.tapQueueBytes),
-        .key(.int("tap_queue_records", default: d.tapQueueRecords, 1...10_000_000, "the same, in records"), \.tapQueueRecords),
-    ]}
-    public static let group = ConfigGroup("api", "the HTTP API; off when absent", table.options)
+    /// The `api:` options, declared once (by the fields).
+    public static let table = OptionTable(fields: APIOptions(), check: check)
 
     /// Listen addresses, and what `/tap` needs off loopback.
     @Sendable static func check(_ r: ConfigReader, _ o: inout APIOptions, _: Bool) {

@@ -33,18 +33,31 @@ public enum LogLevelSetting: String, CaseIterable, Sendable { case trace, debug,
 /// The whole agent configuration after parsing and validation.
 public struct AgentConfig: Sendable {
     public var file: String
+    @OptionField(.path("data_dir", "checkpoints, disk buffers, dead letters (files 0600, folders 0700)"))
     public var dataDirectory = "./data"
+    @OptionField(.choice("log_level", "the agent's own logs, on stderr"))
     public var logLevel = LogLevelSetting.info
+    @OptionField(.choice("log_format", "the agent's own logs: text or one JSON object a line"))
     public var logFormat = LogFormatSetting.text
     /// How long a stop waits for outputs to deliver what was read before giving up (what is not
     /// delivered is not checkpointed, so it is read again at the next start).
+    @OptionField(.duration("shutdown_timeout", 0...86_400, "how long a stop waits for outputs to deliver what was read (what is not delivered is read again at the next start)"))
     public var shutdownTimeout = 30.0
+    /// `watch_config: true`: reload when the config file's content changes (as `run --watch-config`).
+    @OptionField(.bool("watch_config", "reload when the config file's content changes (as `run --watch-config`; a ConfigMap update too)"))
+    public var watchConfig = false
     /// `api:`: the HTTP API (metrics, health, ready, and /tap when enabled); off when absent.
-    public var api: APIOptions?
+    @OptionField(group: "api", "the HTTP API; off when absent", APIOptions.table)
+    public var api: APIOptions? = nil
     /// Where /metrics, /health and /ready listen, when the API is on.
     public var apiAddress: String? { api?.address }
-    /// `watch_config: true`: reload when the config file's content changes (as `run --watch-config`).
-    public var watchConfig = false
+    // The component sections: declared here, read by `parse` itself (into `components`).
+    @OptionField(declared: .free("inputs", "mapping: name → input", "`<name>: {type: ..., ...}`"), default: nil)
+    var inputs: Void
+    @OptionField(declared: .free("filters", "mapping: name → filter", "`<name>: {type: ..., from: [<input or filter>, ...], ...}`"), default: nil)
+    var filters: Void
+    @OptionField(declared: .free("outputs", "mapping: name → output", "`<name>: {type: ..., from: [<input or filter>, ...], ...}`"), default: nil)
+    var outputs: Void
     public var components: [ComponentDecl]
     /// Every setting as written (`outputs.es.batch.max_records` → `500`), for the reload's log line.
     public var settings: [String: String] = [:]
@@ -79,8 +92,9 @@ public struct AgentConfig: Sendable {
         let baseDir = absoluteDirectory(of: file)
         let top = ConfigReader(root, context: "config", diagnostics: diags, baseDirectory: baseDir, options: options)
         var cfg = table.defaults
-        cfg.file = file
         table.read(top, into: &cfg)
+        // After the read: a table of fields starts from a new config of its own.
+        cfg.file = file
         cfg.settings = ConfigDiff.flatten(root)
         if let problem = DataDirectory.problem(cfg.dataDirectory, checkCreatable: false) {
             top.error(top.has("data_dir") ? "data_dir" : nil,
@@ -202,22 +216,8 @@ public struct AgentConfig: Sendable {
         return (from, marks)
     }
 
-    /// The top level's options; the component sections are read by `parse` itself.
-    static let table = OptionTable(AgentConfig(file: "", components: [])) { d in [
-        .key(.path("data_dir", default: d.dataDirectory, "checkpoints, disk buffers, dead letters (files 0600, folders 0700)"), \.dataDirectory),
-        .key(.choice("log_level", default: d.logLevel, "the agent's own logs, on stderr"), \.logLevel),
-        .key(.choice("log_format", default: d.logFormat, "the agent's own logs: text or one JSON object a line"), \.logFormat),
-        .key(.duration("shutdown_timeout", default: d.shutdownTimeout, 0...86_400, "how long a stop waits for outputs to deliver what was read (what is not delivered is read again at the next start)"), \.shutdownTimeout),
-        .key(.bool("watch_config", default: d.watchConfig, "reload when the config file's content changes (as `run --watch-config`; a ConfigMap update too)"), \.watchConfig),
-        .group(APIOptions.group, \.api) { g -> APIOptions? in
-            var o = APIOptions.table.defaults
-            APIOptions.table.read(g, into: &o)
-            return o
-        },
-        .declared(ConfigKey<ConfigValue?>.free("inputs", "mapping: name → input", "`<name>: {type: ..., ...}`").spec),
-        .declared(ConfigKey<ConfigValue?>.free("filters", "mapping: name → filter", "`<name>: {type: ..., from: [<input or filter>, ...], ...}`").spec),
-        .declared(ConfigKey<ConfigValue?>.free("outputs", "mapping: name → output", "`<name>: {type: ..., from: [<input or filter>, ...], ...}`").spec),
-    ]}
+    /// The top level's options (the fields); the component sections are read by `parse` itself.
+    static let table = OptionTable(fields: AgentConfig(file: "", components: []))
     public static let options: [OptionSpec] = table.options
 
     /// The keys every component has besides its plugin's options.

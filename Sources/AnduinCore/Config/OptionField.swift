@@ -219,3 +219,22 @@ public extension OptionDeclaration where Value == ConfigValue? {
         Self { ConfigKey(key, .free(shape), default: $0, defaultText: required ? "(required)" : defaultText, doc, read: { $0.get($1) }) }
     }
 }
+
+/// Configs are compared by their values (a reload compares the old and new `api:` options).
+extension OptionField: Equatable where Value: Equatable {
+    public static func == (a: Self, b: Self) -> Bool { a.wrappedValue == b.wrappedValue }
+}
+
+public extension OptionField {
+    /// An option of a different type from the field (seconds kept as an `Int`), its declared default `declared(initial value)`, turned into the field's value by `adjust`.
+    init<Declared>(wrappedValue: Value, _ declaration: OptionDeclaration<Declared>, declared: (Value) -> Declared,
+                   adjust: @escaping @Sendable (ConfigReader, Declared) -> Value) {
+        let key = declaration.key(declared(wrappedValue))
+        self.init(wrappedValue, key.spec) { r, v in v = adjust(r, key.read(r, key)) }
+    }
+
+    /// An option only declared by the field (reference, unknown keys), `default` its declared default: the table's check reads it.
+    init<Declared>(declared declaration: OptionDeclaration<Declared>, default: Declared) where Value == Void {
+        self.init((), declaration.key(`default`).spec) { _, _ in }
+    }
+}
