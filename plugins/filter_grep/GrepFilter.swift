@@ -15,8 +15,8 @@ import AnduinCore
 public enum GrepPlugin {
     static let table = OptionTable(fields: GrepConfig(), check: needsARule)
 
-    @Sendable static func needsARule(_ reader: ConfigReader, _ c: inout GrepConfig, _ rowsClean: Bool) {
-        if c.include.isEmpty && c.exclude.isEmpty && rowsClean {
+    @Sendable static func needsARule(_ reader: ConfigReader, _ c: inout GrepConfig, _ fieldsClean: Bool) {
+        if c.include.isEmpty && c.exclude.isEmpty && fieldsClean {
             reader.error(nil, "give include: {field: regex} (all must match), exclude: {field: regex} (any match drops), or both")
         }
     }
