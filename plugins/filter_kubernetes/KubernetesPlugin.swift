@@ -58,9 +58,9 @@ public enum KubernetesPlugin {
     }
 
     /// The checks between options: where the API is, then the credentials that way uses.
-    @Sendable static func check(_ reader: ConfigReader, _ c: inout KubernetesConfig, _ rowsClean: Bool) {
+    @Sendable static func check(_ reader: ConfigReader, _ c: inout KubernetesConfig, _ fieldsClean: Bool) {
         readAPI(reader, &c)
-        checkCredentials(reader, &c, rowsClean)
+        checkCredentials(reader, &c, fieldsClean)
     }
 
     /// `api`, `kubeconfig` or `api_url`: at most one says where the API is.

@@ -1,6 +1,6 @@
 /// Each option of a component (or of the agent's top level) is declared once, as a `ConfigKey`: its key,
-/// type, default, allowed range and meaning, in a row of its owner's `OptionTable`, bound there to the
-/// config field it fills. From that one declaration come its parsing and range check
+/// type, default, allowed range and meaning, made by the `@OptionField` of the config field it fills
+/// (`OptionDeclaration`, with the field's initial value as the default). From that one declaration come its parsing and range check
 /// (`ConfigReader.get`), the unknown-key check (a key is unknown when it is not declared, whatever the
 /// parser read), `validate`'s did-you-mean suggestions, and the README's reference tables
 /// (`anduin config reference`). Fluent Bit's `config_map[]` and Vector's typed config structs do the
@@ -98,7 +98,7 @@ public struct ConfigKey<Value: Sendable>: Sendable {
     public let defaultValue: Value
     public var key: String { spec.key }
     /// The `ConfigReader.get` overload for `Value`, chosen where the type is known (the constructors
-    /// below), so that a generic `OptionTable` row can read any key.
+    /// below), so that a generic `OptionField` can read any key.
     let read: @Sendable (ConfigReader, ConfigKey<Value>) -> Value
 
     init(_ key: String, _ kind: OptionKind, default d: Value, defaultText: String, _ doc: String,

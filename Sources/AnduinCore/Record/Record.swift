@@ -126,14 +126,6 @@ public struct RecordBatch: Sendable {
         return start..<bytes.count
     }
 
-    /// Calls `body` with the bytes of `range` in the arena.
-    @inlinable
-    public func withBytes<R>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try bytes.withUnsafeBytes { all in
-            try body(UnsafeRawBufferPointer(rebasing: all[range]))
-        }
-    }
-
     /// Appends an `event.id`: 16 hex digits of `sourceID`, then 16 of `offset`. Built on the stack
     /// and appended at once: a byte-at-a-time append costs a uniqueness and capacity check per byte,
     /// on every record.
